@@ -1,0 +1,58 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+  name: "Capstan",
+  platforms: [.macOS(.v14)],
+  products: [
+    .executable(name: "capstan", targets: ["capstan"]),
+    .library(name: "CapstanCore", targets: ["CapstanCore"]),
+    .library(name: "CapstanReplay", targets: ["CapstanReplay"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+  ],
+  targets: [
+    // The pure core: policy model and validation, the decision engine, the
+    // budget ledger and audit records. No I/O, no clock: time is an argument.
+    .target(
+      name: "CapstanCore",
+      dependencies: [.product(name: "Yams", package: "Yams")]
+    ),
+    // The replay driver: recorded metrics in, the engine on a virtual clock.
+    .target(
+      name: "CapstanReplay",
+      dependencies: [
+        "CapstanCore",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    // I/O the drivers share: the append-only audit log file.
+    .target(
+      name: "CapstanRuntime",
+      dependencies: ["CapstanCore"]
+    ),
+    .executableTarget(
+      name: "capstan",
+      dependencies: [
+        "CapstanCore",
+        "CapstanReplay",
+        "CapstanRuntime",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .testTarget(
+      name: "CapstanCoreTests",
+      dependencies: ["CapstanCore"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
+      name: "CapstanReplayTests",
+      dependencies: ["CapstanCore", "CapstanReplay", "CapstanRuntime", "capstan"],
+      resources: [.copy("Fixtures")]
+    ),
+  ]
+)

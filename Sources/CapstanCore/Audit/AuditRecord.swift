@@ -1,0 +1,116 @@
+import Foundation
+
+/// What an audit record reports. The raw values are the `event` field.
+public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
+  case scaleUp = "scale_up"
+  case scaleDown = "scale_down"
+  case blocked
+  case signalMissing = "signal_missing"
+  case signalRestored = "signal_restored"
+  case budgetAlert = "budget_alert"
+  case budgetFreeze = "budget_freeze"
+  case budgetReset = "budget_reset"
+}
+
+/// Which driver wrote a record.
+public enum AuditMode: String, Sendable, Codable {
+  case replay
+  case dryRun = "dry_run"
+  case live
+}
+
+public struct BudgetSnapshot: Sendable, Equatable, Codable {
+  public var spentUSD: Double
+  public var limitUSD: Double
+  public var state: BudgetLedger.State
+
+  enum CodingKeys: String, CodingKey {
+    case spentUSD = "spent_usd"
+    case limitUSD = "limit_usd"
+    case state
+  }
+}
+
+/// One event the engine reports: a change, a blocked change, a signal outage, a budget step.
+public struct AuditEvent: Sendable, Equatable {
+  public var time: Date
+  public var process: String
+  public var kind: AuditEventKind
+  public var from: Int?
+  /// For `blocked`, the count that was wanted.
+  public var to: Int?
+  public var reason: ScaleReason
+  /// One sentence naming the values that drove it.
+  public var detail: String
+  /// The target's signals at this tick, in the target's order; nil is missing.
+  public var signals: [(name: String, value: Double?)]
+  public var budget: BudgetSnapshot?
+  /// Replicas after the event × cost per hour; nil when the process has no cost.
+  public var costPerHourUSD: Double?
+
+  public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
+    a.time == b.time && a.process == b.process && a.kind == b.kind && a.from == b.from && a.to == b.to
+      && a.reason == b.reason && a.detail == b.detail && a.budget == b.budget && a.costPerHourUSD == b.costPerHourUSD
+      && a.signals.map(\.name) == b.signals.map(\.name) && a.signals.map(\.value) == b.signals.map(\.value)
+  }
+}
+
+/// The JSON Lines form of an `AuditEvent`, the same in replay, dry-run and live runs.
+public struct AuditRecord: Sendable, Encodable {
+  public var event: AuditEvent
+  public var mode: AuditMode
+
+  public init(_ event: AuditEvent, mode: AuditMode) {
+    self.event = event
+    self.mode = mode
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case time, process, event, from, to, reason, detail, signals, budget, mode
+    case costPerHourUSD = "cost_per_hour_usd"
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(RFC3339.string(from: event.time), forKey: .time)
+    try container.encode(event.process, forKey: .process)
+    try container.encode(event.kind.rawValue, forKey: .event)
+    try container.encodeIfPresent(event.from, forKey: .from)
+    try container.encodeIfPresent(event.to, forKey: .to)
+    try container.encode(event.reason.rawValue, forKey: .reason)
+    try container.encode(event.detail, forKey: .detail)
+    var signals: [String: Double?] = [:]
+    for (name, value) in event.signals { signals[name] = value }
+    try container.encode(signals, forKey: .signals)
+    try container.encodeIfPresent(event.budget, forKey: .budget)
+    try container.encodeIfPresent(event.costPerHourUSD.map(Self.cents), forKey: .costPerHourUSD)
+    try container.encode(mode.rawValue, forKey: .mode)
+  }
+
+  /// One line of JSON, keys sorted so that the same events give the same bytes.
+  public func jsonLine() -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    // Encoding strings, integers and doubles cannot fail.
+    let data = try! encoder.encode(self)
+    return String(decoding: data, as: UTF8.self)
+  }
+
+  static func cents(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
+}
+
+/// RFC 3339 in UTC with whole seconds, or milliseconds where the time has them.
+public enum RFC3339 {
+  public static func string(from date: Date) -> String {
+    let seconds = date.timeIntervalSince1970
+    let whole = seconds.rounded(.down)
+    let millis = Int(((seconds - whole) * 1000).rounded())
+    var time = time_t(whole)
+    var parts = tm()
+    gmtime_r(&time, &parts)
+    let base = String(
+      format: "%04d-%02d-%02dT%02d:%02d:%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+    return millis == 0 || millis == 1000 ? base + "Z" : base + String(format: ".%03dZ", millis)
+  }
+}

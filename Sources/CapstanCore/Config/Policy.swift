@@ -1,0 +1,191 @@
+import Foundation
+
+/// A validated policy file: what the engine runs. Built only by `PolicyLoader`.
+public struct Policy: Sendable, Equatable {
+  public var controller: ControllerSettings
+  public var signals: [SignalSpec]
+  /// One per process (and per policy that names no process), in file order.
+  public var targets: [ScalingTarget]
+  public var providers: [ProviderLimits]
+  public var gpuPools: [GPUPool]
+
+  public func target(named name: String) -> ScalingTarget? { targets.first { $0.name == name } }
+  public func provider(named name: String) -> ProviderLimits? { providers.first { $0.name == name } }
+  public func gpuPool(named name: String) -> GPUPool? { gpuPools.first { $0.name == name } }
+}
+
+public struct ControllerSettings: Sendable, Equatable {
+  /// How often the loop ticks. Default 15 s, the HPA's sync period.
+  public var interval: TimeInterval = 15
+  /// In replay, a sample older than this at a tick counts as missing. Default 2 minutes.
+  public var staleness: TimeInterval = 120
+}
+
+public struct SignalSpec: Sendable, Equatable {
+  public var name: String
+  /// For a value measured per replica (utilization, per-replica throughput), the process whose
+  /// replicas it is measured over: replay rescales it when the replayed replica count differs
+  /// from the recorded one.
+  public var perReplicaOf: String?
+
+  public var perReplica: Bool { perReplicaOf != nil }
+}
+
+public enum WorkloadClass: String, Sendable, Equatable, Codable {
+  /// Latency-sensitive: never below one replica, scales up without waiting.
+  case interactive
+  /// Throughput work: may scale to zero; waits longer before scaling down.
+  case batch
+}
+
+/// Target tracking, the HPA's and KEDA's arithmetic.
+public struct TargetTracking: Sendable, Equatable {
+  public enum Kind: String, Sendable, Equatable {
+    /// `70%`: a per-replica utilization; desired = ceil(ready × value / target).
+    case utilization
+    /// `100`: a total shared out; desired = ceil(value / target) (KEDA's AverageValue).
+    case averageValue = "average_value"
+  }
+
+  public var metric: String
+  public var kind: Kind
+  public var target: Double
+  /// No change while value/target is within 1 ± tolerance. Default 0.1, the HPA's.
+  public var tolerance: Double
+  /// With `min: 0`, a value above this brings the first replica; at or below it, zero replicas.
+  public var activationThreshold: Double
+}
+
+public enum ComparisonOperator: String, Sendable, Equatable, CaseIterable {
+  case greater = ">"
+  case greaterOrEqual = ">="
+  case less = "<"
+  case lessOrEqual = "<="
+  case equal = "=="
+  case notEqual = "!="
+
+  public func holds(_ lhs: Double, _ rhs: Double) -> Bool {
+    switch self {
+    case .greater: return lhs > rhs
+    case .greaterOrEqual: return lhs >= rhs
+    case .less: return lhs < rhs
+    case .lessOrEqual: return lhs <= rhs
+    case .equal: return lhs == rhs
+    case .notEqual: return lhs != rhs
+    }
+  }
+}
+
+public struct Condition: Sendable, Equatable {
+  public var metric: String
+  public var op: ComparisonOperator
+  public var threshold: Threshold
+  /// As written, for audit details.
+  public var text: String
+}
+
+public struct ScaleRule: Sendable, Equatable {
+  public enum Match: String, Sendable, Equatable { case any, all }
+  public var conditions: [Condition]
+  public var match: Match
+  /// Conditions must hold continuously this long before the rule fires.
+  public var duration: TimeInterval
+  /// Replicas added or removed when the rule fires.
+  public var step: Int
+}
+
+public struct CostCircuitBreaker: Sendable, Equatable {
+  public var dailyBudgetUSD: Double
+  public var alertThreshold: Double
+  public var actionThreshold: Double
+  /// A metric in USD per hour (LLM spend) integrated into the day's spend.
+  public var costRateMetric: String?
+  /// The budget day starts at 00:00 here.
+  public var timeZone: TimeZone
+}
+
+public struct RateLimitShare: Sendable, Equatable {
+  public var provider: String
+  public var tokensPerMinutePerReplica: Double?
+  public var requestsPerMinutePerReplica: Double?
+  public var concurrentRequestsPerReplica: Double?
+}
+
+public struct ProviderLimits: Sendable, Equatable {
+  public var name: String
+  public var requestsPerMinute: Double?
+  public var tokensPerMinute: Double?
+  public var maxConcurrentRequests: Double?
+  /// The share of each limit Capstan plans to use. Default 0.8.
+  public var safetyMargin: Double
+}
+
+public struct GPUPool: Sendable, Equatable {
+  public var name: String
+  public var gpus: Int
+}
+
+public struct Resources: Sendable, Equatable {
+  public var cpu: Double?
+  public var memoryBytes: Double?
+  public var gpus: Int = 0
+  public var gpuMemoryBytes: Double?
+  public var gpuPool: String?
+}
+
+/// Everything the engine needs about one scaled thing: a process merged with its policy.
+public struct ScalingTarget: Sendable, Equatable {
+  public var name: String
+  /// The `autoscaling:` entry that applies, if any.
+  public var policyName: String?
+  public var processType: String?
+  public var description: String?
+  public var workloadClass: WorkloadClass
+  public var min: Int
+  public var max: Int
+  /// Why `max` is what it is: `max` (the process) or `max_instances` (a policy constraint).
+  public var maxSource: String
+  public var metric: String?
+  public var tracking: TargetTracking?
+  public var costPerHourUSD: Double?
+  public var maxCostPerHourUSD: Double?
+  public var resources: Resources
+  public var rateLimit: RateLimitShare?
+  public var scaleUp: ScaleRule?
+  public var scaleDown: ScaleRule?
+  public var scaleUpStep: Int?
+  public var scaleDownStep: Int?
+  public var scaleUpCooldown: TimeInterval
+  public var scaleDownCooldown: TimeInterval
+  public var scaleUpStabilization: TimeInterval
+  public var scaleDownStabilization: TimeInterval
+  public var drainTimeout: TimeInterval
+  public var budget: CostCircuitBreaker?
+
+  /// Every signal this target reads, in a stable order, for audit records.
+  public var signalNames: [String] {
+    var names: [String] = []
+    func add(_ name: String?) {
+      if let name, !names.contains(name) { names.append(name) }
+    }
+    add(metric)
+    for condition in (scaleUp?.conditions ?? []) + (scaleDown?.conditions ?? []) { add(condition.metric) }
+    add(budget?.costRateMetric)
+    return names
+  }
+}
+
+/// The documented defaults, in one place so the README and the validator agree.
+public enum PolicyDefaults {
+  public static let interval: TimeInterval = 15
+  public static let staleness: TimeInterval = 120
+  public static let tolerance = 0.1
+  public static let interactiveScaleDownWindow: TimeInterval = 300
+  public static let batchScaleDownWindow: TimeInterval = 600
+  public static let interactiveScaleUpWindow: TimeInterval = 0
+  public static let batchScaleUpWindow: TimeInterval = 30
+  public static let drainTimeout: TimeInterval = 30
+  public static let safetyMargin = 0.8
+  public static let alertThreshold = 0.8
+  public static let actionThreshold = 0.95
+}

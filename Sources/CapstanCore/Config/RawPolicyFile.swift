@@ -1,0 +1,250 @@
+import Yams
+
+// The policy file exactly as written. Every leaf is a `RawScalar` (its text and where it is), so
+// decoding never fails on a value: units, ranges and references are checked in `PolicyValidator`,
+// which can then report all of them with their line and column.
+
+/// One scalar value as written, with its location.
+struct RawScalar: Decodable {
+  var text: String
+  var location: SourceLocation
+
+  init(text: String, location: SourceLocation) {
+    self.text = text
+    self.location = location
+  }
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      self.text = try decoder.singleValueContainer().decode(String.self)
+      self.location = SourceLocation(file: "", line: 1, column: 1)
+      return
+    }
+    self.location = decoder.location
+    if let scalar = decoder.node.scalar {
+      self.text = scalar.string
+    } else {
+      decoder.sink.error(
+        decoder.location, "\(decoder.pathDescription) must be a single value, not \(decoder.node.kindDescription)")
+      self.text = ""
+    }
+  }
+}
+
+/// A mapping whose keys are names the user chose (processes, policies, signals), in file order.
+struct RawMap<Value: Decodable>: Decodable {
+  var entries: [(name: RawScalar, value: Value)] = []
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else { return }
+    guard let mapping = decoder.node.mapping else {
+      if !decoder.node.isNull {
+        decoder.sink.error(
+          decoder.location,
+          "\(decoder.pathDescription) must be a mapping of names, not \(decoder.node.kindDescription)")
+      }
+      return
+    }
+    for (keyNode, valueNode) in mapping {
+      let name = keyNode.scalar?.string ?? ""
+      let key = RawScalar(text: name, location: decoder.location(of: keyNode))
+      let child = decoder.child(valueNode, key: NodeCodingKey(stringValue: name))
+      entries.append((key, try Value(from: child)))
+    }
+  }
+}
+
+struct RawPolicyFile: Decodable {
+  var controller: RawController?
+  var signals: RawMap<RawSignal>?
+  var processes: RawMap<RawProcess>?
+  var autoscaling: RawMap<RawAutoscalingPolicy>?
+  var providers: RawMap<RawProvider>?
+  var gpuPools: RawMap<RawGPUPool>?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case controller, signals, processes, autoscaling, providers
+    case gpuPools = "gpu_pools"
+  }
+}
+
+struct RawController: Decodable {
+  var interval: RawScalar?
+  var staleness: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case interval, staleness }
+}
+
+struct RawSignal: Decodable {
+  var perReplica: RawScalar?
+  var description: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case perReplica = "per_replica"
+    case description
+  }
+}
+
+struct RawProcess: Decodable {
+  var type: RawScalar?
+  var description: RawScalar?
+  var `class`: RawScalar?
+  var costPerHourUSD: RawScalar?
+  var scaling: RawProcessScaling?
+  var resources: RawResources?
+  var rateLimit: RawRateLimitShare?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case type, description, `class`
+    case costPerHourUSD = "cost_per_hour_usd"
+    case scaling, resources
+    case rateLimit = "rate_limit"
+  }
+}
+
+struct RawProcessScaling: Decodable {
+  var metric: RawScalar?
+  var target: RawScalar?
+  var targetType: RawScalar?
+  var tolerance: RawScalar?
+  var activationThreshold: RawScalar?
+  var min: RawScalar?
+  var max: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case metric, target
+    case targetType = "target_type"
+    case tolerance
+    case activationThreshold = "activation_threshold"
+    case min, max
+  }
+}
+
+struct RawResources: Decodable {
+  var cpu: RawScalar?
+  var memory: RawScalar?
+  var gpu: RawScalar?
+  var gpuMemory: RawScalar?
+  var gpuPool: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case cpu, memory, gpu
+    case gpuMemory = "gpu_memory"
+    case gpuPool = "gpu_pool"
+  }
+}
+
+struct RawRateLimitShare: Decodable {
+  var provider: RawScalar?
+  var tokensPerMinutePerReplica: RawScalar?
+  var requestsPerMinutePerReplica: RawScalar?
+  var concurrentRequestsPerReplica: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case provider
+    case tokensPerMinutePerReplica = "tokens_per_minute_per_replica"
+    case requestsPerMinutePerReplica = "requests_per_minute_per_replica"
+    case concurrentRequestsPerReplica = "concurrent_requests_per_replica"
+  }
+}
+
+struct RawAutoscalingPolicy: Decodable {
+  var process: RawScalar?
+  var scaleUp: RawRule?
+  var scaleDown: RawRule?
+  var costCircuitBreaker: RawCostCircuitBreaker?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case process
+    case scaleUp = "scale_up"
+    case scaleDown = "scale_down"
+    case costCircuitBreaker = "cost_circuit_breaker"
+  }
+}
+
+struct RawRule: Decodable {
+  var conditions: [RawConditionItem]?
+  var match: RawScalar?
+  var constraints: [RawConstraint]?
+  var action: RawAction?
+  var stabilizationWindow: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case conditions, match, constraints, action
+    case stabilizationWindow = "stabilization_window"
+  }
+}
+
+/// `- metric: queue_depth > 50` or `- duration: 10m`.
+struct RawConditionItem: Decodable {
+  var metric: RawScalar?
+  var duration: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case metric, duration }
+}
+
+/// `- max_instances: 8`, one constraint per list item as the seed writes them.
+struct RawConstraint: Decodable {
+  var maxCostPerHourUSD: RawScalar?
+  var maxInstances: RawScalar?
+  var minInstances: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case maxCostPerHourUSD = "max_cost_per_hour_usd"
+    case maxInstances = "max_instances"
+    case minInstances = "min_instances"
+  }
+}
+
+struct RawAction: Decodable {
+  var addInstances: RawScalar?
+  var removeInstances: RawScalar?
+  var cooldown: RawScalar?
+  var drainTimeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case addInstances = "add_instances"
+    case removeInstances = "remove_instances"
+    case cooldown
+    case drainTimeout = "drain_timeout"
+  }
+}
+
+struct RawCostCircuitBreaker: Decodable {
+  var dailyBudgetUSD: RawScalar?
+  var alertThreshold: RawScalar?
+  var actionThreshold: RawScalar?
+  var action: RawScalar?
+  var costRateMetric: RawScalar?
+  var timezone: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case dailyBudgetUSD = "daily_budget_usd"
+    case alertThreshold = "alert_threshold"
+    case actionThreshold = "action_threshold"
+    case action
+    case costRateMetric = "cost_rate_metric"
+    case timezone
+  }
+}
+
+struct RawProvider: Decodable {
+  var requestsPerMinute: RawScalar?
+  var tokensPerMinute: RawScalar?
+  var maxConcurrentRequests: RawScalar?
+  var safetyMargin: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case requestsPerMinute = "requests_per_minute"
+    case tokensPerMinute = "tokens_per_minute"
+    case maxConcurrentRequests = "max_concurrent_requests"
+    case safetyMargin = "safety_margin"
+  }
+}
+
+struct RawGPUPool: Decodable {
+  var gpus: RawScalar?
+  var description: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case gpus, description }
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// The replicas a backend reports for one process.
+public struct ReplicaStatus: Sendable, Equatable, Codable {
+  public var current: Int
+  /// Running and ready for work; utilization targets divide by this.
+  public var ready: Int
+
+  public init(current: Int, ready: Int) {
+    self.current = current
+    self.ready = ready
+  }
+
+  public init(_ count: Int) { self.init(current: count, ready: count) }
+}
+
+/// What one tick observed.
+public struct EngineInputs: Sendable, Equatable {
+  /// Signal values; a signal absent here is missing at this tick.
+  public var signals: [String: Double]
+  /// Per target; a target absent here is not decided at this tick.
+  public var replicas: [String: ReplicaStatus]
+
+  public init(signals: [String: Double], replicas: [String: ReplicaStatus]) {
+    self.signals = signals
+    self.replicas = replicas
+  }
+}
+
+/// A change for a driver to carry out.
+public struct ScaleAction: Sendable, Equatable {
+  public var process: String
+  public var from: Int
+  public var to: Int
+  public var reason: ScaleReason
+  /// How long a removed replica may take to finish before it is killed.
+  public var drainTimeout: TimeInterval
+
+  public var isScaleUp: Bool { to > from }
+}
+
+public struct TickDecision: Sendable, Equatable {
+  public var actions: [ScaleAction] = []
+  public var events: [AuditEvent] = []
+}
+
+/// Everything the engine remembers between ticks. Codable so the live controller can keep it
+/// across restarts.
+public struct EngineState: Sendable, Equatable, Codable {
+  public var targets: [String: TargetState] = [:]
+  public var budgets: [String: BudgetLedger] = [:]
+  /// Signals missing at the last tick, so outages are reported when they start and end.
+  public var missingSignals: Set<String> = []
+  public var lastTick: Date?
+
+  public init() {}
+}
+
+public struct TargetState: Sendable, Equatable, Codable {
+  public struct Recommendation: Sendable, Equatable, Codable {
+    public var time: Date
+    public var replicas: Int
+  }
+
+  public struct BlockedMark: Sendable, Equatable, Codable {
+    public var reason: ScaleReason
+    public var wanted: Int
+  }
+
+  /// Recent bounded recommendations, for the stabilization windows.
+  public var recommendations: [Recommendation] = []
+  public var lastScaleUp: Date?
+  public var lastScaleDown: Date?
+  /// Since when a rule's conditions have held without a break (for `duration`).
+  public var scaleUpHoldingSince: Date?
+  public var scaleDownHoldingSince: Date?
+  /// The last blocked record written, so a block is reported when it starts or changes.
+  public var lastBlocked: BlockedMark?
+
+  public init() {}
+}

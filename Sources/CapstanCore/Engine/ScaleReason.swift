@@ -1,0 +1,20 @@
+/// Why a replica count changed, or why a wanted change did not happen. The raw values are the
+/// `reason` codes of audit records.
+public enum ScaleReason: String, Sendable, Codable, CaseIterable {
+  case targetTracking = "target_tracking"
+  case scaleUpRule = "scale_up_rule"
+  case scaleDownRule = "scale_down_rule"
+  case minInstances = "min_instances"
+  case maxInstances = "max_instances"
+  case stepSize = "step_size"
+  case cooldown
+  case stabilization
+  case costCeiling = "cost_ceiling"
+  case rateLimitCeiling = "rate_limit_ceiling"
+  case gpuPool = "gpu_pool"
+  case budgetFrozen = "budget_frozen"
+  case signalMissing = "signal_missing"
+  case signalRestored = "signal_restored"
+  case budgetThreshold = "budget_threshold"
+  case budgetDay = "budget_day"
+}

@@ -1,0 +1,323 @@
+import Foundation
+
+/// One replica count some part of the policy asks for, and why.
+struct Proposal {
+  var replicas: Int
+  var reason: ScaleReason
+  var detail: String
+  /// A hold because a signal is missing: it vetoes scale-downs and says so.
+  var missingData = false
+}
+
+/// One clamp that lowered (or raised) the count on the way from wanted to decided.
+struct Clamp {
+  var reason: ScaleReason
+  var before: Int
+  var after: Int
+  var detail: String
+}
+
+/// One target's decision at one tick: proposals, then stabilization, then the clamps in order
+/// (min/max, step size, cooldown, cost ceiling, rate-limit ceiling, GPU pool, budget freeze).
+struct TargetContext {
+  let target: ScalingTarget
+  let status: ReplicaStatus
+  let signals: [String: Double]
+  let now: Date
+  let ledger: BudgetLedger?
+  let others: SharedUsage
+  var provider: ProviderLimits? = nil
+  var pool: GPUPool? = nil
+
+  init(
+    target: ScalingTarget, status: ReplicaStatus, signals: [String: Double], now: Date, ledger: BudgetLedger?,
+    others: SharedUsage, provider: ProviderLimits? = nil, pool: GPUPool? = nil
+  ) {
+    self.target = target
+    self.status = status
+    self.signals = signals
+    self.now = now
+    self.ledger = ledger
+    self.others = others
+    self.provider = provider
+    self.pool = pool
+  }
+
+  var current: Int { status.current }
+
+  func decide(_ state: inout TargetState) -> (action: ScaleAction?, events: [AuditEvent]) {
+    let proposals = self.proposals(&state)
+
+    // Scale up to the highest proposal; scale down only when every proposal agrees.
+    var wanted = current
+    var driver: Proposal?
+    var vetoedByMissingData: Proposal?
+    if let top = proposals.max(by: { $0.replicas < $1.replicas }) {
+      if top.replicas > current || proposals.allSatisfy({ $0.replicas < current }) {
+        wanted = top.replicas
+        driver = proposals.first { $0.replicas == top.replicas }
+      } else if let down = proposals.filter({ $0.replicas < current }).max(by: { $0.replicas < $1.replicas }),
+        proposals.contains(where: \.missingData)
+      {
+        vetoedByMissingData = down
+      }
+    }
+
+    var clamps: [Clamp] = []
+    var next = min(max(wanted, target.min), target.max)
+    if next != wanted {
+      let reason: ScaleReason = next < wanted ? .maxInstances : .minInstances
+      let detail =
+        next < wanted ? "\(target.maxSource) is \(target.max)" : "min is \(target.min)"
+      if next < wanted && wanted > current || next > wanted && wanted < current || driver == nil {
+        clamps.append(Clamp(reason: reason, before: wanted, after: next, detail: detail))
+      }
+    }
+    let bounded = next
+
+    next = stabilize(bounded, &state)
+    if next != bounded {
+      let window = bounded > next ? target.scaleUpStabilization : target.scaleDownStabilization
+      clamps.append(
+        Clamp(
+          reason: .stabilization, before: bounded, after: next,
+          detail:
+            "the \(bounded > next ? "scale-up" : "scale-down") stabilization window of \(format(window))s still holds a recommendation of \(next)"
+        ))
+    }
+    next = applyLimits(to: next, state: state, clamps: &clamps)
+
+    // Events: the change (if any), then what held it back (if anything).
+    var events: [AuditEvent] = []
+    var action: ScaleAction?
+    if next != current {
+      let reason = moveReason(next: next, wanted: wanted, driver: driver, clamps: clamps)
+      action = ScaleAction(
+        process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout)
+      var detail = driver.map(\.detail) ?? clamps.first.map(\.detail) ?? ""
+      if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(last.detail)" }
+      events.append(event(next > current ? .scaleUp : .scaleDown, to: next, reason: reason, detail: detail, after: next))
+      if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
+    }
+
+    var blocked: (reason: ScaleReason, wanted: Int, detail: String)?
+    if let binding = clamps.last(where: { $0.before != $0.after && $0.reason != .minInstances }),
+      clamps.last?.after == next, binding.before != current
+    {
+      let prefix = driver.map { "wanted \(binding.before) (\($0.detail))" } ?? "wanted \(binding.before)"
+      blocked = (binding.reason, binding.before, "\(prefix); \(binding.detail)")
+    } else if let vetoed = vetoedByMissingData, next == current {
+      let names = target.signalNames.filter { signals[$0] == nil }.joined(separator: ", ")
+      blocked = (
+        .signalMissing, vetoed.replicas,
+        "wanted \(vetoed.replicas) (\(vetoed.detail)) but \(names) has no value: missing data never scales down"
+      )
+    }
+    if let blocked {
+      let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
+      if state.lastBlocked != mark {
+        events.append(event(.blocked, to: blocked.wanted, reason: blocked.reason, detail: blocked.detail, after: next))
+      }
+      state.lastBlocked = mark
+    } else {
+      state.lastBlocked = nil
+    }
+    return (action, events)
+  }
+
+  // MARK: Proposals
+
+  private func proposals(_ state: inout TargetState) -> [Proposal] {
+    var proposals: [Proposal] = []
+    if let tracking = target.tracking { proposals.append(trackingProposal(tracking)) }
+
+    let up = target.scaleUp.map { evaluate($0, since: &state.scaleUpHoldingSince) }
+    let down = target.scaleDown.map { evaluate($0, since: &state.scaleDownHoldingSince) }
+    if case .fires(let detail)? = up, let rule = target.scaleUp {
+      proposals.append(
+        Proposal(replicas: current + rule.step, reason: .scaleUpRule, detail: "scale_up rule: \(detail), add \(rule.step)"))
+    } else if let down, let rule = target.scaleDown {
+      switch down {
+      case .fires(let detail):
+        proposals.append(
+          Proposal(
+            replicas: max(0, current - rule.step), reason: .scaleDownRule,
+            detail: "scale_down rule: \(detail), remove \(rule.step)"))
+      case .missing(let names):
+        proposals.append(
+          Proposal(
+            replicas: current, reason: .signalMissing, detail: "scale_down rule cannot be judged: \(names) missing",
+            missingData: true))
+      case .pending, .notMet:
+        proposals.append(Proposal(replicas: current, reason: .scaleDownRule, detail: "scale_down rule not met"))
+      }
+    }
+    return proposals
+  }
+
+  private func trackingProposal(_ tracking: TargetTracking) -> Proposal {
+    guard let value = signals[tracking.metric] else {
+      return Proposal(
+        replicas: current, reason: .signalMissing, detail: "\(tracking.metric) missing", missingData: true)
+    }
+    let desired: Int
+    var detail: String
+    switch tracking.kind {
+    case .utilization:
+      guard status.ready > 0 else {
+        return Proposal(
+          replicas: current, reason: .targetTracking,
+          detail: "\(tracking.metric) \(format(value))% cannot be judged with no ready replica")
+      }
+      let ratio = value / tracking.target
+      if abs(ratio - 1) <= tracking.tolerance {
+        return Proposal(
+          replicas: current, reason: .targetTracking,
+          detail: "\(tracking.metric) \(format(value))% is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target))%")
+      }
+      desired = ceilCount(Double(status.ready) * ratio)
+      detail =
+        "\(tracking.metric) \(format(value))% per replica on \(status.ready) ready vs target \(format(tracking.target))%: \(status.ready) × \(format(value)) / \(format(tracking.target)) → \(desired)"
+    case .averageValue:
+      if current > 0 {
+        let ratio = value / (tracking.target * Double(current))
+        if abs(ratio - 1) <= tracking.tolerance {
+          return Proposal(
+            replicas: current, reason: .targetTracking,
+            detail: "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)")
+        }
+      }
+      desired = ceilCount(value / tracking.target)
+      detail = "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)"
+    }
+    if target.min == 0 {
+      if value <= tracking.activationThreshold {
+        return Proposal(
+          replicas: 0, reason: .targetTracking,
+          detail: "\(tracking.metric) \(format(value)) is at or below the activation threshold \(format(tracking.activationThreshold)): no replica needed")
+      }
+      if desired < 1 {
+        detail += "; above the activation threshold \(format(tracking.activationThreshold)), so 1"
+        return Proposal(replicas: 1, reason: .targetTracking, detail: detail)
+      }
+    }
+    return Proposal(replicas: desired, reason: .targetTracking, detail: detail)
+  }
+
+  private enum RuleOutcome {
+    case fires(String)
+    case pending
+    case notMet
+    case missing(String)
+  }
+
+  private func evaluate(_ rule: ScaleRule, since: inout Date?) -> RuleOutcome {
+    var held: [String] = []
+    var failed = false
+    var missing: [String] = []
+    for condition in rule.conditions {
+      guard let value = signals[condition.metric] else {
+        missing.append(condition.metric)
+        continue
+      }
+      if condition.op.holds(value, condition.threshold.value) {
+        held.append("\(condition.text) (\(format(value)))")
+      } else {
+        failed = true
+      }
+    }
+    let holds: Bool?
+    switch rule.match {
+    case .any: holds = held.isEmpty ? (missing.isEmpty ? false : nil) : true
+    case .all: holds = failed ? false : (missing.isEmpty ? true : nil)
+    }
+    guard holds == true else {
+      since = nil
+      return holds == nil ? .missing(missing.joined(separator: ", ")) : .notMet
+    }
+    let start = since ?? now
+    since = start
+    guard now.timeIntervalSince(start) >= rule.duration else { return .pending }
+    let lasting = rule.duration > 0 ? " for \(format(rule.duration))s" : ""
+    return .fires(held.joined(separator: rule.match == .any ? " or " : " and ") + lasting)
+  }
+
+  // MARK: Stabilization and limits
+
+  /// The HPA's rule: the lowest recommendation in the scale-up window and the highest in the
+  /// scale-down window bound the change, so a brief dip or spike does not move the count.
+  private func stabilize(_ recommendation: Int, _ state: inout TargetState) -> Int {
+    let horizon = max(target.scaleUpStabilization, target.scaleDownStabilization)
+    state.recommendations.removeAll { now.timeIntervalSince($0.time) >= horizon }
+    state.recommendations.append(.init(time: now, replicas: recommendation))
+    var upBound = recommendation
+    var downBound = recommendation
+    for past in state.recommendations {
+      let age = now.timeIntervalSince(past.time)
+      if age < target.scaleUpStabilization { upBound = min(upBound, past.replicas) }
+      if age < target.scaleDownStabilization { downBound = max(downBound, past.replicas) }
+    }
+    var result = current
+    if result < upBound { result = upBound }
+    if result > downBound { result = downBound }
+    return result
+  }
+
+  private func applyLimits(to proposed: Int, state: TargetState, clamps: inout [Clamp]) -> Int {
+    var next = proposed
+    func clamp(_ reason: ScaleReason, to value: Int, _ detail: String) {
+      guard value != next else { return }
+      clamps.append(Clamp(reason: reason, before: next, after: value, detail: detail))
+      next = value
+    }
+    if let step = target.scaleUpStep, next > current + step {
+      clamp(.stepSize, to: current + step, "add_instances is \(step) per step")
+    }
+    if let step = target.scaleDownStep, next < current - step {
+      clamp(.stepSize, to: current - step, "remove_instances is \(step) per step")
+    }
+    if next > current, let last = state.lastScaleUp, now.timeIntervalSince(last) < target.scaleUpCooldown {
+      let left = target.scaleUpCooldown - now.timeIntervalSince(last)
+      clamp(.cooldown, to: current, "the scale-up cooldown of \(format(target.scaleUpCooldown))s has \(format(left))s left")
+    }
+    if next < current, let last = state.lastScaleDown, now.timeIntervalSince(last) < target.scaleDownCooldown {
+      let left = target.scaleDownCooldown - now.timeIntervalSince(last)
+      clamp(.cooldown, to: current, "the scale-down cooldown of \(format(target.scaleDownCooldown))s has \(format(left))s left")
+    }
+    // Ceilings stop growth; they never force a scale-down of what already runs.
+    var ceilings: [Ceiling] = []
+    if let cost = Ceilings.cost(target) { ceilings.append(cost) }
+    if let provider, let rate = Ceilings.rateLimit(target, provider: provider, others: others) { ceilings.append(rate) }
+    if let pool, let gpu = Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus) { ceilings.append(gpu) }
+    for ceiling in ceilings where next > current && next > ceiling.replicas {
+      clamp(ceiling.reason, to: max(current, ceiling.replicas), ceiling.explanation)
+    }
+    if next > current, ledger?.state == .frozen, let breaker = target.budget {
+      clamp(
+        .budgetFrozen, to: current,
+        "the daily budget is frozen at \(usd(ledger!.spentUSD)) of \(usd(breaker.dailyBudgetUSD)) until the next budget day")
+    }
+    return next
+  }
+
+  private func moveReason(next: Int, wanted: Int, driver: Proposal?, clamps: [Clamp]) -> ScaleReason {
+    if let driver, (next > current) == (wanted > current), wanted != current { return driver.reason }
+    return next > current ? .minInstances : .maxInstances
+  }
+
+  private func event(_ kind: AuditEventKind, to: Int, reason: ScaleReason, detail: String, after: Int) -> AuditEvent {
+    AuditEvent(
+      time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
+      signals: signalValues(target, signals),
+      budget: ledger.map { ledger in
+        BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: target.budget!.dailyBudgetUSD, state: ledger.state)
+      },
+      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) })
+  }
+}
+
+/// ceil, forgiving the last bit of floating-point error (2.0000000001 replicas is 2).
+func ceilCount(_ value: Double) -> Int {
+  guard value.isFinite, value > 0 else { return 0 }
+  return Int((value - 1e-9).rounded(.up))
+}

@@ -1,0 +1,203 @@
+import Foundation
+
+/// Metrics recorded over time: the input of `capstan replay`.
+public struct RecordedMetrics: Sendable {
+  public struct Sample: Sendable {
+    public var time: Date
+    /// A name absent here had no value (an empty cell, a null, a missing key).
+    public var values: [String: Double]
+  }
+
+  /// Column names in file order, without `timestamp`.
+  public var columns: [String]
+  /// Sorted by time.
+  public var samples: [Sample]
+
+  public init(columns: [String], samples: [Sample]) {
+    self.columns = columns
+    self.samples = samples.sorted { $0.time < $1.time }
+  }
+
+  /// The `<process>.replicas` column for a process, if the recording has one.
+  public static func replicasColumn(for process: String) -> String { "\(process).replicas" }
+}
+
+public struct MetricsFileError: Error, CustomStringConvertible, Sendable {
+  public var file: String
+  public var line: Int
+  public var message: String
+
+  public var description: String { "\(file):\(line): error: \(message)" }
+}
+
+extension RecordedMetrics {
+  /// Reads CSV (header `timestamp,<metric>,...`) or, for `.jsonl`/`.ndjson` names, JSON Lines.
+  public static func load(path: String) throws -> RecordedMetrics {
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: path))
+    } catch {
+      throw MetricsFileError(file: path, line: 0, message: "cannot read the metrics file: \(error.localizedDescription)")
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    if path.hasSuffix(".jsonl") || path.hasSuffix(".ndjson") {
+      return try parseJSONLines(text, file: path)
+    }
+    return try parseCSV(text, file: path)
+  }
+
+  public static func parseCSV(_ text: String, file: String) throws -> RecordedMetrics {
+    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated().makeIterator()
+    guard let (_, headerLine) = lines.next(), !headerLine.isEmpty else {
+      throw MetricsFileError(file: file, line: 1, message: "empty file: the first line must be a header 'timestamp,<metric>,...'")
+    }
+    let header = headerLine.split(separator: ",", omittingEmptySubsequences: false).map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }
+    guard header.first == "timestamp" else {
+      throw MetricsFileError(file: file, line: 1, message: "the first column must be 'timestamp', found '\(header.first ?? "")'")
+    }
+    let columns = Array(header.dropFirst())
+    if let duplicate = Dictionary(grouping: columns, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+      throw MetricsFileError(file: file, line: 1, message: "column '\(duplicate)' appears twice")
+    }
+    var samples: [Sample] = []
+    samples.reserveCapacity(text.utf8.count / 32)
+    while let (index, line) = lines.next() {
+      let lineNumber = index + 1
+      if line.allSatisfy(\.isWhitespace) { continue }
+      let cells = line.split(separator: ",", omittingEmptySubsequences: false)
+      guard cells.count == header.count else {
+        throw MetricsFileError(file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
+      }
+      let time = try parseTimestamp(cells[0], file: file, line: lineNumber)
+      var values: [String: Double] = [:]
+      values.reserveCapacity(columns.count)
+      for (column, cell) in zip(columns, cells.dropFirst()) {
+        let trimmed = cell.trimmingCharacters(in: .whitespaces)
+        if trimmed.isEmpty { continue }
+        guard let value = Double(trimmed), value.isFinite else {
+          throw MetricsFileError(file: file, line: lineNumber, message: "'\(trimmed)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
+        }
+        values[column] = value
+      }
+      samples.append(Sample(time: time, values: values))
+    }
+    return RecordedMetrics(columns: columns, samples: samples)
+  }
+
+  public static func parseJSONLines(_ text: String, file: String) throws -> RecordedMetrics {
+    var columns: [String] = []
+    var seen: Set<String> = []
+    var samples: [Sample] = []
+    let decoder = JSONDecoder()
+    for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+      let lineNumber = index + 1
+      if line.allSatisfy(\.isWhitespace) { continue }
+      guard let object = try? decoder.decode([String: JSONCell].self, from: Data(line.utf8)) else {
+        throw MetricsFileError(
+          file: file, line: lineNumber,
+          message: "not a JSON object of numbers and nulls with a \"timestamp\" (RFC 3339 text or Unix seconds)")
+      }
+      let time: Date
+      switch object["timestamp"] {
+      case .text(let text)?: time = try parseTimestamp(Substring(text), file: file, line: lineNumber)
+      case .number(let seconds)?: time = Date(timeIntervalSince1970: seconds)
+      default: throw MetricsFileError(file: file, line: lineNumber, message: "missing \"timestamp\" (RFC 3339 text or Unix seconds)")
+      }
+      var values: [String: Double] = [:]
+      for (key, cell) in object.sorted(by: { $0.key < $1.key }) where key != "timestamp" {
+        if seen.insert(key).inserted { columns.append(key) }
+        switch cell {
+        case .null: continue
+        case .number(let value): values[key] = value
+        case .text: throw MetricsFileError(file: file, line: lineNumber, message: "\"\(key)\" must be a number or null")
+        }
+      }
+      samples.append(Sample(time: time, values: values))
+    }
+    return RecordedMetrics(columns: columns, samples: samples)
+  }
+
+  static func parseTimestamp(_ text: Substring, file: String, line: Int) throws -> Date {
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    if let seconds = Double(trimmed) { return Date(timeIntervalSince1970: seconds) }
+    if let date = RFC3339Parser.parse(trimmed) { return date }
+    throw MetricsFileError(file: file, line: line, message: "'\(trimmed)' is not a timestamp: use RFC 3339 (2026-11-16T00:00:00Z) or Unix seconds")
+  }
+}
+
+/// `2026-11-16T00:00:00Z`, `2026-11-16T00:00:00.250+01:00`. Hand-written because recordings
+/// run to hundreds of thousands of rows and the Foundation formatters dominate the replay time.
+enum RFC3339Parser {
+  static func parse(_ text: String) -> Date? {
+    let bytes = Array(text.utf8)
+    guard bytes.count >= 20 else { return nil }
+    func digits(_ start: Int, _ count: Int) -> Int? {
+      var value = 0
+      for index in start..<(start + count) {
+        guard index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 else { return nil }
+        value = value * 10 + Int(bytes[index] - 48)
+      }
+      return value
+    }
+    guard let year = digits(0, 4), bytes[4] == 45, let month = digits(5, 2), bytes[7] == 45,
+      let day = digits(8, 2), bytes[10] == 84 || bytes[10] == 116 || bytes[10] == 32,
+      let hour = digits(11, 2), bytes[13] == 58, let minute = digits(14, 2), bytes[16] == 58,
+      let second = digits(17, 2), (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60,
+      second <= 60
+    else { return nil }
+    var index = 19
+    var fraction = 0.0
+    if index < bytes.count, bytes[index] == 46 {
+      index += 1
+      var scale = 0.1
+      let start = index
+      while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+        fraction += Double(bytes[index] - 48) * scale
+        scale /= 10
+        index += 1
+      }
+      guard index > start else { return nil }
+    }
+    guard index < bytes.count else { return nil }
+    var offset = 0
+    switch bytes[index] {
+    case 90, 122:
+      guard index + 1 == bytes.count else { return nil }
+    case 43, 45:
+      guard index + 6 == bytes.count, let hours = digits(index + 1, 2), bytes[index + 3] == 58,
+        let minutes = digits(index + 4, 2)
+      else { return nil }
+      offset = (hours * 3600 + minutes * 60) * (bytes[index] == 45 ? -1 : 1)
+    default: return nil
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), so no time zone database is read.
+    let y = month <= 2 ? year - 1 : year
+    let era = (y >= 0 ? y : y - 399) / 400
+    let yearOfEra = y - era * 400
+    let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+    let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+    let days = era * 146_097 + dayOfEra - 719_468
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+    return Date(timeIntervalSince1970: Double(seconds) + fraction)
+  }
+}
+
+/// A JSON Lines value: metrics are numbers or null; only `timestamp` may be text.
+private enum JSONCell: Decodable {
+  case number(Double)
+  case text(String)
+  case null
+
+  init(from decoder: any Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    if container.decodeNil() {
+      self = .null
+    } else if let number = try? container.decode(Double.self) {
+      self = .number(number)
+    } else {
+      self = .text(try container.decode(String.self))
+    }
+  }
+}

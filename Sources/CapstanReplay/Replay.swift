@@ -1,0 +1,110 @@
+import CapstanCore
+import Foundation
+import Logging
+
+/// Runs a policy's engine over recorded metrics on a virtual clock: what the policy would have
+/// done. The engine is the same one the live controller runs; only the driver differs.
+public struct Replay {
+  public struct Options: Sendable {
+    /// Tick interval; nil takes the policy's `controller.interval`.
+    public var interval: TimeInterval?
+    /// A sample older than this at a tick counts as missing; nil takes `controller.staleness`.
+    public var staleness: TimeInterval?
+    /// Starting replica counts that override the recording and the minimum.
+    public var start: [String: Int] = [:]
+
+    public init(interval: TimeInterval? = nil, staleness: TimeInterval? = nil, start: [String: Int] = [:]) {
+      self.interval = interval
+      self.staleness = staleness
+      self.start = start
+    }
+  }
+
+  public let policy: Policy
+  public let options: Options
+  let logger: Logger
+
+  public init(policy: Policy, options: Options = Options(), logger: Logger) {
+    self.policy = policy
+    self.options = options
+    self.logger = logger
+  }
+
+  /// Replays every tick from the first sample to the last. `onEvent` sees each audit event as it
+  /// happens, for writing the audit log without holding it in memory.
+  public func run(_ metrics: RecordedMetrics, onEvent: (AuditEvent) throws -> Void = { _ in }) throws -> ReplayResult {
+    guard let first = metrics.samples.first?.time, let last = metrics.samples.last?.time else {
+      throw ReplayError.noSamples
+    }
+    let interval = options.interval ?? policy.controller.interval
+    let staleness = options.staleness ?? policy.controller.staleness
+    guard interval > 0 else { throw ReplayError.badInterval }
+    for name in options.start.keys where policy.target(named: name) == nil {
+      throw ReplayError.unknownProcess(name, known: policy.targets.map(\.name))
+    }
+
+    let engine = ScalingEngine(policy: policy)
+    var state = EngineState()
+    var replicas: [String: Int] = [:]
+    for target in policy.targets {
+      let recorded = metrics.samples[0].values[RecordedMetrics.replicasColumn(for: target.name)]
+      replicas[target.name] = options.start[target.name] ?? recorded.map { Int($0.rounded()) } ?? target.min
+    }
+    let perReplica = policy.signals.compactMap { spec in
+      spec.perReplicaOf.map { (signal: spec.name, process: $0) }
+    }
+
+    var accumulator = SummaryAccumulator(policy: policy, start: first)
+    var cursor = -1
+    var tick = 0
+    var now = first
+    while now <= last {
+      while cursor + 1 < metrics.samples.count, metrics.samples[cursor + 1].time <= now { cursor += 1 }
+      var signals: [String: Double] = [:]
+      var recordedReplicas: [String: Double] = [:]
+      if cursor >= 0, now.timeIntervalSince(metrics.samples[cursor].time) <= staleness {
+        signals = metrics.samples[cursor].values
+        for target in policy.targets {
+          let column = RecordedMetrics.replicasColumn(for: target.name)
+          if let value = signals.removeValue(forKey: column) { recordedReplicas[target.name] = value }
+        }
+      }
+      // The recording ran with its own replica count: spread the same total load over ours.
+      for (signal, process) in perReplica {
+        guard let value = signals[signal], let recorded = recordedReplicas[process],
+          let ours = replicas[process], ours > 0
+        else { continue }
+        signals[signal] = value * recorded / Double(ours)
+      }
+      let inputs = EngineInputs(signals: signals, replicas: replicas.mapValues { ReplicaStatus($0) })
+      let (decision, next) = engine.decide(inputs, state: state, now: now)
+      state = next
+      for event in decision.events {
+        accumulator.record(event)
+        try onEvent(event)
+      }
+      for action in decision.actions { replicas[action.process] = action.to }
+      let span = min(interval, max(0, last.timeIntervalSince(now)))
+      accumulator.hold(replicas, recorded: recordedReplicas, for: span, state: state, signals: signals)
+      tick += 1
+      now = first.addingTimeInterval(Double(tick) * interval)
+    }
+    logger.debug("replayed \(tick) ticks", metadata: ["samples": "\(metrics.samples.count)"])
+    return accumulator.result(end: last, ticks: tick, interval: interval)
+  }
+}
+
+public enum ReplayError: Error, CustomStringConvertible, Equatable {
+  case noSamples
+  case badInterval
+  case unknownProcess(String, known: [String])
+
+  public var description: String {
+    switch self {
+    case .noSamples: return "the metrics file has no samples: it needs a header and at least one row"
+    case .badInterval: return "the interval must be above zero"
+    case .unknownProcess(let name, let known):
+      return "--start names '\(name)', which the policy does not scale (it scales: \(known.joined(separator: ", ")))"
+    }
+  }
+}

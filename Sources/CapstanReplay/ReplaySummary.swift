@@ -1,0 +1,218 @@
+import CapstanCore
+import Foundation
+
+public struct ProcessSummary: Sendable, Equatable, Encodable {
+  public var process: String
+  public var scaleUps = 0
+  public var scaleDowns = 0
+  /// Blocked records by reason code.
+  public var blocked: [String: Int] = [:]
+  public var minReplicas = Int.max
+  public var maxReplicas = 0
+  public var meanReplicas = 0.0
+  public var replicaHours = 0.0
+  /// Replica-hours of the recording, where it has a `<process>.replicas` column.
+  public var recordedReplicaHours: Double?
+  /// Replica-hours × cost_per_hour_usd; nil without a cost.
+  public var computeCostUSD: Double?
+  /// The integral of the budget's cost-rate metric, where there is one.
+  public var meteredCostUSD: Double?
+  /// The breaker's daily budget, where the process has one.
+  public var dailyBudgetUSD: Double?
+  public var budgetAlerts = 0
+  public var budgetFreezes = 0
+  public var frozenSeconds = 0.0
+  public var signalOutages = 0
+
+  enum CodingKeys: String, CodingKey {
+    case process
+    case scaleUps = "scale_ups"
+    case scaleDowns = "scale_downs"
+    case blocked
+    case minReplicas = "min_replicas"
+    case maxReplicas = "max_replicas"
+    case meanReplicas = "mean_replicas"
+    case replicaHours = "replica_hours"
+    case recordedReplicaHours = "recorded_replica_hours"
+    case computeCostUSD = "compute_cost_usd"
+    case meteredCostUSD = "metered_cost_usd"
+    case dailyBudgetUSD = "daily_budget_usd"
+    case budgetAlerts = "budget_alerts"
+    case budgetFreezes = "budget_freezes"
+    case frozenSeconds = "frozen_seconds"
+    case signalOutages = "signal_outages"
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(process, forKey: .process)
+    try container.encode(scaleUps, forKey: .scaleUps)
+    try container.encode(scaleDowns, forKey: .scaleDowns)
+    try container.encode(blocked, forKey: .blocked)
+    try container.encode(minReplicas, forKey: .minReplicas)
+    try container.encode(maxReplicas, forKey: .maxReplicas)
+    try container.encode(rounded(meanReplicas), forKey: .meanReplicas)
+    try container.encode(rounded(replicaHours), forKey: .replicaHours)
+    try container.encodeIfPresent(recordedReplicaHours.map(rounded), forKey: .recordedReplicaHours)
+    try container.encodeIfPresent(computeCostUSD.map(rounded), forKey: .computeCostUSD)
+    try container.encodeIfPresent(meteredCostUSD.map(rounded), forKey: .meteredCostUSD)
+    try container.encodeIfPresent(dailyBudgetUSD, forKey: .dailyBudgetUSD)
+    try container.encode(budgetAlerts, forKey: .budgetAlerts)
+    try container.encode(budgetFreezes, forKey: .budgetFreezes)
+    try container.encode(frozenSeconds, forKey: .frozenSeconds)
+    try container.encode(signalOutages, forKey: .signalOutages)
+  }
+
+  private func rounded(_ value: Double) -> Double { (value * 100).rounded() / 100 }
+}
+
+public struct ReplayResult: Sendable, Equatable, Encodable {
+  public var start: Date
+  public var end: Date
+  public var ticks: Int
+  public var intervalSeconds: Double
+  public var processes: [ProcessSummary]
+  /// Every event in order, for the text timeline.
+  public var events: [AuditEvent]
+
+  enum CodingKeys: String, CodingKey {
+    case start, end, ticks
+    case intervalSeconds = "interval_seconds"
+    case processes
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(RFC3339.string(from: start), forKey: .start)
+    try container.encode(RFC3339.string(from: end), forKey: .end)
+    try container.encode(ticks, forKey: .ticks)
+    try container.encode(intervalSeconds, forKey: .intervalSeconds)
+    try container.encode(processes, forKey: .processes)
+  }
+}
+
+struct SummaryAccumulator {
+  let policy: Policy
+  let start: Date
+  var summaries: [String: ProcessSummary] = [:]
+  var weightedReplicas: [String: Double] = [:]
+  var heldSeconds = 0.0
+  var events: [AuditEvent] = []
+
+  init(policy: Policy, start: Date) {
+    self.policy = policy
+    self.start = start
+    for target in policy.targets {
+      var summary = ProcessSummary(process: target.name)
+      summary.dailyBudgetUSD = target.budget?.dailyBudgetUSD
+      summaries[target.name] = summary
+    }
+  }
+
+  mutating func record(_ event: AuditEvent) {
+    events.append(event)
+    switch event.kind {
+    case .scaleUp: summaries[event.process]?.scaleUps += 1
+    case .scaleDown: summaries[event.process]?.scaleDowns += 1
+    case .blocked: summaries[event.process]?.blocked[event.reason.rawValue, default: 0] += 1
+    case .budgetAlert: summaries[event.process]?.budgetAlerts += 1
+    case .budgetFreeze: summaries[event.process]?.budgetFreezes += 1
+    case .signalMissing: summaries[event.process]?.signalOutages += 1
+    case .signalRestored, .budgetReset: break
+    }
+  }
+
+  /// The replicas after a tick's actions are what ran until the next tick.
+  mutating func hold(
+    _ replicas: [String: Int], recorded: [String: Double], for seconds: TimeInterval, state: EngineState,
+    signals: [String: Double]
+  ) {
+    heldSeconds += seconds
+    for target in policy.targets {
+      guard let count = replicas[target.name], var summary = summaries[target.name] else { continue }
+      summary.minReplicas = min(summary.minReplicas, count)
+      summary.maxReplicas = max(summary.maxReplicas, count)
+      weightedReplicas[target.name, default: 0] += Double(count) * seconds
+      summary.replicaHours += Double(count) * seconds / 3600
+      if let value = recorded[target.name] {
+        summary.recordedReplicaHours = (summary.recordedReplicaHours ?? 0) + value * seconds / 3600
+      }
+      if let cost = target.costPerHourUSD {
+        summary.computeCostUSD = (summary.computeCostUSD ?? 0) + cost * Double(count) * seconds / 3600
+      }
+      if let metric = target.budget?.costRateMetric {
+        summary.meteredCostUSD = (summary.meteredCostUSD ?? 0) + (signals[metric] ?? 0) * seconds / 3600
+      }
+      if state.budgets[target.name]?.state == .frozen { summary.frozenSeconds += seconds }
+      summaries[target.name] = summary
+    }
+  }
+
+  func result(end: Date, ticks: Int, interval: TimeInterval) -> ReplayResult {
+    let processes = policy.targets.compactMap { target -> ProcessSummary? in
+      guard var summary = summaries[target.name] else { return nil }
+      if summary.minReplicas == .max { summary.minReplicas = 0 }
+      summary.meanReplicas = heldSeconds > 0 ? (weightedReplicas[target.name] ?? 0) / heldSeconds : Double(summary.maxReplicas)
+      return summary
+    }
+    return ReplayResult(
+      start: start, end: end, ticks: ticks, intervalSeconds: interval, processes: processes, events: events)
+  }
+}
+
+/// The human-readable report: a timeline of changes and blocks, then a summary per process.
+public enum ReplayReport {
+  public static func text(_ result: ReplayResult, policyPath: String, metricsPath: String) -> String {
+    var out = "Replay of \(policyPath) against \(metricsPath)\n"
+    out += "\(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks every \(format(result.intervalSeconds))s\n\n"
+    out += "Timeline\n"
+    let width = max(7, result.processes.map(\.process.count).max() ?? 0)
+    if result.events.isEmpty { out += "  (no changes, blocks, outages or budget events)\n" }
+    for event in result.events {
+      var counts = ""
+      if let from = event.from, let to = event.to {
+        switch event.kind {
+        case .scaleUp, .scaleDown: counts = "\(from) -> \(to)"
+        case .blocked: counts = "\(from) (wanted \(to))"
+        default: counts = "at \(from)"
+        }
+      }
+      out += "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 14))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
+    }
+    out += "\nSummary\n"
+    for summary in result.processes {
+      out += "  \(summary.process)\n"
+      out += "    scale-ups \(summary.scaleUps), scale-downs \(summary.scaleDowns)\n"
+      let blocked = summary.blocked.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+      out += "    blocked: \(blocked.isEmpty ? "none" : blocked.joined(separator: ", "))\n"
+      out += "    replicas: min \(summary.minReplicas), mean \(String(format: "%.2f", summary.meanReplicas)), max \(summary.maxReplicas)\n"
+      var hours = "    replica-hours: \(String(format: "%.2f", summary.replicaHours))"
+      if let recorded = summary.recordedReplicaHours { hours += " (the recording ran \(String(format: "%.2f", recorded)))" }
+      out += hours + "\n"
+      if let cost = summary.computeCostUSD { out += "    compute cost: \(String(format: "$%.2f", cost))\n" }
+      if let metered = summary.meteredCostUSD { out += "    metered cost: \(String(format: "$%.2f", metered))\n" }
+      if let budget = summary.dailyBudgetUSD {
+        out += "    budget \(String(format: "$%.2f", budget))/day: \(summary.budgetAlerts) alerts, \(summary.budgetFreezes) freezes, frozen \(duration(summary.frozenSeconds))\n"
+      }
+      if summary.signalOutages > 0 { out += "    signal outages: \(summary.signalOutages)\n" }
+    }
+    return out
+  }
+
+  public static func json(_ result: ReplayResult) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    return String(decoding: try! encoder.encode(result), as: UTF8.self) + "\n"
+  }
+
+  private static func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+  }
+
+  static func format(_ value: Double) -> String { Ceilings.format(value) }
+
+  static func duration(_ seconds: Double) -> String {
+    let minutes = Int(seconds / 60)
+    return minutes >= 60 ? "\(minutes / 60)h \(minutes % 60)m" : "\(minutes)m"
+  }
+}

@@ -1,0 +1,73 @@
+import CapstanCore
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// An append-only JSON Lines audit log. Each record is one `write(2)` on a descriptor opened with
+/// `O_APPEND`, so records from a crash are whole or torn at the end, never interleaved; a torn
+/// last line from an earlier crash is left as it is and the next record starts on a new line.
+public final class AuditLogFile {
+  public let path: String
+  private var descriptor: Int32
+  private let durable: Bool
+
+  public struct OpenError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path): \(reason)" }
+  }
+
+  /// - Parameter durable: `fsync` after every record, for a live controller whose log must
+  ///   survive a power loss. Replay does not need it.
+  public init(path: String, durable: Bool = false) throws {
+    self.path = path
+    self.durable = durable
+    descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else { throw OpenError(path: path, reason: String(cString: strerror(errno))) }
+    if Self.endsWithoutNewline(path) { try write("\n") }
+  }
+
+  deinit { close() }
+
+  public func append(_ record: AuditRecord) throws {
+    try write(record.jsonLine() + "\n")
+    if durable { fsync(descriptor) }
+  }
+
+  public func close() {
+    if descriptor >= 0 {
+      _ = Glibc.close(descriptor)
+      descriptor = -1
+    }
+  }
+
+  private func write(_ text: String) throws {
+    var bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+      let written = bytes.withUnsafeMutableBytes { buffer in
+        Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+      }
+      if written < 0 {
+        if errno == EINTR { continue }
+        throw OpenError(path: path, reason: "write failed: \(String(cString: strerror(errno)))")
+      }
+      offset += written
+    }
+    bytes.removeAll()
+  }
+
+  private static func endsWithoutNewline(_ path: String) -> Bool {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+    defer { try? handle.close() }
+    guard let size = try? handle.seekToEnd(), size > 0 else { return false }
+    try? handle.seek(toOffset: size - 1)
+    return (try? handle.read(upToCount: 1)) != Data("\n".utf8)
+  }
+}

@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct Capstan: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "capstan",
+    abstract: "An autoscaler for AI workloads: scale each process type on the signal that measures its load.",
+    version: "0.1.0",
+    subcommands: [Validate.self, Replay.self]
+  )
+
+  static func bootstrapLogging() {
+    let level = ProcessInfo.processInfo.environment["CAPSTAN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardError(label: label)
+      handler.logLevel = level
+      return handler
+    }
+  }
+}
+
+/// Writes to standard error, where diagnostics belong.
+func printError(_ text: String) {
+  FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import CapstanCore
+import CapstanReplay
+import CapstanRuntime
+import Foundation
+import Logging
+
+struct Replay: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Dry-run a policy against recorded metrics and show what it would have done.",
+    discussion: """
+      The metrics file is CSV (header: timestamp, then one column per metric; RFC 3339 or Unix \
+      seconds; an empty cell is a missing value) or JSON Lines (.jsonl). A column \
+      <process>.replicas is the replica count the recording ran with.
+      """
+  )
+
+  enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+  @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
+  var policy: String
+
+  @Option(help: "Recorded metrics, CSV or JSON Lines.", completion: .file())
+  var metrics: String
+
+  @Option(help: "Tick interval, such as 15s (default: the policy's controller.interval).")
+  var interval: String?
+
+  @Option(help: "A sample older than this at a tick counts as missing (default: controller.staleness).")
+  var staleness: String?
+
+  @Option(name: .customLong("start"), help: "Start a process at a replica count, as NAME=N (repeatable).")
+  var starts: [String] = []
+
+  @Option(help: "Output: text (a timeline and a summary) or json (the summary).")
+  var format: Format = .text
+
+  @Option(help: "Append the audit records (JSON Lines) to this file.", completion: .file())
+  var auditLog: String?
+
+  func run() throws {
+    Capstan.bootstrapLogging()
+    let loaded: LoadedPolicy
+    switch PolicySource.load(policy) {
+    case .success(let value): loaded = value
+    case .failure(let failure):
+      printError(failure.description)
+      throw ExitCode(1)
+    }
+    loaded.warnings.forEach { printError($0.description) }
+
+    var options = CapstanReplay.Replay.Options()
+    options.interval = try interval.map { try parseDuration($0, option: "--interval") }
+    options.staleness = try staleness.map { try parseDuration($0, option: "--staleness") }
+    for start in starts {
+      let parts = start.split(separator: "=", maxSplits: 1)
+      guard parts.count == 2, let count = Int(parts[1]), count >= 0 else {
+        throw ValidationError("--start '\(start)' must be NAME=N with N a whole number, such as inference=2")
+      }
+      options.start[String(parts[0])] = count
+    }
+
+    let recorded: RecordedMetrics
+    do {
+      recorded = try RecordedMetrics.load(path: metrics)
+    } catch {
+      printError("\(error)")
+      throw ExitCode(1)
+    }
+
+    var audit: AuditLogFile?
+    if let auditLog {
+      do {
+        audit = try AuditLogFile(path: auditLog)
+      } catch {
+        printError("\(auditLog): error: cannot open the audit log: \(error)")
+        throw ExitCode(1)
+      }
+    }
+    defer { audit?.close() }
+
+    let replay = CapstanReplay.Replay(policy: loaded.policy, options: options, logger: Logger(label: "capstan.replay"))
+    let result: ReplayResult
+    do {
+      result = try replay.run(recorded) { event in
+        try audit?.append(AuditRecord(event, mode: .replay))
+      }
+    } catch let error as ReplayError {
+      printError("capstan replay: error: \(error)")
+      throw ExitCode(1)
+    }
+    switch format {
+    case .text: print(ReplayReport.text(result, policyPath: policy, metricsPath: metrics), terminator: "")
+    case .json: print(ReplayReport.json(result), terminator: "")
+    }
+  }
+
+  private func parseDuration(_ text: String, option: String) throws -> TimeInterval {
+    switch Quantity.duration(text) {
+    case .success(let value) where value > 0: return value
+    case .success: throw ValidationError("\(option) must be above zero")
+    case .failure(let failure): throw ValidationError("\(option): \(failure.message)")
+    }
+  }
+}
