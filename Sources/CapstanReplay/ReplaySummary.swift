@@ -177,7 +177,7 @@ public enum ReplayReport {
         default: counts = "at \(from)"
         }
       }
-      out += "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 14))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
+      out += "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 15))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
     }
     out += "\nSummary\n"
     for summary in result.processes {

@@ -119,9 +119,10 @@ struct TargetContext {
         events.append(event(.blocked, to: blocked.wanted, reason: blocked.reason, detail: blocked.detail, after: next))
       }
       state.lastBlocked = mark
-    } else {
-      state.lastBlocked = nil
     }
+    // A block is reported again only after the count has moved; while it stays put, flapping
+    // between the same wanted counts would otherwise repeat the same record every few ticks.
+    if action != nil && blocked == nil { state.lastBlocked = nil }
     return (action, events)
   }
 
@@ -248,6 +249,11 @@ struct TargetContext {
   /// scale-down window bound the change, so a brief dip or spike does not move the count.
   private func stabilize(_ recommendation: Int, _ state: inout TargetState) -> Int {
     let horizon = max(target.scaleUpStabilization, target.scaleDownStabilization)
+    if state.recommendations.isEmpty && state.lastScaleUp == nil && state.lastScaleDown == nil {
+      // First sight of this target (a fresh start or a new policy): what runs now counts as a
+      // recommendation, so starting the controller never scales down before a full window.
+      state.recommendations.append(.init(time: now, replicas: current))
+    }
     state.recommendations.removeAll { now.timeIntervalSince($0.time) >= horizon }
     state.recommendations.append(.init(time: now, replicas: recommendation))
     var upBound = recommendation
