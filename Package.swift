@@ -47,12 +47,12 @@ let package = Package(
     .testTarget(
       name: "CapstanCoreTests",
       dependencies: ["CapstanCore"],
-      resources: [.copy("Fixtures")]
+      exclude: ["Fixtures"]
     ),
     .testTarget(
       name: "CapstanReplayTests",
       dependencies: ["CapstanCore", "CapstanReplay", "CapstanRuntime", "capstan"],
-      resources: [.copy("Fixtures")]
+      exclude: ["Fixtures"]
     ),
   ]
 )

@@ -1,5 +1,5 @@
 /// A position in a policy file, 1-based as editors show it.
-public struct SourceLocation: Hashable, Sendable, Comparable, CustomStringConvertible {
+public struct FileLocation: Hashable, Sendable, Comparable, CustomStringConvertible {
   public var file: String
   public var line: Int
   public var column: Int
@@ -12,7 +12,7 @@ public struct SourceLocation: Hashable, Sendable, Comparable, CustomStringConver
 
   public var description: String { "\(file):\(line):\(column)" }
 
-  public static func < (a: SourceLocation, b: SourceLocation) -> Bool {
+  public static func < (a: FileLocation, b: FileLocation) -> Bool {
     (a.file, a.line, a.column) < (b.file, b.line, b.column)
   }
 }
@@ -22,10 +22,10 @@ public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
   public enum Severity: String, Sendable { case error, warning }
 
   public var severity: Severity
-  public var location: SourceLocation
+  public var location: FileLocation
   public var message: String
 
-  public init(_ severity: Severity, at location: SourceLocation, _ message: String) {
+  public init(_ severity: Severity, at location: FileLocation, _ message: String) {
     self.severity = severity
     self.location = location
     self.message = message
@@ -56,11 +56,11 @@ final class DiagnosticSink {
 
   init(file: String) { self.file = file }
 
-  func error(_ location: SourceLocation, _ message: String) {
+  func error(_ location: FileLocation, _ message: String) {
     diagnostics.append(Diagnostic(.error, at: location, message))
   }
 
-  func warning(_ location: SourceLocation, _ message: String) {
+  func warning(_ location: FileLocation, _ message: String) {
     diagnostics.append(Diagnostic(.warning, at: location, message))
   }
 

@@ -21,7 +21,7 @@ public enum PolicyLoader {
     }
     guard let node, !node.isNull else {
       sink.error(
-        SourceLocation(file: file, line: 1, column: 1),
+        FileLocation(file: file, line: 1, column: 1),
         "the file is empty: a policy needs at least 'processes:' or 'autoscaling:'")
       throw PolicyLoadError(diagnostics: sink.diagnostics)
     }
@@ -30,7 +30,7 @@ public enum PolicyLoader {
       raw = try RawPolicyFile(from: YAMLNodeDecoder(node: node, sink: sink, codingPath: []))
     } catch {
       // The raw types are all optional text, so only a broken decoder gets here.
-      sink.error(SourceLocation(file: file, line: 1, column: 1), "could not read the file: \(error)")
+      sink.error(FileLocation(file: file, line: 1, column: 1), "could not read the file: \(error)")
       throw PolicyLoadError(diagnostics: sink.diagnostics)
     }
     let policy = PolicyValidator(sink: sink, file: file).validate(raw, root: node)
@@ -38,17 +38,17 @@ public enum PolicyLoader {
     return LoadedPolicy(policy: policy, warnings: sink.diagnostics)
   }
 
-  private static func yamlErrorLocation(_ error: any Error, file: String) -> SourceLocation {
+  private static func yamlErrorLocation(_ error: any Error, file: String) -> FileLocation {
     if let error = error as? YamlError {
       switch error {
       case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
-        return SourceLocation(file: file, line: mark.line, column: mark.column)
+        return FileLocation(file: file, line: mark.line, column: mark.column)
       case .duplicatedKeysInMapping(_, let context):
-        return SourceLocation(file: file, line: context.mark.line, column: context.mark.column)
+        return FileLocation(file: file, line: context.mark.line, column: context.mark.column)
       default: break
       }
     }
-    return SourceLocation(file: file, line: 1, column: 1)
+    return FileLocation(file: file, line: 1, column: 1)
   }
 
   private static func yamlErrorMessage(_ error: any Error) -> String {
@@ -75,7 +75,7 @@ struct PolicyValidator {
   private static var conditionPattern: Regex<(Substring, Substring, Substring, Substring)> { #/^\s*([A-Za-z_][A-Za-z0-9_:.\-]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$/# }
 
   func validate(_ raw: RawPolicyFile, root: Node) -> Policy? {
-    let top = SourceLocation(file: file, line: root.mark?.line ?? 1, column: root.mark?.column ?? 1)
+    let top = FileLocation(file: file, line: root.mark?.line ?? 1, column: root.mark?.column ?? 1)
     if raw.processes == nil && raw.autoscaling == nil {
       sink.error(top, "a policy file needs 'processes:', 'autoscaling:' or both")
     }
@@ -86,7 +86,7 @@ struct PolicyValidator {
 
     var references = SignalReferences(declared: declaredSignals.map { Set($0.keys) })
     var targets: [ScalingTarget] = []
-    var processLocations: [String: SourceLocation] = [:]
+    var processLocations: [String: FileLocation] = [:]
     for (name, process) in raw.processes?.entries ?? [] {
       processLocations[name.text] = name.location
       if let target = validateProcess(name, process, providers: providers, pools: pools, references: &references) {
@@ -303,7 +303,7 @@ struct PolicyValidator {
 
   private func validateRateLimit(_ raw: RawRateLimitShare, process: String, providers: [ProviderLimits]) -> RateLimitShare? {
     guard let providerName = raw.provider else {
-      sink.error(raw.tokensPerMinutePerReplica?.location ?? raw.requestsPerMinutePerReplica?.location ?? SourceLocation(file: file, line: 1, column: 1),
+      sink.error(raw.tokensPerMinutePerReplica?.location ?? raw.requestsPerMinutePerReplica?.location ?? FileLocation(file: file, line: 1, column: 1),
         "rate_limit of process '\(process)' needs 'provider:', a name under providers")
       return nil
     }
@@ -376,7 +376,7 @@ struct PolicyValidator {
         references.note(RawScalar(text: condition.metric, location: rawMetric.location), perReplicaOf: nil, usedBy: target.name)
       }
       if item.metric == nil && item.duration == nil {
-        sink.error(SourceLocation(file: file, line: 1, column: 1), "an empty condition item in \(direction.rawValue): write '- metric: NAME > VALUE' or '- duration: 10m'")
+        sink.error(FileLocation(file: file, line: 1, column: 1), "an empty condition item in \(direction.rawValue): write '- metric: NAME > VALUE' or '- duration: 10m'")
       }
     }
     var match: ScaleRule.Match = direction == .up ? .any : .all
@@ -414,7 +414,7 @@ struct PolicyValidator {
       }
     }
     guard !conditions.isEmpty else {
-      if durationSeen { sink.error(SourceLocation(file: file, line: 1, column: 1), "\(direction.rawValue) has a duration but no metric conditions") }
+      if durationSeen { sink.error(FileLocation(file: file, line: 1, column: 1), "\(direction.rawValue) has a duration but no metric conditions") }
       return nil
     }
     return ScaleRule(conditions: conditions, match: match, duration: holdFor, step: step)
@@ -453,7 +453,7 @@ struct PolicyValidator {
 
   private func validateBreaker(_ raw: RawCostCircuitBreaker, target: ScalingTarget, references: inout SignalReferences) -> CostCircuitBreaker? {
     guard let rawBudget = raw.dailyBudgetUSD else {
-      sink.error(raw.action?.location ?? raw.alertThreshold?.location ?? SourceLocation(file: file, line: 1, column: 1),
+      sink.error(raw.action?.location ?? raw.alertThreshold?.location ?? FileLocation(file: file, line: 1, column: 1),
         "cost_circuit_breaker needs daily_budget_usd")
       return nil
     }
@@ -536,7 +536,7 @@ struct PolicyValidator {
     return specs
   }
 
-  private func checkCeilings(_ target: ScalingTarget, providers: [ProviderLimits], pools: [GPUPool], location: SourceLocation) {
+  private func checkCeilings(_ target: ScalingTarget, providers: [ProviderLimits], pools: [GPUPool], location: FileLocation) {
     for ceiling in StaticCeiling.all(for: target, providers: providers, pools: pools) where ceiling.replicas < target.min {
       sink.error(location, "'\(target.name)' has min \(target.min) but \(ceiling.explanation): lower min or raise the limit")
     }
@@ -610,7 +610,7 @@ struct PolicyValidator {
 /// Which processes read which signals, so undeclared names and per-replica owners can be checked.
 struct SignalReferences {
   struct Use {
-    var locations: [SourceLocation] = []
+    var locations: [FileLocation] = []
     var users: Set<String> = []
     var perReplicaOf: String?
   }

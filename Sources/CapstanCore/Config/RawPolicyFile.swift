@@ -7,9 +7,9 @@ import Yams
 /// One scalar value as written, with its location.
 struct RawScalar: Decodable {
   var text: String
-  var location: SourceLocation
+  var location: FileLocation
 
-  init(text: String, location: SourceLocation) {
+  init(text: String, location: FileLocation) {
     self.text = text
     self.location = location
   }
@@ -17,7 +17,7 @@ struct RawScalar: Decodable {
   init(from decoder: any Decoder) throws {
     guard let decoder = decoder as? YAMLNodeDecoder else {
       self.text = try decoder.singleValueContainer().decode(String.self)
-      self.location = SourceLocation(file: "", line: 1, column: 1)
+      self.location = FileLocation(file: "", line: 1, column: 1)
       return
     }
     self.location = decoder.location

@@ -12,12 +12,12 @@ struct YAMLNodeDecoder: Decoder {
   let codingPath: [any CodingKey]
   var userInfo: [CodingUserInfoKey: Any] { [:] }
 
-  func location(of node: Node) -> SourceLocation {
+  func location(of node: Node) -> FileLocation {
     let mark = node.mark
-    return SourceLocation(file: sink.file, line: mark?.line ?? 1, column: mark?.column ?? 1)
+    return FileLocation(file: sink.file, line: mark?.line ?? 1, column: mark?.column ?? 1)
   }
 
-  var location: SourceLocation { location(of: node) }
+  var location: FileLocation { location(of: node) }
 
   /// `a.b.c` as the user would write the path in the file.
   var pathDescription: String {

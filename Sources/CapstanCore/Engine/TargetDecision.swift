@@ -171,7 +171,7 @@ struct TargetContext {
           detail: "\(tracking.metric) \(format(value))% cannot be judged with no ready replica")
       }
       let ratio = value / tracking.target
-      if abs(ratio - 1) <= tracking.tolerance {
+      if withinTolerance(ratio, tracking.tolerance) {
         return Proposal(
           replicas: current, reason: .targetTracking,
           detail: "\(tracking.metric) \(format(value))% is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target))%")
@@ -182,7 +182,7 @@ struct TargetContext {
     case .averageValue:
       if current > 0 {
         let ratio = value / (tracking.target * Double(current))
-        if abs(ratio - 1) <= tracking.tolerance {
+        if withinTolerance(ratio, tracking.tolerance) {
           return Proposal(
             replicas: current, reason: .targetTracking,
             detail: "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)")
@@ -320,6 +320,11 @@ struct TargetContext {
       },
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) })
   }
+}
+
+/// The band is inclusive, as the HPA's is; the epsilon keeps 77/70 (1.1000000000000001) inside 10%.
+func withinTolerance(_ ratio: Double, _ tolerance: Double) -> Bool {
+  abs(ratio - 1) <= tolerance + 1e-9
 }
 
 /// ceil, forgiving the last bit of floating-point error (2.0000000001 replicas is 2).

@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+
+@testable import CapstanCore
+
+/// 2023-11-14T22:13:20Z, a fixed start for engine tests.
+let t0 = Date(timeIntervalSince1970: 1_700_000_000)
+
+func fixturesURL() -> URL {
+  URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+}
+
+func loadPolicy(_ yaml: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> Policy {
+  do {
+    return try PolicyLoader.load(yaml: yaml, file: "test.yaml").policy
+  } catch {
+    Issue.record("policy did not load:\n\(error)", sourceLocation: sourceLocation)
+    throw error
+  }
+}
+
+/// Drives the engine tick by tick, applying its actions the way a driver would.
+struct EngineHarness {
+  let engine: ScalingEngine
+  var state = EngineState()
+  var replicas: [String: Int]
+  var events: [AuditEvent] = []
+
+  init(_ policy: Policy, replicas: [String: Int]) {
+    self.engine = ScalingEngine(policy: policy)
+    self.replicas = replicas
+  }
+
+  @discardableResult
+  mutating func tick(at seconds: TimeInterval, _ signals: [String: Double]) -> TickDecision {
+    let inputs = EngineInputs(signals: signals, replicas: replicas.mapValues { ReplicaStatus($0) })
+    let (decision, next) = engine.decide(inputs, state: state, now: t0.addingTimeInterval(seconds))
+    state = next
+    for action in decision.actions { replicas[action.process] = action.to }
+    events += decision.events
+    return decision
+  }
+
+  func events(_ kind: AuditEventKind) -> [AuditEvent] { events.filter { $0.kind == kind } }
+}
