@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+/// End to end: the real `capstan` binary, as the README runs it.
+@Suite("capstan command line", .serialized)
+struct CommandLineTests {
+  static let example = ["replay", "policies/llm-serving.yaml", "--metrics", "examples/llm-day.csv"]
+
+  @Test("validate accepts both YAML blocks of seed 000, each saved alone")
+  func validateSeeds() throws {
+    let result = try runCapstan([
+      "validate", "Tests/CapstanCoreTests/Fixtures/seed-000-processes.yaml",
+      "Tests/CapstanCoreTests/Fixtures/seed-000-autoscaling.yaml",
+    ])
+    #expect(result.status == 0)
+    #expect(result.stdout.contains("seed-000-processes.yaml: valid, 4 targets"))
+    #expect(result.stdout.contains("inference_workers  interactive, min 1, max 8, ceiling 8: max_instances is 8"))
+  }
+
+  @Test("validate prints every error as FILE:LINE:COLUMN: error: MESSAGE and exits 1")
+  func validateErrors() throws {
+    let file = "Tests/CapstanCoreTests/Fixtures/invalid/units.yaml"
+    let result = try runCapstan(["validate", file])
+    #expect(result.status == 1)
+    let lines = result.stderr.split(separator: "\n").map(String.init)
+    #expect(lines.count == 4)
+    #expect(lines.allSatisfy { $0.hasPrefix("\(file):") && $0.contains(": error: ") })
+    #expect(lines.contains("\(file):19:19: error: '300' has no unit: write a duration such as 300s, 10m or 1h"))
+  }
+
+  @Test("validate names a missing file")
+  func validateMissingFile() throws {
+    let result = try runCapstan(["validate", "no-such-policy.yaml"])
+    #expect(result.status == 1)
+    #expect(result.stderr == "no-such-policy.yaml: error: cannot read the policy file: no such file\n")
+  }
+
+  @Test("the README's replay matches the reviewed golden output")
+  func replayGoldenText() throws {
+    let result = try runCapstan(Self.example)
+    #expect(result.status == 0)
+    let golden = try String(contentsOf: goldenFolder.appendingPathComponent("llm-day.txt"), encoding: .utf8)
+    #expect(result.stdout == golden)
+  }
+
+  @Test("--format json prints the same summary as one JSON object")
+  func replayGoldenJSON() throws {
+    let result = try runCapstan(Self.example + ["--format", "json"])
+    #expect(result.status == 0)
+    let golden = try String(contentsOf: goldenFolder.appendingPathComponent("llm-day.json"), encoding: .utf8)
+    #expect(result.stdout == golden)
+    let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    #expect((object?["processes"] as? [Any])?.count == 2)
+  }
+
+  @Test("same input, same output, byte for byte, audit log included")
+  func deterministic() throws {
+    let first = temporaryFile("a.jsonl")
+    let second = temporaryFile("b.jsonl")
+    defer {
+      try? FileManager.default.removeItem(at: first)
+      try? FileManager.default.removeItem(at: second)
+    }
+    let a = try runCapstan(Self.example + ["--audit-log", first.path])
+    let b = try runCapstan(Self.example + ["--audit-log", second.path])
+    #expect(a.stdout == b.stdout)
+    let logA = try Data(contentsOf: first)
+    #expect(logA == (try Data(contentsOf: second)))
+    let lines = String(decoding: logA, as: UTF8.self).split(separator: "\n")
+    #expect(lines.count > 100)
+    for line in lines {
+      let record = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+      #expect(record["mode"] as? String == "replay")
+      for key in ["time", "process", "event", "reason", "detail", "signals"] { #expect(record[key] != nil, "\(key) missing") }
+    }
+  }
+
+  @Test("the audit log is appended to, and a torn last line is left as it is")
+  func auditAppends() throws {
+    let log = temporaryFile("audit.jsonl")
+    defer { try? FileManager.default.removeItem(at: log) }
+    try Data(#"{"time":"2023-11-16T00:00:00Z","event":"scale_up","torn"#.utf8).write(to: log)
+    let result = try runCapstan(Self.example + ["--audit-log", log.path])
+    #expect(result.status == 0)
+    let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+    #expect(lines.first == #"{"time":"2023-11-16T00:00:00Z","event":"scale_up","torn"#)
+    #expect(lines.dropFirst().allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+  }
+
+  @Test(
+    "bad replay input is refused with a message naming the problem",
+    arguments: [
+      (["--metrics", "no-such.csv"], "no-such.csv:0: error: cannot read the metrics file"),
+      (["--metrics", "examples/llm-day.csv", "--interval", "15"], "--interval: '15' has no unit"),
+      (["--metrics", "examples/llm-day.csv", "--start", "infer=2"], "--start names 'infer', which the policy does not scale"),
+    ])
+  func badReplayInput(arguments: [String], message: String) throws {
+    let result = try runCapstan(["replay", "policies/llm-serving.yaml"] + arguments)
+    #expect(result.status != 0)
+    #expect(result.stderr.contains(message))
+  }
+}

@@ -1,0 +1,61 @@
+import CapstanCore
+import Foundation
+import Testing
+
+@testable import CapstanReplay
+
+@Suite("Recorded metrics")
+struct RecordedMetricsTests {
+  @Test(
+    "timestamps: RFC 3339 with any offset, or Unix seconds",
+    arguments: [
+      ("2023-11-16T00:00:00Z", 1_700_092_800.0), ("2023-11-16T01:00:00+01:00", 1_700_092_800),
+      ("2023-11-15T19:00:00-05:00", 1_700_092_800), ("2023-11-16T00:00:00.250Z", 1_700_092_800.25),
+      ("1700092800", 1_700_092_800), ("1700092800.5", 1_700_092_800.5), ("2024-02-29T12:00:00Z", 1_709_208_000),
+    ])
+  func timestamps(text: String, seconds: Double) throws {
+    let metrics = try RecordedMetrics.parseCSV("timestamp,q\n\(text),1\n", file: "m.csv")
+    #expect(metrics.samples.first?.time.timeIntervalSince1970 == seconds)
+  }
+
+  @Test("an empty cell is a missing value; rows come back in time order")
+  func emptyCells() throws {
+    let metrics = try RecordedMetrics.parseCSV(
+      "timestamp,q,gpu\n2023-11-16T00:01:00Z,5,\n2023-11-16T00:00:00Z,,80\n", file: "m.csv")
+    #expect(metrics.columns == ["q", "gpu"])
+    #expect(metrics.samples.map(\.values) == [["gpu": 80], ["q": 5]])
+  }
+
+  @Test(
+    "bad rows are reported with their line",
+    arguments: [
+      ("timestamp,q\n2023-11-16T00:00:00Z,five\n", "m.csv:2: error: 'five' in column 'q' is not a number"),
+      ("timestamp,q\n2023-11-16T00:00:00Z,1\nyesterday,1\n", "m.csv:3: error: 'yesterday' is not a timestamp"),
+      ("timestamp,q\n2023-11-16T00:00:00Z,1,2\n", "m.csv:2: error: 3 cells for 2 columns"),
+      ("time,q\n1,2\n", "m.csv:1: error: the first column must be 'timestamp'"),
+      ("", "m.csv:1: error: empty file"),
+    ])
+  func badCSV(text: String, message: String) {
+    #expect {
+      try RecordedMetrics.parseCSV(text, file: "m.csv")
+    } throws: { error in
+      "\(error)".hasPrefix(message)
+    }
+  }
+
+  @Test("JSON Lines: null and an absent key are both missing")
+  func jsonLines() throws {
+    let metrics = try RecordedMetrics.parseJSONLines(
+      """
+      {"timestamp": "2023-11-16T00:00:00Z", "q": 3, "gpu": null}
+      {"timestamp": 1700092860, "gpu": 70.5}
+      """, file: "m.jsonl")
+    #expect(metrics.samples.map(\.values) == [["q": 3], ["gpu": 70.5]])
+    #expect(metrics.samples.last?.time.timeIntervalSince1970 == 1_700_092_860)
+  }
+
+  @Test("JSON Lines refuses text values", arguments: [#"{"timestamp": 1, "q": "3"}"#, #"{"q": 3}"#, "[1,2]"])
+  func badJSONLines(line: String) {
+    #expect(throws: MetricsFileError.self) { try RecordedMetrics.parseJSONLines(line, file: "m.jsonl") }
+  }
+}

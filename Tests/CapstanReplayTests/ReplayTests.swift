@@ -1,0 +1,95 @@
+import CapstanCore
+import Foundation
+import Logging
+import Testing
+
+@testable import CapstanReplay
+
+@Suite("Replay")
+struct ReplayTests {
+  static let policy = """
+    controller: {interval: 15s, staleness: 1m}
+    processes:
+      model:
+        cost_per_hour_usd: 2
+        scaling: {metric: gpu, target: 50%, min: 1, max: 10}
+    autoscaling:
+      model: {scale_down: {stabilization_window: 0s}}
+    """
+
+  func replay(_ csv: String, start: [String: Int] = [:]) throws -> ReplayResult {
+    let policy = try PolicyLoader.load(yaml: Self.policy, file: "p.yaml").policy
+    let metrics = try RecordedMetrics.parseCSV(csv, file: "m.csv")
+    return try Replay(policy: policy, options: .init(start: start), logger: Logger(label: "test")).run(metrics)
+  }
+
+  @Test("starts at the recorded replica count and rescales per-replica signals to its own")
+  func rescalesPerReplicaSignals() throws {
+    // Recorded: 4 replicas at 100% each. The replay scales to 8, after which the same load reads 50%.
+    let result = try replay(
+      """
+      timestamp,gpu,model.replicas
+      2023-11-16T00:00:00Z,100,4
+      2023-11-16T00:00:30Z,100,4
+      """)
+    let kinds: [AuditEventKind] = result.events.map(\.kind)
+    #expect(kinds == [.scaleUp])
+    #expect(result.events.first?.from == 4)
+    #expect(result.events.first?.to == 8)
+    #expect(result.processes.first?.maxReplicas == 8)
+    let recorded: Double = result.processes.first?.recordedReplicaHours ?? 0
+    let expected: Double = 4.0 * 30 / 3600
+    #expect(abs(recorded - expected) < 1e-9)
+  }
+
+  @Test("--start overrides the recording")
+  func startOverride() throws {
+    // 4 recorded replicas at 100% spread over the 2 we start with read 200%: 8 replicas at 50%.
+    let result = try replay("timestamp,gpu,model.replicas\n2023-11-16T00:00:00Z,100,4\n", start: ["model": 2])
+    #expect(result.events.first?.from == 2)
+    #expect(result.events.first?.to == 8)
+  }
+
+  @Test("a --start for an unknown process is refused")
+  func unknownStart() {
+    #expect(throws: ReplayError.unknownProcess("modle", known: ["model"])) {
+      try replay("timestamp,gpu\n2023-11-16T00:00:00Z,100\n", start: ["modle": 2])
+    }
+  }
+
+  @Test("a sample older than the staleness limit is missing, and missing never scales down")
+  func staleness() throws {
+    let result = try replay(
+      """
+      timestamp,gpu,model.replicas
+      2023-11-16T00:00:00Z,50,4
+      2023-11-16T00:05:00Z,5,4
+      """)
+    // Ticks 0..45s see the first sample; 60s..285s see nothing within 1m; 300s sees 5%.
+    let kinds: [AuditEventKind] = result.events.map(\.kind)
+    #expect(kinds == [.signalMissing, .signalRestored, .scaleDown])
+    #expect(result.events[0].time == Date(timeIntervalSince1970: 1_700_092_800 + 75))
+    #expect(result.events[2].to == 1)
+    #expect(result.processes.first?.minReplicas == 1)
+  }
+
+  @Test("replica-hours and cost cover the span from the first sample to the last")
+  func summaryArithmetic() throws {
+    let result = try replay(
+      """
+      timestamp,gpu,model.replicas
+      2023-11-16T00:00:00Z,50,2
+      2023-11-16T01:00:00Z,50,2
+      """)
+    let summary = try #require(result.processes.first)
+    #expect(result.ticks == 241)
+    #expect(abs(summary.replicaHours - 2) < 1e-9)
+    #expect(abs((summary.computeCostUSD ?? 0) - 4) < 1e-9)
+    #expect(abs(summary.meanReplicas - 2) < 1e-9)
+  }
+
+  @Test("no samples is an error that says what the file needs")
+  func noSamples() {
+    #expect(throws: ReplayError.noSamples) { try replay("timestamp,gpu\n") }
+  }
+}
