@@ -37,7 +37,8 @@ extension RecordedMetrics {
     do {
       data = try Data(contentsOf: URL(fileURLWithPath: path))
     } catch {
-      throw MetricsFileError(file: path, line: 0, message: "cannot read the metrics file: \(error.localizedDescription)")
+      throw MetricsFileError(
+        file: path, line: 0, message: "cannot read the metrics file: \(error.localizedDescription)")
     }
     let text = String(decoding: data, as: UTF8.self)
     if path.hasSuffix(".jsonl") || path.hasSuffix(".ndjson") {
@@ -47,15 +48,18 @@ extension RecordedMetrics {
   }
 
   public static func parseCSV(_ text: String, file: String) throws -> RecordedMetrics {
-    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated().makeIterator()
+    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
+      .makeIterator()
     guard let (_, headerLine) = lines.next(), !headerLine.isEmpty else {
-      throw MetricsFileError(file: file, line: 1, message: "empty file: the first line must be a header 'timestamp,<metric>,...'")
+      throw MetricsFileError(
+        file: file, line: 1, message: "empty file: the first line must be a header 'timestamp,<metric>,...'")
     }
     let header = headerLine.split(separator: ",", omittingEmptySubsequences: false).map {
       $0.trimmingCharacters(in: .whitespaces)
     }
     guard header.first == "timestamp" else {
-      throw MetricsFileError(file: file, line: 1, message: "the first column must be 'timestamp', found '\(header.first ?? "")'")
+      throw MetricsFileError(
+        file: file, line: 1, message: "the first column must be 'timestamp', found '\(header.first ?? "")'")
     }
     let columns = Array(header.dropFirst())
     if let duplicate = Dictionary(grouping: columns, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
@@ -68,7 +72,8 @@ extension RecordedMetrics {
       if line.allSatisfy(\.isWhitespace) { continue }
       let cells = line.split(separator: ",", omittingEmptySubsequences: false)
       guard cells.count == header.count else {
-        throw MetricsFileError(file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
+        throw MetricsFileError(
+          file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
       }
       let time = try parseTimestamp(cells[0], file: file, line: lineNumber)
       var values: [String: Double] = [:]
@@ -77,7 +82,10 @@ extension RecordedMetrics {
         let trimmed = cell.trimmingCharacters(in: .whitespaces)
         if trimmed.isEmpty { continue }
         guard let value = Double(trimmed), value.isFinite else {
-          throw MetricsFileError(file: file, line: lineNumber, message: "'\(trimmed)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
+          throw MetricsFileError(
+            file: file, line: lineNumber,
+            message:
+              "'\(trimmed)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
         }
         values[column] = value
       }
@@ -91,19 +99,24 @@ extension RecordedMetrics {
     var seen: Set<String> = []
     var samples: [Sample] = []
     let decoder = JSONDecoder()
-    for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+    for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+      .enumerated()
+    {
       let lineNumber = index + 1
       if line.allSatisfy(\.isWhitespace) { continue }
       guard let object = try? decoder.decode([String: JSONCell].self, from: Data(line.utf8)) else {
         throw MetricsFileError(
           file: file, line: lineNumber,
-          message: "not a JSON object of numbers and nulls with a \"timestamp\" (RFC 3339 text or Unix seconds)")
+          message:
+            "not a JSON object of numbers and nulls with a \"timestamp\" (RFC 3339 text or Unix seconds)")
       }
       let time: Date
       switch object["timestamp"] {
       case .text(let text)?: time = try parseTimestamp(Substring(text), file: file, line: lineNumber)
       case .number(let seconds)?: time = Date(timeIntervalSince1970: seconds)
-      default: throw MetricsFileError(file: file, line: lineNumber, message: "missing \"timestamp\" (RFC 3339 text or Unix seconds)")
+      default:
+        throw MetricsFileError(
+          file: file, line: lineNumber, message: "missing \"timestamp\" (RFC 3339 text or Unix seconds)")
       }
       var values: [String: Double] = [:]
       for (key, cell) in object.sorted(by: { $0.key < $1.key }) where key != "timestamp" {
@@ -111,7 +124,8 @@ extension RecordedMetrics {
         switch cell {
         case .null: continue
         case .number(let value): values[key] = value
-        case .text: throw MetricsFileError(file: file, line: lineNumber, message: "\"\(key)\" must be a number or null")
+        case .text:
+          throw MetricsFileError(file: file, line: lineNumber, message: "\"\(key)\" must be a number or null")
         }
       }
       samples.append(Sample(time: time, values: values))
@@ -123,7 +137,9 @@ extension RecordedMetrics {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     if let seconds = Double(trimmed) { return Date(timeIntervalSince1970: seconds) }
     if let date = RFC3339Parser.parse(trimmed) { return date }
-    throw MetricsFileError(file: file, line: line, message: "'\(trimmed)' is not a timestamp: use RFC 3339 (2026-11-16T00:00:00Z) or Unix seconds")
+    throw MetricsFileError(
+      file: file, line: line,
+      message: "'\(trimmed)' is not a timestamp: use RFC 3339 (2026-11-16T00:00:00Z) or Unix seconds")
   }
 }
 

@@ -32,7 +32,9 @@ public struct Replay {
 
   /// Replays every tick from the first sample to the last. `onEvent` sees each audit event as it
   /// happens, for writing the audit log without holding it in memory.
-  public func run(_ metrics: RecordedMetrics, onEvent: (AuditEvent) throws -> Void = { _ in }) throws -> ReplayResult {
+  public func run(_ metrics: RecordedMetrics, onEvent: (AuditEvent) throws -> Void = { _ in }) throws
+    -> ReplayResult
+  {
     guard let first = metrics.samples.first?.time, let last = metrics.samples.last?.time else {
       throw ReplayError.noSamples
     }
@@ -104,7 +106,8 @@ public enum ReplayError: Error, CustomStringConvertible, Equatable {
     case .noSamples: return "the metrics file has no samples: it needs a header and at least one row"
     case .badInterval: return "the interval must be above zero"
     case .unknownProcess(let name, let known):
-      return "--start names '\(name)', which the policy does not scale (it scales: \(known.joined(separator: ", ")))"
+      return
+        "--start names '\(name)', which the policy does not scale (it scales: \(known.joined(separator: ", ")))"
     }
   }
 }

@@ -152,7 +152,8 @@ struct SummaryAccumulator {
     let processes = policy.targets.compactMap { target -> ProcessSummary? in
       guard var summary = summaries[target.name] else { return nil }
       if summary.minReplicas == .max { summary.minReplicas = 0 }
-      summary.meanReplicas = heldSeconds > 0 ? (weightedReplicas[target.name] ?? 0) / heldSeconds : Double(summary.maxReplicas)
+      summary.meanReplicas =
+        heldSeconds > 0 ? (weightedReplicas[target.name] ?? 0) / heldSeconds : Double(summary.maxReplicas)
       return summary
     }
     return ReplayResult(
@@ -164,7 +165,8 @@ struct SummaryAccumulator {
 public enum ReplayReport {
   public static func text(_ result: ReplayResult, policyPath: String, metricsPath: String) -> String {
     var out = "Replay of \(policyPath) against \(metricsPath)\n"
-    out += "\(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks every \(format(result.intervalSeconds))s\n\n"
+    out +=
+      "\(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks every \(format(result.intervalSeconds))s\n\n"
     out += "Timeline\n"
     let width = max(7, result.processes.map(\.process.count).max() ?? 0)
     if result.events.isEmpty { out += "  (no changes, blocks, outages or budget events)\n" }
@@ -177,7 +179,8 @@ public enum ReplayReport {
         default: counts = "at \(from)"
         }
       }
-      out += "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 15))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
+      out +=
+        "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 15))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
     }
     out += "\nSummary\n"
     for summary in result.processes {
@@ -185,14 +188,20 @@ public enum ReplayReport {
       out += "    scale-ups \(summary.scaleUps), scale-downs \(summary.scaleDowns)\n"
       let blocked = summary.blocked.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
       out += "    blocked: \(blocked.isEmpty ? "none" : blocked.joined(separator: ", "))\n"
-      out += "    replicas: min \(summary.minReplicas), mean \(String(format: "%.2f", summary.meanReplicas)), max \(summary.maxReplicas)\n"
+      out +=
+        "    replicas: min \(summary.minReplicas), mean \(String(format: "%.2f", summary.meanReplicas)), max \(summary.maxReplicas)\n"
       var hours = "    replica-hours: \(String(format: "%.2f", summary.replicaHours))"
-      if let recorded = summary.recordedReplicaHours { hours += " (the recording ran \(String(format: "%.2f", recorded)))" }
+      if let recorded = summary.recordedReplicaHours {
+        hours += " (the recording ran \(String(format: "%.2f", recorded)))"
+      }
       out += hours + "\n"
       if let cost = summary.computeCostUSD { out += "    compute cost: \(String(format: "$%.2f", cost))\n" }
-      if let metered = summary.meteredCostUSD { out += "    metered cost: \(String(format: "$%.2f", metered))\n" }
+      if let metered = summary.meteredCostUSD {
+        out += "    metered cost: \(String(format: "$%.2f", metered))\n"
+      }
       if let budget = summary.dailyBudgetUSD {
-        out += "    budget \(String(format: "$%.2f", budget))/day: \(summary.budgetAlerts) alerts, \(summary.budgetFreezes) freezes, frozen \(duration(summary.frozenSeconds))\n"
+        out +=
+          "    budget \(String(format: "$%.2f", budget))/day: \(summary.budgetAlerts) alerts, \(summary.budgetFreezes) freezes, frozen \(duration(summary.frozenSeconds))\n"
       }
       if summary.signalOutages > 0 { out += "    signal outages: \(summary.signalOutages)\n" }
     }

@@ -12,7 +12,9 @@ struct Capstan: ParsableCommand {
   )
 
   static func bootstrapLogging() {
-    let level = ProcessInfo.processInfo.environment["CAPSTAN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+    let level =
+      ProcessInfo.processInfo.environment["CAPSTAN_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+      ?? .warning
     LoggingSystem.bootstrap { label in
       var handler = StreamLogHandler.standardError(label: label)
       handler.logLevel = level

@@ -79,7 +79,8 @@ struct Replay: ParsableCommand {
     }
     defer { audit?.close() }
 
-    let replay = CapstanReplay.Replay(policy: loaded.policy, options: options, logger: Logger(label: "capstan.replay"))
+    let replay = CapstanReplay.Replay(
+      policy: loaded.policy, options: options, logger: Logger(label: "capstan.replay"))
     let result: ReplayResult
     do {
       result = try replay.run(recorded) { event in

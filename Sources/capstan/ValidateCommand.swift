@@ -37,12 +37,16 @@ enum ValidateReport {
     let width = policy.targets.map(\.name.count).max() ?? 0
     for target in policy.targets {
       let ceiling = StaticCeiling.binding(for: target, in: policy)
-      var line = "  \(target.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(target.workloadClass.rawValue), min \(target.min), max \(target.max), ceiling \(ceiling.replicas): \(ceiling.explanation)"
+      var line =
+        "  \(target.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(target.workloadClass.rawValue), min \(target.min), max \(target.max), ceiling \(ceiling.replicas): \(ceiling.explanation)"
       if let tracking = target.tracking {
-        let goal = tracking.kind == .utilization ? "\(Ceilings.format(tracking.target))%" : "\(Ceilings.format(tracking.target)) per replica"
+        let goal =
+          tracking.kind == .utilization
+          ? "\(Ceilings.format(tracking.target))%" : "\(Ceilings.format(tracking.target)) per replica"
         line += "; tracks \(tracking.metric) at \(goal)"
       } else if let metric = target.metric {
-        line += target.policyName == nil
+        line +=
+          target.policyName == nil
           ? "; \(metric) has no target and no policy scales it, so it holds within \(target.min)..\(target.max)"
           : "; \(metric) has no target, so only policy '\(target.policyName!)' scales it"
       }
@@ -69,7 +73,8 @@ enum PolicySource {
 
   static func load(_ file: String) -> Result<LoadedPolicy, Failure> {
     guard let data = FileManager.default.contents(atPath: file) else {
-      let reason = FileManager.default.fileExists(atPath: file) ? "permission denied or not a file" : "no such file"
+      let reason =
+        FileManager.default.fileExists(atPath: file) ? "permission denied or not a file" : "no such file"
       return .failure(.unreadable(file, reason))
     }
     guard let text = String(data: data, encoding: .utf8) else {

@@ -88,9 +88,11 @@ struct BudgetTests {
     var ledger = BudgetLedger()
     let noon = Date(timeIntervalSince1970: 1_700_049_600)  // 2023-11-15T12:00:00Z
     _ = ledger.advance(to: noon, replicas: 2, costPerHourUSD: 10, costRate: 60, breaker: breaker)
-    _ = ledger.advance(to: noon.addingTimeInterval(1800), replicas: 2, costPerHourUSD: 10, costRate: 60, breaker: breaker)
+    _ = ledger.advance(
+      to: noon.addingTimeInterval(1800), replicas: 2, costPerHourUSD: 10, costRate: 60, breaker: breaker)
     #expect(abs(ledger.spentUSD - 40) < 1e-9)  // (2 × 10 + 60) × 0.5 h
-    _ = ledger.advance(to: noon.addingTimeInterval(3600), replicas: 2, costPerHourUSD: 10, costRate: nil, breaker: breaker)
+    _ = ledger.advance(
+      to: noon.addingTimeInterval(3600), replicas: 2, costPerHourUSD: 10, costRate: nil, breaker: breaker)
     #expect(abs(ledger.spentUSD - 80) < 1e-9)  // the missing sample carries 60 forward
   }
 
@@ -103,7 +105,8 @@ struct BudgetTests {
     let beforeMidnight = Date(timeIntervalSince1970: 1_700_092_800 - 1800)  // 2023-11-15T23:30:00Z
     _ = ledger.advance(to: beforeMidnight, replicas: 1, costPerHourUSD: 100, costRate: nil, breaker: breaker)
     let events = ledger.advance(
-      to: beforeMidnight.addingTimeInterval(3600), replicas: 1, costPerHourUSD: 100, costRate: nil, breaker: breaker)
+      to: beforeMidnight.addingTimeInterval(3600), replicas: 1, costPerHourUSD: 100, costRate: nil,
+      breaker: breaker)
     #expect(events == [.reset(previousSpent: 50, dayStart: Date(timeIntervalSince1970: 1_700_092_800))])
     #expect(abs(ledger.spentUSD - 50) < 1e-9)
   }

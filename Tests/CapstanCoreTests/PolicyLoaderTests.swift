@@ -11,7 +11,10 @@ struct PolicyLoaderTests {
     let policy = try PolicyLoader.load(yaml: String(contentsOf: url, encoding: .utf8), file: url.path).policy
     #expect(policy.targets.map(\.name) == ["web", "inference", "embedding", "orchestrator"])
     let inference = try #require(policy.target(named: "inference"))
-    #expect(inference.tracking == TargetTracking(metric: "gpu_utilization", kind: .utilization, target: 70, tolerance: 0.1, activationThreshold: 0))
+    #expect(
+      inference.tracking
+        == TargetTracking(
+          metric: "gpu_utilization", kind: .utilization, target: 70, tolerance: 0.1, activationThreshold: 0))
     #expect(inference.resources.gpus == 1)
     #expect(inference.resources.gpuMemoryBytes == 40.0 * 1_073_741_824)
     #expect((inference.min, inference.max) == (1, 8))
@@ -48,7 +51,8 @@ struct PolicyLoaderTests {
 
   @Test("the example policy validates, with the ceilings the README quotes")
   func examplePolicy() throws {
-    let url = fixturesURL().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let url = fixturesURL().deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent()
       .appendingPathComponent("policies/llm-serving.yaml")
     let loaded = try PolicyLoader.load(yaml: String(contentsOf: url, encoding: .utf8), file: url.path)
     #expect(loaded.warnings.isEmpty)
@@ -64,14 +68,17 @@ struct PolicyLoaderTests {
 
   static let invalidFiles: [String] = {
     let folder = fixturesURL().appendingPathComponent("invalid")
-    return ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
+    return ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter {
+      $0.hasSuffix(".yaml")
+    }.sorted()
   }()
 
   /// Each file in Fixtures/invalid lists, in `# expect: LINE:COLUMN MESSAGE` comments, every error
   /// it must produce: the exact position and message, and no other error.
   @Test("bad files report every error at its line and column", arguments: invalidFiles)
   func invalidCorpus(name: String) throws {
-    let text = try String(contentsOf: fixturesURL().appendingPathComponent("invalid/\(name)"), encoding: .utf8)
+    let text = try String(
+      contentsOf: fixturesURL().appendingPathComponent("invalid/\(name)"), encoding: .utf8)
     let expected = text.split(separator: "\n").compactMap { line -> String? in
       guard line.hasPrefix("# expect: ") else { return nil }
       return "\(name):" + line.dropFirst("# expect: ".count)
@@ -81,7 +88,9 @@ struct PolicyLoaderTests {
       _ = try PolicyLoader.load(yaml: text, file: name)
       Issue.record("\(name) loaded without errors")
     } catch {
-      let found = error.errors.map { "\($0.location.file):\($0.location.line):\($0.location.column) \($0.message)" }
+      let found = error.errors.map {
+        "\($0.location.file):\($0.location.line):\($0.location.column) \($0.message)"
+      }
       #expect(found == expected)
     }
   }
@@ -97,7 +106,10 @@ struct PolicyLoaderTests {
     do {
       _ = try PolicyLoader.load(yaml: "# nothing\n", file: "empty.yaml")
     } catch {
-      #expect(error.description == "empty.yaml:1:1: error: the file is empty: a policy needs at least 'processes:' or 'autoscaling:'")
+      #expect(
+        error.description
+          == "empty.yaml:1:1: error: the file is empty: a policy needs at least 'processes:' or 'autoscaling:'"
+      )
     }
   }
 
@@ -122,7 +134,8 @@ struct PolicyLoaderTests {
 
   @Test("a percent target cannot be an average value")
   func percentAverage() {
-    let yaml = "processes:\n  p:\n    scaling: {metric: m, min: 1, max: 4, target: 70%, target_type: average_value}\n"
+    let yaml =
+      "processes:\n  p:\n    scaling: {metric: m, min: 1, max: 4, target: 70%, target_type: average_value}\n"
     #expect(throws: PolicyLoadError.self) { try PolicyLoader.load(yaml: yaml, file: "t.yaml") }
   }
 
@@ -155,7 +168,8 @@ struct PolicyLoaderTests {
     #expect {
       try PolicyLoader.load(yaml: yaml, file: "t.yaml")
     } throws: { error in
-      (error as? PolicyLoadError)?.errors.first?.message == "process 'p' already has policy 'p': give each process one autoscaling entry"
+      (error as? PolicyLoadError)?.errors.first?.message
+        == "process 'p' already has policy 'p': give each process one autoscaling entry"
     }
   }
 

@@ -69,7 +69,8 @@ struct QuantityTests {
 
   @Test("did you mean", arguments: [("intervl", "interval"), ("mx", "max"), ("resorces", "resources")])
   func suggestions(typo: String, expected: String) {
-    #expect(closestMatch(to: typo, in: ["interval", "staleness", "max", "min", "resources", "scaling"]) == expected)
+    #expect(
+      closestMatch(to: typo, in: ["interval", "staleness", "max", "min", "resources", "scaling"]) == expected)
   }
 
   @Test("no suggestion when nothing is close")

@@ -98,7 +98,8 @@ struct ScalingEngineTests {
             scaling: {metric: q, target: 10, min: 1, max: 20}
             rate_limit: {provider: llm, tokens_per_minute_per_replica: 30000}
         """,
-      replicas: ["a": 2, "b": 1], signals: ["q": 50], process: "b", expected: 2, reason: .rateLimitCeiling, wanted: 5),
+      replicas: ["a": 2, "b": 1], signals: ["q": 50], process: "b", expected: 2, reason: .rateLimitCeiling,
+      wanted: 5),
     ClampCase(
       name: "GPU pool shared with another process",
       yaml: """
@@ -339,6 +340,9 @@ struct ScalingEngineTests {
       """)
     var harness = EngineHarness(policy, replicas: ["w": 5])
     let decision = harness.tick(at: 0, ["q": 10])
-    #expect(decision.actions == [ScaleAction(process: "w", from: 5, to: 1, reason: .targetTracking, drainTimeout: 90)])
+    #expect(
+      decision.actions == [
+        ScaleAction(process: "w", from: 5, to: 1, reason: .targetTracking, drainTimeout: 90)
+      ])
   }
 }

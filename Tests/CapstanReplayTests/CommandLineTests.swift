@@ -14,7 +14,8 @@ struct CommandLineTests {
     ])
     #expect(result.status == 0)
     #expect(result.stdout.contains("seed-000-processes.yaml: valid, 4 targets"))
-    #expect(result.stdout.contains("inference_workers  interactive, min 1, max 8, ceiling 8: max_instances is 8"))
+    #expect(
+      result.stdout.contains("inference_workers  interactive, min 1, max 8, ceiling 8: max_instances is 8"))
   }
 
   @Test("validate prints every error as FILE:LINE:COLUMN: error: MESSAGE and exits 1")
@@ -25,7 +26,8 @@ struct CommandLineTests {
     let lines = result.stderr.split(separator: "\n").map(String.init)
     #expect(lines.count == 4)
     #expect(lines.allSatisfy { $0.hasPrefix("\(file):") && $0.contains(": error: ") })
-    #expect(lines.contains("\(file):19:19: error: '300' has no unit: write a duration such as 300s, 10m or 1h"))
+    #expect(
+      lines.contains("\(file):19:19: error: '300' has no unit: write a duration such as 300s, 10m or 1h"))
   }
 
   @Test("validate names a missing file")
@@ -71,7 +73,9 @@ struct CommandLineTests {
     for line in lines {
       let record = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
       #expect(record["mode"] as? String == "replay")
-      for key in ["time", "process", "event", "reason", "detail", "signals"] { #expect(record[key] != nil, "\(key) missing") }
+      for key in ["time", "process", "event", "reason", "detail", "signals"] {
+        #expect(record[key] != nil, "\(key) missing")
+      }
     }
   }
 
@@ -92,7 +96,10 @@ struct CommandLineTests {
     arguments: [
       (["--metrics", "no-such.csv"], "no-such.csv:0: error: cannot read the metrics file"),
       (["--metrics", "examples/llm-day.csv", "--interval", "15"], "--interval: '15' has no unit"),
-      (["--metrics", "examples/llm-day.csv", "--start", "infer=2"], "--start names 'infer', which the policy does not scale"),
+      (
+        ["--metrics", "examples/llm-day.csv", "--start", "infer=2"],
+        "--start names 'infer', which the policy does not scale"
+      ),
     ])
   func badReplayInput(arguments: [String], message: String) throws {
     let result = try runCapstan(["replay", "policies/llm-serving.yaml"] + arguments)

@@ -11,7 +11,8 @@ struct RecordedMetricsTests {
     arguments: [
       ("2023-11-16T00:00:00Z", 1_700_092_800.0), ("2023-11-16T01:00:00+01:00", 1_700_092_800),
       ("2023-11-15T19:00:00-05:00", 1_700_092_800), ("2023-11-16T00:00:00.250Z", 1_700_092_800.25),
-      ("1700092800", 1_700_092_800), ("1700092800.5", 1_700_092_800.5), ("2024-02-29T12:00:00Z", 1_709_208_000),
+      ("1700092800", 1_700_092_800), ("1700092800.5", 1_700_092_800.5),
+      ("2024-02-29T12:00:00Z", 1_709_208_000),
     ])
   func timestamps(text: String, seconds: Double) throws {
     let metrics = try RecordedMetrics.parseCSV("timestamp,q\n\(text),1\n", file: "m.csv")
@@ -30,7 +31,9 @@ struct RecordedMetricsTests {
     "bad rows are reported with their line",
     arguments: [
       ("timestamp,q\n2023-11-16T00:00:00Z,five\n", "m.csv:2: error: 'five' in column 'q' is not a number"),
-      ("timestamp,q\n2023-11-16T00:00:00Z,1\nyesterday,1\n", "m.csv:3: error: 'yesterday' is not a timestamp"),
+      (
+        "timestamp,q\n2023-11-16T00:00:00Z,1\nyesterday,1\n", "m.csv:3: error: 'yesterday' is not a timestamp"
+      ),
       ("timestamp,q\n2023-11-16T00:00:00Z,1,2\n", "m.csv:2: error: 3 cells for 2 columns"),
       ("time,q\n1,2\n", "m.csv:1: error: the first column must be 'timestamp'"),
       ("", "m.csv:1: error: empty file"),

@@ -20,7 +20,8 @@ struct ReplayTests {
   func replay(_ csv: String, start: [String: Int] = [:]) throws -> ReplayResult {
     let policy = try PolicyLoader.load(yaml: Self.policy, file: "p.yaml").policy
     let metrics = try RecordedMetrics.parseCSV(csv, file: "m.csv")
-    return try Replay(policy: policy, options: .init(start: start), logger: Logger(label: "test")).run(metrics)
+    return try Replay(policy: policy, options: .init(start: start), logger: Logger(label: "test")).run(
+      metrics)
   }
 
   @Test("starts at the recorded replica count and rescales per-replica signals to its own")

@@ -4,7 +4,8 @@ import Testing
 let repositoryRoot = URL(fileURLWithPath: #filePath)
   .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-let goldenFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/golden")
+let goldenFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+  "Fixtures/golden")
 
 /// The `capstan` binary SwiftPM built beside this test bundle.
 func capstanBinary() throws -> URL {
@@ -22,7 +23,9 @@ func capstanBinary() throws -> URL {
 
 struct CapstanNotBuilt: Error, CustomStringConvertible {
   var searched: [String]
-  var description: String { "no capstan binary beside the tests (looked in \(searched)); run swift build first" }
+  var description: String {
+    "no capstan binary beside the tests (looked in \(searched)); run swift build first"
+  }
 }
 
 struct ProcessResult {

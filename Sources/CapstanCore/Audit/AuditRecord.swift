@@ -50,7 +50,8 @@ public struct AuditEvent: Sendable, Equatable {
 
   public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
     a.time == b.time && a.process == b.process && a.kind == b.kind && a.from == b.from && a.to == b.to
-      && a.reason == b.reason && a.detail == b.detail && a.budget == b.budget && a.costPerHourUSD == b.costPerHourUSD
+      && a.reason == b.reason && a.detail == b.detail && a.budget == b.budget
+      && a.costPerHourUSD == b.costPerHourUSD
       && a.signals.map(\.name) == b.signals.map(\.name) && a.signals.map(\.value) == b.signals.map(\.value)
   }
 }
@@ -109,7 +110,8 @@ public enum RFC3339 {
     var parts = tm()
     gmtime_r(&time, &parts)
     let base = String(
-      format: "%04d-%02d-%02dT%02d:%02d:%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+      format: "%04d-%02d-%02dT%02d:%02d:%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+      Int(parts.tm_mday),
       Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
     return millis == 0 || millis == 1000 ? base + "Z" : base + String(format: ".%03dZ", millis)
   }

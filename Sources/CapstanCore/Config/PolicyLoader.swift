@@ -57,9 +57,11 @@ public enum PolicyLoader {
       case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
         .composer(let context, let problem, _, _):
         let prefix = context.map { "\($0.text), " } ?? ""
-        return prefix + problem + " (check indentation and that every 'key: value' has a space after the colon)"
+        return prefix + problem
+          + " (check indentation and that every 'key: value' has a space after the colon)"
       case .duplicatedKeysInMapping(let duplicates, _):
-        return "duplicate keys \(duplicates.map { "'\($0)'" }.joined(separator: ", ")): each key may appear once"
+        return
+          "duplicate keys \(duplicates.map { "'\($0)'" }.joined(separator: ", ")): each key may appear once"
       default: break
       }
     }
@@ -72,7 +74,9 @@ struct PolicyValidator {
   let sink: DiagnosticSink
   let file: String
 
-  private static var conditionPattern: Regex<(Substring, Substring, Substring, Substring)> { #/^\s*([A-Za-z_][A-Za-z0-9_:.\-]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$/# }
+  private static var conditionPattern: Regex<(Substring, Substring, Substring, Substring)> {
+    #/^\s*([A-Za-z_][A-Za-z0-9_:.\-]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$/#
+  }
 
   func validate(_ raw: RawPolicyFile, root: Node) -> Policy? {
     let top = FileLocation(file: file, line: root.mark?.line ?? 1, column: root.mark?.column ?? 1)
@@ -82,14 +86,18 @@ struct PolicyValidator {
     let controller = validateController(raw.controller)
     let providers = (raw.providers?.entries ?? []).compactMap { validateProvider($0.name, $0.value) }
     let pools = (raw.gpuPools?.entries ?? []).compactMap { validatePool($0.name, $0.value) }
-    let declaredSignals = raw.signals.map { Dictionary($0.entries.map { ($0.name.text, $0) }, uniquingKeysWith: { a, _ in a }) }
+    let declaredSignals = raw.signals.map {
+      Dictionary($0.entries.map { ($0.name.text, $0) }, uniquingKeysWith: { a, _ in a })
+    }
 
     var references = SignalReferences(declared: declaredSignals.map { Set($0.keys) })
     var targets: [ScalingTarget] = []
     var processLocations: [String: FileLocation] = [:]
     for (name, process) in raw.processes?.entries ?? [] {
       processLocations[name.text] = name.location
-      if let target = validateProcess(name, process, providers: providers, pools: pools, references: &references) {
+      if let target = validateProcess(
+        name, process, providers: providers, pools: pools, references: &references)
+      {
         targets.append(target)
       }
     }
@@ -99,8 +107,12 @@ struct PolicyValidator {
       let targetName: String
       if let process = rawPolicy.process {
         guard processLocations[process.text] != nil else {
-          let hint = closestMatch(to: process.text, in: processLocations.keys).map { "; did you mean '\($0)'?" } ?? ""
-          sink.error(process.location, "policy '\(name.text)' names process '\(process.text)', which is not declared under processes\(hint)")
+          let hint =
+            closestMatch(to: process.text, in: processLocations.keys).map { "; did you mean '\($0)'?" } ?? ""
+          sink.error(
+            process.location,
+            "policy '\(name.text)' names process '\(process.text)', which is not declared under processes\(hint)"
+          )
           continue
         }
         targetName = process.text
@@ -108,7 +120,9 @@ struct PolicyValidator {
         targetName = name.text
       }
       if let other = claimed[targetName] {
-        sink.error(name.location, "process '\(targetName)' already has policy '\(other)': give each process one autoscaling entry")
+        sink.error(
+          name.location,
+          "process '\(targetName)' already has policy '\(other)': give each process one autoscaling entry")
         continue
       }
       claimed[targetName] = name.text
@@ -122,7 +136,8 @@ struct PolicyValidator {
         if target.max == Int.max {
           sink.error(
             name.location,
-            "policy '\(name.text)' scales no declared process and has no max_instances: add 'process:', a process named '\(name.text)', or a max_instances constraint")
+            "policy '\(name.text)' scales no declared process and has no max_instances: add 'process:', a process named '\(name.text)', or a max_instances constraint"
+          )
           target.max = target.min
         }
         targets.append(target)
@@ -130,8 +145,12 @@ struct PolicyValidator {
     }
 
     let signals = validateSignals(declaredSignals, references: references, targets: targets)
-    for target in targets { checkCeilings(target, providers: providers, pools: pools, location: processLocations[target.name] ?? top) }
-    return Policy(controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools)
+    for target in targets {
+      checkCeilings(
+        target, providers: providers, pools: pools, location: processLocations[target.name] ?? top)
+    }
+    return Policy(
+      controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools)
   }
 
   // MARK: Sections
@@ -159,7 +178,8 @@ struct PolicyValidator {
     if raw.requestsPerMinute == nil && raw.tokensPerMinute == nil && raw.maxConcurrentRequests == nil {
       sink.error(
         name.location,
-        "provider '\(name.text)' has no limits: give requests_per_minute, tokens_per_minute or max_concurrent_requests")
+        "provider '\(name.text)' has no limits: give requests_per_minute, tokens_per_minute or max_concurrent_requests"
+      )
     }
     return provider
   }
@@ -203,7 +223,10 @@ struct PolicyValidator {
       sink.error(rawMax.location, "scaling.max is 0: a process must be allowed at least one replica")
     }
     if workloadClass == .interactive && minimum == 0, let rawMin = scaling.min {
-      sink.error(rawMin.location, "scaling.min is 0 but class is interactive, which never goes below 1: set 'class: batch' to scale to zero")
+      sink.error(
+        rawMin.location,
+        "scaling.min is 0 but class is interactive, which never goes below 1: set 'class: batch' to scale to zero"
+      )
     }
 
     var target = ScalingTarget(
@@ -212,15 +235,19 @@ struct PolicyValidator {
       metric: scaling.metric?.text, tracking: nil,
       costPerHourUSD: raw.costPerHourUSD.flatMap { nonNegative($0, "USD per hour") },
       maxCostPerHourUSD: nil, resources: validateResources(raw.resources, pools: pools), rateLimit: nil,
-      scaleUp: nil, scaleDown: nil, scaleUpStep: nil, scaleDownStep: nil, scaleUpCooldown: 0, scaleDownCooldown: 0,
-      scaleUpStabilization: workloadClass == .batch ? PolicyDefaults.batchScaleUpWindow : PolicyDefaults.interactiveScaleUpWindow,
-      scaleDownStabilization: workloadClass == .batch ? PolicyDefaults.batchScaleDownWindow : PolicyDefaults.interactiveScaleDownWindow,
+      scaleUp: nil, scaleDown: nil, scaleUpStep: nil, scaleDownStep: nil, scaleUpCooldown: 0,
+      scaleDownCooldown: 0,
+      scaleUpStabilization: workloadClass == .batch
+        ? PolicyDefaults.batchScaleUpWindow : PolicyDefaults.interactiveScaleUpWindow,
+      scaleDownStabilization: workloadClass == .batch
+        ? PolicyDefaults.batchScaleDownWindow : PolicyDefaults.interactiveScaleDownWindow,
       drainTimeout: PolicyDefaults.drainTimeout, budget: nil)
 
     if let metric = scaling.metric { references.note(metric, perReplicaOf: nil, usedBy: name.text) }
     if let rawTarget = scaling.target {
       guard let metric = scaling.metric else {
-        sink.error(rawTarget.location, "scaling.target needs scaling.metric: name the signal the target applies to")
+        sink.error(
+          rawTarget.location, "scaling.target needs scaling.metric: name the signal the target applies to")
         return target
       }
       target.tracking = validateTracking(scaling, rawTarget: rawTarget, metric: metric.text)
@@ -228,20 +255,28 @@ struct PolicyValidator {
         if tracking.kind == .utilization {
           references.note(metric, perReplicaOf: name.text, usedBy: name.text)
           if minimum == 0, let rawMin = scaling.min {
-            sink.error(rawMin.location, "scaling.min is 0 with a utilization target: per-replica utilization does not exist at zero replicas; scale to zero on a total such as queue depth (a plain-number target)")
+            sink.error(
+              rawMin.location,
+              "scaling.min is 0 with a utilization target: per-replica utilization does not exist at zero replicas; scale to zero on a total such as queue depth (a plain-number target)"
+            )
           }
         }
       }
     } else {
       for key in [scaling.targetType, scaling.tolerance].compactMap({ $0 }) {
-        sink.warning(key.location, "'\(key.text)' has no effect: process '\(name.text)' has no scaling.target")
+        sink.warning(
+          key.location, "'\(key.text)' has no effect: process '\(name.text)' has no scaling.target")
       }
     }
-    if let share = raw.rateLimit { target.rateLimit = validateRateLimit(share, process: name.text, providers: providers) }
+    if let share = raw.rateLimit {
+      target.rateLimit = validateRateLimit(share, process: name.text, providers: providers)
+    }
     return target
   }
 
-  private func validateTracking(_ scaling: RawProcessScaling, rawTarget: RawScalar, metric: String) -> TargetTracking? {
+  private func validateTracking(_ scaling: RawProcessScaling, rawTarget: RawScalar, metric: String)
+    -> TargetTracking?
+  {
     let isPercent = rawTarget.text.trimmingCharacters(in: .whitespaces).hasSuffix("%")
     var kind: TargetTracking.Kind = isPercent ? .utilization : .averageValue
     if let rawType = scaling.targetType {
@@ -250,16 +285,21 @@ struct PolicyValidator {
         return nil
       }
       if explicit == .averageValue && isPercent {
-        sink.error(rawTarget.location, "target is a percent but target_type is average_value: write the total per replica as a plain number")
+        sink.error(
+          rawTarget.location,
+          "target is a percent but target_type is average_value: write the total per replica as a plain number"
+        )
         return nil
       }
       kind = explicit
     }
     let value: Double?
     switch Quantity.threshold(rawTarget.text) {
-    case .success(let threshold) where threshold.unit == .none || threshold.unit == .percent: value = threshold.value
+    case .success(let threshold) where threshold.unit == .none || threshold.unit == .percent:
+      value = threshold.value
     case .success:
-      sink.error(rawTarget.location, "target is '\(rawTarget.text)': write a percent (70%) or a plain number (100)")
+      sink.error(
+        rawTarget.location, "target is '\(rawTarget.text)': write a percent (70%) or a plain number (100)")
       value = nil
     case .failure(let failure):
       sink.error(rawTarget.location, "target: \(failure.message)")
@@ -279,7 +319,8 @@ struct PolicyValidator {
       }
     }
     let activation = scaling.activationThreshold.flatMap { nonNegative($0, "the metric's own unit") } ?? 0
-    return TargetTracking(metric: metric, kind: kind, target: value, tolerance: tolerance, activationThreshold: activation)
+    return TargetTracking(
+      metric: metric, kind: kind, target: value, tolerance: tolerance, activationThreshold: activation)
   }
 
   private func validateResources(_ raw: RawResources?, pools: [GPUPool]) -> Resources {
@@ -294,35 +335,50 @@ struct PolicyValidator {
         let hint = closestMatch(to: pool.text, in: pools.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
         sink.error(pool.location, "GPU pool '\(pool.text)' is not declared under gpu_pools\(hint)")
       } else if resources.gpus == 0 {
-        sink.error(pool.location, "resources.gpu_pool is set but resources.gpu is not: say how many GPUs each replica takes")
+        sink.error(
+          pool.location,
+          "resources.gpu_pool is set but resources.gpu is not: say how many GPUs each replica takes")
       }
       resources.gpuPool = pool.text
     }
     return resources
   }
 
-  private func validateRateLimit(_ raw: RawRateLimitShare, process: String, providers: [ProviderLimits]) -> RateLimitShare? {
+  private func validateRateLimit(_ raw: RawRateLimitShare, process: String, providers: [ProviderLimits])
+    -> RateLimitShare?
+  {
     guard let providerName = raw.provider else {
-      sink.error(raw.tokensPerMinutePerReplica?.location ?? raw.requestsPerMinutePerReplica?.location ?? FileLocation(file: file, line: 1, column: 1),
+      sink.error(
+        raw.tokensPerMinutePerReplica?.location ?? raw.requestsPerMinutePerReplica?.location
+          ?? FileLocation(file: file, line: 1, column: 1),
         "rate_limit of process '\(process)' needs 'provider:', a name under providers")
       return nil
     }
     guard let provider = providers.first(where: { $0.name == providerName.text }) else {
-      let hint = closestMatch(to: providerName.text, in: providers.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
-      sink.error(providerName.location, "provider '\(providerName.text)' is not declared under providers\(hint)")
+      let hint =
+        closestMatch(to: providerName.text, in: providers.map(\.name)).map { "; did you mean '\($0)'?" } ?? ""
+      sink.error(
+        providerName.location, "provider '\(providerName.text)' is not declared under providers\(hint)")
       return nil
     }
     let share = RateLimitShare(
       provider: provider.name,
       tokensPerMinutePerReplica: raw.tokensPerMinutePerReplica.flatMap { positive($0, "tokens per minute") },
-      requestsPerMinutePerReplica: raw.requestsPerMinutePerReplica.flatMap { positive($0, "requests per minute") },
-      concurrentRequestsPerReplica: raw.concurrentRequestsPerReplica.flatMap { positive($0, "concurrent requests") })
+      requestsPerMinutePerReplica: raw.requestsPerMinutePerReplica.flatMap {
+        positive($0, "requests per minute")
+      },
+      concurrentRequestsPerReplica: raw.concurrentRequestsPerReplica.flatMap {
+        positive($0, "concurrent requests")
+      })
     let binds =
       (share.tokensPerMinutePerReplica != nil && provider.tokensPerMinute != nil)
       || (share.requestsPerMinutePerReplica != nil && provider.requestsPerMinute != nil)
       || (share.concurrentRequestsPerReplica != nil && provider.maxConcurrentRequests != nil)
     if !binds {
-      sink.error(providerName.location, "rate_limit of process '\(process)' sets no per-replica figure for a limit provider '\(provider.name)' has: give tokens_per_minute_per_replica, requests_per_minute_per_replica or concurrent_requests_per_replica to match it")
+      sink.error(
+        providerName.location,
+        "rate_limit of process '\(process)' sets no per-replica figure for a limit provider '\(provider.name)' has: give tokens_per_minute_per_replica, requests_per_minute_per_replica or concurrent_requests_per_replica to match it"
+      )
     }
     return share
   }
@@ -334,13 +390,17 @@ struct PolicyValidator {
       maxCostPerHourUSD: nil, resources: Resources(), rateLimit: nil, scaleUp: nil, scaleDown: nil,
       scaleUpStep: nil, scaleDownStep: nil, scaleUpCooldown: 0, scaleDownCooldown: 0,
       scaleUpStabilization: PolicyDefaults.interactiveScaleUpWindow,
-      scaleDownStabilization: PolicyDefaults.interactiveScaleDownWindow, drainTimeout: PolicyDefaults.drainTimeout,
+      scaleDownStabilization: PolicyDefaults.interactiveScaleDownWindow,
+      drainTimeout: PolicyDefaults.drainTimeout,
       budget: nil)
   }
 
   // MARK: Autoscaling policies
 
-  private func applyPolicy(_ name: RawScalar, _ raw: RawAutoscalingPolicy, to target: inout ScalingTarget, references: inout SignalReferences) {
+  private func applyPolicy(
+    _ name: RawScalar, _ raw: RawAutoscalingPolicy, to target: inout ScalingTarget,
+    references: inout SignalReferences
+  ) {
     target.policyName = name.text
     if let up = raw.scaleUp {
       target.scaleUp = validateRule(up, direction: .up, target: &target, references: &references)
@@ -352,7 +412,9 @@ struct PolicyValidator {
       target.budget = validateBreaker(breaker, target: target, references: &references)
     }
     if raw.scaleUp == nil && raw.scaleDown == nil && raw.costCircuitBreaker == nil {
-      sink.warning(name.location, "policy '\(name.text)' has no scale_up, scale_down or cost_circuit_breaker: it changes nothing")
+      sink.warning(
+        name.location,
+        "policy '\(name.text)' has no scale_up, scale_down or cost_circuit_breaker: it changes nothing")
     }
   }
 
@@ -361,27 +423,38 @@ struct PolicyValidator {
     case down = "scale_down"
   }
 
-  private func validateRule(_ raw: RawRule, direction: Direction, target: inout ScalingTarget, references: inout SignalReferences) -> ScaleRule? {
+  private func validateRule(
+    _ raw: RawRule, direction: Direction, target: inout ScalingTarget, references: inout SignalReferences
+  ) -> ScaleRule? {
     var conditions: [Condition] = []
     var holdFor: TimeInterval = 0
     var durationSeen = false
     for item in raw.conditions ?? [] {
       if let rawDuration = item.duration {
-        if durationSeen { sink.error(rawDuration.location, "\(direction.rawValue) has a second duration item: give one") }
+        if durationSeen {
+          sink.error(rawDuration.location, "\(direction.rawValue) has a second duration item: give one")
+        }
         durationSeen = true
         holdFor = duration(rawDuration) ?? 0
       }
       if let rawMetric = item.metric, let condition = parseCondition(rawMetric) {
         conditions.append(condition)
-        references.note(RawScalar(text: condition.metric, location: rawMetric.location), perReplicaOf: nil, usedBy: target.name)
+        references.note(
+          RawScalar(text: condition.metric, location: rawMetric.location), perReplicaOf: nil,
+          usedBy: target.name)
       }
       if item.metric == nil && item.duration == nil {
-        sink.error(FileLocation(file: file, line: 1, column: 1), "an empty condition item in \(direction.rawValue): write '- metric: NAME > VALUE' or '- duration: 10m'")
+        sink.error(
+          FileLocation(file: file, line: 1, column: 1),
+          "an empty condition item in \(direction.rawValue): write '- metric: NAME > VALUE' or '- duration: 10m'"
+        )
       }
     }
     var match: ScaleRule.Match = direction == .up ? .any : .all
     if let rawMatch = raw.match {
-      if let value = ScaleRule.Match(rawValue: rawMatch.text) { match = value } else {
+      if let value = ScaleRule.Match(rawValue: rawMatch.text) {
+        match = value
+      } else {
         sink.error(rawMatch.location, "match is '\(rawMatch.text)': use any or all")
       }
     }
@@ -397,24 +470,46 @@ struct PolicyValidator {
       switch direction {
       case .up:
         if let add = action.addInstances, let value = count(add, "instances") {
-          if value == 0 { sink.error(add.location, "add_instances is 0: a scale-up adds at least 1") } else { step = value }
+          if value == 0 {
+            sink.error(add.location, "add_instances is 0: a scale-up adds at least 1")
+          } else {
+            step = value
+          }
           target.scaleUpStep = value
         }
         if let cooldown = action.cooldown { target.scaleUpCooldown = duration(cooldown) ?? 0 }
-        if let misplaced = action.removeInstances { sink.error(misplaced.location, "remove_instances belongs in scale_down.action, not scale_up.action") }
-        if let misplaced = action.drainTimeout { sink.error(misplaced.location, "drain_timeout belongs in scale_down.action: it is how long a removed replica may take to finish") }
+        if let misplaced = action.removeInstances {
+          sink.error(misplaced.location, "remove_instances belongs in scale_down.action, not scale_up.action")
+        }
+        if let misplaced = action.drainTimeout {
+          sink.error(
+            misplaced.location,
+            "drain_timeout belongs in scale_down.action: it is how long a removed replica may take to finish")
+        }
       case .down:
         if let remove = action.removeInstances, let value = count(remove, "instances") {
-          if value == 0 { sink.error(remove.location, "remove_instances is 0: a scale-down removes at least 1") } else { step = value }
+          if value == 0 {
+            sink.error(remove.location, "remove_instances is 0: a scale-down removes at least 1")
+          } else {
+            step = value
+          }
           target.scaleDownStep = value
         }
         if let cooldown = action.cooldown { target.scaleDownCooldown = duration(cooldown) ?? 0 }
-        if let drain = action.drainTimeout { target.drainTimeout = duration(drain) ?? PolicyDefaults.drainTimeout }
-        if let misplaced = action.addInstances { sink.error(misplaced.location, "add_instances belongs in scale_up.action, not scale_down.action") }
+        if let drain = action.drainTimeout {
+          target.drainTimeout = duration(drain) ?? PolicyDefaults.drainTimeout
+        }
+        if let misplaced = action.addInstances {
+          sink.error(misplaced.location, "add_instances belongs in scale_up.action, not scale_down.action")
+        }
       }
     }
     guard !conditions.isEmpty else {
-      if durationSeen { sink.error(FileLocation(file: file, line: 1, column: 1), "\(direction.rawValue) has a duration but no metric conditions") }
+      if durationSeen {
+        sink.error(
+          FileLocation(file: file, line: 1, column: 1),
+          "\(direction.rawValue) has a duration but no metric conditions")
+      }
       return nil
     }
     return ScaleRule(conditions: conditions, match: match, duration: holdFor, step: step)
@@ -425,20 +520,25 @@ struct PolicyValidator {
       if value == 0 {
         sink.error(rawMax.location, "max_instances is 0: allow at least one replica")
       } else if target.max != Int.max && value > target.max {
-        sink.warning(rawMax.location, "max_instances \(value) has no effect: process '\(target.name)' has max \(target.max)")
+        sink.warning(
+          rawMax.location,
+          "max_instances \(value) has no effect: process '\(target.name)' has max \(target.max)")
       } else {
         target.max = value
         target.maxSource = "max_instances"
       }
       if value < target.min {
-        sink.error(rawMax.location, "max_instances \(value) is below the minimum \(target.min) of '\(target.name)'")
+        sink.error(
+          rawMax.location, "max_instances \(value) is below the minimum \(target.min) of '\(target.name)'")
       }
     }
     if let rawMin = raw.minInstances, let value = count(rawMin, "instances") {
       if value == 0 && target.workloadClass == .interactive {
-        sink.error(rawMin.location, "min_instances is 0 but '\(target.name)' is interactive, which never goes below 1")
+        sink.error(
+          rawMin.location, "min_instances is 0 but '\(target.name)' is interactive, which never goes below 1")
       } else if target.max != Int.max && value > target.max {
-        sink.error(rawMin.location, "min_instances \(value) is above the maximum \(target.max) of '\(target.name)'")
+        sink.error(
+          rawMin.location, "min_instances \(value) is above the maximum \(target.max) of '\(target.name)'")
       } else {
         target.min = value
       }
@@ -446,48 +546,76 @@ struct PolicyValidator {
     if let rawCost = raw.maxCostPerHourUSD, let value = positive(rawCost, "USD per hour") {
       target.maxCostPerHourUSD = min(value, target.maxCostPerHourUSD ?? .infinity)
       if target.costPerHourUSD == nil {
-        sink.warning(rawCost.location, "max_cost_per_hour_usd cannot bind: '\(target.name)' has no cost_per_hour_usd to multiply replicas by")
+        sink.warning(
+          rawCost.location,
+          "max_cost_per_hour_usd cannot bind: '\(target.name)' has no cost_per_hour_usd to multiply replicas by"
+        )
       }
     }
   }
 
-  private func validateBreaker(_ raw: RawCostCircuitBreaker, target: ScalingTarget, references: inout SignalReferences) -> CostCircuitBreaker? {
+  private func validateBreaker(
+    _ raw: RawCostCircuitBreaker, target: ScalingTarget, references: inout SignalReferences
+  ) -> CostCircuitBreaker? {
     guard let rawBudget = raw.dailyBudgetUSD else {
-      sink.error(raw.action?.location ?? raw.alertThreshold?.location ?? FileLocation(file: file, line: 1, column: 1),
+      sink.error(
+        raw.action?.location ?? raw.alertThreshold?.location ?? FileLocation(file: file, line: 1, column: 1),
         "cost_circuit_breaker needs daily_budget_usd")
       return nil
     }
     guard let budget = positive(rawBudget, "USD") else { return nil }
-    let alert = raw.alertThreshold.flatMap { fraction($0, "alert_threshold") } ?? PolicyDefaults.alertThreshold
-    let action = raw.actionThreshold.flatMap { fraction($0, "action_threshold") } ?? PolicyDefaults.actionThreshold
+    let alert =
+      raw.alertThreshold.flatMap { fraction($0, "alert_threshold") } ?? PolicyDefaults.alertThreshold
+    let action =
+      raw.actionThreshold.flatMap { fraction($0, "action_threshold") } ?? PolicyDefaults.actionThreshold
     if alert > action, let location = raw.alertThreshold?.location ?? raw.actionThreshold?.location {
-      sink.error(location, "alert_threshold (\(alert)) is above action_threshold (\(action)): the alert must come first")
+      sink.error(
+        location,
+        "alert_threshold (\(alert)) is above action_threshold (\(action)): the alert must come first")
     }
     if let rawAction = raw.action, rawAction.text != "freeze_scaling" {
-      sink.error(rawAction.location, "cost_circuit_breaker action is '\(rawAction.text)': the one action is freeze_scaling (no scale-ups until the next budget day)")
+      sink.error(
+        rawAction.location,
+        "cost_circuit_breaker action is '\(rawAction.text)': the one action is freeze_scaling (no scale-ups until the next budget day)"
+      )
     }
     var timeZone = TimeZone(identifier: "UTC")!
     if let rawZone = raw.timezone {
-      if let zone = TimeZone(identifier: rawZone.text) { timeZone = zone } else {
-        sink.error(rawZone.location, "timezone '\(rawZone.text)' is unknown: use an IANA name such as UTC, Europe/Berlin or America/New_York")
+      if let zone = TimeZone(identifier: rawZone.text) {
+        timeZone = zone
+      } else {
+        sink.error(
+          rawZone.location,
+          "timezone '\(rawZone.text)' is unknown: use an IANA name such as UTC, Europe/Berlin or America/New_York"
+        )
       }
     }
     if let metric = raw.costRateMetric { references.note(metric, perReplicaOf: nil, usedBy: target.name) }
     if raw.costRateMetric == nil && target.costPerHourUSD == nil {
-      sink.warning(rawBudget.location, "the budget of '\(target.name)' has nothing to count: set cost_per_hour_usd on the process or cost_rate_metric here")
+      sink.warning(
+        rawBudget.location,
+        "the budget of '\(target.name)' has nothing to count: set cost_per_hour_usd on the process or cost_rate_metric here"
+      )
     }
-    return CostCircuitBreaker(dailyBudgetUSD: budget, alertThreshold: alert, actionThreshold: action, costRateMetric: raw.costRateMetric?.text, timeZone: timeZone)
+    return CostCircuitBreaker(
+      dailyBudgetUSD: budget, alertThreshold: alert, actionThreshold: action,
+      costRateMetric: raw.costRateMetric?.text, timeZone: timeZone)
   }
 
   private func parseCondition(_ raw: RawScalar) -> Condition? {
     guard let match = raw.text.wholeMatch(of: Self.conditionPattern) else {
-      sink.error(raw.location, "condition '\(raw.text)' is not of the form 'METRIC OP NUMBER[UNIT]' with OP one of > >= < <= == != (for example 'queue_depth > 50' or 'p95_latency > 5s')")
+      sink.error(
+        raw.location,
+        "condition '\(raw.text)' is not of the form 'METRIC OP NUMBER[UNIT]' with OP one of > >= < <= == != (for example 'queue_depth > 50' or 'p95_latency > 5s')"
+      )
       return nil
     }
     let thresholdText = String(match.3)
     switch Quantity.threshold(thresholdText) {
     case .success(let threshold):
-      return Condition(metric: String(match.1), op: ComparisonOperator(rawValue: String(match.2))!, threshold: threshold, text: raw.text)
+      return Condition(
+        metric: String(match.1), op: ComparisonOperator(rawValue: String(match.2))!, threshold: threshold,
+        text: raw.text)
     case .failure(let failure):
       var location = raw.location
       if let range = raw.text.range(of: thresholdText, options: .backwards) {
@@ -500,7 +628,10 @@ struct PolicyValidator {
 
   // MARK: Signals and ceilings
 
-  private func validateSignals(_ declared: [String: (name: RawScalar, value: RawSignal)]?, references: SignalReferences, targets: [ScalingTarget]) -> [SignalSpec] {
+  private func validateSignals(
+    _ declared: [String: (name: RawScalar, value: RawSignal)]?, references: SignalReferences,
+    targets: [ScalingTarget]
+  ) -> [SignalSpec] {
     var specs: [SignalSpec] = []
     if let declared {
       for (name, use) in references.uses where declared[name] == nil {
@@ -518,7 +649,10 @@ struct PolicyValidator {
           }
           let users = references.uses[name]?.users ?? []
           if value, users.count > 1 {
-            sink.error(flag.location, "signal '\(name)' is per replica but read by \(users.sorted().joined(separator: " and ")): a per-replica signal belongs to one process")
+            sink.error(
+              flag.location,
+              "signal '\(name)' is per replica but read by \(users.sorted().joined(separator: " and ")): a per-replica signal belongs to one process"
+            )
           } else if value, owner == nil {
             owner = users.first
           }
@@ -536,9 +670,14 @@ struct PolicyValidator {
     return specs
   }
 
-  private func checkCeilings(_ target: ScalingTarget, providers: [ProviderLimits], pools: [GPUPool], location: FileLocation) {
-    for ceiling in StaticCeiling.all(for: target, providers: providers, pools: pools) where ceiling.replicas < target.min {
-      sink.error(location, "'\(target.name)' has min \(target.min) but \(ceiling.explanation): lower min or raise the limit")
+  private func checkCeilings(
+    _ target: ScalingTarget, providers: [ProviderLimits], pools: [GPUPool], location: FileLocation
+  ) {
+    for ceiling in StaticCeiling.all(for: target, providers: providers, pools: pools)
+    where ceiling.replicas < target.min {
+      sink.error(
+        location,
+        "'\(target.name)' has min \(target.min) but \(ceiling.explanation): lower min or raise the limit")
     }
   }
 
@@ -573,7 +712,10 @@ struct PolicyValidator {
 
   private func wholeGPUs(_ raw: RawScalar) -> Int? {
     if let value = Double(raw.text), value >= 0, value != value.rounded() {
-      sink.error(raw.location, "gpu is \(raw.text): GPUs come whole; ask for \(Int(value.rounded(.up))) (a fraction of a GPU is a MIG or time-slicing setting of the device, not a replica count)")
+      sink.error(
+        raw.location,
+        "gpu is \(raw.text): GPUs come whole; ask for \(Int(value.rounded(.up))) (a fraction of a GPU is a MIG or time-slicing setting of the device, not a replica count)"
+      )
       return nil
     }
     return count(raw, "GPUs")
@@ -598,9 +740,12 @@ struct PolicyValidator {
   }
 
   private func fraction(_ raw: RawScalar, _ key: String) -> Double? {
-    if case .success(let percent) = Quantity.percent(raw.text), percent > 0, percent <= 100 { return percent / 100 }
+    if case .success(let percent) = Quantity.percent(raw.text), percent > 0, percent <= 100 {
+      return percent / 100
+    }
     guard let value = Double(raw.text), value > 0, value <= 1 else {
-      sink.error(raw.location, "\(key) is '\(raw.text)': write a fraction between 0 and 1, such as 0.8 (or 80%)")
+      sink.error(
+        raw.location, "\(key) is '\(raw.text)': write a fraction between 0 and 1, such as 0.8 (or 80%)")
       return nil
     }
     return value

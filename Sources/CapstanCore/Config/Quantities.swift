@@ -49,7 +49,8 @@ public enum Quantity {
     let unit = String(trimmed.dropFirst(number.count))
     guard let value = Double(number), let scale = memoryUnits[unit] else {
       return .failure(
-        .init("'\(text)' is not a memory size: write one such as 512Mi, 2Gi or 1G (Ki, Mi, Gi, Ti, K, M, G, T)"))
+        .init(
+          "'\(text)' is not a memory size: write one such as 512Mi, 2Gi or 1G (Ki, Mi, Gi, Ti, K, M, G, T)"))
     }
     return .success(value * scale)
   }

@@ -25,7 +25,8 @@ struct RawScalar: Decodable {
       self.text = scalar.string
     } else {
       decoder.sink.error(
-        decoder.location, "\(decoder.pathDescription) must be a single value, not \(decoder.node.kindDescription)")
+        decoder.location,
+        "\(decoder.pathDescription) must be a single value, not \(decoder.node.kindDescription)")
       self.text = ""
     }
   }

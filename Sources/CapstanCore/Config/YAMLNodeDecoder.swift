@@ -22,7 +22,8 @@ struct YAMLNodeDecoder: Decoder {
   /// `a.b.c` as the user would write the path in the file.
   var pathDescription: String {
     let parts = codingPath.map { key in key.intValue.map { "[\($0)]" } ?? key.stringValue }
-    return parts.isEmpty ? "the top level" : parts.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+    return parts.isEmpty
+      ? "the top level" : parts.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
   }
 
   func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
@@ -50,7 +51,8 @@ struct YAMLNodeDecoder: Decoder {
     if let sequence = node.sequence {
       items = Array(sequence)
     } else if !node.isNull {
-      sink.error(location, "\(pathDescription) must be a list (items start with '- '), not \(node.kindDescription)")
+      sink.error(
+        location, "\(pathDescription) must be a list (items start with '- '), not \(node.kindDescription)")
     }
     return UnkeyedNodeContainer(decoder: self, items: items)
   }
@@ -127,7 +129,8 @@ private struct KeyedNodeContainer<Key: CodingKey>: KeyedDecodingContainerProtoco
   private func childDecoder(_ key: Key) throws -> YAMLNodeDecoder {
     guard let entry = entries.first(where: { $0.key == key.stringValue }) else {
       throw DecodingError.keyNotFound(
-        key, .init(codingPath: codingPath, debugDescription: "\(decoder.location): missing '\(key.stringValue)'"))
+        key,
+        .init(codingPath: codingPath, debugDescription: "\(decoder.location): missing '\(key.stringValue)'"))
     }
     return decoder.child(entry.value, key: key)
   }
@@ -206,7 +209,9 @@ private struct UnkeyedNodeContainer: UnkeyedDecodingContainer {
   mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws
     -> KeyedDecodingContainer<NestedKey>
   { try next().container(keyedBy: type) }
-  mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer { try next().unkeyedContainer() }
+  mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer {
+    try next().unkeyedContainer()
+  }
   mutating func superDecoder() throws -> any Decoder { try next() }
 }
 

@@ -25,12 +25,15 @@ public enum Ceilings {
     let replicas = Int((limit / cost + 1e-9).rounded(.down))
     return Ceiling(
       reason: .costCeiling, replicas: replicas,
-      explanation: "max_cost_per_hour_usd \(format(limit)) at \(format(cost)) USD/h per replica allows \(replicas)")
+      explanation:
+        "max_cost_per_hour_usd \(format(limit)) at \(format(cost)) USD/h per replica allows \(replicas)")
   }
 
   /// Replicas beyond what the provider's limits (times the safety margin) can feed, after what
   /// other processes on the same provider take.
-  public static func rateLimit(_ target: ScalingTarget, provider: ProviderLimits, others: SharedUsage) -> Ceiling? {
+  public static func rateLimit(_ target: ScalingTarget, provider: ProviderLimits, others: SharedUsage)
+    -> Ceiling?
+  {
     guard let share = target.rateLimit else { return nil }
     var tightest: Ceiling?
     func consider(_ limit: Double?, _ perReplica: Double?, _ used: Double, _ what: String) {
@@ -46,9 +49,14 @@ public enum Ceilings {
         )
       }
     }
-    consider(provider.tokensPerMinute, share.tokensPerMinutePerReplica, others.tokensPerMinute, "tokens_per_minute")
-    consider(provider.requestsPerMinute, share.requestsPerMinutePerReplica, others.requestsPerMinute, "requests_per_minute")
-    consider(provider.maxConcurrentRequests, share.concurrentRequestsPerReplica, others.concurrentRequests, "max_concurrent_requests")
+    consider(
+      provider.tokensPerMinute, share.tokensPerMinutePerReplica, others.tokensPerMinute, "tokens_per_minute")
+    consider(
+      provider.requestsPerMinute, share.requestsPerMinutePerReplica, others.requestsPerMinute,
+      "requests_per_minute")
+    consider(
+      provider.maxConcurrentRequests, share.concurrentRequestsPerReplica, others.concurrentRequests,
+      "max_concurrent_requests")
     return tightest
   }
 
@@ -60,7 +68,9 @@ public enum Ceilings {
     let taken = othersGPUs > 0 ? " (\(othersGPUs) in use by other processes)" : ""
     return Ceiling(
       reason: .gpuPool, replicas: replicas,
-      explanation: "GPU pool '\(pool.name)' has \(pool.gpus) GPUs\(taken) at \(target.resources.gpus) per replica, room for \(replicas)")
+      explanation:
+        "GPU pool '\(pool.name)' has \(pool.gpus) GPUs\(taken) at \(target.resources.gpus) per replica, room for \(replicas)"
+    )
   }
 
   public static func format(_ value: Double) -> String {
@@ -70,7 +80,9 @@ public enum Ceilings {
 
 /// The ceilings of a target taken alone, for `capstan validate` and for checking `min` fits.
 public enum StaticCeiling {
-  public static func all(for target: ScalingTarget, providers: [ProviderLimits], pools: [GPUPool]) -> [Ceiling] {
+  public static func all(for target: ScalingTarget, providers: [ProviderLimits], pools: [GPUPool])
+    -> [Ceiling]
+  {
     var ceilings = [
       Ceiling(
         reason: .maxInstances, replicas: target.max,

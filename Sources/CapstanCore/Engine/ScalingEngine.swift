@@ -28,7 +28,9 @@ public struct ScalingEngine: Sendable {
           to: now, replicas: status.current, costPerHourUSD: target.costPerHourUSD,
           costRate: breaker.costRateMetric.flatMap { inputs.signals[$0] }, breaker: breaker)
         ledger = current
-        decision.events += events.map { budgetEvent($0, target: target, ledger: current, inputs: inputs, now: now) }
+        decision.events += events.map {
+          budgetEvent($0, target: target, ledger: current, inputs: inputs, now: now)
+        }
       }
       let context = TargetContext(
         target: target, status: status, signals: inputs.signals, now: now, ledger: ledger,
@@ -48,17 +50,23 @@ public struct ScalingEngine: Sendable {
     return (decision, state)
   }
 
-  private func signalOutageEvents(_ inputs: EngineInputs, state: inout EngineState, now: Date) -> [AuditEvent] {
+  private func signalOutageEvents(_ inputs: EngineInputs, state: inout EngineState, now: Date) -> [AuditEvent]
+  {
     var events: [AuditEvent] = []
     for signal in policy.signals {
       let missing = inputs.signals[signal.name] == nil
       guard missing != state.missingSignals.contains(signal.name) else { continue }
-      if missing { state.missingSignals.insert(signal.name) } else { state.missingSignals.remove(signal.name) }
+      if missing {
+        state.missingSignals.insert(signal.name)
+      } else {
+        state.missingSignals.remove(signal.name)
+      }
       for target in policy.targets where target.signalNames.contains(signal.name) {
         guard let status = inputs.replicas[target.name] else { continue }
         events.append(
           AuditEvent(
-            time: now, process: target.name, kind: missing ? .signalMissing : .signalRestored, from: status.current,
+            time: now, process: target.name, kind: missing ? .signalMissing : .signalRestored,
+            from: status.current,
             to: status.current, reason: missing ? .signalMissing : .signalRestored,
             detail: missing
               ? "signal \(signal.name) has no value; \(target.name) will not scale down on it until it returns"
@@ -76,22 +84,26 @@ public struct ScalingEngine: Sendable {
     let kind: AuditEventKind
     let reason: ScaleReason
     let detail: String
-    var snapshot = BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: target.budget!.dailyBudgetUSD, state: ledger.state)
+    var snapshot = BudgetSnapshot(
+      spentUSD: ledger.spentUSD, limitUSD: target.budget!.dailyBudgetUSD, state: ledger.state)
     switch event {
     case .alert(let spent, let limit):
       kind = .budgetAlert
       reason = .budgetThreshold
-      detail = "spent \(usd(spent)) of the daily \(usd(limit)), past the alert threshold \(format(target.budget!.alertThreshold * 100))%"
+      detail =
+        "spent \(usd(spent)) of the daily \(usd(limit)), past the alert threshold \(format(target.budget!.alertThreshold * 100))%"
       snapshot = BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: .alert)
     case .freeze(let spent, let limit):
       kind = .budgetFreeze
       reason = .budgetThreshold
-      detail = "spent \(usd(spent)) of the daily \(usd(limit)), past the action threshold \(format(target.budget!.actionThreshold * 100))%: no scale-ups until the next budget day"
+      detail =
+        "spent \(usd(spent)) of the daily \(usd(limit)), past the action threshold \(format(target.budget!.actionThreshold * 100))%: no scale-ups until the next budget day"
       snapshot = BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: .frozen)
     case .reset(let previous, let dayStart):
       kind = .budgetReset
       reason = .budgetDay
-      detail = "a new budget day began at \(RFC3339.string(from: dayStart)) (\(target.budget!.timeZone.identifier)); the day before spent \(usd(previous))"
+      detail =
+        "a new budget day began at \(RFC3339.string(from: dayStart)) (\(target.budget!.timeZone.identifier)); the day before spent \(usd(previous))"
     }
     let current = inputs.replicas[target.name]?.current
     return AuditEvent(

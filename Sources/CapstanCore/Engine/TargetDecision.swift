@@ -96,7 +96,8 @@ struct TargetContext {
         process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout)
       var detail = driver.map(\.detail) ?? clamps.first.map(\.detail) ?? ""
       if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(last.detail)" }
-      events.append(event(next > current ? .scaleUp : .scaleDown, to: next, reason: reason, detail: detail, after: next))
+      events.append(
+        event(next > current ? .scaleUp : .scaleDown, to: next, reason: reason, detail: detail, after: next))
       if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
     }
 
@@ -116,7 +117,8 @@ struct TargetContext {
     if let blocked {
       let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
       if state.lastBlocked != mark {
-        events.append(event(.blocked, to: blocked.wanted, reason: blocked.reason, detail: blocked.detail, after: next))
+        events.append(
+          event(.blocked, to: blocked.wanted, reason: blocked.reason, detail: blocked.detail, after: next))
       }
       state.lastBlocked = mark
     }
@@ -136,7 +138,9 @@ struct TargetContext {
     let down = target.scaleDown.map { evaluate($0, since: &state.scaleDownHoldingSince) }
     if case .fires(let detail)? = up, let rule = target.scaleUp {
       proposals.append(
-        Proposal(replicas: current + rule.step, reason: .scaleUpRule, detail: "scale_up rule: \(detail), add \(rule.step)"))
+        Proposal(
+          replicas: current + rule.step, reason: .scaleUpRule,
+          detail: "scale_up rule: \(detail), add \(rule.step)"))
     } else if let down, let rule = target.scaleDown {
       switch down {
       case .fires(let detail):
@@ -147,10 +151,12 @@ struct TargetContext {
       case .missing(let names):
         proposals.append(
           Proposal(
-            replicas: current, reason: .signalMissing, detail: "scale_down rule cannot be judged: \(names) missing",
+            replicas: current, reason: .signalMissing,
+            detail: "scale_down rule cannot be judged: \(names) missing",
             missingData: true))
       case .pending, .notMet:
-        proposals.append(Proposal(replicas: current, reason: .scaleDownRule, detail: "scale_down rule not met"))
+        proposals.append(
+          Proposal(replicas: current, reason: .scaleDownRule, detail: "scale_down rule not met"))
       }
     }
     return proposals
@@ -174,7 +180,9 @@ struct TargetContext {
       if withinTolerance(ratio, tracking.tolerance) {
         return Proposal(
           replicas: current, reason: .targetTracking,
-          detail: "\(tracking.metric) \(format(value))% is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target))%")
+          detail:
+            "\(tracking.metric) \(format(value))% is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target))%"
+        )
       }
       desired = ceilCount(Double(status.ready) * ratio)
       detail =
@@ -185,17 +193,22 @@ struct TargetContext {
         if withinTolerance(ratio, tracking.tolerance) {
           return Proposal(
             replicas: current, reason: .targetTracking,
-            detail: "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)")
+            detail:
+              "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)"
+          )
         }
       }
       desired = ceilCount(value / tracking.target)
-      detail = "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)"
+      detail =
+        "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)"
     }
     if target.min == 0 {
       if value <= tracking.activationThreshold {
         return Proposal(
           replicas: 0, reason: .targetTracking,
-          detail: "\(tracking.metric) \(format(value)) is at or below the activation threshold \(format(tracking.activationThreshold)): no replica needed")
+          detail:
+            "\(tracking.metric) \(format(value)) is at or below the activation threshold \(format(tracking.activationThreshold)): no replica needed"
+        )
       }
       if desired < 1 {
         detail += "; above the activation threshold \(format(tracking.activationThreshold)), so 1"
@@ -284,24 +297,34 @@ struct TargetContext {
     }
     if next > current, let last = state.lastScaleUp, now.timeIntervalSince(last) < target.scaleUpCooldown {
       let left = target.scaleUpCooldown - now.timeIntervalSince(last)
-      clamp(.cooldown, to: current, "the scale-up cooldown of \(format(target.scaleUpCooldown))s has \(format(left))s left")
+      clamp(
+        .cooldown, to: current,
+        "the scale-up cooldown of \(format(target.scaleUpCooldown))s has \(format(left))s left")
     }
-    if next < current, let last = state.lastScaleDown, now.timeIntervalSince(last) < target.scaleDownCooldown {
+    if next < current, let last = state.lastScaleDown, now.timeIntervalSince(last) < target.scaleDownCooldown
+    {
       let left = target.scaleDownCooldown - now.timeIntervalSince(last)
-      clamp(.cooldown, to: current, "the scale-down cooldown of \(format(target.scaleDownCooldown))s has \(format(left))s left")
+      clamp(
+        .cooldown, to: current,
+        "the scale-down cooldown of \(format(target.scaleDownCooldown))s has \(format(left))s left")
     }
     // Ceilings stop growth; they never force a scale-down of what already runs.
     var ceilings: [Ceiling] = []
     if let cost = Ceilings.cost(target) { ceilings.append(cost) }
-    if let provider, let rate = Ceilings.rateLimit(target, provider: provider, others: others) { ceilings.append(rate) }
-    if let pool, let gpu = Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus) { ceilings.append(gpu) }
+    if let provider, let rate = Ceilings.rateLimit(target, provider: provider, others: others) {
+      ceilings.append(rate)
+    }
+    if let pool, let gpu = Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus) {
+      ceilings.append(gpu)
+    }
     for ceiling in ceilings where next > current && next > ceiling.replicas {
       clamp(ceiling.reason, to: max(current, ceiling.replicas), ceiling.explanation)
     }
     if next > current, ledger?.state == .frozen, let breaker = target.budget {
       clamp(
         .budgetFrozen, to: current,
-        "the daily budget is frozen at \(usd(ledger!.spentUSD)) of \(usd(breaker.dailyBudgetUSD)) until the next budget day")
+        "the daily budget is frozen at \(usd(ledger!.spentUSD)) of \(usd(breaker.dailyBudgetUSD)) until the next budget day"
+      )
     }
     return next
   }
@@ -311,12 +334,15 @@ struct TargetContext {
     return next > current ? .minInstances : .maxInstances
   }
 
-  private func event(_ kind: AuditEventKind, to: Int, reason: ScaleReason, detail: String, after: Int) -> AuditEvent {
+  private func event(_ kind: AuditEventKind, to: Int, reason: ScaleReason, detail: String, after: Int)
+    -> AuditEvent
+  {
     AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
       signals: signalValues(target, signals),
       budget: ledger.map { ledger in
-        BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: target.budget!.dailyBudgetUSD, state: ledger.state)
+        BudgetSnapshot(
+          spentUSD: ledger.spentUSD, limitUSD: target.budget!.dailyBudgetUSD, state: ledger.state)
       },
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) })
   }
