@@ -29,6 +29,13 @@ public struct BudgetSnapshot: Sendable, Equatable, Codable {
     case limitUSD = "limit_usd"
     case state
   }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(AuditRecord.cents(spentUSD), forKey: .spentUSD)
+    try container.encode(AuditRecord.cents(limitUSD), forKey: .limitUSD)
+    try container.encode(state, forKey: .state)
+  }
 }
 
 /// One event the engine reports: a change, a blocked change, a signal outage, a budget step.
@@ -97,6 +104,7 @@ public struct AuditRecord: Sendable, Encodable {
     return String(decoding: data, as: UTF8.self)
   }
 
+  /// Money to a hundredth of a cent: enough for any bill, and free of floating-point tails.
   static func cents(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
 }
 
