@@ -5,8 +5,17 @@ import Foundation
 /// arguments. Replay and the live controller are drivers around this one function.
 public struct ScalingEngine: Sendable {
   public let policy: Policy
+  /// For each signal, the targets that read it, computed once rather than every tick.
+  private let readers: [String: [ScalingTarget]]
 
-  public init(policy: Policy) { self.policy = policy }
+  public init(policy: Policy) {
+    self.policy = policy
+    var readers: [String: [ScalingTarget]] = [:]
+    for target in policy.targets {
+      for name in target.signalNames { readers[name, default: []].append(target) }
+    }
+    self.readers = readers
+  }
 
   public func decide(_ inputs: EngineInputs, state: EngineState, now: Date) -> (TickDecision, EngineState) {
     var state = state
@@ -20,7 +29,8 @@ public struct ScalingEngine: Sendable {
 
     for target in policy.targets {
       guard let status = inputs.replicas[target.name] else { continue }
-      var targetState = state.targets[target.name] ?? TargetState()
+      // Taken out of the dictionary so that mutating it does not copy its arrays.
+      var targetState = state.targets.removeValue(forKey: target.name) ?? TargetState()
       var ledger = state.budgets[target.name]
       if let breaker = target.budget {
         var current = ledger ?? BudgetLedger()
@@ -61,7 +71,7 @@ public struct ScalingEngine: Sendable {
       } else {
         state.missingSignals.remove(signal.name)
       }
-      for target in policy.targets where target.signalNames.contains(signal.name) {
+      for target in readers[signal.name] ?? [] {
         guard let status = inputs.replicas[target.name] else { continue }
         events.append(
           AuditEvent(
