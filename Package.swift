@@ -29,10 +29,15 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
-    // I/O the drivers share: the append-only audit log file.
+    // I/O the drivers share: the append-only audit log file, running programs.
     .target(
       name: "CapstanRuntime",
       dependencies: ["CapstanCore"]
+    ),
+    // Live signal sources, one file per source behind `SignalReader`.
+    .target(
+      name: "CapstanSignals",
+      dependencies: ["CapstanCore", "CapstanRuntime"]
     ),
     .executableTarget(
       name: "capstan",
@@ -48,6 +53,10 @@ let package = Package(
       name: "CapstanCoreTests",
       dependencies: ["CapstanCore"],
       exclude: ["Fixtures"]
+    ),
+    .testTarget(
+      name: "CapstanSignalsTests",
+      dependencies: ["CapstanCore", "CapstanSignals", "CapstanRuntime"]
     ),
     .testTarget(
       name: "CapstanReplayTests",

@@ -27,6 +27,8 @@ public struct SignalSpec: Sendable, Equatable {
   /// replicas it is measured over: replay rescales it when the replayed replica count differs
   /// from the recorded one.
   public var perReplicaOf: String?
+  /// Where the live controller reads it; nil for a signal known only to recordings.
+  public var source: SignalSource?
 
   public var perReplica: Bool { perReplicaOf != nil }
 }

@@ -660,7 +660,8 @@ struct PolicyValidator {
         if references.uses[name] == nil {
           sink.warning(entry.name.location, "signal '\(name)' is declared but no process or policy reads it")
         }
-        specs.append(SignalSpec(name: name, perReplicaOf: owner))
+        specs.append(
+          SignalSpec(name: name, perReplicaOf: owner, source: validateSource(entry.name, entry.value)))
       }
     } else {
       for (name, use) in references.uses.sorted(by: { $0.key < $1.key }) {
@@ -668,6 +669,66 @@ struct PolicyValidator {
       }
     }
     return specs
+  }
+
+  private func validateSource(_ name: RawScalar, _ raw: RawSignal) -> SignalSource? {
+    var sources: [SignalSource] = []
+    if let directory = raw.directory {
+      let measure: DirectorySignalSettings.Measure
+      if let rawMeasure = directory.measure {
+        guard let value = DirectorySignalSettings.Measure(rawValue: rawMeasure.text) else {
+          sink.error(rawMeasure.location, "measure is '\(rawMeasure.text)': use depth or oldest_age")
+          return nil
+        }
+        measure = value
+      } else {
+        measure = .depth
+      }
+      guard let path = directory.path, !path.text.isEmpty else {
+        sink.error(
+          name.location,
+          "signal '\(name.text)' reads a directory but gives no path: add path: /var/spool/NAME")
+        return nil
+      }
+      sources.append(
+        .directory(
+          DirectorySignalSettings(
+            path: path.text, measure: measure, glob: directory.glob?.text,
+            timeout: directory.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
+    }
+    if let command = raw.command {
+      guard let argv = command.argv else {
+        sink.error(
+          name.location,
+          "signal '\(name.text)' runs a command but gives no argv: add argv: [/path/to/program, ARG...]")
+        return nil
+      }
+      guard !argv.items.isEmpty else {
+        if !argv.refused { sink.error(argv.location, "argv is empty: name the program to run first") }
+        return nil
+      }
+      sources.append(
+        .command(
+          CommandSignalSettings(
+            argv: argv.items.map(\.text),
+            timeout: command.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
+    }
+    if sources.count > 1 {
+      sink.error(
+        name.location,
+        "signal '\(name.text)' has \(sources.map(\.kind).joined(separator: " and ")): give it one source")
+      return nil
+    }
+    return sources.first
+  }
+
+  private func timeout(_ raw: RawScalar) -> TimeInterval? {
+    guard let value = duration(raw) else { return nil }
+    guard value > 0 else {
+      sink.error(raw.location, "timeout is \(raw.text): give a source at least 1ms")
+      return nil
+    }
+    return value
   }
 
   private func checkCeilings(

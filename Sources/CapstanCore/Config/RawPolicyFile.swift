@@ -79,10 +79,55 @@ struct RawController: Decodable {
 struct RawSignal: Decodable {
   var perReplica: RawScalar?
   var description: RawScalar?
+  var directory: RawDirectorySource?
+  var command: RawCommandSource?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case perReplica = "per_replica"
-    case description
+    case description, directory, command
+  }
+}
+
+struct RawDirectorySource: Decodable {
+  var path: RawScalar?
+  var measure: RawScalar?
+  var glob: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case path, measure, glob, timeout }
+}
+
+struct RawCommandSource: Decodable {
+  var argv: RawArgv?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case argv, timeout }
+}
+
+/// A command as a list of arguments. A single string is refused with its own message: Capstan
+/// never hands a string to a shell behind the user's back.
+struct RawArgv: Decodable {
+  var items: [RawScalar] = []
+  var location: FileLocation
+  /// True when the value was a string, already reported.
+  var refused = false
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: [], debugDescription: "argv needs the YAML decoder"))
+    }
+    location = decoder.location
+    if let scalar = decoder.node.scalar {
+      decoder.sink.error(
+        location,
+        "argv is the string '\(scalar.string)': write a list such as [/usr/local/bin/queue-depth, --json]; to use a shell, write it yourself: [sh, -c, '...']"
+      )
+      refused = true
+      return
+    }
+    var container = try decoder.unkeyedContainer()
+    while !container.isAtEnd { items.append(try container.decode(RawScalar.self)) }
   }
 }
 

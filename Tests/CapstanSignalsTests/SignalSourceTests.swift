@@ -1,0 +1,188 @@
+import CapstanCore
+import Foundation
+import Testing
+
+@testable import CapstanSignals
+
+func scratchDirectory() throws -> URL {
+  let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+    "capstan-signals-\(UUID().uuidString)")
+  try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  return url
+}
+
+func touch(_ url: URL, modified: Date) throws {
+  try Data("{}".utf8).write(to: url)
+  try FileManager.default.setAttributes([.modificationDate: modified], ofItemAtPath: url.path)
+}
+
+@Suite("Directory queue signal")
+struct DirectoryQueueSignalTests {
+  @Test("depth counts entries, skipping hidden ones and those the glob does not match")
+  func depth() async throws {
+    let folder = try scratchDirectory()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let now = Date()
+    for name in ["a.json", "b.json", "c.tmp", ".partial.json"] {
+      try touch(folder.appendingPathComponent(name), modified: now)
+    }
+    let all = DirectoryQueueSignal(
+      name: "q", settings: .init(path: folder.path, measure: .depth), baseDirectory: folder)
+    #expect(try await all.read(now: now) == 3)
+    let json = DirectoryQueueSignal(
+      name: "q", settings: .init(path: folder.path, measure: .depth, glob: "*.json"), baseDirectory: folder)
+    #expect(try await json.read(now: now) == 2)
+  }
+
+  @Test("oldest_age is the age of the oldest entry, 0 when the spool is empty")
+  func oldestAge() async throws {
+    let folder = try scratchDirectory()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let now = Date(timeIntervalSince1970: 1_700_000_000)
+    let signal = DirectoryQueueSignal(
+      name: "age", settings: .init(path: "spool", measure: .oldestAge),
+      baseDirectory: folder)
+    try FileManager.default.createDirectory(
+      at: folder.appendingPathComponent("spool"), withIntermediateDirectories: true)
+    #expect(try await signal.read(now: now) == 0)
+    try touch(folder.appendingPathComponent("spool/new"), modified: now.addingTimeInterval(-5))
+    try touch(folder.appendingPathComponent("spool/old"), modified: now.addingTimeInterval(-90))
+    #expect(try await signal.read(now: now) == 90)
+  }
+
+  @Test("a missing directory is an error that says what to do")
+  func missing() async {
+    let signal = DirectoryQueueSignal(
+      name: "q", settings: .init(path: "/nonexistent/spool", measure: .depth),
+      baseDirectory: URL(fileURLWithPath: "/"))
+    await #expect(
+      throws: SignalReadError(
+        signal: "q",
+        "/nonexistent/spool does not exist: create the spool directory or fix signals.q.directory.path")
+    ) {
+      try await signal.read(now: Date())
+    }
+  }
+}
+
+@Suite("Command signal")
+struct CommandSignalTests {
+  func signal(_ argv: [String], timeout: TimeInterval = 5) -> CommandSignal {
+    CommandSignal(
+      name: "c", settings: .init(argv: argv, timeout: timeout), workingDirectory: URL(fileURLWithPath: "/tmp")
+    )
+  }
+
+  @Test(
+    "one number on standard output is the value",
+    arguments: [("42", 42.0), ("  3.5\n", 3.5), ("-1e3", -1000)])
+  func number(printed: String, value: Double) async throws {
+    #expect(try await signal(["printf", printed]).read(now: Date()) == value)
+  }
+
+  @Test(
+    "failures are errors for the signal, with the reason",
+    arguments: [
+      (["sh", "-c", "echo broken >&2; exit 3"], "sh exited with status 3: broken"),
+      (["printf", "twelve"], "printf printed 'twelve', not one number"),
+      (["printf", ""], "printf printed '', not one number"),
+      (["no-such-program-capstan"], "'no-such-program-capstan' was not found"),
+    ])
+  func failures(argv: [String], message: String) async {
+    await #expect {
+      try await signal(argv).read(now: Date())
+    } throws: { error in
+      (error as? SignalReadError)?.message.hasPrefix(message) == true
+    }
+  }
+
+  @Test("a file that is not executable, or not a program, is reported as such")
+  func notAProgram() async throws {
+    let folder = try scratchDirectory()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let plain = folder.appendingPathComponent("plain")
+    let text = folder.appendingPathComponent("text")
+    try Data("42\n".utf8).write(to: plain)
+    try Data("not a script\n".utf8).write(to: text)
+    try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: plain.path)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: text.path)
+    await #expect(
+      throws: SignalReadError(
+        signal: "c",
+        "'\(plain.path)' is not an executable file: chmod +x it, or run it through its interpreter")
+    ) {
+      try await signal([plain.path]).read(now: Date())
+    }
+    await #expect(
+      throws: SignalReadError(
+        signal: "c",
+        "the system refused to start \(text.path): is it a program, with a #! line if it is a script?")
+    ) {
+      try await signal([text.path]).read(now: Date())
+    }
+  }
+
+  @Test("a command past its timeout is killed and reported")
+  func timeout() async {
+    let start = Date()
+    await #expect(throws: SignalReadError(signal: "c", "sleep ran past its 0.3s timeout and was killed")) {
+      try await signal(["sleep", "30"], timeout: 0.3).read(now: Date())
+    }
+    #expect(Date().timeIntervalSince(start) < 10)
+  }
+
+  @Test("arguments are passed as they are, with no shell in between")
+  func noShell() async throws {
+    #expect(try await signal(["printf", "%s", "7"]).read(now: Date()) == 7)
+    await #expect(throws: SignalReadError.self) {
+      try await signal(["printf", "$((3+4))"]).read(now: Date())
+    }
+  }
+}
+
+@Suite("Signal sources in the policy")
+struct SignalSourcePolicyTests {
+  @Test("sources decode into their typed settings")
+  func decode() throws {
+    let policy = try PolicyLoader.load(
+      yaml: """
+        signals:
+          depth: {directory: {path: spool, measure: depth, glob: "*.job"}}
+          age: {directory: {path: /var/spool/jobs, measure: oldest_age, timeout: 1s}}
+          p95: {command: {argv: [/usr/local/bin/p95, --window, 5m], timeout: 2s}}
+        processes:
+          w: {scaling: {metric: depth, target: 10, min: 1, max: 4}}
+        autoscaling:
+          w: {scale_up: {conditions: [{metric: age > 1m}, {metric: p95 > 2s}]}}
+        """, file: "p.yaml"
+    ).policy
+    let sources = Dictionary(uniqueKeysWithValues: policy.signals.map { ($0.name, $0.source) })
+    #expect(sources["depth"] == .directory(.init(path: "spool", measure: .depth, glob: "*.job", timeout: 5)))
+    #expect(sources["age"] == .directory(.init(path: "/var/spool/jobs", measure: .oldestAge, timeout: 1)))
+    #expect(sources["p95"] == .command(.init(argv: ["/usr/local/bin/p95", "--window", "5m"], timeout: 2)))
+  }
+
+  @Test(
+    "bad sources are refused at their line and column",
+    arguments: [
+      ("  q: {command: {argv: \"curl -s http://x | jq .n\"}}", "3:23", "argv is the string"),
+      ("  q: {command: {argv: []}}", "3:23", "argv is empty"),
+      ("  q: {directory: {path: /s, measure: count}}", "3:38", "measure is 'count': use depth or oldest_age"),
+      ("  q: {directory: {measure: depth}}", "3:3", "gives no path"),
+      (
+        "  q: {directory: {path: /s}, command: {argv: [a]}}", "3:3",
+        "has directory and command: give it one source"
+      ),
+      ("  q: {directory: {path: /s, timeout: 5}}", "3:38", "'5' has no unit"),
+      ("  q: {redis: {url: x}}", "3:7", "unknown key 'redis' in signals.q"),
+    ])
+  func badSources(line: String, position: String, message: String) {
+    let yaml = "processes: {w: {scaling: {metric: q, target: 1, min: 1, max: 2}}}\nsignals:\n\(line)\n"
+    #expect {
+      try PolicyLoader.load(yaml: yaml, file: "p.yaml")
+    } throws: { error in
+      guard let first = (error as? PolicyLoadError)?.errors.first else { return false }
+      return "\(first.location.line):\(first.location.column)" == position && first.message.contains(message)
+    }
+  }
+}
