@@ -39,15 +39,31 @@ let package = Package(
       name: "CapstanSignals",
       dependencies: ["CapstanCore", "CapstanRuntime"]
     ),
+    // What the controller acts through, one file per backend behind `ScalingBackend`.
+    .target(
+      name: "CapstanBackends",
+      dependencies: [
+        "CapstanCore",
+        "CapstanRuntime",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
         "CapstanCore",
         "CapstanReplay",
         "CapstanRuntime",
+        "CapstanBackends",
+        "CapstanSignals",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]
+    ),
+    // Shared by the test targets: finding the built binary, scratch folders, polling.
+    .target(
+      name: "CapstanTestKit",
+      dependencies: ["CapstanCore"]
     ),
     .testTarget(
       name: "CapstanCoreTests",
@@ -56,11 +72,15 @@ let package = Package(
     ),
     .testTarget(
       name: "CapstanSignalsTests",
-      dependencies: ["CapstanCore", "CapstanSignals", "CapstanRuntime"]
+      dependencies: ["CapstanCore", "CapstanSignals", "CapstanRuntime", "CapstanTestKit"]
+    ),
+    .testTarget(
+      name: "CapstanBackendsTests",
+      dependencies: ["CapstanCore", "CapstanBackends", "CapstanTestKit", "capstan"]
     ),
     .testTarget(
       name: "CapstanReplayTests",
-      dependencies: ["CapstanCore", "CapstanReplay", "CapstanRuntime", "capstan"],
+      dependencies: ["CapstanCore", "CapstanReplay", "CapstanRuntime", "CapstanTestKit", "capstan"],
       exclude: ["Fixtures"]
     ),
   ]

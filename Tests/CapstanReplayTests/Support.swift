@@ -1,3 +1,4 @@
+import CapstanTestKit
 import Foundation
 import Testing
 
@@ -6,27 +7,6 @@ let repositoryRoot = URL(fileURLWithPath: #filePath)
 
 let goldenFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
   "Fixtures/golden")
-
-/// The `capstan` binary SwiftPM built beside this test bundle.
-func capstanBinary() throws -> URL {
-  let candidates = [
-    Bundle.main.executableURL?.deletingLastPathComponent(),
-    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-    Bundle.main.bundleURL.deletingLastPathComponent(),
-  ].compactMap { $0 }
-  for folder in candidates {
-    let binary = folder.appendingPathComponent("capstan")
-    if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
-  }
-  throw CapstanNotBuilt(searched: candidates.map(\.path))
-}
-
-struct CapstanNotBuilt: Error, CustomStringConvertible {
-  var searched: [String]
-  var description: String {
-    "no capstan binary beside the tests (looked in \(searched)); run swift build first"
-  }
-}
 
 struct ProcessResult {
   var status: Int32
@@ -37,7 +17,7 @@ struct ProcessResult {
 /// Runs the real `capstan` binary in the repository root, as a user would.
 func runCapstan(_ arguments: [String]) throws -> ProcessResult {
   let process = Process()
-  process.executableURL = try capstanBinary()
+  process.executableURL = try CapstanBinary.url()
   process.arguments = arguments
   process.currentDirectoryURL = repositoryRoot
   let out = Pipe()

@@ -1,15 +1,9 @@
 import CapstanCore
+import CapstanTestKit
 import Foundation
 import Testing
 
 @testable import CapstanSignals
-
-func scratchDirectory() throws -> URL {
-  let url = FileManager.default.temporaryDirectory.appendingPathComponent(
-    "capstan-signals-\(UUID().uuidString)")
-  try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-  return url
-}
 
 func touch(_ url: URL, modified: Date) throws {
   try Data("{}".utf8).write(to: url)
@@ -169,6 +163,7 @@ struct SignalSourcePolicyTests {
       ("  q: {command: {argv: []}}", "3:23", "argv is empty"),
       ("  q: {directory: {path: /s, measure: count}}", "3:38", "measure is 'count': use depth or oldest_age"),
       ("  q: {directory: {measure: depth}}", "3:3", "gives no path"),
+      ("  q: {command: {timeout: 1s}}", "3:3", "signals.q.command.argv is missing"),
       (
         "  q: {directory: {path: /s}, command: {argv: [a]}}", "3:3",
         "has directory and command: give it one source"

@@ -3,6 +3,8 @@ import Foundation
 /// A validated policy file: what the engine runs. Built only by `PolicyLoader`.
 public struct Policy: Sendable, Equatable {
   public var controller: ControllerSettings
+  /// What `capstan run` acts through. Default: the local process supervisor.
+  public var backend: BackendSettings = .local
   public var signals: [SignalSpec]
   /// One per process (and per policy that names no process), in file order.
   public var targets: [ScalingTarget]
@@ -23,6 +25,8 @@ public struct ControllerSettings: Sendable, Equatable {
 
 public struct SignalSpec: Sendable, Equatable {
   public var name: String
+  /// Where the signal is declared (or first used, when the file has no `signals:`).
+  public var location: FileLocation?
   /// For a value measured per replica (utilization, per-replica throughput), the process whose
   /// replicas it is measured over: replay rescales it when the replayed replica count differs
   /// from the recorded one.
@@ -163,6 +167,10 @@ public struct ScalingTarget: Sendable, Equatable {
   public var scaleDownStabilization: TimeInterval
   public var drainTimeout: TimeInterval
   public var budget: CostCircuitBreaker?
+  /// How the local supervisor runs a replica; nil when the process is not run locally.
+  public var local: LocalProcessSettings?
+  /// Where the target is declared, for messages about it.
+  public var location: FileLocation?
 
   /// Every signal this target reads, in a stable order, for audit records.
   public var signalNames: [String] {
@@ -190,4 +198,45 @@ public enum PolicyDefaults {
   public static let safetyMargin = 0.8
   public static let alertThreshold = 0.8
   public static let actionThreshold = 0.95
+}
+
+public enum BackendSettings: Sendable, Equatable {
+  /// Capstan's own supervisor starts and stops the processes on this machine.
+  case local
+  /// A program is run with the process name and the new replica count.
+  case command(CommandBackendSettings)
+}
+
+public struct CommandBackendSettings: Sendable, Equatable, Codable {
+  /// Run as argv + [process, replicas]; its exit status is the result.
+  public var argv: [String]
+  /// Run as statusArgv + [process]; prints the current replica count. Without it Capstan
+  /// assumes the count it last set.
+  public var statusArgv: [String]?
+  public var timeout: TimeInterval
+
+  public init(argv: [String], statusArgv: [String]? = nil, timeout: TimeInterval = 30) {
+    self.argv = argv
+    self.statusArgv = statusArgv
+    self.timeout = timeout
+  }
+}
+
+public struct LocalProcessSettings: Sendable, Equatable, Codable {
+  public var command: [String]
+  public var environment: [String: String]
+  /// Relative to the policy file's folder; default that folder.
+  public var workingDirectory: String?
+  /// Replica i gets PORT = portBase + i.
+  public var portBase: Int?
+
+  public init(
+    command: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
+    portBase: Int? = nil
+  ) {
+    self.command = command
+    self.environment = environment
+    self.workingDirectory = workingDirectory
+    self.portBase = portBase
+  }
 }

@@ -131,7 +131,7 @@ struct PolicyValidator {
       } else {
         // A policy for no declared process stands for a target of its own name, so the seed's
         // autoscaling block is a complete policy file on its own.
-        var target = standaloneTarget(named: name.text)
+        var target = standaloneTarget(named: name.text, location: name.location)
         applyPolicy(name, rawPolicy, to: &target, references: &references)
         if target.max == Int.max {
           sink.error(
@@ -149,8 +149,10 @@ struct PolicyValidator {
       checkCeilings(
         target, providers: providers, pools: pools, location: processLocations[target.name] ?? top)
     }
-    return Policy(
+    var policy = Policy(
       controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools)
+    if let backend = raw.backend, let settings = validateBackend(backend) { policy.backend = settings }
+    return policy
   }
 
   // MARK: Sections
@@ -241,7 +243,7 @@ struct PolicyValidator {
         ? PolicyDefaults.batchScaleUpWindow : PolicyDefaults.interactiveScaleUpWindow,
       scaleDownStabilization: workloadClass == .batch
         ? PolicyDefaults.batchScaleDownWindow : PolicyDefaults.interactiveScaleDownWindow,
-      drainTimeout: PolicyDefaults.drainTimeout, budget: nil)
+      drainTimeout: PolicyDefaults.drainTimeout, budget: nil, local: nil, location: name.location)
 
     if let metric = scaling.metric { references.note(metric, perReplicaOf: nil, usedBy: name.text) }
     if let rawTarget = scaling.target {
@@ -271,6 +273,7 @@ struct PolicyValidator {
     if let share = raw.rateLimit {
       target.rateLimit = validateRateLimit(share, process: name.text, providers: providers)
     }
+    if let local = raw.local { target.local = validateLocal(local, process: name) }
     return target
   }
 
@@ -383,7 +386,7 @@ struct PolicyValidator {
     return share
   }
 
-  private func standaloneTarget(named name: String) -> ScalingTarget {
+  private func standaloneTarget(named name: String, location: FileLocation) -> ScalingTarget {
     ScalingTarget(
       name: name, policyName: name, processType: nil, description: nil, workloadClass: .interactive,
       min: 1, max: Int.max, maxSource: "max_instances", metric: nil, tracking: nil, costPerHourUSD: nil,
@@ -392,7 +395,7 @@ struct PolicyValidator {
       scaleUpStabilization: PolicyDefaults.interactiveScaleUpWindow,
       scaleDownStabilization: PolicyDefaults.interactiveScaleDownWindow,
       drainTimeout: PolicyDefaults.drainTimeout,
-      budget: nil)
+      budget: nil, local: nil, location: location)
   }
 
   // MARK: Autoscaling policies
@@ -661,14 +664,76 @@ struct PolicyValidator {
           sink.warning(entry.name.location, "signal '\(name)' is declared but no process or policy reads it")
         }
         specs.append(
-          SignalSpec(name: name, perReplicaOf: owner, source: validateSource(entry.name, entry.value)))
+          SignalSpec(
+            name: name, location: entry.name.location, perReplicaOf: owner,
+            source: validateSource(entry.name, entry.value)))
       }
     } else {
       for (name, use) in references.uses.sorted(by: { $0.key < $1.key }) {
-        specs.append(SignalSpec(name: name, perReplicaOf: use.perReplicaOf))
+        specs.append(SignalSpec(name: name, location: use.locations.first, perReplicaOf: use.perReplicaOf))
       }
     }
     return specs
+  }
+
+  private func validateBackend(_ raw: RawBackend) -> BackendSettings? {
+    if let command = raw.command {
+      guard let argv = argv(command.argv, what: "backend.command.argv", at: raw.location) else { return nil }
+      var statusArgv: [String]?
+      if let rawStatus = command.statusArgv {
+        statusArgv = self.argv(rawStatus, what: "backend.command.status_argv", at: raw.location)
+      }
+      return .command(
+        CommandBackendSettings(
+          argv: argv, statusArgv: statusArgv, timeout: command.timeout.flatMap { timeout($0) } ?? 30))
+    }
+    guard let name = raw.name else {
+      sink.error(raw.location, "backend needs local, or command: {argv: [...]}")
+      return nil
+    }
+    guard name.text == "local" else {
+      sink.error(name.location, "backend is '\(name.text)': use local, or command: {argv: [PROGRAM, ...]}")
+      return nil
+    }
+    return .local
+  }
+
+  private func validateLocal(_ raw: RawLocalProcess, process: RawScalar) -> LocalProcessSettings? {
+    guard
+      let command = argv(
+        raw.command, what: "local.command of process '\(process.text)'", at: process.location)
+    else { return nil }
+    var environment: [String: String] = [:]
+    for (key, value) in raw.env?.entries ?? [] {
+      if ["CAPSTAN_PROCESS", "CAPSTAN_REPLICA", "PORT"].contains(key.text) {
+        sink.error(key.location, "local.env sets \(key.text), which Capstan sets for each replica: remove it")
+      }
+      environment[key.text] = value.text
+    }
+    var portBase: Int?
+    if let rawPort = raw.portBase, let value = count(rawPort, "a port number") {
+      if value < 1 || value > 65_000 {
+        sink.error(
+          rawPort.location,
+          "port_base is \(value): use a port between 1 and 65000, leaving room for the replicas")
+      } else {
+        portBase = value
+      }
+    }
+    return LocalProcessSettings(
+      command: command, environment: environment, workingDirectory: raw.cwd?.text, portBase: portBase)
+  }
+
+  private func argv(_ raw: RawArgv?, what: String, at location: FileLocation) -> [String]? {
+    guard let raw else {
+      sink.error(location, "\(what) is missing: give the program and its arguments as a list")
+      return nil
+    }
+    guard !raw.items.isEmpty else {
+      if !raw.refused { sink.error(raw.location, "\(what) is empty: name the program to run first") }
+      return nil
+    }
+    return raw.items.map(\.text)
   }
 
   private func validateSource(_ name: RawScalar, _ raw: RawSignal) -> SignalSource? {
@@ -697,20 +762,13 @@ struct PolicyValidator {
             timeout: directory.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
     if let command = raw.command {
-      guard let argv = command.argv else {
-        sink.error(
-          name.location,
-          "signal '\(name.text)' runs a command but gives no argv: add argv: [/path/to/program, ARG...]")
-        return nil
-      }
-      guard !argv.items.isEmpty else {
-        if !argv.refused { sink.error(argv.location, "argv is empty: name the program to run first") }
+      guard let argv = argv(command.argv, what: "signals.\(name.text).command.argv", at: name.location) else {
         return nil
       }
       sources.append(
         .command(
           CommandSignalSettings(
-            argv: argv.items.map(\.text),
+            argv: argv,
             timeout: command.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
     if sources.count > 1 {

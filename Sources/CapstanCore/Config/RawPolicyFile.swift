@@ -57,6 +57,7 @@ struct RawMap<Value: Decodable>: Decodable {
 
 struct RawPolicyFile: Decodable {
   var controller: RawController?
+  var backend: RawBackend?
   var signals: RawMap<RawSignal>?
   var processes: RawMap<RawProcess>?
   var autoscaling: RawMap<RawAutoscalingPolicy>?
@@ -64,8 +65,56 @@ struct RawPolicyFile: Decodable {
   var gpuPools: RawMap<RawGPUPool>?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case controller, signals, processes, autoscaling, providers
+    case controller, backend, signals, processes, autoscaling, providers
     case gpuPools = "gpu_pools"
+  }
+}
+
+/// `backend: local`, or `backend: {command: {argv: [...], ...}}`.
+struct RawBackend: Decodable {
+  var name: RawScalar?
+  var command: RawCommandBackend?
+  var location: FileLocation
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case local, command }
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: [], debugDescription: "backend needs the YAML decoder"))
+    }
+    location = decoder.location
+    if decoder.node.scalar != nil {
+      name = try RawScalar(from: decoder)
+      return
+    }
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    command = try container.decodeIfPresent(RawCommandBackend.self, forKey: .command)
+    if container.contains(.local) { name = RawScalar(text: "local", location: location) }
+  }
+}
+
+struct RawCommandBackend: Decodable {
+  var argv: RawArgv?
+  var statusArgv: RawArgv?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case argv
+    case statusArgv = "status_argv"
+    case timeout
+  }
+}
+
+struct RawLocalProcess: Decodable {
+  var command: RawArgv?
+  var env: RawMap<RawScalar>?
+  var cwd: RawScalar?
+  var portBase: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case command, env, cwd
+    case portBase = "port_base"
   }
 }
 
@@ -139,12 +188,14 @@ struct RawProcess: Decodable {
   var scaling: RawProcessScaling?
   var resources: RawResources?
   var rateLimit: RawRateLimitShare?
+  var local: RawLocalProcess?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case type, description, `class`
     case costPerHourUSD = "cost_per_hour_usd"
     case scaling, resources
     case rateLimit = "rate_limit"
+    case local
   }
 }
 

@@ -36,6 +36,14 @@ public struct ScaleAction: Sendable, Equatable {
   /// How long a removed replica may take to finish before it is killed.
   public var drainTimeout: TimeInterval
 
+  public init(process: String, from: Int, to: Int, reason: ScaleReason, drainTimeout: TimeInterval) {
+    self.process = process
+    self.from = from
+    self.to = to
+    self.reason = reason
+    self.drainTimeout = drainTimeout
+  }
+
   public var isScaleUp: Bool { to > from }
 }
 

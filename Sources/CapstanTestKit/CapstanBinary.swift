@@ -1,0 +1,51 @@
+import Foundation
+
+/// The `capstan` binary SwiftPM built beside the test bundle, for tests that run it as a user
+/// (or the local supervisor) would.
+public enum CapstanBinary {
+  public static func url() throws -> URL {
+    let candidates = [
+      Bundle.main.executableURL?.deletingLastPathComponent(),
+      URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+      Bundle.main.bundleURL.deletingLastPathComponent(),
+    ].compactMap { $0 }
+    for folder in candidates {
+      let binary = folder.appendingPathComponent("capstan")
+      if FileManager.default.isExecutableFile(atPath: binary.path) { return binary }
+    }
+    throw NotBuilt(searched: candidates.map(\.path))
+  }
+
+  public struct NotBuilt: Error, CustomStringConvertible {
+    public var searched: [String]
+    public var description: String {
+      "no capstan binary beside the tests (looked in \(searched)); run swift build first"
+    }
+  }
+}
+
+/// A fresh folder under the temporary directory.
+public func scratchDirectory(_ label: String = "test") throws -> URL {
+  let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+    "capstan-\(label)-\(UUID().uuidString)")
+  try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  return url
+}
+
+/// Polls until `condition` holds or `timeout` passes; for waiting on real processes.
+public func eventually(
+  timeout: TimeInterval = 10, every interval: TimeInterval = 0.05, _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+  let deadline = Date().addingTimeInterval(timeout)
+  while Date() < deadline {
+    if try await condition() { return true }
+    try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+  }
+  return try await condition()
+}
+
+/// Writes an executable shell script.
+public func writeScript(_ url: URL, _ body: String) throws {
+  try Data(("#!/bin/sh\n" + body + "\n").utf8).write(to: url)
+  try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
+}

@@ -1,0 +1,21 @@
+import ArgumentParser
+import CapstanBackends
+
+/// Run by the local supervisor for each replica, not by people: see `ReplicaGuard`.
+struct ReplicaGuardCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "replica-guard",
+    abstract: "Run one replica for the local supervisor (internal).",
+    shouldDisplay: false
+  )
+
+  @Option(help: "Seconds between SIGTERM and SIGKILL when draining.")
+  var drainTimeout: Double = 30
+
+  @Argument(parsing: .postTerminator)
+  var command: [String]
+
+  func run() throws {
+    ReplicaGuard.run(argv: command, drainTimeout: drainTimeout)
+  }
+}
