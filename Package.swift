@@ -13,6 +13,10 @@ let package = Package(
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
   ],
   targets: [
     // The pure core: policy model and validation, the decision engine, the
@@ -48,6 +52,21 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
+    // The live loop: signals in, the engine, actions out through a backend; state, audit,
+    // metrics, reload and graceful shutdown.
+    .target(
+      name: "CapstanController",
+      dependencies: [
+        "CapstanCore",
+        "CapstanRuntime",
+        "CapstanSignals",
+        "CapstanBackends",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ]
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
@@ -56,7 +75,12 @@ let package = Package(
         "CapstanRuntime",
         "CapstanBackends",
         "CapstanSignals",
+        "CapstanController",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
       ]
     ),

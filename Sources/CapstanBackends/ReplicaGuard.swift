@@ -6,11 +6,16 @@ import Foundation
 
 /// Runs one replica's program and stands between it and Capstan, so that no replica outlives
 /// the supervisor unnoticed. The guard leads its own process group, and the program and anything
-/// it starts stay in it (the guard spawns with `posix_spawn` rather than `Process`, which would
-/// give the program a group of its own). It holds a pipe from Capstan on standard input: when
-/// Capstan dies, by any signal including SIGKILL, the pipe closes and the guard drains the group.
-/// SIGTERM drains it too: SIGTERM to the group, then SIGKILL after the drain timeout. The guard
-/// exits with the program's status.
+/// it starts stay in it. It holds a pipe from Capstan on standard input: when Capstan dies, by
+/// any signal including SIGKILL, the pipe closes and the guard drains the group. SIGTERM drains
+/// it too: SIGTERM to the group, then SIGKILL after the drain timeout. The guard exits with the
+/// program's status.
+///
+/// It is one thread with a poll loop on purpose: no Dispatch, no Foundation threads, nothing
+/// that can fail in the one process whose job is to clean up after failures.
+/// Set by the guard's SIGTERM handler, read by its loop; a signal handler can touch nothing else.
+nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
+
 public enum ReplicaGuard {
   public static func run(argv: [String], drainTimeout: TimeInterval) -> Never {
     setpgid(0, 0)
@@ -18,65 +23,86 @@ public enum ReplicaGuard {
       say("capstan replica-guard: no program given\n")
       exit(2)
     }
-    let resolved = program.contains("/") ? program : (which(program) ?? program)
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    // The program gets /dev/null, not the lifeline: only the guard watches it.
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
-    var arguments = argv.map { strdup($0) } + [nil]
-    defer { arguments.forEach { free($0) } }
-    var child: pid_t = 0
-    let spawned = posix_spawn(&child, resolved, &actions, nil, &arguments, environ)
-    posix_spawn_file_actions_destroy(&actions)
-    guard spawned == 0 else {
-      say("capstan replica-guard: cannot start \(resolved): \(String(cString: strerror(spawned)))\n")
-      exit(127)
-    }
-    // Only now: an ignored signal stays ignored across exec, and the program must hear SIGTERM.
-    signal(SIGTERM, SIG_IGN)
+    // A handler that only sets a flag: whichever thread the runtime has takes the signal, and
+    // the loop below sees the flag. (Blocking it would cover this thread alone.)
+    signal(SIGTERM) { _ in terminationRequested = 1 }
     signal(SIGINT, SIG_IGN)
+    signal(SIGHUP, SIG_IGN)
     signal(SIGPIPE, SIG_IGN)
 
-    let queue = DispatchQueue(label: "capstan.replica-guard")
-    nonisolated(unsafe) var draining = false
-    let drain = {
-      guard !draining else { return }
-      draining = true
-      kill(-getpgrp(), SIGTERM)
-      queue.asyncAfter(deadline: .now() + drainTimeout) {
+    let child = spawn(argv, program: program)
+    var drainDeadline: Date?
+    var lifelineOpen = true
+    while true {
+      var status: Int32 = 0
+      if waitpid(child, &status, WNOHANG) == child {
+        // Exit as the program did: its code, or 128 + the signal that ended it.
+        let signalled = status & 0x7f
+        exit(signalled == 0 ? (status >> 8) & 0xff : 128 + signalled)
+      }
+      if terminationRequested != 0, drainDeadline == nil {
+        drainDeadline = startDrain(program, drainTimeout)
+      }
+      if lifelineOpen {
+        var watch = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+        if poll(&watch, 1, 100) > 0 {
+          var byte: UInt8 = 0
+          if watch.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 || read(STDIN_FILENO, &byte, 1) <= 0 {
+            lifelineOpen = false
+            say("capstan replica-guard: the supervisor is gone: stopping \(program)\n")
+            if drainDeadline == nil { drainDeadline = startDrain(program, drainTimeout) }
+          }
+        }
+      } else {
+        usleep(100_000)
+      }
+      if let deadline = drainDeadline, Date() >= deadline {
         say(
           "capstan replica-guard: \(program) still running after the \(Int(drainTimeout))s drain timeout: killing it\n"
         )
         kill(-getpgrp(), SIGKILL)
       }
     }
-    let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: queue)
-    terminate.setEventHandler(handler: drain)
-    terminate.resume()
-    let lifeline = DispatchSource.makeReadSource(fileDescriptor: STDIN_FILENO, queue: queue)
-    lifeline.setEventHandler {
-      var byte: UInt8 = 0
-      if read(STDIN_FILENO, &byte, 1) <= 0 {
-        lifeline.cancel()
-        say("capstan replica-guard: the supervisor is gone: stopping \(program)\n")
-        drain()
-      }
+  }
+
+  private static func startDrain(_ program: String, _ timeout: TimeInterval) -> Date {
+    // The guard's own handler takes its copy; the program and what it started get theirs.
+    kill(-getpgrp(), SIGTERM)
+    return Date().addingTimeInterval(timeout)
+  }
+
+  /// Starts the program in the guard's group with every signal at its default and none blocked,
+  /// and /dev/null, not the lifeline, on its standard input.
+  private static func spawn(_ argv: [String], program: String) -> pid_t {
+    let resolved = program.contains("/") ? program : (which(program) ?? program)
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    var none = sigset_t()
+    sigemptyset(&none)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+    var arguments = argv.map { strdup($0) } + [nil]
+    defer { arguments.forEach { free($0) } }
+    var child: pid_t = 0
+    let spawned = posix_spawn(&child, resolved, &actions, &attributes, &arguments, environ)
+    posix_spawn_file_actions_destroy(&actions)
+    posix_spawnattr_destroy(&attributes)
+    guard spawned == 0 else {
+      say("capstan replica-guard: cannot start \(resolved): \(String(cString: strerror(spawned)))\n")
+      exit(127)
     }
-    lifeline.resume()
-    let programPID = child
-    Thread.detachNewThread {
-      var status: Int32 = 0
-      while waitpid(programPID, &status, 0) < 0 && errno == EINTR {}
-      // Exit as the program did: its code, or 128 + the signal that ended it.
-      let signalled = status & 0x7f
-      exit(signalled == 0 ? (status >> 8) & 0xff : 128 + signalled)
-    }
-    dispatchMain()
+    return child
   }
 
   /// Into the replica's log, which is the guard's standard error.
   private static func say(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
+    _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
   }
 
   private static func which(_ name: String) -> String? {

@@ -3,12 +3,12 @@ import Foundation
 import Logging
 
 @main
-struct Capstan: ParsableCommand {
+struct Capstan: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "capstan",
     abstract: "An autoscaler for AI workloads: scale each process type on the signal that measures its load.",
     version: "0.1.0",
-    subcommands: [Validate.self, Replay.self, ReplicaGuardCommand.self]
+    subcommands: [Validate.self, Replay.self, Run.self, ReplicaGuardCommand.self]
   )
 
   static func bootstrapLogging() {

@@ -10,6 +10,10 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
   case budgetAlert = "budget_alert"
   case budgetFreeze = "budget_freeze"
   case budgetReset = "budget_reset"
+  /// A reloaded policy took effect (`process` is `*`).
+  case policyReloaded = "policy_reloaded"
+  /// A reloaded policy was invalid and the running one was kept (`process` is `*`).
+  case policyRejected = "policy_rejected"
 }
 
 /// Which driver wrote a record.
@@ -54,6 +58,23 @@ public struct AuditEvent: Sendable, Equatable {
   public var budget: BudgetSnapshot?
   /// Replicas after the event × cost per hour; nil when the process has no cost.
   public var costPerHourUSD: Double?
+
+  public init(
+    time: Date, process: String, kind: AuditEventKind, from: Int?, to: Int?, reason: ScaleReason,
+    detail: String,
+    signals: [(name: String, value: Double?)], budget: BudgetSnapshot?, costPerHourUSD: Double?
+  ) {
+    self.time = time
+    self.process = process
+    self.kind = kind
+    self.from = from
+    self.to = to
+    self.reason = reason
+    self.detail = detail
+    self.signals = signals
+    self.budget = budget
+    self.costPerHourUSD = costPerHourUSD
+  }
 
   public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
     a.time == b.time && a.process == b.process && a.kind == b.kind && a.from == b.from && a.to == b.to

@@ -17,4 +17,8 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   case signalRestored = "signal_restored"
   case budgetThreshold = "budget_threshold"
   case budgetDay = "budget_day"
+  /// The backend refused or failed an action; the detail has its words.
+  case backendError = "backend_error"
+  /// The policy file was reloaded (SIGHUP).
+  case policyReload = "policy_reload"
 }

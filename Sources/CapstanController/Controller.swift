@@ -1,0 +1,270 @@
+import CapstanBackends
+import CapstanCore
+import CapstanRuntime
+import CapstanSignals
+import Foundation
+import Logging
+
+/// What survives a restart: the engine's memory (windows, cooldowns, the budget and its freeze)
+/// and the counts a command backend last set.
+public struct ControllerState: Codable, Sendable {
+  public var engine: EngineState
+  public var commandBackendCounts: [String: Int]
+
+  public init(engine: EngineState = EngineState(), commandBackendCounts: [String: Int] = [:]) {
+    self.engine = engine
+    self.commandBackendCounts = commandBackendCounts
+  }
+}
+
+/// The live loop around the engine: read every signal, read the backend, decide, persist, write
+/// the audit, act. The same `ScalingEngine` that replay drives.
+public actor Controller {
+  public private(set) var policy: Policy
+  private var engine: ScalingEngine
+  private var readers: [any SignalReader]
+  private var state: ControllerState
+  private let backend: any ScalingBackend
+  private let audit: AuditLogFile
+  private let store: StateStore<ControllerState>
+  private let metrics: ControllerMetrics
+  private let mode: AuditMode
+  private let baseDirectory: URL
+  private let logger: Logger
+  /// Signals whose outage has been logged, so an outage is logged once, not every tick.
+  private var failing: [String: String] = [:]
+  public private(set) var lastTick: Date?
+
+  public init(
+    policy: Policy, baseDirectory: URL, backend: any ScalingBackend, audit: AuditLogFile,
+    store: StateStore<ControllerState>, state: ControllerState, mode: AuditMode, metrics: ControllerMetrics,
+    logger: Logger
+  ) {
+    self.policy = policy
+    self.engine = ScalingEngine(policy: policy)
+    self.readers = Self.readers(for: policy, baseDirectory: baseDirectory)
+    self.baseDirectory = baseDirectory
+    self.backend = backend
+    self.audit = audit
+    self.store = store
+    self.state = state
+    self.mode = mode
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  /// Problems that stop a policy from running live, as `FILE:LINE:COLUMN: error:` diagnostics:
+  /// a signal with no source, a local process with no command.
+  public static func runProblems(_ policy: Policy, file: String) -> [Diagnostic] {
+    var problems: [Diagnostic] = []
+    let top = FileLocation(file: file, line: 1, column: 1)
+    for signal in policy.signals where signal.source == nil {
+      problems.append(
+        Diagnostic(
+          .error, at: signal.location ?? top,
+          "signal '\(signal.name)' has no source to read live: declare it under signals with directory: or command:"
+        ))
+    }
+    if policy.backend == .local {
+      for target in policy.targets where target.local == nil {
+        problems.append(
+          Diagnostic(
+            .error, at: target.location ?? top,
+            "'\(target.name)' has nothing to run: add local: {command: [PROGRAM, ARG...]} to the process, or choose another backend"
+          ))
+      }
+    }
+    return problems
+  }
+
+  static func readers(for policy: Policy, baseDirectory: URL) -> [any SignalReader] {
+    policy.signals.compactMap { spec in
+      spec.source.map { SignalReaders.make(name: spec.name, source: $0, baseDirectory: baseDirectory) }
+    }
+  }
+
+  // MARK: One tick
+
+  public func tick(now: Date) async {
+    let started = Date()
+    let signals = await readSignals(now: now)
+    var replicas: [String: ReplicaStatus] = [:]
+    for target in policy.targets {
+      do {
+        replicas[target.name] = try await backend.status(of: target)
+      } catch {
+        logger.error(
+          "cannot read replicas: not deciding this target this tick",
+          metadata: ["process": "\(target.name)", "error": "\(error)"])
+        metrics.backendError(target.name)
+      }
+    }
+
+    let before = state.engine
+    let (decision, next) = engine.decide(
+      EngineInputs(signals: signals, replicas: replicas), state: before, now: now)
+    state.engine = next
+    // Persist before acting: after a crash a cooldown is still counted and nothing is done twice.
+    persist()
+    for event in decision.events { record(event) }
+
+    for action in decision.actions {
+      guard let target = policy.target(named: action.process) else { continue }
+      do {
+        try await backend.apply(action, to: target)
+        if let command = backend as? CommandBackend {
+          state.commandBackendCounts = await command.counts
+          persist()
+        }
+        metrics.action(action)
+        logger.notice(
+          "scaled",
+          metadata: [
+            "process": "\(action.process)", "from": "\(action.from)", "to": "\(action.to)",
+            "reason": "\(action.reason.rawValue)",
+          ])
+      } catch {
+        // The change did not happen: forget it, so the next tick decides again from what runs.
+        state.engine.targets[action.process] = before.targets[action.process]
+        persist()
+        metrics.backendError(action.process)
+        logger.error(
+          "the backend refused the change", metadata: ["process": "\(action.process)", "error": "\(error)"])
+        record(
+          AuditEvent(
+            time: now, process: action.process, kind: .blocked, from: action.from, to: action.to,
+            reason: .backendError,
+            detail: "the backend did not carry out \(action.from) -> \(action.to): \(error)",
+            signals: target.signalNames.map { ($0, signals[$0]) }, budget: nil,
+            costPerHourUSD: target.costPerHourUSD.map { $0 * Double(action.from) }))
+      }
+    }
+    await exportMetrics(replicas: replicas, decision: decision)
+    lastTick = now
+    metrics.tick(seconds: Date().timeIntervalSince(started))
+  }
+
+  /// Every signal at once, each bounded by its own timeout. A failure makes that signal missing
+  /// for this tick; it is logged when an outage starts and when it ends.
+  private func readSignals(now: Date) async -> [String: Double] {
+    let results = await withTaskGroup(of: (String, Result<Double, any Error>).self) { group in
+      for reader in readers {
+        group.addTask { (reader.name, await Self.read(reader, now: now)) }
+      }
+      var results: [String: Result<Double, any Error>] = [:]
+      for await (name, result) in group { results[name] = result }
+      return results
+    }
+    var values: [String: Double] = [:]
+    for (name, result) in results.sorted(by: { $0.key < $1.key }) {
+      switch result {
+      case .success(let value):
+        values[name] = value
+        metrics.signal(name, value: value)
+        if failing.removeValue(forKey: name) != nil {
+          logger.notice("signal restored", metadata: ["signal": "\(name)", "value": "\(value)"])
+        }
+      case .failure(let error):
+        metrics.signalError(name)
+        let reason = "\(error)"
+        if failing[name] == nil {
+          logger.warning(
+            "signal failing; it counts as missing until it recovers",
+            metadata: ["signal": "\(name)", "error": "\(reason)"])
+        }
+        failing[name] = reason
+      }
+    }
+    return values
+  }
+
+  private static func read(_ reader: any SignalReader, now: Date) async -> Result<Double, any Error> {
+    await withTaskGroup(of: Result<Double, any Error>?.self) { group in
+      group.addTask {
+        do { return .success(try await reader.read(now: now)) } catch { return .failure(error) }
+      }
+      group.addTask {
+        try? await Task.sleep(nanoseconds: UInt64(reader.timeout * 1e9))
+        return Task.isCancelled
+          ? nil : .failure(SignalReadError(signal: reader.name, "no answer within \(reader.timeout)s"))
+      }
+      for await result in group {
+        if let result {
+          group.cancelAll()
+          return result
+        }
+      }
+      return .failure(SignalReadError(signal: reader.name, "cancelled"))
+    }
+  }
+
+  private func exportMetrics(replicas: [String: ReplicaStatus], decision: TickDecision) async {
+    for event in decision.events where event.kind == .blocked {
+      metrics.blocked(event.process, reason: event.reason)
+    }
+    for target in policy.targets {
+      guard let status = replicas[target.name] else { continue }
+      let desired = decision.actions.first { $0.process == target.name }?.to ?? status.current
+      metrics.replicas(target.name, desired: desired, current: status.current, ready: status.ready)
+      if let ledger = state.engine.budgets[target.name] {
+        metrics.budget(
+          target.policyName ?? target.name, spent: ledger.spentUSD, frozen: ledger.state == .frozen)
+      }
+      if let local = backend as? LocalProcessBackend {
+        metrics.crashLooping(target.name, replicas: await local.crashLooping(target.name).count)
+      }
+    }
+  }
+
+  // MARK: Reload and shutdown
+
+  /// A valid new policy takes effect at the next tick; the engine's memory carries over for
+  /// targets that keep their names.
+  public func reload(_ loaded: LoadedPolicy, file: String, now: Date) {
+    policy = loaded.policy
+    engine = ScalingEngine(policy: loaded.policy)
+    readers = Self.readers(for: loaded.policy, baseDirectory: baseDirectory)
+    logger.notice(
+      "policy reloaded", metadata: ["file": "\(file)", "targets": "\(loaded.policy.targets.count)"])
+    record(
+      AuditEvent(
+        time: now, process: "*", kind: .policyReloaded, from: nil, to: nil, reason: .policyReload,
+        detail: "reloaded \(file): \(loaded.policy.targets.map(\.name).joined(separator: ", "))", signals: [],
+        budget: nil, costPerHourUSD: nil))
+  }
+
+  /// An invalid policy is refused with its errors; the running one goes on.
+  public func rejectReload(_ problems: [Diagnostic], file: String, now: Date) {
+    for problem in problems { logger.error("\(problem)") }
+    let shown = problems.prefix(3).map(\.description).joined(separator: "; ")
+    record(
+      AuditEvent(
+        time: now, process: "*", kind: .policyRejected, from: nil, to: nil, reason: .policyReload,
+        detail: "kept the running policy: \(file) has \(problems.count) problem(s): \(shown)", signals: [],
+        budget: nil, costPerHourUSD: nil))
+  }
+
+  /// Drains what the backend runs and leaves the state and audit log complete.
+  public func shutdown() async {
+    logger.notice("stopping: draining replicas")
+    await backend.shutdown()
+    persist()
+    audit.close()
+  }
+
+  private func record(_ event: AuditEvent) {
+    do {
+      try audit.append(AuditRecord(event, mode: mode))
+    } catch {
+      logger.critical("cannot write the audit log", metadata: ["path": "\(audit.path)", "error": "\(error)"])
+    }
+  }
+
+  private func persist() {
+    do {
+      try store.save(state)
+    } catch {
+      logger.critical("cannot save state", metadata: ["error": "\(error)"])
+    }
+  }
+}

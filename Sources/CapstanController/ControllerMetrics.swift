@@ -1,0 +1,64 @@
+import CapstanCore
+import Foundation
+import Metrics
+
+/// The metrics the controller exports, made from a factory it is given rather than a global.
+public struct ControllerMetrics: Sendable {
+  let factory: any MetricsFactory
+
+  public init(factory: any MetricsFactory) { self.factory = factory }
+
+  func replicas(_ process: String, desired: Int, current: Int, ready: Int) {
+    for (state, value) in [("desired", desired), ("current", current), ("ready", ready)] {
+      Gauge(
+        label: "capstan_replicas", dimensions: [("process", process), ("state", state)], factory: factory
+      )
+      .record(value)
+    }
+  }
+
+  func signal(_ name: String, value: Double) {
+    Gauge(label: "capstan_signal_value", dimensions: [("signal", name)], factory: factory).record(value)
+  }
+
+  func signalError(_ name: String) {
+    Counter(label: "capstan_signal_errors_total", dimensions: [("signal", name)], factory: factory)
+      .increment()
+  }
+
+  func action(_ action: ScaleAction) {
+    Counter(
+      label: "capstan_scale_actions_total",
+      dimensions: [("process", action.process), ("direction", action.to > action.from ? "up" : "down")],
+      factory: factory
+    ).increment()
+  }
+
+  func blocked(_ process: String, reason: ScaleReason) {
+    Counter(
+      label: "capstan_blocked_total", dimensions: [("process", process), ("reason", reason.rawValue)],
+      factory: factory
+    ).increment()
+  }
+
+  func budget(_ policy: String, spent: Double, frozen: Bool) {
+    Gauge(label: "capstan_budget_spent_usd", dimensions: [("policy", policy)], factory: factory).record(spent)
+    Gauge(label: "capstan_budget_frozen", dimensions: [("policy", policy)], factory: factory).record(
+      frozen ? 1 : 0)
+  }
+
+  func crashLooping(_ process: String, replicas: Int) {
+    Gauge(label: "capstan_crash_looping_replicas", dimensions: [("process", process)], factory: factory)
+      .record(replicas)
+  }
+
+  func backendError(_ process: String) {
+    Counter(label: "capstan_backend_errors_total", dimensions: [("process", process)], factory: factory)
+      .increment()
+  }
+
+  func tick(seconds: TimeInterval) {
+    Timer(label: "capstan_tick_duration_seconds", dimensions: [], factory: factory)
+      .recordNanoseconds(Int64(seconds * 1e9))
+  }
+}

@@ -1,0 +1,66 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A JSON document in the state directory, replaced atomically: written to a temporary file,
+/// fsynced, renamed over the old one, and the directory fsynced, so a crash leaves either the old
+/// state or the new one, never half of each.
+public struct StateStore<Document: Codable>: Sendable {
+  public let directory: URL
+  public let name: String
+
+  public init(directory: URL, name: String) throws {
+    self.directory = directory
+    self.name = name
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+  }
+
+  public var url: URL { directory.appendingPathComponent(name) }
+
+  public struct Failure: Error, CustomStringConvertible {
+    public var description: String
+  }
+
+  /// nil when there is no saved state yet.
+  public func load() throws -> Document? {
+    guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+    do {
+      let decoder = JSONDecoder()
+      decoder.dateDecodingStrategy = .secondsSince1970
+      return try decoder.decode(Document.self, from: data)
+    } catch {
+      throw Failure(
+        description:
+          "\(url.path) is not a state file Capstan can read (\(error)): move it aside to start afresh")
+    }
+  }
+
+  public func save(_ document: Document) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.dateEncodingStrategy = .secondsSince1970
+    let data = try encoder.encode(document)
+    let temporary = directory.appendingPathComponent(".\(name).\(getpid()).tmp")
+    let descriptor = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else {
+      throw Failure(description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))")
+    }
+    let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    let synced = fsync(descriptor)
+    close(descriptor)
+    guard written == data.count, synced == 0 else {
+      unlink(temporary.path)
+      throw Failure(description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))")
+    }
+    guard rename(temporary.path, url.path) == 0 else {
+      throw Failure(description: "cannot replace \(url.path): \(String(cString: strerror(errno)))")
+    }
+    let folder = open(directory.path, O_RDONLY | O_CLOEXEC)
+    if folder >= 0 {
+      fsync(folder)
+      close(folder)
+    }
+  }
+}

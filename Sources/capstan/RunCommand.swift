@@ -1,0 +1,177 @@
+import ArgumentParser
+import CapstanBackends
+import CapstanController
+import CapstanCore
+import CapstanRuntime
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+struct Run: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run the controller: read the signals, decide, and scale through the backend.",
+    discussion: """
+      SIGTERM or SIGINT: finish the tick in flight, drain the replicas, exit 0. SIGHUP: reload \
+      the policy; an invalid one is refused and the running one goes on.
+      """
+  )
+
+  @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
+  var policy: String
+
+  @Flag(help: "Decide and write the audit log, but start, stop and scale nothing.")
+  var dryRun = false
+
+  @Option(help: "Where state that survives a restart, and replica logs, are kept.")
+  var stateDir = ".capstan"
+
+  @Option(help: "The audit log (JSON Lines, appended). Default: STATE_DIR/audit.jsonl.")
+  var auditLog: String?
+
+  @Option(help: "Serve /metrics and /healthz here, as HOST:PORT.")
+  var listen = "127.0.0.1:9464"
+
+  func run() async throws {
+    Capstan.bootstrapLogging()
+    let logger = Logger(label: "capstan")
+    let loaded = try Self.loadRunnable(policy)
+    loaded.warnings.forEach { printError($0.description) }
+    let (host, port) = try parseListen(listen)
+
+    let stateDirectory = URL(fileURLWithPath: stateDir)
+    try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
+    let lock = try StateDirectoryLock(stateDirectory)
+    defer { lock.release() }
+    let store = try StateStore<ControllerState>(directory: stateDirectory, name: "state.json")
+    let saved: ControllerState
+    do {
+      saved = try store.load() ?? ControllerState()
+    } catch {
+      printError("capstan run: error: \(error)")
+      throw ExitCode(1)
+    }
+    let auditPath = auditLog ?? stateDirectory.appendingPathComponent("audit.jsonl").path
+    let audit = try AuditLogFile(path: auditPath, durable: true)
+
+    let baseDirectory = URL(fileURLWithPath: policy).deletingLastPathComponent()
+    var backend: any ScalingBackend
+    switch loaded.policy.backend {
+    case .local:
+      backend = LocalProcessBackend(
+        configuration: .init(
+          guardExecutable: try Self.ownExecutable(), baseDirectory: baseDirectory,
+          logDirectory: stateDirectory.appendingPathComponent("logs")),
+        logger: Logger(label: "capstan.local"))
+    case .command(let settings):
+      backend = CommandBackend(
+        settings: settings, workingDirectory: baseDirectory, lastSet: saved.commandBackendCounts,
+        logger: Logger(label: "capstan.command"))
+    }
+    if dryRun { backend = DryRunBackend(wrapping: backend) }
+
+    let registry = PrometheusCollectorRegistry()
+    let controller = Controller(
+      policy: loaded.policy, baseDirectory: baseDirectory, backend: backend, audit: audit, store: store,
+      state: saved, mode: dryRun ? .dryRun : .live,
+      metrics: ControllerMetrics(factory: PrometheusMetricsFactory(registry: registry)),
+      logger: Logger(label: "capstan.controller"))
+
+    let monitoring = MonitoringServer.application(
+      host: host, port: port, registry: registry, controller: controller,
+      logger: Logger(label: "capstan.http"))
+    let policyPath = policy
+    let reloader = PolicyReloadService(controller: controller, file: policyPath) { file in
+      do {
+        return .success(try Self.loadRunnable(file))
+      } catch let failure as RunnablePolicyError {
+        return .failure(PolicyLoadError(diagnostics: failure.diagnostics))
+      } catch {
+        return .failure(
+          PolicyLoadError(diagnostics: [
+            Diagnostic(.error, at: FileLocation(file: file, line: 1, column: 1), "\(error)")
+          ]))
+      }
+    }
+    // Services stop in reverse order: the loop drains first, the metrics server goes last.
+    let group = ServiceGroup(
+      configuration: .init(
+        services: [
+          .init(service: monitoring), .init(service: reloader),
+          .init(service: ControllerService(controller: controller)),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    logger.notice(
+      "capstan running",
+      metadata: [
+        "policy": "\(policy)", "mode": "\(dryRun ? "dry_run" : "live")",
+        "state_dir": "\(stateDirectory.path)",
+        "listen": "\(host):\(port)",
+      ])
+    try await group.run()
+  }
+
+  struct RunnablePolicyError: Error, CustomStringConvertible {
+    var diagnostics: [Diagnostic]
+    var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+  }
+
+  /// A policy that validates and can run live: every signal has a source, every local process
+  /// a command.
+  static func loadRunnable(_ file: String) throws -> LoadedPolicy {
+    switch PolicySource.load(file) {
+    case .failure(.invalid(let error)):
+      throw RunnablePolicyError(diagnostics: error.diagnostics)
+    case .failure(let failure):
+      throw RunnablePolicyError(diagnostics: [
+        Diagnostic(.error, at: FileLocation(file: file, line: 1, column: 1), failure.description)
+      ])
+    case .success(let loaded):
+      let problems = Controller.runProblems(loaded.policy, file: file)
+      if !problems.isEmpty { throw RunnablePolicyError(diagnostics: problems) }
+      return loaded
+    }
+  }
+
+  static func ownExecutable() throws -> URL {
+    let path = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    return URL(fileURLWithPath: path)
+  }
+
+  private func parseListen(_ text: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+      (0...65535).contains(port)
+    else {
+      throw ValidationError("--listen '\(text)' must be HOST:PORT, such as 127.0.0.1:9464")
+    }
+    return (String(text[..<colon]), port)
+  }
+}
+
+/// One `capstan run` per state directory: a second would fight the first over the replicas.
+final class StateDirectoryLock {
+  private var descriptor: Int32
+
+  init(_ directory: URL) throws {
+    let path = directory.appendingPathComponent("lock").path
+    descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard descriptor >= 0, flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+      throw ValidationError(
+        "another capstan run is using \(directory.path): stop it, or give this one its own --state-dir")
+    }
+  }
+
+  func release() {
+    if descriptor >= 0 {
+      close(descriptor)
+      descriptor = -1
+    }
+  }
+}
