@@ -103,6 +103,10 @@ let package = Package(
       dependencies: ["CapstanCore", "CapstanBackends", "CapstanTestKit", "capstan"]
     ),
     .testTarget(
+      name: "CapstanRunTests",
+      dependencies: ["CapstanTestKit", "capstan"]
+    ),
+    .testTarget(
       name: "CapstanReplayTests",
       dependencies: ["CapstanCore", "CapstanReplay", "CapstanRuntime", "CapstanTestKit", "capstan"],
       exclude: ["Fixtures"]

@@ -1,0 +1,244 @@
+import CapstanTestKit
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A worker that takes no jobs (the test owns the spool) and leaves markers: when it starts,
+/// and when it sees SIGTERM.
+let idleWorker = """
+  echo started >> "$MARKERS/started.$CAPSTAN_REPLICA"
+  trap 'echo term >> "$MARKERS/term.$CAPSTAN_REPLICA"; exit 0' TERM
+  while true; do sleep 0.1; done
+  """
+
+/// A folder with a policy, a worker script, a spool and a marker folder.
+struct Scenario {
+  let folder: URL
+  var spool: URL { folder.appendingPathComponent("spool") }
+  var markers: URL { folder.appendingPathComponent("markers") }
+  var policy: URL { folder.appendingPathComponent("policy.yaml") }
+  var state: URL { folder.appendingPathComponent("state") }
+
+  init(worker: String = idleWorker, extraAutoscaling: String = "", cost: String = "0.1") throws {
+    folder = try scratchDirectory("run")
+    try FileManager.default.createDirectory(
+      at: folder.appendingPathComponent("spool"), withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+      at: folder.appendingPathComponent("markers"), withIntermediateDirectories: true)
+    try writeScript(folder.appendingPathComponent("worker.sh"), worker)
+    try writePolicy(max: 4, extraAutoscaling: extraAutoscaling, cost: cost)
+  }
+
+  func writePolicy(max: Int, extraAutoscaling: String = "", cost: String = "0.1") throws {
+    let yaml = """
+      controller:
+        interval: 1s
+      signals:
+        queue_depth:
+          directory: {path: spool, glob: "*.job"}
+      processes:
+        worker:
+          class: batch
+          cost_per_hour_usd: \(cost)
+          scaling: {metric: queue_depth, target: 5, min: 0, max: \(max)}
+          local:
+            command: [./worker.sh]
+            env: {MARKERS: \(markers.path)}
+      autoscaling:
+        worker:
+          scale_up: {stabilization_window: 0s}
+          scale_down:
+            stabilization_window: 3s
+            action: {drain_timeout: 5s}
+      \(extraAutoscaling)
+      """
+    try Data(yaml.utf8).write(to: policy)
+  }
+
+  func queue(_ count: Int) throws {
+    let existing = try FileManager.default.contentsOfDirectory(atPath: spool.path)
+    for name in existing { try FileManager.default.removeItem(at: spool.appendingPathComponent(name)) }
+    for index in 0..<count { try Data().write(to: spool.appendingPathComponent("\(index).job")) }
+  }
+
+  func markers(_ prefix: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: markers.path)) ?? []).filter {
+      $0.hasPrefix(prefix)
+    }.sorted()
+  }
+
+  func start(_ arguments: [String] = []) throws -> RunningCapstan {
+    try RunningCapstan(policy: policy, stateDirectory: state, extraArguments: arguments)
+  }
+
+  func workersRunning() -> Int {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.filter { pid in
+      guard Int(pid) != nil,
+        let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)
+      else { return false }
+      return command.hasPrefix("/bin/sh\0./worker.sh")
+        && (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(markers.path)
+          == true
+    }.count
+  }
+}
+
+@Suite("capstan run, end to end", .serialized)
+struct RunEndToEndTests {
+  @Test(
+    "a burst scales up, an empty spool scales down after the window, drained workers see SIGTERM, SIGTERM exits 0"
+  )
+  func burstAndDrain() async throws {
+    let scenario = try Scenario()
+    let capstan = try scenario.start()
+    #expect(await eventually { await capstan.get("/healthz")?.status == 200 })
+    try scenario.queue(18)
+    // ceil(18 / 5) = 4 replicas, at the next tick or the one after.
+    #expect(await eventually(timeout: 5) { scenario.markers("started").count == 4 })
+    #expect(
+      await eventually { await capstan.metric(#"capstan_replicas{process="worker",state="current"}"#) == 4 })
+    let up = try #require(capstan.records(event: "scale_up").first)
+    #expect(up["from"] as? Int == 0 && up["to"] as? Int == 4 && up["mode"] as? String == "live")
+
+    try scenario.queue(0)
+    #expect(await eventually(timeout: 10) { scenario.markers("term").count == 4 })
+    #expect(capstan.records(event: "scale_down").last?["to"] as? Int == 0)
+    #expect(capstan.records(event: "blocked").contains { $0["reason"] as? String == "stabilization" })
+    #expect(await capstan.metric(#"capstan_scale_actions_total{process="worker",direction="up"}"#) == 1)
+    #expect(await capstan.metric(#"capstan_signal_value{signal="queue_depth"}"#) == 0)
+
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test("a worker that crashes is restarted")
+  func crashRestart() async throws {
+    let scenario = try Scenario(worker: #"echo started >> "$MARKERS/started.$CAPSTAN_REPLICA"; exit 1"#)
+    let capstan = try scenario.start()
+    try scenario.queue(3)
+    let restarted = await eventually(timeout: 10) {
+      let text =
+        (try? String(contentsOf: scenario.markers.appendingPathComponent("started.0"), encoding: .utf8)) ?? ""
+      return text.split(separator: "\n").count >= 3
+    }
+    #expect(restarted)
+    #expect(capstan.log.contains("replica exited on its own: restarting"))
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test("SIGHUP with a broken policy keeps the old one; with a valid one, reloads")
+  func reload() async throws {
+    let scenario = try Scenario()
+    let capstan = try scenario.start()
+    #expect(await eventually { await capstan.get("/healthz")?.status == 200 })
+    try Data("processes:\n  worker:\n    scaling: {max: two}\n".utf8).write(to: scenario.policy)
+    capstan.signal(SIGHUP)
+    #expect(await eventually { !capstan.records(event: "policy_rejected").isEmpty })
+    let rejected = try #require(capstan.records(event: "policy_rejected").first)
+    #expect(
+      (rejected["detail"] as? String)?.contains("policy.yaml:3:20: error: 'two' is not a whole number")
+        == true)
+    // The old policy still runs: a burst still scales to its max of 4.
+    try scenario.queue(30)
+    #expect(await eventually(timeout: 5) { scenario.markers("started").count == 4 })
+
+    try scenario.writePolicy(max: 2)
+    capstan.signal(SIGHUP)
+    #expect(await eventually { !capstan.records(event: "policy_reloaded").isEmpty })
+    #expect(await eventually(timeout: 5) { scenario.markers("term").count == 2 })
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test(
+    "kill -9 stops the workers; after a restart the budget is still frozen and the cooldown still counted")
+  func crashAndRestart() async throws {
+    // $360/h per replica against a $0.05 day: frozen after the first second of spend.
+    let scenario = try Scenario(
+      extraAutoscaling: """
+            cost_circuit_breaker: {daily_budget_usd: 0.05, alert_threshold: 0.5, action_threshold: 0.9}
+        """, cost: "360")
+    try scenario.writePolicy(
+      max: 4,
+      extraAutoscaling: """
+            cost_circuit_breaker: {daily_budget_usd: 0.05, alert_threshold: 0.5, action_threshold: 0.9}
+        """, cost: "360")
+    var policy = try String(contentsOf: scenario.policy, encoding: .utf8)
+    policy = policy.replacingOccurrences(
+      of: "scale_up: {stabilization_window: 0s}",
+      with: "scale_up: {stabilization_window: 0s, action: {add_instances: 1, cooldown: 1h}}")
+    try Data(policy.utf8).write(to: scenario.policy)
+
+    let first = try scenario.start()
+    try scenario.queue(5)
+    #expect(await eventually(timeout: 5) { scenario.markers("started").count == 1 })
+    #expect(await eventually(timeout: 5) { !first.records(event: "budget_freeze").isEmpty })
+    #expect(scenario.workersRunning() == 1)
+
+    first.signal(SIGKILL)
+    _ = await first.waitForExit()
+    // The replica guard sees its lifeline close and drains the worker.
+    #expect(await eventually(timeout: 5) { scenario.workersRunning() == 0 })
+    #expect(scenario.markers("term").count == 1)
+
+    let before = first.auditRecords().count
+    let second = try scenario.start()
+    #expect(await eventually(timeout: 5) { second.auditRecords().count > before })
+    try await Task.sleep(nanoseconds: 2_500_000_000)
+    let records = second.auditRecords()
+    let afterRestart = records.dropFirst(before).map { "\($0["event"] ?? "") \($0["reason"] ?? "")" }
+    #expect(records.filter { $0["event"] as? String == "budget_freeze" }.count == 1)
+    let lastBlocked = try #require(records.last { $0["event"] as? String == "blocked" })
+    #expect(lastBlocked["reason"] as? String == "cooldown", "after the restart: \(afterRestart)")
+    #expect((lastBlocked["budget"] as? [String: Any])?["state"] as? String == "frozen")
+    #expect(scenario.markers("started").count == 1)
+    #expect(scenario.workersRunning() == 0)
+    second.signal(SIGTERM)
+    #expect(await second.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test("--dry-run decides and writes the audit log, and starts nothing")
+  func dryRun() async throws {
+    let scenario = try Scenario()
+    let capstan = try scenario.start(["--dry-run"])
+    try scenario.queue(12)
+    #expect(await eventually(timeout: 5) { !capstan.records(event: "scale_up").isEmpty })
+    let up = try #require(capstan.records(event: "scale_up").first)
+    #expect(up["mode"] as? String == "dry_run" && up["to"] as? Int == 3)
+    try await Task.sleep(nanoseconds: 1_500_000_000)
+    #expect(scenario.markers("started").isEmpty)
+    #expect(scenario.workersRunning() == 0)
+    // The dry run remembers what it would have set: no second scale-up to the same count.
+    #expect(capstan.records(event: "scale_up").count == 1)
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test("a policy that cannot run live is refused with every problem at its position")
+  func notRunnable() async throws {
+    let folder = try scratchDirectory("run-invalid")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let policy = folder.appendingPathComponent("policy.yaml")
+    try Data(
+      """
+      processes:
+        worker:
+          scaling: {metric: queue_depth, target: 5, min: 1, max: 4}
+      """.utf8
+    ).write(to: policy)
+    let capstan = try RunningCapstan(policy: policy, stateDirectory: folder.appendingPathComponent("state"))
+    #expect(await capstan.waitForExit() == 1)
+    #expect(capstan.log.contains("policy.yaml:2:3: error: 'worker' has nothing to run"))
+    #expect(capstan.log.contains("policy.yaml:3:23: error: signal 'queue_depth' has no source to read live"))
+  }
+}
