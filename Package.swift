@@ -38,10 +38,21 @@ let package = Package(
       name: "CapstanRuntime",
       dependencies: ["CapstanCore"]
     ),
+    // libcurl, as a thin system-library target.
+    .systemLibrary(
+      name: "CCurl",
+      pkgConfig: "libcurl",
+      providers: [.apt(["libcurl4-openssl-dev"])]
+    ),
+    // HTTP GET over libcurl, for http_json now and the Prometheus and Kubernetes APIs later.
+    .target(
+      name: "CapstanHTTP",
+      dependencies: ["CCurl"]
+    ),
     // Live signal sources, one file per source behind `SignalReader`.
     .target(
       name: "CapstanSignals",
-      dependencies: ["CapstanCore", "CapstanRuntime"]
+      dependencies: ["CapstanCore", "CapstanRuntime", "CapstanHTTP"]
     ),
     // What the controller acts through, one file per backend behind `ScalingBackend`.
     .target(

@@ -76,8 +76,10 @@ public enum ProgramRunner {
       kill(process.processIdentifier, SIGTERM)
       try? await Task.sleep(nanoseconds: 200_000_000)
       if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-      process.waitUntilExit()
     }
+    // Not waitUntilExit, which spins a run loop async code never runs; not the stream, which
+    // its cancelled first reader has finished.
+    while process.isRunning { try? await Task.sleep(nanoseconds: 10_000_000) }
     return Outcome(
       status: process.terminationStatus, stdout: await stdout, stderr: await stderr, timedOut: timedOut)
   }

@@ -31,6 +31,8 @@ public enum SignalReaders {
       return DirectoryQueueSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     case .command(let settings):
       return CommandSignal(name: name, settings: settings, workingDirectory: baseDirectory)
+    case .httpJSON(let settings):
+      return HTTPJSONSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     }
   }
 }

@@ -771,6 +771,49 @@ struct PolicyValidator {
             argv: argv,
             timeout: command.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
+    if let http = raw.httpJSON {
+      guard let url = http.url, url.text.hasPrefix("http://") || url.text.hasPrefix("https://") else {
+        sink.error(
+          http.url?.location ?? name.location,
+          "signal '\(name.text)' reads http_json but its url is \(http.url.map { "'\($0.text)'" } ?? "missing"): give an http:// or https:// URL"
+        )
+        return nil
+      }
+      guard let pointer = http.pointer else {
+        sink.error(
+          name.location,
+          "signal '\(name.text)' reads http_json but gives no pointer: add pointer: /path/to/number (RFC 6901)"
+        )
+        return nil
+      }
+      if !pointer.text.isEmpty && !pointer.text.hasPrefix("/") {
+        sink.error(
+          pointer.location,
+          "pointer '\(pointer.text)' must start with '/' (RFC 6901), such as /\(pointer.text)")
+        return nil
+      }
+      var insecure = false
+      if let flag = http.insecureSkipTLSVerify {
+        guard let value = Bool(flag.text) else {
+          sink.error(flag.location, "insecure_skip_tls_verify is '\(flag.text)': use true or false")
+          return nil
+        }
+        insecure = value
+        if value {
+          sink.warning(
+            flag.location,
+            "TLS verification is off for signal '\(name.text)': anyone on the path can forge its value")
+        }
+      }
+      var headers: [String: String] = [:]
+      for (key, value) in http.headers?.entries ?? [] { headers[key.text] = value.text }
+      sources.append(
+        .httpJSON(
+          HTTPJSONSignalSettings(
+            url: url.text, pointer: pointer.text, headers: headers, bearerTokenEnv: http.bearerTokenEnv?.text,
+            caFile: http.caFile?.text, insecureSkipTLSVerify: insecure,
+            timeout: http.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
+    }
     if sources.count > 1 {
       sink.error(
         name.location,

@@ -130,10 +130,30 @@ struct RawSignal: Decodable {
   var description: RawScalar?
   var directory: RawDirectorySource?
   var command: RawCommandSource?
+  var httpJSON: RawHTTPJSONSource?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case perReplica = "per_replica"
     case description, directory, command
+    case httpJSON = "http_json"
+  }
+}
+
+struct RawHTTPJSONSource: Decodable {
+  var url: RawScalar?
+  var pointer: RawScalar?
+  var headers: RawMap<RawScalar>?
+  var bearerTokenEnv: RawScalar?
+  var caFile: RawScalar?
+  var insecureSkipTLSVerify: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case url, pointer, headers
+    case bearerTokenEnv = "bearer_token_env"
+    case caFile = "ca_file"
+    case insecureSkipTLSVerify = "insecure_skip_tls_verify"
+    case timeout
   }
 }
 

@@ -4,12 +4,14 @@ import Foundation
 public enum SignalSource: Sendable, Equatable {
   case directory(DirectorySignalSettings)
   case command(CommandSignalSettings)
+  case httpJSON(HTTPJSONSignalSettings)
 
   /// The key that names the source in the policy file.
   public var kind: String {
     switch self {
     case .directory: return "directory"
     case .command: return "command"
+    case .httpJSON: return "http_json"
     }
   }
 
@@ -17,6 +19,7 @@ public enum SignalSource: Sendable, Equatable {
     switch self {
     case .directory(let settings): return settings.timeout
     case .command(let settings): return settings.timeout
+    case .httpJSON(let settings): return settings.timeout
     }
   }
 }
@@ -52,6 +55,33 @@ public struct CommandSignalSettings: Sendable, Equatable, Codable {
 
   public init(argv: [String], timeout: TimeInterval = 5) {
     self.argv = argv
+    self.timeout = timeout
+  }
+}
+
+/// A number at a JSON pointer in the response to an HTTP GET.
+public struct HTTPJSONSignalSettings: Sendable, Equatable, Codable {
+  public var url: String
+  /// RFC 6901, such as `/data/queue/depth` or `/items/0/value`; `""` is the whole document.
+  public var pointer: String
+  public var headers: [String: String]
+  /// The name of an environment variable holding a bearer token, so no secret sits in the file.
+  public var bearerTokenEnv: String?
+  public var caFile: String?
+  /// TLS is verified unless this is set.
+  public var insecureSkipTLSVerify: Bool
+  public var timeout: TimeInterval
+
+  public init(
+    url: String, pointer: String, headers: [String: String] = [:], bearerTokenEnv: String? = nil,
+    caFile: String? = nil, insecureSkipTLSVerify: Bool = false, timeout: TimeInterval = 5
+  ) {
+    self.url = url
+    self.pointer = pointer
+    self.headers = headers
+    self.bearerTokenEnv = bearerTokenEnv
+    self.caFile = caFile
+    self.insecureSkipTLSVerify = insecureSkipTLSVerify
     self.timeout = timeout
   }
 }
