@@ -44,7 +44,6 @@ public actor LocalProcessBackend: ScalingBackend {
     var lifeline: Pipe?
     var phase: Phase
     var exits: [Date] = []
-    var startedAt: Date
   }
 
   private let configuration: Configuration
@@ -152,11 +151,10 @@ public actor LocalProcessBackend: ScalingBackend {
       throw BackendError(process: target.name, "cannot start replica \(index): \(error.localizedDescription)")
     }
     try? lifeline.fileHandleForReading.close()
-    var replica = replicas[target.name]?[index] ?? Replica(index: index, phase: .running, startedAt: Date())
+    var replica = replicas[target.name]?[index] ?? Replica(index: index, phase: .running)
     replica.process = process
     replica.lifeline = lifeline
     replica.phase = .running
-    replica.startedAt = Date()
     replicas[target.name, default: [:]][index] = replica
     logger.info(
       "started replica",

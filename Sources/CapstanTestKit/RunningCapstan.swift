@@ -80,21 +80,47 @@ public final class RunningCapstan: @unchecked Sendable {
   }
 }
 
-/// A TCP port on loopback that nothing listens on right now.
-public func freePort() throws -> Int {
-  let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(socketDescriptor) }
+/// A TCP socket bound to a free port on loopback; with `listen`, connections to it open but are
+/// never answered, since nothing accepts them.
+public func loopbackSocket(listen backlog: Int32? = nil) throws -> (descriptor: Int32, port: Int) {
+  let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
   var address = sockaddr_in()
   address.sin_family = sa_family_t(AF_INET)
   address.sin_addr.s_addr = inet_addr("127.0.0.1")
   address.sin_port = 0
   var length = socklen_t(MemoryLayout<sockaddr_in>.size)
   let bound = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketDescriptor, $0, length) }
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
   }
-  guard bound == 0 else { throw CapstanBinary.NotBuilt(searched: ["no free port: bind failed"]) }
+  guard bound == 0 else {
+    close(descriptor)
+    throw CapstanBinary.NotBuilt(searched: ["no free port on loopback: bind failed"])
+  }
+  if let backlog { listen(descriptor, backlog) }
   _ = withUnsafeMutablePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketDescriptor, $0, &length) }
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
   }
-  return Int(UInt16(bigEndian: address.sin_port))
+  return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// A TCP port on loopback that nothing listens on right now.
+public func freePort() throws -> Int {
+  let (descriptor, port) = try loopbackSocket()
+  close(descriptor)
+  return port
+}
+
+/// Whether something accepts connections on a loopback port.
+public func acceptsConnections(port: Int) -> Bool {
+  let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(descriptor) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  address.sin_port = UInt16(port).bigEndian
+  return withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+    }
+  }
 }

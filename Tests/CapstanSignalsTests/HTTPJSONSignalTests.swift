@@ -26,19 +26,7 @@ final class ServerProcess {
   }
 
   func ready() async -> Bool {
-    await eventually(timeout: 10) {
-      let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-      defer { close(descriptor) }
-      var address = sockaddr_in()
-      address.sin_family = sa_family_t(AF_INET)
-      address.sin_addr.s_addr = inet_addr("127.0.0.1")
-      address.sin_port = UInt16(port).bigEndian
-      return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-        }
-      }
-    }
+    await eventually(timeout: 10) { acceptsConnections(port: port) }
   }
 
   deinit {
@@ -173,21 +161,9 @@ struct HTTPJSONSignalTests {
   @Test("a server that never answers is a timeout, not a hang")
   func timeout() async throws {
     // Listening but never accepting: the connection opens, no answer comes.
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let (descriptor, port) = try loopbackSocket(listen: 8)
     defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-    }
-    listen(descriptor, 8)
-    _ = withUnsafeMutablePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-    }
-    let url = "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))/"
+    let url = "http://127.0.0.1:\(port)/"
     let start = Date()
     await #expect {
       try await signal(url, pointer: "") { $0.timeout = 0.5 }.read(now: Date())

@@ -14,14 +14,6 @@ public enum SignalSource: Sendable, Equatable {
     case .httpJSON: return "http_json"
     }
   }
-
-  public var timeout: TimeInterval {
-    switch self {
-    case .directory(let settings): return settings.timeout
-    case .command(let settings): return settings.timeout
-    case .httpJSON(let settings): return settings.timeout
-    }
-  }
 }
 
 /// A spool directory as a queue: each entry is a message.

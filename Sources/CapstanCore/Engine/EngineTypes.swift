@@ -44,7 +44,6 @@ public struct ScaleAction: Sendable, Equatable {
     self.drainTimeout = drainTimeout
   }
 
-  public var isScaleUp: Bool { to > from }
 }
 
 public struct TickDecision: Sendable, Equatable {

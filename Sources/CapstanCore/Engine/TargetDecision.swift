@@ -103,7 +103,7 @@ struct TargetContext {
 
     var blocked: (reason: ScaleReason, wanted: Int, detail: String)?
     if let binding = clamps.last(where: { $0.before != $0.after && $0.reason != .minInstances }),
-      clamps.last?.after == next, binding.before != current
+      binding.before != current
     {
       let prefix = driver.map { "wanted \(binding.before) (\($0.detail))" } ?? "wanted \(binding.before)"
       blocked = (binding.reason, binding.before, "\(prefix); \(binding.detail)")
