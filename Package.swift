@@ -98,7 +98,7 @@ let package = Package(
     // Shared by the test targets: finding the built binary, scratch folders, polling.
     .target(
       name: "CapstanTestKit",
-      dependencies: ["CapstanCore"]
+      dependencies: ["CapstanCore", "CapstanSignals", "CapstanBackends"]
     ),
     .testTarget(
       name: "CapstanCoreTests",
@@ -112,6 +112,14 @@ let package = Package(
     .testTarget(
       name: "CapstanBackendsTests",
       dependencies: ["CapstanCore", "CapstanBackends", "CapstanTestKit", "capstan"]
+    ),
+    .testTarget(
+      name: "CapstanControllerTests",
+      dependencies: [
+        "CapstanCore", "CapstanController", "CapstanRuntime", "CapstanTestKit",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "MetricsTestKit", package: "swift-metrics"),
+      ]
     ),
     .testTarget(
       name: "CapstanRunTests",

@@ -20,8 +20,12 @@ public struct ControllerState: Codable, Sendable {
 /// The live loop around the engine: read every signal, read the backend, decide, persist, write
 /// the audit, act. The same `ScalingEngine` that replay drives.
 public actor Controller {
+  /// Builds the signal readers for a policy; tests give fakes.
+  public typealias ReaderFactory = @Sendable (_ policy: Policy, _ baseDirectory: URL) -> [any SignalReader]
+
   public private(set) var policy: Policy
   private var engine: ScalingEngine
+  private let makeReaders: ReaderFactory
   private var readers: [any SignalReader]
   private var state: ControllerState
   private let backend: any ScalingBackend
@@ -38,11 +42,12 @@ public actor Controller {
   public init(
     policy: Policy, baseDirectory: URL, backend: any ScalingBackend, audit: AuditLogFile,
     store: StateStore<ControllerState>, state: ControllerState, mode: AuditMode, metrics: ControllerMetrics,
-    logger: Logger
+    logger: Logger, makeReaders: @escaping ReaderFactory = Controller.readers(for:baseDirectory:)
   ) {
     self.policy = policy
     self.engine = ScalingEngine(policy: policy)
-    self.readers = Self.readers(for: policy, baseDirectory: baseDirectory)
+    self.makeReaders = makeReaders
+    self.readers = makeReaders(policy, baseDirectory)
     self.baseDirectory = baseDirectory
     self.backend = backend
     self.audit = audit
@@ -77,7 +82,7 @@ public actor Controller {
     return problems
   }
 
-  static func readers(for policy: Policy, baseDirectory: URL) -> [any SignalReader] {
+  @Sendable public static func readers(for policy: Policy, baseDirectory: URL) -> [any SignalReader] {
     policy.signals.compactMap { spec in
       spec.source.map { SignalReaders.make(name: spec.name, source: $0, baseDirectory: baseDirectory) }
     }
@@ -223,7 +228,7 @@ public actor Controller {
   public func reload(_ loaded: LoadedPolicy, file: String, now: Date) {
     policy = loaded.policy
     engine = ScalingEngine(policy: loaded.policy)
-    readers = Self.readers(for: loaded.policy, baseDirectory: baseDirectory)
+    readers = makeReaders(loaded.policy, baseDirectory)
     logger.notice(
       "policy reloaded", metadata: ["file": "\(file)", "targets": "\(loaded.policy.targets.count)"])
     record(

@@ -1,0 +1,156 @@
+import CapstanController
+import CapstanCore
+import CapstanRuntime
+import CapstanTestKit
+import Foundation
+import Logging
+import MetricsTestKit
+import Testing
+
+/// The controller's own failure paths, with a recording backend and fake signals: no processes.
+struct ControllerHarness {
+  let folder: URL
+  let controller: Controller
+  let backend: RecordingBackend
+  let metrics: TestMetrics
+  let signals: [String: FakeSignal]
+
+  init(signals: [FakeSignal], counts: [String: Int] = ["worker": 1], yaml: String? = nil) throws {
+    folder = try scratchDirectory("controller")
+    let policy = try PolicyLoader.load(
+      yaml: yaml
+        ?? """
+        processes:
+          worker:
+            scaling: {metric: queue, target: 10, min: 1, max: 8}
+        autoscaling:
+          worker: {scale_down: {stabilization_window: 0s}}
+        """, file: "p.yaml"
+    ).policy
+    backend = RecordingBackend(counts: counts)
+    metrics = TestMetrics()
+    let fakes = signals
+    self.signals = Dictionary(uniqueKeysWithValues: signals.map { ($0.name, $0) })
+    controller = Controller(
+      policy: policy, baseDirectory: folder, backend: backend,
+      audit: try AuditLogFile(path: folder.appendingPathComponent("audit.jsonl").path),
+      store: try StateStore(directory: folder, name: "state.json"), state: ControllerState(), mode: .live,
+      metrics: ControllerMetrics(factory: metrics), logger: Logger(label: "test"),
+      makeReaders: { _, _ in fakes })
+  }
+
+  func records() -> [[String: Any]] {
+    let text = (try? String(contentsOf: folder.appendingPathComponent("audit.jsonl"), encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+  }
+
+  func savedState() throws -> ControllerState? {
+    try StateStore<ControllerState>(directory: folder, name: "state.json").load()
+  }
+
+  func tick(_ second: TimeInterval) async {
+    await controller.tick(now: Date(timeIntervalSince1970: 1_700_000_000 + second))
+  }
+}
+
+@Suite("Controller")
+struct ControllerTests {
+  @Test("a refused action is recorded as blocked with the backend's words, forgotten, and tried again")
+  func refusedAction() async throws {
+    // A cooldown would block the retry if the failed scale-up were remembered as done.
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(40))],
+      yaml: """
+        processes:
+          worker:
+            scaling: {metric: queue, target: 10, min: 1, max: 8}
+        autoscaling:
+          worker: {scale_up: {action: {cooldown: 60s}}}
+        """)
+    await harness.backend.refuseNext(1, "the hook exited with status 5")
+    await harness.tick(0)
+    #expect(await harness.backend.counts["worker"] == 1)
+    let blocked = try #require(harness.records().first { $0["event"] as? String == "blocked" })
+    #expect(blocked["reason"] as? String == "backend_error")
+    #expect((blocked["detail"] as? String)?.contains("the hook exited with status 5") == true)
+    #expect(
+      harness.metrics.counterTotal(label: "capstan_backend_errors_total", dimensions: [("process", "worker")])
+        == 1)
+    // Forgotten: the cooldown does not stop the next tick from trying again.
+    await harness.tick(15)
+    #expect(await harness.backend.counts["worker"] == 4)
+    #expect(await harness.backend.applied.count == 1)
+  }
+
+  @Test("a failing signal is missing: no scale-down, one signal_missing record, every failure counted")
+  func failingSignal() async throws {
+    let queue = FakeSignal("queue", .failure("connection refused"))
+    let harness = try ControllerHarness(signals: [queue], counts: ["worker": 5])
+    for second in stride(from: 0.0, through: 45, by: 15) { await harness.tick(second) }
+    #expect(await harness.backend.applied.isEmpty)
+    #expect(harness.records().filter { $0["event"] as? String == "signal_missing" }.count == 1)
+    #expect(
+      harness.metrics.counterTotal(label: "capstan_signal_errors_total", dimensions: [("signal", "queue")])
+        == 4)
+    queue.set(.value(0))
+    await harness.tick(60)
+    #expect(harness.records().contains { $0["event"] as? String == "signal_restored" })
+    #expect(await harness.backend.counts["worker"] == 1)
+  }
+
+  @Test("a signal that does not answer within its timeout is missing, and the tick does not wait for it")
+  func slowSignal() async throws {
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .slow(30, 0), timeout: 0.2)], counts: ["worker": 5])
+    let start = Date()
+    await harness.tick(0)
+    #expect(Date().timeIntervalSince(start) < 5)
+    #expect(await harness.backend.applied.isEmpty)
+    #expect(
+      harness.metrics.counterTotal(label: "capstan_signal_errors_total", dimensions: [("signal", "queue")])
+        == 1)
+  }
+
+  @Test("a process whose replicas cannot be read is not decided at that tick")
+  func unreadableStatus() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(80))])
+    await harness.backend.makeUnreadable("worker")
+    await harness.tick(0)
+    #expect(await harness.backend.applied.isEmpty)
+    #expect(
+      harness.metrics.counterTotal(label: "capstan_backend_errors_total", dimensions: [("process", "worker")])
+        == 1)
+  }
+
+  @Test("state is saved after every decision, with what a restart needs")
+  func savesState() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))])
+    await harness.tick(0)
+    let saved = try #require(try harness.savedState())
+    #expect(saved.engine.targets["worker"]?.lastScaleUp == Date(timeIntervalSince1970: 1_700_000_000))
+    #expect(saved.engine.lastTick == Date(timeIntervalSince1970: 1_700_000_000))
+  }
+
+  @Test("metrics: replicas, signal values, actions, tick duration")
+  func metrics() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))])
+    await harness.tick(0)
+    #expect(
+      harness.metrics.counterTotal(
+        label: "capstan_scale_actions_total", dimensions: [("process", "worker"), ("direction", "up")]) == 1)
+    #expect(try harness.metrics.expectGauge("capstan_signal_value", [("signal", "queue")]).lastValue == 40)
+    #expect(
+      try harness.metrics.expectGauge("capstan_replicas", [("process", "worker"), ("state", "desired")])
+        .lastValue == 4)
+    #expect(try harness.metrics.expectTimer("capstan_tick_duration_seconds").values.count == 1)
+  }
+
+  @Test("shutdown drains the backend")
+  func shutdown() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))])
+    await harness.controller.shutdown()
+    #expect(await harness.backend.shutDown)
+  }
+}
