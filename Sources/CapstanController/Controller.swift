@@ -224,8 +224,19 @@ public actor Controller {
   // MARK: Reload and shutdown
 
   /// A valid new policy takes effect at the next tick; the engine's memory carries over for
-  /// targets that keep their names.
-  public func reload(_ loaded: LoadedPolicy, file: String, now: Date) {
+  /// targets that keep their names. Processes the new policy no longer has are drained to zero,
+  /// so nothing keeps running unmanaged. A change of backend needs a restart and is refused.
+  public func reload(_ loaded: LoadedPolicy, file: String, now: Date) async {
+    guard loaded.policy.backend == policy.backend else {
+      rejectReload(
+        [
+          Diagnostic(
+            .error, at: FileLocation(file: file, line: 1, column: 1),
+            "backend changed: a running capstan keeps the backend it started with; restart it to switch")
+        ], file: file, now: now)
+      return
+    }
+    let removed = policy.targets.filter { old in loaded.policy.target(named: old.name) == nil }
     policy = loaded.policy
     engine = ScalingEngine(policy: loaded.policy)
     readers = makeReaders(loaded.policy, baseDirectory)
@@ -236,6 +247,26 @@ public actor Controller {
         time: now, process: "*", kind: .policyReloaded, from: nil, to: nil, reason: .policyReload,
         detail: "reloaded \(file): \(loaded.policy.targets.map(\.name).joined(separator: ", "))", signals: [],
         budget: nil, costPerHourUSD: nil))
+    for target in removed {
+      state.engine.targets[target.name] = nil
+      state.engine.budgets[target.name] = nil
+      guard let current = try? await backend.status(of: target).current, current > 0 else { continue }
+      let action = ScaleAction(
+        process: target.name, from: current, to: 0, reason: .policyReload, drainTimeout: target.drainTimeout)
+      do {
+        try await backend.apply(action, to: target)
+        record(
+          AuditEvent(
+            time: now, process: target.name, kind: .scaleDown, from: current, to: 0, reason: .policyReload,
+            detail: "\(target.name) is no longer in \(file): drained", signals: [], budget: nil,
+            costPerHourUSD: target.costPerHourUSD.map { _ in 0 }))
+      } catch {
+        logger.error(
+          "cannot drain a process the policy dropped",
+          metadata: ["process": "\(target.name)", "error": "\(error)"])
+      }
+    }
+    persist()
   }
 
   /// An invalid policy is refused with its errors; the running one goes on.

@@ -147,6 +147,34 @@ struct ControllerTests {
     #expect(try harness.metrics.expectTimer("capstan_tick_duration_seconds").values.count == 1)
   }
 
+  @Test("a reload drains processes the new policy dropped, and refuses a change of backend")
+  func reload() async throws {
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(20))], counts: ["worker": 2, "api": 3],
+      yaml: """
+        processes:
+          worker: {scaling: {metric: queue, target: 10, min: 1, max: 8}}
+          api: {scaling: {min: 3, max: 3}}
+        """)
+    await harness.tick(0)
+    let dropped = try PolicyLoader.load(
+      yaml: "processes:\n  worker: {scaling: {metric: queue, target: 10, min: 1, max: 8}}\n", file: "p.yaml")
+    await harness.controller.reload(dropped, file: "p.yaml", now: Date(timeIntervalSince1970: 1_700_000_010))
+    #expect(await harness.backend.counts["api"] == 0)
+    let drained = try #require(harness.records().last { $0["event"] as? String == "scale_down" })
+    #expect(drained["process"] as? String == "api" && drained["reason"] as? String == "policy_reload")
+
+    let commandBackend = try PolicyLoader.load(
+      yaml:
+        "backend: {command: {argv: [scale]}}\nprocesses:\n  worker: {scaling: {metric: queue, target: 10, min: 1, max: 8}}\n",
+      file: "p.yaml")
+    await harness.controller.reload(
+      commandBackend, file: "p.yaml", now: Date(timeIntervalSince1970: 1_700_000_020))
+    let rejected = try #require(harness.records().last { $0["event"] as? String == "policy_rejected" })
+    #expect((rejected["detail"] as? String)?.contains("restart it to switch") == true)
+    #expect(await harness.controller.policy.backend == .local)
+  }
+
   @Test("shutdown drains the backend")
   func shutdown() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))])
