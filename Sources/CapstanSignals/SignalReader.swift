@@ -33,6 +33,8 @@ public enum SignalReaders {
       return CommandSignal(name: name, settings: settings, workingDirectory: baseDirectory)
     case .httpJSON(let settings):
       return HTTPJSONSignal(name: name, settings: settings, baseDirectory: baseDirectory)
+    case .prometheus(let settings):
+      return PrometheusSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     }
   }
 }

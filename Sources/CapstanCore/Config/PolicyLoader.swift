@@ -814,6 +814,35 @@ struct PolicyValidator {
             caFile: http.caFile?.text, insecureSkipTLSVerify: insecure,
             timeout: http.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
+    if let prometheus = raw.prometheus {
+      guard let url = prometheus.url, url.text.hasPrefix("http://") || url.text.hasPrefix("https://") else {
+        sink.error(
+          prometheus.url?.location ?? name.location,
+          "signal '\(name.text)' queries Prometheus but its url is \(prometheus.url.map { "'\($0.text)'" } ?? "missing"): give the server's base URL, such as http://prometheus:9090"
+        )
+        return nil
+      }
+      guard let query = prometheus.query, !query.text.trimmingCharacters(in: .whitespaces).isEmpty else {
+        sink.error(
+          name.location, "signal '\(name.text)' queries Prometheus but gives no query: add query: PROMQL")
+        return nil
+      }
+      var onEmpty = PrometheusSignalSettings.OnEmpty.missing
+      if let rawOnEmpty = prometheus.onEmpty {
+        guard let value = PrometheusSignalSettings.OnEmpty(rawValue: rawOnEmpty.text) else {
+          sink.error(rawOnEmpty.location, "on_empty is '\(rawOnEmpty.text)': use missing or zero")
+          return nil
+        }
+        onEmpty = value
+      }
+      sources.append(
+        .prometheus(
+          PrometheusSignalSettings(
+            url: url.text, query: query.text, onEmpty: onEmpty,
+            bearerTokenEnv: prometheus.bearerTokenEnv?.text,
+            caFile: prometheus.caFile?.text,
+            timeout: prometheus.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
+    }
     if sources.count > 1 {
       sink.error(
         name.location,

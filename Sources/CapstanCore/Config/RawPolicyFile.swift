@@ -131,11 +131,30 @@ struct RawSignal: Decodable {
   var directory: RawDirectorySource?
   var command: RawCommandSource?
   var httpJSON: RawHTTPJSONSource?
+  var prometheus: RawPrometheusSource?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case perReplica = "per_replica"
     case description, directory, command
     case httpJSON = "http_json"
+    case prometheus
+  }
+}
+
+struct RawPrometheusSource: Decodable {
+  var url: RawScalar?
+  var query: RawScalar?
+  var onEmpty: RawScalar?
+  var bearerTokenEnv: RawScalar?
+  var caFile: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case url, query
+    case onEmpty = "on_empty"
+    case bearerTokenEnv = "bearer_token_env"
+    case caFile = "ca_file"
+    case timeout
   }
 }
 

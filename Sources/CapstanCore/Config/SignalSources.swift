@@ -5,6 +5,7 @@ public enum SignalSource: Sendable, Equatable {
   case directory(DirectorySignalSettings)
   case command(CommandSignalSettings)
   case httpJSON(HTTPJSONSignalSettings)
+  case prometheus(PrometheusSignalSettings)
 
   /// The key that names the source in the policy file.
   public var kind: String {
@@ -12,6 +13,7 @@ public enum SignalSource: Sendable, Equatable {
     case .directory: return "directory"
     case .command: return "command"
     case .httpJSON: return "http_json"
+    case .prometheus: return "prometheus"
     }
   }
 }
@@ -74,6 +76,39 @@ public struct HTTPJSONSignalSettings: Sendable, Equatable, Codable {
     self.bearerTokenEnv = bearerTokenEnv
     self.caFile = caFile
     self.insecureSkipTLSVerify = insecureSkipTLSVerify
+    self.timeout = timeout
+  }
+}
+
+/// An instant query against Prometheus's HTTP API (or anything that speaks it: Thanos, Mimir,
+/// VictoriaMetrics).
+public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
+  public enum OnEmpty: String, Sendable, Codable, CaseIterable {
+    /// No series: the signal is missing at that tick (the safe default: no scale-down on it).
+    case missing
+    /// No series: the value is 0, for queries where no series means nothing to do.
+    case zero
+  }
+
+  /// The server's base URL, such as http://prometheus:9090.
+  public var url: String
+  /// PromQL that yields a scalar or exactly one series.
+  public var query: String
+  public var onEmpty: OnEmpty
+  public var bearerTokenEnv: String?
+  public var caFile: String?
+  public var timeout: TimeInterval
+
+  public init(
+    url: String, query: String, onEmpty: OnEmpty = .missing, bearerTokenEnv: String? = nil,
+    caFile: String? = nil,
+    timeout: TimeInterval = 5
+  ) {
+    self.url = url
+    self.query = query
+    self.onEmpty = onEmpty
+    self.bearerTokenEnv = bearerTokenEnv
+    self.caFile = caFile
     self.timeout = timeout
   }
 }

@@ -1,0 +1,135 @@
+import CapstanCore
+import CapstanHTTP
+import Foundation
+
+/// An instant query against Prometheus's HTTP API (`/api/v1/query`). A scalar or a vector of
+/// one sample is the value; more series than one is an error that names the query and the
+/// count; no series follows `on_empty`. API errors carry Prometheus's own message.
+public struct PrometheusSignal: SignalReader {
+  public let name: String
+  public let settings: PrometheusSignalSettings
+  let baseDirectory: URL
+
+  public init(name: String, settings: PrometheusSignalSettings, baseDirectory: URL) {
+    self.name = name
+    self.settings = settings
+    self.baseDirectory = baseDirectory
+  }
+
+  public var timeout: TimeInterval { settings.timeout }
+
+  public func read(now: Date) async throws -> Double {
+    var headers = ["Accept": "application/json"]
+    if let variable = settings.bearerTokenEnv {
+      guard let token = ProcessInfo.processInfo.environment[variable], !token.isEmpty else {
+        throw SignalReadError(
+          signal: name, "the environment variable \(variable) named by bearer_token_env is not set")
+      }
+      headers["Authorization"] = "Bearer \(token)"
+    }
+    let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
+    let url = "\(base)/api/v1/query?query=\(Self.encode(settings.query))"
+    let caFile = settings.caFile.map {
+      $0.hasPrefix("/") ? $0 : baseDirectory.appendingPathComponent($0).path
+    }
+    let response: HTTPResponse
+    do {
+      response = try await CurlHTTPClient.get(
+        HTTPRequest(url: url, headers: headers, timeout: settings.timeout, caFile: caFile))
+    } catch {
+      throw SignalReadError(signal: name, "\(error)")
+    }
+    let answer = try? JSONDecoder().decode(QueryResponse.self, from: response.body)
+    guard let answer else {
+      throw SignalReadError(
+        signal: name, "\(settings.url) answered \(response.status), not a Prometheus API response")
+    }
+    guard answer.status == "success", let data = answer.data else {
+      throw SignalReadError(
+        signal: name,
+        "Prometheus refused the query '\(settings.query)': \(answer.errorType.map { "\($0): " } ?? "")\(answer.error ?? "status \(answer.status)")"
+      )
+    }
+    let text: String
+    switch data.result {
+    case .scalar(let sample):
+      text = sample.value
+    case .vector(let series):
+      switch series.count {
+      case 0:
+        guard settings.onEmpty == .zero else {
+          throw SignalReadError(
+            signal: name, "the query '\(settings.query)' returned no series (on_empty: missing)")
+        }
+        return 0
+      case 1:
+        text = series[0].value.value
+      default:
+        throw SignalReadError(
+          signal: name,
+          "the query '\(settings.query)' returned \(series.count) series; it must return one: aggregate it, such as sum(...) or max(...)"
+        )
+      }
+    case .other(let type):
+      throw SignalReadError(
+        signal: name,
+        "the query '\(settings.query)' returned a \(type); it must return a scalar or one series")
+    }
+    guard let value = Double(text), value.isFinite else {
+      throw SignalReadError(
+        signal: name, "the query '\(settings.query)' returned \(text), not a finite number")
+    }
+    return value
+  }
+
+  /// Percent-encodes everything but unreserved characters: Prometheus reads '+' as a space.
+  static func encode(_ query: String) -> String {
+    var allowed = CharacterSet.alphanumerics
+    allowed.insert(charactersIn: "-._~")
+    return query.addingPercentEncoding(withAllowedCharacters: allowed) ?? query
+  }
+
+  struct QueryResponse: Decodable {
+    var status: String
+    var data: QueryData?
+    var errorType: String?
+    var error: String?
+  }
+
+  /// `[<unix time>, "<value>"]`, as the API writes samples.
+  struct Sample: Decodable {
+    var value: String
+
+    init(from decoder: any Decoder) throws {
+      var container = try decoder.unkeyedContainer()
+      _ = try container.decode(Double.self)
+      value = try container.decode(String.self)
+    }
+  }
+
+  struct Series: Decodable {
+    var value: Sample
+  }
+
+  struct QueryData: Decodable {
+    enum Result {
+      case scalar(Sample)
+      case vector([Series])
+      case other(String)
+    }
+
+    var result: Result
+
+    enum CodingKeys: String, CodingKey { case resultType, result }
+
+    init(from decoder: any Decoder) throws {
+      let container = try decoder.container(keyedBy: CodingKeys.self)
+      let type = try container.decode(String.self, forKey: .resultType)
+      switch type {
+      case "scalar": result = .scalar(try container.decode(Sample.self, forKey: .result))
+      case "vector": result = .vector(try container.decode([Series].self, forKey: .result))
+      default: result = .other(type)
+      }
+    }
+  }
+}
