@@ -90,7 +90,12 @@ public enum ReplicaGuard {
     var arguments = argv.map { strdup($0) } + [nil]
     defer { arguments.forEach { free($0) } }
     var child: pid_t = 0
-    let spawned = posix_spawn(&child, resolved, &actions, &attributes, &arguments, environ)
+    var spawned = posix_spawn(&child, resolved, &actions, &attributes, &arguments, environ)
+    // ETXTBSY: the program is still open for writing somewhere (being deployed); it passes.
+    for attempt in 1..<5 where spawned == ETXTBSY {
+      usleep(useconds_t(attempt * 50_000))
+      spawned = posix_spawn(&child, resolved, &actions, &attributes, &arguments, environ)
+    }
     posix_spawn_file_actions_destroy(&actions)
     posix_spawnattr_destroy(&attributes)
     guard spawned == 0 else {

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The `capstan` binary SwiftPM built beside the test bundle, for tests that run it as a user
 /// (or the local supervisor) would.
 public enum CapstanBinary {
@@ -45,7 +49,15 @@ public func eventually(
 }
 
 /// Writes an executable shell script.
+///
+/// Through a close-on-exec descriptor, so that a process another test starts meanwhile cannot
+/// keep it open for writing and make running it fail with ETXTBSY.
 public func writeScript(_ url: URL, _ body: String) throws {
-  try Data(("#!/bin/sh\n" + body + "\n").utf8).write(to: url)
+  let descriptor = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+  guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown) }
+  let bytes = Array(("#!/bin/sh\n" + body + "\n").utf8)
+  let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+  close(descriptor)
+  guard written == bytes.count else { throw CocoaError(.fileWriteUnknown) }
   try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
 }
