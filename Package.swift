@@ -107,7 +107,8 @@ let package = Package(
     ),
     .testTarget(
       name: "CapstanSignalsTests",
-      dependencies: ["CapstanCore", "CapstanSignals", "CapstanRuntime", "CapstanTestKit"]
+      dependencies: ["CapstanCore", "CapstanSignals", "CapstanRuntime", "CapstanTestKit"],
+      exclude: ["Fixtures"]
     ),
     .testTarget(
       name: "CapstanBackendsTests",

@@ -35,6 +35,8 @@ public enum SignalReaders {
       return HTTPJSONSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     case .prometheus(let settings):
       return PrometheusSignal(name: name, settings: settings, baseDirectory: baseDirectory)
+    case .nvml(let settings):
+      return NVMLSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     }
   }
 }

@@ -843,6 +843,52 @@ struct PolicyValidator {
             caFile: prometheus.caFile?.text,
             timeout: prometheus.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
+    if let nvml = raw.nvml {
+      var devices: [String]?
+      if let rawDevices = nvml.devices {
+        if let scalar = rawDevices.scalar {
+          guard scalar.text == "all" else {
+            sink.error(
+              scalar.location,
+              "devices is '\(scalar.text)': write all, or a list of indexes and UUIDs such as [0, 1]")
+            return nil
+          }
+        } else if rawDevices.items.isEmpty {
+          sink.error(
+            rawDevices.location, "devices is an empty list: write all, or the GPUs to read such as [0, 1]")
+          return nil
+        } else {
+          for item in rawDevices.items
+          where Int(item.text) == nil && !item.text.hasPrefix("GPU-") && !item.text.hasPrefix("MIG-") {
+            sink.error(
+              item.location, "device '\(item.text)' is neither an index nor a UUID (GPU-... or MIG-...)")
+          }
+          devices = rawDevices.items.map(\.text)
+        }
+      }
+      var measure = NVMLSignalSettings.Measure.utilization
+      if let rawMeasure = nvml.measure {
+        guard let value = NVMLSignalSettings.Measure(rawValue: rawMeasure.text) else {
+          sink.error(
+            rawMeasure.location, "measure is '\(rawMeasure.text)': use utilization or memory_used_percent")
+          return nil
+        }
+        measure = value
+      }
+      var aggregate = NVMLSignalSettings.Aggregate.mean
+      if let rawAggregate = nvml.aggregate {
+        guard let value = NVMLSignalSettings.Aggregate(rawValue: rawAggregate.text) else {
+          sink.error(rawAggregate.location, "aggregate is '\(rawAggregate.text)': use mean or max")
+          return nil
+        }
+        aggregate = value
+      }
+      sources.append(
+        .nvml(
+          NVMLSignalSettings(
+            devices: devices, measure: measure, aggregate: aggregate, library: nvml.library?.text,
+            timeout: nvml.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
+    }
     if sources.count > 1 {
       sink.error(
         name.location,

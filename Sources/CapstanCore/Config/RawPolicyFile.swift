@@ -132,12 +132,43 @@ struct RawSignal: Decodable {
   var command: RawCommandSource?
   var httpJSON: RawHTTPJSONSource?
   var prometheus: RawPrometheusSource?
+  var nvml: RawNVMLSource?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case perReplica = "per_replica"
     case description, directory, command
     case httpJSON = "http_json"
-    case prometheus
+    case prometheus, nvml
+  }
+}
+
+struct RawNVMLSource: Decodable {
+  var devices: RawScalarOrList?
+  var measure: RawScalar?
+  var aggregate: RawScalar?
+  var library: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case devices, measure, aggregate, library, timeout }
+}
+
+/// `all`, or a list such as `[0, 1, GPU-...]`.
+struct RawScalarOrList: Decodable {
+  var scalar: RawScalar?
+  var items: [RawScalar] = []
+  var location: FileLocation
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "needs the YAML decoder"))
+    }
+    location = decoder.location
+    if decoder.node.scalar != nil {
+      scalar = try RawScalar(from: decoder)
+      return
+    }
+    var container = try decoder.unkeyedContainer()
+    while !container.isAtEnd { items.append(try container.decode(RawScalar.self)) }
   }
 }
 

@@ -6,6 +6,7 @@ public enum SignalSource: Sendable, Equatable {
   case command(CommandSignalSettings)
   case httpJSON(HTTPJSONSignalSettings)
   case prometheus(PrometheusSignalSettings)
+  case nvml(NVMLSignalSettings)
 
   /// The key that names the source in the policy file.
   public var kind: String {
@@ -14,6 +15,7 @@ public enum SignalSource: Sendable, Equatable {
     case .command: return "command"
     case .httpJSON: return "http_json"
     case .prometheus: return "prometheus"
+    case .nvml: return "nvml"
     }
   }
 }
@@ -109,6 +111,39 @@ public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
     self.onEmpty = onEmpty
     self.bearerTokenEnv = bearerTokenEnv
     self.caFile = caFile
+    self.timeout = timeout
+  }
+}
+
+/// GPU utilization or memory read from the NVIDIA driver's management library, loaded at run
+/// time so that Capstan starts on machines without a GPU.
+public struct NVMLSignalSettings: Sendable, Equatable, Codable {
+  public enum Measure: String, Sendable, Codable, CaseIterable {
+    /// Percent of time a kernel ran over the driver's sample period, 0–100.
+    case utilization
+    /// Used memory as a percent of total, 0–100.
+    case memoryUsedPercent = "memory_used_percent"
+  }
+
+  public enum Aggregate: String, Sendable, Codable, CaseIterable { case mean, max }
+
+  /// nil for every GPU; otherwise indexes ("0") or UUIDs ("GPU-...").
+  public var devices: [String]?
+  public var measure: Measure
+  public var aggregate: Aggregate
+  /// The library to load instead of libnvidia-ml.so.1.
+  public var library: String?
+  public var timeout: TimeInterval
+
+  public init(
+    devices: [String]? = nil, measure: Measure = .utilization, aggregate: Aggregate = .mean,
+    library: String? = nil,
+    timeout: TimeInterval = 5
+  ) {
+    self.devices = devices
+    self.measure = measure
+    self.aggregate = aggregate
+    self.library = library
     self.timeout = timeout
   }
 }
