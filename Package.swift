@@ -44,6 +44,13 @@ let package = Package(
       pkgConfig: "libcurl",
       providers: [.apt(["libcurl4-openssl-dev"])]
     ),
+    // hiredis, as a thin system-library target.
+    // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses with a warning,
+    // and the header is on the default include path.
+    .systemLibrary(
+      name: "CHiredis",
+      providers: [.apt(["libhiredis-dev"])]
+    ),
     // HTTP GET over libcurl, for http_json now and the Prometheus and Kubernetes APIs later.
     .target(
       name: "CapstanHTTP",
@@ -52,7 +59,7 @@ let package = Package(
     // Live signal sources, one file per source behind `SignalReader`.
     .target(
       name: "CapstanSignals",
-      dependencies: ["CapstanCore", "CapstanRuntime", "CapstanHTTP"]
+      dependencies: ["CapstanCore", "CapstanRuntime", "CapstanHTTP", "CHiredis"]
     ),
     // What the controller acts through, one file per backend behind `ScalingBackend`.
     .target(

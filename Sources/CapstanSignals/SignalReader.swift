@@ -37,6 +37,8 @@ public enum SignalReaders {
       return PrometheusSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     case .nvml(let settings):
       return NVMLSignal(name: name, settings: settings, baseDirectory: baseDirectory)
+    case .redis(let settings):
+      return RedisQueueSignal(name: name, settings: settings)
     }
   }
 }

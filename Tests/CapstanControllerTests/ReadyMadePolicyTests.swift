@@ -38,6 +38,9 @@ struct ReadyMadePolicyTests {
 
   @Test("the folder holds the replay example and the live policies")
   func present() {
-    #expect(Set(Self.files).isSuperset(of: ["llm-serving.yaml", "vllm.yaml", "litellm-budget.yaml"]))
+    #expect(
+      Set(Self.files).isSuperset(of: [
+        "llm-serving.yaml", "vllm.yaml", "litellm-budget.yaml", "redis-queue-workers.yaml",
+      ]))
   }
 }

@@ -169,7 +169,7 @@ struct SignalSourcePolicyTests {
         "has directory and command: give it one source"
       ),
       ("  q: {directory: {path: /s, timeout: 5}}", "3:38", "'5' has no unit"),
-      ("  q: {redis: {url: x}}", "3:7", "unknown key 'redis' in signals.q"),
+      ("  q: {kafka: {topic: x}}", "3:7", "unknown key 'kafka' in signals.q"),
     ])
   func badSources(line: String, position: String, message: String) {
     let yaml = "processes: {w: {scaling: {metric: q, target: 1, min: 1, max: 2}}}\nsignals:\n\(line)\n"

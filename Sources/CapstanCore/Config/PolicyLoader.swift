@@ -889,6 +889,9 @@ struct PolicyValidator {
             devices: devices, measure: measure, aggregate: aggregate, library: nvml.library?.text,
             timeout: nvml.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
+    if let redis = raw.redis, let settings = validateRedis(redis, name: name) {
+      sources.append(.redis(settings))
+    }
     if sources.count > 1 {
       sink.error(
         name.location,
@@ -896,6 +899,61 @@ struct PolicyValidator {
       return nil
     }
     return sources.first
+  }
+
+  private func validateRedis(_ raw: RawRedisSource, name: RawScalar) -> RedisSignalSettings? {
+    guard let url = raw.url, url.text.hasPrefix("redis://") else {
+      sink.error(
+        raw.url?.location ?? name.location,
+        "signal '\(name.text)' reads Redis but its url is \(raw.url.map { "'\($0.text)'" } ?? "missing"): write redis://[user:password@]host:port/db"
+      )
+      return nil
+    }
+    let keys = [raw.list, raw.stream, raw.sortedSet].compactMap { $0 }
+    guard keys.count == 1 else {
+      sink.error(
+        name.location,
+        "signal '\(name.text)' reads Redis: name one of list:, stream: or sorted_set: (the key)")
+      return nil
+    }
+    let structure: RedisSignalSettings.Structure
+    var allowed: [RedisSignalSettings.Measure] = [.depth, .oldestAge]
+    if let list = raw.list {
+      structure = .list(key: list.text)
+    } else if let stream = raw.stream {
+      structure = .stream(key: stream.text, group: raw.group?.text)
+      if raw.group != nil { allowed.append(.pending) }
+    } else {
+      structure = .sortedSet(key: raw.sortedSet!.text)
+    }
+    if let group = raw.group, raw.stream == nil {
+      sink.error(group.location, "group applies to a stream: remove it, or read stream: KEY")
+    }
+    var measure = RedisSignalSettings.Measure.depth
+    if let rawMeasure = raw.measure {
+      guard let value = RedisSignalSettings.Measure(rawValue: rawMeasure.text), allowed.contains(value) else {
+        sink.error(
+          rawMeasure.location,
+          "measure is '\(rawMeasure.text)': here use \(allowed.map(\.rawValue).joined(separator: " or "))\(raw.stream != nil && raw.group == nil ? " (pending needs a group)" : "")"
+        )
+        return nil
+      }
+      measure = value
+    }
+    var popEnd = RedisSignalSettings.ListEnd.right
+    if let rawEnd = raw.popEnd {
+      guard let value = RedisSignalSettings.ListEnd(rawValue: rawEnd.text) else {
+        sink.error(
+          rawEnd.location, "pop_end is '\(rawEnd.text)': use left or right (the end consumers pop from)")
+        return nil
+      }
+      popEnd = value
+    }
+    return RedisSignalSettings(
+      url: url.text, passwordEnv: raw.passwordEnv?.text, structure: structure, measure: measure,
+      popEnd: popEnd,
+      timestampField: raw.timestampField?.text ?? "enqueued_at",
+      timeout: raw.timeout.flatMap { timeout($0) } ?? 2)
   }
 
   private func timeout(_ raw: RawScalar) -> TimeInterval? {

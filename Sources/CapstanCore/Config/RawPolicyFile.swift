@@ -133,12 +133,37 @@ struct RawSignal: Decodable {
   var httpJSON: RawHTTPJSONSource?
   var prometheus: RawPrometheusSource?
   var nvml: RawNVMLSource?
+  var redis: RawRedisSource?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case perReplica = "per_replica"
     case description, directory, command
     case httpJSON = "http_json"
-    case prometheus, nvml
+    case prometheus, nvml, redis
+  }
+}
+
+struct RawRedisSource: Decodable {
+  var url: RawScalar?
+  var passwordEnv: RawScalar?
+  var list: RawScalar?
+  var stream: RawScalar?
+  var group: RawScalar?
+  var sortedSet: RawScalar?
+  var measure: RawScalar?
+  var popEnd: RawScalar?
+  var timestampField: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case url
+    case passwordEnv = "password_env"
+    case list, stream, group
+    case sortedSet = "sorted_set"
+    case measure
+    case popEnd = "pop_end"
+    case timestampField = "timestamp_field"
+    case timeout
   }
 }
 

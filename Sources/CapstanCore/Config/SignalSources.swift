@@ -7,6 +7,7 @@ public enum SignalSource: Sendable, Equatable {
   case httpJSON(HTTPJSONSignalSettings)
   case prometheus(PrometheusSignalSettings)
   case nvml(NVMLSignalSettings)
+  case redis(RedisSignalSettings)
 
   /// The key that names the source in the policy file.
   public var kind: String {
@@ -16,6 +17,7 @@ public enum SignalSource: Sendable, Equatable {
     case .httpJSON: return "http_json"
     case .prometheus: return "prometheus"
     case .nvml: return "nvml"
+    case .redis: return "redis"
     }
   }
 }
@@ -144,6 +146,54 @@ public struct NVMLSignalSettings: Sendable, Equatable, Codable {
     self.measure = measure
     self.aggregate = aggregate
     self.library = library
+    self.timeout = timeout
+  }
+}
+
+/// A queue held in Redis: a list (Sidekiq, RQ), a stream with or without a consumer group, or a
+/// sorted set scored by enqueue time.
+public struct RedisSignalSettings: Sendable, Equatable, Codable {
+  public enum Structure: Sendable, Equatable, Codable {
+    case list(key: String)
+    case stream(key: String, group: String?)
+    case sortedSet(key: String)
+  }
+
+  public enum Measure: String, Sendable, Codable, CaseIterable {
+    /// Entries waiting: LLEN, ZCARD, XLEN, or a group's undelivered entries.
+    case depth
+    /// A group's entries delivered but not acknowledged.
+    case pending
+    /// Seconds since the oldest waiting entry was enqueued; 0 when none waits.
+    case oldestAge = "oldest_age"
+  }
+
+  public enum ListEnd: String, Sendable, Codable, CaseIterable {
+    case left, right
+  }
+
+  /// redis://[user:password@]host:port/db
+  public var url: String
+  /// An environment variable holding the password, so no secret sits in the file.
+  public var passwordEnv: String?
+  public var structure: Structure
+  public var measure: Measure
+  /// The end of a list consumers pop from, where the oldest entry is (LPUSH + BRPOP: right).
+  public var popEnd: ListEnd
+  /// The JSON field of a list entry holding its enqueue time, in seconds or milliseconds.
+  public var timestampField: String
+  public var timeout: TimeInterval
+
+  public init(
+    url: String, passwordEnv: String? = nil, structure: Structure, measure: Measure = .depth,
+    popEnd: ListEnd = .right, timestampField: String = "enqueued_at", timeout: TimeInterval = 2
+  ) {
+    self.url = url
+    self.passwordEnv = passwordEnv
+    self.structure = structure
+    self.measure = measure
+    self.popEnd = popEnd
+    self.timestampField = timestampField
     self.timeout = timeout
   }
 }
