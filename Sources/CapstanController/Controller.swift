@@ -152,14 +152,7 @@ public actor Controller {
   /// Every signal at once, each bounded by its own timeout. A failure makes that signal missing
   /// for this tick; it is logged when an outage starts and when it ends.
   private func readSignals(now: Date) async -> [String: Double] {
-    let results = await withTaskGroup(of: (String, Result<Double, any Error>).self) { group in
-      for reader in readers {
-        group.addTask { (reader.name, await Self.read(reader, now: now)) }
-      }
-      var results: [String: Result<Double, any Error>] = [:]
-      for await (name, result) in group { results[name] = result }
-      return results
-    }
+    let results = await SignalReaders.readAll(readers, now: now)
     var values: [String: Double] = [:]
     for (name, result) in results.sorted(by: { $0.key < $1.key }) {
       switch result {
@@ -181,26 +174,6 @@ public actor Controller {
       }
     }
     return values
-  }
-
-  private static func read(_ reader: any SignalReader, now: Date) async -> Result<Double, any Error> {
-    await withTaskGroup(of: Result<Double, any Error>?.self) { group in
-      group.addTask {
-        do { return .success(try await reader.read(now: now)) } catch { return .failure(error) }
-      }
-      group.addTask {
-        try? await Task.sleep(nanoseconds: UInt64(reader.timeout * 1e9))
-        return Task.isCancelled
-          ? nil : .failure(SignalReadError(signal: reader.name, "no answer within \(reader.timeout)s"))
-      }
-      for await result in group {
-        if let result {
-          group.cancelAll()
-          return result
-        }
-      }
-      return .failure(SignalReadError(signal: reader.name, "cancelled"))
-    }
   }
 
   private func exportMetrics(replicas: [String: ReplicaStatus], decision: TickDecision) async {

@@ -82,6 +82,80 @@ public struct PrometheusSignal: SignalReader {
     return value
   }
 
+  /// Prometheus refuses a range query of more than 11,000 points per series; chunks stay under.
+  static let pointsPerChunk = 10_000
+
+  /// The query's values over [from, to] every `step`, through `/api/v1/query_range`, in chunks
+  /// the server accepts. Steps with no sample are absent from the result.
+  public func range(from: Date, to: Date, step: TimeInterval) async throws -> [Date: Double] {
+    var values: [Date: Double] = [:]
+    var chunkStart = from
+    while chunkStart <= to {
+      let chunkEnd = min(to, chunkStart.addingTimeInterval(step * Double(Self.pointsPerChunk - 1)))
+      let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
+      let url =
+        "\(base)/api/v1/query_range?query=\(Self.encode(settings.query))&start=\(chunkStart.timeIntervalSince1970)&end=\(chunkEnd.timeIntervalSince1970)&step=\(step)"
+      var headers = ["Accept": "application/json"]
+      if let variable = settings.bearerTokenEnv, let token = ProcessInfo.processInfo.environment[variable] {
+        headers["Authorization"] = "Bearer \(token)"
+      }
+      let response: HTTPResponse
+      do {
+        response = try await CurlHTTPClient.get(
+          HTTPRequest(url: url, headers: headers, timeout: max(settings.timeout, 30)))
+      } catch {
+        throw SignalReadError(signal: name, "\(error)")
+      }
+      guard let answer = try? JSONDecoder().decode(RangeResponse.self, from: response.body) else {
+        throw SignalReadError(
+          signal: name, "\(settings.url) answered \(response.status), not a Prometheus API response")
+      }
+      guard answer.status == "success", let series = answer.data?.result else {
+        throw SignalReadError(
+          signal: name,
+          "Prometheus refused the range query '\(settings.query)': \(answer.errorType.map { "\($0): " } ?? "")\(answer.error ?? "status \(answer.status)")"
+        )
+      }
+      guard series.count <= 1 else {
+        throw SignalReadError(
+          signal: name,
+          "the query '\(settings.query)' returned \(series.count) series; it must return one: aggregate it, such as sum(...) or max(...)"
+        )
+      }
+      for point in series.first?.values ?? [] {
+        if let value = Double(point.value), value.isFinite {
+          values[Date(timeIntervalSince1970: point.time)] = value
+        }
+      }
+      chunkStart = chunkEnd.addingTimeInterval(step)
+    }
+    return values
+  }
+
+  struct RangeResponse: Decodable {
+    struct Series: Decodable {
+      var values: [TimedSample]
+    }
+    struct Matrix: Decodable {
+      var result: [Series]
+    }
+    var status: String
+    var data: Matrix?
+    var errorType: String?
+    var error: String?
+  }
+
+  struct TimedSample: Decodable {
+    var time: Double
+    var value: String
+
+    init(from decoder: any Decoder) throws {
+      var container = try decoder.unkeyedContainer()
+      time = try container.decode(Double.self)
+      value = try container.decode(String.self)
+    }
+  }
+
   /// Percent-encodes everything but unreserved characters: Prometheus reads '+' as a space.
   static func encode(_ query: String) -> String {
     var allowed = CharacterSet.alphanumerics

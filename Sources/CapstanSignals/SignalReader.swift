@@ -42,3 +42,40 @@ public enum SignalReaders {
     }
   }
 }
+
+extension SignalReaders {
+  /// Reads every signal at once, each bounded by its own timeout; one failing or hanging source
+  /// costs only its own value.
+  public static func readAll(_ readers: [any SignalReader], now: Date) async -> [String: Result<
+    Double, any Error
+  >] {
+    await withTaskGroup(of: (String, Result<Double, any Error>).self) { group in
+      for reader in readers {
+        group.addTask { (reader.name, await read(reader, now: now)) }
+      }
+      var results: [String: Result<Double, any Error>] = [:]
+      for await (name, result) in group { results[name] = result }
+      return results
+    }
+  }
+
+  static func read(_ reader: any SignalReader, now: Date) async -> Result<Double, any Error> {
+    await withTaskGroup(of: Result<Double, any Error>?.self) { group in
+      group.addTask {
+        do { return .success(try await reader.read(now: now)) } catch { return .failure(error) }
+      }
+      group.addTask {
+        try? await Task.sleep(nanoseconds: UInt64(reader.timeout * 1e9))
+        return Task.isCancelled
+          ? nil : .failure(SignalReadError(signal: reader.name, "no answer within \(reader.timeout)s"))
+      }
+      for await result in group {
+        if let result {
+          group.cancelAll()
+          return result
+        }
+      }
+      return .failure(SignalReadError(signal: reader.name, "cancelled"))
+    }
+  }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import CapstanCore
+import CapstanReplay
+import CapstanSignals
+import Foundation
+
+struct Record: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Record a policy's signals in the replay format: live, or backfilled from Prometheus.",
+    discussion: """
+      Live: poll every signal at the interval and append a row each time, until --duration has \
+      passed (or Ctrl-C; every row taken is kept). Backfill (--from and --to): fetch the \
+      Prometheus-sourced signals with range queries; other signals' columns stay empty. Then: \
+      capstan replay POLICY --metrics FILE.
+      """
+  )
+
+  @Argument(help: "The policy file whose signals to record.", completion: .file(extensions: ["yaml", "yml"]))
+  var policy: String
+
+  @Option(help: "The CSV file to write (appended to if it holds the same columns).", completion: .file())
+  var out: String
+
+  @Option(help: "Live: how long to record, such as 1h (default: until interrupted).")
+  var duration: String?
+
+  @Option(help: "Backfill from this time (RFC 3339 or Unix seconds).")
+  var from: String?
+
+  @Option(help: "Backfill up to this time (RFC 3339 or Unix seconds; default now).")
+  var to: String?
+
+  @Option(help: "Time between rows (default: the policy's controller.interval).")
+  var interval: String?
+
+  func run() async throws {
+    Capstan.bootstrapLogging()
+    let loaded: LoadedPolicy
+    switch PolicySource.load(policy) {
+    case .success(let value): loaded = value
+    case .failure(let failure):
+      printError(failure.description)
+      throw ExitCode(1)
+    }
+    let step = try interval.map { try seconds($0, "--interval") } ?? loaded.policy.controller.interval
+    let base = URL(fileURLWithPath: policy).deletingLastPathComponent()
+    let sourced = loaded.policy.signals.filter { $0.source != nil }
+    for signal in loaded.policy.signals where signal.source == nil {
+      printError("\(policy): warning: signal '\(signal.name)' has no source; its column stays empty")
+    }
+    let writer: RecordedMetricsWriter
+    do {
+      writer = try RecordedMetricsWriter(path: out, columns: loaded.policy.signals.map(\.name))
+    } catch {
+      printError("capstan record: error: \(error)")
+      throw ExitCode(1)
+    }
+    defer { writer.close() }
+
+    if let from {
+      try await backfill(
+        sourced, from: try time(from, "--from"), to: try to.map { try time($0, "--to") } ?? Date(),
+        step: step,
+        base: base, writer: writer)
+      return
+    }
+    let readers = sourced.map { SignalReaders.make(name: $0.name, source: $0.source!, baseDirectory: base) }
+    let deadline = try duration.map { Date().addingTimeInterval(try seconds($0, "--duration")) }
+    var next = Date()
+    var rows = 0
+    while deadline.map({ next <= $0 }) ?? true {
+      let now = Date()
+      var values: [String: Double] = [:]
+      for (name, result) in await SignalReaders.readAll(readers, now: now) {
+        switch result {
+        case .success(let value): values[name] = value
+        case .failure(let error): printError("capstan record: \(error)")
+        }
+      }
+      try writer.append(time: now, values: values)
+      rows += 1
+      next = next.addingTimeInterval(step)
+      let wait = next.timeIntervalSinceNow
+      if wait > 0, deadline.map({ next <= $0 }) ?? true {
+        try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+      }
+    }
+    printError("capstan record: wrote \(rows) rows to \(out)")
+  }
+
+  private func backfill(
+    _ signals: [SignalSpec], from: Date, to: Date, step: TimeInterval, base: URL,
+    writer: RecordedMetricsWriter
+  ) async throws {
+    guard from < to else { throw ValidationError("--from must be before --to") }
+    var columns: [String: [Date: Double]] = [:]
+    for signal in signals {
+      guard case .prometheus(let settings) = signal.source else {
+        printError(
+          "\(policy): warning: signal '\(signal.name)' is not from Prometheus and cannot be backfilled; its column stays empty"
+        )
+        continue
+      }
+      do {
+        columns[signal.name] = try await PrometheusSignal(
+          name: signal.name, settings: settings, baseDirectory: base
+        )
+        .range(from: from, to: to, step: step)
+      } catch {
+        printError("capstan record: error: \(error)")
+        throw ExitCode(1)
+      }
+    }
+    var time = from
+    var rows = 0
+    while time <= to {
+      let key = time
+      try writer.append(time: time, values: columns.compactMapValues { $0[key] })
+      rows += 1
+      time = time.addingTimeInterval(step)
+    }
+    printError("capstan record: wrote \(rows) rows to \(out)")
+  }
+
+  private func seconds(_ text: String, _ option: String) throws -> TimeInterval {
+    switch Quantity.duration(text) {
+    case .success(let value) where value > 0: return value
+    case .success: throw ValidationError("\(option) must be above zero")
+    case .failure(let failure): throw ValidationError("\(option): \(failure.message)")
+    }
+  }
+
+  private func time(_ text: String, _ option: String) throws -> Date {
+    if let seconds = Double(text) { return Date(timeIntervalSince1970: seconds) }
+    do {
+      return try RecordedMetrics.parseCSV("timestamp\n\(text)\n", file: option).samples[0].time
+    } catch {
+      throw ValidationError(
+        "\(option) '\(text)' is not a time: use RFC 3339 (2026-11-24T00:00:00Z) or Unix seconds")
+    }
+  }
+}
