@@ -17,13 +17,8 @@ public struct HTTPJSONSignal: SignalReader {
   public var timeout: TimeInterval { settings.timeout }
 
   public func read(now: Date) async throws -> Double {
-    var headers = settings.headers
-    if let variable = settings.bearerTokenEnv {
-      guard let token = ProcessInfo.processInfo.environment[variable], !token.isEmpty else {
-        throw SignalReadError(
-          signal: name, "the environment variable \(variable) named by bearer_token_env is not set")
-      }
-      headers["Authorization"] = "Bearer \(token)"
+    let headers = settings.headers.merging(try bearerHeader(settings.bearerTokenEnv, signal: name)) {
+      _, token in token
     }
     let caFile = settings.caFile.map {
       $0.hasPrefix("/") ? $0 : baseDirectory.appendingPathComponent($0).path

@@ -19,14 +19,7 @@ public struct PrometheusSignal: SignalReader {
   public var timeout: TimeInterval { settings.timeout }
 
   public func read(now: Date) async throws -> Double {
-    var headers = ["Accept": "application/json"]
-    if let variable = settings.bearerTokenEnv {
-      guard let token = ProcessInfo.processInfo.environment[variable], !token.isEmpty else {
-        throw SignalReadError(
-          signal: name, "the environment variable \(variable) named by bearer_token_env is not set")
-      }
-      headers["Authorization"] = "Bearer \(token)"
-    }
+    let headers = try headers()
     let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
     let url = "\(base)/api/v1/query?query=\(Self.encode(settings.query))"
     let caFile = settings.caFile.map {
@@ -82,6 +75,12 @@ public struct PrometheusSignal: SignalReader {
     return value
   }
 
+  private func headers() throws -> [String: String] {
+    try ["Accept": "application/json"].merging(bearerHeader(settings.bearerTokenEnv, signal: name)) {
+      _, token in token
+    }
+  }
+
   /// Prometheus refuses a range query of more than 11,000 points per series; chunks stay under.
   static let pointsPerChunk = 10_000
 
@@ -95,10 +94,7 @@ public struct PrometheusSignal: SignalReader {
       let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
       let url =
         "\(base)/api/v1/query_range?query=\(Self.encode(settings.query))&start=\(chunkStart.timeIntervalSince1970)&end=\(chunkEnd.timeIntervalSince1970)&step=\(step)"
-      var headers = ["Accept": "application/json"]
-      if let variable = settings.bearerTokenEnv, let token = ProcessInfo.processInfo.environment[variable] {
-        headers["Authorization"] = "Bearer \(token)"
-      }
+      let headers = try headers()
       let response: HTTPResponse
       do {
         response = try await CurlHTTPClient.get(

@@ -79,3 +79,14 @@ extension SignalReaders {
     }
   }
 }
+
+/// `Authorization: Bearer` from the environment variable a source names, so no secret sits in
+/// the policy file.
+func bearerHeader(_ variable: String?, signal: String) throws -> [String: String] {
+  guard let variable else { return [:] }
+  guard let token = ProcessInfo.processInfo.environment[variable], !token.isEmpty else {
+    throw SignalReadError(
+      signal: signal, "the environment variable \(variable) named by bearer_token_env is not set")
+  }
+  return ["Authorization": "Bearer \(token)"]
+}

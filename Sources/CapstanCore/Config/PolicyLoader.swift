@@ -741,8 +741,7 @@ struct PolicyValidator {
     if let directory = raw.directory {
       let measure: DirectorySignalSettings.Measure
       if let rawMeasure = directory.measure {
-        guard let value = DirectorySignalSettings.Measure(rawValue: rawMeasure.text) else {
-          sink.error(rawMeasure.location, "measure is '\(rawMeasure.text)': use depth or oldest_age")
+        guard let value = choice(rawMeasure, "measure", as: DirectorySignalSettings.Measure.self) else {
           return nil
         }
         measure = value
@@ -829,8 +828,7 @@ struct PolicyValidator {
       }
       var onEmpty = PrometheusSignalSettings.OnEmpty.missing
       if let rawOnEmpty = prometheus.onEmpty {
-        guard let value = PrometheusSignalSettings.OnEmpty(rawValue: rawOnEmpty.text) else {
-          sink.error(rawOnEmpty.location, "on_empty is '\(rawOnEmpty.text)': use missing or zero")
+        guard let value = choice(rawOnEmpty, "on_empty", as: PrometheusSignalSettings.OnEmpty.self) else {
           return nil
         }
         onEmpty = value
@@ -868,17 +866,14 @@ struct PolicyValidator {
       }
       var measure = NVMLSignalSettings.Measure.utilization
       if let rawMeasure = nvml.measure {
-        guard let value = NVMLSignalSettings.Measure(rawValue: rawMeasure.text) else {
-          sink.error(
-            rawMeasure.location, "measure is '\(rawMeasure.text)': use utilization or memory_used_percent")
+        guard let value = choice(rawMeasure, "measure", as: NVMLSignalSettings.Measure.self) else {
           return nil
         }
         measure = value
       }
       var aggregate = NVMLSignalSettings.Aggregate.mean
       if let rawAggregate = nvml.aggregate {
-        guard let value = NVMLSignalSettings.Aggregate(rawValue: rawAggregate.text) else {
-          sink.error(rawAggregate.location, "aggregate is '\(rawAggregate.text)': use mean or max")
+        guard let value = choice(rawAggregate, "aggregate", as: NVMLSignalSettings.Aggregate.self) else {
           return nil
         }
         aggregate = value
@@ -942,11 +937,10 @@ struct PolicyValidator {
     }
     var popEnd = RedisSignalSettings.ListEnd.right
     if let rawEnd = raw.popEnd {
-      guard let value = RedisSignalSettings.ListEnd(rawValue: rawEnd.text) else {
-        sink.error(
-          rawEnd.location, "pop_end is '\(rawEnd.text)': use left or right (the end consumers pop from)")
-        return nil
-      }
+      guard
+        let value = choice(
+          rawEnd, "pop_end", as: RedisSignalSettings.ListEnd.self, hint: " (the end consumers pop from)")
+      else { return nil }
       popEnd = value
     }
     return RedisSignalSettings(
@@ -954,6 +948,18 @@ struct PolicyValidator {
       popEnd: popEnd,
       timestampField: raw.timestampField?.text ?? "enqueued_at",
       timeout: raw.timeout.flatMap { timeout($0) } ?? 2)
+  }
+
+  /// A value from a fixed set, or an error at its position listing the choices.
+  private func choice<Value: RawRepresentable & CaseIterable>(
+    _ raw: RawScalar, _ key: String, as type: Value.Type, hint: String = ""
+  ) -> Value? where Value.RawValue == String {
+    if let value = Value(rawValue: raw.text) { return value }
+    let names = Value.allCases.map(\.rawValue)
+    let listed =
+      names.dropLast().joined(separator: ", ") + (names.count > 1 ? " or " : "") + (names.last ?? "")
+    sink.error(raw.location, "\(key) is '\(raw.text)': use \(listed)\(hint)")
+    return nil
   }
 
   private func timeout(_ raw: RawScalar) -> TimeInterval? {
