@@ -35,65 +35,109 @@ public enum ProgramRunner {
       throw LaunchError(
         description: "'\(program)' was not found (looked in PATH for a bare name); give its full path")
     }
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = Array(argv.dropFirst())
-    if let workingDirectory { process.currentDirectoryURL = workingDirectory }
-    if let environment { process.environment = environment }
-    process.standardInput = FileHandle.nullDevice
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
+    var outputPipe: [Int32] = [-1, -1]
+    var errorPipe: [Int32] = [-1, -1]
+    guard pipe(&outputPipe) == 0, pipe(&errorPipe) == 0 else {
+      throw LaunchError(description: "cannot make pipes for \(program): \(String(cString: strerror(errno)))")
+    }
+    // Ours only: the child gets its copies through dup2, which clears the flag.
+    for descriptor in outputPipe + errorPipe { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, outputPipe[1], STDOUT_FILENO)
+    posix_spawn_file_actions_adddup2(&actions, errorPipe[1], STDERR_FILENO)
+    if let workingDirectory {
+      guard let addChdir = Self.addChdir else {
+        throw LaunchError(
+          description:
+            "this C library cannot start a program in another directory (it needs glibc 2.29 or later)")
+      }
+      _ = addChdir(&actions, workingDirectory.path)
+    }
+    // Every signal at its default and none blocked: under `capstan run` SIGTERM, SIGINT and
+    // SIGHUP are ignored to be trapped, and an ignored signal stays ignored across exec.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    var none = sigset_t()
+    sigemptyset(&none)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
-    let exited = AsyncStream<Void>.makeStream()
-    process.terminationHandler = { _ in exited.continuation.finish() }
-    do {
-      try process.run()
-    } catch {
+    let variables = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+    var arguments = argv.map { strdup($0) } + [nil]
+    var environmentPointers = variables.map { strdup($0) } + [nil]
+    defer {
+      arguments.forEach { free($0) }
+      environmentPointers.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    var spawned = posix_spawn(&pid, executable.path, &actions, &attributes, &arguments, &environmentPointers)
+    // A program being written as it starts fails with ETXTBSY ("text file busy"), for as long as
+    // some other child still holds the writer's descriptor: a moment. Try again briefly.
+    for attempt in 1..<5 where spawned == ETXTBSY {
+      try? await Task.sleep(nanoseconds: UInt64(attempt) * 50_000_000)
+      spawned = posix_spawn(&pid, executable.path, &actions, &attributes, &arguments, &environmentPointers)
+    }
+    close(outputPipe[1])
+    close(errorPipe[1])
+    guard spawned == 0 else {
+      close(outputPipe[0])
+      close(errorPipe[0])
       throw LaunchError(
         description:
-          "the system refused to start \(executable.path): is it a program, with a #! line if it is a script?"
+          "the system refused to start \(executable.path) (\(String(cString: strerror(spawned)))): is it a program, with a #! line if it is a script?"
       )
     }
-    async let stdout = drain(out.fileHandleForReading)
-    async let stderr = drain(err.fileHandleForReading)
+    async let stdout = drain(outputPipe[0])
+    async let stderr = drain(errorPipe[0])
 
-    let timedOut = await withTaskGroup(of: Bool.self) { group in
-      group.addTask {
-        for await _ in exited.stream {}
-        return false
+    let deadline = Date().addingTimeInterval(timeout)
+    var status: Int32 = 0
+    var timedOut = false
+    while waitpid(pid, &status, WNOHANG) == 0 {
+      if !timedOut && Date() >= deadline {
+        timedOut = true
+        kill(pid, SIGTERM)
+        try? await Task.sleep(nanoseconds: 200_000_000)
+        if waitpid(pid, &status, WNOHANG) == pid { break }
+        kill(pid, SIGKILL)
       }
-      group.addTask {
-        try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
-        return true
-      }
-      let first = await group.next()!
-      group.cancelAll()
-      return first
+      try? await Task.sleep(nanoseconds: 5_000_000)
     }
-    if timedOut {
-      kill(process.processIdentifier, SIGTERM)
-      try? await Task.sleep(nanoseconds: 200_000_000)
-      if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    }
-    // Not waitUntilExit, which spins a run loop async code never runs; not the stream, which
-    // its cancelled first reader has finished.
-    while process.isRunning { try? await Task.sleep(nanoseconds: 10_000_000) }
-    return Outcome(
-      status: process.terminationStatus, stdout: await stdout, stderr: await stderr, timedOut: timedOut)
+    let signalled = status & 0x7f
+    let code = signalled == 0 ? (status >> 8) & 0xff : 128 + signalled
+    return Outcome(status: code, stdout: await stdout, stderr: await stderr, timedOut: timedOut)
   }
 
-  /// Reads a pipe to its end off the cooperative pool, since the read blocks.
-  private static func drain(_ handle: FileHandle) async -> String {
+  /// glibc's posix_spawn_file_actions_addchdir_np, a GNU extension Swift's Glibc module leaves out.
+  private typealias AddChdir =
+    @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+  private static let addChdir: AddChdir? = dlsym(
+    UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addchdir_np"
+  )
+  .map { unsafeBitCast($0, to: AddChdir.self) }
+
+  /// Reads a pipe to its end off the cooperative pool, since the read blocks, then closes it.
+  private static func drain(_ descriptor: Int32) async -> String {
     await withCheckedContinuation { continuation in
       DispatchQueue.global().async {
         var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-          let chunk = handle.availableData
-          if chunk.isEmpty { break }
-          if data.count < outputLimit { data.append(chunk.prefix(outputLimit - data.count)) }
+          let count = read(descriptor, &buffer, buffer.count)
+          if count < 0 && errno == EINTR { continue }
+          if count <= 0 { break }
+          if data.count < outputLimit {
+            data.append(contentsOf: buffer.prefix(min(count, outputLimit - data.count)))
+          }
         }
+        close(descriptor)
         continuation.resume(returning: String(decoding: data, as: UTF8.self))
       }
     }
