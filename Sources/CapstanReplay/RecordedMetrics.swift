@@ -137,10 +137,16 @@ extension RecordedMetrics {
     return RecordedMetrics(columns: columns, samples: samples)
   }
 
-  static func parseTimestamp(_ text: Substring, file: String, line: Int) throws -> Date {
+  /// RFC 3339 text (any offset, optional fraction) or Unix seconds.
+  public static func timestamp(_ text: String) -> Date? {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     if let seconds = Double(trimmed) { return Date(timeIntervalSince1970: seconds) }
-    if let date = RFC3339Parser.parse(trimmed) { return date }
+    return RFC3339Parser.parse(trimmed)
+  }
+
+  static func parseTimestamp(_ text: Substring, file: String, line: Int) throws -> Date {
+    if let date = timestamp(String(text)) { return date }
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
     throw MetricsFileError(
       file: file, line: line,
       message: "'\(trimmed)' is not a timestamp: use RFC 3339 (2026-11-16T00:00:00Z) or Unix seconds")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanCore
 import Foundation
 import Logging
 
@@ -20,6 +21,15 @@ struct Capstan: AsyncParsableCommand {
       handler.logLevel = level
       return handler
     }
+  }
+}
+
+/// A duration option such as `--interval 15s`, above zero.
+func durationOption(_ text: String, _ option: String) throws -> TimeInterval {
+  switch Quantity.duration(text) {
+  case .success(let value) where value > 0: return value
+  case .success: throw ValidationError("\(option) must be above zero")
+  case .failure(let failure): throw ValidationError("\(option): \(failure.message)")
   }
 }
 

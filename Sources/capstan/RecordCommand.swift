@@ -35,14 +35,8 @@ struct Record: AsyncParsableCommand {
 
   func run() async throws {
     Capstan.bootstrapLogging()
-    let loaded: LoadedPolicy
-    switch PolicySource.load(policy) {
-    case .success(let value): loaded = value
-    case .failure(let failure):
-      printError(failure.description)
-      throw ExitCode(1)
-    }
-    let step = try interval.map { try seconds($0, "--interval") } ?? loaded.policy.controller.interval
+    let loaded = try PolicySource.loadOrExit(policy)
+    let step = try interval.map { try durationOption($0, "--interval") } ?? loaded.policy.controller.interval
     let base = URL(fileURLWithPath: policy).deletingLastPathComponent()
     let sourced = loaded.policy.signals.filter { $0.source != nil }
     for signal in loaded.policy.signals where signal.source == nil {
@@ -65,7 +59,7 @@ struct Record: AsyncParsableCommand {
       return
     }
     let readers = sourced.map { SignalReaders.make(name: $0.name, source: $0.source!, baseDirectory: base) }
-    let deadline = try duration.map { Date().addingTimeInterval(try seconds($0, "--duration")) }
+    let deadline = try duration.map { Date().addingTimeInterval(try durationOption($0, "--duration")) }
     var next = Date()
     var rows = 0
     while deadline.map({ next <= $0 }) ?? true {
@@ -122,21 +116,11 @@ struct Record: AsyncParsableCommand {
     printError("capstan record: wrote \(rows) rows to \(out)")
   }
 
-  private func seconds(_ text: String, _ option: String) throws -> TimeInterval {
-    switch Quantity.duration(text) {
-    case .success(let value) where value > 0: return value
-    case .success: throw ValidationError("\(option) must be above zero")
-    case .failure(let failure): throw ValidationError("\(option): \(failure.message)")
-    }
-  }
-
   private func time(_ text: String, _ option: String) throws -> Date {
-    if let seconds = Double(text) { return Date(timeIntervalSince1970: seconds) }
-    do {
-      return try RecordedMetrics.parseCSV("timestamp\n\(text)\n", file: option).samples[0].time
-    } catch {
+    guard let date = RecordedMetrics.timestamp(text) else {
       throw ValidationError(
         "\(option) '\(text)' is not a time: use RFC 3339 (2026-11-24T00:00:00Z) or Unix seconds")
     }
+    return date
   }
 }

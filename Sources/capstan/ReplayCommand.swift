@@ -40,18 +40,11 @@ struct Replay: ParsableCommand {
 
   func run() throws {
     Capstan.bootstrapLogging()
-    let loaded: LoadedPolicy
-    switch PolicySource.load(policy) {
-    case .success(let value): loaded = value
-    case .failure(let failure):
-      printError(failure.description)
-      throw ExitCode(1)
-    }
-    loaded.warnings.forEach { printError($0.description) }
+    let loaded = try PolicySource.loadOrExit(policy)
 
     var options = CapstanReplay.Replay.Options()
-    options.interval = try interval.map { try parseDuration($0, option: "--interval") }
-    options.staleness = try staleness.map { try parseDuration($0, option: "--staleness") }
+    options.interval = try interval.map { try durationOption($0, "--interval") }
+    options.staleness = try staleness.map { try durationOption($0, "--staleness") }
     for start in starts {
       let parts = start.split(separator: "=", maxSplits: 1)
       guard parts.count == 2, let count = Int(parts[1]), count >= 0 else {
@@ -96,11 +89,4 @@ struct Replay: ParsableCommand {
     }
   }
 
-  private func parseDuration(_ text: String, option: String) throws -> TimeInterval {
-    switch Quantity.duration(text) {
-    case .success(let value) where value > 0: return value
-    case .success: throw ValidationError("\(option) must be above zero")
-    case .failure(let failure): throw ValidationError("\(option): \(failure.message)")
-    }
-  }
 }

@@ -71,6 +71,18 @@ enum PolicySource {
     }
   }
 
+  /// For commands that need a valid policy: prints its warnings, or its errors and exits 1.
+  static func loadOrExit(_ file: String) throws -> LoadedPolicy {
+    switch load(file) {
+    case .success(let loaded):
+      loaded.warnings.forEach { printError($0.description) }
+      return loaded
+    case .failure(let failure):
+      printError(failure.description)
+      throw ExitCode(1)
+    }
+  }
+
   static func load(_ file: String) -> Result<LoadedPolicy, Failure> {
     guard let data = FileManager.default.contents(atPath: file) else {
       let reason =

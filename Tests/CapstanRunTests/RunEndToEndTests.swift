@@ -224,6 +224,33 @@ struct RunEndToEndTests {
     try? FileManager.default.removeItem(at: scenario.folder)
   }
 
+  @Test(
+    "a corrupt state file, or a state directory another capstan run holds, is refused before anything starts")
+  func stateDirectoryRefusals() async throws {
+    let scenario = try Scenario()
+    defer { try? FileManager.default.removeItem(at: scenario.folder) }
+    try scenario.queue(10)
+    try FileManager.default.createDirectory(at: scenario.state, withIntermediateDirectories: true)
+    let stateFile = scenario.state.appendingPathComponent("state.json")
+    try Data("{not json".utf8).write(to: stateFile)
+    let corrupt = try scenario.start()
+    #expect(await corrupt.waitForExit() == 1)
+    #expect(corrupt.log.contains("\(stateFile.path) is not a state file Capstan can read"))
+    #expect(corrupt.log.contains("move it aside to start afresh"))
+    #expect(scenario.markers("started").isEmpty)
+
+    try FileManager.default.removeItem(at: stateFile)
+    let first = try scenario.start()
+    #expect(await eventually { await first.get("/healthz")?.status == 200 })
+    let second = try scenario.start()
+    let status = await second.waitForExit()
+    #expect(status != nil && status != 0)
+    #expect(second.log.contains("another capstan run is using \(scenario.state.path)"))
+    #expect(await first.get("/healthz")?.status == 200)
+    first.signal(SIGTERM)
+    #expect(await first.waitForExit() == 0)
+  }
+
   @Test("a policy that cannot run live is refused with every problem at its position")
   func notRunnable() async throws {
     let folder = try scratchDirectory("run-invalid")

@@ -739,14 +739,9 @@ struct PolicyValidator {
   private func validateSource(_ name: RawScalar, _ raw: RawSignal) -> SignalSource? {
     var sources: [SignalSource] = []
     if let directory = raw.directory {
-      let measure: DirectorySignalSettings.Measure
-      if let rawMeasure = directory.measure {
-        guard let value = choice(rawMeasure, "measure", as: DirectorySignalSettings.Measure.self) else {
-          return nil
-        }
-        measure = value
-      } else {
-        measure = .depth
+      guard let measure = choice(directory.measure, "measure", default: DirectorySignalSettings.Measure.depth)
+      else {
+        return nil
       }
       guard let path = directory.path, !path.text.isEmpty else {
         sink.error(
@@ -826,13 +821,10 @@ struct PolicyValidator {
           name.location, "signal '\(name.text)' queries Prometheus but gives no query: add query: PROMQL")
         return nil
       }
-      var onEmpty = PrometheusSignalSettings.OnEmpty.missing
-      if let rawOnEmpty = prometheus.onEmpty {
-        guard let value = choice(rawOnEmpty, "on_empty", as: PrometheusSignalSettings.OnEmpty.self) else {
-          return nil
-        }
-        onEmpty = value
-      }
+      guard
+        let onEmpty = choice(
+          prometheus.onEmpty, "on_empty", default: PrometheusSignalSettings.OnEmpty.missing)
+      else { return nil }
       sources.append(
         .prometheus(
           PrometheusSignalSettings(
@@ -864,20 +856,9 @@ struct PolicyValidator {
           devices = rawDevices.items.map(\.text)
         }
       }
-      var measure = NVMLSignalSettings.Measure.utilization
-      if let rawMeasure = nvml.measure {
-        guard let value = choice(rawMeasure, "measure", as: NVMLSignalSettings.Measure.self) else {
-          return nil
-        }
-        measure = value
-      }
-      var aggregate = NVMLSignalSettings.Aggregate.mean
-      if let rawAggregate = nvml.aggregate {
-        guard let value = choice(rawAggregate, "aggregate", as: NVMLSignalSettings.Aggregate.self) else {
-          return nil
-        }
-        aggregate = value
-      }
+      guard let measure = choice(nvml.measure, "measure", default: NVMLSignalSettings.Measure.utilization),
+        let aggregate = choice(nvml.aggregate, "aggregate", default: NVMLSignalSettings.Aggregate.mean)
+      else { return nil }
       sources.append(
         .nvml(
           NVMLSignalSettings(
@@ -935,14 +916,11 @@ struct PolicyValidator {
       }
       measure = value
     }
-    var popEnd = RedisSignalSettings.ListEnd.right
-    if let rawEnd = raw.popEnd {
-      guard
-        let value = choice(
-          rawEnd, "pop_end", as: RedisSignalSettings.ListEnd.self, hint: " (the end consumers pop from)")
-      else { return nil }
-      popEnd = value
-    }
+    guard
+      let popEnd = choice(
+        raw.popEnd, "pop_end", default: RedisSignalSettings.ListEnd.right,
+        hint: " (the end consumers pop from)")
+    else { return nil }
     return RedisSignalSettings(
       url: url.text, passwordEnv: raw.passwordEnv?.text, structure: structure, measure: measure,
       popEnd: popEnd,
@@ -951,9 +929,11 @@ struct PolicyValidator {
   }
 
   /// A value from a fixed set, or an error at its position listing the choices.
+  /// The default when the key is absent; nil only when it is there and not one of the choices.
   private func choice<Value: RawRepresentable & CaseIterable>(
-    _ raw: RawScalar, _ key: String, as type: Value.Type, hint: String = ""
+    _ raw: RawScalar?, _ key: String, default fallback: Value, hint: String = ""
   ) -> Value? where Value.RawValue == String {
+    guard let raw else { return fallback }
     if let value = Value(rawValue: raw.text) { return value }
     let names = Value.allCases.map(\.rawValue)
     let listed =
