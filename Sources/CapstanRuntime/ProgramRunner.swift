@@ -56,18 +56,8 @@ public enum ProgramRunner {
       }
       _ = addChdir(&actions, workingDirectory.path)
     }
-    // Every signal at its default and none blocked: under `capstan run` SIGTERM, SIGINT and
-    // SIGHUP are ignored to be trapped, and an ignored signal stays ignored across exec.
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
+    var attributes = Self.cleanSignalAttributes()
     defer { posix_spawnattr_destroy(&attributes) }
-    var all = sigset_t()
-    sigfillset(&all)
-    posix_spawnattr_setsigdefault(&attributes, &all)
-    var none = sigset_t()
-    sigemptyset(&none)
-    posix_spawnattr_setsigmask(&attributes, &none)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
     let variables = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
     var arguments = argv.map { strdup($0) } + [nil]
@@ -113,6 +103,22 @@ public enum ProgramRunner {
     let signalled = status & 0x7f
     let code = signalled == 0 ? (status >> 8) & 0xff : 128 + signalled
     return Outcome(status: code, stdout: await stdout, stderr: await stderr, timedOut: timedOut)
+  }
+
+  /// Spawn attributes that start a program with every signal at its default and none blocked:
+  /// under `capstan run` SIGTERM, SIGINT and SIGHUP are ignored to be trapped, and an ignored
+  /// signal stays ignored across exec. The caller destroys them.
+  public static func cleanSignalAttributes() -> posix_spawnattr_t {
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    var none = sigset_t()
+    sigemptyset(&none)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+    return attributes
   }
 
   /// glibc's posix_spawn_file_actions_addchdir_np, a GNU extension Swift's Glibc module leaves out.
