@@ -11,10 +11,11 @@ import Testing
 #endif
 
 /// A worker that records how it was started and whether it saw SIGTERM.
+/// The trap comes first: a worker that says it started must already hear SIGTERM.
 let workerScript = """
+  trap 'echo term > "$OUT/term.$CAPSTAN_REPLICA"; exit 0' TERM
   echo "$CAPSTAN_PROCESS $CAPSTAN_REPLICA ${PORT:-none} $GREETING" > "$OUT/started.$CAPSTAN_REPLICA"
   echo "worker $CAPSTAN_REPLICA says hello"
-  trap 'echo term > "$OUT/term.$CAPSTAN_REPLICA"; exit 0' TERM
   while true; do sleep 0.1; done
   """
 
@@ -107,8 +108,8 @@ struct LocalProcessBackendTests {
   @Test("a replica that ignores SIGTERM is killed at the drain timeout")
   func drainTimeout() async throws {
     let stubborn = """
-      echo $$ > "$OUT/pid.$CAPSTAN_REPLICA"
       trap '' TERM
+      echo $$ > "$OUT/pid.$CAPSTAN_REPLICA"
       while true; do sleep 0.1; done
       """
     let fixture = try Fixture(script: stubborn, drainTimeout: 1)
@@ -160,8 +161,8 @@ struct ReplicaGuardTests {
     try writeScript(
       folder.appendingPathComponent("worker.sh"),
       """
-      echo $$ > "\(folder.path)/pid"
       trap 'echo term > "\(folder.path)/term"; exit 0' TERM
+      echo $$ > "\(folder.path)/pid"
       while true; do sleep 0.1; done
       """)
     let lifeline = Pipe()

@@ -9,8 +9,8 @@ import Testing
 /// A worker that takes no jobs (the test owns the spool) and leaves markers: when it starts,
 /// and when it sees SIGTERM.
 let idleWorker = """
-  echo started >> "$MARKERS/started.$CAPSTAN_REPLICA"
   trap 'echo term >> "$MARKERS/term.$CAPSTAN_REPLICA"; exit 0' TERM
+  echo started >> "$MARKERS/started.$CAPSTAN_REPLICA"
   while true; do sleep 0.1; done
   """
 
