@@ -118,7 +118,9 @@ struct SummaryAccumulator {
     case .budgetAlert: summaries[event.process]?.budgetAlerts += 1
     case .budgetFreeze: summaries[event.process]?.budgetFreezes += 1
     case .signalMissing: summaries[event.process]?.signalOutages += 1
-    case .signalRestored, .budgetReset, .policyReloaded, .policyRejected: break
+    case .signalRestored, .budgetReset, .policyReloaded, .policyRejected, .externalChange, .warning,
+      .leaderElected, .leaderLost:
+      break
     }
   }
 

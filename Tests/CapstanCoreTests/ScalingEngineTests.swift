@@ -340,9 +340,41 @@ struct ScalingEngineTests {
       """)
     var harness = EngineHarness(policy, replicas: ["w": 5])
     let decision = harness.tick(at: 0, ["q": 10])
-    #expect(
-      decision.actions == [
-        ScaleAction(process: "w", from: 5, to: 1, reason: .targetTracking, drainTimeout: 90)
-      ])
+    #expect(decision.actions.map(\.drainTimeout) == [90])
+    #expect(decision.actions.first?.detail == decision.events.first?.detail)
+  }
+
+  @Test("someone else's change is reported once, adopted, and decided from")
+  func externalChange() throws {
+    let policy = try loadPolicy(
+      """
+      processes:
+        w: {scaling: {metric: q, target: 10, min: 1, max: 20}}
+      autoscaling:
+        w: {scale_down: {stabilization_window: 0s}}
+      """)
+    var harness = EngineHarness(policy, replicas: ["w": 2])
+    harness.tick(at: 0, ["q": 40])
+    #expect(harness.replicas["w"] == 4)
+    // A person runs `kubectl scale --replicas=9`.
+    harness.replicas["w"] = 9
+    let decision = harness.tick(at: 15, ["q": 40])
+    let changes = harness.events(.externalChange)
+    #expect(changes.count == 1)
+    #expect(changes.first?.from == 4)
+    #expect(changes.first?.to == 9)
+    #expect(changes.first?.reason == .externalChange)
+    #expect(decision.actions.first?.from == 9)
+    #expect(harness.replicas["w"] == 4)
+    harness.tick(at: 30, ["q": 40])
+    #expect(harness.events(.externalChange).count == 1)
+  }
+
+  @Test("a count that was never seen before is not an external change")
+  func firstSightIsNotExternal() throws {
+    var harness = EngineHarness(try loadPolicy(Self.utilizationPolicy), replicas: ["model": 3])
+    harness.tick(at: 0, ["gpu": 70])
+    harness.tick(at: 15, ["gpu": 70])
+    #expect(harness.events(.externalChange).isEmpty)
   }
 }

@@ -14,6 +14,14 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
   case policyReloaded = "policy_reloaded"
   /// A reloaded policy was invalid and the running one was kept (`process` is `*`).
   case policyRejected = "policy_rejected"
+  /// The backend reports a count Capstan did not set; it is adopted as the current one.
+  case externalChange = "external_change"
+  /// Something in the backend works against the policy (a drain cut short); nothing changed.
+  case warning
+  /// This Capstan became the leader and acts from now on (`process` is `*`).
+  case leaderElected = "leader_elected"
+  /// This Capstan stopped leading and acts no more (`process` is `*`).
+  case leaderLost = "leader_lost"
 }
 
 /// Which driver wrote a record.

@@ -35,15 +35,19 @@ public struct ScaleAction: Sendable, Equatable {
   public var reason: ScaleReason
   /// How long a removed replica may take to finish before it is killed.
   public var drainTimeout: TimeInterval
+  /// The audit record's sentence, for backends that tell their own users why (Kubernetes Events).
+  public var detail: String
 
-  public init(process: String, from: Int, to: Int, reason: ScaleReason, drainTimeout: TimeInterval) {
+  public init(
+    process: String, from: Int, to: Int, reason: ScaleReason, drainTimeout: TimeInterval, detail: String = ""
+  ) {
     self.process = process
     self.from = from
     self.to = to
     self.reason = reason
     self.drainTimeout = drainTimeout
+    self.detail = detail
   }
-
 }
 
 public struct TickDecision: Sendable, Equatable {
@@ -83,6 +87,9 @@ public struct TargetState: Sendable, Equatable, Codable {
   public var scaleDownHoldingSince: Date?
   /// The last blocked record written, so a block is reported when it starts or changes.
   public var lastBlocked: BlockedMark?
+  /// The count the engine last saw or set. A backend reporting another count means someone
+  /// else scaled the target (a person, a deploy), which is reported and then adopted.
+  public var lastReplicas: Int?
 
   public init() {}
 }

@@ -21,4 +21,10 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   case backendError = "backend_error"
   /// The policy file was reloaded (SIGHUP).
   case policyReload = "policy_reload"
+  /// Someone else changed the replica count.
+  case externalChange = "external_change"
+  /// The policy's drain_timeout is longer than the workload lets a replica drain.
+  case drainTimeout = "drain_timeout"
+  /// Leader election on a Kubernetes Lease.
+  case leaderElection = "leader_election"
 }

@@ -46,6 +46,17 @@ struct TargetContext {
   var current: Int { status.current }
 
   func decide(_ state: inout TargetState) -> (action: ScaleAction?, events: [AuditEvent]) {
+    var events: [AuditEvent] = []
+    if let expected = state.lastReplicas, expected != current {
+      events.append(
+        AuditEvent(
+          time: now, process: target.name, kind: .externalChange, from: expected, to: current,
+          reason: .externalChange,
+          detail:
+            "replicas are \(current), not the \(expected) Capstan last saw or set: someone else changed them; deciding from \(current)",
+          signals: signalValues(target, signals), budget: nil,
+          costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) }))
+    }
     let proposals = self.proposals(&state)
 
     // Scale up to the highest proposal; scale down only when every proposal agrees.
@@ -88,14 +99,15 @@ struct TargetContext {
     next = applyLimits(to: next, state: state, clamps: &clamps)
 
     // Events: the change (if any), then what held it back (if anything).
-    var events: [AuditEvent] = []
     var action: ScaleAction?
+    state.lastReplicas = next
     if next != current {
       let reason = moveReason(next: next, wanted: wanted, driver: driver, clamps: clamps)
-      action = ScaleAction(
-        process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout)
       var detail = driver.map(\.detail) ?? clamps.first.map(\.detail) ?? ""
       if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(last.detail)" }
+      action = ScaleAction(
+        process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout,
+        detail: detail)
       events.append(
         event(next > current ? .scaleUp : .scaleDown, to: next, reason: reason, detail: detail, after: next))
       if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
