@@ -56,6 +56,15 @@ let package = Package(
       name: "CapstanHTTP",
       dependencies: ["CCurl"]
     ),
+    // The Kubernetes API over libcurl: connection (kubeconfig, in-cluster), REST calls with token
+    // rotation and Retry-After, the /scale subresource, Events, and leader election on a Lease.
+    .target(
+      name: "CapstanKubernetes",
+      dependencies: [
+        "CapstanCore", "CapstanHTTP", .product(name: "Yams", package: "Yams"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
     // Live signal sources, one file per source behind `SignalReader`.
     .target(
       name: "CapstanSignals",
@@ -67,6 +76,7 @@ let package = Package(
       dependencies: [
         "CapstanCore",
         "CapstanRuntime",
+        "CapstanKubernetes",
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
@@ -79,6 +89,7 @@ let package = Package(
         "CapstanRuntime",
         "CapstanSignals",
         "CapstanBackends",
+        "CapstanKubernetes",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,6 +105,7 @@ let package = Package(
         "CapstanBackends",
         "CapstanSignals",
         "CapstanController",
+        "CapstanKubernetes",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),
@@ -105,7 +117,7 @@ let package = Package(
     // Shared by the test targets: finding the built binary, scratch folders, polling.
     .target(
       name: "CapstanTestKit",
-      dependencies: ["CapstanCore", "CapstanSignals", "CapstanBackends"]
+      dependencies: ["CapstanCore", "CapstanSignals", "CapstanBackends", "CapstanHTTP"]
     ),
     .testTarget(
       name: "CapstanCoreTests",

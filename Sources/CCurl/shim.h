@@ -14,6 +14,9 @@ static inline CURLcode capstan_curl_set_pointer(CURL *curl, CURLoption option, v
 static inline CURLcode capstan_curl_set_write_function(CURL *curl, size_t (*function)(char *, size_t, size_t, void *)) {
   return curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, function);
 }
+static inline CURLcode capstan_curl_set_header_function(CURL *curl, size_t (*function)(char *, size_t, size_t, void *)) {
+  return curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, function);
+}
 static inline CURLcode capstan_curl_response_code(CURL *curl, long *code) {
   return curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, code);
 }

@@ -9,16 +9,32 @@ public protocol ScalingBackend: Sendable {
   func apply(_ action: ScaleAction, to target: ScalingTarget) async throws
   /// Stops what this backend started, draining replicas as a scale-down would.
   func shutdown() async
+  /// Where the backend works against the policy (a drain the workload cuts short), for the log
+  /// and the audit log at start.
+  func warnings(for target: ScalingTarget) async -> [String]
+}
+
+extension ScalingBackend {
+  public func warnings(for target: ScalingTarget) async -> [String] { [] }
+}
+
+/// Whether this process may act now; with leader election, only the leader may.
+public protocol LeaderGate: Sendable {
+  func isLeading(at now: Date) -> Bool
 }
 
 /// A backend's refusal, with what to do about it.
 public struct BackendError: Error, CustomStringConvertible, Sendable {
   public var process: String
   public var message: String
+  /// The write carried a stale resourceVersion: someone else changed the target since it was
+  /// read. Read it again and decide again.
+  public var conflict: Bool
 
-  public init(process: String, _ message: String) {
+  public init(process: String, _ message: String, conflict: Bool = false) {
     self.process = process
     self.message = message
+    self.conflict = conflict
   }
 
   public var description: String { "\(process): \(message)" }

@@ -37,13 +37,25 @@ public actor Controller {
   private let logger: Logger
   /// Signals whose outage has been logged, so an outage is logged once, not every tick.
   private var failing: [String: String] = [:]
+  /// With leader election: only while this says so does the controller act and write records.
+  private let leader: (any LeaderGate)?
+  /// Targets whose backend warnings have been given (once per target per run).
+  private var warned: Set<String> = []
   public private(set) var lastTick: Date?
+  /// Who holds the lease, as last seen; nil without leader election.
+  public private(set) var leaderIdentity: String?
+  private var wasLeading: Bool?
+
+  /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
+  static let conflictRetries = 3
 
   public init(
     policy: Policy, baseDirectory: URL, backend: any ScalingBackend, audit: AuditLogFile,
     store: StateStore<ControllerState>, state: ControllerState, mode: AuditMode, metrics: ControllerMetrics,
-    logger: Logger, makeReaders: @escaping ReaderFactory = Controller.readers(for:baseDirectory:)
+    logger: Logger, leader: (any LeaderGate)? = nil,
+    makeReaders: @escaping ReaderFactory = Controller.readers(for:baseDirectory:)
   ) {
+    self.leader = leader
     self.policy = policy
     self.engine = ScalingEngine(policy: policy)
     self.makeReaders = makeReaders
@@ -105,16 +117,47 @@ public actor Controller {
       }
     }
 
+    for target in policy.targets where replicas[target.name] != nil && !warned.contains(target.name) {
+      warned.insert(target.name)
+      for warning in await backend.warnings(for: target) {
+        logger.warning("\(warning)", metadata: ["process": "\(target.name)"])
+        let current = replicas[target.name]?.current
+        record(
+          AuditEvent(
+            time: now, process: target.name, kind: .warning, from: current, to: current, reason: .drainTimeout,
+            detail: warning, signals: [], budget: nil, costPerHourUSD: nil))
+      }
+    }
+
     let before = state.engine
     let (decision, next) = engine.decide(
       EngineInputs(signals: signals, replicas: replicas), state: before, now: now)
     state.engine = next
     // Persist before acting: after a crash a cooldown is still counted and nothing is done twice.
     persist()
-    for event in decision.events { record(event) }
+    // A follower decides too, so its windows, rule timers and budget are warm when it takes
+    // over, but it acts on nothing and records nothing: the leader does both.
+    let leading = leader?.isLeading(at: Date()) ?? true
+    if leading {
+      for event in decision.events { record(event) }
+      for action in decision.actions {
+        guard let target = policy.target(named: action.process) else { continue }
+        await carryOut(action, target: target, before: before, signals: signals, now: now)
+      }
+    }
+    await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
+    lastTick = now
+    metrics.tick(seconds: Date().timeIntervalSince(started))
+  }
 
-    for action in decision.actions {
-      guard let target = policy.target(named: action.process) else { continue }
+  /// Carries out one action. A conflict (someone else wrote the target since it was read) is
+  /// re-read and re-decided from what is there now, a bounded number of times.
+  private func carryOut(
+    _ action: ScaleAction, target: ScalingTarget, before: EngineState, signals: [String: Double], now: Date
+  ) async {
+    var action = action
+    var conflicts = 0
+    while true {
       do {
         try await backend.apply(action, to: target)
         if let command = backend as? CommandBackend {
@@ -128,26 +171,80 @@ public actor Controller {
             "process": "\(action.process)", "from": "\(action.from)", "to": "\(action.to)",
             "reason": "\(action.reason.rawValue)",
           ])
+        return
       } catch {
-        // The change did not happen: forget it, so the next tick decides again from what runs.
+        // The change did not happen: forget it, so the next decision starts from what runs.
         state.engine.targets[action.process] = before.targets[action.process]
         persist()
         metrics.backendError(action.process)
+        let conflict = (error as? BackendError)?.conflict == true && conflicts < Self.conflictRetries
         logger.error(
-          "the backend refused the change", metadata: ["process": "\(action.process)", "error": "\(error)"])
+          conflict ? "the target changed under the write; reading it again" : "the backend refused the change",
+          metadata: ["process": "\(action.process)", "error": "\(error)"])
         record(
           AuditEvent(
             time: now, process: action.process, kind: .blocked, from: action.from, to: action.to,
             reason: .backendError,
-            detail: "the backend did not carry out \(action.from) -> \(action.to): \(error)",
+            detail:
+              "the backend did not carry out \(action.from) -> \(action.to): \(error)\(conflict ? "; reading it again and deciding again" : "")",
             signals: target.signalNames.map { ($0, signals[$0]) }, budget: nil,
             costPerHourUSD: target.costPerHourUSD.map { $0 * Double(action.from) }))
+        guard conflict else { return }
+        conflicts += 1
+        guard let next = await redecide(target, signals: signals, now: now) else { return }
+        action = next
       }
     }
-    await exportMetrics(replicas: replicas, decision: decision)
-    lastTick = now
-    metrics.tick(seconds: Date().timeIntervalSince(started))
   }
+
+  /// Reads one target again and decides it again with this tick's signals. Only that target is
+  /// in the inputs, so nothing else is decided twice; the budget has already been advanced to
+  /// `now`, so it adds nothing.
+  private func redecide(_ target: ScalingTarget, signals: [String: Double], now: Date) async -> ScaleAction? {
+    let status: ReplicaStatus
+    do {
+      status = try await backend.status(of: target)
+    } catch {
+      logger.error(
+        "cannot read replicas again: deciding at the next tick",
+        metadata: ["process": "\(target.name)", "error": "\(error)"])
+      return nil
+    }
+    let (decision, next) = engine.decide(
+      EngineInputs(signals: signals, replicas: [target.name: status]), state: state.engine, now: now)
+    state.engine = next
+    persist()
+    for event in decision.events { record(event) }
+    return decision.actions.first
+  }
+
+  // MARK: Leadership
+
+  /// The leader election service reports what it saw after each try. Becoming or ceasing to be
+  /// the leader is logged and written to the audit log; a follower's start is only logged.
+  public func observeLeadership(leading: Bool, identity: String, holder: String?, now: Date) {
+    metrics.leader(leading)
+    defer {
+      wasLeading = leading
+      leaderIdentity = holder
+    }
+    if holder != leaderIdentity || leading != wasLeading {
+      logger.notice(
+        "\(leading ? "leading" : "following")", metadata: ["identity": "\(identity)", "leader": "\(holder ?? "none")"])
+    }
+    guard leading != wasLeading, leading || wasLeading == true else { return }
+    record(
+      AuditEvent(
+        time: now, process: "*", kind: leading ? .leaderElected : .leaderLost, from: nil, to: nil,
+        reason: .leaderElection,
+        detail: leading
+          ? "\(identity) leads: it acts from now on"
+          : "\(identity) stopped leading\(holder.map { "; \($0) leads" } ?? ""): it decides but acts on nothing",
+        signals: [], budget: nil, costPerHourUSD: nil))
+  }
+
+  /// Whether this controller acts now: always without leader election.
+  public func isLeading(at now: Date) -> Bool { leader?.isLeading(at: now) ?? true }
 
   /// Every signal at once, each bounded by its own timeout. A failure makes that signal missing
   /// for this tick; it is logged when an outage starts and when it ends.

@@ -57,6 +57,11 @@ public struct ControllerMetrics: Sendable {
       .increment()
   }
 
+  /// 1 while this Capstan leads (or runs without leader election), 0 while it follows.
+  func leader(_ leading: Bool) {
+    Gauge(label: "capstan_leader", dimensions: [], factory: factory).record(leading ? 1 : 0)
+  }
+
   func tick(seconds: TimeInterval) {
     Timer(label: "capstan_tick_duration_seconds", dimensions: [], factory: factory)
       .recordNanoseconds(Int64(seconds * 1e9))

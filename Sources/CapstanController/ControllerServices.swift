@@ -1,4 +1,6 @@
+import CapstanBackends
 import CapstanCore
+import CapstanKubernetes
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -53,3 +55,30 @@ public struct PolicyReloadService: Service {
     }
   }
 }
+
+/// Runs leader election on a Lease every retry period and tells the controller when this
+/// process starts or stops leading. On a graceful shutdown a leader gives the lease up, so a
+/// follower takes over at once.
+public struct LeaderElectionService: Service {
+  let elector: LeaderElector
+  let controller: Controller
+
+  public init(elector: LeaderElector, controller: Controller) {
+    self.elector = elector
+    self.controller = controller
+  }
+
+  public func run() async throws {
+    while !Task.isShuttingDownGracefully && !Task.isCancelled {
+      await elector.step(now: Date())
+      await controller.observeLeadership(
+        leading: elector.isLeading(at: Date()), identity: elector.identity, holder: elector.holder, now: Date())
+      try? await cancelWhenGracefulShutdown {
+        try await Task.sleep(nanoseconds: UInt64(elector.settings.retryPeriod * 1e9))
+      }
+    }
+    await elector.release()
+  }
+}
+
+extension LeaderElector: LeaderGate {}

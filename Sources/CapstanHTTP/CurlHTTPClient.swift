@@ -1,38 +1,58 @@
 import CCurl
 import Foundation
 
-/// One HTTP GET.
+/// A certificate, key or CA bundle: a PEM file, or PEM bytes (a kubeconfig's `*-data` fields).
+public enum TLSMaterial: Sendable, Equatable {
+  case file(String)
+  case pem(Data)
+}
+
+/// One HTTP request.
 public struct HTTPRequest: Sendable {
+  public var method: String
   public var url: String
   public var headers: [String: String]
+  public var body: Data?
   public var timeout: TimeInterval
   /// A PEM bundle to verify the server against instead of the system's.
-  public var caFile: String?
-  /// Off only when the policy says so in as many words.
+  public var ca: TLSMaterial?
+  /// Off only when the configuration says so in as many words.
   public var verifyTLS: Bool
+  /// A client certificate and its key, for servers that authenticate clients by TLS.
+  public var clientCertificate: TLSMaterial?
+  public var clientKey: TLSMaterial?
 
   public init(
-    url: String, headers: [String: String] = [:], timeout: TimeInterval, caFile: String? = nil,
-    verifyTLS: Bool = true
+    method: String = "GET", url: String, headers: [String: String] = [:], body: Data? = nil,
+    timeout: TimeInterval, ca: TLSMaterial? = nil, verifyTLS: Bool = true,
+    clientCertificate: TLSMaterial? = nil, clientKey: TLSMaterial? = nil
   ) {
+    self.method = method
     self.url = url
     self.headers = headers
+    self.body = body
     self.timeout = timeout
-    self.caFile = caFile
+    self.ca = ca
     self.verifyTLS = verifyTLS
+    self.clientCertificate = clientCertificate
+    self.clientKey = clientKey
   }
 }
 
 public struct HTTPResponse: Sendable {
   public var status: Int
+  /// Header names in lower case; of a repeated header, the last.
+  public var headers: [String: String]
   public var body: Data
 }
 
 /// A transfer that did not complete, in curl's words and ours.
 public struct HTTPTransferError: Error, CustomStringConvertible, Sendable {
+  public var method: String
   public var url: String
   public var message: String
-  public var description: String { "GET \(url): \(message)" }
+  public var timedOut: Bool
+  public var description: String { "\(method) \(url): \(message)" }
 }
 
 /// HTTP over libcurl, the client the design asks for. Each request is one easy handle on a
@@ -43,7 +63,7 @@ public enum CurlHTTPClient {
 
   private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-  public static func get(_ request: HTTPRequest) async throws -> HTTPResponse {
+  public static func send(_ request: HTTPRequest) async throws -> HTTPResponse {
     _ = globalInit
     return try await withCheckedThrowingContinuation { continuation in
       DispatchQueue.global().async {
@@ -52,23 +72,33 @@ public enum CurlHTTPClient {
     }
   }
 
-  final class Body {
+  public static func get(_ request: HTTPRequest) async throws -> HTTPResponse {
+    var request = request
+    request.method = "GET"
+    return try await send(request)
+  }
+
+  final class Transfer {
     var data = Data()
+    var headers: [String: String] = [:]
     var overflowed = false
   }
 
   private static func perform(_ request: HTTPRequest) throws -> HTTPResponse {
     guard let handle = curl_easy_init() else {
-      throw HTTPTransferError(url: request.url, message: "libcurl could not make a handle")
+      throw HTTPTransferError(
+        method: request.method, url: request.url, message: "libcurl could not make a handle", timedOut: false)
     }
     defer { curl_easy_cleanup(handle) }
-    let body = Body()
-    let bodyPointer = Unmanaged.passRetained(body)
-    defer { bodyPointer.release() }
+    let transfer = Transfer()
+    let transferPointer = Unmanaged.passRetained(transfer)
+    defer { transferPointer.release() }
     var headerList: UnsafeMutablePointer<curl_slist>?
     for (name, value) in request.headers.sorted(by: { $0.key < $1.key }) {
       headerList = curl_slist_append(headerList, "\(name): \(value)")
     }
+    // curl sends "Expect: 100-continue" before larger bodies; API servers need no such round trip.
+    if request.body != nil { headerList = curl_slist_append(headerList, "Expect:") }
     defer { curl_slist_free_all(headerList) }
     var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
 
@@ -81,37 +111,80 @@ public enum CurlHTTPClient {
       capstan_curl_set_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
       capstan_curl_set_long(handle, CURLOPT_SSL_VERIFYPEER, request.verifyTLS ? 1 : 0)
       capstan_curl_set_long(handle, CURLOPT_SSL_VERIFYHOST, request.verifyTLS ? 2 : 0)
-      if let caFile = request.caFile { capstan_curl_set_string(handle, CURLOPT_CAINFO, caFile) }
+      if request.method != "GET" { capstan_curl_set_string(handle, CURLOPT_CUSTOMREQUEST, request.method) }
+      if let body = request.body {
+        capstan_curl_set_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
+        body.withUnsafeBytes { bytes in
+          // Copied by curl, so the buffer need not outlive this call.
+          _ = capstan_curl_set_pointer(
+            handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+        }
+      }
+      setTLSMaterial(handle, request.ca, file: CURLOPT_CAINFO, blob: CURLOPT_CAINFO_BLOB)
+      setTLSMaterial(handle, request.clientCertificate, file: CURLOPT_SSLCERT, blob: CURLOPT_SSLCERT_BLOB)
+      setTLSMaterial(handle, request.clientKey, file: CURLOPT_SSLKEY, blob: CURLOPT_SSLKEY_BLOB)
       capstan_curl_set_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList))
       capstan_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errors.baseAddress))
-      capstan_curl_set_pointer(handle, CURLOPT_WRITEDATA, bodyPointer.toOpaque())
+      capstan_curl_set_pointer(handle, CURLOPT_WRITEDATA, transferPointer.toOpaque())
+      capstan_curl_set_pointer(handle, CURLOPT_HEADERDATA, transferPointer.toOpaque())
       capstan_curl_set_write_function(handle) { data, size, count, context in
-        let body = Unmanaged<Body>.fromOpaque(context!).takeUnretainedValue()
+        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
         let length = size * count
-        guard body.data.count + length <= CurlHTTPClient.bodyLimit else {
-          body.overflowed = true
+        guard transfer.data.count + length <= CurlHTTPClient.bodyLimit else {
+          transfer.overflowed = true
           return 0
         }
         if let data {
-          body.data.append(UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: length)
+          transfer.data.append(UnsafeRawPointer(data).assumingMemoryBound(to: UInt8.self), count: length)
+        }
+        return length
+      }
+      capstan_curl_set_header_function(handle) { data, size, count, context in
+        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+        let length = size * count
+        guard let data else { return length }
+        let line = String(
+          decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
+        // A new status line starts the headers of the next response (after a redirect).
+        if line.hasPrefix("HTTP/") { transfer.headers = [:] }
+        if let colon = line.firstIndex(of: ":") {
+          let name = line[..<colon].lowercased()
+          transfer.headers[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
         }
         return length
       }
       return curl_easy_perform(handle)
     }
     guard code == CURLE_OK else {
-      if body.overflowed {
+      if transfer.overflowed {
         throw HTTPTransferError(
-          url: request.url, message: "the response is larger than \(bodyLimit / 1_048_576) MiB")
+          method: request.method, url: request.url,
+          message: "the response is larger than \(bodyLimit / 1_048_576) MiB", timedOut: false)
       }
       let detail = String(
         decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
       let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
-      throw HTTPTransferError(url: request.url, message: hint(for: code, message))
+      throw HTTPTransferError(
+        method: request.method, url: request.url, message: hint(for: code, message),
+        timedOut: code == CURLE_OPERATION_TIMEDOUT)
     }
     var status = 0
     capstan_curl_response_code(handle, &status)
-    return HTTPResponse(status: status, body: body.data)
+    return HTTPResponse(status: status, headers: transfer.headers, body: transfer.data)
+  }
+
+  private static func setTLSMaterial(_ handle: UnsafeMutableRawPointer, _ material: TLSMaterial?, file: CURLoption, blob: CURLoption) {
+    switch material {
+    case .file(let path)?: capstan_curl_set_string(handle, file, path)
+    case .pem(let data)?:
+      data.withUnsafeBytes { bytes in
+        // CURL_BLOB_COPY: curl keeps its own copy.
+        var value = curl_blob(
+          data: UnsafeMutableRawPointer(mutating: bytes.baseAddress), len: bytes.count, flags: UInt32(CURL_BLOB_COPY))
+        _ = capstan_curl_set_pointer(handle, blob, &value)
+      }
+    case nil: break
+    }
   }
 
   private static func hint(for code: CURLcode, _ message: String) -> String {
@@ -119,8 +192,10 @@ public enum CurlHTTPClient {
     case CURLE_OPERATION_TIMEDOUT: return "no answer in time (\(message))"
     case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
       return
-        "the server's TLS certificate was not trusted (\(message)): give ca_file, or fix the server's certificate"
+        "the server's TLS certificate was not trusted (\(message)): give its CA, or fix the server's certificate"
     case CURLE_COULDNT_CONNECT: return "nothing answered (\(message))"
+    case CURLE_SSL_CERTPROBLEM:
+      return "the client certificate or key could not be used (\(message)): check that they are PEM and belong together"
     default: return message
     }
   }

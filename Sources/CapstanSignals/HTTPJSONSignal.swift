@@ -27,7 +27,7 @@ public struct HTTPJSONSignal: SignalReader {
     do {
       response = try await CurlHTTPClient.get(
         HTTPRequest(
-          url: settings.url, headers: headers, timeout: settings.timeout, caFile: caFile,
+          url: settings.url, headers: headers, timeout: settings.timeout, ca: caFile.map(TLSMaterial.file),
           verifyTLS: !settings.insecureSkipTLSVerify))
     } catch {
       throw SignalReadError(signal: name, "\(error)")

@@ -28,7 +28,7 @@ public struct PrometheusSignal: SignalReader {
     let response: HTTPResponse
     do {
       response = try await CurlHTTPClient.get(
-        HTTPRequest(url: url, headers: headers, timeout: settings.timeout, caFile: caFile))
+        HTTPRequest(url: url, headers: headers, timeout: settings.timeout, ca: caFile.map(TLSMaterial.file)))
     } catch {
       throw SignalReadError(signal: name, "\(error)")
     }

@@ -7,6 +7,29 @@ import Prometheus
 
 /// `/metrics` in the Prometheus text format and `/healthz`, on Hummingbird.
 enum MonitoringServer {
+  struct Health: Encodable {
+    var status: String
+    var lastTick: String?
+    /// Whether this process acts: true without leader election.
+    var leader: Bool
+    /// Who holds the lease, with leader election.
+    var leaderIdentity: String?
+
+    enum CodingKeys: String, CodingKey {
+      case status, leader
+      case lastTick = "last_tick"
+      case leaderIdentity = "leader_identity"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+      var container = encoder.container(keyedBy: CodingKeys.self)
+      try container.encode(status, forKey: .status)
+      try container.encode(lastTick, forKey: .lastTick)
+      try container.encode(leader, forKey: .leader)
+      try container.encodeIfPresent(leaderIdentity, forKey: .leaderIdentity)
+    }
+  }
+
   static func application(
     host: String, port: Int, registry: PrometheusCollectorRegistry, controller: Controller, logger: Logger
   ) -> some ApplicationProtocol {
@@ -19,10 +42,14 @@ enum MonitoringServer {
     router.get("/healthz") { _, _ -> Response in
       let lastTick = await controller.lastTick
       let interval = await controller.policy.controller.interval
-      // Healthy once the loop has ticked, and as long as it keeps ticking.
+      // Healthy once the loop has ticked, and as long as it keeps ticking; a follower is healthy.
       let healthy = lastTick.map { Date().timeIntervalSince($0) < max(3 * interval, 30) } ?? false
-      let body =
-        #"{"status":"\#(healthy ? "ok" : "stalled")","last_tick":\#(lastTick.map { "\"\(RFC3339.string(from: $0))\"" } ?? "null")}"#
+      let health = Health(
+        status: healthy ? "ok" : "stalled", lastTick: lastTick.map(RFC3339.string(from:)),
+        leader: await controller.isLeading(at: Date()), leaderIdentity: await controller.leaderIdentity)
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      let body = String(decoding: (try? encoder.encode(health)) ?? Data(), as: UTF8.self)
       return Response(
         status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
         body: .init(byteBuffer: ByteBuffer(string: body + "\n")))

@@ -2,6 +2,7 @@ import ArgumentParser
 import CapstanBackends
 import CapstanController
 import CapstanCore
+import CapstanKubernetes
 import CapstanRuntime
 import Foundation
 import Hummingbird
@@ -62,6 +63,7 @@ struct Run: AsyncParsableCommand {
 
     let baseDirectory = URL(fileURLWithPath: policy).deletingLastPathComponent()
     var backend: any ScalingBackend
+    var elector: LeaderElector?
     switch loaded.policy.backend {
     case .local:
       backend = LocalProcessBackend(
@@ -73,6 +75,33 @@ struct Run: AsyncParsableCommand {
       backend = CommandBackend(
         settings: settings, workingDirectory: baseDirectory, lastSet: saved.commandBackendCounts,
         logger: Logger(label: "capstan.command"))
+    case .kubernetes(let settings):
+      let environment = ProcessInfo.processInfo.environment
+      let connection: KubernetesConnection
+      do {
+        connection = try KubernetesConnection.resolve(
+          settings, baseDirectory: baseDirectory, environment: environment)
+      } catch {
+        printError("capstan run: error: \(error)")
+        throw ExitCode(1)
+      }
+      let client = KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))
+      let namespace = settings.namespace ?? connection.namespace ?? "default"
+      let identity = LeaderElector.makeIdentity(environment: environment)
+      elector = settings.leaderElection.map {
+        LeaderElector(
+          client: client, settings: $0, namespace: namespace, identity: identity,
+          logger: Logger(label: "capstan.leader"))
+      }
+      backend = KubernetesBackend(
+        api: WorkloadAPI(client: client), namespace: namespace, leader: elector, reporter: identity,
+        logger: Logger(label: "capstan.kubernetes"))
+      logger.notice(
+        "kubernetes",
+        metadata: [
+          "server": "\(connection.server)", "from": "\(connection.origin)", "namespace": "\(namespace)",
+          "leader_election": "\(elector.map { "lease \($0.namespace)/\($0.settings.lease) as \($0.identity)" } ?? "off")",
+        ])
     }
     if dryRun { backend = DryRunBackend(wrapping: backend) }
 
@@ -81,7 +110,7 @@ struct Run: AsyncParsableCommand {
       policy: loaded.policy, baseDirectory: baseDirectory, backend: backend, audit: audit, store: store,
       state: saved, mode: dryRun ? .dryRun : .live,
       metrics: ControllerMetrics(factory: PrometheusMetricsFactory(registry: registry)),
-      logger: Logger(label: "capstan.controller"))
+      logger: Logger(label: "capstan.controller"), leader: elector)
 
     let monitoring = MonitoringServer.application(
       host: host, port: port, registry: registry, controller: controller,
@@ -99,13 +128,16 @@ struct Run: AsyncParsableCommand {
           ]))
       }
     }
-    // Services stop in reverse order: the loop drains first, the metrics server goes last.
+    // Services stop in reverse order: the loop drains first, then the lease is given up, and
+    // the metrics server goes last.
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+      .init(service: monitoring), .init(service: reloader),
+    ]
+    if let elector { services.append(.init(service: LeaderElectionService(elector: elector, controller: controller))) }
+    services.append(.init(service: ControllerService(controller: controller)))
     let group = ServiceGroup(
       configuration: .init(
-        services: [
-          .init(service: monitoring), .init(service: reloader),
-          .init(service: ControllerService(controller: controller)),
-        ],
+        services: services,
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     logger.notice(

@@ -169,6 +169,8 @@ public struct ScalingTarget: Sendable, Equatable {
   public var budget: CostCircuitBreaker?
   /// How the local supervisor runs a replica; nil when the process is not run locally.
   public var local: LocalProcessSettings?
+  /// What the Kubernetes backend scales; set for every target when that is the backend.
+  public var kubernetes: KubernetesWorkload?
   /// Where the target is declared, for messages about it.
   public var location: FileLocation?
 
@@ -205,6 +207,8 @@ public enum BackendSettings: Sendable, Equatable {
   case local
   /// A program is run with the process name and the new replica count.
   case command(CommandBackendSettings)
+  /// Workloads in a Kubernetes cluster are scaled through their `/scale` subresource.
+  case kubernetes(KubernetesSettings)
 }
 
 public struct CommandBackendSettings: Sendable, Equatable, Codable {

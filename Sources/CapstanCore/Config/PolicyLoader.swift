@@ -152,6 +152,26 @@ struct PolicyValidator {
     var policy = Policy(
       controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools)
     if let backend = raw.backend, let settings = validateBackend(backend) { policy.backend = settings }
+    if raw.backend == nil && raw.kubernetes != nil { policy.backend = .kubernetes(KubernetesSettings()) }
+    if case .kubernetes = policy.backend {
+      policy.backend = .kubernetes(validateKubernetes(raw.kubernetes))
+      let workloads = Dictionary(
+        (raw.processes?.entries ?? []).map { ($0.name.text, ($0.name, $0.value.kubernetes)) },
+        uniquingKeysWith: { a, _ in a })
+      for index in policy.targets.indices {
+        let target = policy.targets[index]
+        let name = RawScalar(text: target.name, location: target.location ?? top)
+        if let (process, rawWorkload) = workloads[target.name], let rawWorkload {
+          policy.targets[index].kubernetes = validateWorkload(rawWorkload, process: process)
+        } else if let workloadName = defaultWorkloadName(name) {
+          policy.targets[index].kubernetes = KubernetesWorkload(kind: .deployment, name: workloadName)
+        }
+      }
+    } else if let kubernetes = raw.kubernetes {
+      sink.warning(
+        (kubernetes.kubeconfig ?? kubernetes.context ?? kubernetes.namespace)?.location ?? top,
+        "'kubernetes:' has no effect: the backend is not kubernetes")
+    }
     return policy
   }
 
@@ -688,14 +708,17 @@ struct PolicyValidator {
           argv: argv, statusArgv: statusArgv, timeout: command.timeout.flatMap { timeout($0) } ?? 30))
     }
     guard let name = raw.name else {
-      sink.error(raw.location, "backend needs local, or command: {argv: [...]}")
+      sink.error(raw.location, "backend needs local, kubernetes, or command: {argv: [...]}")
       return nil
     }
-    guard name.text == "local" else {
-      sink.error(name.location, "backend is '\(name.text)': use local, or command: {argv: [PROGRAM, ...]}")
+    switch name.text {
+    case "local": return .local
+    case "kubernetes": return .kubernetes(KubernetesSettings())
+    default:
+      sink.error(
+        name.location, "backend is '\(name.text)': use local, kubernetes, or command: {argv: [PROGRAM, ...]}")
       return nil
     }
-    return .local
   }
 
   private func validateLocal(_ raw: RawLocalProcess, process: RawScalar) -> LocalProcessSettings? {
@@ -964,7 +987,7 @@ struct PolicyValidator {
 
   // MARK: Scalars
 
-  private func duration(_ raw: RawScalar) -> TimeInterval? {
+  func duration(_ raw: RawScalar) -> TimeInterval? {
     switch Quantity.duration(raw.text) {
     case .success(let value): return value
     case .failure(let failure):

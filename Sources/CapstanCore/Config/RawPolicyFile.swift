@@ -63,20 +63,22 @@ struct RawPolicyFile: Decodable {
   var autoscaling: RawMap<RawAutoscalingPolicy>?
   var providers: RawMap<RawProvider>?
   var gpuPools: RawMap<RawGPUPool>?
+  var kubernetes: RawKubernetes?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case controller, backend, signals, processes, autoscaling, providers
     case gpuPools = "gpu_pools"
+    case kubernetes
   }
 }
 
-/// `backend: local`, or `backend: {command: {argv: [...], ...}}`.
+/// `backend: local`, `backend: kubernetes`, or `backend: {command: {argv: [...], ...}}`.
 struct RawBackend: Decodable {
   var name: RawScalar?
   var command: RawCommandBackend?
   var location: FileLocation
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case local, command }
+  enum CodingKeys: String, CodingKey, CaseIterable { case local, command, kubernetes }
 
   init(from decoder: any Decoder) throws {
     guard let decoder = decoder as? YAMLNodeDecoder else {
@@ -91,6 +93,7 @@ struct RawBackend: Decodable {
     let container = try decoder.container(keyedBy: CodingKeys.self)
     command = try container.decodeIfPresent(RawCommandBackend.self, forKey: .command)
     if container.contains(.local) { name = RawScalar(text: "local", location: location) }
+    if container.contains(.kubernetes) { name = RawScalar(text: "kubernetes", location: location) }
   }
 }
 
@@ -284,13 +287,14 @@ struct RawProcess: Decodable {
   var resources: RawResources?
   var rateLimit: RawRateLimitShare?
   var local: RawLocalProcess?
+  var kubernetes: RawKubernetesWorkload?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case type, description, `class`
     case costPerHourUSD = "cost_per_hour_usd"
     case scaling, resources
     case rateLimit = "rate_limit"
-    case local
+    case local, kubernetes
   }
 }
 

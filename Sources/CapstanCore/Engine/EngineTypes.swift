@@ -53,6 +53,8 @@ public struct ScaleAction: Sendable, Equatable {
 public struct TickDecision: Sendable, Equatable {
   public var actions: [ScaleAction] = []
   public var events: [AuditEvent] = []
+
+  public init() {}
 }
 
 /// Everything the engine remembers between ticks. Codable so the live controller can keep it

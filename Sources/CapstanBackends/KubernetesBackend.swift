@@ -1,0 +1,109 @@
+import CapstanCore
+import CapstanKubernetes
+import Foundation
+import Logging
+
+/// Scales Deployments, StatefulSets and custom resources through the API server's `/scale`
+/// subresource. A write carries the resourceVersion that was read, so a change made by someone
+/// else in between is a conflict, never overwritten. Each action, and each failed one, is also a
+/// core/v1 Event on the workload. Kubernetes drains the pods itself (their grace period and
+/// preStop hooks), and stopping Capstan leaves the workloads as they are.
+public actor KubernetesBackend: ScalingBackend {
+  private let api: WorkloadAPI
+  private let namespace: String
+  private let leader: (any LeaderGate)?
+  /// Who writes the Events (the leader election identity, or the host).
+  private let reporter: String
+  private let logger: Logger
+  /// The Scale and workload last read per target: the next write carries this resourceVersion.
+  private var scales: [String: Scale] = [:]
+  private var summaries: [String: WorkloadSummary] = [:]
+
+  public init(
+    api: WorkloadAPI, namespace: String, leader: (any LeaderGate)?, reporter: String, logger: Logger
+  ) {
+    self.api = api
+    self.namespace = namespace
+    self.leader = leader
+    self.reporter = reporter
+    self.logger = logger
+  }
+
+  private func workload(_ target: ScalingTarget) throws -> (KubernetesWorkload, String) {
+    guard let workload = target.kubernetes else {
+      throw BackendError(process: target.name, "no Kubernetes workload: add kubernetes: {kind: ..., name: ...}")
+    }
+    return (workload, workload.namespace ?? namespace)
+  }
+
+  public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
+    let (workload, namespace) = try workload(target)
+    do {
+      let scale = try await api.scale(of: workload, namespace: namespace)
+      let summary = try await api.summary(of: workload, namespace: namespace)
+      scales[target.name] = scale
+      summaries[target.name] = summary
+      let ready = summary.readyReplicas ?? scale.status?.replicas ?? 0
+      return ReplicaStatus(current: scale.desired, ready: ready)
+    } catch let error as KubernetesAPIError {
+      throw BackendError(process: target.name, "\(workload) in \(namespace): \(error)")
+    }
+  }
+
+  public func apply(_ action: ScaleAction, to target: ScalingTarget) async throws {
+    let (workload, namespace) = try workload(target)
+    // Checked at the moment of writing, so a leader that lost its lease mid-tick writes nothing.
+    if let leader, !leader.isLeading(at: Date()) {
+      throw BackendError(process: target.name, "not the leader any more: another Capstan acts")
+    }
+    guard let read = scales[target.name] else {
+      throw BackendError(process: target.name, "\(workload) was not read this tick: reading it first")
+    }
+    do {
+      let written = try await api.setScale(read, replicas: action.to, of: workload, namespace: namespace)
+      scales[target.name] = written
+      await event(
+        target, workload, namespace, reason: "SuccessfulRescale",
+        message: "New size: \(action.to); reason: \(action.reason.rawValue): \(action.detail)", warning: false)
+    } catch let error as KubernetesAPIError {
+      scales[target.name] = nil
+      if error.isConflict {
+        throw BackendError(
+          process: target.name,
+          "\(workload) in \(namespace) changed since it was read (409 \(error.reason): \(error.message))",
+          conflict: true)
+      }
+      await event(
+        target, workload, namespace, reason: "FailedRescale",
+        message: "New size: \(action.to); reason: \(action.reason.rawValue); error: \(error.reason) \(error.message)",
+        warning: true)
+      throw BackendError(process: target.name, "\(workload) in \(namespace): \(error)")
+    }
+  }
+
+  private func event(
+    _ target: ScalingTarget, _ workload: KubernetesWorkload, _ namespace: String, reason: String, message: String,
+    warning: Bool
+  ) async {
+    guard let summary = summaries[target.name] else { return }
+    do {
+      try await api.recordEvent(
+        on: workload, summary: summary, namespace: namespace, reason: reason, message: message, warning: warning,
+        reporter: reporter, now: Date())
+    } catch {
+      logger.warning(
+        "cannot write the Event; scaling goes on", metadata: ["process": "\(target.name)", "error": "\(error)"])
+    }
+  }
+
+  public func warnings(for target: ScalingTarget) async -> [String] {
+    guard let summary = summaries[target.name], let workload = target.kubernetes else { return [] }
+    guard target.drainTimeout > summary.terminationGracePeriod else { return [] }
+    return [
+      "drain_timeout is \(Int(target.drainTimeout))s but \(workload)'s pods get \(Int(summary.terminationGracePeriod))s (terminationGracePeriodSeconds) before Kubernetes kills them: raise terminationGracePeriodSeconds in the pod template, or lower drain_timeout"
+    ]
+  }
+
+  /// Workloads keep running when Capstan stops; there is nothing of Capstan's to drain.
+  public func shutdown() async {}
+}

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""A stand-in for the Kubernetes API server, for Capstan's tests.
+
+No real API server runs on the test machines, so this one copies the parts of the API that
+Capstan uses, with the same paths, objects and failure bodies:
+
+- HTTPS only, with a certificate the test makes; bearer tokens (a rotated token answers 401
+  until the client re-reads it) and, optionally, client certificates.
+- Deployments, StatefulSets and custom resources with the /scale subresource (autoscaling/v1
+  Scale); resourceVersion on every object and 409 Conflict for a write carrying a stale one.
+- coordination.k8s.io/v1 Leases (create, get, update), core/v1 Events (create, list).
+- Status bodies for 401, 403, 404, 409, 500 as the API server writes them; 429 as plain text
+  with Retry-After, as API Priority and Fairness sends it; slow answers.
+
+The test drives it through /_test/... (no authentication): objects, tokens, faults, and the
+log of requests it answered.
+"""
+
+import argparse
+import json
+import re
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()
+STATE = {
+    "resource_version": 1000,
+    # (api prefix, namespace, plural, name) -> object
+    "objects": {},
+    # group/version/plural -> kind, for custom resources
+    "custom_kinds": {},
+    # token -> user name
+    "tokens": {},
+    # user name -> list of "verb resource" it may not do, e.g. "update deployments/scale"
+    "forbidden": {},
+    "faults": [],
+    "requests": [],
+}
+
+BUILTIN = {
+    ("apis/apps/v1", "deployments"): ("Deployment", "apps"),
+    ("apis/apps/v1", "statefulsets"): ("StatefulSet", "apps"),
+    ("apis/coordination.k8s.io/v1", "leases"): ("Lease", "coordination.k8s.io"),
+    ("api/v1", "events"): ("Event", ""),
+}
+
+PATH = re.compile(
+    r"^/(?P<prefix>api/v1|apis/[^/]+/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
+    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>scale))?$"
+)
+
+
+def next_version():
+    STATE["resource_version"] += 1
+    return str(STATE["resource_version"])
+
+
+def now_rfc3339():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def status_body(code, reason, message, name=None, group=None, kind=None):
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if name is not None:
+        body["details"] = {"name": name, "group": group, "kind": kind}
+    return body
+
+
+def kind_of(prefix, plural):
+    if (prefix, plural) in BUILTIN:
+        return BUILTIN[(prefix, plural)]
+    gvp = prefix[len("apis/"):] + "/" + plural
+    if gvp in STATE["custom_kinds"]:
+        return STATE["custom_kinds"][gvp], prefix.split("/")[1]
+    return None, None
+
+
+def resource_name(prefix, plural):
+    """deployments.apps, as the API server names a resource in its messages."""
+    group = prefix.split("/")[1] if prefix.startswith("apis/") else ""
+    return plural + ("." + group if group else "")
+
+
+def scale_of(obj):
+    spec = obj.get("spec", {})
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "uid": obj["metadata"]["uid"],
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+            "creationTimestamp": obj["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": spec.get("replicas", 0)},
+        "status": {
+            "replicas": obj.get("status", {}).get("replicas", 0),
+            "selector": "app=" + obj["metadata"]["name"],
+        },
+    }
+
+
+def set_replicas(obj, replicas):
+    obj.setdefault("spec", {})["replicas"] = replicas
+    # The workload controller's part, done at once: every replica runs and is ready.
+    status = obj.setdefault("status", {})
+    status["replicas"] = replicas
+    status["readyReplicas"] = replicas
+    obj["metadata"]["resourceVersion"] = next_version()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    # -- plumbing --
+
+    def reply(self, code, body, content_type="application/json", headers=None):
+        data = (json.dumps(body) if content_type == "application/json" else body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def read_body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"null") if length else None
+
+    def user(self):
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return STATE["tokens"].get(auth[len("Bearer "):])
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        if cert:
+            for field in cert.get("subject", ()):
+                for key, value in field:
+                    if key == "commonName":
+                        return value
+        return None
+
+    def do_GET(self):
+        self.handle_any("GET")
+
+    def do_POST(self):
+        self.handle_any("POST")
+
+    def do_PUT(self):
+        self.handle_any("PUT")
+
+    def do_PATCH(self):
+        self.handle_any("PATCH")
+
+    def do_DELETE(self):
+        self.handle_any("DELETE")
+
+    def handle_any(self, method):
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/_test/"):
+            return self.control(method, path)
+        body = self.read_body() if method in ("POST", "PUT", "PATCH") else None
+        with LOCK:
+            user = self.user()
+            entry = {"time": time.time(), "method": method, "path": path, "user": user}
+            STATE["requests"].append(entry)
+            fault = self.take_fault(method, path)
+        if fault and fault.get("delay"):
+            time.sleep(fault["delay"])
+        if fault and fault.get("status"):
+            entry["status"] = fault["status"]
+            return self.reply_fault(fault)
+        if user is None:
+            entry["status"] = 401
+            return self.reply(401, status_body(401, "Unauthorized", "Unauthorized"))
+        with LOCK:
+            code, reply = self.api(method, path, body, user)
+            entry["status"] = code
+        self.reply(code, reply)
+
+    def take_fault(self, method, path):
+        for fault in STATE["faults"]:
+            if fault["count"] > 0 and fault.get("method", method) == method and re.search(fault["path"], path):
+                fault["count"] -= 1
+                return fault
+        return None
+
+    def reply_fault(self, fault):
+        code = fault["status"]
+        if code == 429:
+            # API Priority and Fairness answers in plain text, not with a Status.
+            return self.reply(
+                429,
+                "Too many requests, please try again later.\n",
+                content_type="text/plain; charset=utf-8",
+                headers={"Retry-After": str(fault.get("retry_after", 1))},
+            )
+        headers = {"Retry-After": str(fault["retry_after"])} if "retry_after" in fault else None
+        reason = {500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(code, "InternalError")
+        message = fault.get("message", "an error on the server (\"\") has prevented the request from succeeding")
+        return self.reply(code, status_body(code, reason, message), headers=headers)
+
+    # -- the API --
+
+    def api(self, method, path, body, user):
+        match = PATH.match(path)
+        if not match:
+            return 404, status_body(404, "NotFound", "the server could not find the requested resource")
+        prefix, ns, plural, name, sub = match.group("prefix", "ns", "plural", "name", "sub")
+        kind, group = kind_of(prefix, plural)
+        if kind is None:
+            return 404, status_body(404, "NotFound", "the server could not find the requested resource")
+        verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, "delete")
+        resource = plural + ("/" + sub if sub else "")
+        if verb + " " + resource in STATE["forbidden"].get(user, []):
+            message = (
+                f'{resource_name(prefix, plural)} "{name}" is forbidden: User "{user}" cannot {verb} resource '
+                f'"{resource}" in API group "{group}" in the namespace "{ns}"'
+            )
+            return 403, status_body(403, "Forbidden", message, name, group, resource)
+        objects = STATE["objects"]
+        if method == "POST" and name is None:
+            return self.create(prefix, ns, plural, kind, body)
+        if name is None and method == "GET":
+            items = [o for (p, n, pl, _), o in sorted(objects.items()) if (p, n, pl) == (prefix, ns, plural)]
+            return 200, {"kind": kind + "List", "apiVersion": prefix.split("/", 1)[1], "items": items}
+        key = (prefix, ns, plural, name)
+        obj = objects.get(key)
+        if obj is None:
+            return 404, status_body(404, "NotFound", f'{resource_name(prefix, plural)} "{name}" not found', name, group, plural)
+        if method == "GET":
+            return 200, scale_of(obj) if sub else obj
+        if method == "PUT":
+            sent = ((body or {}).get("metadata") or {}).get("resourceVersion")
+            if sent and sent != obj["metadata"]["resourceVersion"]:
+                message = (
+                    f'Operation cannot be fulfilled on {resource_name(prefix, plural)} "{name}": the object has been '
+                    "modified; please apply your changes to the latest version and try again"
+                )
+                return 409, status_body(409, "Conflict", message, name, group, plural)
+            if sub:
+                set_replicas(obj, int(body["spec"]["replicas"]))
+                return 200, scale_of(obj)
+            obj["spec"] = body.get("spec", obj.get("spec"))
+            obj["metadata"]["resourceVersion"] = next_version()
+            return 200, obj
+        return 405, status_body(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def create(self, prefix, ns, plural, kind, body):
+        meta = body.setdefault("metadata", {})
+        if "generateName" in meta and "name" not in meta:
+            meta["name"] = meta["generateName"] + format(STATE["resource_version"], "x")
+        name = meta.get("name")
+        key = (prefix, ns, plural, name)
+        if key in STATE["objects"]:
+            group = prefix.split("/")[1] if prefix.startswith("apis/") else ""
+            message = f'{resource_name(prefix, plural)} "{name}" already exists'
+            return 409, status_body(409, "AlreadyExists", message, name, group, plural)
+        meta.update(
+            namespace=ns,
+            uid="uid-" + name,
+            resourceVersion=next_version(),
+            creationTimestamp=now_rfc3339(),
+        )
+        body["kind"] = kind
+        STATE["objects"][key] = body
+        return 201, body
+
+    # -- control, for the test --
+
+    def control(self, method, path):
+        body = self.read_body() if method in ("POST", "PUT") else None
+        with LOCK:
+            if path == "/_test/tokens":
+                STATE["tokens"] = body
+            elif path == "/_test/forbidden":
+                STATE["forbidden"] = body
+            elif path == "/_test/faults":
+                STATE["faults"] = body
+            elif path == "/_test/custom-kinds":
+                STATE["custom_kinds"].update(body)
+            elif path == "/_test/workloads" and method == "POST":
+                prefix, plural = body["api"], body["plural"]
+                kind, _ = kind_of(prefix, plural)
+                obj = {
+                    "apiVersion": prefix.split("/", 1)[1],
+                    "kind": kind,
+                    "metadata": {
+                        "name": body["name"],
+                        "namespace": body["namespace"],
+                        "uid": "uid-" + body["name"],
+                        "creationTimestamp": now_rfc3339(),
+                    },
+                    "spec": {
+                        "replicas": body["replicas"],
+                        "template": {"spec": {"containers": [{"name": "main", "image": "example"}]}},
+                    },
+                }
+                if "grace" in body:
+                    obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = body["grace"]
+                set_replicas(obj, body["replicas"])
+                STATE["objects"][(prefix, body["namespace"], plural, body["name"])] = obj
+            elif path == "/_test/requests":
+                return self.reply(200, STATE["requests"])
+            elif path == "/_test/objects":
+                items = [o for (_, _, _, _), o in sorted(STATE["objects"].items())]
+                return self.reply(200, items)
+            else:
+                return self.reply(404, {"error": "no such control path " + path})
+        self.reply(200, {})
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--client-ca", help="accept client certificates signed by this CA")
+    args = parser.parse_args()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.cert, args.key)
+    if args.client_ca:
+        context.load_verify_locations(args.client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    print("listening", args.port, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
