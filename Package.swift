@@ -142,6 +142,16 @@ let package = Package(
       ]
     ),
     .testTarget(
+      name: "CapstanKubernetesTests",
+      dependencies: [
+        "CapstanCore", "CapstanKubernetes", "CapstanBackends", "CapstanController", "CapstanRuntime",
+        "CapstanTestKit", "CapstanHTTP", "capstan",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "MetricsTestKit", package: "swift-metrics"),
+        .product(name: "Yams", package: "Yams"),
+      ]
+    ),
+    .testTarget(
       name: "CapstanRunTests",
       dependencies: ["CapstanTestKit", "capstan"]
     ),

@@ -46,7 +46,10 @@ public actor KubernetesClient {
   private var strain = 0
 
   static let tokenRefresh: TimeInterval = 60
+  /// The longest backoff of Capstan's own choosing.
   static let longestWait: TimeInterval = 30
+  /// The longest server-requested pause honoured; a larger Retry-After is taken as this.
+  static let longestPause: TimeInterval = 300
 
   public init(connection: KubernetesConnection, timeout: TimeInterval = 10, logger: Logger) {
     self.connection = connection
@@ -108,7 +111,7 @@ public actor KubernetesClient {
       case 429, 500, 502, 503, 504:
         strain += 1
         let retryAfter = response.headers["retry-after"].flatMap { TimeInterval($0.trimmingCharacters(in: .whitespaces)) }
-        let delay = min(retryAfter ?? Self.backoff(strain: strain), Self.longestWait)
+        let delay = min(retryAfter ?? Self.backoff(strain: strain), Self.longestPause)
         pause(delay)
         logger.warning(
           "the API server is overloaded or failing; backing off",
@@ -116,7 +119,7 @@ public actor KubernetesClient {
             "status": "\(response.status)", "path": "\(path)", "wait_seconds": "\(delay)",
             "retry_after": "\(retryAfter.map { "\($0)" } ?? "none")",
           ])
-        guard attempt < attempts else { throw error }
+        guard attempt < attempts, waited + delay <= patience else { throw error }
       default:
         throw error
       }

@@ -15,6 +15,7 @@ public final class KubernetesAPIServer: @unchecked Sendable {
 
   public struct Failure: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
   }
 
   public init() throws {
@@ -65,23 +66,27 @@ public final class KubernetesAPIServer: @unchecked Sendable {
     public var retryAfter: Int?
     /// Seconds before answering.
     public var delay: Double?
+    /// Someone else sets the object's replicas to this just before the request is served.
+    public var raceReplicas: Int?
     public var count: Int
 
     public init(
       method: String? = nil, path: String, status: Int? = nil, retryAfter: Int? = nil, delay: Double? = nil,
-      count: Int = 1
+      raceReplicas: Int? = nil, count: Int = 1
     ) {
       self.method = method
       self.path = path
       self.status = status
       self.retryAfter = retryAfter
       self.delay = delay
+      self.raceReplicas = raceReplicas
       self.count = count
     }
 
     enum CodingKeys: String, CodingKey {
       case method, path, status, delay, count
       case retryAfter = "retry_after"
+      case raceReplicas = "race_replicas"
     }
   }
 

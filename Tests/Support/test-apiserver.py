@@ -181,6 +181,13 @@ class Handler(BaseHTTPRequestHandler):
             fault = self.take_fault(method, path)
         if fault and fault.get("delay"):
             time.sleep(fault["delay"])
+        if fault and "race_replicas" in fault:
+            # Someone else writes the object just before this request arrives.
+            with LOCK:
+                match = PATH.match(path)
+                obj = STATE["objects"].get(match.group("prefix", "ns", "plural", "name")) if match else None
+                if obj is not None:
+                    set_replicas(obj, fault["race_replicas"])
         if fault and fault.get("status"):
             entry["status"] = fault["status"]
             return self.reply_fault(fault)

@@ -167,7 +167,7 @@ extension PolicyValidator {
   /// A process with no `kubernetes:` scales the Deployment of its own name.
   func defaultWorkloadName(_ process: RawScalar) -> String? {
     kubernetesName(
-      process, "process name '\(process.text)'", hint: ", or add kubernetes: {name: ...} naming the workload")
+      process, "process name", hint: ", or add kubernetes: {name: ...} naming the workload")
   }
 
   /// RFC 1123: a DNS subdomain for object names, a DNS label for namespaces.
