@@ -1,0 +1,185 @@
+import CapstanTestKit
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A real `capstan run` against the test API server: the binary, its kubeconfig, its audit log.
+@Suite("capstan run on Kubernetes, end to end", .serialized)
+struct KubernetesEndToEndTests {
+  struct Cluster {
+    let server: KubernetesAPIServer
+    let folder: URL
+    var spool: URL { folder.appendingPathComponent("spool") }
+
+    init() async throws {
+      server = try KubernetesAPIServer()
+      guard await server.ready() else { throw KubernetesAPIServer.Failure(description: "API server did not start") }
+      folder = server.folder
+      try FileManager.default.createDirectory(at: spool, withIntermediateDirectories: true)
+      try await server.setTokens(["token-a": "capstan-a", "token-b": "capstan-b", "admin-token": "admin"])
+      try await server.addWorkload(namespace: "ai", name: "worker", replicas: 1)
+    }
+
+    /// A policy for one Capstan, with its own token file; leader election when asked.
+    func policy(_ name: String, token: String, leaderElection: Bool = false) throws -> URL {
+      let tokenFile = folder.appendingPathComponent("\(name).token")
+      try "\(token)\n".write(to: tokenFile, atomically: true, encoding: .utf8)
+      try server.kubeconfig(user: "tokenFile: \(tokenFile.path)", namespace: "ai")
+        .write(to: folder.appendingPathComponent("\(name).kubeconfig"), atomically: true, encoding: .utf8)
+      let election =
+        leaderElection ? "\n  leader_election: {lease_duration: 3s, renew_deadline: 2s, retry_period: 500ms}" : ""
+      let yaml = """
+        controller: {interval: 1s}
+        backend: kubernetes
+        kubernetes:
+          kubeconfig: \(name).kubeconfig\(election)
+        signals:
+          queue_depth:
+            directory: {path: spool, glob: "*.job"}
+        processes:
+          worker:
+            class: batch
+            scaling: {metric: queue_depth, target: 5, min: 1, max: 8}
+        autoscaling:
+          worker:
+            scale_up: {stabilization_window: 0s}
+            scale_down: {stabilization_window: 2s}
+        """
+      let url = folder.appendingPathComponent("\(name).yaml")
+      try yaml.write(to: url, atomically: true, encoding: .utf8)
+      return url
+    }
+
+    func jobs(_ count: Int) throws {
+      for item in try FileManager.default.contentsOfDirectory(atPath: spool.path) {
+        try FileManager.default.removeItem(at: spool.appendingPathComponent(item))
+      }
+      for index in 0..<count {
+        FileManager.default.createFile(atPath: spool.appendingPathComponent("\(index).job").path, contents: nil)
+      }
+    }
+
+    func replicas() async -> Int? { try? await server.replicas("Deployment", named: "worker") }
+
+    func scaleWrites() async throws -> [KubernetesAPIServer.Request] {
+      try await server.requests().filter { $0.method == "PUT" && $0.path.hasSuffix("/worker/scale") }
+    }
+  }
+
+  @Test("scale up and down with Events; a person's kubectl scale is adopted and reported")
+  func scaleUpAndDown() async throws {
+    let cluster = try await Cluster()
+    let capstan = try RunningCapstan(
+      policy: try cluster.policy("a", token: "token-a"), stateDirectory: cluster.folder.appendingPathComponent("state"))
+    try cluster.jobs(20)
+    #expect(await eventually(timeout: 15) { await cluster.replicas() == 4 }, "\(capstan.log)")
+    #expect(capstan.records(event: "scale_up").first?["to"] as? Int == 4)
+
+    // kubectl scale deployment/worker --replicas=8
+    try await cluster.server.api(
+      "PUT", "/apis/apps/v1/namespaces/ai/deployments/worker/scale", token: "admin-token",
+      body: #"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"worker"},"spec":{"replicas":8}}"#)
+    #expect(await eventually(timeout: 15) { !capstan.records(event: "external_change").isEmpty })
+    let change = capstan.records(event: "external_change").first
+    #expect(change?["from"] as? Int == 4)
+    #expect(change?["to"] as? Int == 8)
+
+    try cluster.jobs(0)
+    #expect(await eventually(timeout: 20) { await cluster.replicas() == 1 }, "\(capstan.log)")
+    let events = try await cluster.server.objects().filter { $0["kind"] as? String == "Event" }
+    #expect(events.contains { ($0["message"] as? String)?.hasPrefix("New size: 4; reason: target_tracking") == true })
+    #expect(events.allSatisfy { $0["reason"] as? String == "SuccessfulRescale" })
+    #expect(events.contains { ($0["message"] as? String)?.hasPrefix("New size: 1;") == true })
+    let writes = try await cluster.scaleWrites().filter { $0.user != "admin" }
+    #expect(writes.count >= 2)
+    #expect(writes.allSatisfy { $0.user == "capstan-a" && $0.status == 200 })
+    #expect(!capstan.log.contains("token-a"), "the token appeared in the log")
+    #expect(!(try String(contentsOf: capstan.auditLog, encoding: .utf8)).contains("token-a"))
+
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    #expect(await cluster.replicas() == 1, "stopping Capstan must leave the workload as it is")
+  }
+
+  @Test("a rate-limited API is waited out, not hammered; an expired token is read again")
+  func rateLimitAndToken() async throws {
+    let cluster = try await Cluster()
+    let capstan = try RunningCapstan(
+      policy: try cluster.policy("a", token: "token-a"), stateDirectory: cluster.folder.appendingPathComponent("state"))
+    #expect(await eventually(timeout: 10) { await capstan.get("/healthz")?.status == 200 })
+
+    try await cluster.server.setFaults([.init(path: "/scale$", status: 429, retryAfter: 3, count: 1000)])
+    let limited = Date().timeIntervalSince1970
+    try await Task.sleep(nanoseconds: 6_000_000_000)
+    try await cluster.server.setFaults([])
+    let during = try await cluster.server.requests().filter { $0.time > limited && $0.path.hasSuffix("/scale") }
+    // 6 s of 429 with Retry-After: 3 allows at most 3 tries; a client that ignored it would send 6 or more.
+    #expect(during.count <= 3, "\(during.map(\.time))")
+    #expect(during.allSatisfy { $0.status == 429 })
+    for (earlier, later) in zip(during, during.dropFirst()) { #expect(later.time - earlier.time >= 2.9) }
+
+    // The token rotates: the old one is refused, the file holds the new one.
+    try await cluster.server.setTokens(["token-a2": "capstan-a"])
+    try "token-a2\n".write(to: cluster.folder.appendingPathComponent("a.token"), atomically: true, encoding: .utf8)
+    try cluster.jobs(12)
+    #expect(await eventually(timeout: 15) { await cluster.replicas() == 3 }, "\(capstan.log)")
+    let statuses = try await cluster.server.requests().map(\.status)
+    #expect(statuses.contains(401))
+    #expect(capstan.log.contains("the API server refused the token; reading it again"))
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+  }
+
+  @Test("two Capstans, one leader; the leader killed, the other takes over within the lease duration")
+  func leaderElection() async throws {
+    let cluster = try await Cluster()
+    let a = try RunningCapstan(
+      policy: try cluster.policy("a", token: "token-a", leaderElection: true),
+      stateDirectory: cluster.folder.appendingPathComponent("state-a"))
+    #expect(await eventually(timeout: 10) { await a.metric("capstan_leader") == 1 }, "\(a.log)")
+    let b = try RunningCapstan(
+      policy: try cluster.policy("b", token: "token-b", leaderElection: true),
+      stateDirectory: cluster.folder.appendingPathComponent("state-b"))
+    #expect(await eventually(timeout: 10) { await b.metric("capstan_leader") == 0 }, "\(b.log)")
+    #expect(await eventually(timeout: 10) { await b.get("/healthz")?.status == 200 })
+    let health = await b.get("/healthz")
+    #expect(health?.body.contains(#""leader":false"#) == true)
+    #expect(health?.body.contains(#""leader_identity":""#) == true)
+
+    try cluster.jobs(20)
+    #expect(await eventually(timeout: 15) { await cluster.replicas() == 4 })
+    // b decided the same, and wrote nothing: not to the workload, not to its audit log.
+    try await Task.sleep(nanoseconds: 2_000_000_000)
+    #expect(try await cluster.scaleWrites().allSatisfy { $0.user == "capstan-a" })
+    #expect(b.records(event: "scale_up").isEmpty)
+    #expect(!a.records(event: "leader_elected").isEmpty)
+
+    kill(a.process.processIdentifier, SIGKILL)
+    let killed = Date()
+    #expect(await eventually(timeout: 10) { await b.metric("capstan_leader") == 1 }, "\(b.log)")
+    let takeover = Date().timeIntervalSince(killed)
+    // The lease lasts 3 s from b's last sight of a renewal; b tries every 0.5 s.
+    #expect(takeover <= 3 + 0.5 + 1, "took \(takeover)s")
+    try cluster.jobs(35)
+    #expect(await eventually(timeout: 15) { await cluster.replicas() == 7 }, "\(b.log)")
+    let writes = try await cluster.scaleWrites()
+    #expect(writes.last?.user == "capstan-b")
+    let firstByB = try #require(writes.firstIndex { $0.user == "capstan-b" })
+    #expect(writes[firstByB...].allSatisfy { $0.user == "capstan-b" })
+    #expect(writes[..<firstByB].allSatisfy { $0.user == "capstan-a" && $0.time < killed.timeIntervalSince1970 })
+    #expect(b.records(event: "leader_elected").count == 1)
+    let lease = try await cluster.server.object("Lease", named: "capstan")
+    let holder = (lease?["spec"] as? [String: Any])?["holderIdentity"] as? String
+    #expect(holder?.isEmpty == false)
+    #expect(await b.get("/healthz")?.body.contains(#""leader_identity":"\#(holder ?? "")""#) == true)
+
+    // A leader stopped cleanly gives the lease up.
+    b.signal(SIGTERM)
+    #expect(await b.waitForExit() == 0)
+    let released = try await cluster.server.object("Lease", named: "capstan")
+    #expect((released?["spec"] as? [String: Any])?["holderIdentity"] as? String == "")
+  }
+}
