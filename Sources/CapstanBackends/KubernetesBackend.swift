@@ -31,7 +31,8 @@ public actor KubernetesBackend: ScalingBackend {
 
   private func workload(_ target: ScalingTarget) throws -> (KubernetesWorkload, String) {
     guard let workload = target.kubernetes else {
-      throw BackendError(process: target.name, "no Kubernetes workload: add kubernetes: {kind: ..., name: ...}")
+      throw BackendError(
+        process: target.name, "no Kubernetes workload: add kubernetes: {kind: ..., name: ...}")
     }
     return (workload, workload.namespace ?? namespace)
   }
@@ -64,7 +65,8 @@ public actor KubernetesBackend: ScalingBackend {
       scales[target.name] = written
       await event(
         target, workload, namespace, reason: "SuccessfulRescale",
-        message: "New size: \(action.to); reason: \(action.reason.rawValue): \(action.detail)", warning: false)
+        message: "New size: \(action.to); reason: \(action.reason.rawValue): \(action.detail)", warning: false
+      )
     } catch let error as KubernetesAPIError {
       scales[target.name] = nil
       if error.isConflict {
@@ -75,24 +77,28 @@ public actor KubernetesBackend: ScalingBackend {
       }
       await event(
         target, workload, namespace, reason: "FailedRescale",
-        message: "New size: \(action.to); reason: \(action.reason.rawValue); error: \(error.reason) \(error.message)",
+        message:
+          "New size: \(action.to); reason: \(action.reason.rawValue); error: \(error.reason) \(error.message)",
         warning: true)
       throw BackendError(process: target.name, "\(workload) in \(namespace): \(error)")
     }
   }
 
   private func event(
-    _ target: ScalingTarget, _ workload: KubernetesWorkload, _ namespace: String, reason: String, message: String,
+    _ target: ScalingTarget, _ workload: KubernetesWorkload, _ namespace: String, reason: String,
+    message: String,
     warning: Bool
   ) async {
     guard let summary = summaries[target.name] else { return }
     do {
       try await api.recordEvent(
-        on: workload, summary: summary, namespace: namespace, reason: reason, message: message, warning: warning,
+        on: workload, summary: summary, namespace: namespace, reason: reason, message: message,
+        warning: warning,
         reporter: reporter, now: Date())
     } catch {
       logger.warning(
-        "cannot write the Event; scaling goes on", metadata: ["process": "\(target.name)", "error": "\(error)"])
+        "cannot write the Event; scaling goes on",
+        metadata: ["process": "\(target.name)", "error": "\(error)"])
     }
   }
 

@@ -58,5 +58,7 @@ public actor DryRunBackend: ScalingBackend {
     counts[action.process] = action.to
   }
 
+  public func warnings(for target: ScalingTarget) async -> [String] { await wrapped.warnings(for: target) }
+
   public func shutdown() async {}
 }

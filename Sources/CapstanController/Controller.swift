@@ -124,7 +124,8 @@ public actor Controller {
         let current = replicas[target.name]?.current
         record(
           AuditEvent(
-            time: now, process: target.name, kind: .warning, from: current, to: current, reason: .drainTimeout,
+            time: now, process: target.name, kind: .warning, from: current, to: current,
+            reason: .drainTimeout,
             detail: warning, signals: [], budget: nil, costPerHourUSD: nil))
       }
     }
@@ -179,7 +180,8 @@ public actor Controller {
         metrics.backendError(action.process)
         let conflict = (error as? BackendError)?.conflict == true && conflicts < Self.conflictRetries
         logger.error(
-          conflict ? "the target changed under the write; reading it again" : "the backend refused the change",
+          conflict
+            ? "the target changed under the write; reading it again" : "the backend refused the change",
           metadata: ["process": "\(action.process)", "error": "\(error)"])
         record(
           AuditEvent(
@@ -230,7 +232,8 @@ public actor Controller {
     }
     if holder != leaderIdentity || leading != wasLeading {
       logger.notice(
-        "\(leading ? "leading" : "following")", metadata: ["identity": "\(identity)", "leader": "\(holder ?? "none")"])
+        "\(leading ? "leading" : "following")",
+        metadata: ["identity": "\(identity)", "leader": "\(holder ?? "none")"])
     }
     guard leading != wasLeading, leading || wasLeading == true else { return }
     record(
@@ -308,6 +311,7 @@ public actor Controller {
     }
     let removed = policy.targets.filter { old in loaded.policy.target(named: old.name) == nil }
     policy = loaded.policy
+    warned = []
     engine = ScalingEngine(policy: loaded.policy)
     readers = makeReaders(loaded.policy, baseDirectory)
     logger.notice(

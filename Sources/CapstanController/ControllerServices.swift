@@ -72,7 +72,8 @@ public struct LeaderElectionService: Service {
     while !Task.isShuttingDownGracefully && !Task.isCancelled {
       await elector.step(now: Date())
       await controller.observeLeadership(
-        leading: elector.isLeading(at: Date()), identity: elector.identity, holder: elector.holder, now: Date())
+        leading: elector.isLeading(at: Date()), identity: elector.identity, holder: elector.holder,
+        now: Date())
       try? await cancelWhenGracefulShutdown {
         try await Task.sleep(nanoseconds: UInt64(elector.settings.retryPeriod * 1e9))
       }

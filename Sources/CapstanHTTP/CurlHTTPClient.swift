@@ -117,7 +117,8 @@ public enum CurlHTTPClient {
         body.withUnsafeBytes { bytes in
           // Copied by curl, so the buffer need not outlive this call.
           _ = capstan_curl_set_pointer(
-            handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+            handle, CURLOPT_COPYPOSTFIELDS,
+            UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
         }
       }
       setTLSMaterial(handle, request.ca, file: CURLOPT_CAINFO, blob: CURLOPT_CAINFO_BLOB)
@@ -149,7 +150,8 @@ public enum CurlHTTPClient {
         if line.hasPrefix("HTTP/") { transfer.headers = [:] }
         if let colon = line.firstIndex(of: ":") {
           let name = line[..<colon].lowercased()
-          transfer.headers[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+          transfer.headers[name] = line[line.index(after: colon)...].trimmingCharacters(
+            in: .whitespacesAndNewlines)
         }
         return length
       }
@@ -173,14 +175,17 @@ public enum CurlHTTPClient {
     return HTTPResponse(status: status, headers: transfer.headers, body: transfer.data)
   }
 
-  private static func setTLSMaterial(_ handle: UnsafeMutableRawPointer, _ material: TLSMaterial?, file: CURLoption, blob: CURLoption) {
+  private static func setTLSMaterial(
+    _ handle: UnsafeMutableRawPointer, _ material: TLSMaterial?, file: CURLoption, blob: CURLoption
+  ) {
     switch material {
     case .file(let path)?: capstan_curl_set_string(handle, file, path)
     case .pem(let data)?:
       data.withUnsafeBytes { bytes in
         // CURL_BLOB_COPY: curl keeps its own copy.
         var value = curl_blob(
-          data: UnsafeMutableRawPointer(mutating: bytes.baseAddress), len: bytes.count, flags: UInt32(CURL_BLOB_COPY))
+          data: UnsafeMutableRawPointer(mutating: bytes.baseAddress), len: bytes.count,
+          flags: UInt32(CURL_BLOB_COPY))
         _ = capstan_curl_set_pointer(handle, blob, &value)
       }
     case nil: break
@@ -195,7 +200,8 @@ public enum CurlHTTPClient {
         "the server's TLS certificate was not trusted (\(message)): give its CA, or fix the server's certificate"
     case CURLE_COULDNT_CONNECT: return "nothing answered (\(message))"
     case CURLE_SSL_CERTPROBLEM:
-      return "the client certificate or key could not be used (\(message)): check that they are PEM and belong together"
+      return
+        "the client certificate or key could not be used (\(message)): check that they are PEM and belong together"
     default: return message
     }
   }

@@ -22,9 +22,12 @@ public struct KubernetesAPIError: Error, CustomStringConvertible, Sendable {
 
   private var hint: String {
     switch status {
-    case 401: return " (the token or certificate was refused: check the kubeconfig user, or the service account's token)"
+    case 401:
+      return
+        " (the token or certificate was refused: check the kubeconfig user, or the service account's token)"
     case 403: return " (give the service account this permission: see manifests/role.yaml)"
-    case 404 where path.hasSuffix("/scale"): return " (check kubernetes.kind, name and namespace of the process)"
+    case 404 where path.hasSuffix("/scale"):
+      return " (check kubernetes.kind, name and namespace of the process)"
     default: return ""
     }
   }
@@ -77,7 +80,8 @@ public actor KubernetesClient {
           throw KubernetesAPIError(
             method: method, path: path, status: 0, reason: "TooManyRequests",
             message:
-              "not sent: the API server asked for a pause, which has \(Int(wait.rounded(.up)))s to go; Capstan tries again after it")
+              "not sent: the API server asked for a pause, which has \(Int(wait.rounded(.up)))s to go; Capstan tries again after it"
+          )
         }
         waited += wait
         try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
@@ -110,7 +114,9 @@ public actor KubernetesClient {
         throw error
       case 429, 500, 502, 503, 504:
         strain += 1
-        let retryAfter = response.headers["retry-after"].flatMap { TimeInterval($0.trimmingCharacters(in: .whitespaces)) }
+        let retryAfter = response.headers["retry-after"].flatMap {
+          TimeInterval($0.trimmingCharacters(in: .whitespaces))
+        }
         let delay = min(retryAfter ?? Self.backoff(strain: strain), Self.longestPause)
         pause(delay)
         logger.warning(
@@ -127,13 +133,17 @@ public actor KubernetesClient {
   }
 
   /// 0.5 s, 1 s, 2 s ... up to 30 s.
-  static func backoff(strain: Int) -> TimeInterval { min(0.5 * pow(2, Double(max(0, strain - 1))), longestWait) }
+  static func backoff(strain: Int) -> TimeInterval {
+    min(0.5 * pow(2, Double(max(0, strain - 1))), longestWait)
+  }
 
   private func pause(_ seconds: TimeInterval) {
     notBefore = max(notBefore, Date().addingTimeInterval(seconds))
   }
 
-  private func request(_ method: String, _ path: String, body: Data?, timeout: TimeInterval?) throws -> HTTPRequest {
+  private func request(_ method: String, _ path: String, body: Data?, timeout: TimeInterval?) throws
+    -> HTTPRequest
+  {
     var headers = ["Accept": "application/json", "User-Agent": "capstan"]
     if body != nil { headers["Content-Type"] = "application/json" }
     if let token = try currentToken() { headers["Authorization"] = "Bearer \(token)" }
@@ -148,7 +158,9 @@ public actor KubernetesClient {
     case nil: return nil
     case .literal(let token): return token
     case .file(let path):
-      if let token, let read = tokenReadAt, Date().timeIntervalSince(read) < Self.tokenRefresh { return token }
+      if let token, let read = tokenReadAt, Date().timeIntervalSince(read) < Self.tokenRefresh {
+        return token
+      }
       do {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         token = text.trimmingCharacters(in: .whitespacesAndNewlines)

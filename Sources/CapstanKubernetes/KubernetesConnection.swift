@@ -184,7 +184,8 @@ public struct KubernetesConnection: Sendable, Equatable {
       do {
         file = try YAMLDecoder().decode(KubeconfigFile.self, from: text)
       } catch {
-        throw ConfigurationError("kubeconfig \(path) is not valid: \(describe(error)): fix it, or check it with kubectl config view")
+        throw ConfigurationError(
+          "kubeconfig \(path) is not valid: \(describe(error)): fix it, or check it with kubectl config view")
       }
       let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
       read.append(path)
@@ -216,10 +217,12 @@ public struct KubernetesConnection: Sendable, Equatable {
     }
     guard let clusterName = context.cluster, let (cluster, clusterFolder) = clusters[clusterName] else {
       throw ConfigurationError(
-        "context '\(contextName)' in \(origin) names cluster '\(context.cluster ?? "")', which is not defined")
+        "context '\(contextName)' in \(origin) names cluster '\(context.cluster ?? "")', which is not defined"
+      )
     }
     guard let server = cluster.server, server.hasPrefix("https://") || server.hasPrefix("http://") else {
-      throw ConfigurationError("cluster '\(clusterName)' in \(origin) has no server URL such as https://HOST:6443")
+      throw ConfigurationError(
+        "cluster '\(clusterName)' in \(origin) has no server URL such as https://HOST:6443")
     }
     var connection = KubernetesConnection(
       server: server.hasSuffix("/") ? String(server.dropLast()) : server,
@@ -232,7 +235,8 @@ public struct KubernetesConnection: Sendable, Equatable {
 
     if let userName = context.user {
       guard let (user, userFolder) = users[userName] else {
-        throw ConfigurationError("context '\(contextName)' in \(origin) names user '\(userName)', which is not defined")
+        throw ConfigurationError(
+          "context '\(contextName)' in \(origin) names user '\(userName)', which is not defined")
       }
       if user.exec != nil || user.authProvider != nil,
         user.token == nil && user.tokenFile == nil && user.clientCertificate == nil
@@ -262,7 +266,8 @@ public struct KubernetesConnection: Sendable, Equatable {
     return connection
   }
 
-  private static func material(data: String?, file: String?, folder: URL, what: String) throws -> TLSMaterial? {
+  private static func material(data: String?, file: String?, folder: URL, what: String) throws -> TLSMaterial?
+  {
     if let data {
       guard let decoded = Data(base64Encoded: data, options: .ignoreUnknownCharacters) else {
         throw ConfigurationError("\(what) is not base64: paste the PEM file's base64, as kubectl writes it")

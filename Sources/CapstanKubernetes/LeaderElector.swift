@@ -16,7 +16,8 @@ public final class LeaderElector: @unchecked Sendable {
   private var resourceVersion: String?
 
   public init(
-    client: KubernetesClient, settings: LeaderElectionSettings, namespace: String, identity: String, logger: Logger
+    client: KubernetesClient, settings: LeaderElectionSettings, namespace: String, identity: String,
+    logger: Logger
   ) {
     self.client = client
     self.settings = settings
@@ -60,8 +61,11 @@ public final class LeaderElector: @unchecked Sendable {
         let data = try await client.send(
           "GET", "\(path)/\(settings.lease)", attempts: 1, patience: 0, timeout: timeout)
         let lease = try JSONDecoder().decode(Lease.self, from: data)
-        current = lease.spec ?? LeaseRecord(
-          holderIdentity: nil, leaseDurationSeconds: nil, acquireTime: nil, renewTime: nil, leaseTransitions: nil)
+        current =
+          lease.spec
+          ?? LeaseRecord(
+            holderIdentity: nil, leaseDurationSeconds: nil, acquireTime: nil, renewTime: nil,
+            leaseTransitions: nil)
         lock.withLock { resourceVersion = lease.metadata.resourceVersion }
       } catch let error as KubernetesAPIError where error.isNotFound {
         current = nil
@@ -103,14 +107,16 @@ public final class LeaderElector: @unchecked Sendable {
     let now = Date()
     guard let record = lock.withLock({ election.release(now: now) }) else { return }
     let version = lock.withLock { resourceVersion }
-    let lease = Lease(metadata: .init(name: settings.lease, namespace: namespace, resourceVersion: version), spec: record)
+    let lease = Lease(
+      metadata: .init(name: settings.lease, namespace: namespace, resourceVersion: version), spec: record)
     do {
       _ = try await client.send(
         "PUT", "\(path)/\(settings.lease)", body: try JSONEncoder().encode(lease), attempts: 1, patience: 0,
         timeout: 2)
       logger.notice("released the leader lease", metadata: ["lease": "\(namespace)/\(settings.lease)"])
     } catch {
-      logger.warning("could not release the leader lease; it expires by itself", metadata: ["error": "\(error)"])
+      logger.warning(
+        "could not release the leader lease; it expires by itself", metadata: ["error": "\(error)"])
     }
   }
 }

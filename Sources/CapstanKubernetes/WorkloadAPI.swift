@@ -39,7 +39,8 @@ public struct WorkloadSummary: Sendable, Equatable {
     kind = json["kind"] as? String ?? fallbackKind
     uid = (json["metadata"] as? [String: Any])?["uid"] as? String
     readyReplicas = (json["status"] as? [String: Any])?["readyReplicas"] as? Int
-    let template = ((json["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any]
+    let template =
+      ((json["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any]
     terminationGracePeriod = TimeInterval(template?["terminationGracePeriodSeconds"] as? Int ?? 30)
   }
 }
@@ -49,7 +50,8 @@ extension KubernetesWorkload {
     switch kind {
     case .deployment: return "/apis/apps/v1/namespaces/\(namespace)/deployments"
     case .statefulSet: return "/apis/apps/v1/namespaces/\(namespace)/statefulsets"
-    case .custom(let group, let version, let plural): return "/apis/\(group)/\(version)/namespaces/\(namespace)/\(plural)"
+    case .custom(let group, let version, let plural):
+      return "/apis/\(group)/\(version)/namespaces/\(namespace)/\(plural)"
     }
   }
 
@@ -81,7 +83,8 @@ public struct WorkloadAPI: Sendable {
     async throws -> Scale
   {
     var written = Scale(
-      metadata: .init(name: read.metadata.name, namespace: namespace, resourceVersion: read.metadata.resourceVersion),
+      metadata: .init(
+        name: read.metadata.name, namespace: namespace, resourceVersion: read.metadata.resourceVersion),
       spec: .init(replicas: replicas), status: nil)
     written.apiVersion = "autoscaling/v1"
     let data = try await client.send(
@@ -101,7 +104,8 @@ public struct WorkloadAPI: Sendable {
 
   /// A core/v1 Event on the workload, as the HPA writes them, so `kubectl describe` shows why.
   public func recordEvent(
-    on workload: KubernetesWorkload, summary: WorkloadSummary, namespace: String, reason: String, message: String,
+    on workload: KubernetesWorkload, summary: WorkloadSummary, namespace: String, reason: String,
+    message: String,
     warning: Bool, reporter: String, now: Date
   ) async throws {
     let time = Self.timestamp(now)
@@ -121,7 +125,8 @@ public struct WorkloadAPI: Sendable {
     ]
     let body = try JSONSerialization.data(withJSONObject: event, options: [.sortedKeys])
     // One try, quickly: an Event is for people reading later; it must never hold up scaling.
-    _ = try await client.send("POST", "/api/v1/namespaces/\(namespace)/events", body: body, attempts: 1, patience: 0)
+    _ = try await client.send(
+      "POST", "/api/v1/namespaces/\(namespace)/events", body: body, attempts: 1, patience: 0)
   }
 
   static func timestamp(_ date: Date) -> String {

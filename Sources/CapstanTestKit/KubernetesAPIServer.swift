@@ -40,7 +40,9 @@ public final class KubernetesAPIServer: @unchecked Sendable {
   public var url: String { "https://127.0.0.1:\(port)" }
   public var caFile: String { path("ca.crt") }
   /// A client certificate and key the server accepts, for the user `capstan-client`.
-  public var clientCertificate: (certificate: String, key: String) { (path("client.crt"), path("client.key")) }
+  public var clientCertificate: (certificate: String, key: String) {
+    (path("client.crt"), path("client.key"))
+  }
 
   public func path(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
@@ -202,7 +204,9 @@ public final class KubernetesAPIServer: @unchecked Sendable {
     let response = try await CurlHTTPClient.send(
       HTTPRequest(method: method, url: url + path, body: body, timeout: 10, ca: .file(caFile)))
     guard response.status == 200 else {
-      throw Failure(description: "\(method) \(path): \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+      throw Failure(
+        description: "\(method) \(path): \(response.status) \(String(decoding: response.body, as: UTF8.self))"
+      )
     }
     return response.body
   }
@@ -227,7 +231,8 @@ public final class KubernetesAPIServer: @unchecked Sendable {
     try process.run()
     while process.isRunning { usleep(10_000) }
     guard process.terminationStatus == 0 else {
-      throw Failure(description: "openssl could not make the test certificates: run scripts/install-deps test")
+      throw Failure(
+        description: "openssl could not make the test certificates: run scripts/install-deps test")
     }
   }
 }

@@ -100,7 +100,8 @@ struct Run: AsyncParsableCommand {
         "kubernetes",
         metadata: [
           "server": "\(connection.server)", "from": "\(connection.origin)", "namespace": "\(namespace)",
-          "leader_election": "\(elector.map { "lease \($0.namespace)/\($0.settings.lease) as \($0.identity)" } ?? "off")",
+          "leader_election":
+            "\(elector.map { "lease \($0.namespace)/\($0.settings.lease) as \($0.identity)" } ?? "off")",
         ])
     }
     if dryRun { backend = DryRunBackend(wrapping: backend) }
@@ -133,7 +134,9 @@ struct Run: AsyncParsableCommand {
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
       .init(service: monitoring), .init(service: reloader),
     ]
-    if let elector { services.append(.init(service: LeaderElectionService(elector: elector, controller: controller))) }
+    if let elector {
+      services.append(.init(service: LeaderElectionService(elector: elector, controller: controller)))
+    }
     services.append(.init(service: ControllerService(controller: controller)))
     let group = ServiceGroup(
       configuration: .init(

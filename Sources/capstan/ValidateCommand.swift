@@ -51,6 +51,9 @@ enum ValidateReport {
           : "; \(metric) has no target, so only policy '\(target.policyName!)' scales it"
       }
       if let budget = target.budget { line += "; budget $\(Ceilings.format(budget.dailyBudgetUSD))/day" }
+      if let workload = target.kubernetes {
+        line += "; scales \(workload)\(workload.namespace.map { " in \($0)" } ?? "")"
+      }
       out += line + "\n"
     }
     return out.trimmingCharacters(in: .newlines)

@@ -43,7 +43,8 @@ struct KubernetesPolicyTests {
         == KubernetesWorkload(kind: .statefulSet, name: "vllm-llama", namespace: "gpu"))
     #expect(
       policy.target(named: "ray")?.kubernetes
-        == KubernetesWorkload(kind: .custom(group: "ray.io", version: "v1", plural: "rayclusters"), name: "batch"))
+        == KubernetesWorkload(
+          kind: .custom(group: "ray.io", version: "v1", plural: "rayclusters"), name: "batch"))
   }
 
   @Test("a top-level kubernetes: section alone chooses the backend; without leader_election there is none")
@@ -67,7 +68,10 @@ struct KubernetesPolicyTests {
           api: {scaling: {metric: cpu, target: 70%, min: 1, max: 4}, local: {command: [sleep, "60"]}}
         """, file: "p.yaml")
     #expect(loaded.policy.backend == .local)
-    #expect(loaded.warnings.map(\.description) == ["p.yaml:2:23: warning: 'kubernetes:' has no effect: the backend is not kubernetes"])
+    #expect(
+      loaded.warnings.map(\.description) == [
+        "p.yaml:2:23: warning: 'kubernetes:' has no effect: the backend is not kubernetes"
+      ])
     #expect(loaded.policy.target(named: "api")?.kubernetes == nil)
   }
 }

@@ -12,7 +12,8 @@ import Testing
 struct KubernetesBackendTests {
   func backend(_ fixture: APIFixture, leader: (any LeaderGate)? = nil) -> KubernetesBackend {
     KubernetesBackend(
-      api: fixture.api, namespace: "default", leader: leader, reporter: "capstan-test", logger: Logger(label: "test"))
+      api: fixture.api, namespace: "default", leader: leader, reporter: "capstan-test",
+      logger: Logger(label: "test"))
   }
 
   @Test(
@@ -20,22 +21,31 @@ struct KubernetesBackendTests {
     arguments: [
       ("apis/apps/v1", "deployments", KubernetesWorkload.Kind.deployment, "Deployment"),
       ("apis/apps/v1", "statefulsets", .statefulSet, "StatefulSet"),
-      ("apis/ray.io/v1", "rayclusters", .custom(group: "ray.io", version: "v1", plural: "rayclusters"), "RayCluster"),
+      (
+        "apis/ray.io/v1", "rayclusters", .custom(group: "ray.io", version: "v1", plural: "rayclusters"),
+        "RayCluster"
+      ),
     ])
-  func scaleEachKind(api: String, plural: String, kind: KubernetesWorkload.Kind, kindName: String) async throws {
+  func scaleEachKind(api: String, plural: String, kind: KubernetesWorkload.Kind, kindName: String)
+    async throws
+  {
     let fixture = try await APIFixture.start()
-    if case .custom = kind { try await fixture.server.addCustomKind("ray.io/v1/rayclusters", kind: "RayCluster") }
+    if case .custom = kind {
+      try await fixture.server.addCustomKind("ray.io/v1/rayclusters", kind: "RayCluster")
+    }
     try await fixture.server.addWorkload(api: api, plural: plural, name: "web", replicas: 2)
     let backend = backend(fixture)
     let web = try target("web", KubernetesWorkload(kind: kind, name: "web"))
     #expect(try await backend.status(of: web) == ReplicaStatus(current: 2, ready: 2))
     try await backend.apply(
-      ScaleAction(process: "web", from: 2, to: 5, reason: .targetTracking, drainTimeout: 30, detail: "q 50 vs 10"),
+      ScaleAction(
+        process: "web", from: 2, to: 5, reason: .targetTracking, drainTimeout: 30, detail: "q 50 vs 10"),
       to: web)
     #expect(try await fixture.server.replicas(kindName, named: "web") == 5)
     #expect(try await backend.status(of: web) == ReplicaStatus(current: 5, ready: 5))
     try await backend.apply(
-      ScaleAction(process: "web", from: 5, to: 3, reason: .targetTracking, drainTimeout: 30, detail: "q 30 vs 10"),
+      ScaleAction(
+        process: "web", from: 5, to: 3, reason: .targetTracking, drainTimeout: 30, detail: "q 30 vs 10"),
       to: web)
     #expect(try await fixture.server.replicas(kindName, named: "web") == 3)
 
@@ -61,23 +71,28 @@ struct KubernetesBackendTests {
     // A person scales by hand between Capstan's read and its write.
     let scaled = try await fixture.server.api(
       "PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", token: "admin-token",
-      body: #"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web"},"spec":{"replicas":7}}"#)
+      body: #"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web"},"spec":{"replicas":7}}"#
+    )
     #expect(scaled.status == 200)
     await #expect {
       try await backend.apply(
         ScaleAction(process: "web", from: 2, to: 4, reason: .targetTracking, drainTimeout: 30), to: web)
     } throws: { error in
       let failure = error as? BackendError
-      return failure?.conflict == true && failure?.message.contains("409 Conflict: Operation cannot be fulfilled") == true
+      return failure?.conflict == true
+        && failure?.message.contains("409 Conflict: Operation cannot be fulfilled") == true
     }
     #expect(try await fixture.server.replicas("Deployment", named: "web") == 7)
     // Read again, the next write goes through.
     #expect(try await backend.status(of: web).current == 7)
-    try await backend.apply(ScaleAction(process: "web", from: 7, to: 4, reason: .targetTracking, drainTimeout: 30), to: web)
+    try await backend.apply(
+      ScaleAction(process: "web", from: 7, to: 4, reason: .targetTracking, drainTimeout: 30), to: web)
     #expect(try await fixture.server.replicas("Deployment", named: "web") == 4)
   }
 
-  @Test("404 and 403 carry the API's reason and message, and what to do; a refused write leaves a FailedRescale Event")
+  @Test(
+    "404 and 403 carry the API's reason and message, and what to do; a refused write leaves a FailedRescale Event"
+  )
   func statusErrors() async throws {
     let fixture = try await APIFixture.start()
     try await fixture.server.addWorkload(name: "web", replicas: 2)
@@ -93,7 +108,8 @@ struct KubernetesBackendTests {
     let web = try target("web", KubernetesWorkload(kind: .deployment, name: "web"))
     _ = try await backend.status(of: web)
     await #expect {
-      try await backend.apply(ScaleAction(process: "web", from: 2, to: 3, reason: .targetTracking, drainTimeout: 30), to: web)
+      try await backend.apply(
+        ScaleAction(process: "web", from: 2, to: 3, reason: .targetTracking, drainTimeout: 30), to: web)
     } throws: { error in
       "\(error)".contains(
         #"403 Forbidden: deployments.apps "web" is forbidden: User "system:serviceaccount:capstan:capstan" cannot update resource "deployments/scale" in API group "apps" in the namespace "default" (give the service account this permission: see manifests/role.yaml)"#
@@ -106,13 +122,16 @@ struct KubernetesBackendTests {
     #expect((events.first?["message"] as? String)?.contains("error: Forbidden") == true)
   }
 
-  @Test("429: Retry-After is waited out before the next request; a long one fails fast and sends nothing more")
+  @Test(
+    "429: Retry-After is waited out before the next request; a long one fails fast and sends nothing more")
   func rateLimited() async throws {
     let fixture = try await APIFixture.start()
     try await fixture.server.addWorkload(name: "web", replicas: 2)
     let web = try target("web", KubernetesWorkload(kind: .deployment, name: "web"))
     let backend = backend(fixture)
-    try await fixture.server.setFaults([.init(method: "GET", path: "/scale$", status: 429, retryAfter: 1, count: 2)])
+    try await fixture.server.setFaults([
+      .init(method: "GET", path: "/scale$", status: 429, retryAfter: 1, count: 2)
+    ])
     #expect(try await backend.status(of: web).current == 2)
     let scaleReads = try await fixture.server.requests().filter { $0.path.hasSuffix("/scale") }
     #expect(scaleReads.map(\.status) == [429, 429, 200])
@@ -147,7 +166,8 @@ struct KubernetesBackendTests {
     await #expect {
       try await backend.status(of: web)
     } throws: { error in
-      "\(error)".contains(#"500 InternalError: an error on the server ("") has prevented the request from succeeding"#)
+      "\(error)".contains(
+        #"500 InternalError: an error on the server ("") has prevented the request from succeeding"#)
     }
     let failures = try await fixture.server.requests().filter { $0.status == 500 }
     #expect(failures.count == 4)
@@ -250,7 +270,8 @@ struct KubernetesBackendTests {
     let web = try target("web", KubernetesWorkload(kind: .deployment, name: "web"))
     _ = try await backend.status(of: web)
     await #expect(throws: BackendError.self) {
-      try await backend.apply(ScaleAction(process: "web", from: 2, to: 3, reason: .targetTracking, drainTimeout: 30), to: web)
+      try await backend.apply(
+        ScaleAction(process: "web", from: 2, to: 3, reason: .targetTracking, drainTimeout: 30), to: web)
     }
     #expect(try await fixture.server.requests().filter { $0.method != "GET" }.isEmpty)
   }

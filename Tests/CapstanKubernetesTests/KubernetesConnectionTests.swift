@@ -86,7 +86,10 @@ struct KubernetesConnectionTests {
     "what is wrong with a kubeconfig, and what to do",
     arguments: [
       ("current-context: x\n", nil, "has no context 'x'"),
-      ("contexts: [{name: a, context: {cluster: c}}]\n", nil, "has no current-context: give kubernetes.context"),
+      (
+        "contexts: [{name: a, context: {cluster: c}}]\n", nil,
+        "has no current-context: give kubernetes.context"
+      ),
       ("contexts: [{name: a, context: {cluster: c}}]\n", "a", "names cluster 'c', which is not defined"),
       (
         "current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: 'https://c'}}]\nusers: [{name: u, user: {exec: {command: aws, args: [eks, get-token]}}}]\n",
@@ -112,18 +115,24 @@ struct KubernetesConnectionTests {
   func missing() throws {
     let folder = try scratch()
     #expect {
-      try KubernetesConnection.resolve(KubernetesSettings(), baseDirectory: folder, environment: ["HOME": folder.path])
+      try KubernetesConnection.resolve(
+        KubernetesSettings(), baseDirectory: folder, environment: ["HOME": folder.path])
     } throws: { error in
-      "\(error)" == "no kubeconfig at \(folder.path)/.kube/config: give kubernetes.kubeconfig in the policy, set KUBECONFIG, or run in a cluster"
+      "\(error)"
+        == "no kubeconfig at \(folder.path)/.kube/config: give kubernetes.kubeconfig in the policy, set KUBECONFIG, or run in a cluster"
     }
   }
 
-  @Test("in a pod: the service host and port, the token file, CA and namespace; a kubeconfig named in the policy wins")
+  @Test(
+    "in a pod: the service host and port, the token file, CA and namespace; a kubeconfig named in the policy wins"
+  )
   func inCluster() throws {
     let folder = try scratch()
     _ = try write("token-1\n", "token", in: folder)
     _ = try write("ai-serving\n", "namespace", in: folder)
-    let environment = ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": folder.path]
+    let environment = [
+      "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": folder.path,
+    ]
     let connection = try KubernetesConnection.resolve(
       KubernetesSettings(), baseDirectory: folder, environment: environment, serviceAccountDirectory: folder)
     #expect(connection.server == "https://10.96.0.1:443")
@@ -144,19 +153,22 @@ struct KubernetesConnectionTests {
   func inClusterEdges() throws {
     let folder = try scratch()
     #expect {
-      try KubernetesConnection.inCluster(environment: ["KUBERNETES_SERVICE_HOST": "fd00::1"], directory: folder)
+      try KubernetesConnection.inCluster(
+        environment: ["KUBERNETES_SERVICE_HOST": "fd00::1"], directory: folder)
     } throws: { error in
       "\(error)".contains("automountServiceAccountToken: true")
     }
     _ = try write("t", "token", in: folder)
     let connection = try KubernetesConnection.inCluster(
-      environment: ["KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"], directory: folder)
+      environment: ["KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"],
+      directory: folder)
     #expect(connection.server == "https://[fd00::1]:6443")
     #expect(connection.namespace == nil)
   }
 
   func scratch() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("capstan-kubeconfig-\(UUID().uuidString)")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "capstan-kubeconfig-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
   }

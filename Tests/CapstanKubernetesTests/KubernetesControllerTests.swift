@@ -43,7 +43,8 @@ struct KubernetesControllerTests {
     }
 
     func records() -> [[String: Any]] {
-      let text = (try? String(contentsOf: folder.appendingPathComponent("audit.jsonl"), encoding: .utf8)) ?? ""
+      let text =
+        (try? String(contentsOf: folder.appendingPathComponent("audit.jsonl"), encoding: .utf8)) ?? ""
       return text.split(separator: "\n").compactMap {
         try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
       }
@@ -86,7 +87,8 @@ struct KubernetesControllerTests {
     #expect(harness.records().isEmpty)
     try await fixture.server.api(
       "PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", token: "admin-token",
-      body: #"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web"},"spec":{"replicas":9}}"#)
+      body: #"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web"},"spec":{"replicas":9}}"#
+    )
     await harness.tick(15)
     let records = harness.records()
     #expect(records.first?["event"] as? String == "external_change")

@@ -16,7 +16,9 @@ struct KubernetesEndToEndTests {
 
     init() async throws {
       server = try KubernetesAPIServer()
-      guard await server.ready() else { throw KubernetesAPIServer.Failure(description: "API server did not start") }
+      guard await server.ready() else {
+        throw KubernetesAPIServer.Failure(description: "API server did not start")
+      }
       folder = server.folder
       try FileManager.default.createDirectory(at: spool, withIntermediateDirectories: true)
       try await server.setTokens(["token-a": "capstan-a", "token-b": "capstan-b", "admin-token": "admin"])
@@ -30,7 +32,8 @@ struct KubernetesEndToEndTests {
       try server.kubeconfig(user: "tokenFile: \(tokenFile.path)", namespace: "ai")
         .write(to: folder.appendingPathComponent("\(name).kubeconfig"), atomically: true, encoding: .utf8)
       let election =
-        leaderElection ? "\n  leader_election: {lease_duration: 3s, renew_deadline: 2s, retry_period: 500ms}" : ""
+        leaderElection
+        ? "\n  leader_election: {lease_duration: 3s, renew_deadline: 2s, retry_period: 500ms}" : ""
       let yaml = """
         controller: {interval: 1s}
         backend: kubernetes
@@ -58,7 +61,8 @@ struct KubernetesEndToEndTests {
         try FileManager.default.removeItem(at: spool.appendingPathComponent(item))
       }
       for index in 0..<count {
-        FileManager.default.createFile(atPath: spool.appendingPathComponent("\(index).job").path, contents: nil)
+        FileManager.default.createFile(
+          atPath: spool.appendingPathComponent("\(index).job").path, contents: nil)
       }
     }
 
@@ -73,7 +77,8 @@ struct KubernetesEndToEndTests {
   func scaleUpAndDown() async throws {
     let cluster = try await Cluster()
     let capstan = try RunningCapstan(
-      policy: try cluster.policy("a", token: "token-a"), stateDirectory: cluster.folder.appendingPathComponent("state"))
+      policy: try cluster.policy("a", token: "token-a"),
+      stateDirectory: cluster.folder.appendingPathComponent("state"))
     try cluster.jobs(20)
     #expect(await eventually(timeout: 15) { await cluster.replicas() == 4 }, "\(capstan.log)")
     #expect(capstan.records(event: "scale_up").first?["to"] as? Int == 4)
@@ -81,7 +86,8 @@ struct KubernetesEndToEndTests {
     // kubectl scale deployment/worker --replicas=8
     try await cluster.server.api(
       "PUT", "/apis/apps/v1/namespaces/ai/deployments/worker/scale", token: "admin-token",
-      body: #"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"worker"},"spec":{"replicas":8}}"#)
+      body:
+        #"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"worker"},"spec":{"replicas":8}}"#)
     #expect(await eventually(timeout: 15) { !capstan.records(event: "external_change").isEmpty })
     let change = capstan.records(event: "external_change").first
     #expect(change?["from"] as? Int == 4)
@@ -90,7 +96,10 @@ struct KubernetesEndToEndTests {
     try cluster.jobs(0)
     #expect(await eventually(timeout: 20) { await cluster.replicas() == 1 }, "\(capstan.log)")
     let events = try await cluster.server.objects().filter { $0["kind"] as? String == "Event" }
-    #expect(events.contains { ($0["message"] as? String)?.hasPrefix("New size: 4; reason: target_tracking") == true })
+    #expect(
+      events.contains {
+        ($0["message"] as? String)?.hasPrefix("New size: 4; reason: target_tracking") == true
+      })
     #expect(events.allSatisfy { $0["reason"] as? String == "SuccessfulRescale" })
     #expect(events.contains { ($0["message"] as? String)?.hasPrefix("New size: 1;") == true })
     let writes = try await cluster.scaleWrites().filter { $0.user != "admin" }
@@ -108,14 +117,17 @@ struct KubernetesEndToEndTests {
   func rateLimitAndToken() async throws {
     let cluster = try await Cluster()
     let capstan = try RunningCapstan(
-      policy: try cluster.policy("a", token: "token-a"), stateDirectory: cluster.folder.appendingPathComponent("state"))
+      policy: try cluster.policy("a", token: "token-a"),
+      stateDirectory: cluster.folder.appendingPathComponent("state"))
     #expect(await eventually(timeout: 10) { await capstan.get("/healthz")?.status == 200 })
 
     try await cluster.server.setFaults([.init(path: "/scale$", status: 429, retryAfter: 3, count: 1000)])
     let limited = Date().timeIntervalSince1970
     try await Task.sleep(nanoseconds: 6_000_000_000)
     try await cluster.server.setFaults([])
-    let during = try await cluster.server.requests().filter { $0.time > limited && $0.path.hasSuffix("/scale") }
+    let during = try await cluster.server.requests().filter {
+      $0.time > limited && $0.path.hasSuffix("/scale")
+    }
     // 6 s of 429 with Retry-After: 3 allows at most 3 tries; a client that ignored it would send 6 or more.
     #expect(during.count <= 3, "\(during.map(\.time))")
     #expect(during.allSatisfy { $0.status == 429 })
@@ -123,7 +135,8 @@ struct KubernetesEndToEndTests {
 
     // The token rotates: the old one is refused, the file holds the new one.
     try await cluster.server.setTokens(["token-a2": "capstan-a"])
-    try "token-a2\n".write(to: cluster.folder.appendingPathComponent("a.token"), atomically: true, encoding: .utf8)
+    try "token-a2\n".write(
+      to: cluster.folder.appendingPathComponent("a.token"), atomically: true, encoding: .utf8)
     try cluster.jobs(12)
     #expect(await eventually(timeout: 15) { await cluster.replicas() == 3 }, "\(capstan.log)")
     let statuses = try await cluster.server.requests().map(\.status)
@@ -162,14 +175,16 @@ struct KubernetesEndToEndTests {
     #expect(await eventually(timeout: 10) { await b.metric("capstan_leader") == 1 }, "\(b.log)")
     let takeover = Date().timeIntervalSince(killed)
     // The lease lasts 3 s from b's last sight of a renewal; b tries every 0.5 s.
-    #expect(takeover <= 3 + 0.5 + 1, "took \(takeover)s")
+    // Slack for a loaded 2-core CI machine, where the poll and the process may run late.
+    #expect(takeover <= 3 + 0.5 + 2, "took \(takeover)s")
     try cluster.jobs(35)
     #expect(await eventually(timeout: 15) { await cluster.replicas() == 7 }, "\(b.log)")
     let writes = try await cluster.scaleWrites()
     #expect(writes.last?.user == "capstan-b")
     let firstByB = try #require(writes.firstIndex { $0.user == "capstan-b" })
     #expect(writes[firstByB...].allSatisfy { $0.user == "capstan-b" })
-    #expect(writes[..<firstByB].allSatisfy { $0.user == "capstan-a" && $0.time < killed.timeIntervalSince1970 })
+    #expect(
+      writes[..<firstByB].allSatisfy { $0.user == "capstan-a" && $0.time < killed.timeIntervalSince1970 })
     #expect(b.records(event: "leader_elected").count == 1)
     let lease = try await cluster.server.object("Lease", named: "capstan")
     let holder = (lease?["spec"] as? [String: Any])?["holderIdentity"] as? String

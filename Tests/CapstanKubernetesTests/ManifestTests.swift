@@ -13,7 +13,8 @@ struct ManifestTests {
 
   static func objects() throws -> [String: [String: Any]] {
     var objects: [String: [String: Any]] = [:]
-    for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name.hasSuffix(".yaml") {
+    for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name.hasSuffix(".yaml")
+    {
       let text = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
       for document in try Yams.load_all(yaml: text) {
         guard let object = document as? [String: Any], let kind = object["kind"] as? String else {
@@ -55,14 +56,17 @@ struct ManifestTests {
         "get apps/deployments/scale", "update apps/deployments/scale",
         "get apps/statefulsets/scale", "update apps/statefulsets/scale",
         "get apps/deployments", "get apps/statefulsets",
-        "get coordination.k8s.io/leases", "create coordination.k8s.io/leases", "update coordination.k8s.io/leases",
+        "get coordination.k8s.io/leases", "create coordination.k8s.io/leases",
+        "update coordination.k8s.io/leases",
         "create /events",
       ])
     let binding = try #require(objects["RoleBinding"])
     #expect((binding["roleRef"] as? [String: Any])?["name"] as? String == "capstan")
     let subject = (binding["subjects"] as? [[String: Any]])?.first
     #expect(subject?["kind"] as? String == "ServiceAccount")
-    #expect(subject?["name"] as? String == (objects["ServiceAccount"]?["metadata"] as? [String: Any])?["name"] as? String)
+    #expect(
+      subject?["name"] as? String == (objects["ServiceAccount"]?["metadata"] as? [String: Any])?["name"]
+        as? String)
   }
 
   @Test("the Deployment runs two Capstans with the ConfigMap's policy, and the policy elects a leader")
@@ -82,7 +86,8 @@ struct ManifestTests {
     let configMapName = (objects["ConfigMap"]?["metadata"] as? [String: Any])?["name"] as? String
     #expect(volumes.contains { ($0["configMap"] as? [String: Any])?["name"] as? String == configMapName })
 
-    let policyText = try #require((objects["ConfigMap"]?["data"] as? [String: Any])?["policy.yaml"] as? String)
+    let policyText = try #require(
+      (objects["ConfigMap"]?["data"] as? [String: Any])?["policy.yaml"] as? String)
     let loaded = try PolicyLoader.load(yaml: policyText, file: "manifests/configmap.yaml")
     #expect(loaded.warnings.isEmpty)
     guard case .kubernetes(let settings) = loaded.policy.backend else {

@@ -116,8 +116,12 @@ extension PolicyValidator {
       election.namespace = rawElection.namespace.flatMap {
         kubernetesName($0, "leader_election.namespace", label: true)
       }
-      if let raw = rawElection.leaseDuration, let value = positiveDuration(raw) { election.leaseDuration = value }
-      if let raw = rawElection.renewDeadline, let value = positiveDuration(raw) { election.renewDeadline = value }
+      if let raw = rawElection.leaseDuration, let value = positiveDuration(raw) {
+        election.leaseDuration = value
+      }
+      if let raw = rawElection.renewDeadline, let value = positiveDuration(raw) {
+        election.renewDeadline = value
+      }
       if let raw = rawElection.retryPeriod, let value = positiveDuration(raw) { election.retryPeriod = value }
       // client-go's own checks: a leader must give up before followers may take over, and must
       // get more than one try at renewing before it does.
@@ -161,7 +165,8 @@ extension PolicyValidator {
     let name = raw.name.map { kubernetesName($0, "kubernetes.name") } ?? defaultWorkloadName(process)
     guard let name else { return nil }
     return KubernetesWorkload(
-      kind: kind, name: name, namespace: raw.namespace.flatMap { kubernetesName($0, "namespace", label: true) })
+      kind: kind, name: name,
+      namespace: raw.namespace.flatMap { kubernetesName($0, "namespace", label: true) })
   }
 
   /// A process with no `kubernetes:` scales the Deployment of its own name.
