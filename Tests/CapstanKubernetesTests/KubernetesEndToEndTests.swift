@@ -73,6 +73,40 @@ struct KubernetesEndToEndTests {
     }
   }
 
+  /// Runs the binary to its end; returns its exit status and everything it printed.
+  func capstan(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = try CapstanBinary.url()
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    while process.isRunning { usleep(10_000) }
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  }
+
+  @Test("validate names the workload; run refuses a kubeconfig it cannot use, saying why, before acting")
+  func configurationErrors() async throws {
+    let cluster = try await Cluster()
+    let policy = try cluster.policy("a", token: "token-a")
+    let validated = try capstan(["validate", policy.path])
+    #expect(validated.status == 0)
+    #expect(validated.output.contains("; scales deployment/worker"))
+
+    try "current-context: gone\n".write(
+      to: cluster.folder.appendingPathComponent("a.kubeconfig"), atomically: true, encoding: .utf8)
+    let refused = try capstan([
+      "run", policy.path, "--state-dir", cluster.folder.appendingPathComponent("s").path,
+    ])
+    #expect(refused.status == 1)
+    #expect(
+      refused.output.contains(
+        "capstan run: error: kubeconfig \(cluster.folder.path)/a.kubeconfig has no context 'gone'"))
+    #expect(try await cluster.server.requests().isEmpty)
+  }
+
   @Test("scale up and down with Events; a person's kubectl scale is adopted and reported")
   func scaleUpAndDown() async throws {
     let cluster = try await Cluster()
