@@ -145,6 +145,11 @@ public actor Controller {
         guard let target = policy.target(named: action.process) else { continue }
         await carryOut(action, target: target, before: before, signals: signals, now: now)
       }
+    } else {
+      // What the leader actually set may differ from what this follower decided; forgetting its
+      // own guess keeps a takeover from reporting the leader's last change as someone else's.
+      for name in state.engine.targets.keys { state.engine.targets[name]?.lastReplicas = nil }
+      persist()
     }
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
     lastTick = now
