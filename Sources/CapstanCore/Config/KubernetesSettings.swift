@@ -193,15 +193,6 @@ extension PolicyValidator {
     }
     return text
   }
-
-  private func positiveDuration(_ raw: RawScalar) -> TimeInterval? {
-    guard let value = duration(raw) else { return nil }
-    guard value > 0 else {
-      sink.error(raw.location, "'\(raw.text)' must be longer than zero")
-      return nil
-    }
-    return value
-  }
 }
 
 extension Character {

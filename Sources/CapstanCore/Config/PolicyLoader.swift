@@ -966,9 +966,13 @@ struct PolicyValidator {
   }
 
   private func timeout(_ raw: RawScalar) -> TimeInterval? {
+    positiveDuration(raw, ifZero: "timeout is \(raw.text): give a source at least 1ms")
+  }
+
+  func positiveDuration(_ raw: RawScalar, ifZero message: String? = nil) -> TimeInterval? {
     guard let value = duration(raw) else { return nil }
     guard value > 0 else {
-      sink.error(raw.location, "timeout is \(raw.text): give a source at least 1ms")
+      sink.error(raw.location, message ?? "'\(raw.text)' must be longer than zero")
       return nil
     }
     return value
