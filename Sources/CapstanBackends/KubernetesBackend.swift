@@ -44,7 +44,14 @@ public actor KubernetesBackend: ScalingBackend {
       let summary = try await api.summary(of: workload, namespace: namespace)
       scales[target.name] = scale
       summaries[target.name] = summary
-      let ready = summary.readyReplicas ?? scale.status?.replicas ?? 0
+      // Deployments and StatefulSets leave readyReplicas out when it is 0; a custom resource
+      // may not have it at all, and then its Scale's observed replicas is the best there is.
+      let ready: Int
+      if case .custom = workload.kind {
+        ready = summary.readyReplicas ?? scale.status?.replicas ?? 0
+      } else {
+        ready = summary.readyReplicas ?? 0
+      }
       return ReplicaStatus(current: scale.desired, ready: ready)
     } catch let error as KubernetesAPIError {
       throw BackendError(process: target.name, "\(workload) in \(namespace): \(error)")

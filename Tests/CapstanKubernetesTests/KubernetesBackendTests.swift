@@ -61,6 +61,18 @@ struct KubernetesBackendTests {
     #expect(writes.map(\.status) == [200, 200])
   }
 
+  @Test("from zero: the API leaves readyReplicas out, which is 0 ready, not the Scale's count")
+  func fromZero() async throws {
+    let fixture = try await APIFixture.start()
+    try await fixture.server.addWorkload(name: "batch", replicas: 0)
+    let backend = backend(fixture)
+    let batch = try target("batch", KubernetesWorkload(kind: .deployment, name: "batch"))
+    #expect(try await backend.status(of: batch) == ReplicaStatus(current: 0, ready: 0))
+    try await backend.apply(
+      ScaleAction(process: "batch", from: 0, to: 2, reason: .targetTracking, drainTimeout: 30), to: batch)
+    #expect(try await backend.status(of: batch) == ReplicaStatus(current: 2, ready: 2))
+  }
+
   @Test("a write with a stale resourceVersion is a conflict, and overwrites nothing")
   func conflict() async throws {
     let fixture = try await APIFixture.start()

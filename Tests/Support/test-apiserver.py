@@ -115,8 +115,12 @@ def set_replicas(obj, replicas):
     obj.setdefault("spec", {})["replicas"] = replicas
     # The workload controller's part, done at once: every replica runs and is ready.
     status = obj.setdefault("status", {})
-    status["replicas"] = replicas
-    status["readyReplicas"] = replicas
+    # Go's omitempty: a count of 0 is left out, as the API server does.
+    for field in ("replicas", "readyReplicas"):
+        if replicas:
+            status[field] = replicas
+        else:
+            status.pop(field, None)
     obj["metadata"]["resourceVersion"] = next_version()
 
 
