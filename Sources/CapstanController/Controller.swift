@@ -361,7 +361,8 @@ public actor Controller {
 
   /// Drains what the backend runs and leaves the state and audit log complete.
   public func shutdown() async {
-    logger.notice("stopping: draining replicas")
+    // The local supervisor drains its replicas; Kubernetes workloads stay as they are.
+    logger.notice("stopping", metadata: ["backend": "\(type(of: backend))"])
     await backend.shutdown()
     persist()
     audit.close()
