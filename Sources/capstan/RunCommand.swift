@@ -88,9 +88,12 @@ struct Run: AsyncParsableCommand {
       let client = KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))
       let namespace = settings.namespace ?? connection.namespace ?? "default"
       let identity = LeaderElector.makeIdentity(environment: environment)
+      // A client of its own, so a pause the API server asks of the scaling calls (a 429) does
+      // not stop the lease from being renewed, as its own priority level would not in a cluster.
       elector = settings.leaderElection.map {
         LeaderElector(
-          client: client, settings: $0, namespace: namespace, identity: identity,
+          client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.leader")),
+          settings: $0, namespace: namespace, identity: identity,
           logger: Logger(label: "capstan.leader"))
       }
       backend = KubernetesBackend(
