@@ -247,7 +247,9 @@ public actor Controller {
         reason: .leaderElection,
         detail: leading
           ? "\(identity) leads: it acts from now on"
-          : "\(identity) stopped leading\(holder.map { "; \($0) leads" } ?? ""): it decides but acts on nothing",
+          : holder == identity || holder == nil
+            ? "\(identity) stopped leading: it could not renew the lease within its renew deadline; it decides but acts on nothing until it leads again"
+            : "\(identity) stopped leading; \(holder!) leads: it decides but acts on nothing",
         signals: [], budget: nil, costPerHourUSD: nil))
   }
 

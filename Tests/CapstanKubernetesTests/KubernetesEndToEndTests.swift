@@ -204,6 +204,13 @@ struct KubernetesEndToEndTests {
     #expect(b.records(event: "scale_up").isEmpty)
     #expect(!a.records(event: "leader_elected").isEmpty)
 
+    // The API server rate-limits scaling calls: the leader keeps its lease all the same.
+    try await cluster.server.setFaults([.init(path: "/scale$", status: 429, retryAfter: 3, count: 1000)])
+    try await Task.sleep(nanoseconds: 4_000_000_000)
+    try await cluster.server.setFaults([])
+    #expect(a.records(event: "leader_lost").isEmpty, "\(a.log)")
+    #expect(await a.metric("capstan_leader") == 1)
+
     kill(a.process.processIdentifier, SIGKILL)
     let killed = Date()
     #expect(await eventually(timeout: 10) { await b.metric("capstan_leader") == 1 }, "\(b.log)")
