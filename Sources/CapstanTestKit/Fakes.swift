@@ -56,6 +56,8 @@ public actor RecordingBackend: ScalingBackend {
 
   public func refuseNext(_ count: Int, _ message: String) { refusals = [(count, message)] }
   public func makeUnreadable(_ process: String) { unreadable.insert(process) }
+  /// Someone else sets the count, as a person or another Capstan would.
+  public func setCount(_ process: String, _ count: Int) { counts[process] = count }
 
   public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
     if unreadable.contains(target.name) { throw BackendError(process: target.name, "status unavailable") }

@@ -1,3 +1,4 @@
+import CapstanBackends
 import CapstanController
 import CapstanCore
 import CapstanRuntime
@@ -15,7 +16,10 @@ struct ControllerHarness {
   let metrics: TestMetrics
   let signals: [String: FakeSignal]
 
-  init(signals: [FakeSignal], counts: [String: Int] = ["worker": 1], yaml: String? = nil) throws {
+  init(
+    signals: [FakeSignal], counts: [String: Int] = ["worker": 1], yaml: String? = nil,
+    leader: (any LeaderGate)? = nil
+  ) throws {
     folder = try scratchDirectory("controller")
     let policy = try PolicyLoader.load(
       yaml: yaml
@@ -35,7 +39,7 @@ struct ControllerHarness {
       policy: policy, baseDirectory: folder, backend: backend,
       audit: try AuditLogFile(path: folder.appendingPathComponent("audit.jsonl").path),
       store: try StateStore(directory: folder, name: "state.json"), state: ControllerState(), mode: .live,
-      metrics: ControllerMetrics(factory: metrics), logger: Logger(label: "test"),
+      metrics: ControllerMetrics(factory: metrics), logger: Logger(label: "test"), leader: leader,
       makeReaders: { _, _ in fakes })
   }
 
@@ -57,6 +61,46 @@ struct ControllerHarness {
 
 @Suite("Controller")
 struct ControllerTests {
+  @Test("a follower decides but acts on nothing and records nothing; when it leads, it acts")
+  func follower() async throws {
+    final class Gate: LeaderGate, @unchecked Sendable {
+      var leading = false
+      func isLeading(at now: Date) -> Bool { leading }
+    }
+    let gate = Gate()
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))], leader: gate)
+    await harness.tick(0)
+    await harness.tick(15)
+    #expect(await harness.backend.applied.isEmpty)
+    #expect(harness.records().isEmpty)
+    // The leader scaled to 3 meanwhile; taking over is not "someone else's change".
+    await harness.backend.setCount("worker", 3)
+    gate.leading = true
+    await harness.tick(30)
+    #expect(await harness.backend.applied.map(\.to) == [4])
+    #expect(harness.records().map { $0["event"] as? String } == ["scale_up"])
+  }
+
+  @Test("leadership: a follower's start is only logged; becoming and ceasing to be leader are recorded")
+  func leadership() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))])
+    let now = Date(timeIntervalSince1970: 1_700_000_000)
+    await harness.controller.observeLeadership(leading: false, identity: "me", holder: "other", now: now)
+    #expect(harness.records().isEmpty)
+    #expect(try harness.metrics.expectGauge("capstan_leader").lastValue == 0)
+    await harness.controller.observeLeadership(leading: true, identity: "me", holder: "me", now: now)
+    await harness.controller.observeLeadership(leading: true, identity: "me", holder: "me", now: now)
+    #expect(try harness.metrics.expectGauge("capstan_leader").lastValue == 1)
+    await harness.controller.observeLeadership(leading: false, identity: "me", holder: "me", now: now)
+    await harness.controller.observeLeadership(leading: false, identity: "me", holder: "other", now: now)
+    let records = harness.records()
+    #expect(records.map { $0["event"] as? String } == ["leader_elected", "leader_lost"])
+    #expect(
+      records.allSatisfy { $0["process"] as? String == "*" && $0["reason"] as? String == "leader_election" })
+    #expect((records.last?["detail"] as? String)?.contains("could not renew the lease") == true)
+    #expect(await harness.controller.leaderIdentity == "other")
+  }
+
   @Test("a refused action is recorded as blocked with the backend's words, forgotten, and tried again")
   func refusedAction() async throws {
     // A cooldown would block the retry if the failed scale-up were remembered as done.
