@@ -82,11 +82,10 @@ public struct WorkloadAPI: Sendable {
   public func setScale(_ read: Scale, replicas: Int, of workload: KubernetesWorkload, namespace: String)
     async throws -> Scale
   {
-    var written = Scale(
+    let written = Scale(
       metadata: .init(
         name: read.metadata.name, namespace: namespace, resourceVersion: read.metadata.resourceVersion),
       spec: .init(replicas: replicas), status: nil)
-    written.apiVersion = "autoscaling/v1"
     let data = try await client.send(
       "PUT", workload.scalePath(namespace: namespace), body: try JSONEncoder().encode(written))
     return try decode(Scale.self, data, what: "the Scale of \(workload)")
