@@ -61,7 +61,7 @@ struct KubernetesEndToEndTests {
         try FileManager.default.removeItem(at: spool.appendingPathComponent(item))
       }
       for index in 0..<count {
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
           atPath: spool.appendingPathComponent("\(index).job").path, contents: nil)
       }
     }
