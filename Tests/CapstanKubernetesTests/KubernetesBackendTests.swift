@@ -73,6 +73,21 @@ struct KubernetesBackendTests {
     #expect(try await backend.status(of: batch) == ReplicaStatus(current: 2, ready: 2))
   }
 
+  @Test("an Event the API refuses does not hold up the scaling")
+  func eventRefused() async throws {
+    let fixture = try await APIFixture.start()
+    try await fixture.server.addWorkload(name: "web", replicas: 2)
+    try await fixture.server.forbid(["system:serviceaccount:capstan:capstan": ["create events"]])
+    let backend = backend(fixture)
+    let web = try target("web", KubernetesWorkload(kind: .deployment, name: "web"))
+    _ = try await backend.status(of: web)
+    try await backend.apply(
+      ScaleAction(process: "web", from: 2, to: 3, reason: .targetTracking, drainTimeout: 30), to: web)
+    #expect(try await fixture.server.replicas("Deployment", named: "web") == 3)
+    let posts = try await fixture.server.requests().filter { $0.method == "POST" }
+    #expect(posts.map(\.status) == [403], "one try, no retries")
+  }
+
   @Test("a write with a stale resourceVersion is a conflict, and overwrites nothing")
   func conflict() async throws {
     let fixture = try await APIFixture.start()
