@@ -23,10 +23,22 @@ public final class AuditLogFile {
     public var description: String { "\(path): \(reason)" }
   }
 
+  /// The path that means standard output, for a container whose logs are collected from there.
+  public static let standardOutput = "-"
+
   /// - Parameter durable: `fsync` after every record, for a live controller whose log must
   ///   survive a power loss. Replay does not need it.
   public init(path: String, durable: Bool = false) throws {
     self.path = path
+    if path == Self.standardOutput {
+      // A pipe or a terminal cannot be synced; each record is still one write(2).
+      self.durable = false
+      descriptor = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0)
+      guard descriptor >= 0 else {
+        throw OpenError(path: "standard output", reason: String(cString: strerror(errno)))
+      }
+      return
+    }
     self.durable = durable
     descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
     guard descriptor >= 0 else { throw OpenError(path: path, reason: String(cString: strerror(errno))) }

@@ -63,6 +63,12 @@ struct Replay: ParsableCommand {
 
     var audit: AuditLogFile?
     if let auditLog {
+      guard auditLog != AuditLogFile.standardOutput else {
+        printError(
+          "capstan replay: error: --audit-log -: the report goes to standard output; give the audit log a file"
+        )
+        throw ExitCode(1)
+      }
       do {
         audit = try AuditLogFile(path: auditLog)
       } catch {

@@ -33,7 +33,8 @@ struct Run: AsyncParsableCommand {
   @Option(help: "Where state that survives a restart, and replica logs, are kept.")
   var stateDir = ".capstan"
 
-  @Option(help: "The audit log (JSON Lines, appended). Default: STATE_DIR/audit.jsonl.")
+  @Option(
+    help: "The audit log (JSON Lines, appended); - for standard output. Default: STATE_DIR/audit.jsonl.")
   var auditLog: String?
 
   @Option(help: "Serve /metrics and /healthz here, as HOST:PORT.")

@@ -107,6 +107,41 @@ struct KubernetesEndToEndTests {
     #expect(try await cluster.server.requests().isEmpty)
   }
 
+  @Test("--audit-log -: whole JSON records on standard output, logs on standard error")
+  func auditOnStandardOutput() async throws {
+    let cluster = try await Cluster()
+    try cluster.jobs(12)
+    let process = Process()
+    process.executableURL = try CapstanBinary.url()
+    process.arguments = [
+      "run", try cluster.policy("a", token: "token-a").path, "--audit-log", "-", "--listen", "127.0.0.1:0",
+      "--state-dir", cluster.folder.appendingPathComponent("state").path,
+    ]
+    process.environment = ProcessInfo.processInfo.environment.merging(["CAPSTAN_LOG_LEVEL": "info"]) { $1 }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    #expect(await eventually(timeout: 15) { await cluster.replicas() == 3 })
+    kill(process.processIdentifier, SIGTERM)
+    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    while process.isRunning { usleep(10_000) }
+    #expect(process.terminationStatus == 0)
+    let lines = stdout.split(separator: "\n")
+    #expect(!lines.isEmpty)
+    let records = lines.compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+    #expect(records.count == lines.count, "standard output holds something other than audit records")
+    #expect(records.contains { $0["event"] as? String == "scale_up" && $0["to"] as? Int == 3 })
+    #expect(stderr.contains("capstan running"))
+    #expect(
+      !FileManager.default.fileExists(atPath: cluster.folder.appendingPathComponent("state/audit.jsonl").path)
+    )
+  }
+
   @Test("scale up and down with Events; a person's kubectl scale is adopted and reported")
   func scaleUpAndDown() async throws {
     let cluster = try await Cluster()

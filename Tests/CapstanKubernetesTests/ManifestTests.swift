@@ -80,6 +80,7 @@ struct ManifestTests {
     let container = try #require((pod["containers"] as? [[String: Any]])?.first)
     let args = container["args"] as? [String] ?? []
     #expect(args.prefix(2) == ["run", "/etc/capstan/policy.yaml"])
+    #expect(args.contains("--audit-log") && args.last == "-", "audit records on standard output")
     let env = container["env"] as? [[String: Any]] ?? []
     #expect(env.contains { $0["name"] as? String == "POD_NAME" })
     let volumes = pod["volumes"] as? [[String: Any]] ?? []

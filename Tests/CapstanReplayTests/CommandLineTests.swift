@@ -100,6 +100,10 @@ struct CommandLineTests {
         ["--metrics", "examples/llm-day.csv", "--start", "infer=2"],
         "--start names 'infer', which the policy does not scale"
       ),
+      (
+        ["--metrics", "examples/llm-day.csv", "--audit-log", "-"],
+        "--audit-log -: the report goes to standard output; give the audit log a file"
+      ),
     ])
   func badReplayInput(arguments: [String], message: String) throws {
     let result = try runCapstan(["replay", "policies/llm-serving.yaml"] + arguments)
