@@ -107,10 +107,8 @@ public actor LocalProcessBackend: ScalingBackend {
 
   private func start(_ target: ScalingTarget, settings: LocalProcessSettings, index: Int) throws {
     let directory =
-      settings.workingDirectory.map { path in
-        path.hasPrefix("/")
-          ? URL(fileURLWithPath: path) : configuration.baseDirectory.appendingPathComponent(path)
-      } ?? configuration.baseDirectory
+      settings.workingDirectory.map { configuration.baseDirectory.resolving($0) }
+      ?? configuration.baseDirectory
     var environment = ProcessInfo.processInfo.environment
     environment.merge(settings.environment) { _, new in new }
     environment["CAPSTAN_PROCESS"] = target.name

@@ -64,8 +64,7 @@ public struct KubernetesConnection: Sendable, Equatable {
   static func expand(_ path: String, home: String, relativeTo base: URL) -> String {
     if path == "~" { return home }
     if path.hasPrefix("~/") { return home + path.dropFirst() }
-    if path.hasPrefix("/") { return path }
-    return base.appendingPathComponent(path).standardizedFileURL.path
+    return base.resolving(path).standardizedFileURL.path
   }
 
   // MARK: In cluster
@@ -249,7 +248,7 @@ public struct KubernetesConnection: Sendable, Equatable {
       if let token = user.token, !token.isEmpty {
         connection.token = .literal(token)
       } else if let file = user.tokenFile {
-        connection.token = .file(file.hasPrefix("/") ? file : userFolder.appendingPathComponent(file).path)
+        connection.token = .file(userFolder.resolving(file).path)
       }
       connection.clientCertificate = try material(
         data: user.clientCertificateData, file: user.clientCertificate, folder: userFolder,
@@ -275,7 +274,7 @@ public struct KubernetesConnection: Sendable, Equatable {
       return .pem(decoded)
     }
     guard let file else { return nil }
-    return .file(file.hasPrefix("/") ? file : folder.appendingPathComponent(file).path)
+    return .file(folder.resolving(file).path)
   }
 
   private static func describe(_ error: any Error) -> String {

@@ -1,3 +1,4 @@
+import CapstanCore
 import Foundation
 
 #if canImport(Glibc)
@@ -160,9 +161,7 @@ public enum ProgramRunner {
   /// searched in PATH, as a shell would.
   public static func locate(_ program: String, from directory: URL?) -> URL? {
     if program.contains("/") {
-      let url =
-        program.hasPrefix("/") || directory == nil
-        ? URL(fileURLWithPath: program) : directory!.appendingPathComponent(program)
+      let url = directory.map { $0.resolving(program) } ?? URL(fileURLWithPath: program)
       return isRunnable(url) ? url : nil
     }
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"

@@ -14,9 +14,7 @@ public struct DirectoryQueueSignal: SignalReader {
   public init(name: String, settings: DirectorySignalSettings, baseDirectory: URL) {
     self.name = name
     self.settings = settings
-    self.directory =
-      settings.path.hasPrefix("/")
-      ? URL(fileURLWithPath: settings.path) : baseDirectory.appendingPathComponent(settings.path)
+    self.directory = baseDirectory.resolving(settings.path)
   }
 
   public var timeout: TimeInterval { settings.timeout }

@@ -20,9 +20,7 @@ public struct HTTPJSONSignal: SignalReader {
     let headers = settings.headers.merging(try bearerHeader(settings.bearerTokenEnv, signal: name)) {
       _, token in token
     }
-    let caFile = settings.caFile.map {
-      $0.hasPrefix("/") ? $0 : baseDirectory.appendingPathComponent($0).path
-    }
+    let caFile = settings.caFile.map { baseDirectory.resolving($0).path }
     let response: HTTPResponse
     do {
       response = try await CurlHTTPClient.get(

@@ -17,7 +17,7 @@ public struct NVMLSignal: SignalReader {
   public init(name: String, settings: NVMLSignalSettings, baseDirectory: URL) {
     self.name = name
     self.settings = settings
-    let path = settings.library.map { $0.hasPrefix("/") ? $0 : baseDirectory.appendingPathComponent($0).path }
+    let path = settings.library.map { baseDirectory.resolving($0).path }
     self.library = NVMLLibrary(path: path ?? "libnvidia-ml.so.1")
   }
 
