@@ -19,19 +19,7 @@ public struct PrometheusSignal: SignalReader {
   public var timeout: TimeInterval { settings.timeout }
 
   public func read(now: Date) async throws -> Double {
-    let headers = try headers()
-    let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
-    let url = "\(base)/api/v1/query?query=\(Self.encode(settings.query))"
-    let caFile = settings.caFile.map {
-      $0.hasPrefix("/") ? $0 : baseDirectory.appendingPathComponent($0).path
-    }
-    let response: HTTPResponse
-    do {
-      response = try await CurlHTTPClient.get(
-        HTTPRequest(url: url, headers: headers, timeout: settings.timeout, ca: caFile.map(TLSMaterial.file)))
-    } catch {
-      throw SignalReadError(signal: name, "\(error)")
-    }
+    let response = try await get("query?query=\(Self.encode(settings.query))", timeout: settings.timeout)
     let answer = try? JSONDecoder().decode(QueryResponse.self, from: response.body)
     guard let answer else {
       throw SignalReadError(
@@ -75,9 +63,19 @@ public struct PrometheusSignal: SignalReader {
     return value
   }
 
-  private func headers() throws -> [String: String] {
-    try ["Accept": "application/json"].merging(bearerHeader(settings.bearerTokenEnv, signal: name)) {
-      _, token in token
+  /// One call to the HTTP API, with the source's token and CA, for instant and range queries alike.
+  private func get(_ endpoint: String, timeout: TimeInterval) async throws -> HTTPResponse {
+    let headers = try ["Accept": "application/json"].merging(
+      bearerHeader(settings.bearerTokenEnv, signal: name)
+    ) { _, token in token }
+    let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
+    do {
+      return try await CurlHTTPClient.get(
+        HTTPRequest(
+          url: "\(base)/api/v1/\(endpoint)", headers: headers, timeout: timeout,
+          ca: settings.caFile.map { .file(baseDirectory.resolving($0).path) }))
+    } catch {
+      throw SignalReadError(signal: name, "\(error)")
     }
   }
 
@@ -91,17 +89,10 @@ public struct PrometheusSignal: SignalReader {
     var chunkStart = from
     while chunkStart <= to {
       let chunkEnd = min(to, chunkStart.addingTimeInterval(step * Double(Self.pointsPerChunk - 1)))
-      let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
-      let url =
-        "\(base)/api/v1/query_range?query=\(Self.encode(settings.query))&start=\(chunkStart.timeIntervalSince1970)&end=\(chunkEnd.timeIntervalSince1970)&step=\(step)"
-      let headers = try headers()
-      let response: HTTPResponse
-      do {
-        response = try await CurlHTTPClient.get(
-          HTTPRequest(url: url, headers: headers, timeout: max(settings.timeout, 30)))
-      } catch {
-        throw SignalReadError(signal: name, "\(error)")
-      }
+      // A backfill chunk is up to 10,000 points: it gets longer than a live read.
+      let response = try await get(
+        "query_range?query=\(Self.encode(settings.query))&start=\(chunkStart.timeIntervalSince1970)&end=\(chunkEnd.timeIntervalSince1970)&step=\(step)",
+        timeout: max(settings.timeout, 30))
       guard let answer = try? JSONDecoder().decode(RangeResponse.self, from: response.body) else {
         throw SignalReadError(
           signal: name, "\(settings.url) answered \(response.status), not a Prometheus API response")

@@ -64,6 +64,27 @@ struct PrometheusSignalTests {
     }
   }
 
+  @Test(
+    "HTTPS: refused without the CA; with ca_file (relative to the policy), live and range queries both work")
+  func tls() async throws {
+    let server = try PrometheusServer(tls: true)
+    #expect(await server.ready())
+    let untrusted = prometheusSignal("scalar(count(up))", url: server.url)
+    await #expect {
+      try await untrusted.read(now: Date())
+    } throws: { error in
+      "\(error)".contains("the server's TLS certificate was not trusted")
+    }
+    let trusted = PrometheusSignal(
+      name: "p", settings: .init(url: server.url, query: "scalar(count(up))", caFile: "cert.pem"),
+      baseDirectory: server.folder)
+    #expect(try await trusted.read(now: Date()) == 1)
+    let now = Date()
+    let values = try await trusted.range(from: now.addingTimeInterval(-2), to: now, step: 1)
+    #expect(!values.isEmpty)
+    #expect(values.values.allSatisfy { $0 == 1 })
+  }
+
   @Test("a silent server is a timeout, not a hang")
   func silent() async throws {
     let (descriptor, port) = try loopbackSocket(listen: 8)
