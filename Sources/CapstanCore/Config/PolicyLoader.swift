@@ -789,13 +789,10 @@ struct PolicyValidator {
             timeout: command.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
     if let http = raw.httpJSON {
-      guard let url = http.url, url.text.hasPrefix("http://") || url.text.hasPrefix("https://") else {
-        sink.error(
-          http.url?.location ?? name.location,
-          "signal '\(name.text)' reads http_json but its url is \(http.url.map { "'\($0.text)'" } ?? "missing"): give an http:// or https:// URL"
-        )
-        return nil
-      }
+      guard
+        let url = httpURL(
+          http.url, signal: name, reads: "reads http_json", hint: "give an http:// or https:// URL")
+      else { return nil }
       guard let pointer = http.pointer else {
         sink.error(
           name.location,
@@ -832,13 +829,11 @@ struct PolicyValidator {
             timeout: http.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
     }
     if let prometheus = raw.prometheus {
-      guard let url = prometheus.url, url.text.hasPrefix("http://") || url.text.hasPrefix("https://") else {
-        sink.error(
-          prometheus.url?.location ?? name.location,
-          "signal '\(name.text)' queries Prometheus but its url is \(prometheus.url.map { "'\($0.text)'" } ?? "missing"): give the server's base URL, such as http://prometheus:9090"
-        )
-        return nil
-      }
+      guard
+        let url = httpURL(
+          prometheus.url, signal: name, reads: "queries Prometheus",
+          hint: "give the server's base URL, such as http://prometheus:9090")
+      else { return nil }
       guard let query = prometheus.query, !query.text.trimmingCharacters(in: .whitespaces).isEmpty else {
         sink.error(
           name.location, "signal '\(name.text)' queries Prometheus but gives no query: add query: PROMQL")
@@ -963,6 +958,17 @@ struct PolicyValidator {
       names.dropLast().joined(separator: ", ") + (names.count > 1 ? " or " : "") + (names.last ?? "")
     sink.error(raw.location, "\(key) is '\(raw.text)': use \(listed)\(hint)")
     return nil
+  }
+
+  /// An http:// or https:// URL, or an error naming the signal and what to give instead.
+  private func httpURL(_ raw: RawScalar?, signal name: RawScalar, reads: String, hint: String) -> RawScalar? {
+    guard let raw, raw.text.hasPrefix("http://") || raw.text.hasPrefix("https://") else {
+      sink.error(
+        raw?.location ?? name.location,
+        "signal '\(name.text)' \(reads) but its url is \(raw.map { "'\($0.text)'" } ?? "missing"): \(hint)")
+      return nil
+    }
+    return raw
   }
 
   private func timeout(_ raw: RawScalar) -> TimeInterval? {
