@@ -216,6 +216,32 @@ struct KubernetesBackendTests {
     #expect(try await fixture.server.requests().filter { $0.path.hasSuffix("/scale") }.count == 1)
   }
 
+  @Test("no API server: the read fails in curl's words after its retries; an unreadable token file is named")
+  func deadServerAndMissingToken() async throws {
+    let port = try freePort()
+    var connection = KubernetesConnection(server: "https://127.0.0.1:\(port)", origin: "test")
+    connection.token = .literal("t")
+    let api = WorkloadAPI(client: KubernetesClient(connection: connection, logger: Logger(label: "test")))
+    let web = KubernetesWorkload(kind: .deployment, name: "web")
+    let started = Date()
+    await #expect {
+      try await api.scale(of: web, namespace: "default")
+    } throws: { error in
+      "\(error)".contains("nothing answered")
+    }
+    // Three tries, 0.5 s and 1 s apart.
+    #expect(Date().timeIntervalSince(started) >= 1.4)
+
+    connection.token = .file("/nonexistent/capstan/token")
+    let tokenless = WorkloadAPI(
+      client: KubernetesClient(connection: connection, logger: Logger(label: "test")))
+    await #expect {
+      try await tokenless.scale(of: web, namespace: "default")
+    } throws: { error in
+      "\(error)".contains("cannot read the token file /nonexistent/capstan/token")
+    }
+  }
+
   @Test("a rotated token: 401 until the file is read again, which happens at once")
   func rotatedToken() async throws {
     let server = try KubernetesAPIServer()

@@ -83,6 +83,33 @@ struct LeaderElectionTests {
     #expect(taken.holderIdentity == "b")
   }
 
+  @Test("two candidates creating the Lease at the same moment: the API lets one in, the other follows")
+  func simultaneousCreate() async throws {
+    let fixture = try await APIFixture.start()
+    var settings = LeaderElectionSettings()
+    settings.retryPeriod = 0.5
+    let a = LeaderElector(
+      client: fixture.client, settings: settings, namespace: "default", identity: "a",
+      logger: Logger(label: "a"))
+    let b = LeaderElector(
+      client: fixture.client, settings: settings, namespace: "default", identity: "b",
+      logger: Logger(label: "b"))
+    // Both read "no lease" before either writes it.
+    try await fixture.server.setFaults([.init(method: "GET", path: "/leases/capstan$", delay: 0.5, count: 2)])
+    async let stepA: Void = a.step()
+    async let stepB: Void = b.step()
+    _ = await (stepA, stepB)
+    #expect(a.isLeading(at: Date()) != b.isLeading(at: Date()))
+    let creates = try await fixture.server.requests().filter { $0.method == "POST" }.compactMap(\.status)
+    #expect(creates.sorted() == [201, 409])
+    // The loser learns who leads at its next try.
+    let (winner, loser) = a.isLeading(at: Date()) ? (a, b) : (b, a)
+    await loser.step()
+    let lease = try await fixture.server.object("Lease", named: "capstan")
+    #expect((lease?["spec"] as? [String: Any])?["holderIdentity"] as? String == winner.identity)
+    #expect(loser.holder == winner.identity)
+  }
+
   @Test(
     "two electors against one API server: one leads; when it stops renewing, the other takes over within the lease duration"
   )
