@@ -183,8 +183,6 @@ class Handler(BaseHTTPRequestHandler):
             entry = {"time": time.time(), "method": method, "path": path, "user": user}
             STATE["requests"].append(entry)
             fault = self.take_fault(method, path)
-        if fault and fault.get("delay"):
-            time.sleep(fault["delay"])
         if fault and "race_replicas" in fault:
             # Someone else writes the object just before this request arrives.
             with LOCK:
@@ -192,15 +190,21 @@ class Handler(BaseHTTPRequestHandler):
                 obj = STATE["objects"].get(match.group("prefix", "ns", "plural", "name")) if match else None
                 if obj is not None:
                     set_replicas(obj, fault["race_replicas"])
+        # A slow answer is computed at once and sent late, as a slow network or an overloaded
+        # apiserver would: what it says is the state when the request arrived.
+        delay = fault.get("delay", 0) if fault else 0
         if fault and fault.get("status"):
             entry["status"] = fault["status"]
+            time.sleep(delay)
             return self.reply_fault(fault)
         if user is None:
             entry["status"] = 401
+            time.sleep(delay)
             return self.reply(401, status_body(401, "Unauthorized", "Unauthorized"))
         with LOCK:
             code, reply = self.api(method, path, body, user)
             entry["status"] = code
+        time.sleep(delay)
         self.reply(code, reply)
 
     def take_fault(self, method, path):
