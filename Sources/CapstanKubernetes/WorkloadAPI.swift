@@ -10,8 +10,8 @@ public struct Scale: Codable, Sendable, Equatable {
   }
   public struct Spec: Codable, Sendable, Equatable { public var replicas: Int? }
   public struct Status: Codable, Sendable, Equatable {
+    /// Observed replicas: the ready count of a custom resource that reports no readyReplicas.
     public var replicas: Int?
-    public var selector: String?
   }
 
   public var apiVersion: String? = "autoscaling/v1"
