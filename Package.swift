@@ -17,6 +17,7 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
   ],
   targets: [
     // The pure core: policy model and validation, the decision engine, the
@@ -121,7 +122,7 @@ let package = Package(
     ),
     .testTarget(
       name: "CapstanCoreTests",
-      dependencies: ["CapstanCore"],
+      dependencies: ["CapstanCore", .product(name: "PropertyBased", package: "swift-property-based")],
       exclude: ["Fixtures"]
     ),
     .testTarget(

@@ -20,6 +20,9 @@ public struct RecordedMetrics: Sendable {
 
   /// The `<process>.replicas` column for a process, if the recording has one.
   public static func replicasColumn(for process: String) -> String { "\(process).replicas" }
+
+  /// The `<process>.ready` column: how many of the recording's replicas were ready.
+  public static func readyColumn(for process: String) -> String { "\(process).ready" }
 }
 
 public struct MetricsFileError: Error, CustomStringConvertible, Sendable {

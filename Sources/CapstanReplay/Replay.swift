@@ -64,21 +64,31 @@ public struct Replay {
       while cursor + 1 < metrics.samples.count, metrics.samples[cursor + 1].time <= now { cursor += 1 }
       var signals: [String: Double] = [:]
       var recordedReplicas: [String: Double] = [:]
+      var recordedReady: [String: Double] = [:]
       if cursor >= 0, now.timeIntervalSince(metrics.samples[cursor].time) <= staleness {
         signals = metrics.samples[cursor].values
         for target in policy.targets {
           let column = RecordedMetrics.replicasColumn(for: target.name)
           if let value = signals.removeValue(forKey: column) { recordedReplicas[target.name] = value }
+          let readyColumn = RecordedMetrics.readyColumn(for: target.name)
+          if let value = signals.removeValue(forKey: readyColumn) { recordedReady[target.name] = value }
         }
       }
+      // The replicas the recording had still starting are still starting in ours.
+      var status: [String: ReplicaStatus] = [:]
+      for (name, count) in replicas {
+        let starting = recordedReady[name].map { max(0, (recordedReplicas[name] ?? Double(count)) - $0) } ?? 0
+        status[name] = ReplicaStatus(current: count, ready: max(0, count - Int(starting.rounded())))
+      }
       // The recording ran with its own replica count: spread the same total load over ours.
+      // Utilization is measured over ready replicas, so the spread is over ready ones.
       for (signal, process) in perReplica {
-        guard let value = signals[signal], let recorded = recordedReplicas[process],
-          let ours = replicas[process], ours > 0
+        guard let value = signals[signal], let recorded = recordedReady[process] ?? recordedReplicas[process],
+          let ours = status[process]?.ready, ours > 0
         else { continue }
         signals[signal] = value * recorded / Double(ours)
       }
-      let inputs = EngineInputs(signals: signals, replicas: replicas.mapValues { ReplicaStatus($0) })
+      let inputs = EngineInputs(signals: signals, replicas: status)
       let (decision, next) = engine.decide(inputs, state: state, now: now)
       state = next
       for event in decision.events {

@@ -24,6 +24,8 @@ struct EngineHarness {
   let engine: ScalingEngine
   var state = EngineState()
   var replicas: [String: Int]
+  /// Ready replicas where fewer than all are ready; a process absent here is all ready.
+  var ready: [String: Int] = [:]
   var events: [AuditEvent] = []
 
   init(_ policy: Policy, replicas: [String: Int]) {
@@ -33,7 +35,9 @@ struct EngineHarness {
 
   @discardableResult
   mutating func tick(at seconds: TimeInterval, _ signals: [String: Double]) -> TickDecision {
-    let inputs = EngineInputs(signals: signals, replicas: replicas.mapValues { ReplicaStatus($0) })
+    var status: [String: ReplicaStatus] = [:]
+    for (name, count) in replicas { status[name] = ReplicaStatus(current: count, ready: ready[name] ?? count) }
+    let inputs = EngineInputs(signals: signals, replicas: status)
     let (decision, next) = engine.decide(inputs, state: state, now: t0.addingTimeInterval(seconds))
     state = next
     for action in decision.actions { replicas[action.process] = action.to }

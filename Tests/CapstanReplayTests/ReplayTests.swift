@@ -43,6 +43,25 @@ struct ReplayTests {
     #expect(abs(recorded - expected) < 1e-9)
   }
 
+  @Test("a .ready column keeps the recording's starting replicas starting, and the engine holds")
+  func readyColumn() throws {
+    // 8 recorded replicas, 4 of them still loading, the ready ones at 80% against 50%: counting
+    // the 4 loading at 0% gives 40%, a flip of direction, so 8 holds rather than going to 7.
+    let result = try replay(
+      """
+      timestamp,gpu,model.replicas,model.ready
+      2023-11-16T00:00:00Z,80,8,4
+      2023-11-16T00:00:15Z,80,8,4
+      """)
+    #expect(result.events.map(\.kind) == [.blocked])
+    #expect(result.events.first?.reason == .replicasNotReady)
+    #expect(result.processes.first?.maxReplicas == 8)
+    // Once they are ready, the same 80% is an overload of 8: 8 × 80 / 50 → 13, held at max.
+    let ready = try replay("timestamp,gpu,model.replicas,model.ready\n2023-11-16T00:00:00Z,80,8,8\n")
+    #expect(ready.events.first?.kind == .scaleUp)
+    #expect(ready.events.first?.to == 10)
+  }
+
   @Test("--start overrides the recording")
   func startOverride() throws {
     // 4 recorded replicas at 100% spread over the 2 we start with read 200%: 8 replicas at 50%.

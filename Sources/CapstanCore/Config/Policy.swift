@@ -174,6 +174,18 @@ public struct ScalingTarget: Sendable, Equatable {
   /// Where the target is declared, for messages about it.
   public var location: FileLocation?
 
+  /// The signals its proposals read (tracking, scale_up and scale_down rules): any of them
+  /// missing vetoes a scale-down.
+  public var proposalSignalNames: [String] {
+    var names: [String] = []
+    for name in [tracking?.metric].compactMap({ $0 })
+      + ((scaleUp?.conditions ?? []) + (scaleDown?.conditions ?? [])).map(\.metric)
+    where !names.contains(name) {
+      names.append(name)
+    }
+    return names
+  }
+
   /// Every signal this target reads, in a stable order, for audit records.
   public var signalNames: [String] {
     var names: [String] = []

@@ -144,6 +144,7 @@ struct PolicyValidator {
       }
     }
 
+    for target in targets where target.min == 0 && target.workloadClass == .batch { checkWakeable(target, location: target.location ?? top) }
     let signals = validateSignals(declaredSignals, references: references, targets: targets)
     for target in targets {
       checkCeilings(
@@ -559,6 +560,11 @@ struct PolicyValidator {
       if value == 0 && target.workloadClass == .interactive {
         sink.error(
           rawMin.location, "min_instances is 0 but '\(target.name)' is interactive, which never goes below 1")
+      } else if value == 0 && target.tracking?.kind == .utilization {
+        sink.error(
+          rawMin.location,
+          "min_instances is 0 but '\(target.name)' tracks a utilization, which does not exist at zero replicas: it would never come back; scale to zero on a total such as queue depth (a plain-number target)"
+        )
       } else if target.max != Int.max && value > target.max {
         sink.error(
           rawMin.location, "min_instances \(value) is above the maximum \(target.max) of '\(target.name)'")
@@ -982,6 +988,19 @@ struct PolicyValidator {
       return nil
     }
     return value
+  }
+
+  /// A process that a scale_down rule may take to zero needs something that can bring its first
+  /// replica back: a total to track (utilization does not exist at zero replicas) or a scale_up
+  /// rule. With no rule at all, Capstan only keeps it inside [min, max].
+  private func checkWakeable(_ target: ScalingTarget, location: FileLocation) {
+    guard target.scaleDown != nil else { return }
+    if target.tracking?.kind == .averageValue || target.scaleUp != nil { return }
+    if target.tracking?.kind == .utilization { return }  // reported where min was set to 0
+    sink.error(
+      location,
+      "'\(target.name)' may scale to 0 (min 0) but nothing can bring it back: give it a plain-number scaling.target on a total such as queue depth, or a scale_up rule"
+    )
   }
 
   private func checkCeilings(

@@ -7,6 +7,8 @@ struct Proposal {
   var detail: String
   /// A hold because a signal is missing: it vetoes scale-downs and says so.
   var missingData = false
+  /// A hold because replicas are still starting: what counting only the ready ones would give.
+  var readyOnly: Int?
 }
 
 /// One clamp that lowered (or raised) the count on the way from wanted to decided.
@@ -58,35 +60,36 @@ struct TargetContext {
           costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) }))
     }
     let proposals = self.proposals(&state)
+    // Every signal a proposal reads; any of them missing vetoes a scale-down (rule 4), whichever
+    // proposal it feeds and whatever a rule's `match:` says.
+    let missing = target.proposalSignalNames.filter { signals[$0] == nil }
 
     // Scale up to the highest proposal; scale down only when every proposal agrees.
     var wanted = current
     var driver: Proposal?
     var vetoedByMissingData: Proposal?
     if let top = proposals.max(by: { $0.replicas < $1.replicas }) {
-      if top.replicas > current || proposals.allSatisfy({ $0.replicas < current }) {
+      let down = proposals.filter { $0.replicas < current }.max { $0.replicas < $1.replicas }
+      if top.replicas > current || (proposals.allSatisfy({ $0.replicas < current }) && missing.isEmpty) {
         wanted = top.replicas
         driver = proposals.first { $0.replicas == top.replicas }
-      } else if let down = proposals.filter({ $0.replicas < current }).max(by: { $0.replicas < $1.replicas }),
-        proposals.contains(where: \.missingData)
-      {
+      } else if let down, !missing.isEmpty {
         vetoedByMissingData = down
       }
     }
 
+    // [min, max] bound what is stored as a recommendation, so a window never holds a count
+    // outside them, and bind again last, over stabilization, steps, cooldowns and ceilings.
     var clamps: [Clamp] = []
-    var next = min(max(wanted, target.min), target.max)
-    if next != wanted {
-      let reason: ScaleReason = next < wanted ? .maxInstances : .minInstances
-      let detail =
-        next < wanted ? "\(target.maxSource) is \(target.max)" : "min is \(target.min)"
-      if next < wanted && wanted > current || next > wanted && wanted < current || driver == nil {
-        clamps.append(Clamp(reason: reason, before: wanted, after: next, detail: detail))
+    let bounded = bound(wanted)
+    if bounded != wanted {
+      let reason: ScaleReason = bounded < wanted ? .maxInstances : .minInstances
+      if bounded < wanted && wanted > current || bounded > wanted && wanted < current || driver == nil {
+        clamps.append(Clamp(reason: reason, before: wanted, after: bounded, detail: boundDetail(reason)))
       }
     }
-    let bounded = next
 
-    next = stabilize(bounded, &state)
+    var next = stabilize(bounded, &state)
     if next != bounded {
       let window = bounded > next ? target.scaleUpStabilization : target.scaleDownStabilization
       clamps.append(
@@ -97,14 +100,28 @@ struct TargetContext {
         ))
     }
     next = applyLimits(to: next, state: state, clamps: &clamps)
+    var boundClamp: Clamp?
+    if bound(next) != next {
+      let reason: ScaleReason = bound(next) > next ? .minInstances : .maxInstances
+      boundClamp = Clamp(reason: reason, before: next, after: bound(next), detail: boundDetail(reason))
+      next = bound(next)
+    }
 
     // Events: the change (if any), then what held it back (if anything).
     var action: ScaleAction?
     state.lastReplicas = next
     if next != current {
-      let reason = moveReason(next: next, wanted: wanted, driver: driver, clamps: clamps)
-      var detail = driver.map(\.detail) ?? clamps.first.map(\.detail) ?? ""
-      if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(last.detail)" }
+      let reason = boundClamp?.reason ?? moveReason(next: next, wanted: wanted, driver: driver)
+      var detail: String
+      if let boundClamp {
+        // The bound moved the count itself: say so first, then what the policy wanted.
+        detail = boundClamp.detail
+        if let driver { detail += "; wanted \(wanted) (\(driver.detail))" }
+        if let held = clamps.last(where: { $0.before != $0.after }) { detail += "; \(held.detail)" }
+      } else {
+        detail = driver.map(\.detail) ?? clamps.first.map(\.detail) ?? ""
+        if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(last.detail)" }
+      }
       action = ScaleAction(
         process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout,
         detail: detail)
@@ -115,16 +132,20 @@ struct TargetContext {
 
     var blocked: (reason: ScaleReason, wanted: Int, detail: String)?
     if let binding = clamps.last(where: { $0.before != $0.after && $0.reason != .minInstances }),
-      binding.before != current
+      binding.before != current, binding.before != next
     {
       let prefix = driver.map { "wanted \(binding.before) (\($0.detail))" } ?? "wanted \(binding.before)"
       blocked = (binding.reason, binding.before, "\(prefix); \(binding.detail)")
     } else if let vetoed = vetoedByMissingData, next == current {
-      let names = target.signalNames.filter { signals[$0] == nil }.joined(separator: ", ")
       blocked = (
         .signalMissing, vetoed.replicas,
-        "wanted \(vetoed.replicas) (\(vetoed.detail)) but \(names) has no value: missing data never scales down"
+        "wanted \(vetoed.replicas) (\(vetoed.detail)) but \(missing.joined(separator: ", ")) has no value: missing data never scales down"
       )
+    }
+    if blocked == nil, next == current, driver == nil,
+      let starting = proposals.first(where: { $0.readyOnly.map { $0 != current } ?? false })
+    {
+      blocked = (.replicasNotReady, starting.readyOnly!, "wanted \(starting.readyOnly!) on ready replicas alone; \(starting.detail)")
     }
     if let blocked {
       let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
@@ -179,55 +200,86 @@ struct TargetContext {
       return Proposal(
         replicas: current, reason: .signalMissing, detail: "\(tracking.metric) missing", missingData: true)
     }
-    let desired: Int
-    var detail: String
+    // Activation comes before the tolerance band, as in KEDA, so that more load never means
+    // fewer replicas: at or below the threshold no replica is needed, whatever runs now.
+    if target.min == 0 && value <= tracking.activationThreshold {
+      return Proposal(
+        replicas: 0, reason: .targetTracking,
+        detail:
+          "\(tracking.metric) \(format(value)) is at or below the activation threshold \(format(tracking.activationThreshold)): no replica needed"
+      )
+    }
+    var proposal: Proposal
     switch tracking.kind {
-    case .utilization:
-      guard status.ready > 0 else {
-        return Proposal(
-          replicas: current, reason: .targetTracking,
-          detail: "\(tracking.metric) \(format(value))% cannot be judged with no ready replica")
-      }
-      let ratio = value / tracking.target
+    case .utilization: proposal = utilizationProposal(tracking, value: value)
+    case .averageValue: proposal = averageValueProposal(tracking, value: value)
+    }
+    if target.min == 0 && proposal.replicas < 1 {
+      proposal.replicas = 1
+      proposal.detail += "; above the activation threshold \(format(tracking.activationThreshold)), so 1"
+    }
+    return proposal
+  }
+
+  private func averageValueProposal(_ tracking: TargetTracking, value: Double) -> Proposal {
+    if current > 0 {
+      let ratio = value / (tracking.target * Double(current))
       if withinTolerance(ratio, tracking.tolerance) {
         return Proposal(
           replicas: current, reason: .targetTracking,
           detail:
-            "\(tracking.metric) \(format(value))% is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target))%"
+            "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)"
         )
       }
-      desired = ceilCount(Double(status.ready) * ratio)
-      detail =
-        "\(tracking.metric) \(format(value))% per replica on \(status.ready) ready vs target \(format(tracking.target))%: \(status.ready) × \(format(value)) / \(format(tracking.target)) → \(desired)"
-    case .averageValue:
-      if current > 0 {
-        let ratio = value / (tracking.target * Double(current))
-        if withinTolerance(ratio, tracking.tolerance) {
-          return Proposal(
-            replicas: current, reason: .targetTracking,
-            detail:
-              "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)"
-          )
-        }
-      }
-      desired = ceilCount(value / tracking.target)
-      detail =
-        "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)"
     }
-    if target.min == 0 {
-      if value <= tracking.activationThreshold {
-        return Proposal(
-          replicas: 0, reason: .targetTracking,
-          detail:
-            "\(tracking.metric) \(format(value)) is at or below the activation threshold \(format(tracking.activationThreshold)): no replica needed"
-        )
-      }
-      if desired < 1 {
-        detail += "; above the activation threshold \(format(tracking.activationThreshold)), so 1"
-        return Proposal(replicas: 1, reason: .targetTracking, detail: detail)
-      }
+    let desired = ceilCount(value / tracking.target)
+    return Proposal(
+      replicas: desired, reason: .targetTracking,
+      detail: "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)")
+  }
+
+  /// The HPA's replica calculator: the value is the mean over ready replicas. Replicas still
+  /// starting count as 0% on a scale-up, so they are not asked to carry load they cannot take
+  /// yet, and at the target on a scale-down, so they are never the reason to remove any (the
+  /// HPA ignores them there; Capstan treats them as it treats pods with no metrics). When that
+  /// flips the direction, the count holds.
+  private func utilizationProposal(_ tracking: TargetTracking, value: Double) -> Proposal {
+    let ready = min(status.ready, current)
+    let metric = "\(tracking.metric) \(format(value))%"
+    guard ready > 0 else {
+      return Proposal(
+        replicas: current, reason: .targetTracking, detail: "\(metric) cannot be judged with no ready replica")
     }
-    return Proposal(replicas: desired, reason: .targetTracking, detail: detail)
+    let ratio = value / tracking.target
+    let unready = current - ready
+    let band = "\(format(tracking.tolerance * 100))% of target \(format(tracking.target))%"
+    guard unready > 0, !withinTolerance(ratio, tracking.tolerance) else {
+      if withinTolerance(ratio, tracking.tolerance) {
+        return Proposal(replicas: current, reason: .targetTracking, detail: "\(metric) is within \(band)")
+      }
+      let desired = ceilCount(Double(ready) * ratio)
+      return Proposal(
+        replicas: desired, reason: .targetTracking,
+        detail:
+          "\(metric) per replica on \(ready) ready vs target \(format(tracking.target))%: \(ready) × \(format(value)) / \(format(tracking.target)) → \(desired)"
+      )
+    }
+    let assumed = ratio > 1 ? 0.0 : 1.0
+    let adjusted = (ratio * Double(ready) + assumed * Double(unready)) / Double(current)
+    let assumption =
+      "\(unready) of \(current) replicas not ready yet count as \(ratio > 1 ? "0%" : "at the target"): \(format(adjusted * tracking.target))%"
+    if withinTolerance(adjusted, tracking.tolerance) || (ratio > 1) != (adjusted > 1) {
+      return Proposal(
+        replicas: current, reason: .targetTracking,
+        detail: "\(metric) on \(ready) ready; \(assumption), so no change until they are ready",
+        readyOnly: ceilCount(Double(ready) * ratio))
+    }
+    let desired = ceilCount(adjusted * Double(current))
+    return Proposal(
+      replicas: desired, reason: .targetTracking,
+      detail:
+        "\(metric) on \(ready) ready; \(assumption); \(current) × \(format(adjusted * tracking.target)) / \(format(tracking.target)) → \(desired)"
+    )
   }
 
   private enum RuleOutcome {
@@ -277,7 +329,7 @@ struct TargetContext {
     if state.recommendations.isEmpty && state.lastScaleUp == nil && state.lastScaleDown == nil {
       // First sight of this target (a fresh start or a new policy): what runs now counts as a
       // recommendation, so starting the controller never scales down before a full window.
-      state.recommendations.append(.init(time: now, replicas: current))
+      state.recommendations.append(.init(time: now, replicas: bound(current)))
     }
     state.recommendations.removeAll { now.timeIntervalSince($0.time) >= horizon }
     state.recommendations.append(.init(time: now, replicas: recommendation))
@@ -341,7 +393,13 @@ struct TargetContext {
     return next
   }
 
-  private func moveReason(next: Int, wanted: Int, driver: Proposal?, clamps: [Clamp]) -> ScaleReason {
+  private func bound(_ replicas: Int) -> Int { min(max(replicas, target.min), target.max) }
+
+  private func boundDetail(_ reason: ScaleReason) -> String {
+    reason == .maxInstances ? "\(target.maxSource) is \(target.max)" : "min is \(target.min)"
+  }
+
+  private func moveReason(next: Int, wanted: Int, driver: Proposal?) -> ScaleReason {
     if let driver, (next > current) == (wanted > current), wanted != current { return driver.reason }
     return next > current ? .minInstances : .maxInstances
   }
