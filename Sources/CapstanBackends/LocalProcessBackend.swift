@@ -17,6 +17,9 @@ public actor LocalProcessBackend: ScalingBackend {
     /// The policy file's folder: relative working directories start here.
     public var baseDirectory: URL
     public var logDirectory: URL
+    /// Where each guard keeps a pid file while it runs. A restarted supervisor finds the guards
+    /// of the last one still draining there, and counts them until they are gone.
+    public var runDirectory: URL?
     /// A replica that exits this many times within `crashLoopWindow` is crash-looping.
     public var crashLoopRestarts = 5
     public var crashLoopWindow: TimeInterval = 300
@@ -24,10 +27,11 @@ public actor LocalProcessBackend: ScalingBackend {
     public var firstRestartDelay: TimeInterval = 1
     public var maxRestartDelay: TimeInterval = 60
 
-    public init(guardExecutable: URL, baseDirectory: URL, logDirectory: URL) {
+    public init(guardExecutable: URL, baseDirectory: URL, logDirectory: URL, runDirectory: URL? = nil) {
       self.guardExecutable = guardExecutable
       self.baseDirectory = baseDirectory
       self.logDirectory = logDirectory
+      self.runDirectory = runDirectory
     }
   }
 
@@ -44,6 +48,8 @@ public actor LocalProcessBackend: ScalingBackend {
     var lifeline: Pipe?
     var phase: Phase
     var exits: [Date] = []
+    /// A guard the last supervisor started, found draining at start; not a child of this one.
+    var leftoverPID: pid_t?
   }
 
   private let configuration: Configuration
@@ -55,12 +61,48 @@ public actor LocalProcessBackend: ScalingBackend {
   public init(configuration: Configuration, logger: Logger) {
     self.configuration = configuration
     self.logger = logger
+    self.replicas = Self.leftovers(in: configuration.runDirectory, logger: logger)
   }
 
+  /// Local replicas stop with the supervisor: a restart restores the count instead.
+  public nonisolated var replicasOutliveController: Bool { false }
+
   public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
-    let own = replicas[target.name, default: [:]].values.filter { $0.phase != .draining }
+    for (index, replica) in replicas[target.name, default: [:]]
+    where replica.leftoverPID.map({ !ReplicaGuard.isGuard(pid: $0) }) ?? false {
+      replicas[target.name]?[index] = nil
+      logger.info("a draining replica of the last run is gone", metadata: ["process": "\(target.name)", "replica": "\(index)"])
+    }
+    let all = replicas[target.name, default: [:]].values
+    let own = all.filter { $0.phase != .draining }
     let ready = own.filter { $0.phase == .running && !isCrashLooping($0) }
-    return ReplicaStatus(current: own.count, ready: ready.count)
+    return ReplicaStatus(current: own.count, ready: ready.count, draining: all.count - own.count)
+  }
+
+  /// The guards a previous supervisor started that still run: they drain since it died, and
+  /// hold their replica numbers (and GPUs) until they are gone.
+  private static func leftovers(in directory: URL?, logger: Logger) -> [String: [Int: Replica]] {
+    guard let directory,
+      let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path)
+    else { return [:] }
+    var found: [String: [Int: Replica]] = [:]
+    for name in names where name.hasSuffix(".pid") {
+      let path = directory.appendingPathComponent(name).path
+      let stem = name.dropLast(4)
+      guard let dot = stem.lastIndex(of: "."), let index = Int(stem[stem.index(after: dot)...]),
+        let text = try? String(contentsOfFile: path, encoding: .utf8),
+        let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), ReplicaGuard.isGuard(pid: pid)
+      else {
+        unlink(path)
+        continue
+      }
+      let process = String(stem[..<dot])
+      found[process, default: [:]][index] = Replica(index: index, phase: .draining, leftoverPID: pid)
+      logger.warning(
+        "a replica of the last run is still draining: it counts against max until it is gone",
+        metadata: ["process": "\(process)", "replica": "\(index)", "pid": "\(pid)"])
+    }
+    return found
   }
 
   /// Replicas that keep exiting: restarted with backoff, never counted ready.
@@ -129,8 +171,13 @@ public actor LocalProcessBackend: ScalingBackend {
     _ = fcntl(lifeline.fileHandleForWriting.fileDescriptor, F_SETFD, FD_CLOEXEC)
     let process = Process()
     process.executableURL = configuration.guardExecutable
+    var pidFile: [String] = []
+    if let run = configuration.runDirectory {
+      try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+      pidFile = ["--pid-file", run.appendingPathComponent("\(target.name).\(index).pid").path]
+    }
     process.arguments =
-      ["replica-guard", "--drain-timeout", String(Int(target.drainTimeout.rounded(.up))), "--"]
+      ["replica-guard", "--drain-timeout", String(Int(target.drainTimeout.rounded(.up)))] + pidFile + ["--"]
       + settings.command
     process.environment = environment
     process.currentDirectoryURL = directory

@@ -16,13 +16,24 @@ import Foundation
 /// that can fail in the one process whose job is to clean up after failures.
 /// Set by the guard's SIGTERM handler, read by its loop; a signal handler can touch nothing else.
 nonisolated(unsafe) private var terminationRequested: sig_atomic_t = 0
+/// Removed on every way out but SIGKILL; a stale one names a pid that is gone or not a guard.
+nonisolated(unsafe) private var pidFilePath: String?
 
 public enum ReplicaGuard {
-  public static func run(argv: [String], drainTimeout: TimeInterval) -> Never {
+  public static func run(argv: [String], drainTimeout: TimeInterval, pidFile: String? = nil) -> Never {
     setpgid(0, 0)
+    if let pidFile {
+      let text = "\(getpid())\n"
+      let descriptor = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+      if descriptor >= 0 {
+        _ = text.withCString { write(descriptor, $0, strlen($0)) }
+        close(descriptor)
+        pidFilePath = pidFile
+      }
+    }
     guard let program = argv.first else {
       say("capstan replica-guard: no program given\n")
-      exit(2)
+      leave(2)
     }
     // A handler that only sets a flag: whichever thread the runtime has takes the signal, and
     // the loop below sees the flag. (Blocking it would cover this thread alone.)
@@ -39,7 +50,7 @@ public enum ReplicaGuard {
       if waitpid(child, &status, WNOHANG) == child {
         // Exit as the program did: its code, or 128 + the signal that ended it.
         let signalled = status & 0x7f
-        exit(signalled == 0 ? (status >> 8) & 0xff : 128 + signalled)
+        leave(signalled == 0 ? (status >> 8) & 0xff : 128 + signalled)
       }
       if terminationRequested != 0, drainDeadline == nil {
         drainDeadline = startDrain(program, drainTimeout)
@@ -93,9 +104,23 @@ public enum ReplicaGuard {
     posix_spawnattr_destroy(&attributes)
     guard spawned == 0 else {
       say("capstan replica-guard: cannot start \(resolved): \(String(cString: strerror(spawned)))\n")
-      exit(127)
+      leave(127)
     }
     return child
+  }
+
+  private static func leave(_ code: Int32) -> Never {
+    if let pidFilePath { unlink(pidFilePath) }
+    exit(code)
+  }
+
+  /// Whether a pid is a live replica guard: a pid file can outlive its guard (SIGKILL), and the
+  /// pid can be reused.
+  public static func isGuard(pid: pid_t) -> Bool {
+    guard pid > 0, kill(pid, 0) == 0 || errno == EPERM,
+      let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+    else { return false }
+    return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == "replica-guard" }
   }
 
   /// Into the replica's log, which is the guard's standard error.

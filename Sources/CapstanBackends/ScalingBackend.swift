@@ -12,10 +12,14 @@ public protocol ScalingBackend: Sendable {
   /// Where the backend works against the policy (a drain the workload cuts short), for the log
   /// and the audit log at start.
   func warnings(for target: ScalingTarget) async -> [String]
+  /// Whether the replicas outlive the controller (a Kubernetes workload, a command's fleet) or
+  /// stop with it (the local supervisor): then a restart restores the count that ran before.
+  var replicasOutliveController: Bool { get }
 }
 
 extension ScalingBackend {
   public func warnings(for target: ScalingTarget) async -> [String] { [] }
+  public var replicasOutliveController: Bool { true }
 }
 
 /// Whether this process may act now; with leader election, only the leader may.
@@ -48,6 +52,9 @@ public actor DryRunBackend: ScalingBackend {
   private var counts: [String: Int] = [:]
 
   public init(wrapping backend: any ScalingBackend) { self.wrapped = backend }
+
+  /// What a dry run pretends to have set is forgotten when it stops.
+  public nonisolated var replicasOutliveController: Bool { false }
 
   public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
     if let count = counts[target.name] { return ReplicaStatus(count) }

@@ -65,6 +65,14 @@ public actor Controller {
     self.audit = audit
     self.store = store
     self.state = state
+    if !backend.replicasOutliveController {
+      // The replicas that ran before stopped with the last controller: what it ran is restored
+      // at once, and their absence is Capstan's own doing, not someone else's change.
+      for (name, saved) in state.engine.targets {
+        if let count = saved.lastReplicas, count > 0 { self.state.engine.targets[name]?.restoreTo = count }
+        self.state.engine.targets[name]?.lastReplicas = nil
+      }
+    }
     self.mode = mode
     self.metrics = metrics
     self.logger = logger

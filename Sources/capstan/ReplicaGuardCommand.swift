@@ -12,10 +12,13 @@ struct ReplicaGuardCommand: ParsableCommand {
   @Option(help: "Seconds between SIGTERM and SIGKILL when draining.")
   var drainTimeout: Double = 30
 
+  @Option(help: "A file that holds the guard's pid while it runs, so a restarted supervisor finds it.")
+  var pidFile: String?
+
   @Argument(parsing: .postTerminator)
   var command: [String]
 
   func run() throws {
-    ReplicaGuard.run(argv: command, drainTimeout: drainTimeout)
+    ReplicaGuard.run(argv: command, drainTimeout: drainTimeout, pidFile: pidFile)
   }
 }

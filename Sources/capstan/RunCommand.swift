@@ -70,7 +70,8 @@ struct Run: AsyncParsableCommand {
       backend = LocalProcessBackend(
         configuration: .init(
           guardExecutable: try Self.ownExecutable(), baseDirectory: baseDirectory,
-          logDirectory: stateDirectory.appendingPathComponent("logs")),
+          logDirectory: stateDirectory.appendingPathComponent("logs"),
+          runDirectory: stateDirectory.appendingPathComponent("replicas")),
         logger: Logger(label: "capstan.local"))
     case .command(let settings):
       backend = CommandBackend(

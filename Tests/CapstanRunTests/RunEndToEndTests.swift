@@ -70,6 +70,14 @@ struct Scenario {
     }.sorted()
   }
 
+  /// Starts of every replica so far: each start appends a line to its replica's marker.
+  func startCount() -> Int {
+    markers("started").reduce(0) { total, name in
+      let text = (try? String(contentsOf: markers.appendingPathComponent(name), encoding: .utf8)) ?? ""
+      return total + text.split(separator: "\n").count
+    }
+  }
+
   func start(_ arguments: [String] = []) throws -> RunningCapstan {
     try RunningCapstan(policy: policy, stateDirectory: state, extraArguments: arguments)
   }
@@ -159,13 +167,11 @@ struct RunEndToEndTests {
   }
 
   @Test(
-    "kill -9 stops the workers; after a restart the budget is still frozen and the cooldown still counted")
+    "kill -9 stops the workers; a restart restores them at once, with the budget still frozen and the cooldown still counted"
+  )
   func crashAndRestart() async throws {
     // $360/h per replica against a $0.05 day: frozen after the first second of spend.
-    let scenario = try Scenario(
-      extraAutoscaling: """
-            cost_circuit_breaker: {daily_budget_usd: 0.05, alert_threshold: 0.5, action_threshold: 0.9}
-        """, cost: "360")
+    let scenario = try Scenario()
     try scenario.writePolicy(
       max: 4,
       extraAutoscaling: """
@@ -178,7 +184,7 @@ struct RunEndToEndTests {
     try Data(policy.utf8).write(to: scenario.policy)
 
     let first = try scenario.start()
-    try scenario.queue(5)
+    try scenario.queue(10)  // wants 2; one step of 1, then the cooldown and the freeze hold it
     #expect(await eventually(timeout: 5) { scenario.markers("started").count == 1 })
     #expect(await eventually(timeout: 5) { !first.records(event: "budget_freeze").isEmpty })
     #expect(scenario.workersRunning() == 1)
@@ -191,16 +197,62 @@ struct RunEndToEndTests {
 
     let before = first.auditRecords().count
     let second = try scenario.start()
-    #expect(await eventually(timeout: 5) { second.auditRecords().count > before })
+    // What ran before is back at once: not held by the hour's cooldown or the freeze, and not
+    // someone else's change.
+    #expect(await eventually(timeout: 5) { scenario.workersRunning() == 1 })
+    #expect(await eventually(timeout: 5) { second.auditRecords().dropFirst(before).contains { $0["event"] as? String == "scale_up" } })
+    // A few ticks later the second replica it wants is still held back.
     try await Task.sleep(nanoseconds: 2_500_000_000)
     let records = second.auditRecords()
-    let afterRestart = records.dropFirst(before).map { "\($0["event"] ?? "") \($0["reason"] ?? "")" }
+    let afterRestart = records.dropFirst(before)
+    let summary = afterRestart.map { "\($0["event"] ?? "") \($0["reason"] ?? "")" }
+    #expect(afterRestart.first { $0["event"] as? String == "scale_up" }?["reason"] as? String == "restore", "\(summary)")
+    #expect(!afterRestart.contains { $0["event"] as? String == "external_change" }, "\(summary)")
     #expect(records.filter { $0["event"] as? String == "budget_freeze" }.count == 1)
     let lastBlocked = try #require(records.last { $0["event"] as? String == "blocked" })
-    #expect(lastBlocked["reason"] as? String == "cooldown", "after the restart: \(afterRestart)")
+    #expect(lastBlocked["reason"] as? String == "cooldown", "after the restart: \(summary)")
     #expect((lastBlocked["budget"] as? [String: Any])?["state"] as? String == "frozen")
-    #expect(scenario.markers("started").count == 1)
-    #expect(scenario.workersRunning() == 0)
+    #expect(scenario.workersRunning() == 1)
+    second.signal(SIGTERM)
+    #expect(await second.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test("kill -9 and an immediate restart never run more than max: the last run's draining workers count")
+  func restartWhileDraining() async throws {
+    // Each worker takes 2 s to finish after SIGTERM, so the old ones are still draining when the
+    // new Capstan starts.
+    let slowDrainer = """
+      trap 'echo term >> "$MARKERS/term.$CAPSTAN_REPLICA"; sleep 2; exit 0' TERM
+      echo started >> "$MARKERS/started.$CAPSTAN_REPLICA"
+      while true; do sleep 0.1; done
+      """
+    let scenario = try Scenario(worker: slowDrainer)
+    try scenario.writePolicy(max: 5)
+    var policy = try String(contentsOf: scenario.policy, encoding: .utf8)
+    policy = policy.replacingOccurrences(of: "min: 0", with: "min: 2").replacingOccurrences(
+      of: "scale_up: {stabilization_window: 0s}",
+      with: "scale_up: {stabilization_window: 0s, action: {cooldown: 10m}}")
+    try Data(policy.utf8).write(to: scenario.policy)
+
+    let first = try scenario.start()
+    try scenario.queue(18)  // ceil(18 / 5) = 4
+    #expect(await eventually(timeout: 5) { scenario.workersRunning() == 4 })
+    first.signal(SIGKILL)
+    _ = await first.waitForExit()
+
+    let second = try scenario.start()
+    var most = 0
+    let restored = await eventually(timeout: 15) {
+      most = max(most, scenario.workersRunning())
+      // Four new starts beside the four first ones, and the old ones gone.
+      return scenario.startCount() == 8 && scenario.workersRunning() == 4
+    }
+    #expect(restored)
+    #expect(most <= 5, "\(most) workers ran at once against max 5")
+    // Each replica number ran once at a time: the new ones took the numbers left free.
+    #expect(second.log.contains("still draining"))
+    #expect(second.records(event: "external_change").isEmpty)
     second.signal(SIGTERM)
     #expect(await second.waitForExit() == 0)
     try? FileManager.default.removeItem(at: scenario.folder)

@@ -1,14 +1,18 @@
 import Foundation
 
 /// The replicas a backend reports for one process.
-public struct ReplicaStatus: Sendable, Equatable, Codable {
+public struct ReplicaStatus: Sendable, Equatable {
   public var current: Int
   /// Running and ready for work; utilization targets divide by this.
   public var ready: Int
+  /// Removed but still finishing their work, not counted in `current`. They still hold their
+  /// GPUs, cost and provider share, so they count against max and the ceilings until gone.
+  public var draining: Int
 
-  public init(current: Int, ready: Int) {
+  public init(current: Int, ready: Int, draining: Int = 0) {
     self.current = current
     self.ready = ready
+    self.draining = draining
   }
 
   public init(_ count: Int) { self.init(current: count, ready: count) }
@@ -92,6 +96,10 @@ public struct TargetState: Sendable, Equatable, Codable {
   /// The count the engine last saw or set. A backend reporting another count means someone
   /// else scaled the target (a person, a deploy), which is reported and then adopted.
   public var lastReplicas: Int?
+  /// After a restart whose backend's replicas stopped with the controller (the local
+  /// supervisor): the count that ran before, restored at once as a floor, like `min`, over
+  /// cooldowns and windows, until it is reached.
+  public var restoreTo: Int?
 
   public init() {}
 }

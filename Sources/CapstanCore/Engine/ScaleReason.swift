@@ -14,6 +14,8 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   case gpuPool = "gpu_pool"
   case budgetFrozen = "budget_frozen"
   case signalMissing = "signal_missing"
+  /// The count that ran before a restart, restored because its replicas stopped with Capstan.
+  case restore
   /// Replicas still starting would have turned the utilization arithmetic the other way.
   case replicasNotReady = "replicas_not_ready"
   case signalRestored = "signal_restored"

@@ -25,7 +25,10 @@ public struct ScalingEngine: Sendable {
     // What each target holds of shared providers and GPU pools: decided targets count at the
     // larger of their old and new size (removed replicas are still draining), the rest as they are.
     var committed: [String: Int] = [:]
-    for target in policy.targets { committed[target.name] = inputs.replicas[target.name]?.current ?? 0 }
+    for target in policy.targets {
+      let status = inputs.replicas[target.name]
+      committed[target.name] = (status?.current ?? 0) + (status?.draining ?? 0)
+    }
 
     for target in policy.targets {
       guard let status = inputs.replicas[target.name] else { continue }
@@ -50,7 +53,7 @@ public struct ScalingEngine: Sendable {
       let outcome = context.decide(&targetState)
       if let action = outcome.action {
         decision.actions.append(action)
-        committed[target.name] = max(action.from, action.to)
+        committed[target.name] = max(action.from, action.to) + status.draining
       }
       decision.events += outcome.events
       state.targets[target.name] = targetState

@@ -106,6 +106,27 @@ struct TargetContext {
       boundClamp = Clamp(reason: reason, before: next, after: bound(next), detail: boundDetail(reason))
       next = bound(next)
     }
+    if let restore = state.restoreTo.map(bound), next < restore {
+      boundClamp = Clamp(
+        reason: .restore, before: next, after: restore,
+        detail:
+          "restoring the \(restore) replicas Capstan ran before it restarted (its local replicas stop with it)")
+      next = restore
+    }
+    // Replicas still draining hold their place: growth stops at max less them, whatever the floor.
+    let room = target.max - status.draining
+    if status.draining > 0, next > current, next > room {
+      let held = Swift.max(current, room)
+      let detail = "\(target.maxSource) \(target.max) counts the \(status.draining) replicas still draining"
+      if boundClamp != nil {
+        boundClamp?.after = held
+        boundClamp?.detail += "; held at \(held) because \(detail)"
+      } else {
+        clamps.append(Clamp(reason: .maxInstances, before: next, after: held, detail: detail))
+      }
+      next = held
+    }
+    if let restore = state.restoreTo, current >= Swift.min(restore, target.max) { state.restoreTo = nil }
 
     // Events: the change (if any), then what held it back (if anything).
     var action: ScaleAction?
@@ -381,8 +402,11 @@ struct TargetContext {
     if let pool, let gpu = Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus) {
       ceilings.append(gpu)
     }
-    for ceiling in ceilings where next > current && next > ceiling.replicas {
-      clamp(ceiling.reason, to: max(current, ceiling.replicas), ceiling.explanation)
+    for ceiling in ceilings {
+      let allowed = ceiling.replicas - status.draining
+      guard next > current && next > allowed else { continue }
+      let draining = status.draining > 0 ? ", less \(status.draining) still draining" : ""
+      clamp(ceiling.reason, to: max(current, allowed), ceiling.explanation + draining)
     }
     if next > current, ledger?.state == .frozen, let breaker = target.budget {
       clamp(
