@@ -213,7 +213,10 @@ public enum ReplayReport {
   public static func json(_ result: ReplayResult) -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-    return String(decoding: try! encoder.encode(result), as: UTF8.self) + "\n"
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let data = (try? encoder.encode(result)) ?? Data(#"{"error":"unencodable summary"}"#.utf8)
+    return String(decoding: data, as: UTF8.self) + "\n"
   }
 
   private static func pad(_ text: String, _ width: Int) -> String {

@@ -59,6 +59,10 @@ public enum ProgramRunner {
     }
     var attributes = Self.cleanSignalAttributes()
     defer { posix_spawnattr_destroy(&attributes) }
+    // Its own process group, so the deadline reaches what it starts too (a `cmd &` that keeps
+    // the output pipe open would otherwise hold the read, and the tick, forever).
+    posix_spawnattr_setpgroup(&attributes, 0)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
     let variables = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
     var arguments = argv.map { strdup($0) } + [nil]
@@ -85,25 +89,31 @@ public enum ProgramRunner {
           "the system refused to start \(executable.path) (\(String(cString: strerror(spawned)))): is it a program, with a #! line if it is a script?"
       )
     }
-    async let stdout = drain(outputPipe[0])
-    async let stderr = drain(errorPipe[0])
-
     let deadline = Date().addingTimeInterval(timeout)
+    // Reading stops at the deadline (and a little after, for what was already written), whoever
+    // still holds the pipe.
+    let readDeadline = deadline.addingTimeInterval(0.5)
+    async let stdout = drain(outputPipe[0], until: readDeadline)
+    async let stderr = drain(errorPipe[0], until: readDeadline)
+
     var status: Int32 = 0
     var timedOut = false
     while waitpid(pid, &status, WNOHANG) == 0 {
       if !timedOut && Date() >= deadline {
         timedOut = true
-        kill(pid, SIGTERM)
+        kill(-pid, SIGTERM)
         try? await Task.sleep(nanoseconds: 200_000_000)
         if waitpid(pid, &status, WNOHANG) == pid { break }
-        kill(pid, SIGKILL)
+        kill(-pid, SIGKILL)
       }
       try? await Task.sleep(nanoseconds: 5_000_000)
     }
     let signalled = status & 0x7f
     let code = signalled == 0 ? (status >> 8) & 0xff : 128 + signalled
-    return Outcome(status: code, stdout: await stdout, stderr: await stderr, timedOut: timedOut)
+    let outcome = Outcome(status: code, stdout: await stdout, stderr: await stderr, timedOut: timedOut)
+    // Whatever it left behind in its group goes with it: a signal read must not leak processes.
+    kill(-pid, SIGKILL)
+    return outcome
   }
 
   /// Spawn attributes that start a program with every signal at its default and none blocked:
@@ -130,13 +140,19 @@ public enum ProgramRunner {
   )
   .map { unsafeBitCast($0, to: AddChdir.self) }
 
-  /// Reads a pipe to its end off the cooperative pool, since the read blocks, then closes it.
-  private static func drain(_ descriptor: Int32) async -> String {
+  /// Reads a pipe to its end, or until the deadline, off the cooperative pool, then closes it.
+  private static func drain(_ descriptor: Int32, until deadline: Date) async -> String {
     await withCheckedContinuation { continuation in
       DispatchQueue.global().async {
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
+          let left = deadline.timeIntervalSinceNow
+          if left <= 0 { break }
+          var watch = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+          let ready = poll(&watch, 1, Int32(min(left, 0.1) * 1000) + 1)
+          if ready < 0 && errno == EINTR { continue }
+          if ready == 0 { continue }
           let count = read(descriptor, &buffer, buffer.count)
           if count < 0 && errno == EINTR { continue }
           if count <= 0 { break }

@@ -59,10 +59,21 @@ extension SignalReaders {
     }
   }
 
+  /// Every load signal (a queue, an age, a utilization, a rate, a latency, a spend) is a finite
+  /// number of zero or more; anything else is a failed read, which never scales down.
+  static func checked(_ value: Double, _ name: String) -> Result<Double, any Error> {
+    guard value.isFinite, value >= 0, value <= PolicyLimits.maxMagnitude else {
+      return .failure(
+        SignalReadError(
+          signal: name, "read \(value), which is not a load: a signal is a finite number from 0 to 1e15"))
+    }
+    return .success(value)
+  }
+
   static func read(_ reader: any SignalReader, now: Date) async -> Result<Double, any Error> {
     await withTaskGroup(of: Result<Double, any Error>?.self) { group in
       group.addTask {
-        do { return .success(try await reader.read(now: now)) } catch { return .failure(error) }
+        do { return try checked(await reader.read(now: now), reader.name) } catch { return .failure(error) }
       }
       group.addTask {
         try? await Task.sleep(nanoseconds: UInt64(reader.timeout * 1e9))

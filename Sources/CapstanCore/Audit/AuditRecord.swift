@@ -128,8 +128,11 @@ public struct AuditRecord: Sendable, Encodable {
   public func jsonLine() -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    // Encoding strings, integers and doubles cannot fail.
-    let data = try! encoder.encode(self)
+    // Values are checked finite where they enter; should one slip through, it is written as a
+    // string rather than stopping the controller.
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let data = (try? encoder.encode(self)) ?? Data(#"{"error":"unencodable audit record"}"#.utf8)
     return String(decoding: data, as: UTF8.self)
   }
 

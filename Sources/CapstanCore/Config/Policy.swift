@@ -199,6 +199,19 @@ public struct ScalingTarget: Sendable, Equatable {
   }
 }
 
+/// The valid range of every number a policy, a recording or a signal may hold, in one place so
+/// the README and the checks agree. Past these, arithmetic stops meaning anything.
+public enum PolicyLimits {
+  /// Durations: cooldowns, windows, intervals, timeouts. A week is longer than any of them needs.
+  public static let maxDuration: TimeInterval = 7 * 86_400
+  /// Replica counts, steps and GPUs.
+  public static let maxCount = 1_000_000
+  /// Any other number: costs, targets, thresholds, limits, signal values.
+  public static let maxMagnitude = 1e15
+  /// Targets and per-replica rates: below this, a ratio is no longer a count.
+  public static let minPositive = 1e-6
+}
+
 /// The documented defaults, in one place so the README and the validator agree.
 public enum PolicyDefaults {
   public static let interval: TimeInterval = 15

@@ -330,8 +330,8 @@ struct PolicyValidator {
       value = nil
     }
     guard let value else { return nil }
-    guard value > 0 else {
-      sink.error(rawTarget.location, "target is \(rawTarget.text): it must be above zero")
+    guard value >= PolicyLimits.minPositive else {
+      sink.error(rawTarget.location, "target is \(rawTarget.text): it must be at least 0.000001")
       return nil
     }
     var tolerance = PolicyDefaults.tolerance

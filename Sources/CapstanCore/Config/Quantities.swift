@@ -11,6 +11,7 @@ public enum Quantity {
       return .failure(.init("'\(text)' has no unit: write a duration such as 300s, 10m or 1h"))
     }
     var total: TimeInterval = 0
+    var seenUnits: Set<String> = []
     var rest = Substring(trimmed)
     if rest.isEmpty { return .failure(.init("empty duration: write one such as 300s, 10m or 1h")) }
     while !rest.isEmpty {
@@ -26,7 +27,13 @@ public enum Quantity {
         return .failure(
           .init("'\(text)' has \(shown): a duration takes ms, s, m or h (for example 300s, 10m, 1h)"))
       }
+      guard seenUnits.insert(String(unit)).inserted else {
+        return .failure(.init("'\(text)' gives '\(unit)' twice: write each unit once, such as 1h30m"))
+      }
       total += value * scale
+    }
+    guard total <= PolicyLimits.maxDuration else {
+      return .failure(.init("'\(text)' is longer than a week (168h), the longest duration Capstan takes"))
     }
     return .success(total)
   }
@@ -36,9 +43,10 @@ public enum Quantity {
   /// `70%` → 70. Percent values stay on the 0–100 scale, the scale percent metrics are recorded on.
   static func percent(_ text: String) -> Result<Double, QuantityError> {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
-    guard trimmed.hasSuffix("%"), let value = Double(trimmed.dropLast()) else {
+    guard trimmed.hasSuffix("%"), let value = Double(trimmed.dropLast()), value.isFinite else {
       return .failure(.init("'\(text)' is not a percent: write one such as 70%"))
     }
+    guard abs(value) <= PolicyLimits.maxMagnitude else { return .failure(tooLarge(text)) }
     return .success(value)
   }
 
@@ -47,7 +55,9 @@ public enum Quantity {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     let number = trimmed.prefix { $0.isNumber || $0 == "." }
     let unit = String(trimmed.dropFirst(number.count))
-    guard let value = Double(number), let scale = memoryUnits[unit] else {
+    guard let value = Double(number), value.isFinite, value * (memoryUnits[unit] ?? 1) <= 1e18,
+      let scale = memoryUnits[unit]
+    else {
       return .failure(
         .init(
           "'\(text)' is not a memory size: write one such as 512Mi, 2Gi or 1G (Ki, Mi, Gi, Ti, K, M, G, T)"))
@@ -65,13 +75,21 @@ public enum Quantity {
     guard let value = Double(text.trimmingCharacters(in: .whitespaces)), value.isFinite else {
       return .failure(.init("'\(text)' is not a number: \(what)"))
     }
+    guard abs(value) <= PolicyLimits.maxMagnitude else { return .failure(tooLarge(text)) }
     return .success(value)
+  }
+
+  static func tooLarge(_ text: String) -> QuantityError {
+    .init("'\(text)' is out of range: Capstan takes numbers up to 1e15 in size")
   }
 
   static func count(_ text: String, what: String) -> Result<Int, QuantityError> {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     guard let value = Int(trimmed), value >= 0 else {
       return .failure(.init("'\(text)' is not a whole number of \(what): write 0 or more, without units"))
+    }
+    guard value <= PolicyLimits.maxCount else {
+      return .failure(.init("'\(text)' \(what) is out of range: Capstan takes counts up to 1000000"))
     }
     return .success(value)
   }
@@ -80,15 +98,22 @@ public enum Quantity {
   /// percents stay on the 0–100 scale; the unit is kept so messages can echo it.
   static func threshold(_ text: String) -> Result<Threshold, QuantityError> {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
-    if let value = Double(trimmed) { return .success(Threshold(value: value, unit: .none)) }
+    if let value = Double(trimmed) {
+      guard value.isFinite else {
+        return .failure(.init("'\(text)' is not a threshold: write a finite number, optionally with %, ms, s, m or h"))
+      }
+      guard abs(value) <= PolicyLimits.maxMagnitude else { return .failure(tooLarge(text)) }
+      return .success(Threshold(value: value, unit: .none))
+    }
     if trimmed.hasSuffix("%") {
       return percent(trimmed).map { Threshold(value: $0, unit: .percent) }
     }
     let number = trimmed.prefix { $0.isNumber || $0 == "." || $0 == "-" }
     let unit = trimmed.dropFirst(number.count)
-    guard let value = Double(number) else {
+    guard let value = Double(number), value.isFinite else {
       return .failure(.init("'\(text)' is not a threshold: write a number, optionally with %, ms, s, m or h"))
     }
+    guard abs(value) <= PolicyLimits.maxMagnitude else { return .failure(tooLarge(text)) }
     switch unit {
     case "ms": return .success(Threshold(value: value / 1000, unit: .milliseconds))
     case "s": return .success(Threshold(value: value, unit: .seconds))

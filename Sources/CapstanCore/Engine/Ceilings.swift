@@ -22,7 +22,7 @@ public enum Ceilings {
   /// Replicas × cost_per_hour_usd may not exceed max_cost_per_hour_usd.
   public static func cost(_ target: ScalingTarget) -> Ceiling? {
     guard let limit = target.maxCostPerHourUSD, let cost = target.costPerHourUSD, cost > 0 else { return nil }
-    let replicas = Int((limit / cost + 1e-9).rounded(.down))
+    let replicas = Int(saturating: (limit / cost + 1e-9).rounded(.down))
     return Ceiling(
       reason: .costCeiling, replicas: replicas,
       explanation:
@@ -39,7 +39,7 @@ public enum Ceilings {
     func consider(_ limit: Double?, _ perReplica: Double?, _ used: Double, _ what: String) {
       guard let limit, let perReplica, perReplica > 0 else { return }
       let available = max(0, limit * provider.safetyMargin - used)
-      let replicas = Int((available / perReplica + 1e-9).rounded(.down))
+      let replicas = Int(saturating: (available / perReplica + 1e-9).rounded(.down))
       if replicas < (tightest?.replicas ?? .max) {
         let taken = used > 0 ? " less \(format(used)) used by other processes" : ""
         tightest = Ceiling(

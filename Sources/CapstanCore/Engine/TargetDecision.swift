@@ -193,7 +193,7 @@ struct TargetContext {
     if case .fires(let detail)? = up, let rule = target.scaleUp {
       proposals.append(
         Proposal(
-          replicas: current + rule.step, reason: .scaleUpRule,
+          replicas: current.saturatingAdd(rule.step), reason: .scaleUpRule,
           detail: "scale_up rule: \(detail), add \(rule.step)"))
     } else if let down, let rule = target.scaleDown {
       switch down {
@@ -374,8 +374,8 @@ struct TargetContext {
       clamps.append(Clamp(reason: reason, before: next, after: value, detail: detail))
       next = value
     }
-    if let step = target.scaleUpStep, next > current + step {
-      clamp(.stepSize, to: current + step, "add_instances is \(step) per step")
+    if let step = target.scaleUpStep, next > current.saturatingAdd(step) {
+      clamp(.stepSize, to: current.saturatingAdd(step), "add_instances is \(step) per step")
     }
     if let step = target.scaleDownStep, next < current - step {
       clamp(.stepSize, to: current - step, "remove_instances is \(step) per step")
@@ -449,6 +449,6 @@ func withinTolerance(_ ratio: Double, _ tolerance: Double) -> Bool {
 
 /// ceil, forgiving the last bit of floating-point error (2.0000000001 replicas is 2).
 func ceilCount(_ value: Double) -> Int {
-  guard value.isFinite, value > 0 else { return 0 }
-  return Int((value - 1e-9).rounded(.up))
+  guard value > 0 else { return 0 }
+  return Int(saturating: (value - 1e-9).rounded(.up))
 }
