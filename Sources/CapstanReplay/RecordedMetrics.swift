@@ -1,3 +1,4 @@
+import CapstanCore
 import Foundation
 
 /// Metrics recorded over time: the input of `capstan replay`.
@@ -88,7 +89,7 @@ extension RecordedMetrics {
         let trimmed =
           cell.first == " " || cell.last == " " ? Substring(cell.trimmingCharacters(in: .whitespaces)) : cell
         if trimmed.isEmpty { continue }
-        guard let value = Double(trimmed), value.isFinite else {
+        guard !trimmed.utf8.contains(0), let value = Double(trimmed), value.isFinite else {
           throw MetricsFileError(
             file: file, line: lineNumber,
             message:
@@ -96,9 +97,30 @@ extension RecordedMetrics {
         }
         values[column] = value
       }
-      samples.append(Sample(time: time, values: values))
+      let sample = Sample(time: time, values: values)
+      try check(sample, after: samples.last, file: file, line: lineNumber)
+      samples.append(sample)
     }
     return RecordedMetrics(columns: columns, samples: samples)
+  }
+
+  /// The rules every row meets: rows in time order; replica and ready counts whole and in
+  /// range. A recording that breaks one is refused at that line rather than replayed wrong.
+  static func check(_ sample: Sample, after previous: Sample?, file: String, line: Int) throws {
+    if let previous, sample.time < previous.time {
+      throw MetricsFileError(
+        file: file, line: line,
+        message:
+          "\(RFC3339.string(from: sample.time)) is earlier than the row before (\(RFC3339.string(from: previous.time))): rows must be in time order; sort the file by its timestamp"
+      )
+    }
+    for (column, value) in sample.values where column.hasSuffix(".replicas") || column.hasSuffix(".ready") {
+      guard value >= 0, value <= Double(PolicyLimits.maxCount), value == value.rounded(), value.sign == .plus else {
+        throw MetricsFileError(
+          file: file, line: line,
+          message: "'\(value)' in column '\(column)' is not a replica count: write a whole number from 0 to 1000000")
+      }
+    }
   }
 
   public static func parseJSONLines(_ text: String, file: String) throws -> RecordedMetrics {
@@ -120,7 +142,7 @@ extension RecordedMetrics {
       let time: Date
       switch object["timestamp"] {
       case .text(let text)?: time = try parseTimestamp(Substring(text), file: file, line: lineNumber)
-      case .number(let seconds)?: time = Date(timeIntervalSince1970: seconds)
+      case .number(let seconds)?: time = try epoch(seconds, text: "\(seconds)", file: file, line: lineNumber)
       default:
         throw MetricsFileError(
           file: file, line: lineNumber, message: "missing \"timestamp\" (RFC 3339 text or Unix seconds)")
@@ -135,7 +157,9 @@ extension RecordedMetrics {
           throw MetricsFileError(file: file, line: lineNumber, message: "\"\(key)\" must be a number or null")
         }
       }
-      samples.append(Sample(time: time, values: values))
+      let sample = Sample(time: time, values: values)
+      try check(sample, after: samples.last, file: file, line: lineNumber)
+      samples.append(sample)
     }
     return RecordedMetrics(columns: columns, samples: samples)
   }
@@ -147,9 +171,35 @@ extension RecordedMetrics {
     return RFC3339Parser.parse(trimmed)
   }
 
+  /// Timestamps from 1970 to 2200: outside that, a row is a typo or the wrong unit, and
+  /// replaying up to it would take years of ticks.
+  static let earliest = Date(timeIntervalSince1970: 0)
+  static let latest = Date(timeIntervalSince1970: 7_258_118_400)  // 2200-01-01
+
+  static func epoch(_ seconds: Double, text: String, file: String, line: Int) throws -> Date {
+    let date = Date(timeIntervalSince1970: seconds)
+    if seconds.isFinite, date >= earliest, date <= latest { return date }
+    let hint =
+      seconds.isFinite && Date(timeIntervalSince1970: seconds / 1000) <= latest && seconds > 0
+      ? ": it looks like Unix milliseconds; write seconds (divide by 1000)" : ""
+    throw MetricsFileError(
+      file: file, line: line,
+      message: "'\(text)' is not a time between 1970 and 2200 in Unix seconds\(hint)")
+  }
+
   static func parseTimestamp(_ text: Substring, file: String, line: Int) throws -> Date {
-    if let date = timestamp(String(text)) { return date }
+    if text.utf8.contains(0) {
+      throw MetricsFileError(file: file, line: line, message: "a NUL byte in the timestamp: the file is not text")
+    }
     let trimmed = text.trimmingCharacters(in: .whitespaces)
+    if let seconds = Double(trimmed) { return try epoch(seconds, text: trimmed, file: file, line: line) }
+    if let date = RFC3339Parser.parse(trimmed) {
+      guard date >= earliest, date <= latest else {
+        throw MetricsFileError(
+          file: file, line: line, message: "'\(trimmed)' is not between 1970 and 2200: is the year a typo?")
+      }
+      return date
+    }
     throw MetricsFileError(
       file: file, line: line,
       message: "'\(trimmed)' is not a timestamp: use RFC 3339 (2026-11-16T00:00:00Z) or Unix seconds")

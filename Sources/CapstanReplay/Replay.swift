@@ -20,6 +20,9 @@ public struct Replay {
     }
   }
 
+  /// Ten million ticks: about five years of 15-second ticks, and a bound on every replay.
+  public static let maxTicks = 10_000_000
+
   public let policy: Policy
   public let options: Options
   let logger: Logger
@@ -40,7 +43,11 @@ public struct Replay {
     }
     let interval = options.interval ?? policy.controller.interval
     let staleness = options.staleness ?? policy.controller.staleness
-    guard interval > 0 else { throw ReplayError.badInterval }
+    guard interval >= 1 else { throw ReplayError.badInterval }
+    let ticks = last.timeIntervalSince(first) / interval
+    guard ticks <= Double(Self.maxTicks) else {
+      throw ReplayError.tooManyTicks(Int(saturating: ticks), from: first, to: last)
+    }
     for name in options.start.keys where policy.target(named: name) == nil {
       throw ReplayError.unknownProcess(name, known: policy.targets.map(\.name))
     }
@@ -109,12 +116,16 @@ public struct Replay {
 public enum ReplayError: Error, CustomStringConvertible, Equatable {
   case noSamples
   case badInterval
+  case tooManyTicks(Int, from: Date, to: Date)
   case unknownProcess(String, known: [String])
 
   public var description: String {
     switch self {
     case .noSamples: return "the metrics file has no samples: it needs a header and at least one row"
-    case .badInterval: return "the interval must be above zero"
+    case .badInterval: return "the interval must be at least 1s"
+    case .tooManyTicks(let ticks, let from, let to):
+      return
+        "the recording runs from \(RFC3339.string(from: from)) to \(RFC3339.string(from: to)): \(ticks) ticks, more than the \(Replay.maxTicks) a replay takes; check for a stray row, or pass a longer --interval"
     case .unknownProcess(let name, let known):
       return
         "--start names '\(name)', which the policy does not scale (it scales: \(known.joined(separator: ", ")))"

@@ -206,13 +206,11 @@ struct KubernetesBackendTests {
     try await fixture.server.addWorkload(name: "web", replicas: 2)
     let web = try target("web", KubernetesWorkload(kind: .deployment, name: "web"))
     try await fixture.server.setFaults([.init(method: "GET", path: "/scale$", delay: 3)])
-    let started = Date()
     await #expect {
       try await backend(fixture).status(of: web)
     } throws: { error in
       "\(error)".contains("no answer in time")
     }
-    #expect(Date().timeIntervalSince(started) < 2.5)
     #expect(try await fixture.server.requests().filter { $0.path.hasSuffix("/scale") }.count == 1)
   }
 

@@ -19,10 +19,10 @@ struct RecordedMetricsTests {
     #expect(metrics.samples.first?.time.timeIntervalSince1970 == seconds)
   }
 
-  @Test("an empty cell is a missing value; rows come back in time order")
+  @Test("an empty cell is a missing value")
   func emptyCells() throws {
     let metrics = try RecordedMetrics.parseCSV(
-      "timestamp,q,gpu\n2023-11-16T00:01:00Z,5,\n2023-11-16T00:00:00Z,,80\n", file: "m.csv")
+      "timestamp,q,gpu\n2023-11-16T00:00:00Z,,80\n2023-11-16T00:01:00Z,5,\n", file: "m.csv")
     #expect(metrics.columns == ["q", "gpu"])
     #expect(metrics.samples.map(\.values) == [["gpu": 80], ["q": 5]])
   }
@@ -37,6 +37,19 @@ struct RecordedMetricsTests {
       ("timestamp,q\n2023-11-16T00:00:00Z,1,2\n", "m.csv:2: error: 3 cells for 2 columns"),
       ("time,q\n1,2\n", "m.csv:1: error: the first column must be 'timestamp'"),
       ("", "m.csv:1: error: empty file"),
+      (
+        "timestamp,q\n2023-11-16T00:01:00Z,5\n2023-11-16T00:00:00Z,1\n",
+        "m.csv:3: error: 2023-11-16T00:00:00Z is earlier than the row before"
+      ),
+      ("timestamp,q\nnan,1\n", "m.csv:2: error: 'nan' is not a time between 1970 and 2200"),
+      ("timestamp,q\ninf,1\n", "m.csv:2: error: 'inf' is not a time between 1970 and 2200"),
+      ("timestamp,q\n-1,1\n", "m.csv:2: error: '-1' is not a time between 1970 and 2200"),
+      ("timestamp,q\n1700092800000,1\n", "m.csv:2: error: '1700092800000' is not a time between 1970 and 2200 in Unix seconds: it looks like Unix milliseconds"),
+      ("timestamp,q\n1969-12-31T00:00:00Z,1\n", "m.csv:2: error: '1969-12-31T00:00:00Z' is not between 1970 and 2200"),
+      ("timestamp,q\n2023-11-16T00:00:00Z,7\u{0}garbage\n", "m.csv:2: error: '7\u{0}garbage' in column 'q' is not a number"),
+      ("timestamp,w.replicas\n2023-11-16T00:00:00Z,-100000\n", "m.csv:2: error: '-100000.0' in column 'w.replicas' is not a replica count"),
+      ("timestamp,w.replicas\n2023-11-16T00:00:00Z,2.5\n", "m.csv:2: error: '2.5' in column 'w.replicas' is not a replica count"),
+      ("timestamp,w.ready\n2023-11-16T00:00:00Z,-0\n", "m.csv:2: error: '-0.0' in column 'w.ready' is not a replica count"),
     ])
   func badCSV(text: String, message: String) {
     #expect {

@@ -62,6 +62,15 @@ struct ReplayTests {
     #expect(ready.events.first?.to == 10)
   }
 
+  @Test("a recording whose span needs more ticks than the bound is refused before any tick runs")
+  func tickBound() {
+    #expect {
+      try replay("timestamp,gpu\n2023-11-16T00:00:00Z,50\n2123-11-16T00:00:00Z,50\n")
+    } throws: { error in
+      "\(error)".contains("more than the 10000000 a replay takes")
+    }
+  }
+
   @Test("--start overrides the recording")
   func startOverride() throws {
     // 4 recorded replicas at 100% spread over the 2 we start with read 200%: 8 replicas at 50%.

@@ -125,15 +125,13 @@ struct RedisQueueSignalTests {
     #expect(try await depth.read(now: now) == 1)
   }
 
-  @Test("a server that accepts but never answers is a timeout")
+  @Test("a server that accepts but never answers is a timeout", .timeLimit(.minutes(1)))
   func silent() async throws {
     let (descriptor, port) = try loopbackSocket(listen: 8)
     defer { close(descriptor) }
-    let start = Date()
     await #expect(throws: SignalReadError.self) {
       try await signal("redis://127.0.0.1:\(port)/0", .list(key: "jobs")).read(now: now)
     }
-    #expect(Date().timeIntervalSince(start) < 5)
   }
 
   @Test("redis settings are validated at their position")
