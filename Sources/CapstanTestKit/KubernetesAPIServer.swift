@@ -107,18 +107,20 @@ public final class KubernetesAPIServer: @unchecked Sendable {
     var name: String
     var replicas: Int
     var grace: Int?
+    var ready: Int?
   }
 
-  /// A workload whose pods are ready as soon as they are asked for.
+  /// A workload whose pods are ready as soon as they are asked for, or, with `ready`, one with
+  /// only that many ready so far.
   public func addWorkload(
     api: String = "apis/apps/v1", plural: String = "deployments", namespace: String = "default", name: String,
-    replicas: Int, terminationGracePeriodSeconds: Int? = nil
+    replicas: Int, terminationGracePeriodSeconds: Int? = nil, ready: Int? = nil
   ) async throws {
     try await control(
       "/_test/workloads",
       Workload(
         api: api, plural: plural, namespace: namespace, name: name, replicas: replicas,
-        grace: terminationGracePeriodSeconds))
+        grace: terminationGracePeriodSeconds, ready: ready))
   }
 
   // MARK: Reading it back

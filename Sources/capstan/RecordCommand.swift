@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanBackends
 import CapstanCore
 import CapstanReplay
 import CapstanSignals
@@ -42,9 +43,29 @@ struct Record: AsyncParsableCommand {
     for signal in loaded.policy.signals where signal.source == nil {
       printError("\(policy): warning: signal '\(signal.name)' has no source; its column stays empty")
     }
+    // Live, where the backend can be read from outside, each row also carries every process's
+    // replicas and how many are ready, so a replay sees replicas still starting as they were.
+    let observer: (any ScalingBackend)?
+    do {
+      observer = from == nil ? try BackendFactory.forObserving(loaded.policy, baseDirectory: base) : nil
+    } catch {
+      printError("capstan record: error: \(error)")
+      throw ExitCode(1)
+    }
+    if observer == nil && from == nil {
+      printError(
+        "\(policy): note: the \(loaded.policy.backend.name) backend cannot be read from outside the controller; no replica columns are recorded"
+      )
+    }
+    let replicaColumns =
+      observer == nil
+      ? []
+      : loaded.policy.targets.flatMap {
+        [RecordedMetrics.replicasColumn(for: $0.name), RecordedMetrics.readyColumn(for: $0.name)]
+      }
     let writer: RecordedMetricsWriter
     do {
-      writer = try RecordedMetricsWriter(path: out, columns: loaded.policy.signals.map(\.name))
+      writer = try RecordedMetricsWriter(path: out, columns: loaded.policy.signals.map(\.name) + replicaColumns)
     } catch {
       printError("capstan record: error: \(error)")
       throw ExitCode(1)
@@ -69,6 +90,17 @@ struct Record: AsyncParsableCommand {
         switch result {
         case .success(let value): values[name] = value
         case .failure(let error): printError("capstan record: \(error)")
+        }
+      }
+      if let observer {
+        for target in loaded.policy.targets {
+          do {
+            let status = try await observer.status(of: target)
+            values[RecordedMetrics.replicasColumn(for: target.name)] = Double(status.current)
+            values[RecordedMetrics.readyColumn(for: target.name)] = Double(min(status.ready, status.current))
+          } catch {
+            printError("capstan record: cannot read the replicas of \(target.name): \(error)")
+          }
         }
       }
       try writer.append(time: now, values: values)

@@ -63,52 +63,17 @@ struct Run: AsyncParsableCommand {
     let audit = try AuditLogFile(path: auditPath, durable: true)
 
     let baseDirectory = URL(fileURLWithPath: policy).deletingLastPathComponent()
-    var backend: any ScalingBackend
-    var elector: LeaderElector?
-    switch loaded.policy.backend {
-    case .local:
-      backend = LocalProcessBackend(
-        configuration: .init(
-          guardExecutable: try Self.ownExecutable(), baseDirectory: baseDirectory,
-          logDirectory: stateDirectory.appendingPathComponent("logs"),
-          runDirectory: stateDirectory.appendingPathComponent("replicas")),
-        logger: Logger(label: "capstan.local"))
-    case .command(let settings):
-      backend = CommandBackend(
-        settings: settings, workingDirectory: baseDirectory, lastSet: saved.commandBackendCounts,
-        logger: Logger(label: "capstan.command"))
-    case .kubernetes(let settings):
-      let environment = ProcessInfo.processInfo.environment
-      let connection: KubernetesConnection
-      do {
-        connection = try KubernetesConnection.resolve(
-          settings, baseDirectory: baseDirectory, environment: environment)
-      } catch {
-        printError("capstan run: error: \(error)")
-        throw ExitCode(1)
-      }
-      let client = KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))
-      let namespace = settings.namespace ?? connection.namespace ?? "default"
-      let identity = LeaderElector.makeIdentity(environment: environment)
-      // A client of its own, so a pause the API server asks of the scaling calls (a 429) does
-      // not stop the lease from being renewed, as its own priority level would not in a cluster.
-      elector = settings.leaderElection.map {
-        LeaderElector(
-          client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.leader")),
-          settings: $0, namespace: namespace, identity: identity,
-          logger: Logger(label: "capstan.leader"))
-      }
-      backend = KubernetesBackend(
-        api: WorkloadAPI(client: client), namespace: namespace, leader: elector, reporter: identity,
-        logger: Logger(label: "capstan.kubernetes"))
-      logger.notice(
-        "kubernetes",
-        metadata: [
-          "server": "\(connection.server)", "from": "\(connection.origin)", "namespace": "\(namespace)",
-          "leader_election":
-            "\(elector.map { "lease \($0.namespace)/\($0.settings.lease) as \($0.identity)" } ?? "off")",
-        ])
+    let built: BackendFactory.Built
+    do {
+      built = try BackendFactory.forRun(
+        loaded.policy, baseDirectory: baseDirectory, stateDirectory: stateDirectory,
+        commandCounts: saved.commandBackendCounts, logger: logger)
+    } catch {
+      printError("capstan run: error: \(error)")
+      throw ExitCode(1)
     }
+    var backend = built.backend
+    let elector = built.elector
     if dryRun { backend = DryRunBackend(wrapping: backend) }
 
     let registry = PrometheusCollectorRegistry()

@@ -107,6 +107,23 @@ struct KubernetesEndToEndTests {
     #expect(try await cluster.server.requests().isEmpty)
   }
 
+  @Test("record writes each workload's replicas and ready replicas, and only reads")
+  func recordReadyCounts() async throws {
+    let cluster = try await Cluster()
+    // 8 asked for, 4 ready so far.
+    try await cluster.server.addWorkload(namespace: "ai", name: "worker", replicas: 8, ready: 4)
+    try cluster.jobs(3)
+    let policy = try cluster.policy("a", token: "token-a")
+    let out = cluster.folder.appendingPathComponent("rec.csv")
+    let recorded = try capstan(["record", policy.path, "--out", out.path, "--duration", "2s", "--interval", "1s"])
+    #expect(recorded.status == 0, "\(recorded.output)")
+    let rows = try String(contentsOf: out, encoding: .utf8).split(separator: "\n")
+    #expect(rows.first == "timestamp,queue_depth,worker.replicas,worker.ready")
+    #expect(rows.count >= 2)
+    #expect(rows.dropFirst().allSatisfy { $0.hasSuffix(",3,8,4") })
+    #expect(try await cluster.server.requests().allSatisfy { $0.method == "GET" })
+  }
+
   @Test("--audit-log -: whole JSON records on standard output, logs on standard error")
   func auditOnStandardOutput() async throws {
     let cluster = try await Cluster()

@@ -328,6 +328,12 @@ class Handler(BaseHTTPRequestHandler):
                 if "grace" in body:
                     obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = body["grace"]
                 set_replicas(obj, body["replicas"])
+                if body.get("ready") is not None:
+                    # Pods still starting: fewer ready than asked for (omitempty at 0).
+                    if body["ready"]:
+                        obj["status"]["readyReplicas"] = body["ready"]
+                    else:
+                        obj["status"].pop("readyReplicas", None)
                 STATE["objects"][(prefix, body["namespace"], plural, body["name"])] = obj
             elif path == "/_test/requests":
                 return self.reply(200, STATE["requests"])

@@ -234,6 +234,15 @@ public enum BackendSettings: Sendable, Equatable {
   case command(CommandBackendSettings)
   /// Workloads in a Kubernetes cluster are scaled through their `/scale` subresource.
   case kubernetes(KubernetesSettings)
+
+  /// As the policy file names it.
+  public var name: String {
+    switch self {
+    case .local: return "local"
+    case .command: return "command"
+    case .kubernetes: return "kubernetes"
+    }
+  }
 }
 
 public struct CommandBackendSettings: Sendable, Equatable, Codable {

@@ -1,0 +1,89 @@
+import ArgumentParser
+import CapstanBackends
+import CapstanCore
+import CapstanKubernetes
+import Foundation
+import Logging
+
+/// Builds the backend a policy names: the one place `run` acts through and `record` reads
+/// replica counts from.
+enum BackendFactory {
+  struct Built {
+    var backend: any ScalingBackend
+    /// With Kubernetes leader election: the elector, for `run` to serve and gate on.
+    var elector: LeaderElector?
+  }
+
+  /// The backend `capstan run` acts through.
+  static func forRun(
+    _ policy: Policy, baseDirectory: URL, stateDirectory: URL, commandCounts: [String: Int], logger: Logger
+  ) throws -> Built {
+    switch policy.backend {
+    case .local:
+      return Built(
+        backend: LocalProcessBackend(
+          configuration: .init(
+            guardExecutable: try Run.ownExecutable(), baseDirectory: baseDirectory,
+            logDirectory: stateDirectory.appendingPathComponent("logs"),
+            runDirectory: stateDirectory.appendingPathComponent("replicas")),
+          logger: Logger(label: "capstan.local")))
+    case .command(let settings):
+      return Built(
+        backend: CommandBackend(
+          settings: settings, workingDirectory: baseDirectory, lastSet: commandCounts,
+          logger: Logger(label: "capstan.command")))
+    case .kubernetes(let settings):
+      let (connection, namespace) = try kubernetesConnection(settings, baseDirectory: baseDirectory)
+      let identity = LeaderElector.makeIdentity(environment: ProcessInfo.processInfo.environment)
+      // A client of its own, so a pause the API server asks of the scaling calls (a 429) does
+      // not stop the lease from being renewed, as its own priority level would not in a cluster.
+      let elector = settings.leaderElection.map {
+        LeaderElector(
+          client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.leader")),
+          settings: $0, namespace: namespace, identity: identity,
+          logger: Logger(label: "capstan.leader"))
+      }
+      logger.notice(
+        "kubernetes",
+        metadata: [
+          "server": "\(connection.server)", "from": "\(connection.origin)", "namespace": "\(namespace)",
+          "leader_election":
+            "\(elector.map { "lease \($0.namespace)/\($0.settings.lease) as \($0.identity)" } ?? "off")",
+        ])
+      return Built(
+        backend: KubernetesBackend(
+          api: WorkloadAPI(
+            client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))),
+          namespace: namespace, leader: elector, reporter: identity, logger: Logger(label: "capstan.kubernetes")),
+        elector: elector)
+    }
+  }
+
+  /// A backend that can tell, from outside, how many replicas run and how many are ready, for
+  /// `capstan record`; nil where only the running controller knows (the local supervisor, a
+  /// command backend without `status_argv`).
+  static func forObserving(_ policy: Policy, baseDirectory: URL) throws -> (any ScalingBackend)? {
+    switch policy.backend {
+    case .local:
+      return nil
+    case .command(let settings):
+      guard settings.statusArgv != nil else { return nil }
+      return CommandBackend(
+        settings: settings, workingDirectory: baseDirectory, lastSet: [:], logger: Logger(label: "capstan.command"))
+    case .kubernetes(let settings):
+      let (connection, namespace) = try kubernetesConnection(settings, baseDirectory: baseDirectory)
+      return KubernetesBackend(
+        api: WorkloadAPI(
+          client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))),
+        namespace: namespace, leader: nil, reporter: "capstan-record", logger: Logger(label: "capstan.kubernetes"))
+    }
+  }
+
+  private static func kubernetesConnection(_ settings: KubernetesSettings, baseDirectory: URL) throws -> (
+    KubernetesConnection, String
+  ) {
+    let connection = try KubernetesConnection.resolve(
+      settings, baseDirectory: baseDirectory, environment: ProcessInfo.processInfo.environment)
+    return (connection, settings.namespace ?? connection.namespace ?? "default")
+  }
+}
