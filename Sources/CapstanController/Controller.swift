@@ -42,6 +42,9 @@ public actor Controller {
   /// Targets whose backend warnings have been given (once per target per run).
   private var warned: Set<String> = []
   public private(set) var lastTick: Date?
+  /// Why the controller is not acting: the audit log or the state could not be written. No
+  /// action is taken without both, and `/healthz` reports this until a tick writes them again.
+  public private(set) var writeFailure: String?
   /// Who holds the lease, as last seen; nil without leader election.
   public private(set) var leaderIdentity: String?
   private var wasLeading: Bool?
@@ -143,16 +146,29 @@ public actor Controller {
       EngineInputs(signals: signals, replicas: replicas), state: before, now: now)
     state.engine = next
     // Persist before acting: after a crash a cooldown is still counted and nothing is done twice.
-    persist()
+    var problem = persist()
     // A follower decides too, so its windows, rule timers and budget are warm when it takes
     // over, but it acts on nothing and records nothing: the leader does both.
     let leading = leader?.isLeading(at: Date()) ?? true
     if leading {
-      for event in decision.events { record(event) }
-      for action in decision.actions {
-        guard let target = policy.target(named: action.process) else { continue }
-        await carryOut(action, target: target, before: before, signals: signals, now: now)
+      for event in decision.events { problem = problem ?? record(event) }
+      if let problem {
+        // Fail closed: no action without its record and the state that remembers it. The
+        // engine forgets these decisions, so the next tick decides them again from what runs.
+        for action in decision.actions { state.engine.targets[action.process] = before.targets[action.process] }
+        if !decision.actions.isEmpty {
+          logger.critical(
+            "not acting: \(problem)",
+            metadata: ["actions": "\(decision.actions.map { "\($0.process) \($0.from)->\($0.to)" })"])
+        }
+        _ = persist()
+      } else {
+        for action in decision.actions {
+          guard let target = policy.target(named: action.process) else { continue }
+          await carryOut(action, target: target, before: before, signals: signals, now: now)
+        }
       }
+      writeFailure = problem
     } else {
       // What the leader actually set may differ from what this follower decided; forgetting its
       // own guess keeps a takeover from reporting the leader's last change as someone else's.
@@ -378,19 +394,27 @@ public actor Controller {
     audit.close()
   }
 
-  private func record(_ event: AuditEvent) {
+  /// nil when written; else what went wrong, for the log and `/healthz`.
+  @discardableResult
+  private func record(_ event: AuditEvent) -> String? {
     do {
       try audit.append(AuditRecord(event, mode: mode))
+      return nil
     } catch {
       logger.critical("cannot write the audit log", metadata: ["path": "\(audit.path)", "error": "\(error)"])
+      return "cannot write the audit log \(audit.path): \(error)"
     }
   }
 
-  private func persist() {
+  /// nil when saved; else what went wrong.
+  @discardableResult
+  private func persist() -> String? {
     do {
       try store.save(state)
+      return nil
     } catch {
       logger.critical("cannot save state", metadata: ["error": "\(error)"])
+      return "cannot save state: \(error)"
     }
   }
 }

@@ -49,7 +49,11 @@ public final class AuditLogFile {
 
   public func append(_ record: AuditRecord) throws {
     try write(record.jsonLine() + "\n")
-    if durable { fsync(descriptor) }
+    // A device that cannot be synced (EINVAL) has nothing more to flush; any other failure means
+    // the record may not be on disk.
+    if durable, fsync(descriptor) != 0, errno != EINVAL {
+      throw OpenError(path: path, reason: "sync failed: \(String(cString: strerror(errno)))")
+    }
   }
 
   public func close() {

@@ -25,7 +25,12 @@ public struct StateStore<Document: Codable>: Sendable {
 
   /// nil when there is no saved state yet.
   public func load() throws -> Document? {
-    guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return nil }
+    guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: url.path) else {
+      throw Failure(
+        description: "\(url.path) is not a readable file: move it aside to start afresh, or fix its permissions")
+    }
     do {
       let decoder = JSONDecoder()
       decoder.dateDecodingStrategy = .secondsSince1970

@@ -14,9 +14,11 @@ enum MonitoringServer {
     var leader: Bool
     /// Who holds the lease, with leader election.
     var leaderIdentity: String?
+    /// Why the controller is not acting, when it is not.
+    var problem: String?
 
     enum CodingKeys: String, CodingKey {
-      case status, leader
+      case status, leader, problem
       case lastTick = "last_tick"
       case leaderIdentity = "leader_identity"
     }
@@ -27,6 +29,7 @@ enum MonitoringServer {
       try container.encode(lastTick, forKey: .lastTick)
       try container.encode(leader, forKey: .leader)
       try container.encodeIfPresent(leaderIdentity, forKey: .leaderIdentity)
+      try container.encodeIfPresent(problem, forKey: .problem)
     }
   }
 
@@ -43,10 +46,15 @@ enum MonitoringServer {
       let lastTick = await controller.lastTick
       let interval = await controller.policy.controller.interval
       // Healthy once the loop has ticked, and as long as it keeps ticking; a follower is healthy.
-      let healthy = lastTick.map { Date().timeIntervalSince($0) < max(3 * interval, 30) } ?? false
+      let ticking = lastTick.map { Date().timeIntervalSince($0) < max(3 * interval, 30) } ?? false
+      // Not acting because its audit log or state cannot be written: unhealthy, and says why.
+      let problem = await controller.writeFailure
+      let healthy = ticking && problem == nil
       let health = Health(
-        status: healthy ? "ok" : "stalled", lastTick: lastTick.map(RFC3339.string(from:)),
-        leader: await controller.isLeading(at: Date()), leaderIdentity: await controller.leaderIdentity)
+        status: problem != nil ? "not_acting" : ticking ? "ok" : "stalled",
+        lastTick: lastTick.map(RFC3339.string(from:)),
+        leader: await controller.isLeading(at: Date()), leaderIdentity: await controller.leaderIdentity,
+        problem: problem)
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
       let body = String(decoding: (try? encoder.encode(health)) ?? Data(), as: UTF8.self)

@@ -258,6 +258,40 @@ struct RunEndToEndTests {
     try? FileManager.default.removeItem(at: scenario.folder)
   }
 
+  @Test("an audit log that cannot be written stops all acting, and /healthz says why")
+  func auditFailsClosed() async throws {
+    let scenario = try Scenario()
+    let capstan = try scenario.start(["--audit-log", "/dev/full"])
+    try scenario.queue(18)
+    var last = ""
+    let unhealthy = await eventually(timeout: 10) {
+      guard let health = await capstan.get("/healthz") else { return false }
+      last = "\(health.status) \(health.body)"
+      return health.status == 503 && health.body.contains(#""status":"not_acting""#)
+        && health.body.contains("cannot write the audit log")
+    }
+    #expect(unhealthy, "\(last)\n\(capstan.log)")
+    // A few more ticks: still nothing started.
+    try await Task.sleep(nanoseconds: 2_000_000_000)
+    #expect(scenario.markers("started").isEmpty)
+    #expect(scenario.workersRunning() == 0)
+    #expect(capstan.log.contains("not acting"))
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test("a state file that is a directory is refused before anything starts")
+  func stateIsDirectory() async throws {
+    let scenario = try Scenario()
+    try FileManager.default.createDirectory(
+      at: scenario.state.appendingPathComponent("state.json"), withIntermediateDirectories: true)
+    let capstan = try scenario.start()
+    #expect(await capstan.waitForExit() == 1)
+    #expect(capstan.log.contains("state.json is not a readable file"))
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
   @Test("--dry-run decides and writes the audit log, and starts nothing")
   func dryRun() async throws {
     let scenario = try Scenario()
