@@ -59,6 +59,13 @@ struct Run: AsyncParsableCommand {
       printError("capstan run: error: \(error)")
       throw ExitCode(1)
     }
+    let problems = saved.engine.problems(now: Date())
+    if !problems.isEmpty {
+      printError(
+        "capstan run: error: \(store.url.path) holds values out of range (\(problems.joined(separator: "; "))): move it aside to start afresh"
+      )
+      throw ExitCode(1)
+    }
     let auditPath = auditLog ?? stateDirectory.appendingPathComponent("audit.jsonl").path
     let audit = try AuditLogFile(path: auditPath, durable: true)
 

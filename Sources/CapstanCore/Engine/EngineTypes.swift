@@ -103,3 +103,48 @@ public struct TargetState: Sendable, Equatable, Codable {
 
   public init() {}
 }
+
+extension EngineState {
+  /// What in a saved state is out of range, so a damaged or hand-edited file is refused with a
+  /// reason instead of holding the pool (a scale-up time in the year 3000 would keep the
+  /// cooldown forever) or stopping the process. Empty when it is sound.
+  public func problems(now: Date) -> [String] {
+    var found: [String] = []
+    let latest = now.addingTimeInterval(86_400)
+    func check(_ date: Date?, _ what: String) {
+      guard let date else { return }
+      let seconds = date.timeIntervalSince1970
+      if !seconds.isFinite || seconds < 0 || date > latest {
+        found.append("\(what) is \(seconds) seconds since 1970, not a time before tomorrow")
+      }
+    }
+    func check(_ count: Int?, _ what: String) {
+      if let count, count < 0 || count > PolicyLimits.maxCount {
+        found.append("\(what) is \(count), not a replica count from 0 to \(PolicyLimits.maxCount)")
+      }
+    }
+    check(lastTick, "lastTick")
+    for (name, target) in targets.sorted(by: { $0.key < $1.key }) {
+      check(target.lastScaleUp, "\(name).lastScaleUp")
+      check(target.lastScaleDown, "\(name).lastScaleDown")
+      check(target.scaleUpHoldingSince, "\(name).scaleUpHoldingSince")
+      check(target.scaleDownHoldingSince, "\(name).scaleDownHoldingSince")
+      check(target.lastReplicas, "\(name).lastReplicas")
+      check(target.restoreTo, "\(name).restoreTo")
+      for recommendation in target.recommendations {
+        check(recommendation.time, "\(name).recommendations.time")
+        check(recommendation.replicas, "\(name).recommendations.replicas")
+      }
+    }
+    for (name, ledger) in budgets.sorted(by: { $0.key < $1.key }) {
+      if !ledger.spentUSD.isFinite || ledger.spentUSD < 0 || ledger.spentUSD > PolicyLimits.maxMagnitude {
+        found.append("\(name).spentUSD is \(ledger.spentUSD), not an amount from 0 to 1e15")
+      }
+      if let rate = ledger.lastCostRate, !rate.isFinite || rate < 0 || rate > PolicyLimits.maxMagnitude {
+        found.append("\(name).lastCostRate is \(rate), not a rate from 0 to 1e15")
+      }
+      check(ledger.lastAccrual, "\(name).lastAccrual")
+    }
+    return found
+  }
+}
