@@ -52,7 +52,20 @@ public struct HTTPTransferError: Error, CustomStringConvertible, Sendable {
   public var url: String
   public var message: String
   public var timedOut: Bool
-  public var description: String { "\(method) \(url): \(message)" }
+  public var description: String { "\(method) \(redactingPassword(url)): \(message)" }
+}
+
+/// A URL as it may be shown: a password in it (`http://user:pass@host/`) becomes `***`.
+public func redactingPassword(_ url: String) -> String {
+  guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+  let authority = url[scheme.upperBound..<at]
+  guard !authority.contains("/"), let colon = authority.firstIndex(of: ":") else { return url }
+  return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+}
+
+/// Text to show, with every secret in it (a token a server echoes back) replaced by `***`.
+public func redacting(_ text: String, secrets: some Sequence<String>) -> String {
+  secrets.filter { $0.count >= 4 }.reduce(text) { $0.replacingOccurrences(of: $1, with: "***") }
 }
 
 /// HTTP over libcurl, the client the design asks for. Each request is one easy handle on a

@@ -30,17 +30,20 @@ public struct HTTPJSONSignal: SignalReader {
     } catch {
       throw SignalReadError(signal: name, "\(error)")
     }
+    let url = redactingPassword(settings.url)
     guard (200..<300).contains(response.status) else {
-      let said = String(decoding: response.body.prefix(200), as: UTF8.self).trimmingCharacters(
-        in: .whitespacesAndNewlines)
+      // A server may echo the request back: nothing sent as a header value is shown again.
+      let said = redacting(
+        String(decoding: response.body.prefix(200), as: UTF8.self), secrets: headers.values.flatMap { [$0, String($0.split(separator: " ").last ?? "")] }
+      ).trimmingCharacters(in: .whitespacesAndNewlines)
       throw SignalReadError(
-        signal: name, "GET \(settings.url) answered \(response.status)\(said.isEmpty ? "" : ": \(said)")")
+        signal: name, "GET \(url) answered \(response.status)\(said.isEmpty ? "" : ": \(said)")")
     }
     let document: JSONValue
     do {
       document = try JSONDecoder().decode(JSONValue.self, from: response.body)
     } catch {
-      throw SignalReadError(signal: name, "GET \(settings.url) did not answer JSON")
+      throw SignalReadError(signal: name, "GET \(url) did not answer JSON")
     }
     switch JSONPointer.resolve(settings.pointer, in: document) {
     case .success(.number(let number)):
@@ -50,9 +53,9 @@ public struct HTTPJSONSignal: SignalReader {
     case .success(let value):
       throw SignalReadError(
         signal: name,
-        "\(settings.pointer) in the answer of \(settings.url) is \(value.kindDescription), not a number")
+        "\(settings.pointer) in the answer of \(url) is \(value.kindDescription), not a number")
     case .failure(let failure):
-      throw SignalReadError(signal: name, "\(failure.message) in the answer of \(settings.url)")
+      throw SignalReadError(signal: name, "\(failure.message) in the answer of \(url)")
     }
   }
 }

@@ -46,6 +46,10 @@ let pythonServer = #"""
               body = json.dumps({"value": 11}).encode()
               self.send_response(200); self.send_header("Content-Type", "application/json")
               self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body); return
+          if self.path == "/echo":
+              body = ("bad request: Authorization was " + str(self.headers.get("Authorization"))).encode()
+              self.send_response(500); self.send_header("Content-Length", str(len(body))); self.end_headers()
+              self.wfile.write(body); return
           return super().do_GET()
       def log_message(self, *args): pass
   http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
@@ -105,6 +109,27 @@ struct HTTPJSONSignalTests {
     } throws: { error in
       (error as? SignalReadError)?.message.hasPrefix(message.replacingOccurrences(of: "URL", with: url))
         == true
+    }
+  }
+
+  @Test("neither a password in the URL nor a token the server echoes back reaches an error message")
+  func secretsRedacted() async throws {
+    let (server, folder) = try await serve()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let url = "http://scraper:pa55word@127.0.0.1:\(server.port)/echo"
+    setenv("CAPSTAN_TEST_ECHO_TOKEN", "hunter2-token", 1)
+    await #expect {
+      try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_ECHO_TOKEN" }.read(now: Date())
+    } throws: { error in
+      let message = "\(error)"
+      return message.contains("http://scraper:***@127.0.0.1") && message.contains("Authorization was ***")
+        && !message.contains("pa55word") && !message.contains("hunter2-token")
+    }
+    let dead = try freePort()
+    await #expect {
+      try await signal("http://scraper:pa55word@127.0.0.1:\(dead)/x", pointer: "/v").read(now: Date())
+    } throws: { error in
+      "\(error)".contains("scraper:***@") && !"\(error)".contains("pa55word")
     }
   }
 
