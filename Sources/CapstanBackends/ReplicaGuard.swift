@@ -22,6 +22,9 @@ nonisolated(unsafe) private var pidFilePath: String?
 public enum ReplicaGuard {
   public static func run(argv: [String], drainTimeout: TimeInterval, pidFile: String? = nil) -> Never {
     setpgid(0, 0)
+    // Orphans of the replica's processes come to the guard rather than to init, so one that
+    // left the group (setsid) is still found and stopped with the rest.
+    becomeSubreaper()
     if let pidFile {
       let text = "\(getpid())\n"
       let descriptor = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -47,8 +50,12 @@ public enum ReplicaGuard {
     var lifelineOpen = true
     while true {
       var status: Int32 = 0
-      if waitpid(child, &status, WNOHANG) == child {
-        // Exit as the program did: its code, or 128 + the signal that ended it.
+      // Reap the program, and any orphan that came to the guard and has ended.
+      var reaped = waitpid(-1, &status, WNOHANG)
+      while reaped > 0 && reaped != child { reaped = waitpid(-1, &status, WNOHANG) }
+      if reaped == child {
+        // What it leaves behind goes with it. Then exit as it did: its code, or 128 + its signal.
+        signalDescendants(SIGKILL)
         let signalled = status & 0x7f
         leave(signalled == 0 ? (status >> 8) & 0xff : 128 + signalled)
       }
@@ -72,15 +79,46 @@ public enum ReplicaGuard {
         say(
           "capstan replica-guard: \(program) still running after the \(Int(drainTimeout))s drain timeout: killing it\n"
         )
-        kill(-getpgrp(), SIGKILL)
+        signalDescendants(SIGKILL)
       }
     }
   }
 
   private static func startDrain(_ program: String, _ timeout: TimeInterval) -> Date {
-    // The guard's own handler takes its copy; the program and what it started get theirs.
-    kill(-getpgrp(), SIGTERM)
+    signalDescendants(SIGTERM)
     return Date().addingTimeInterval(timeout)
+  }
+
+  /// prctl(PR_SET_CHILD_SUBREAPER, 1): variadic in C, so Swift's Glibc module leaves it out.
+  private static func becomeSubreaper() {
+    typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
+    let setChildSubreaper: Int32 = 36
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl") else { return }
+    _ = unsafeBitCast(symbol, to: Prctl.self)(setChildSubreaper, 1, 0, 0, 0)
+  }
+
+  /// Every process below the guard, found through /proc's parent links: the program's group
+  /// and whatever left it (as a subreaper the guard inherits their orphans).
+  private static func signalDescendants(_ signal: Int32) {
+    let me = getpid()
+    var children: [pid_t: [pid_t]] = [:]
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    for entry in entries {
+      guard let pid = pid_t(entry), let stat = FileManager.default.contents(atPath: "/proc/\(entry)/stat"),
+        let close = stat.lastIndex(of: UInt8(ascii: ")"))
+      else { continue }
+      // After "pid (comm) ": the state, then the parent's pid.
+      let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " "), maxSplits: 2)
+      guard fields.count >= 2, let parent = pid_t(String(decoding: fields[1], as: UTF8.self)) else { continue }
+      children[parent, default: []].append(pid)
+    }
+    var queue = children[me] ?? []
+    var seen: Set<pid_t> = [me]
+    while let pid = queue.popLast() {
+      guard seen.insert(pid).inserted else { continue }
+      kill(pid, signal)
+      queue += children[pid] ?? []
+    }
   }
 
   /// Starts the program in the guard's group with every signal at its default and none blocked,

@@ -258,6 +258,37 @@ struct RunEndToEndTests {
     try? FileManager.default.removeItem(at: scenario.folder)
   }
 
+  @Test("a child that leaves the replica's process group (setsid) is stopped with it, after kill -9 and SIGTERM")
+  func setsidChildren() async throws {
+    let escaper = """
+      setsid sleep 100003 &
+      echo started >> "$MARKERS/started.$CAPSTAN_REPLICA"
+      trap 'exit 0' TERM
+      while true; do sleep 0.1; done
+      """
+    func escaped() -> Int {
+      let wanted = Data("sleep\u{0}100003\u{0}".utf8)
+      let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+      return entries.filter { Int($0) != nil && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == wanted }
+        .count
+    }
+    let scenario = try Scenario(worker: escaper)
+    try scenario.queue(8)  // 2 replicas
+    let first = try scenario.start()
+    #expect(await eventually(timeout: 5) { escaped() == 2 })
+    first.signal(SIGKILL)
+    _ = await first.waitForExit()
+    #expect(await eventually(timeout: 10) { escaped() == 0 && scenario.workersRunning() == 0 })
+
+    try scenario.queue(4)  // 1 replica
+    let second = try scenario.start()
+    #expect(await eventually(timeout: 5) { escaped() >= 1 })
+    second.signal(SIGTERM)
+    #expect(await second.waitForExit() == 0)
+    #expect(await eventually(timeout: 10) { escaped() == 0 })
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
   @Test("an audit log that cannot be written stops all acting, and /healthz says why")
   func auditFailsClosed() async throws {
     let scenario = try Scenario()
