@@ -92,11 +92,8 @@ enum PolicySource {
         FileManager.default.fileExists(atPath: file) ? "permission denied or not a file" : "no such file"
       return .failure(.unreadable(file, reason))
     }
-    guard let text = String(data: data, encoding: .utf8) else {
-      return .failure(.unreadable(file, "not UTF-8 text"))
-    }
     do {
-      return .success(try PolicyLoader.load(yaml: text, file: file))
+      return .success(try PolicyLoader.load(data: data, file: file))
     } catch {
       return .failure(.invalid(error))
     }

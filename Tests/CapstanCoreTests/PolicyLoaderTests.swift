@@ -202,4 +202,24 @@ struct PolicyLoaderTests {
     #expect(policy.signals.first { $0.name == "tokens_per_replica" }?.perReplicaOf == "model")
     #expect(policy.signals.first { $0.name == "queue" }?.perReplicaOf == nil)
   }
+
+  @Test(
+    "bytes that are not UTF-8, and control characters, are refused at their line and column, escaped",
+    arguments: [
+      (Data("processes:\n  w: {scaling: {min: 1, max: 2}}\n  # caf".utf8) + Data([0xE9, 0x0A]), "p.yaml:3:8: error: byte 0xE9 is not UTF-8 text"),
+      (Data("processes:\n  w:\u{7} {scaling: {min: 1, max: 2}}\n".utf8), "p.yaml:2:5: error: control character U+0007"),
+    ])
+  func badBytes(data: Data, message: String) {
+    #expect {
+      try PolicyLoader.load(data: data, file: "p.yaml")
+    } throws: { error in
+      "\(error)".hasPrefix(message) && !"\(error)".contains("\u{7}")
+    }
+  }
+
+  @Test("a byte-order mark is allowed")
+  func byteOrderMark() throws {
+    let data = Data([0xEF, 0xBB, 0xBF]) + Data("processes:\n  w: {scaling: {min: 1, max: 2}}\n".utf8)
+    #expect(try PolicyLoader.load(data: data, file: "p.yaml").policy.targets.map(\.name) == ["w"])
+  }
 }

@@ -19,6 +19,16 @@ struct RecordedMetricsTests {
     #expect(metrics.samples.first?.time.timeIntervalSince1970 == seconds)
   }
 
+  @Test("a byte-order mark and CR-only line endings read as the same file")
+  func bomAndCR() throws {
+    let plain = try RecordedMetrics.parseCSV("timestamp,q\n1700092800,1\n1700092860,2\n", file: "m.csv")
+    for variant in ["\u{FEFF}timestamp,q\n1700092800,1\n1700092860,2\n", "timestamp,q\r1700092800,1\r1700092860,2\r"] {
+      let metrics = try RecordedMetrics.parseCSV(variant, file: "m.csv")
+      #expect(metrics.columns == plain.columns)
+      #expect(metrics.samples.map(\.values) == plain.samples.map(\.values))
+    }
+  }
+
   @Test("an empty cell is a missing value")
   func emptyCells() throws {
     let metrics = try RecordedMetrics.parseCSV(

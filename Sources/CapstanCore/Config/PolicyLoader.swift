@@ -9,6 +9,62 @@ public struct LoadedPolicy: Sendable {
 
 /// Parses and validates a policy file. Pure: it takes the text; reading the file is the caller's.
 public enum PolicyLoader {
+  /// The file's bytes: text that is not UTF-8, or holds control characters YAML forbids, is
+  /// refused at the line and column of the first bad byte, shown escaped.
+  public static func load(data: Data, file: String) throws(PolicyLoadError) -> LoadedPolicy {
+    var line = 1
+    var column = 1
+    var index = data.startIndex
+    if data.starts(with: [0xEF, 0xBB, 0xBF]) { index += 3 }  // a byte-order mark is allowed
+    while index < data.endIndex {
+      let length = utf8SequenceLength(data, at: index)
+      guard length > 0 else {
+        throw PolicyLoadError(diagnostics: [
+          Diagnostic(
+            .error, at: FileLocation(file: file, line: line, column: column),
+            "byte 0x\(String(data[index], radix: 16, uppercase: true)) is not UTF-8 text: save the file as UTF-8")
+        ])
+      }
+      let byte = data[index]
+      if length == 1 && (byte < 0x20 && byte != 0x09 && byte != 0x0A && byte != 0x0D || byte == 0x7F) {
+        throw PolicyLoadError(diagnostics: [
+          Diagnostic(
+            .error, at: FileLocation(file: file, line: line, column: column),
+            "control character U+\(String(format: "%04X", byte)) is not allowed in a policy file: remove it")
+        ])
+      }
+      if byte == 0x0A {
+        line += 1
+        column = 1
+      } else {
+        column += 1
+      }
+      index += length
+    }
+    return try load(yaml: String(decoding: data, as: UTF8.self), file: file)
+  }
+
+  /// The length of the valid UTF-8 sequence at `index`, or 0 where the bytes are not UTF-8.
+  private static func utf8SequenceLength(_ data: Data, at index: Data.Index) -> Int {
+    let lead = data[index]
+    let (length, low, high): (Int, UInt8, UInt8)
+    switch lead {
+    case 0x00...0x7F: return 1
+    case 0xC2...0xDF: (length, low, high) = (2, 0x80, 0xBF)
+    case 0xE0: (length, low, high) = (3, 0xA0, 0xBF)
+    case 0xE1...0xEC, 0xEE...0xEF: (length, low, high) = (3, 0x80, 0xBF)
+    case 0xED: (length, low, high) = (3, 0x80, 0x9F)
+    case 0xF0: (length, low, high) = (4, 0x90, 0xBF)
+    case 0xF1...0xF3: (length, low, high) = (4, 0x80, 0xBF)
+    case 0xF4: (length, low, high) = (4, 0x80, 0x8F)
+    default: return 0
+    }
+    guard index + length <= data.endIndex else { return 0 }
+    guard (low...high).contains(data[index + 1]) else { return 0 }
+    for offset in 2..<length where !(0x80...0xBF).contains(data[index + offset]) { return 0 }
+    return length
+  }
+
   /// - Throws: `PolicyLoadError` with every error and warning found, in file order.
   public static func load(yaml: String, file: String) throws(PolicyLoadError) -> LoadedPolicy {
     let sink = DiagnosticSink(file: file)
@@ -16,6 +72,16 @@ public enum PolicyLoader {
     do {
       node = try Yams.compose(yaml: yaml)
     } catch {
+      if case .duplicatedKeysInMapping(let keys, let context)? = error as? YamlError,
+        let repeated = repeatedKeyLine(yaml, key: keys.first, first: context.mark)
+      {
+        // Where the key is given again, which is the line to change, and where it first was.
+        sink.error(
+          FileLocation(file: file, line: repeated, column: context.mark.column),
+          "malformed YAML: '\(keys.first ?? "")' is given again here, after line \(context.mark.line): each key may appear once"
+        )
+        throw PolicyLoadError(diagnostics: sink.diagnostics)
+      }
       sink.error(yamlErrorLocation(error, file: file), "malformed YAML: \(yamlErrorMessage(error))")
       throw PolicyLoadError(diagnostics: sink.diagnostics)
     }
@@ -36,6 +102,29 @@ public enum PolicyLoader {
     let policy = PolicyValidator(sink: sink, file: file).validate(raw, root: node)
     guard !sink.hasErrors, let policy else { throw PolicyLoadError(diagnostics: sink.diagnostics) }
     return LoadedPolicy(policy: policy, warnings: sink.diagnostics)
+  }
+
+  /// The next line after the first that gives the same key at the same column, for block
+  /// mappings; nil for flow mappings (`{a: 1, a: 2}`), reported at the first.
+  private static func repeatedKeyLine(_ yaml: String, key: String?, first: Mark) -> Int? {
+    guard let key else { return nil }
+    let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+    guard first.line >= 1, first.column >= 1 else { return nil }
+    for number in (first.line + 1)..<(lines.count + 1) {
+      let text = lines[number - 1]
+      let indent = text.prefix { $0 == " " }.count
+      if indent + 1 < first.column && !text.trimmingCharacters(in: .whitespaces).isEmpty
+        && !text.trimmingCharacters(in: .whitespaces).hasPrefix("#")
+      {
+        return nil  // the mapping ended
+      }
+      guard indent + 1 == first.column else { continue }
+      let rest = text.dropFirst(indent)
+      for quoted in [key, "\"\(key)\"", "'\(key)'"] where rest.hasPrefix(quoted) {
+        if rest.dropFirst(quoted.count).drop(while: { $0 == " " }).first == ":" { return number }
+      }
+    }
+    return nil
   }
 
   private static func yamlErrorLocation(_ error: any Error, file: String) -> FileLocation {
