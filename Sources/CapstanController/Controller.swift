@@ -1,5 +1,6 @@
 import CapstanBackends
 import CapstanCore
+import CapstanKubernetes
 import CapstanRuntime
 import CapstanSignals
 import Foundation
@@ -16,6 +17,16 @@ public struct ControllerState: Codable, Sendable {
     self.commandBackendCounts = commandBackendCounts
   }
 }
+
+/// Where the state is kept beside the local file when several controllers share it: the leader
+/// writes it, and whoever leads next reads it before acting.
+public protocol SharedStateStore: Sendable {
+  func load() async throws -> Data?
+  func save(_ data: Data) async throws
+  var description: String { get }
+}
+
+extension ConfigMapStateStore: SharedStateStore {}
 
 /// The live loop around the engine: read every signal, read the backend, decide, persist, write
 /// the audit, act. The same `ScalingEngine` that replay drives.
@@ -49,16 +60,24 @@ public actor Controller {
   public private(set) var leaderIdentity: String?
   private var wasLeading: Bool?
 
+  /// With the Kubernetes backend: the state in the cluster, which outlives this pod.
+  private let shared: (any SharedStateStore)?
+  /// Whether the shared state has been read since this controller last started leading.
+  private var adoptedShared = false
+  /// The last document written to the shared store, so an unchanged state is not written again.
+  private var lastShared: Data?
+
   /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
   static let conflictRetries = 3
 
   public init(
     policy: Policy, baseDirectory: URL, backend: any ScalingBackend, audit: AuditLogFile,
     store: StateStore<ControllerState>, state: ControllerState, mode: AuditMode, metrics: ControllerMetrics,
-    logger: Logger, leader: (any LeaderGate)? = nil,
+    logger: Logger, leader: (any LeaderGate)? = nil, shared: (any SharedStateStore)? = nil,
     makeReaders: @escaping ReaderFactory = Controller.readers(for:baseDirectory:)
   ) {
     self.leader = leader
+    self.shared = shared
     self.policy = policy
     self.engine = ScalingEngine(policy: policy)
     self.makeReaders = makeReaders
@@ -141,16 +160,28 @@ public actor Controller {
       }
     }
 
+    // A controller that starts leading takes the state the last leader left in the cluster
+    // (the day's spend, a freeze, cooldowns) before it decides anything.
+    var problem: String?
+    if shared != nil {
+      if leader?.isLeading(at: Date()) ?? true {
+        if !adoptedShared { problem = await adoptShared() }
+      } else {
+        adoptedShared = false
+      }
+    }
+
     let before = state.engine
     let (decision, next) = engine.decide(
       EngineInputs(signals: signals, replicas: replicas), state: before, now: now)
     state.engine = next
     // Persist before acting: after a crash a cooldown is still counted and nothing is done twice.
-    var problem = persist()
+    problem = problem ?? persist()
     // A follower decides too, so its windows, rule timers and budget are warm when it takes
     // over, but it acts on nothing and records nothing: the leader does both.
     let leading = leader?.isLeading(at: Date()) ?? true
     if leading {
+      if problem == nil { problem = await saveShared() }
       for event in decision.events { problem = problem ?? record(event) }
       if let problem {
         // Fail closed: no action without its record and the state that remembers it. The
@@ -403,6 +434,46 @@ public actor Controller {
     } catch {
       logger.critical("cannot write the audit log", metadata: ["path": "\(audit.path)", "error": "\(error)"])
       return "cannot write the audit log \(audit.path): \(error)"
+    }
+  }
+
+  /// Reads the shared state; nil when read (or there is none yet), else what went wrong.
+  private func adoptShared() async -> String? {
+    guard let shared else { return nil }
+    do {
+      if let data = try await shared.load() {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .secondsSince1970
+        let saved = try decoder.decode(ControllerState.self, from: data)
+        let problems = saved.engine.problems(now: Date())
+        guard problems.isEmpty else {
+          return "the state in \(shared.description) holds values out of range (\(problems.joined(separator: "; "))): delete it to start afresh"
+        }
+        state.engine = saved.engine
+        lastShared = data
+        logger.notice("took the state the last leader left", metadata: ["from": "\(shared.description)"])
+      }
+      adoptedShared = true
+      return nil
+    } catch {
+      return "cannot read the state in \(shared.description): \(error)"
+    }
+  }
+
+  /// Writes the state to the shared store when it changed; nil when written.
+  private func saveShared() async -> String? {
+    guard let shared else { return nil }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.dateEncodingStrategy = .secondsSince1970
+    guard let data = try? encoder.encode(state), data != lastShared else { return nil }
+    do {
+      try await shared.save(data)
+      lastShared = data
+      return nil
+    } catch {
+      logger.critical("cannot save state", metadata: ["to": "\(shared.description)", "error": "\(error)"])
+      return "cannot save state to \(shared.description): \(error)"
     }
   }
 

@@ -12,6 +12,8 @@ enum BackendFactory {
     var backend: any ScalingBackend
     /// With Kubernetes leader election: the elector, for `run` to serve and gate on.
     var elector: LeaderElector?
+    /// With Kubernetes: the ConfigMap that keeps the state across pods.
+    var sharedState: ConfigMapStateStore?
   }
 
   /// The backend `capstan run` acts through.
@@ -50,12 +52,17 @@ enum BackendFactory {
           "leader_election":
             "\(elector.map { "lease \($0.namespace)/\($0.settings.lease) as \($0.identity)" } ?? "off")",
         ])
+      // Beside the Lease when there is one: `<lease>-state`; else `capstan-state`.
+      let stateStore = ConfigMapStateStore(
+        client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.state")),
+        namespace: settings.leaderElection?.namespace ?? namespace,
+        name: "\(settings.leaderElection?.lease ?? "capstan")-state")
       return Built(
         backend: KubernetesBackend(
           api: WorkloadAPI(
             client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))),
           namespace: namespace, leader: elector, reporter: identity, logger: Logger(label: "capstan.kubernetes")),
-        elector: elector)
+        elector: elector, sharedState: stateStore)
     }
   }
 

@@ -88,7 +88,8 @@ struct Run: AsyncParsableCommand {
       policy: loaded.policy, baseDirectory: baseDirectory, backend: backend, audit: audit, store: store,
       state: saved, mode: dryRun ? .dryRun : .live,
       metrics: ControllerMetrics(factory: PrometheusMetricsFactory(registry: registry)),
-      logger: Logger(label: "capstan.controller"), leader: elector)
+      logger: Logger(label: "capstan.controller"), leader: elector,
+      shared: dryRun ? nil : built.sharedState)
 
     let monitoring = MonitoringServer.application(
       host: host, port: port, registry: registry, controller: controller,

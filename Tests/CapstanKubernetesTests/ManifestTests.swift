@@ -59,6 +59,7 @@ struct ManifestTests {
         "get coordination.k8s.io/leases", "create coordination.k8s.io/leases",
         "update coordination.k8s.io/leases",
         "create /events",
+        "get /configmaps", "create /configmaps", "update /configmaps",
       ])
     let binding = try #require(objects["RoleBinding"])
     #expect((binding["roleRef"] as? [String: Any])?["name"] as? String == "capstan")

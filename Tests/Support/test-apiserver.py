@@ -44,6 +44,7 @@ BUILTIN = {
     ("apis/apps/v1", "statefulsets"): ("StatefulSet", "apps"),
     ("apis/coordination.k8s.io/v1", "leases"): ("Lease", "coordination.k8s.io"),
     ("api/v1", "events"): ("Event", ""),
+    ("api/v1", "configmaps"): ("ConfigMap", ""),
 }
 
 PATH = re.compile(
@@ -270,7 +271,9 @@ class Handler(BaseHTTPRequestHandler):
             if sub:
                 set_replicas(obj, int(body["spec"]["replicas"]))
                 return 200, scale_of(obj)
-            obj["spec"] = body.get("spec", obj.get("spec"))
+            for field in ("spec", "data"):
+                if field in body:
+                    obj[field] = body[field]
             obj["metadata"]["resourceVersion"] = next_version()
             return 200, obj
         return 405, status_body(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
