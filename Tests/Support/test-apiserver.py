@@ -8,7 +8,8 @@ Capstan uses, with the same paths, objects and failure bodies:
   until the client re-reads it) and, optionally, client certificates.
 - Deployments, StatefulSets and custom resources with the /scale subresource (autoscaling/v1
   Scale); resourceVersion on every object and 409 Conflict for a write carrying a stale one.
-- coordination.k8s.io/v1 Leases (create, get, update), core/v1 Events (create, list).
+- coordination.k8s.io/v1 Leases (create, get, update), core/v1 Events (create, list), core/v1
+  ConfigMaps (create, get, update).
 - Status bodies for 401, 403, 404, 409, 500 as the API server writes them; 429 as plain text
   with Retry-After, as API Priority and Fairness sends it; slow answers.
 

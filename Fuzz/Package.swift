@@ -1,0 +1,31 @@
+// swift-tools-version: 6.1
+// libFuzzer targets, in their own package so that building and testing Capstan never builds
+// them. They are built with -sanitize=fuzzer,address over every module, so the coverage that
+// guides the fuzzer reaches the policy loader and the engine; each main hands over to libFuzzer.
+// Run: scripts/fuzz [SECONDS].
+import Foundation
+import PackageDescription
+
+// A path dependency is named after its folder, which differs between checkouts.
+let capstan = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .lastPathComponent
+
+let core: Target.Dependency = .product(name: "CapstanCore", package: capstan)
+
+let package = Package(
+  name: "CapstanFuzz",
+  platforms: [.macOS(.v14)],
+  dependencies: [
+    .package(path: ".."),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+  ],
+  targets: [
+    .executableTarget(name: "FuzzPolicy", dependencies: [core]),
+    .executableTarget(
+      name: "FuzzRecordedMetrics",
+      dependencies: [
+        core, .product(name: "CapstanReplay", package: capstan), .product(name: "Logging", package: "swift-log"),
+      ]),
+    .executableTarget(name: "FuzzState", dependencies: [core]),
+  ]
+)
