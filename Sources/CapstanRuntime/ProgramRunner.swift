@@ -90,9 +90,9 @@ public enum ProgramRunner {
       )
     }
     let deadline = Date().addingTimeInterval(timeout)
-    // Reading stops at the deadline (and a little after, for what was already written), whoever
-    // still holds the pipe.
-    let readDeadline = deadline.addingTimeInterval(0.5)
+    // Reading stops at the deadline (and a little after, for what was already written), or soon
+    // after the program exits, whoever still holds the pipe.
+    let readDeadline = ReadDeadline(deadline.addingTimeInterval(0.5))
     async let stdout = drain(outputPipe[0], until: readDeadline)
     async let stderr = drain(errorPipe[0], until: readDeadline)
 
@@ -108,6 +108,9 @@ public enum ProgramRunner {
       }
       try? await Task.sleep(nanoseconds: 5_000_000)
     }
+    // What it wrote before it exited is in the pipe already; a child that keeps the pipe open
+    // gets a moment, not the whole timeout.
+    readDeadline.shorten(to: Date().addingTimeInterval(0.2))
     let signalled = status & 0x7f
     let code = signalled == 0 ? (status >> 8) & 0xff : 128 + signalled
     let outcome = Outcome(status: code, stdout: await stdout, stderr: await stderr, timedOut: timedOut)
@@ -140,25 +143,40 @@ public enum ProgramRunner {
   )
   .map { unsafeBitCast($0, to: AddChdir.self) }
 
+  /// A deadline the waiting side may bring forward while the reading side checks it.
+  final class ReadDeadline: @unchecked Sendable {
+    private let lock = NSLock()
+    private var date: Date
+    init(_ date: Date) { self.date = date }
+    var value: Date { lock.withLock { date } }
+    func shorten(to earlier: Date) { lock.withLock { date = min(date, earlier) } }
+  }
+
   /// Reads a pipe to its end, or until the deadline, off the cooperative pool, then closes it.
-  private static func drain(_ descriptor: Int32, until deadline: Date) async -> String {
+  private static func drain(_ descriptor: Int32, until deadline: ReadDeadline) async -> String {
     await withCheckedContinuation { continuation in
       DispatchQueue.global().async {
         var data = Data()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-          let left = deadline.timeIntervalSinceNow
-          if left <= 0 { break }
+          // Past the deadline, what is already in the pipe is still taken, without waiting:
+          // on a loaded machine this reader may start after the deadline has passed.
+          let left = deadline.value.timeIntervalSinceNow
           var watch = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-          let ready = poll(&watch, 1, Int32(min(left, 0.1) * 1000) + 1)
+          let ready = poll(&watch, 1, left <= 0 ? 0 : Int32(min(left, 0.1) * 1000) + 1)
           if ready < 0 && errno == EINTR { continue }
-          if ready == 0 { continue }
+          if ready <= 0 {
+            if left <= 0 || ready < 0 { break }
+            continue
+          }
           let count = read(descriptor, &buffer, buffer.count)
           if count < 0 && errno == EINTR { continue }
           if count <= 0 { break }
           if data.count < outputLimit {
             data.append(contentsOf: buffer.prefix(min(count, outputLimit - data.count)))
           }
+          // A writer that never stops (a `yes` left behind) ends the reading once it is late.
+          if left <= 0 && data.count >= outputLimit { break }
         }
         close(descriptor)
         continuation.resume(returning: String(decoding: data, as: UTF8.self))

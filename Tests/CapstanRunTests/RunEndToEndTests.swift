@@ -166,6 +166,44 @@ struct RunEndToEndTests {
     try? FileManager.default.removeItem(at: scenario.folder)
   }
 
+  @Test("SIGHUP with a policy of absurd numbers is rejected, and the controller goes on")
+  func reloadHostileNumbers() async throws {
+    let scenario = try Scenario()
+    let capstan = try scenario.start()
+    #expect(await eventually { await capstan.get("/healthz")?.status == 200 })
+    var policy = try String(contentsOf: scenario.policy, encoding: .utf8)
+    policy = "providers:\n  o: {tokens_per_minute: 1e308}\n" + policy.replacingOccurrences(
+      of: "cost_per_hour_usd: 0.1", with: "cost_per_hour_usd: 0.1\n    rate_limit: {provider: o, tokens_per_minute_per_replica: 1e-300}")
+    try Data(policy.utf8).write(to: scenario.policy)
+    capstan.signal(SIGHUP)
+    #expect(await eventually { !capstan.records(event: "policy_rejected").isEmpty })
+    #expect(await capstan.get("/healthz")?.status == 200)
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
+  @Test("a signal command that leaves a child holding its output neither stalls the loop nor SIGTERM")
+  func stallingSignalCommand() async throws {
+    let scenario = try Scenario()
+    var policy = try String(contentsOf: scenario.policy, encoding: .utf8)
+    policy = policy.replacingOccurrences(
+      of: #"directory: {path: spool, glob: "*.job"}"#,
+      with: #"command: {argv: [sh, -c, 'sleep 100004 & echo 5'], timeout: 1s}"#)
+    try Data(policy.utf8).write(to: scenario.policy)
+    let capstan = try scenario.start()
+    // Ticks complete: healthy, and the value read (5 jobs, target 5) brought one worker.
+    #expect(await eventually(timeout: 15) { await capstan.get("/healthz")?.status == 200 }, "\(capstan.log)")
+    #expect(await eventually(timeout: 10) { scenario.workersRunning() == 1 })
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+    let leaked = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter {
+      Int($0) != nil && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == Data("sleep\u{0}100004\u{0}".utf8)
+    }
+    #expect(leaked.isEmpty)
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
   @Test(
     "kill -9 stops the workers; a restart restores them at once, with the budget still frozen and the cooldown still counted"
   )

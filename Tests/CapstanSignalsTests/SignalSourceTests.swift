@@ -139,6 +139,14 @@ struct CommandSignalTests {
     #expect(await eventually { running(["sleep", "100001"]) == 0 })
   }
 
+  @Test("a child that never stops writing does not hold the read either", .timeLimit(.minutes(1)))
+  func endlessWriter() async {
+    await #expect(throws: SignalReadError.self) {
+      try await signal(["sh", "-c", "yes &"], timeout: 0.5).read(now: Date())
+    }
+    #expect(await eventually { running(["yes"]) == 0 })
+  }
+
   @Test("a command that ignores SIGTERM is killed with its whole group", .timeLimit(.minutes(1)))
   func ignoresTerm() async {
     await #expect(throws: SignalReadError.self) {
