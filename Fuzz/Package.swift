@@ -24,7 +24,8 @@ let package = Package(
     .executableTarget(
       name: "FuzzRecordedMetrics",
       dependencies: [
-        core, .product(name: "CapstanReplay", package: capstan), .product(name: "Logging", package: "swift-log"),
+        core, .product(name: "CapstanReplay", package: capstan),
+        .product(name: "Logging", package: "swift-log"),
       ]),
     .executableTarget(name: "FuzzState", dependencies: [core]),
   ]

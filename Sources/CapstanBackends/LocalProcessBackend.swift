@@ -71,7 +71,9 @@ public actor LocalProcessBackend: ScalingBackend {
     for (index, replica) in replicas[target.name, default: [:]]
     where replica.leftoverPID.map({ !ReplicaGuard.isGuard(pid: $0) }) ?? false {
       replicas[target.name]?[index] = nil
-      logger.info("a draining replica of the last run is gone", metadata: ["process": "\(target.name)", "replica": "\(index)"])
+      logger.info(
+        "a draining replica of the last run is gone",
+        metadata: ["process": "\(target.name)", "replica": "\(index)"])
     }
     let all = replicas[target.name, default: [:]].values
     let own = all.filter { $0.phase != .draining }

@@ -109,7 +109,9 @@ public enum ReplicaGuard {
       else { continue }
       // After "pid (comm) ": the state, then the parent's pid.
       let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " "), maxSplits: 2)
-      guard fields.count >= 2, let parent = pid_t(String(decoding: fields[1], as: UTF8.self)) else { continue }
+      guard fields.count >= 2, let parent = pid_t(String(decoding: fields[1], as: UTF8.self)) else {
+        continue
+      }
       children[parent, default: []].append(pid)
     }
     var queue = children[me] ?? []

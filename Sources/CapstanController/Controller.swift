@@ -179,14 +179,19 @@ public actor Controller {
     problem = problem ?? persist()
     // A follower decides too, so its windows, rule timers and budget are warm when it takes
     // over, but it acts on nothing and records nothing: the leader does both.
-    let leading = leader?.isLeading(at: Date()) ?? true
+    // One that came to lead during this tick decided without the state the last leader left:
+    // it acts from the next tick, once it has read it.
+    let leaderNow = leader?.isLeading(at: Date()) ?? true
+    let leading = leaderNow && (shared == nil || adoptedShared)
     if leading {
       if problem == nil { problem = await saveShared() }
       for event in decision.events { problem = problem ?? record(event) }
       if let problem {
         // Fail closed: no action without its record and the state that remembers it. The
         // engine forgets these decisions, so the next tick decides them again from what runs.
-        for action in decision.actions { state.engine.targets[action.process] = before.targets[action.process] }
+        for action in decision.actions {
+          state.engine.targets[action.process] = before.targets[action.process]
+        }
         if !decision.actions.isEmpty {
           logger.critical(
             "not acting: \(problem)",
@@ -205,6 +210,8 @@ public actor Controller {
       // own guess keeps a takeover from reporting the leader's last change as someone else's.
       for name in state.engine.targets.keys { state.engine.targets[name]?.lastReplicas = nil }
       persist()
+      // Leading but unable to read the shared state is a reason not to act; following is not.
+      writeFailure = leaderNow ? problem : nil
     }
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
     lastTick = now
@@ -302,9 +309,10 @@ public actor Controller {
         reason: .leaderElection,
         detail: leading
           ? "\(identity) leads: it acts from now on"
-          : holder == identity || holder == nil
-            ? "\(identity) stopped leading: it could not renew the lease within its renew deadline; it decides but acts on nothing until it leads again"
-            : "\(identity) stopped leading; \(holder!) leads: it decides but acts on nothing",
+          : holder.map { $0 == identity ? nil : $0 }.flatMap { $0 }.map {
+            "\(identity) stopped leading; \($0) leads: it decides but acts on nothing"
+          }
+            ?? "\(identity) stopped leading: it could not renew the lease within its renew deadline; it decides but acts on nothing until it leads again",
         signals: [], budget: nil, costPerHourUSD: nil))
   }
 
@@ -447,7 +455,8 @@ public actor Controller {
         let saved = try decoder.decode(ControllerState.self, from: data)
         let problems = saved.engine.problems(now: Date())
         guard problems.isEmpty else {
-          return "the state in \(shared.description) holds values out of range (\(problems.joined(separator: "; "))): delete it to start afresh"
+          return
+            "the state in \(shared.description) holds values out of range (\(problems.joined(separator: "; "))): delete it to start afresh"
         }
         state.engine = saved.engine
         lastShared = data

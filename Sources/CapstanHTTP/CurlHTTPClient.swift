@@ -57,7 +57,9 @@ public struct HTTPTransferError: Error, CustomStringConvertible, Sendable {
 
 /// A URL as it may be shown: a password in it (`http://user:pass@host/`) becomes `***`.
 public func redactingPassword(_ url: String) -> String {
-  guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+  guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else {
+    return url
+  }
   let authority = url[scheme.upperBound..<at]
   guard !authority.contains("/"), let colon = authority.firstIndex(of: ":") else { return url }
   return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
@@ -127,11 +129,11 @@ public enum CurlHTTPClient {
       if request.method != "GET" { capstan_curl_set_string(handle, CURLOPT_CUSTOMREQUEST, request.method) }
       if let body = request.body {
         capstan_curl_set_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
-        body.withUnsafeBytes { bytes in
-          // Copied by curl, so the buffer need not outlive this call.
+        // Copied by curl, so the buffer need not outlive this call. An empty body still needs
+        // an address, which a one-byte buffer gives.
+        (body.isEmpty ? Data([0]) : body).withUnsafeBytes { bytes in
           _ = capstan_curl_set_pointer(
-            handle, CURLOPT_COPYPOSTFIELDS,
-            UnsafeMutableRawPointer(mutating: bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+            handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
         }
       }
       setTLSMaterial(handle, request.ca, file: CURLOPT_CAINFO, blob: CURLOPT_CAINFO_BLOB)
@@ -142,8 +144,10 @@ public enum CurlHTTPClient {
       capstan_curl_set_pointer(handle, CURLOPT_WRITEDATA, transferPointer.toOpaque())
       capstan_curl_set_pointer(handle, CURLOPT_HEADERDATA, transferPointer.toOpaque())
       capstan_curl_set_write_function(handle) { data, size, count, context in
-        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
         let length = size * count
+        // The context is the transfer this handle was given (CURLOPT_WRITEDATA), never nil.
+        guard let context else { return 0 }
+        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
         guard transfer.data.count + length <= CurlHTTPClient.bodyLimit else {
           transfer.overflowed = true
           return 0
@@ -154,9 +158,9 @@ public enum CurlHTTPClient {
         return length
       }
       capstan_curl_set_header_function(handle) { data, size, count, context in
-        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
         let length = size * count
-        guard let data else { return length }
+        guard let data, let context else { return length }
+        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
         let line = String(
           decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
         // A new status line starts the headers of the next response (after a redirect).

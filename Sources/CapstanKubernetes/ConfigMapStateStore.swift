@@ -56,9 +56,11 @@ public actor ConfigMapStateStore {
       do {
         if let version = resourceVersion {
           let map = ConfigMap(
-            metadata: .init(name: name, namespace: namespace, resourceVersion: version), data: [Self.key: text])
+            metadata: .init(name: name, namespace: namespace, resourceVersion: version),
+            data: [Self.key: text])
           let body = try await client.send(
-            "PUT", "\(path)/\(name)", body: try JSONEncoder().encode(map), attempts: 3, patience: 10, timeout: 10)
+            "PUT", "\(path)/\(name)", body: try JSONEncoder().encode(map), attempts: 3, patience: 10,
+            timeout: 10)
           resourceVersion = (try? JSONDecoder().decode(ConfigMap.self, from: body))?.metadata.resourceVersion
         } else {
           let map = ConfigMap(metadata: .init(name: name, namespace: namespace), data: [Self.key: text])
@@ -67,7 +69,9 @@ public actor ConfigMapStateStore {
           resourceVersion = (try? JSONDecoder().decode(ConfigMap.self, from: body))?.metadata.resourceVersion
         }
         return
-      } catch let error as KubernetesAPIError where (error.isConflict || error.reason == "AlreadyExists") && attempt == 1 {
+      } catch let error as KubernetesAPIError
+        where (error.isConflict || error.reason == "AlreadyExists") && attempt == 1
+      {
         _ = try await load()
       } catch let error as KubernetesAPIError where error.isNotFound && attempt == 1 {
         resourceVersion = nil

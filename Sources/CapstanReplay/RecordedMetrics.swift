@@ -125,10 +125,12 @@ extension RecordedMetrics {
       )
     }
     for (column, value) in sample.values where column.hasSuffix(".replicas") || column.hasSuffix(".ready") {
-      guard value >= 0, value <= Double(PolicyLimits.maxCount), value == value.rounded(), value.sign == .plus else {
+      guard value >= 0, value <= Double(PolicyLimits.maxCount), value == value.rounded(), value.sign == .plus
+      else {
         throw MetricsFileError(
           file: file, line: line,
-          message: "'\(value)' in column '\(column)' is not a replica count: write a whole number from 0 to 1000000")
+          message:
+            "'\(value)' in column '\(column)' is not a replica count: write a whole number from 0 to 1000000")
       }
     }
   }
@@ -200,7 +202,8 @@ extension RecordedMetrics {
 
   static func parseTimestamp(_ text: Substring, file: String, line: Int) throws -> Date {
     if text.utf8.contains(0) {
-      throw MetricsFileError(file: file, line: line, message: "a NUL byte in the timestamp: the file is not text")
+      throw MetricsFileError(
+        file: file, line: line, message: "a NUL byte in the timestamp: the file is not text")
     }
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     if let seconds = Double(trimmed) { return try epoch(seconds, text: trimmed, file: file, line: line) }

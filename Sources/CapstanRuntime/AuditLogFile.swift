@@ -68,7 +68,9 @@ public final class AuditLogFile {
     var offset = 0
     while offset < bytes.count {
       let written = bytes.withUnsafeMutableBytes { buffer in
-        Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+        // Never empty here (offset < count), so the buffer has an address.
+        guard let base = buffer.baseAddress else { return -1 }
+        return Glibc.write(descriptor, base + offset, buffer.count - offset)
       }
       if written < 0 {
         if errno == EINTR { continue }

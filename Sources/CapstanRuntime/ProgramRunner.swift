@@ -62,7 +62,8 @@ public enum ProgramRunner {
     // Its own process group, so the deadline reaches what it starts too (a `cmd &` that keeps
     // the output pipe open would otherwise hold the read, and the tick, forever).
     posix_spawnattr_setpgroup(&attributes, 0)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+    posix_spawnattr_setflags(
+      &attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
     let variables = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
     var arguments = argv.map { strdup($0) } + [nil]

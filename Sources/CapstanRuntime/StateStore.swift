@@ -29,7 +29,8 @@ public struct StateStore<Document: Codable>: Sendable {
     guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else { return nil }
     guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: url.path) else {
       throw Failure(
-        description: "\(url.path) is not a readable file: move it aside to start afresh, or fix its permissions")
+        description:
+          "\(url.path) is not a readable file: move it aside to start afresh, or fix its permissions")
     }
     do {
       let decoder = JSONDecoder()

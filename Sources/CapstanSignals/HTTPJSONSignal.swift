@@ -34,7 +34,8 @@ public struct HTTPJSONSignal: SignalReader {
     guard (200..<300).contains(response.status) else {
       // A server may echo the request back: nothing sent as a header value is shown again.
       let said = redacting(
-        String(decoding: response.body.prefix(200), as: UTF8.self), secrets: headers.values.flatMap { [$0, String($0.split(separator: " ").last ?? "")] }
+        String(decoding: response.body.prefix(200), as: UTF8.self),
+        secrets: headers.values.flatMap { [$0, String($0.split(separator: " ").last ?? "")] }
       ).trimmingCharacters(in: .whitespacesAndNewlines)
       throw SignalReadError(
         signal: name, "GET \(url) answered \(response.status)\(said.isEmpty ? "" : ": \(said)")")
@@ -48,8 +49,8 @@ public struct HTTPJSONSignal: SignalReader {
     switch JSONPointer.resolve(settings.pointer, in: document) {
     case .success(.number(let number)):
       return number
-    case .success(.string(let text)) where Double(text)?.isFinite == true:
-      return Double(text)!
+    case .success(.string(let text)) where Double(text) != nil:
+      return Double(text) ?? .nan
     case .success(let value):
       throw SignalReadError(
         signal: name,

@@ -28,7 +28,7 @@ public struct NVMLSignal: SignalReader {
       let values = try library.read(settings.measure, devices: settings.devices)
       switch settings.aggregate {
       case .mean: return values.reduce(0, +) / Double(values.count)
-      case .max: return values.max()!
+      case .max: return values.max() ?? 0
       }
     } catch let failure as NVMLLibrary.Failure {
       throw SignalReadError(signal: name, failure.message)
@@ -101,8 +101,8 @@ final class NVMLLibrary: @unchecked Sendable {
       switch measure {
       case .utilization:
         var rates: (UInt32, UInt32) = (0, 0)
-        let result = withUnsafeMutableBytes(of: &rates) {
-          nvml.utilization(device, $0.baseAddress!.assumingMemoryBound(to: UInt32.self))
+        let result = withUnsafeMutablePointer(to: &rates) {
+          $0.withMemoryRebound(to: UInt32.self, capacity: 2) { nvml.utilization(device, $0) }
         }
         if result == Self.notSupported {
           throw Failure(
@@ -114,8 +114,8 @@ final class NVMLLibrary: @unchecked Sendable {
         return Double(rates.0)
       case .memoryUsedPercent:
         var memory: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        let result = withUnsafeMutableBytes(of: &memory) {
-          nvml.memory(device, $0.baseAddress!.assumingMemoryBound(to: UInt64.self))
+        let result = withUnsafeMutablePointer(to: &memory) {
+          $0.withMemoryRebound(to: UInt64.self, capacity: 3) { nvml.memory(device, $0) }
         }
         try check(result, nvml, "GPU \(label)")
         guard memory.0 > 0 else { throw Failure(message: "GPU \(label) reports no memory") }

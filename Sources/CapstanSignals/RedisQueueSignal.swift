@@ -109,12 +109,13 @@ final class RedisConnection: @unchecked Sendable {
 
   func withConnection<T>(_ body: (Session) throws -> T) throws -> T {
     try lock.withLock {
-      if context == nil { context = try connect() }
+      let connected = try context ?? connect()
+      context = connected
       do {
-        return try body(Session(context: context!, key: settings.url))
+        return try body(Session(context: connected, key: settings.url))
       } catch let failure as Failure {
         // A reply error (WRONGTYPE, NOAUTH) leaves the connection usable; I/O errors do not.
-        if context!.pointee.err != 0 {
+        if connected.pointee.err != 0 {
           redisFree(context)
           context = nil
         }

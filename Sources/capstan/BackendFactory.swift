@@ -61,7 +61,8 @@ enum BackendFactory {
         backend: KubernetesBackend(
           api: WorkloadAPI(
             client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))),
-          namespace: namespace, leader: elector, reporter: identity, logger: Logger(label: "capstan.kubernetes")),
+          namespace: namespace, leader: elector, reporter: identity,
+          logger: Logger(label: "capstan.kubernetes")),
         elector: elector, sharedState: stateStore)
     }
   }
@@ -76,13 +77,15 @@ enum BackendFactory {
     case .command(let settings):
       guard settings.statusArgv != nil else { return nil }
       return CommandBackend(
-        settings: settings, workingDirectory: baseDirectory, lastSet: [:], logger: Logger(label: "capstan.command"))
+        settings: settings, workingDirectory: baseDirectory, lastSet: [:],
+        logger: Logger(label: "capstan.command"))
     case .kubernetes(let settings):
       let (connection, namespace) = try kubernetesConnection(settings, baseDirectory: baseDirectory)
       return KubernetesBackend(
         api: WorkloadAPI(
           client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))),
-        namespace: namespace, leader: nil, reporter: "capstan-record", logger: Logger(label: "capstan.kubernetes"))
+        namespace: namespace, leader: nil, reporter: "capstan-record",
+        logger: Logger(label: "capstan.kubernetes"))
     }
   }
 

@@ -65,7 +65,8 @@ struct Record: AsyncParsableCommand {
       }
     let writer: RecordedMetricsWriter
     do {
-      writer = try RecordedMetricsWriter(path: out, columns: loaded.policy.signals.map(\.name) + replicaColumns)
+      writer = try RecordedMetricsWriter(
+        path: out, columns: loaded.policy.signals.map(\.name) + replicaColumns)
     } catch {
       printError("capstan record: error: \(error)")
       throw ExitCode(1)
@@ -79,7 +80,9 @@ struct Record: AsyncParsableCommand {
         base: base, writer: writer)
       return
     }
-    let readers = sourced.map { SignalReaders.make(name: $0.name, source: $0.source!, baseDirectory: base) }
+    let readers = sourced.compactMap { spec in
+      spec.source.map { SignalReaders.make(name: spec.name, source: $0, baseDirectory: base) }
+    }
     let deadline = try duration.map { Date().addingTimeInterval(try durationOption($0, "--duration")) }
     var next = Date()
     var rows = 0

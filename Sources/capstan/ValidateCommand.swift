@@ -46,9 +46,8 @@ enum ValidateReport {
         line += "; tracks \(tracking.metric) at \(goal)"
       } else if let metric = target.metric {
         line +=
-          target.policyName == nil
-          ? "; \(metric) has no target and no policy scales it, so it holds within \(target.min)..\(target.max)"
-          : "; \(metric) has no target, so only policy '\(target.policyName!)' scales it"
+          target.policyName.map { "; \(metric) has no target, so only policy '\($0)' scales it" }
+          ?? "; \(metric) has no target and no policy scales it, so it holds within \(target.min)..\(target.max)"
       }
       if let budget = target.budget { line += "; budget $\(Ceilings.format(budget.dailyBudgetUSD))/day" }
       if let workload = target.kubernetes {

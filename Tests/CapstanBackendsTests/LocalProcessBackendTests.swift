@@ -105,7 +105,9 @@ struct LocalProcessBackendTests {
     #expect(await eventually { fixture.exists("term.2") && fixture.exists("term.1") })
     #expect(!fixture.exists("term.0"))
     #expect(
-      await eventually { (try? await fixture.backend.status(of: fixture.target)) == ReplicaStatus(current: 1, ready: 1) })
+      await eventually {
+        (try? await fixture.backend.status(of: fixture.target)) == ReplicaStatus(current: 1, ready: 1)
+      })
     await fixture.cleanUp()
   }
 

@@ -206,8 +206,14 @@ struct PolicyLoaderTests {
   @Test(
     "bytes that are not UTF-8, and control characters, are refused at their line and column, escaped",
     arguments: [
-      (Data("processes:\n  w: {scaling: {min: 1, max: 2}}\n  # caf".utf8) + Data([0xE9, 0x0A]), "p.yaml:3:8: error: byte 0xE9 is not UTF-8 text"),
-      (Data("processes:\n  w:\u{7} {scaling: {min: 1, max: 2}}\n".utf8), "p.yaml:2:5: error: control character U+0007"),
+      (
+        Data("processes:\n  w: {scaling: {min: 1, max: 2}}\n  # caf".utf8) + Data([0xE9, 0x0A]),
+        "p.yaml:3:8: error: byte 0xE9 is not UTF-8 text"
+      ),
+      (
+        Data("processes:\n  w:\u{7} {scaling: {min: 1, max: 2}}\n".utf8),
+        "p.yaml:2:5: error: control character U+0007"
+      ),
     ])
   func badBytes(data: Data, message: String) {
     #expect {

@@ -14,10 +14,19 @@ struct SavedStateTests {
   @Test(
     "values out of range are named, so the file is refused rather than holding the pool",
     arguments: [
-      (#"{"targets":{"w":{"recommendations":[],"lastScaleUp":1e300}},"budgets":{},"missingSignals":[]}"#, "w.lastScaleUp"),
-      (#"{"targets":{"w":{"recommendations":[],"lastReplicas":-3}},"budgets":{},"missingSignals":[]}"#, "w.lastReplicas is -3"),
+      (
+        #"{"targets":{"w":{"recommendations":[],"lastScaleUp":1e300}},"budgets":{},"missingSignals":[]}"#,
+        "w.lastScaleUp"
+      ),
+      (
+        #"{"targets":{"w":{"recommendations":[],"lastReplicas":-3}},"budgets":{},"missingSignals":[]}"#,
+        "w.lastReplicas is -3"
+      ),
       (#"{"targets":{},"budgets":{"w":{"spentUSD":-1e308,"state":"ok"}},"missingSignals":[]}"#, "w.spentUSD"),
-      (#"{"targets":{"w":{"recommendations":[{"time":0,"replicas":-1}]}},"budgets":{},"missingSignals":[]}"#, "w.recommendations.replicas"),
+      (
+        #"{"targets":{"w":{"recommendations":[{"time":0,"replicas":-1}]}},"budgets":{},"missingSignals":[]}"#,
+        "w.recommendations.replicas"
+      ),
     ])
   func outOfRange(json: String, named: String) throws {
     let problems = try decode(json).problems(now: t0)

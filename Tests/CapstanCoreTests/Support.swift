@@ -36,7 +36,9 @@ struct EngineHarness {
   @discardableResult
   mutating func tick(at seconds: TimeInterval, _ signals: [String: Double]) -> TickDecision {
     var status: [String: ReplicaStatus] = [:]
-    for (name, count) in replicas { status[name] = ReplicaStatus(current: count, ready: ready[name] ?? count) }
+    for (name, count) in replicas {
+      status[name] = ReplicaStatus(current: count, ready: ready[name] ?? count)
+    }
     let inputs = EngineInputs(signals: signals, replicas: status)
     let (decision, next) = engine.decide(inputs, state: state, now: t0.addingTimeInterval(seconds))
     state = next

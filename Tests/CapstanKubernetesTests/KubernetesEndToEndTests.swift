@@ -28,7 +28,8 @@ struct KubernetesEndToEndTests {
     /// A policy for one Capstan, with its own token file; leader election when asked; more for
     /// the process (cost) and its policy (a budget) where given.
     func policy(
-      _ name: String, token: String, leaderElection: Bool = false, process: String = "", autoscaling: String = ""
+      _ name: String, token: String, leaderElection: Bool = false, process: String = "",
+      autoscaling: String = ""
     ) throws -> URL {
       let tokenFile = folder.appendingPathComponent("\(name).token")
       try "\(token)\n".write(to: tokenFile, atomically: true, encoding: .utf8)
@@ -118,7 +119,9 @@ struct KubernetesEndToEndTests {
     try cluster.jobs(3)
     let policy = try cluster.policy("a", token: "token-a")
     let out = cluster.folder.appendingPathComponent("rec.csv")
-    let recorded = try capstan(["record", policy.path, "--out", out.path, "--duration", "2s", "--interval", "1s"])
+    let recorded = try capstan([
+      "record", policy.path, "--out", out.path, "--duration", "2s", "--interval", "1s",
+    ])
     #expect(recorded.status == 0, "\(recorded.output)")
     let rows = try String(contentsOf: out, encoding: .utf8).split(separator: "\n")
     #expect(rows.first == "timestamp,queue_depth,worker.replicas,worker.ready")
@@ -235,32 +238,39 @@ struct KubernetesEndToEndTests {
     #expect(await capstan.waitForExit() == 0)
   }
 
-  @Test("a budget freeze survives a rollout: the new leader, with a fresh state directory, reads the state from the cluster")
+  @Test(
+    "a budget freeze survives a rollout: the new leader, with a fresh state directory, reads the state from the cluster"
+  )
   func freezeSurvivesRollout() async throws {
     let cluster = try await Cluster()
     // $360/h per replica against a $0.05 day: frozen within a second of spend.
     let costly = "\n    cost_per_hour_usd: 360"
-    let budget = "\n    cost_circuit_breaker: {daily_budget_usd: 0.05, alert_threshold: 0.5, action_threshold: 0.9}"
+    let budget =
+      "\n    cost_circuit_breaker: {daily_budget_usd: 0.05, alert_threshold: 0.5, action_threshold: 0.9}"
     let old = try RunningCapstan(
-      policy: try cluster.policy("a", token: "token-a", leaderElection: true, process: costly, autoscaling: budget),
+      policy: try cluster.policy(
+        "a", token: "token-a", leaderElection: true, process: costly, autoscaling: budget),
       stateDirectory: cluster.folder.appendingPathComponent("pod-1"))
     #expect(await eventually(timeout: 15) { !old.records(event: "budget_freeze").isEmpty }, "\(old.log)")
     // The state the leader wrote is in the cluster.
-    #expect(await eventually(timeout: 5) {
-      let map = try? await cluster.server.object("ConfigMap", named: "capstan-state")
-      return ((map?["data"] as? [String: Any])?["state.json"] as? String)?.contains("frozen") == true
-    })
+    #expect(
+      await eventually(timeout: 5) {
+        let map = try? await cluster.server.object("ConfigMap", named: "capstan-state")
+        return ((map?["data"] as? [String: Any])?["state.json"] as? String)?.contains("frozen") == true
+      })
 
     // The rollout: the old pod stops, a new one starts with an empty state directory.
     old.signal(SIGTERM)
     #expect(await old.waitForExit() == 0)
     try cluster.jobs(12)  // 3 replicas wanted
     let new = try RunningCapstan(
-      policy: try cluster.policy("b", token: "token-b", leaderElection: true, process: costly, autoscaling: budget),
+      policy: try cluster.policy(
+        "b", token: "token-b", leaderElection: true, process: costly, autoscaling: budget),
       stateDirectory: cluster.folder.appendingPathComponent("pod-2"))
-    #expect(await eventually(timeout: 15) {
-      new.records(event: "blocked").contains { $0["reason"] as? String == "budget_frozen" }
-    }, "\(new.log)")
+    #expect(
+      await eventually(timeout: 15) {
+        new.records(event: "blocked").contains { $0["reason"] as? String == "budget_frozen" }
+      }, "\(new.log)")
     #expect(new.records(event: "budget_freeze").isEmpty, "the freeze was not lifted and given again")
     #expect(new.log.contains("took the state the last leader left"))
     #expect(await cluster.replicas() == 1)

@@ -22,7 +22,9 @@ struct RecordedMetricsTests {
   @Test("a byte-order mark and CR-only line endings read as the same file")
   func bomAndCR() throws {
     let plain = try RecordedMetrics.parseCSV("timestamp,q\n1700092800,1\n1700092860,2\n", file: "m.csv")
-    for variant in ["\u{FEFF}timestamp,q\n1700092800,1\n1700092860,2\n", "timestamp,q\r1700092800,1\r1700092860,2\r"] {
+    for variant in [
+      "\u{FEFF}timestamp,q\n1700092800,1\n1700092860,2\n", "timestamp,q\r1700092800,1\r1700092860,2\r",
+    ] {
       let metrics = try RecordedMetrics.parseCSV(variant, file: "m.csv")
       #expect(metrics.columns == plain.columns)
       #expect(metrics.samples.map(\.values) == plain.samples.map(\.values))
@@ -54,12 +56,30 @@ struct RecordedMetricsTests {
       ("timestamp,q\nnan,1\n", "m.csv:2: error: 'nan' is not a time between 1970 and 2200"),
       ("timestamp,q\ninf,1\n", "m.csv:2: error: 'inf' is not a time between 1970 and 2200"),
       ("timestamp,q\n-1,1\n", "m.csv:2: error: '-1' is not a time between 1970 and 2200"),
-      ("timestamp,q\n1700092800000,1\n", "m.csv:2: error: '1700092800000' is not a time between 1970 and 2200 in Unix seconds: it looks like Unix milliseconds"),
-      ("timestamp,q\n1969-12-31T00:00:00Z,1\n", "m.csv:2: error: '1969-12-31T00:00:00Z' is not between 1970 and 2200"),
-      ("timestamp,q\n2023-11-16T00:00:00Z,7\u{0}garbage\n", "m.csv:2: error: '7\u{0}garbage' in column 'q' is not a number"),
-      ("timestamp,w.replicas\n2023-11-16T00:00:00Z,-100000\n", "m.csv:2: error: '-100000.0' in column 'w.replicas' is not a replica count"),
-      ("timestamp,w.replicas\n2023-11-16T00:00:00Z,2.5\n", "m.csv:2: error: '2.5' in column 'w.replicas' is not a replica count"),
-      ("timestamp,w.ready\n2023-11-16T00:00:00Z,-0\n", "m.csv:2: error: '-0.0' in column 'w.ready' is not a replica count"),
+      (
+        "timestamp,q\n1700092800000,1\n",
+        "m.csv:2: error: '1700092800000' is not a time between 1970 and 2200 in Unix seconds: it looks like Unix milliseconds"
+      ),
+      (
+        "timestamp,q\n1969-12-31T00:00:00Z,1\n",
+        "m.csv:2: error: '1969-12-31T00:00:00Z' is not between 1970 and 2200"
+      ),
+      (
+        "timestamp,q\n2023-11-16T00:00:00Z,7\u{0}garbage\n",
+        "m.csv:2: error: '7\u{0}garbage' in column 'q' is not a number"
+      ),
+      (
+        "timestamp,w.replicas\n2023-11-16T00:00:00Z,-100000\n",
+        "m.csv:2: error: '-100000.0' in column 'w.replicas' is not a replica count"
+      ),
+      (
+        "timestamp,w.replicas\n2023-11-16T00:00:00Z,2.5\n",
+        "m.csv:2: error: '2.5' in column 'w.replicas' is not a replica count"
+      ),
+      (
+        "timestamp,w.ready\n2023-11-16T00:00:00Z,-0\n",
+        "m.csv:2: error: '-0.0' in column 'w.ready' is not a replica count"
+      ),
     ])
   func badCSV(text: String, message: String) {
     #expect {

@@ -172,8 +172,11 @@ struct RunEndToEndTests {
     let capstan = try scenario.start()
     #expect(await eventually { await capstan.get("/healthz")?.status == 200 })
     var policy = try String(contentsOf: scenario.policy, encoding: .utf8)
-    policy = "providers:\n  o: {tokens_per_minute: 1e308}\n" + policy.replacingOccurrences(
-      of: "cost_per_hour_usd: 0.1", with: "cost_per_hour_usd: 0.1\n    rate_limit: {provider: o, tokens_per_minute_per_replica: 1e-300}")
+    policy =
+      "providers:\n  o: {tokens_per_minute: 1e308}\n"
+      + policy.replacingOccurrences(
+        of: "cost_per_hour_usd: 0.1",
+        with: "cost_per_hour_usd: 0.1\n    rate_limit: {provider: o, tokens_per_minute_per_replica: 1e-300}")
     try Data(policy.utf8).write(to: scenario.policy)
     capstan.signal(SIGHUP)
     #expect(await eventually { !capstan.records(event: "policy_rejected").isEmpty })
@@ -198,7 +201,8 @@ struct RunEndToEndTests {
     capstan.signal(SIGTERM)
     #expect(await capstan.waitForExit() == 0)
     let leaked = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter {
-      Int($0) != nil && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == Data("sleep\u{0}100004\u{0}".utf8)
+      Int($0) != nil
+        && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == Data("sleep\u{0}100004\u{0}".utf8)
     }
     #expect(leaked.isEmpty)
     try? FileManager.default.removeItem(at: scenario.folder)
@@ -238,13 +242,18 @@ struct RunEndToEndTests {
     // What ran before is back at once: not held by the hour's cooldown or the freeze, and not
     // someone else's change.
     #expect(await eventually(timeout: 5) { scenario.workersRunning() == 1 })
-    #expect(await eventually(timeout: 5) { second.auditRecords().dropFirst(before).contains { $0["event"] as? String == "scale_up" } })
+    #expect(
+      await eventually(timeout: 5) {
+        second.auditRecords().dropFirst(before).contains { $0["event"] as? String == "scale_up" }
+      })
     // A few ticks later the second replica it wants is still held back.
     try await Task.sleep(nanoseconds: 2_500_000_000)
     let records = second.auditRecords()
     let afterRestart = records.dropFirst(before)
     let summary = afterRestart.map { "\($0["event"] ?? "") \($0["reason"] ?? "")" }
-    #expect(afterRestart.first { $0["event"] as? String == "scale_up" }?["reason"] as? String == "restore", "\(summary)")
+    #expect(
+      afterRestart.first { $0["event"] as? String == "scale_up" }?["reason"] as? String == "restore",
+      "\(summary)")
     #expect(!afterRestart.contains { $0["event"] as? String == "external_change" }, "\(summary)")
     #expect(records.filter { $0["event"] as? String == "budget_freeze" }.count == 1)
     let lastBlocked = try #require(records.last { $0["event"] as? String == "blocked" })
@@ -296,7 +305,8 @@ struct RunEndToEndTests {
     try? FileManager.default.removeItem(at: scenario.folder)
   }
 
-  @Test("a child that leaves the replica's process group (setsid) is stopped with it, after kill -9 and SIGTERM")
+  @Test(
+    "a child that leaves the replica's process group (setsid) is stopped with it, after kill -9 and SIGTERM")
   func setsidChildren() async throws {
     let escaper = """
       setsid sleep 100003 &
@@ -307,8 +317,10 @@ struct RunEndToEndTests {
     func escaped() -> Int {
       let wanted = Data("sleep\u{0}100003\u{0}".utf8)
       let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-      return entries.filter { Int($0) != nil && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == wanted }
-        .count
+      return entries.filter {
+        Int($0) != nil && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == wanted
+      }
+      .count
     }
     let scenario = try Scenario(worker: escaper)
     try scenario.queue(8)  // 2 replicas

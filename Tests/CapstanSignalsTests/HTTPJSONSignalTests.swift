@@ -119,7 +119,8 @@ struct HTTPJSONSignalTests {
     let url = "http://scraper:pa55word@127.0.0.1:\(server.port)/echo"
     setenv("CAPSTAN_TEST_ECHO_TOKEN", "hunter2-token", 1)
     await #expect {
-      try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_ECHO_TOKEN" }.read(now: Date())
+      try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_ECHO_TOKEN" }.read(
+        now: Date())
     } throws: { error in
       let message = "\(error)"
       return message.contains("http://scraper:***@127.0.0.1") && message.contains("Authorization was ***")

@@ -126,8 +126,10 @@ struct CommandSignalTests {
   func running(_ words: [String]) -> Int {
     let wanted = Data((words.joined(separator: "\0") + "\0").utf8)
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.filter { Int($0) != nil && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == wanted }
-      .count
+    return entries.filter {
+      Int($0) != nil && FileManager.default.contents(atPath: "/proc/\($0)/cmdline") == wanted
+    }
+    .count
   }
 
   @Test(

@@ -11,12 +11,15 @@ func fuzzPolicy(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
   var state = EngineState()
   let start = Date(timeIntervalSince1970: 1_700_000_000)
   var replicas: [String: ReplicaStatus] = [:]
-  for target in policy.targets { replicas[target.name] = ReplicaStatus(current: target.min, ready: target.min) }
+  for target in policy.targets {
+    replicas[target.name] = ReplicaStatus(current: target.min, ready: target.min)
+  }
   for (tick, value) in [0.0, 1, 1e15, 7.5, 0].enumerated() {
     var signals: [String: Double] = [:]
     for signal in policy.signals where tick != 3 { signals[signal.name] = value }
     let (decision, next) = engine.decide(
-      EngineInputs(signals: signals, replicas: replicas), state: state, now: start.addingTimeInterval(Double(tick) * 15))
+      EngineInputs(signals: signals, replicas: replicas), state: state,
+      now: start.addingTimeInterval(Double(tick) * 15))
     state = next
     for action in decision.actions {
       replicas[action.process] = ReplicaStatus(current: action.to, ready: action.to / 2, draining: tick % 2)
@@ -37,7 +40,8 @@ func runFuzzer(
 
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { bytes, count in
-  guard let bytes else { return 0 }
-  return fuzzPolicy(bytes, count)
-})
+exit(
+  runFuzzer(&argc, &argv) { bytes, count in
+    guard let bytes else { return 0 }
+    return fuzzPolicy(bytes, count)
+  })

@@ -3,17 +3,25 @@ import CapstanReplay
 import Foundation
 import Logging
 
+/// The harness's own policy, which loads or the harness is broken.
+func fixedPolicy(_ yaml: String) -> Policy {
+  do {
+    return try PolicyLoader.load(yaml: yaml, file: "fuzz.yaml").policy
+  } catch {
+    fatalError("the fuzz harness's policy does not load: \(error)")
+  }
+}
+
 /// Any bytes as a recording, CSV and JSON Lines: parsed or refused at a line, never a crash or
 /// a hang; one that parses replays a fixed policy (short spans only, to keep runs fast).
-let policy = try! PolicyLoader.load(
+let policy = fixedPolicy(
   yaml: """
     processes:
       model: {cost_per_hour_usd: 2, scaling: {metric: gpu, target: 60%, min: 1, max: 20}}
       jobs: {class: batch, scaling: {metric: q, target: 10, activation_threshold: 2, min: 0, max: 50}}
     autoscaling:
       model: {cost_circuit_breaker: {daily_budget_usd: 10}}
-    """, file: "fuzz.yaml"
-).policy
+    """)
 
 func fuzzRecordedMetrics(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
   let text = String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
@@ -36,7 +44,8 @@ func runFuzzer(
 
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { bytes, count in
-  guard let bytes else { return 0 }
-  return fuzzRecordedMetrics(bytes, count)
-})
+exit(
+  runFuzzer(&argc, &argv) { bytes, count in
+    guard let bytes else { return 0 }
+    return fuzzRecordedMetrics(bytes, count)
+  })

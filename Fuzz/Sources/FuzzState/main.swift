@@ -1,9 +1,18 @@
 import CapstanCore
 import Foundation
 
+/// The harness's own policy, which loads or the harness is broken.
+func fixedPolicy(_ yaml: String) -> Policy {
+  do {
+    return try PolicyLoader.load(yaml: yaml, file: "fuzz.yaml").policy
+  } catch {
+    fatalError("the fuzz harness's policy does not load: \(error)")
+  }
+}
+
 /// Any bytes as a saved state: decoded or refused; one that decodes and passes its range check
 /// runs engine ticks without stopping the process.
-let policy = try! PolicyLoader.load(
+let policy = fixedPolicy(
   yaml: """
     providers:
       llm: {tokens_per_minute: 100000}
@@ -19,8 +28,7 @@ let policy = try! PolicyLoader.load(
       w:
         scale_up: {action: {cooldown: 5m}}
         cost_circuit_breaker: {daily_budget_usd: 100, cost_rate_metric: spend}
-    """, file: "fuzz.yaml"
-).policy
+    """)
 let engine = ScalingEngine(policy: policy)
 
 func fuzzState(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
@@ -32,7 +40,8 @@ func fuzzState(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
   else { return 0 }
   var current = state
   for tick in 0..<3 {
-    let inputs = EngineInputs(signals: ["q": Double(tick) * 40, "spend": 3], replicas: ["w": ReplicaStatus(current: 2, ready: 1)])
+    let inputs = EngineInputs(
+      signals: ["q": Double(tick) * 40, "spend": 3], replicas: ["w": ReplicaStatus(current: 2, ready: 1)])
     current = engine.decide(inputs, state: current, now: now.addingTimeInterval(Double(tick) * 15)).1
   }
   return 0
@@ -48,7 +57,8 @@ func runFuzzer(
 
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { bytes, count in
-  guard let bytes else { return 0 }
-  return fuzzState(bytes, count)
-})
+exit(
+  runFuzzer(&argc, &argv) { bytes, count in
+    guard let bytes else { return 0 }
+    return fuzzState(bytes, count)
+  })

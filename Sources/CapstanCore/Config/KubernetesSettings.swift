@@ -183,7 +183,7 @@ extension PolicyValidator {
     let allowed = label ? "abcdefghijklmnopqrstuvwxyz0123456789-" : "abcdefghijklmnopqrstuvwxyz0123456789-."
     let valid =
       !text.isEmpty && text.count <= (label ? 63 : 253) && text.allSatisfy { allowed.contains($0) }
-      && text.first!.isLetterOrDigit && text.last!.isLetterOrDigit
+      && text.first?.isLetterOrDigit == true && text.last?.isLetterOrDigit == true
     guard valid else {
       sink.error(
         raw.location,

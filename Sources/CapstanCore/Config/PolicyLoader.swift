@@ -22,7 +22,8 @@ public enum PolicyLoader {
         throw PolicyLoadError(diagnostics: [
           Diagnostic(
             .error, at: FileLocation(file: file, line: line, column: column),
-            "byte 0x\(String(data[index], radix: 16, uppercase: true)) is not UTF-8 text: save the file as UTF-8")
+            "byte 0x\(String(data[index], radix: 16, uppercase: true)) is not UTF-8 text: save the file as UTF-8"
+          )
         ])
       }
       let byte = data[index]
@@ -233,7 +234,9 @@ struct PolicyValidator {
       }
     }
 
-    for target in targets where target.min == 0 && target.workloadClass == .batch { checkWakeable(target, location: target.location ?? top) }
+    for target in targets where target.min == 0 && target.workloadClass == .batch {
+      checkWakeable(target, location: target.location ?? top)
+    }
     let signals = validateSignals(declaredSignals, references: references, targets: targets)
     for target in targets {
       checkCeilings(
@@ -697,7 +700,7 @@ struct PolicyValidator {
         "cost_circuit_breaker action is '\(rawAction.text)': the one action is freeze_scaling (no scale-ups until the next budget day)"
       )
     }
-    var timeZone = TimeZone(identifier: "UTC")!
+    var timeZone = TimeZone.gmt
     if let rawZone = raw.timezone {
       if let zone = TimeZone(identifier: rawZone.text) {
         timeZone = zone
@@ -721,7 +724,9 @@ struct PolicyValidator {
   }
 
   private func parseCondition(_ raw: RawScalar) -> Condition? {
-    guard let match = raw.text.wholeMatch(of: Self.conditionPattern) else {
+    guard let match = raw.text.wholeMatch(of: Self.conditionPattern),
+      let op = ComparisonOperator(rawValue: String(match.2))
+    else {
       sink.error(
         raw.location,
         "condition '\(raw.text)' is not of the form 'METRIC OP NUMBER[UNIT]' with OP one of > >= < <= == != (for example 'queue_depth > 50' or 'p95_latency > 5s')"
@@ -732,7 +737,7 @@ struct PolicyValidator {
     switch Quantity.threshold(thresholdText) {
     case .success(let threshold):
       return Condition(
-        metric: String(match.1), op: ComparisonOperator(rawValue: String(match.2))!, threshold: threshold,
+        metric: String(match.1), op: op, threshold: threshold,
         text: raw.text)
     case .failure(let failure):
       var location = raw.location
@@ -1012,8 +1017,10 @@ struct PolicyValidator {
     } else if let stream = raw.stream {
       structure = .stream(key: stream.text, group: raw.group?.text)
       if raw.group != nil { allowed.append(.pending) }
+    } else if let sortedSet = raw.sortedSet {
+      structure = .sortedSet(key: sortedSet.text)
     } else {
-      structure = .sortedSet(key: raw.sortedSet!.text)
+      return nil  // one of the three is there: counted above
     }
     if let group = raw.group, raw.stream == nil {
       sink.error(group.location, "group applies to a stream: remove it, or read stream: KEY")

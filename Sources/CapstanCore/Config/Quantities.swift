@@ -100,7 +100,8 @@ public enum Quantity {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     if let value = Double(trimmed) {
       guard value.isFinite else {
-        return .failure(.init("'\(text)' is not a threshold: write a finite number, optionally with %, ms, s, m or h"))
+        return .failure(
+          .init("'\(text)' is not a threshold: write a finite number, optionally with %, ms, s, m or h"))
       }
       guard abs(value) <= PolicyLimits.maxMagnitude else { return .failure(tooLarge(text)) }
       return .success(Threshold(value: value, unit: .none))

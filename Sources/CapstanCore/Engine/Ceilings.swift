@@ -104,6 +104,8 @@ public enum StaticCeiling {
 
   /// The lowest ceiling; on a tie the first in clamp order (max before cost before rate limit).
   public static func binding(for target: ScalingTarget, in policy: Policy) -> Ceiling {
-    all(for: target, providers: policy.providers, pools: policy.gpuPools).min { $0.replicas < $1.replicas }!
+    let ceilings = all(for: target, providers: policy.providers, pools: policy.gpuPools)
+    // `all` always holds max first, so there is a lowest.
+    return ceilings.dropFirst().reduce(ceilings[0]) { $1.replicas < $0.replicas ? $1 : $0 }
   }
 }

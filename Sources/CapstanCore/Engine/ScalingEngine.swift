@@ -42,7 +42,7 @@ public struct ScalingEngine: Sendable {
           costRate: breaker.costRateMetric.flatMap { inputs.signals[$0] }, breaker: breaker)
         ledger = current
         decision.events += events.map {
-          budgetEvent($0, target: target, ledger: current, inputs: inputs, now: now)
+          budgetEvent($0, target: target, breaker: breaker, ledger: current, inputs: inputs, now: now)
         }
       }
       let context = TargetContext(
@@ -81,9 +81,10 @@ public struct ScalingEngine: Sendable {
             time: now, process: target.name, kind: missing ? .signalMissing : .signalRestored,
             from: status.current,
             to: status.current, reason: missing ? .signalMissing : .signalRestored,
-            detail: missing
-              ? "signal \(signal.name) has no value; \(target.name) will not scale down on it until it returns"
-              : "signal \(signal.name) has a value again: \(format(inputs.signals[signal.name]!))",
+            detail: inputs.signals[signal.name].map {
+              "signal \(signal.name) has a value again: \(format($0))"
+            }
+              ?? "signal \(signal.name) has no value; \(target.name) will not scale down on it until it returns",
             signals: signalValues(target, inputs.signals), budget: nil,
             costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) }))
       }
@@ -92,31 +93,32 @@ public struct ScalingEngine: Sendable {
   }
 
   private func budgetEvent(
-    _ event: BudgetLedger.Event, target: ScalingTarget, ledger: BudgetLedger, inputs: EngineInputs, now: Date
+    _ event: BudgetLedger.Event, target: ScalingTarget, breaker: CostCircuitBreaker, ledger: BudgetLedger,
+    inputs: EngineInputs, now: Date
   ) -> AuditEvent {
     let kind: AuditEventKind
     let reason: ScaleReason
     let detail: String
     var snapshot = BudgetSnapshot(
-      spentUSD: ledger.spentUSD, limitUSD: target.budget!.dailyBudgetUSD, state: ledger.state)
+      spentUSD: ledger.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: ledger.state)
     switch event {
     case .alert(let spent, let limit):
       kind = .budgetAlert
       reason = .budgetThreshold
       detail =
-        "spent \(usd(spent)) of the daily \(usd(limit)), past the alert threshold \(format(target.budget!.alertThreshold * 100))%"
+        "spent \(usd(spent)) of the daily \(usd(limit)), past the alert threshold \(format(breaker.alertThreshold * 100))%"
       snapshot = BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: .alert)
     case .freeze(let spent, let limit):
       kind = .budgetFreeze
       reason = .budgetThreshold
       detail =
-        "spent \(usd(spent)) of the daily \(usd(limit)), past the action threshold \(format(target.budget!.actionThreshold * 100))%: no scale-ups until the next budget day"
+        "spent \(usd(spent)) of the daily \(usd(limit)), past the action threshold \(format(breaker.actionThreshold * 100))%: no scale-ups until the next budget day"
       snapshot = BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: .frozen)
     case .reset(let previous, let dayStart):
       kind = .budgetReset
       reason = .budgetDay
       detail =
-        "a new budget day began at \(RFC3339.string(from: dayStart)) (\(target.budget!.timeZone.identifier)); the day before spent \(usd(previous))"
+        "a new budget day began at \(RFC3339.string(from: dayStart)) (\(breaker.timeZone.identifier)); the day before spent \(usd(previous))"
     }
     let current = inputs.replicas[target.name]?.current
     return AuditEvent(

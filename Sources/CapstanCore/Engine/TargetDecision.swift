@@ -110,7 +110,8 @@ struct TargetContext {
       boundClamp = Clamp(
         reason: .restore, before: next, after: restore,
         detail:
-          "restoring the \(restore) replicas Capstan ran before it restarted (its local replicas stop with it)")
+          "restoring the \(restore) replicas Capstan ran before it restarted (its local replicas stop with it)"
+      )
       next = restore
     }
     // Replicas still draining hold their place: growth stops at max less them, whatever the floor.
@@ -164,9 +165,13 @@ struct TargetContext {
       )
     }
     if blocked == nil, next == current, driver == nil,
-      let starting = proposals.first(where: { $0.readyOnly.map { $0 != current } ?? false })
+      let starting = proposals.first(where: { $0.readyOnly.map { $0 != current } ?? false }),
+      let readyOnly = starting.readyOnly
     {
-      blocked = (.replicasNotReady, starting.readyOnly!, "wanted \(starting.readyOnly!) on ready replicas alone; \(starting.detail)")
+      blocked = (
+        .replicasNotReady, readyOnly,
+        "wanted \(readyOnly) on ready replicas alone; \(starting.detail)"
+      )
     }
     if let blocked {
       let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
@@ -256,7 +261,8 @@ struct TargetContext {
     let desired = ceilCount(value / tracking.target)
     return Proposal(
       replicas: desired, reason: .targetTracking,
-      detail: "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)")
+      detail:
+        "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)")
   }
 
   /// The HPA's replica calculator: the value is the mean over ready replicas. Replicas still
@@ -269,7 +275,8 @@ struct TargetContext {
     let metric = "\(tracking.metric) \(format(value))%"
     guard ready > 0 else {
       return Proposal(
-        replicas: current, reason: .targetTracking, detail: "\(metric) cannot be judged with no ready replica")
+        replicas: current, reason: .targetTracking, detail: "\(metric) cannot be judged with no ready replica"
+      )
     }
     let ratio = value / tracking.target
     let unready = current - ready
@@ -408,10 +415,10 @@ struct TargetContext {
       let draining = status.draining > 0 ? ", less \(status.draining) still draining" : ""
       clamp(ceiling.reason, to: max(current, allowed), ceiling.explanation + draining)
     }
-    if next > current, ledger?.state == .frozen, let breaker = target.budget {
+    if next > current, let ledger, ledger.state == .frozen, let breaker = target.budget {
       clamp(
         .budgetFrozen, to: current,
-        "the daily budget is frozen at \(usd(ledger!.spentUSD)) of \(usd(breaker.dailyBudgetUSD)) until the next budget day"
+        "the daily budget is frozen at \(usd(ledger.spentUSD)) of \(usd(breaker.dailyBudgetUSD)) until the next budget day"
       )
     }
     return next
@@ -434,9 +441,10 @@ struct TargetContext {
     AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
       signals: signalValues(target, signals),
-      budget: ledger.map { ledger in
-        BudgetSnapshot(
-          spentUSD: ledger.spentUSD, limitUSD: target.budget!.dailyBudgetUSD, state: ledger.state)
+      budget: ledger.flatMap { ledger in
+        target.budget.map {
+          BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: $0.dailyBudgetUSD, state: ledger.state)
+        }
       },
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) })
   }
