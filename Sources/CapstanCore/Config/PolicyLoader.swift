@@ -847,7 +847,7 @@ struct PolicyValidator {
       command: command, environment: environment, workingDirectory: raw.cwd?.text, portBase: portBase)
   }
 
-  private func argv(_ raw: RawArgv?, what: String, at location: FileLocation) -> [String]? {
+  func argv(_ raw: RawArgv?, what: String, at location: FileLocation) -> [String]? {
     guard let raw else {
       sink.error(location, "\(what) is missing: give the program and its arguments as a list")
       return nil
@@ -860,197 +860,19 @@ struct PolicyValidator {
   }
 
   private func validateSource(_ name: RawScalar, _ raw: RawSignal) -> SignalSource? {
-    var sources: [SignalSource] = []
-    if let directory = raw.directory {
-      guard let measure = choice(directory.measure, "measure", default: DirectorySignalSettings.Measure.depth)
-      else {
-        return nil
-      }
-      guard let path = directory.path, !path.text.isEmpty else {
-        sink.error(
-          name.location,
-          "signal '\(name.text)' reads a directory but gives no path: add path: /var/spool/NAME")
-        return nil
-      }
-      sources.append(
-        .directory(
-          DirectorySignalSettings(
-            path: path.text, measure: measure, glob: directory.glob?.text,
-            timeout: directory.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
-    }
-    if let command = raw.command {
-      guard let argv = argv(command.argv, what: "signals.\(name.text).command.argv", at: name.location) else {
-        return nil
-      }
-      sources.append(
-        .command(
-          CommandSignalSettings(
-            argv: argv,
-            timeout: command.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
-    }
-    if let http = raw.httpJSON {
-      guard
-        let url = httpURL(
-          http.url, signal: name, reads: "reads http_json", hint: "give an http:// or https:// URL")
-      else { return nil }
-      guard let pointer = http.pointer else {
-        sink.error(
-          name.location,
-          "signal '\(name.text)' reads http_json but gives no pointer: add pointer: /path/to/number (RFC 6901)"
-        )
-        return nil
-      }
-      if !pointer.text.isEmpty && !pointer.text.hasPrefix("/") {
-        sink.error(
-          pointer.location,
-          "pointer '\(pointer.text)' must start with '/' (RFC 6901), such as /\(pointer.text)")
-        return nil
-      }
-      var insecure = false
-      if let flag = http.insecureSkipTLSVerify {
-        guard let value = Bool(flag.text) else {
-          sink.error(flag.location, "insecure_skip_tls_verify is '\(flag.text)': use true or false")
-          return nil
-        }
-        insecure = value
-        if value {
-          sink.warning(
-            flag.location,
-            "TLS verification is off for signal '\(name.text)': anyone on the path can forge its value")
-        }
-      }
-      var headers: [String: String] = [:]
-      for (key, value) in http.headers?.entries ?? [] { headers[key.text] = value.text }
-      sources.append(
-        .httpJSON(
-          HTTPJSONSignalSettings(
-            url: url.text, pointer: pointer.text, headers: headers, bearerTokenEnv: http.bearerTokenEnv?.text,
-            caFile: http.caFile?.text, insecureSkipTLSVerify: insecure,
-            timeout: http.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
-    }
-    if let prometheus = raw.prometheus {
-      guard
-        let url = httpURL(
-          prometheus.url, signal: name, reads: "queries Prometheus",
-          hint: "give the server's base URL, such as http://prometheus:9090")
-      else { return nil }
-      guard let query = prometheus.query, !query.text.trimmingCharacters(in: .whitespaces).isEmpty else {
-        sink.error(
-          name.location, "signal '\(name.text)' queries Prometheus but gives no query: add query: PROMQL")
-        return nil
-      }
-      guard
-        let onEmpty = choice(
-          prometheus.onEmpty, "on_empty", default: PrometheusSignalSettings.OnEmpty.missing)
-      else { return nil }
-      sources.append(
-        .prometheus(
-          PrometheusSignalSettings(
-            url: url.text, query: query.text, onEmpty: onEmpty,
-            bearerTokenEnv: prometheus.bearerTokenEnv?.text,
-            caFile: prometheus.caFile?.text,
-            timeout: prometheus.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
-    }
-    if let nvml = raw.nvml {
-      var devices: [String]?
-      if let rawDevices = nvml.devices {
-        if let scalar = rawDevices.scalar {
-          guard scalar.text == "all" else {
-            sink.error(
-              scalar.location,
-              "devices is '\(scalar.text)': write all, or a list of indexes and UUIDs such as [0, 1]")
-            return nil
-          }
-        } else if rawDevices.items.isEmpty {
-          sink.error(
-            rawDevices.location, "devices is an empty list: write all, or the GPUs to read such as [0, 1]")
-          return nil
-        } else {
-          for item in rawDevices.items
-          where Int(item.text) == nil && !item.text.hasPrefix("GPU-") && !item.text.hasPrefix("MIG-") {
-            sink.error(
-              item.location, "device '\(item.text)' is neither an index nor a UUID (GPU-... or MIG-...)")
-          }
-          devices = rawDevices.items.map(\.text)
-        }
-      }
-      guard let measure = choice(nvml.measure, "measure", default: NVMLSignalSettings.Measure.utilization),
-        let aggregate = choice(nvml.aggregate, "aggregate", default: NVMLSignalSettings.Aggregate.mean)
-      else { return nil }
-      sources.append(
-        .nvml(
-          NVMLSignalSettings(
-            devices: devices, measure: measure, aggregate: aggregate, library: nvml.library?.text,
-            timeout: nvml.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout)))
-    }
-    if let redis = raw.redis, let settings = validateRedis(redis, name: name) {
-      sources.append(.redis(settings))
-    }
-    if sources.count > 1 {
+    let sources = raw.sources.compactMap { $0.validate(name, self) }
+    if raw.sources.count > 1 {
       sink.error(
         name.location,
-        "signal '\(name.text)' has \(sources.map(\.kind).joined(separator: " and ")): give it one source")
+        "signal '\(name.text)' has \(raw.sources.map(\.key).joined(separator: " and ")): give it one source")
       return nil
     }
     return sources.first
   }
 
-  private func validateRedis(_ raw: RawRedisSource, name: RawScalar) -> RedisSignalSettings? {
-    guard let url = raw.url, url.text.hasPrefix("redis://") else {
-      sink.error(
-        raw.url?.location ?? name.location,
-        "signal '\(name.text)' reads Redis but its url is \(raw.url.map { "'\($0.text)'" } ?? "missing"): write redis://[user:password@]host:port/db"
-      )
-      return nil
-    }
-    let keys = [raw.list, raw.stream, raw.sortedSet].compactMap { $0 }
-    guard keys.count == 1 else {
-      sink.error(
-        name.location,
-        "signal '\(name.text)' reads Redis: name one of list:, stream: or sorted_set: (the key)")
-      return nil
-    }
-    let structure: RedisSignalSettings.Structure
-    var allowed: [RedisSignalSettings.Measure] = [.depth, .oldestAge]
-    if let list = raw.list {
-      structure = .list(key: list.text)
-    } else if let stream = raw.stream {
-      structure = .stream(key: stream.text, group: raw.group?.text)
-      if raw.group != nil { allowed.append(.pending) }
-    } else if let sortedSet = raw.sortedSet {
-      structure = .sortedSet(key: sortedSet.text)
-    } else {
-      return nil  // one of the three is there: counted above
-    }
-    if let group = raw.group, raw.stream == nil {
-      sink.error(group.location, "group applies to a stream: remove it, or read stream: KEY")
-    }
-    var measure = RedisSignalSettings.Measure.depth
-    if let rawMeasure = raw.measure {
-      guard let value = RedisSignalSettings.Measure(rawValue: rawMeasure.text), allowed.contains(value) else {
-        sink.error(
-          rawMeasure.location,
-          "measure is '\(rawMeasure.text)': here use \(allowed.map(\.rawValue).joined(separator: " or "))\(raw.stream != nil && raw.group == nil ? " (pending needs a group)" : "")"
-        )
-        return nil
-      }
-      measure = value
-    }
-    guard
-      let popEnd = choice(
-        raw.popEnd, "pop_end", default: RedisSignalSettings.ListEnd.right,
-        hint: " (the end consumers pop from)")
-    else { return nil }
-    return RedisSignalSettings(
-      url: url.text, passwordEnv: raw.passwordEnv?.text, structure: structure, measure: measure,
-      popEnd: popEnd,
-      timestampField: raw.timestampField?.text ?? "enqueued_at",
-      timeout: raw.timeout.flatMap { timeout($0) } ?? 2)
-  }
-
   /// A value from a fixed set, or an error at its position listing the choices.
   /// The default when the key is absent; nil only when it is there and not one of the choices.
-  private func choice<Value: RawRepresentable & CaseIterable>(
+  func choice<Value: RawRepresentable & CaseIterable>(
     _ raw: RawScalar?, _ key: String, default fallback: Value, hint: String = ""
   ) -> Value? where Value.RawValue == String {
     guard let raw else { return fallback }
@@ -1063,7 +885,7 @@ struct PolicyValidator {
   }
 
   /// An http:// or https:// URL, or an error naming the signal and what to give instead.
-  private func httpURL(_ raw: RawScalar?, signal name: RawScalar, reads: String, hint: String) -> RawScalar? {
+  func httpURL(_ raw: RawScalar?, signal name: RawScalar, reads: String, hint: String) -> RawScalar? {
     guard let raw, raw.text.hasPrefix("http://") || raw.text.hasPrefix("https://") else {
       sink.error(
         raw?.location ?? name.location,
@@ -1073,7 +895,7 @@ struct PolicyValidator {
     return raw
   }
 
-  private func timeout(_ raw: RawScalar) -> TimeInterval? {
+  func timeout(_ raw: RawScalar) -> TimeInterval? {
     positiveDuration(raw, ifZero: "timeout is \(raw.text): give a source at least 1ms")
   }
 

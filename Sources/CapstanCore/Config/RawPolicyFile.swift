@@ -129,126 +129,46 @@ struct RawController: Decodable {
 }
 
 struct RawSignal: Decodable {
+  struct Source {
+    var key: String
+    var validate: SignalSourceKind.Validation
+  }
+
   var perReplica: RawScalar?
   var description: RawScalar?
-  var directory: RawDirectorySource?
-  var command: RawCommandSource?
-  var httpJSON: RawHTTPJSONSource?
-  var prometheus: RawPrometheusSource?
-  var nvml: RawNVMLSource?
-  var redis: RawRedisSource?
+  /// Each source key given, in file order (one is right; more is reported).
+  var sources: [Source] = []
 
-  enum CodingKeys: String, CodingKey, CaseIterable {
-    case perReplica = "per_replica"
-    case description, directory, command
-    case httpJSON = "http_json"
-    case prometheus, nvml, redis
+  /// `per_replica`, `description`, and the key of every source in `SignalSourceKind.all`.
+  struct Key: CodingKey, CaseIterable {
+    var stringValue: String
+    var intValue: Int? { nil }
+    static let own = ["per_replica", "description"]
+
+    init?(stringValue: String) {
+      guard Self.own.contains(stringValue) || SignalSourceKind.named(stringValue) != nil else { return nil }
+      self.stringValue = stringValue
+    }
+    init?(intValue: Int) { nil }
+
+    static var allCases: [Key] {
+      (own + SignalSourceKind.all.map(\.key)).compactMap { Key(stringValue: $0) }
+    }
   }
-}
-
-struct RawRedisSource: Decodable {
-  var url: RawScalar?
-  var passwordEnv: RawScalar?
-  var list: RawScalar?
-  var stream: RawScalar?
-  var group: RawScalar?
-  var sortedSet: RawScalar?
-  var measure: RawScalar?
-  var popEnd: RawScalar?
-  var timestampField: RawScalar?
-  var timeout: RawScalar?
-
-  enum CodingKeys: String, CodingKey, CaseIterable {
-    case url
-    case passwordEnv = "password_env"
-    case list, stream, group
-    case sortedSet = "sorted_set"
-    case measure
-    case popEnd = "pop_end"
-    case timestampField = "timestamp_field"
-    case timeout
-  }
-}
-
-struct RawNVMLSource: Decodable {
-  var devices: RawScalarOrList?
-  var measure: RawScalar?
-  var aggregate: RawScalar?
-  var library: RawScalar?
-  var timeout: RawScalar?
-
-  enum CodingKeys: String, CodingKey, CaseIterable { case devices, measure, aggregate, library, timeout }
-}
-
-/// `all`, or a list such as `[0, 1, GPU-...]`.
-struct RawScalarOrList: Decodable {
-  var scalar: RawScalar?
-  var items: [RawScalar] = []
-  var location: FileLocation
 
   init(from decoder: any Decoder) throws {
-    guard let decoder = decoder as? YAMLNodeDecoder else {
-      throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "needs the YAML decoder"))
+    let container = try decoder.container(keyedBy: Key.self)
+    for key in container.allKeys {
+      switch key.stringValue {
+      case "per_replica": perReplica = try container.decode(RawScalar.self, forKey: key)
+      case "description": description = try container.decode(RawScalar.self, forKey: key)
+      default:
+        guard let kind = SignalSourceKind.named(key.stringValue) else { continue }
+        sources.append(
+          Source(key: kind.key, validate: try kind.read(try container.superDecoder(forKey: key))))
+      }
     }
-    location = decoder.location
-    if decoder.node.scalar != nil {
-      scalar = try RawScalar(from: decoder)
-      return
-    }
-    var container = try decoder.unkeyedContainer()
-    while !container.isAtEnd { items.append(try container.decode(RawScalar.self)) }
   }
-}
-
-struct RawPrometheusSource: Decodable {
-  var url: RawScalar?
-  var query: RawScalar?
-  var onEmpty: RawScalar?
-  var bearerTokenEnv: RawScalar?
-  var caFile: RawScalar?
-  var timeout: RawScalar?
-
-  enum CodingKeys: String, CodingKey, CaseIterable {
-    case url, query
-    case onEmpty = "on_empty"
-    case bearerTokenEnv = "bearer_token_env"
-    case caFile = "ca_file"
-    case timeout
-  }
-}
-
-struct RawHTTPJSONSource: Decodable {
-  var url: RawScalar?
-  var pointer: RawScalar?
-  var headers: RawMap<RawScalar>?
-  var bearerTokenEnv: RawScalar?
-  var caFile: RawScalar?
-  var insecureSkipTLSVerify: RawScalar?
-  var timeout: RawScalar?
-
-  enum CodingKeys: String, CodingKey, CaseIterable {
-    case url, pointer, headers
-    case bearerTokenEnv = "bearer_token_env"
-    case caFile = "ca_file"
-    case insecureSkipTLSVerify = "insecure_skip_tls_verify"
-    case timeout
-  }
-}
-
-struct RawDirectorySource: Decodable {
-  var path: RawScalar?
-  var measure: RawScalar?
-  var glob: RawScalar?
-  var timeout: RawScalar?
-
-  enum CodingKeys: String, CodingKey, CaseIterable { case path, measure, glob, timeout }
-}
-
-struct RawCommandSource: Decodable {
-  var argv: RawArgv?
-  var timeout: RawScalar?
-
-  enum CodingKeys: String, CodingKey, CaseIterable { case argv, timeout }
 }
 
 /// A command as a list of arguments. A single string is refused with its own message: Capstan
@@ -444,3 +364,4 @@ struct RawGPUPool: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable { case gpus, description }
 }
+extension RawMap: Sendable where Value: Sendable {}

@@ -1,0 +1,97 @@
+import Foundation
+
+// The `http_json` signal source: a json document over http. Its settings, its YAML form and its
+// validation; the reader is in CapstanSignals. Registered in `SignalSourceKind.all`.
+
+/// A number at a JSON pointer in the response to an HTTP GET.
+public struct HTTPJSONSignalSettings: Sendable, Equatable, Codable {
+  public var url: String
+  /// RFC 6901, such as `/data/queue/depth` or `/items/0/value`; `""` is the whole document.
+  public var pointer: String
+  public var headers: [String: String]
+  /// The name of an environment variable holding a bearer token, so no secret sits in the file.
+  public var bearerTokenEnv: String?
+  public var caFile: String?
+  /// TLS is verified unless this is set.
+  public var insecureSkipTLSVerify: Bool
+  public var timeout: TimeInterval
+
+  public init(
+    url: String, pointer: String, headers: [String: String] = [:], bearerTokenEnv: String? = nil,
+    caFile: String? = nil, insecureSkipTLSVerify: Bool = false, timeout: TimeInterval = 5
+  ) {
+    self.url = url
+    self.pointer = pointer
+    self.headers = headers
+    self.bearerTokenEnv = bearerTokenEnv
+    self.caFile = caFile
+    self.insecureSkipTLSVerify = insecureSkipTLSVerify
+    self.timeout = timeout
+  }
+}
+
+struct RawHTTPJSONSource: Decodable {
+  var url: RawScalar?
+  var pointer: RawScalar?
+  var headers: RawMap<RawScalar>?
+  var bearerTokenEnv: RawScalar?
+  var caFile: RawScalar?
+  var insecureSkipTLSVerify: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case url, pointer, headers
+    case bearerTokenEnv = "bearer_token_env"
+    case caFile = "ca_file"
+    case insecureSkipTLSVerify = "insecure_skip_tls_verify"
+    case timeout
+  }
+}
+
+extension SignalSourceKind {
+  static let httpJSON = SignalSourceKind("http_json", RawHTTPJSONSource.self) { raw, name, validator in
+    validator.validateHTTPJSON(raw, name: name)
+  }
+}
+
+extension PolicyValidator {
+  func validateHTTPJSON(_ http: RawHTTPJSONSource, name: RawScalar) -> SignalSource? {
+    guard
+      let url = httpURL(
+        http.url, signal: name, reads: "reads http_json", hint: "give an http:// or https:// URL")
+    else { return nil }
+    guard let pointer = http.pointer else {
+      sink.error(
+        name.location,
+        "signal '\(name.text)' reads http_json but gives no pointer: add pointer: /path/to/number (RFC 6901)"
+      )
+      return nil
+    }
+    if !pointer.text.isEmpty && !pointer.text.hasPrefix("/") {
+      sink.error(
+        pointer.location,
+        "pointer '\(pointer.text)' must start with '/' (RFC 6901), such as /\(pointer.text)")
+      return nil
+    }
+    var insecure = false
+    if let flag = http.insecureSkipTLSVerify {
+      guard let value = Bool(flag.text) else {
+        sink.error(flag.location, "insecure_skip_tls_verify is '\(flag.text)': use true or false")
+        return nil
+      }
+      insecure = value
+      if value {
+        sink.warning(
+          flag.location,
+          "TLS verification is off for signal '\(name.text)': anyone on the path can forge its value")
+      }
+    }
+    var headers: [String: String] = [:]
+    for (key, value) in http.headers?.entries ?? [] { headers[key.text] = value.text }
+    return .httpJSON(
+      HTTPJSONSignalSettings(
+        url: url.text, pointer: pointer.text, headers: headers, bearerTokenEnv: http.bearerTokenEnv?.text,
+        caFile: http.caFile?.text, insecureSkipTLSVerify: insecure,
+        timeout: http.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout))
+  }
+}

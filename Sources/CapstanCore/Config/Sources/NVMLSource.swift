@@ -1,0 +1,107 @@
+import Foundation
+
+// The `nvml` signal source: nvidia gpus through nvml. Its settings, its YAML form and its
+// validation; the reader is in CapstanSignals. Registered in `SignalSourceKind.all`.
+
+/// GPU utilization or memory read from the NVIDIA driver's management library, loaded at run
+/// time so that Capstan starts on machines without a GPU.
+public struct NVMLSignalSettings: Sendable, Equatable, Codable {
+  public enum Measure: String, Sendable, Codable, CaseIterable {
+    /// Percent of time a kernel ran over the driver's sample period, 0–100.
+    case utilization
+    /// Used memory as a percent of total, 0–100.
+    case memoryUsedPercent = "memory_used_percent"
+  }
+
+  public enum Aggregate: String, Sendable, Codable, CaseIterable { case mean, max }
+
+  /// nil for every GPU; otherwise indexes ("0") or UUIDs ("GPU-...").
+  public var devices: [String]?
+  public var measure: Measure
+  public var aggregate: Aggregate
+  /// The library to load instead of libnvidia-ml.so.1.
+  public var library: String?
+  public var timeout: TimeInterval
+
+  public init(
+    devices: [String]? = nil, measure: Measure = .utilization, aggregate: Aggregate = .mean,
+    library: String? = nil,
+    timeout: TimeInterval = 5
+  ) {
+    self.devices = devices
+    self.measure = measure
+    self.aggregate = aggregate
+    self.library = library
+    self.timeout = timeout
+  }
+}
+
+struct RawNVMLSource: Decodable {
+  var devices: RawScalarOrList?
+  var measure: RawScalar?
+  var aggregate: RawScalar?
+  var library: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case devices, measure, aggregate, library, timeout }
+}
+
+/// `all`, or a list such as `[0, 1, GPU-...]`.
+struct RawScalarOrList: Decodable {
+  var scalar: RawScalar?
+  var items: [RawScalar] = []
+  var location: FileLocation
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "needs the YAML decoder"))
+    }
+    location = decoder.location
+    if decoder.node.scalar != nil {
+      scalar = try RawScalar(from: decoder)
+      return
+    }
+    var container = try decoder.unkeyedContainer()
+    while !container.isAtEnd { items.append(try container.decode(RawScalar.self)) }
+  }
+}
+
+extension SignalSourceKind {
+  static let nvml = SignalSourceKind("nvml", RawNVMLSource.self) { raw, name, validator in
+    validator.validateNVML(raw, name: name)
+  }
+}
+
+extension PolicyValidator {
+  func validateNVML(_ nvml: RawNVMLSource, name: RawScalar) -> SignalSource? {
+    var devices: [String]?
+    if let rawDevices = nvml.devices {
+      if let scalar = rawDevices.scalar {
+        guard scalar.text == "all" else {
+          sink.error(
+            scalar.location,
+            "devices is '\(scalar.text)': write all, or a list of indexes and UUIDs such as [0, 1]")
+          return nil
+        }
+      } else if rawDevices.items.isEmpty {
+        sink.error(
+          rawDevices.location, "devices is an empty list: write all, or the GPUs to read such as [0, 1]")
+        return nil
+      } else {
+        for item in rawDevices.items
+        where Int(item.text) == nil && !item.text.hasPrefix("GPU-") && !item.text.hasPrefix("MIG-") {
+          sink.error(
+            item.location, "device '\(item.text)' is neither an index nor a UUID (GPU-... or MIG-...)")
+        }
+        devices = rawDevices.items.map(\.text)
+      }
+    }
+    guard let measure = choice(nvml.measure, "measure", default: NVMLSignalSettings.Measure.utilization),
+      let aggregate = choice(nvml.aggregate, "aggregate", default: NVMLSignalSettings.Aggregate.mean)
+    else { return nil }
+    return .nvml(
+      NVMLSignalSettings(
+        devices: devices, measure: measure, aggregate: aggregate, library: nvml.library?.text,
+        timeout: nvml.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout))
+  }
+}

@@ -1,0 +1,85 @@
+import Foundation
+
+// The `prometheus` signal source: a promql instant query. Its settings, its YAML form and its
+// validation; the reader is in CapstanSignals. Registered in `SignalSourceKind.all`.
+
+/// An instant query against Prometheus's HTTP API (or anything that speaks it: Thanos, Mimir,
+/// VictoriaMetrics).
+public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
+  public enum OnEmpty: String, Sendable, Codable, CaseIterable {
+    /// No series: the signal is missing at that tick (the safe default: no scale-down on it).
+    case missing
+    /// No series: the value is 0, for queries where no series means nothing to do.
+    case zero
+  }
+
+  /// The server's base URL, such as http://prometheus:9090.
+  public var url: String
+  /// PromQL that yields a scalar or exactly one series.
+  public var query: String
+  public var onEmpty: OnEmpty
+  public var bearerTokenEnv: String?
+  public var caFile: String?
+  public var timeout: TimeInterval
+
+  public init(
+    url: String, query: String, onEmpty: OnEmpty = .missing, bearerTokenEnv: String? = nil,
+    caFile: String? = nil,
+    timeout: TimeInterval = 5
+  ) {
+    self.url = url
+    self.query = query
+    self.onEmpty = onEmpty
+    self.bearerTokenEnv = bearerTokenEnv
+    self.caFile = caFile
+    self.timeout = timeout
+  }
+}
+
+struct RawPrometheusSource: Decodable {
+  var url: RawScalar?
+  var query: RawScalar?
+  var onEmpty: RawScalar?
+  var bearerTokenEnv: RawScalar?
+  var caFile: RawScalar?
+  var timeout: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case url, query
+    case onEmpty = "on_empty"
+    case bearerTokenEnv = "bearer_token_env"
+    case caFile = "ca_file"
+    case timeout
+  }
+}
+
+extension SignalSourceKind {
+  static let prometheus = SignalSourceKind("prometheus", RawPrometheusSource.self) { raw, name, validator in
+    validator.validatePrometheus(raw, name: name)
+  }
+}
+
+extension PolicyValidator {
+  func validatePrometheus(_ prometheus: RawPrometheusSource, name: RawScalar) -> SignalSource? {
+    guard
+      let url = httpURL(
+        prometheus.url, signal: name, reads: "queries Prometheus",
+        hint: "give the server's base URL, such as http://prometheus:9090")
+    else { return nil }
+    guard let query = prometheus.query, !query.text.trimmingCharacters(in: .whitespaces).isEmpty else {
+      sink.error(
+        name.location, "signal '\(name.text)' queries Prometheus but gives no query: add query: PROMQL")
+      return nil
+    }
+    guard
+      let onEmpty = choice(
+        prometheus.onEmpty, "on_empty", default: PrometheusSignalSettings.OnEmpty.missing)
+    else { return nil }
+    return .prometheus(
+      PrometheusSignalSettings(
+        url: url.text, query: query.text, onEmpty: onEmpty,
+        bearerTokenEnv: prometheus.bearerTokenEnv?.text,
+        caFile: prometheus.caFile?.text,
+        timeout: prometheus.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout))
+  }
+}
