@@ -96,8 +96,40 @@ public struct ScaleRule: Sendable, Equatable {
   public var match: Match
   /// Conditions must hold continuously this long before the rule fires.
   public var duration: TimeInterval
-  /// Replicas added or removed when the rule fires.
-  public var step: Int
+}
+
+public enum ScaleDirection: String, Sendable, CaseIterable {
+  case up = "scale-up"
+  case down = "scale-down"
+}
+
+/// How a target moves in one direction, as the HPA's `behavior.scaleUp` and `scaleDown`: the
+/// policy's rule, the most one decision moves, the cooldown after a move, and the window of
+/// recommendations that steadies it.
+public struct DirectionRules: Sendable, Equatable {
+  /// Conditions that, held, propose a move of `step` (1 when unset) in this direction.
+  public var rule: ScaleRule?
+  /// `add_instances` or `remove_instances`: the most replicas one decision moves; nil, no limit.
+  public var step: Int?
+  public var cooldown: TimeInterval = 0
+  public var stabilization: TimeInterval
+
+  public init(
+    rule: ScaleRule? = nil, step: Int? = nil, cooldown: TimeInterval = 0, stabilization: TimeInterval
+  ) {
+    self.rule = rule
+    self.step = step
+    self.cooldown = cooldown
+    self.stabilization = stabilization
+  }
+}
+
+/// Where a target's `max` comes from, as messages name it.
+public enum MaxSource: String, Sendable {
+  /// The process's `scaling.max`.
+  case process = "max"
+  /// A policy's `max_instances` constraint.
+  case constraint = "max_instances"
 }
 
 public struct CostCircuitBreaker: Sendable, Equatable {
@@ -149,22 +181,15 @@ public struct ScalingTarget: Sendable, Equatable {
   public var workloadClass: WorkloadClass
   public var min: Int
   public var max: Int
-  /// Why `max` is what it is: `max` (the process) or `max_instances` (a policy constraint).
-  public var maxSource: String
+  public var maxSource: MaxSource
   public var metric: String?
   public var tracking: TargetTracking?
   public var costPerHourUSD: Double?
   public var maxCostPerHourUSD: Double?
   public var resources: Resources
   public var rateLimit: RateLimitShare?
-  public var scaleUp: ScaleRule?
-  public var scaleDown: ScaleRule?
-  public var scaleUpStep: Int?
-  public var scaleDownStep: Int?
-  public var scaleUpCooldown: TimeInterval
-  public var scaleDownCooldown: TimeInterval
-  public var scaleUpStabilization: TimeInterval
-  public var scaleDownStabilization: TimeInterval
+  public var up: DirectionRules
+  public var down: DirectionRules
   public var drainTimeout: TimeInterval
   public var budget: CostCircuitBreaker?
   /// How the local supervisor runs a replica; nil when the process is not run locally.
@@ -179,12 +204,14 @@ public struct ScalingTarget: Sendable, Equatable {
   public var proposalSignalNames: [String] {
     var names: [String] = []
     for name in [tracking?.metric].compactMap({ $0 })
-      + ((scaleUp?.conditions ?? []) + (scaleDown?.conditions ?? [])).map(\.metric)
+      + ((up.rule?.conditions ?? []) + (down.rule?.conditions ?? [])).map(\.metric)
     where !names.contains(name) {
       names.append(name)
     }
     return names
   }
+
+  public func rules(_ direction: ScaleDirection) -> DirectionRules { direction == .up ? up : down }
 
   /// Every signal this target reads, in a stable order, for audit records.
   public var signalNames: [String] {
@@ -193,7 +220,7 @@ public struct ScalingTarget: Sendable, Equatable {
       if let name, !names.contains(name) { names.append(name) }
     }
     add(metric)
-    for condition in (scaleUp?.conditions ?? []) + (scaleDown?.conditions ?? []) { add(condition.metric) }
+    for condition in (up.rule?.conditions ?? []) + (down.rule?.conditions ?? []) { add(condition.metric) }
     add(budget?.costRateMetric)
     return names
   }

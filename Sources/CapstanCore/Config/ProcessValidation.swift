@@ -40,16 +40,16 @@ extension PolicyValidator {
 
     var target = ScalingTarget(
       name: name.text, policyName: nil, processType: raw.type?.text, description: raw.description?.text,
-      workloadClass: workloadClass, min: minimum, max: maximum, maxSource: "max",
+      workloadClass: workloadClass, min: minimum, max: maximum, maxSource: .process,
       metric: scaling.metric?.text, tracking: nil,
       costPerHourUSD: raw.costPerHourUSD.flatMap { nonNegative($0, "USD per hour") },
       maxCostPerHourUSD: nil, resources: validateResources(raw.resources, pools: pools), rateLimit: nil,
-      scaleUp: nil, scaleDown: nil, scaleUpStep: nil, scaleDownStep: nil, scaleUpCooldown: 0,
-      scaleDownCooldown: 0,
-      scaleUpStabilization: workloadClass == .batch
-        ? PolicyDefaults.batchScaleUpWindow : PolicyDefaults.interactiveScaleUpWindow,
-      scaleDownStabilization: workloadClass == .batch
-        ? PolicyDefaults.batchScaleDownWindow : PolicyDefaults.interactiveScaleDownWindow,
+      up: DirectionRules(
+        stabilization: workloadClass == .batch
+          ? PolicyDefaults.batchScaleUpWindow : PolicyDefaults.interactiveScaleUpWindow),
+      down: DirectionRules(
+        stabilization: workloadClass == .batch
+          ? PolicyDefaults.batchScaleDownWindow : PolicyDefaults.interactiveScaleDownWindow),
       drainTimeout: PolicyDefaults.drainTimeout, budget: nil, local: nil, location: name.location)
 
     if let metric = scaling.metric { references.note(metric, perReplicaOf: nil, usedBy: name.text) }
@@ -196,11 +196,10 @@ extension PolicyValidator {
   func standaloneTarget(named name: String, location: FileLocation) -> ScalingTarget {
     ScalingTarget(
       name: name, policyName: name, processType: nil, description: nil, workloadClass: .interactive,
-      min: 1, max: Int.max, maxSource: "max_instances", metric: nil, tracking: nil, costPerHourUSD: nil,
-      maxCostPerHourUSD: nil, resources: Resources(), rateLimit: nil, scaleUp: nil, scaleDown: nil,
-      scaleUpStep: nil, scaleDownStep: nil, scaleUpCooldown: 0, scaleDownCooldown: 0,
-      scaleUpStabilization: PolicyDefaults.interactiveScaleUpWindow,
-      scaleDownStabilization: PolicyDefaults.interactiveScaleDownWindow,
+      min: 1, max: Int.max, maxSource: .constraint, metric: nil, tracking: nil, costPerHourUSD: nil,
+      maxCostPerHourUSD: nil, resources: Resources(), rateLimit: nil,
+      up: DirectionRules(stabilization: PolicyDefaults.interactiveScaleUpWindow),
+      down: DirectionRules(stabilization: PolicyDefaults.interactiveScaleDownWindow),
       drainTimeout: PolicyDefaults.drainTimeout,
       budget: nil, local: nil, location: location)
   }

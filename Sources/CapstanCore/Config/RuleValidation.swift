@@ -10,10 +10,10 @@ extension PolicyValidator {
   ) {
     target.policyName = name.text
     if let up = raw.scaleUp {
-      target.scaleUp = validateRule(up, direction: .up, target: &target, references: &references)
+      target.up.rule = validateRule(up, direction: .up, target: &target, references: &references)
     }
     if let down = raw.scaleDown {
-      target.scaleDown = validateRule(down, direction: .down, target: &target, references: &references)
+      target.down.rule = validateRule(down, direction: .down, target: &target, references: &references)
     }
     if let breaker = raw.costCircuitBreaker {
       target.budget = validateBreaker(breaker, target: target, references: &references)
@@ -25,21 +25,17 @@ extension PolicyValidator {
     }
   }
 
-  enum Direction: String {
-    case up = "scale_up"
-    case down = "scale_down"
-  }
-
   func validateRule(
-    _ raw: RawRule, direction: Direction, target: inout ScalingTarget, references: inout SignalReferences
+    _ raw: RawRule, direction: ScaleDirection, target: inout ScalingTarget, references: inout SignalReferences
   ) -> ScaleRule? {
+    let section = direction == .up ? "scale_up" : "scale_down"
     var conditions: [Condition] = []
     var holdFor: TimeInterval = 0
     var durationSeen = false
     for item in raw.conditions ?? [] {
       if let rawDuration = item.duration {
         if durationSeen {
-          sink.error(rawDuration.location, "\(direction.rawValue) has a second duration item: give one")
+          sink.error(rawDuration.location, "\(section) has a second duration item: give one")
         }
         durationSeen = true
         holdFor = duration(rawDuration) ?? 0
@@ -53,7 +49,7 @@ extension PolicyValidator {
       if item.metric == nil && item.duration == nil {
         sink.error(
           FileLocation(file: file, line: 1, column: 1),
-          "an empty condition item in \(direction.rawValue): write '- metric: NAME > VALUE' or '- duration: 10m'"
+          "an empty condition item in \(section): write '- metric: NAME > VALUE' or '- duration: 10m'"
         )
       }
     }
@@ -66,60 +62,47 @@ extension PolicyValidator {
       }
     }
     for constraint in raw.constraints ?? [] { applyConstraint(constraint, to: &target) }
-    if let window = raw.stabilizationWindow, let value = duration(window) {
-      switch direction {
-      case .up: target.scaleUpStabilization = value
-      case .down: target.scaleDownStabilization = value
-      }
-    }
-    var step = 1
+    var rules = target.rules(direction)
+    if let window = raw.stabilizationWindow, let value = duration(window) { rules.stabilization = value }
     if let action = raw.action {
-      switch direction {
-      case .up:
-        if let add = action.addInstances, let value = count(add, "instances") {
-          if value == 0 {
-            sink.error(add.location, "add_instances is 0: a scale-up adds at least 1")
-          } else {
-            step = value
-          }
-          target.scaleUpStep = value
+      // The same shape both ways: a step, a cooldown; each key in its own direction only.
+      let (step, stepKey, misplacedStep, otherSection) =
+        direction == .up
+        ? (action.addInstances, "add_instances", action.removeInstances, "scale_down")
+        : (action.removeInstances, "remove_instances", action.addInstances, "scale_up")
+      if let step, let value = count(step, "instances") {
+        if value == 0 {
+          let verb = direction == .up ? "adds" : "removes"
+          sink.error(step.location, "\(stepKey) is 0: a \(direction.rawValue) \(verb) at least 1")
+        } else {
+          rules.step = value
         }
-        if let cooldown = action.cooldown { target.scaleUpCooldown = duration(cooldown) ?? 0 }
-        if let misplaced = action.removeInstances {
-          sink.error(misplaced.location, "remove_instances belongs in scale_down.action, not scale_up.action")
-        }
-        if let misplaced = action.drainTimeout {
+      }
+      if let cooldown = action.cooldown { rules.cooldown = duration(cooldown) ?? 0 }
+      if let misplacedStep {
+        let key = direction == .up ? "remove_instances" : "add_instances"
+        sink.error(misplacedStep.location, "\(key) belongs in \(otherSection).action, not \(section).action")
+      }
+      if let drain = action.drainTimeout {
+        if direction == .down {
+          target.drainTimeout = duration(drain) ?? PolicyDefaults.drainTimeout
+        } else {
           sink.error(
-            misplaced.location,
+            drain.location,
             "drain_timeout belongs in scale_down.action: it is how long a removed replica may take to finish")
         }
-      case .down:
-        if let remove = action.removeInstances, let value = count(remove, "instances") {
-          if value == 0 {
-            sink.error(remove.location, "remove_instances is 0: a scale-down removes at least 1")
-          } else {
-            step = value
-          }
-          target.scaleDownStep = value
-        }
-        if let cooldown = action.cooldown { target.scaleDownCooldown = duration(cooldown) ?? 0 }
-        if let drain = action.drainTimeout {
-          target.drainTimeout = duration(drain) ?? PolicyDefaults.drainTimeout
-        }
-        if let misplaced = action.addInstances {
-          sink.error(misplaced.location, "add_instances belongs in scale_up.action, not scale_down.action")
-        }
       }
     }
+    if direction == .up { target.up = rules } else { target.down = rules }
     guard !conditions.isEmpty else {
       if durationSeen {
         sink.error(
           FileLocation(file: file, line: 1, column: 1),
-          "\(direction.rawValue) has a duration but no metric conditions")
+          "\(section) has a duration but no metric conditions")
       }
       return nil
     }
-    return ScaleRule(conditions: conditions, match: match, duration: holdFor, step: step)
+    return ScaleRule(conditions: conditions, match: match, duration: holdFor)
   }
 
   func applyConstraint(_ raw: RawConstraint, to target: inout ScalingTarget) {
@@ -132,7 +115,7 @@ extension PolicyValidator {
           "max_instances \(value) has no effect: process '\(target.name)' has max \(target.max)")
       } else {
         target.max = value
-        target.maxSource = "max_instances"
+        target.maxSource = .constraint
       }
       if value < target.min {
         sink.error(

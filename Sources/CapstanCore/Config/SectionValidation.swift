@@ -165,8 +165,8 @@ extension PolicyValidator {
   /// replica back: a total to track (utilization does not exist at zero replicas) or a scale_up
   /// rule. With no rule at all, Capstan only keeps it inside [min, max].
   func checkWakeable(_ target: ScalingTarget, location: FileLocation) {
-    guard target.scaleDown != nil else { return }
-    if target.tracking?.kind == .averageValue || target.scaleUp != nil { return }
+    guard target.down.rule != nil else { return }
+    if target.tracking?.kind == .averageValue || target.up.rule != nil { return }
     if target.tracking?.kind == .utilization { return }  // reported where min was set to 0
     sink.error(
       location,

@@ -86,7 +86,7 @@ public enum StaticCeiling {
     var ceilings = [
       Ceiling(
         reason: .maxInstances, replicas: target.max,
-        explanation: "\(target.maxSource) is \(target.max)")
+        explanation: "\(target.maxSource.rawValue) is \(target.max)")
     ]
     if let cost = Ceilings.cost(target) { ceilings.append(cost) }
     if let share = target.rateLimit, let provider = providers.first(where: { $0.name == share.provider }),

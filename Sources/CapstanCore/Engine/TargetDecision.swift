@@ -5,8 +5,6 @@ struct Proposal {
   var replicas: Int
   var reason: ScaleReason
   var detail: String
-  /// A hold because a signal is missing: it vetoes scale-downs and says so.
-  var missingData = false
   /// A hold because replicas are still starting: what counting only the ready ones would give.
   var readyOnly: Int?
 }
@@ -91,7 +89,7 @@ struct TargetContext {
 
     var next = stabilize(bounded, &state)
     if next != bounded {
-      let window = bounded > next ? target.scaleUpStabilization : target.scaleDownStabilization
+      let window = target.rules(bounded > next ? .up : .down).stabilization
       clamps.append(
         Clamp(
           reason: .stabilization, before: bounded, after: next,
@@ -118,7 +116,8 @@ struct TargetContext {
     let room = target.max - status.draining
     if status.draining > 0, next > current, next > room {
       let held = Swift.max(current, room)
-      let detail = "\(target.maxSource) \(target.max) counts the \(status.draining) replicas still draining"
+      let detail =
+        "\(target.maxSource.rawValue) \(target.max) counts the \(status.draining) replicas still draining"
       if boundClamp != nil {
         boundClamp?.after = held
         boundClamp?.detail += "; held at \(held) because \(detail)"
@@ -193,26 +192,27 @@ struct TargetContext {
     var proposals: [Proposal] = []
     if let tracking = target.tracking { proposals.append(trackingProposal(tracking)) }
 
-    let up = target.scaleUp.map { evaluate($0, since: &state.scaleUpHoldingSince) }
-    let down = target.scaleDown.map { evaluate($0, since: &state.scaleDownHoldingSince) }
-    if case .fires(let detail)? = up, let rule = target.scaleUp {
+    let up = target.up.rule.map { evaluate($0, since: &state.scaleUpHoldingSince) }
+    let down = target.down.rule.map { evaluate($0, since: &state.scaleDownHoldingSince) }
+    if case .fires(let detail)? = up {
+      let step = target.up.step ?? 1
       proposals.append(
         Proposal(
-          replicas: current.saturatingAdd(rule.step), reason: .scaleUpRule,
-          detail: "scale_up rule: \(detail), add \(rule.step)"))
-    } else if let down, let rule = target.scaleDown {
+          replicas: current.saturatingAdd(step), reason: .scaleUpRule,
+          detail: "scale_up rule: \(detail), add \(step)"))
+    } else if let down {
+      let step = target.down.step ?? 1
       switch down {
       case .fires(let detail):
         proposals.append(
           Proposal(
-            replicas: max(0, current - rule.step), reason: .scaleDownRule,
-            detail: "scale_down rule: \(detail), remove \(rule.step)"))
+            replicas: max(0, current - step), reason: .scaleDownRule,
+            detail: "scale_down rule: \(detail), remove \(step)"))
       case .missing(let names):
         proposals.append(
           Proposal(
             replicas: current, reason: .signalMissing,
-            detail: "scale_down rule cannot be judged: \(names) missing",
-            missingData: true))
+            detail: "scale_down rule cannot be judged: \(names) missing"))
       case .pending, .notMet:
         proposals.append(
           Proposal(replicas: current, reason: .scaleDownRule, detail: "scale_down rule not met"))
@@ -224,7 +224,7 @@ struct TargetContext {
   private func trackingProposal(_ tracking: TargetTracking) -> Proposal {
     guard let value = signals[tracking.metric] else {
       return Proposal(
-        replicas: current, reason: .signalMissing, detail: "\(tracking.metric) missing", missingData: true)
+        replicas: current, reason: .signalMissing, detail: "\(tracking.metric) missing")
     }
     // Activation comes before the tolerance band, as in KEDA, so that more load never means
     // fewer replicas: at or below the threshold no replica is needed, whatever runs now.
@@ -353,7 +353,7 @@ struct TargetContext {
   /// The HPA's rule: the lowest recommendation in the scale-up window and the highest in the
   /// scale-down window bound the change, so a brief dip or spike does not move the count.
   private func stabilize(_ recommendation: Int, _ state: inout TargetState) -> Int {
-    let horizon = max(target.scaleUpStabilization, target.scaleDownStabilization)
+    let horizon = max(target.up.stabilization, target.down.stabilization)
     if state.recommendations.isEmpty && state.lastScaleUp == nil && state.lastScaleDown == nil {
       // First sight of this target (a fresh start or a new policy): what runs now counts as a
       // recommendation, so starting the controller never scales down before a full window.
@@ -365,8 +365,8 @@ struct TargetContext {
     var downBound = recommendation
     for past in state.recommendations {
       let age = now.timeIntervalSince(past.time)
-      if age < target.scaleUpStabilization { upBound = min(upBound, past.replicas) }
-      if age < target.scaleDownStabilization { downBound = max(downBound, past.replicas) }
+      if age < target.up.stabilization { upBound = min(upBound, past.replicas) }
+      if age < target.down.stabilization { downBound = max(downBound, past.replicas) }
     }
     var result = current
     if result < upBound { result = upBound }
@@ -381,24 +381,21 @@ struct TargetContext {
       clamps.append(Clamp(reason: reason, before: next, after: value, detail: detail))
       next = value
     }
-    if let step = target.scaleUpStep, next > current.saturatingAdd(step) {
-      clamp(.stepSize, to: current.saturatingAdd(step), "add_instances is \(step) per step")
-    }
-    if let step = target.scaleDownStep, next < current - step {
-      clamp(.stepSize, to: current - step, "remove_instances is \(step) per step")
-    }
-    if next > current, let last = state.lastScaleUp, now.timeIntervalSince(last) < target.scaleUpCooldown {
-      let left = target.scaleUpCooldown - now.timeIntervalSince(last)
-      clamp(
-        .cooldown, to: current,
-        "the scale-up cooldown of \(format(target.scaleUpCooldown))s has \(format(left))s left")
-    }
-    if next < current, let last = state.lastScaleDown, now.timeIntervalSince(last) < target.scaleDownCooldown
-    {
-      let left = target.scaleDownCooldown - now.timeIntervalSince(last)
-      clamp(
-        .cooldown, to: current,
-        "the scale-down cooldown of \(format(target.scaleDownCooldown))s has \(format(left))s left")
+    // Steps and cooldowns, one rule for both directions.
+    for direction in ScaleDirection.allCases where (direction == .up) == (next > current) && next != current {
+      let rules = target.rules(direction)
+      let sign = direction == .up ? 1 : -1
+      if let step = rules.step, abs(next - current) > step {
+        let key = direction == .up ? "add_instances" : "remove_instances"
+        clamp(.stepSize, to: current.saturatingAdd(sign * step), "\(key) is \(step) per step")
+      }
+      let last = direction == .up ? state.lastScaleUp : state.lastScaleDown
+      if let last, now.timeIntervalSince(last) < rules.cooldown {
+        let left = rules.cooldown - now.timeIntervalSince(last)
+        clamp(
+          .cooldown, to: current,
+          "the \(direction.rawValue) cooldown of \(format(rules.cooldown))s has \(format(left))s left")
+      }
     }
     // Ceilings stop growth; they never force a scale-down of what already runs.
     var ceilings: [Ceiling] = []
@@ -427,7 +424,7 @@ struct TargetContext {
   private func bound(_ replicas: Int) -> Int { min(max(replicas, target.min), target.max) }
 
   private func boundDetail(_ reason: ScaleReason) -> String {
-    reason == .maxInstances ? "\(target.maxSource) is \(target.max)" : "min is \(target.min)"
+    reason == .maxInstances ? "\(target.maxSource.rawValue) is \(target.max)" : "min is \(target.min)"
   }
 
   private func moveReason(next: Int, wanted: Int, driver: Proposal?) -> ScaleReason {
