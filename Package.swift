@@ -132,7 +132,7 @@ let package = Package(
     ),
     .testTarget(
       name: "CapstanBackendsTests",
-      dependencies: ["CapstanCore", "CapstanBackends", "CapstanTestKit", "capstan"]
+      dependencies: ["CapstanCore", "CapstanBackends", "CapstanRuntime", "CapstanTestKit", "capstan"]
     ),
     .testTarget(
       name: "CapstanControllerTests",

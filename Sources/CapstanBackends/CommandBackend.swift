@@ -11,19 +11,28 @@ public actor CommandBackend: ScalingBackend {
   private let settings: CommandBackendSettings
   private let workingDirectory: URL
   private let logger: Logger
+  /// Where the counts it set are kept across restarts (without `status_argv` they are all it
+  /// knows of the fleet); nil keeps them in memory only.
+  private let store: StateStore<[String: Int]>?
   private var lastSet: [String: Int]
 
-  /// - Parameter lastSet: counts set before a restart, from the state directory.
   public init(
-    settings: CommandBackendSettings, workingDirectory: URL, lastSet: [String: Int] = [:], logger: Logger
+    settings: CommandBackendSettings, workingDirectory: URL, store: StateStore<[String: Int]>? = nil,
+    logger: Logger
   ) {
     self.settings = settings
     self.workingDirectory = workingDirectory
-    self.lastSet = lastSet
+    self.store = store
     self.logger = logger
+    do {
+      lastSet = try store?.load() ?? [:]
+    } catch {
+      logger.error(
+        "cannot read the counts set before: starting from each process's min", metadata: ["error": "\(error)"]
+      )
+      lastSet = [:]
+    }
   }
-
-  public var counts: [String: Int] { lastSet }
 
   public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
     guard let statusArgv = settings.statusArgv else {
@@ -46,6 +55,13 @@ public actor CommandBackend: ScalingBackend {
         "CAPSTAN_DRAIN_TIMEOUT": String(Int(action.drainTimeout.rounded(.up))),
       ])
     lastSet[action.process] = action.to
+    do {
+      try store?.save(lastSet)
+    } catch {
+      logger.critical(
+        "cannot save the counts set: after a restart they are taken as min",
+        metadata: ["process": "\(action.process)", "error": "\(error)"])
+    }
   }
 
   public func shutdown() async {}

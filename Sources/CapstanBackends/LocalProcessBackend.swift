@@ -108,6 +108,8 @@ public actor LocalProcessBackend: ScalingBackend {
   }
 
   /// Replicas that keep exiting: restarted with backoff, never counted ready.
+  public func crashLoopingReplicas(of target: ScalingTarget) async -> Int { crashLooping(target.name).count }
+
   public func crashLooping(_ process: String) -> [Int] {
     replicas[process, default: [:]].values.filter { $0.phase != .draining && isCrashLooping($0) }.map(\.index)
       .sorted()

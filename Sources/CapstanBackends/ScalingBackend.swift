@@ -15,11 +15,14 @@ public protocol ScalingBackend: Sendable {
   /// Whether the replicas outlive the controller (a Kubernetes workload, a command's fleet) or
   /// stop with it (the local supervisor): then a restart restores the count that ran before.
   var replicasOutliveController: Bool { get }
+  /// Replicas that keep exiting and are not counted ready, for the controller's metrics.
+  func crashLoopingReplicas(of target: ScalingTarget) async -> Int
 }
 
 extension ScalingBackend {
   public func warnings(for target: ScalingTarget) async -> [String] { [] }
   public var replicasOutliveController: Bool { true }
+  public func crashLoopingReplicas(of target: ScalingTarget) async -> Int { 0 }
 }
 
 /// Whether this process may act now; with leader election, only the leader may.
@@ -66,6 +69,10 @@ public actor DryRunBackend: ScalingBackend {
   }
 
   public func warnings(for target: ScalingTarget) async -> [String] { await wrapped.warnings(for: target) }
+
+  public func crashLoopingReplicas(of target: ScalingTarget) async -> Int {
+    await wrapped.crashLoopingReplicas(of: target)
+  }
 
   public func shutdown() async {}
 }

@@ -6,16 +6,12 @@ import CapstanSignals
 import Foundation
 import Logging
 
-/// What survives a restart: the engine's memory (windows, cooldowns, the budget and its freeze)
-/// and the counts a command backend last set.
+/// What survives a restart: the engine's memory (windows, cooldowns, the budget and its freeze).
+/// A backend keeps its own.
 public struct ControllerState: Codable, Sendable {
   public var engine: EngineState
-  public var commandBackendCounts: [String: Int]
 
-  public init(engine: EngineState = EngineState(), commandBackendCounts: [String: Int] = [:]) {
-    self.engine = engine
-    self.commandBackendCounts = commandBackendCounts
-  }
+  public init(engine: EngineState = EngineState()) { self.engine = engine }
 }
 
 /// Where the state is kept beside the local file when several controllers share it: the leader
@@ -228,10 +224,6 @@ public actor Controller {
     while true {
       do {
         try await backend.apply(action, to: target)
-        if let command = backend as? CommandBackend {
-          state.commandBackendCounts = await command.counts
-          persist()
-        }
         metrics.action(action)
         logger.notice(
           "scaled",
@@ -358,9 +350,7 @@ public actor Controller {
         metrics.budget(
           target.policyName ?? target.name, spent: ledger.spentUSD, frozen: ledger.state == .frozen)
       }
-      if let local = backend as? LocalProcessBackend {
-        metrics.crashLooping(target.name, replicas: await local.crashLooping(target.name).count)
-      }
+      metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))
     }
   }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CapstanBackends
 import CapstanCore
 import CapstanKubernetes
+import CapstanRuntime
 import Foundation
 import Logging
 
@@ -18,7 +19,7 @@ enum BackendFactory {
 
   /// The backend `capstan run` acts through.
   static func forRun(
-    _ policy: Policy, baseDirectory: URL, stateDirectory: URL, commandCounts: [String: Int], logger: Logger
+    _ policy: Policy, baseDirectory: URL, stateDirectory: URL, logger: Logger
   ) throws -> Built {
     switch policy.backend {
     case .local:
@@ -32,7 +33,8 @@ enum BackendFactory {
     case .command(let settings):
       return Built(
         backend: CommandBackend(
-          settings: settings, workingDirectory: baseDirectory, lastSet: commandCounts,
+          settings: settings, workingDirectory: baseDirectory,
+          store: try StateStore(directory: stateDirectory, name: "command-backend.json"),
           logger: Logger(label: "capstan.command")))
     case .kubernetes(let settings):
       let (connection, namespace) = try kubernetesConnection(settings, baseDirectory: baseDirectory)
@@ -77,7 +79,7 @@ enum BackendFactory {
     case .command(let settings):
       guard settings.statusArgv != nil else { return nil }
       return CommandBackend(
-        settings: settings, workingDirectory: baseDirectory, lastSet: [:],
+        settings: settings, workingDirectory: baseDirectory,
         logger: Logger(label: "capstan.command"))
     case .kubernetes(let settings):
       let (connection, namespace) = try kubernetesConnection(settings, baseDirectory: baseDirectory)

@@ -73,8 +73,7 @@ struct Run: AsyncParsableCommand {
     let built: BackendFactory.Built
     do {
       built = try BackendFactory.forRun(
-        loaded.policy, baseDirectory: baseDirectory, stateDirectory: stateDirectory,
-        commandCounts: saved.commandBackendCounts, logger: logger)
+        loaded.policy, baseDirectory: baseDirectory, stateDirectory: stateDirectory, logger: logger)
     } catch {
       printError("capstan run: error: \(error)")
       throw ExitCode(1)

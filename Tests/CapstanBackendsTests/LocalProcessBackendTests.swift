@@ -1,4 +1,5 @@
 import CapstanCore
+import CapstanRuntime
 import CapstanTestKit
 import Foundation
 import Logging
@@ -213,6 +214,21 @@ struct CommandBackendTests {
       ScaleAction(process: "web", from: 2, to: 4, reason: .targetTracking, drainTimeout: 30), to: target)
     #expect(try String(contentsOf: folder.appendingPathComponent("calls"), encoding: .utf8) == "web 4 2 30\n")
     #expect(try await backend.status(of: target) == ReplicaStatus(4))
+  }
+
+  @Test("the counts it set are kept in its state file and known again after a restart")
+  func countsSurviveRestart() async throws {
+    let folder = try scratchDirectory("command-backend")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try StateStore<[String: Int]>(directory: folder, name: "command-backend.json")
+    let first = CommandBackend(
+      settings: .init(argv: ["true"]), workingDirectory: folder, store: store, logger: Logger(label: "test"))
+    let target = try target()
+    try await first.apply(
+      ScaleAction(process: "web", from: 2, to: 5, reason: .targetTracking, drainTimeout: 30), to: target)
+    let restarted = CommandBackend(
+      settings: .init(argv: ["true"]), workingDirectory: folder, store: store, logger: Logger(label: "test"))
+    #expect(try await restarted.status(of: target) == ReplicaStatus(5))
   }
 
   @Test("a failing hook is an error carrying its last words; the count is not changed")
