@@ -14,54 +14,44 @@ public struct ControllerState: Codable, Sendable {
   public init(engine: EngineState = EngineState()) { self.engine = engine }
 }
 
-/// Where the state is kept beside the local file when several controllers share it: the leader
-/// writes it, and whoever leads next reads it before acting.
-public protocol SharedStateStore: Sendable {
-  func load() async throws -> Data?
-  func save(_ data: Data) async throws
-  var description: String { get }
-}
-
-extension ConfigMapStateStore: SharedStateStore {}
-
 /// The live loop around the engine: read every signal, read the backend, decide, persist, write
 /// the audit, act. The same `ScalingEngine` that replay drives.
 public actor Controller {
   /// Builds the signal readers for a policy; tests give fakes.
   public typealias ReaderFactory = @Sendable (_ policy: Policy, _ baseDirectory: URL) -> [any SignalReader]
 
-  public private(set) var policy: Policy
-  private var engine: ScalingEngine
-  private let makeReaders: ReaderFactory
-  private var readers: [any SignalReader]
-  private var state: ControllerState
-  private let backend: any ScalingBackend
+  public internal(set) var policy: Policy
+  var engine: ScalingEngine
+  let makeReaders: ReaderFactory
+  var readers: [any SignalReader]
+  var state: ControllerState
+  let backend: any ScalingBackend
   private let audit: AuditLogFile
   private let store: StateStore<ControllerState>
-  private let metrics: ControllerMetrics
+  let metrics: ControllerMetrics
   private let mode: AuditMode
-  private let baseDirectory: URL
-  private let logger: Logger
+  let baseDirectory: URL
+  let logger: Logger
   /// Signals whose outage has been logged, so an outage is logged once, not every tick.
   private var failing: [String: String] = [:]
   /// With leader election: only while this says so does the controller act and write records.
-  private let leader: (any LeaderGate)?
+  let leader: (any LeaderGate)?
   /// Targets whose backend warnings have been given (once per target per run).
-  private var warned: Set<String> = []
+  var warned: Set<String> = []
   public private(set) var lastTick: Date?
   /// Why the controller is not acting: the audit log or the state could not be written. No
   /// action is taken without both, and `/healthz` reports this until a tick writes them again.
   public private(set) var writeFailure: String?
   /// Who holds the lease, as last seen; nil without leader election.
-  public private(set) var leaderIdentity: String?
-  private var wasLeading: Bool?
+  public internal(set) var leaderIdentity: String?
+  var wasLeading: Bool?
 
   /// With the Kubernetes backend: the state in the cluster, which outlives this pod.
-  private let shared: (any SharedStateStore)?
+  let shared: (any SharedStateStore)?
   /// Whether the shared state has been read since this controller last started leading.
-  private var adoptedShared = false
+  var adoptedShared = false
   /// The last document written to the shared store, so an unchanged state is not written again.
-  private var lastShared: Data?
+  var lastShared: Data?
 
   /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
   static let conflictRetries = 3
@@ -148,11 +138,7 @@ public actor Controller {
       for warning in await backend.warnings(for: target) {
         logger.warning("\(warning)", metadata: ["process": "\(target.name)"])
         let current = replicas[target.name]?.current
-        record(
-          AuditEvent(
-            time: now, process: target.name, kind: .warning, from: current, to: current,
-            reason: .drainTimeout,
-            detail: warning, signals: [], budget: nil, costPerHourUSD: nil))
+        record(.warning(process: target.name, replicas: current, detail: warning, at: now))
       }
     }
 
@@ -243,13 +229,12 @@ public actor Controller {
             ? "the target changed under the write; reading it again" : "the backend refused the change",
           metadata: ["process": "\(action.process)", "error": "\(error)"])
         record(
-          AuditEvent(
-            time: now, process: action.process, kind: .blocked, from: action.from, to: action.to,
-            reason: .backendError,
+          .refused(
+            action,
             detail:
               "the backend did not carry out \(action.from) -> \(action.to): \(error)\(conflict ? "; reading it again and deciding again" : "")",
-            signals: target.signalNames.map { ($0, signals[$0]) }, budget: nil,
-            costPerHourUSD: target.costPerHourUSD.map { $0 * Double(action.from) }))
+            signals: target.signalNames.map { ($0, signals[$0]) },
+            costPerHourUSD: target.costPerHourUSD.map { $0 * Double(action.from) }, at: now))
         guard conflict else { return }
         conflicts += 1
         guard let next = await redecide(target, signals: signals, now: now) else { return }
@@ -278,38 +263,6 @@ public actor Controller {
     for event in decision.events { record(event) }
     return decision.actions.first
   }
-
-  // MARK: Leadership
-
-  /// The leader election service reports what it saw after each try. Becoming or ceasing to be
-  /// the leader is logged and written to the audit log; a follower's start is only logged.
-  public func observeLeadership(leading: Bool, identity: String, holder: String?, now: Date) {
-    metrics.leader(leading)
-    defer {
-      wasLeading = leading
-      leaderIdentity = holder
-    }
-    if holder != leaderIdentity || leading != wasLeading {
-      logger.notice(
-        "\(leading ? "leading" : "following")",
-        metadata: ["identity": "\(identity)", "leader": "\(holder ?? "none")"])
-    }
-    guard leading != wasLeading, leading || wasLeading == true else { return }
-    record(
-      AuditEvent(
-        time: now, process: "*", kind: leading ? .leaderElected : .leaderLost, from: nil, to: nil,
-        reason: .leaderElection,
-        detail: leading
-          ? "\(identity) leads: it acts from now on"
-          : holder.map { $0 == identity ? nil : $0 }.flatMap { $0 }.map {
-            "\(identity) stopped leading; \($0) leads: it decides but acts on nothing"
-          }
-            ?? "\(identity) stopped leading: it could not renew the lease within its renew deadline; it decides but acts on nothing until it leads again",
-        signals: [], budget: nil, costPerHourUSD: nil))
-  }
-
-  /// Whether this controller acts now: always without leader election.
-  public func isLeading(at now: Date) -> Bool { leader?.isLeading(at: now) ?? true }
 
   /// Every signal at once, each bounded by its own timeout. A failure makes that signal missing
   /// for this tick; it is logged when an outage starts and when it ends.
@@ -354,65 +307,7 @@ public actor Controller {
     }
   }
 
-  // MARK: Reload and shutdown
-
-  /// A valid new policy takes effect at the next tick; the engine's memory carries over for
-  /// targets that keep their names. Processes the new policy no longer has are drained to zero,
-  /// so nothing keeps running unmanaged. A change of backend needs a restart and is refused.
-  public func reload(_ loaded: LoadedPolicy, file: String, now: Date) async {
-    guard loaded.policy.backend == policy.backend else {
-      rejectReload(
-        [
-          Diagnostic(
-            .error, at: FileLocation(file: file, line: 1, column: 1),
-            "backend changed: a running capstan keeps the backend it started with; restart it to switch")
-        ], file: file, now: now)
-      return
-    }
-    let removed = policy.targets.filter { old in loaded.policy.target(named: old.name) == nil }
-    policy = loaded.policy
-    warned = []
-    engine = ScalingEngine(policy: loaded.policy)
-    readers = makeReaders(loaded.policy, baseDirectory)
-    logger.notice(
-      "policy reloaded", metadata: ["file": "\(file)", "targets": "\(loaded.policy.targets.count)"])
-    record(
-      AuditEvent(
-        time: now, process: "*", kind: .policyReloaded, from: nil, to: nil, reason: .policyReload,
-        detail: "reloaded \(file): \(loaded.policy.targets.map(\.name).joined(separator: ", "))", signals: [],
-        budget: nil, costPerHourUSD: nil))
-    for target in removed {
-      state.engine.targets[target.name] = nil
-      state.engine.budgets[target.name] = nil
-      guard let current = try? await backend.status(of: target).current, current > 0 else { continue }
-      let action = ScaleAction(
-        process: target.name, from: current, to: 0, reason: .policyReload, drainTimeout: target.drainTimeout)
-      do {
-        try await backend.apply(action, to: target)
-        record(
-          AuditEvent(
-            time: now, process: target.name, kind: .scaleDown, from: current, to: 0, reason: .policyReload,
-            detail: "\(target.name) is no longer in \(file): drained", signals: [], budget: nil,
-            costPerHourUSD: target.costPerHourUSD.map { _ in 0 }))
-      } catch {
-        logger.error(
-          "cannot drain a process the policy dropped",
-          metadata: ["process": "\(target.name)", "error": "\(error)"])
-      }
-    }
-    persist()
-  }
-
-  /// An invalid policy is refused with its errors; the running one goes on.
-  public func rejectReload(_ problems: [Diagnostic], file: String, now: Date) {
-    for problem in problems { logger.error("\(problem)") }
-    let shown = problems.prefix(3).map(\.description).joined(separator: "; ")
-    record(
-      AuditEvent(
-        time: now, process: "*", kind: .policyRejected, from: nil, to: nil, reason: .policyReload,
-        detail: "kept the running policy: \(file) has \(problems.count) problem(s): \(shown)", signals: [],
-        budget: nil, costPerHourUSD: nil))
-  }
+  // MARK: Shutdown
 
   /// Drains what the backend runs and leaves the state and audit log complete.
   public func shutdown() async {
@@ -425,7 +320,7 @@ public actor Controller {
 
   /// nil when written; else what went wrong, for the log and `/healthz`.
   @discardableResult
-  private func record(_ event: AuditEvent) -> String? {
+  func record(_ event: AuditEvent) -> String? {
     do {
       try audit.append(AuditRecord(event, mode: mode))
       return nil
@@ -435,50 +330,9 @@ public actor Controller {
     }
   }
 
-  /// Reads the shared state; nil when read (or there is none yet), else what went wrong.
-  private func adoptShared() async -> String? {
-    guard let shared else { return nil }
-    do {
-      if let data = try await shared.load() {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .secondsSince1970
-        let saved = try decoder.decode(ControllerState.self, from: data)
-        let problems = saved.engine.problems(now: Date())
-        guard problems.isEmpty else {
-          return
-            "the state in \(shared.description) holds values out of range (\(problems.joined(separator: "; "))): delete it to start afresh"
-        }
-        state.engine = saved.engine
-        lastShared = data
-        logger.notice("took the state the last leader left", metadata: ["from": "\(shared.description)"])
-      }
-      adoptedShared = true
-      return nil
-    } catch {
-      return "cannot read the state in \(shared.description): \(error)"
-    }
-  }
-
-  /// Writes the state to the shared store when it changed; nil when written.
-  private func saveShared() async -> String? {
-    guard let shared else { return nil }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    encoder.dateEncodingStrategy = .secondsSince1970
-    guard let data = try? encoder.encode(state), data != lastShared else { return nil }
-    do {
-      try await shared.save(data)
-      lastShared = data
-      return nil
-    } catch {
-      logger.critical("cannot save state", metadata: ["to": "\(shared.description)", "error": "\(error)"])
-      return "cannot save state to \(shared.description): \(error)"
-    }
-  }
-
   /// nil when saved; else what went wrong.
   @discardableResult
-  private func persist() -> String? {
+  func persist() -> String? {
     do {
       try store.save(state)
       return nil
