@@ -79,3 +79,18 @@ struct HostileNumberTests {
     #expect(harness.replicas["w"] == 1_000_000)
   }
 }
+
+/// Inputs the fuzzers found that stopped the process, kept so they never do again.
+@Suite("Fuzzer findings")
+struct FuzzerFindingTests {
+  static let folder = fixturesURL().appendingPathComponent("fuzz")
+  static let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
+
+  @Test("each is answered with diagnostics, not a crash", arguments: files)
+  func answered(file: String) throws {
+    let data = try Data(contentsOf: Self.folder.appendingPathComponent(file))
+    #expect(throws: PolicyLoadError.self) { try PolicyLoader.load(data: data, file: file) }
+  }
+
+  @Test("the folder is not empty") func present() { #expect(!Self.files.isEmpty) }
+}

@@ -109,9 +109,10 @@ public enum PolicyLoader {
   /// mappings; nil for flow mappings (`{a: 1, a: 2}`), reported at the first.
   private static func repeatedKeyLine(_ yaml: String, key: String?, first: Mark) -> Int? {
     guard let key else { return nil }
-    let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
-    guard first.line >= 1, first.column >= 1 else { return nil }
-    for number in (first.line + 1)..<(lines.count + 1) {
+    // Every line break YAML knows (LF, CR, CR LF), so the numbers match the parser's.
+    let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+    guard first.line >= 1, first.column >= 1, first.line < lines.count else { return nil }
+    for number in (first.line + 1)...lines.count {
       let text = lines[number - 1]
       let indent = text.prefix { $0 == " " }.count
       if indent + 1 < first.column && !text.trimmingCharacters(in: .whitespaces).isEmpty
