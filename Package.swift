@@ -34,6 +34,11 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
+    // Closed-loop simulation: request traces, simulated fleets, the same engine.
+    .target(
+      name: "CapstanSimulation",
+      dependencies: ["CapstanCore", "CapstanReplay"]
+    ),
     // I/O the drivers share: the append-only audit log file, running programs.
     .target(
       name: "CapstanRuntime",
@@ -102,6 +107,7 @@ let package = Package(
       dependencies: [
         "CapstanCore",
         "CapstanReplay",
+        "CapstanSimulation",
         "CapstanRuntime",
         "CapstanBackends",
         "CapstanSignals",
@@ -151,6 +157,10 @@ let package = Package(
         .product(name: "MetricsTestKit", package: "swift-metrics"),
         .product(name: "Yams", package: "Yams"),
       ]
+    ),
+    .testTarget(
+      name: "CapstanSimulationTests",
+      dependencies: ["CapstanCore", "CapstanSimulation", "CapstanTestKit", "capstan"]
     ),
     .testTarget(
       name: "CapstanRunTests",

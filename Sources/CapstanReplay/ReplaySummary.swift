@@ -169,21 +169,7 @@ public enum ReplayReport {
     var out = "Replay of \(policyPath) against \(metricsPath)\n"
     out +=
       "\(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks every \(format(result.intervalSeconds))s\n\n"
-    out += "Timeline\n"
-    let width = max(7, result.processes.map(\.process.count).max() ?? 0)
-    if result.events.isEmpty { out += "  (no changes, blocks, outages or budget events)\n" }
-    for event in result.events {
-      var counts = ""
-      if let from = event.from, let to = event.to {
-        switch event.kind {
-        case .scaleUp, .scaleDown: counts = "\(from) -> \(to)"
-        case .blocked: counts = "\(from) (wanted \(to))"
-        default: counts = "at \(from)"
-        }
-      }
-      out +=
-        "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 15))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
-    }
+    out += timeline(result.events, processes: result.processes.map(\.process))
     out += "\nSummary\n"
     for summary in result.processes {
       out += "  \(summary.process)\n"
@@ -206,6 +192,26 @@ public enum ReplayReport {
           "    budget \(String(format: "$%.2f", budget))/day: \(summary.budgetAlerts) alerts, \(summary.budgetFreezes) freezes, frozen \(duration(summary.frozenSeconds))\n"
       }
       if summary.signalOutages > 0 { out += "    signal outages: \(summary.signalOutages)\n" }
+    }
+    return out
+  }
+
+  /// Every change and block, one line each, as replay and simulate print them.
+  public static func timeline(_ events: [AuditEvent], processes: [String]) -> String {
+    var out = "Timeline\n"
+    let width = max(7, processes.map(\.count).max() ?? 0)
+    if events.isEmpty { out += "  (no changes, blocks, outages or budget events)\n" }
+    for event in events {
+      var counts = ""
+      if let from = event.from, let to = event.to {
+        switch event.kind {
+        case .scaleUp, .scaleDown: counts = "\(from) -> \(to)"
+        case .blocked: counts = "\(from) (wanted \(to))"
+        default: counts = "at \(from)"
+        }
+      }
+      out +=
+        "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 15))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
     }
     return out
   }

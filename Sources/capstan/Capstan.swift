@@ -9,7 +9,7 @@ struct Capstan: AsyncParsableCommand {
     commandName: "capstan",
     abstract: "An autoscaler for AI workloads: scale each process type on the signal that measures its load.",
     version: "0.1.0",
-    subcommands: [Validate.self, Replay.self, Run.self, Record.self, ReplicaGuardCommand.self]
+    subcommands: [Validate.self, Replay.self, Simulate.self, Run.self, Record.self, ReplicaGuardCommand.self]
   )
 
   static func bootstrapLogging() {
@@ -25,8 +25,11 @@ struct Capstan: AsyncParsableCommand {
 }
 
 /// A duration option such as `--interval 15s`, above zero.
-func durationOption(_ text: String, _ option: String) throws -> TimeInterval {
-  switch Quantity.duration(text) {
+/// A duration on the command line: a recording or a tiled trace may run to a year.
+func durationOption(_ text: String, _ option: String, longest: TimeInterval = 366 * 86_400) throws
+  -> TimeInterval
+{
+  switch Quantity.duration(text, longest: longest) {
   case .success(let value) where value > 0: return value
   case .success: throw ValidationError("\(option) must be above zero")
   case .failure(let failure): throw ValidationError("\(option): \(failure.message)")

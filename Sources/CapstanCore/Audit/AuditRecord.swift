@@ -27,6 +27,7 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
 /// Which driver wrote a record.
 public enum AuditMode: String, Sendable, Codable {
   case replay
+  case simulate
   case dryRun = "dry_run"
   case live
 }

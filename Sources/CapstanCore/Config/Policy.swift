@@ -196,6 +196,8 @@ public struct ScalingTarget: Sendable, Equatable {
   public var local: LocalProcessSettings?
   /// What the Kubernetes backend scales; set for every target when that is the backend.
   public var kubernetes: KubernetesWorkload?
+  /// How `capstan simulate` models the process's fleet; nil where the policy has no section.
+  public var simulation: SimulationSettings?
   /// Where the target is declared, for messages about it.
   public var location: FileLocation?
 

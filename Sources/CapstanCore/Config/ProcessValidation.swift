@@ -81,6 +81,7 @@ extension PolicyValidator {
       target.rateLimit = validateRateLimit(share, process: name.text, providers: providers)
     }
     if let local = raw.local { target.local = validateLocal(local, process: name) }
+    if let simulation = raw.simulation { target.simulation = validateSimulation(simulation, process: name) }
     return target
   }
 

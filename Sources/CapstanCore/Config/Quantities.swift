@@ -5,7 +5,9 @@ import Foundation
 public enum Quantity {
   /// `300s`, `10m`, `1h`, `250ms`, `1h30m`. A bare number is rejected: a duration without a unit
   /// is the commonest way to be off by 60x.
-  public static func duration(_ text: String) -> Result<TimeInterval, QuantityError> {
+  public static func duration(_ text: String, longest: TimeInterval = PolicyLimits.maxDuration) -> Result<
+    TimeInterval, QuantityError
+  > {
     let trimmed = text.trimmingCharacters(in: .whitespaces)
     if Double(trimmed) != nil {
       return .failure(.init("'\(text)' has no unit: write a duration such as 300s, 10m or 1h"))
@@ -32,8 +34,12 @@ public enum Quantity {
       }
       total += value * scale
     }
-    guard total <= PolicyLimits.maxDuration else {
-      return .failure(.init("'\(text)' is longer than a week (168h), the longest duration Capstan takes"))
+    guard total <= longest else {
+      return .failure(
+        .init(
+          longest == PolicyLimits.maxDuration
+            ? "'\(text)' is longer than a week (168h), the longest duration Capstan takes"
+            : "'\(text)' is longer than \(Int(longest / 3600))h, the longest this takes"))
     }
     return .success(total)
   }

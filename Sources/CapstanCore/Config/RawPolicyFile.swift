@@ -208,13 +208,14 @@ struct RawProcess: Decodable {
   var rateLimit: RawRateLimitShare?
   var local: RawLocalProcess?
   var kubernetes: RawKubernetesWorkload?
+  var simulation: RawSimulation?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case type, description, `class`
     case costPerHourUSD = "cost_per_hour_usd"
     case scaling, resources
     case rateLimit = "rate_limit"
-    case local, kubernetes
+    case local, kubernetes, simulation
   }
 }
 

@@ -1,0 +1,128 @@
+import Foundation
+
+/// How `capstan simulate` models one process's fleet: what a replica serves at once and how
+/// fast, how long it takes to start, which simulated quantity feeds each of the policy's
+/// signals, and the SLO the runs are scored on. Set under `processes.NAME.simulation`.
+public struct SimulationSettings: Sendable, Equatable {
+  /// A quantity the simulator measures on the fleet at each tick, as a scraper would see it.
+  public enum Quantity: String, Sendable, Equatable, CaseIterable {
+    /// Requests waiting for a slot.
+    case queueDepth = "queue_depth"
+    /// Seconds the oldest waiting request has waited; 0 when none waits.
+    case oldestWait = "oldest_wait"
+    /// Busy slots over the slots of ready replicas, in percent; missing with no ready replica.
+    case utilization
+    /// Requests in flight plus those waiting.
+    case concurrency
+    /// Requests arrived per second over the last tick.
+    case requestRate = "request_rate"
+    /// Input and output tokens arrived per second over the last tick.
+    case tokenRate = "token_rate"
+    /// The 95th percentile of the SLO's latency, over requests started in the last minute;
+    /// missing when none started.
+    case latencyP95 = "latency_p95"
+  }
+
+  /// Which latency the SLO bounds.
+  public enum Latency: String, Sendable, Equatable, CaseIterable {
+    /// Time to first token: queue wait plus prefill (input tokens / prefill rate).
+    case ttft
+    /// End to end: queue wait plus the whole service time.
+    case e2e
+    /// Queue wait alone, for queue workers.
+    case queueWait = "queue_wait"
+  }
+
+  public struct SLO: Sendable, Equatable {
+    public var latency: Latency
+    /// Seconds.
+    public var bound: TimeInterval
+    /// The share of requests that must meet the bound, 0 to 1.
+    public var target: Double
+  }
+
+  /// Requests one replica serves at once.
+  public var slots: Int
+  /// LLM traces: a request takes input / prefill + output / decode seconds on its slot.
+  public var prefillTokensPerSecond: Double?
+  public var decodeTokensPerSecond: Double?
+  /// From the moment a replica is asked for until it takes work; it costs from the start.
+  public var startup: TimeInterval
+  /// The policy's signal names, each fed by one simulated quantity.
+  public var signals: [String: Quantity]
+  public var slo: SLO
+
+  public init(
+    slots: Int, prefillTokensPerSecond: Double? = nil, decodeTokensPerSecond: Double? = nil,
+    startup: TimeInterval = 0, signals: [String: Quantity], slo: SLO
+  ) {
+    self.slots = slots
+    self.prefillTokensPerSecond = prefillTokensPerSecond
+    self.decodeTokensPerSecond = decodeTokensPerSecond
+    self.startup = startup
+    self.signals = signals
+    self.slo = slo
+  }
+}
+
+struct RawSimulation: Decodable, Sendable {
+  var slots: RawScalar?
+  var prefillTokensPerSecond: RawScalar?
+  var decodeTokensPerSecond: RawScalar?
+  var startup: RawScalar?
+  var signals: RawMap<RawScalar>?
+  var slo: RawSLO?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case slots
+    case prefillTokensPerSecond = "prefill_tokens_per_second"
+    case decodeTokensPerSecond = "decode_tokens_per_second"
+    case startup, signals, slo
+  }
+}
+
+struct RawSLO: Decodable, Sendable {
+  var latency: RawScalar?
+  var bound: RawScalar?
+  var target: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case latency, bound, target }
+}
+
+extension PolicyValidator {
+  func validateSimulation(_ raw: RawSimulation, process: RawScalar) -> SimulationSettings? {
+    let where_ = "processes.\(process.text).simulation"
+    guard let rawSlots = raw.slots else {
+      sink.error(process.location, "\(where_) needs slots: the requests one replica serves at once")
+      return nil
+    }
+    guard let slots = count(rawSlots, "slots") else { return nil }
+    guard slots > 0 else {
+      sink.error(rawSlots.location, "slots is 0: a replica must serve at least one request at a time")
+      return nil
+    }
+    let prefill = raw.prefillTokensPerSecond.flatMap { positive($0, "tokens per second") }
+    let decode = raw.decodeTokensPerSecond.flatMap { positive($0, "tokens per second") }
+    let startup = raw.startup.flatMap { duration($0) } ?? 0
+    var signals: [String: SimulationSettings.Quantity] = [:]
+    for (name, value) in raw.signals?.entries ?? [] {
+      guard
+        let quantity = choice(value, "signals.\(name.text)", default: SimulationSettings.Quantity.queueDepth)
+      else { continue }
+      signals[name.text] = quantity
+    }
+    guard let rawSLO = raw.slo, let rawBound = rawSLO.bound else {
+      sink.error(
+        raw.slo?.latency?.location ?? process.location,
+        "\(where_) needs slo: {latency: ttft | e2e | queue_wait, bound: 2s, target: 99%}")
+      return nil
+    }
+    guard let latency = choice(rawSLO.latency, "slo.latency", default: SimulationSettings.Latency.e2e),
+      let bound = positiveDuration(rawBound, ifZero: "slo.bound must be longer than zero")
+    else { return nil }
+    let target = rawSLO.target.flatMap { fraction($0, "slo.target") } ?? 0.99
+    return SimulationSettings(
+      slots: slots, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode, startup: startup,
+      signals: signals, slo: .init(latency: latency, bound: bound, target: target))
+  }
+}

@@ -1,0 +1,190 @@
+import CapstanCore
+import Foundation
+
+/// Closed-loop what-if: the policy's own engine (the one `run` and `replay` drive) decides on
+/// signals measured from simulated fleets fed by request traces, on a virtual clock, and its
+/// actions change those fleets. Deterministic: the same inputs give the same result.
+public struct Simulator {
+  public let policy: Policy
+  /// Per process: its trace.
+  public let traces: [String: Trace]
+
+  public init(policy: Policy, traces: [String: Trace]) throws(SimulationError) {
+    self.policy = policy
+    self.traces = traces
+    for name in traces.keys {
+      guard let target = policy.target(named: name) else {
+        throw .unknownProcess(name, known: policy.targets.map(\.name))
+      }
+      guard let settings = target.simulation else { throw .noSimulationSection(name) }
+      for signal in target.proposalSignalNames where settings.signals[signal] == nil {
+        throw .unmappedSignal(process: name, signal: signal)
+      }
+      if traces[name]?.kind == .llm
+        && (settings.prefillTokensPerSecond == nil || settings.decodeTokensPerSecond == nil)
+      {
+        throw .noTokenRates(name)
+      }
+      if traces[name]?.kind == .jobs && settings.slo.latency == .ttft { throw .ttftForJobs(name) }
+    }
+    let owners = Dictionary(
+      traces.keys.flatMap { name in
+        (policy.target(named: name)?.simulation?.signals.keys).map { Array($0) } ?? []
+      }
+      .map { ($0, 1) }, uniquingKeysWith: +)
+    if let shared = owners.first(where: { $0.value > 1 })?.key { throw .sharedSignal(shared) }
+  }
+
+  /// How long past the last arrival the run goes on for work still queued; what is still
+  /// waiting then counts as failed.
+  public static let tail: TimeInterval = 3600
+
+  /// Runs every traced process from the first request until one tick past the last arrival
+  /// finds every fleet idle (or `tail` has passed).
+  public func run(onEvent: (AuditEvent) throws -> Void = { _ in }) rethrows -> SimulationResult {
+    let interval = policy.controller.interval
+    let engine = ScalingEngine(policy: policy)
+    var state = EngineState()
+    var fleets: [String: Fleet] = [:]
+    for target in policy.targets {
+      guard let trace = traces[target.name], let settings = target.simulation else { continue }
+      fleets[target.name] = Fleet(
+        target: target, settings: settings, trace: trace, interval: interval, start: target.min)
+    }
+    let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
+    let lastArrival = traces.values.compactMap { $0.requests.last?.arrival }.max() ?? 0
+    var actions: [String: [(time: Double, from: Int, to: Int)]] = [:]
+    var tick = 0
+    var now = 0.0
+    while true {
+      now = Double(tick) * interval
+      var signals: [String: Double] = [:]
+      var replicas: [String: ReplicaStatus] = [:]
+      for (name, fleet) in fleets {
+        var advanced = fleet
+        advanced.advance(to: now)
+        fleets[name] = advanced
+        replicas[name] = advanced.status
+        for (signal, quantity) in advanced.settings.signals {
+          if let value = advanced.measure(quantity) { signals[signal] = value }
+        }
+      }
+      let (decision, next) = engine.decide(
+        EngineInputs(signals: signals, replicas: replicas), state: state, now: origin.addingTimeInterval(now))
+      state = next
+      for event in decision.events { try onEvent(event) }
+      for action in decision.actions {
+        fleets[action.process]?.apply(action)
+        actions[action.process, default: []].append((now, action.from, action.to))
+      }
+      tick += 1
+      let idle = fleets.values.allSatisfy(\.idle)
+      if now >= lastArrival + interval && idle || now >= lastArrival + Self.tail { break }
+    }
+    var results: [ProcessResult] = []
+    for target in policy.targets {
+      guard var fleet = fleets[target.name] else { continue }
+      fleet.close()
+      results.append(ProcessResult(fleet: fleet, actions: actions[target.name] ?? []))
+    }
+    return SimulationResult(processes: results, ticks: tick, seconds: now)
+  }
+}
+
+public enum SimulationError: Error, CustomStringConvertible, Equatable {
+  case unknownProcess(String, known: [String])
+  case noSimulationSection(String)
+  case unmappedSignal(process: String, signal: String)
+  case noTokenRates(String)
+  case ttftForJobs(String)
+  case sharedSignal(String)
+
+  public var description: String {
+    switch self {
+    case .unknownProcess(let name, let known):
+      return
+        "--trace names '\(name)', which the policy does not scale (it scales: \(known.joined(separator: ", ")))"
+    case .noSimulationSection(let name):
+      return
+        "process '\(name)' has a trace but no simulation section: add processes.\(name).simulation with slots, the service rates, startup, signals and slo"
+    case .unmappedSignal(let process, let signal):
+      return
+        "processes.\(process).simulation.signals says nothing of '\(signal)', which the policy reads: map it to one of \(SimulationSettings.Quantity.allCases.map(\.rawValue).joined(separator: ", "))"
+    case .noTokenRates(let name):
+      return
+        "process '\(name)' has an LLM trace: give processes.\(name).simulation prefill_tokens_per_second and decode_tokens_per_second"
+    case .ttftForJobs(let name):
+      return "process '\(name)' has a jobs trace, which has no first token: use slo.latency e2e or queue_wait"
+    case .sharedSignal(let signal):
+      return "signal '\(signal)' is fed by two simulated processes: give each process its own signal"
+    }
+  }
+}
+
+/// What one run did to one process, scored on its SLO.
+public struct ProcessResult: Sendable, Equatable {
+  public var name: String
+  public var slo: SimulationSettings.SLO
+  public var requests: Int
+  public var failed: Int
+  public var replicaHours: Double
+  public var costUSD: Double
+  public var sloAttainment: Double
+  public var sloMissMinutes: Int
+  public var latencyP50: Double
+  public var latencyP95: Double
+  public var latencyP99: Double
+  public var scaleActions: Int
+  /// A move in the other direction within 5 minutes of the last: flapping.
+  public var reversals: Int
+  public var peakReplicas: Int
+
+  init(fleet: Fleet, actions: [(time: Double, from: Int, to: Int)]) {
+    name = fleet.target.name
+    slo = fleet.settings.slo
+    requests = fleet.outcomes.count
+    var latencies: [Double] = []
+    var met = 0
+    var perMinute: [Int: (met: Int, all: Int)] = [:]
+    failed = 0
+    for (index, outcome) in fleet.outcomes.enumerated() {
+      let minute = Int(fleet.trace.requests[index].arrival / 60)
+      var ok = false
+      switch outcome {
+      case .started(_, let latency):
+        latencies.append(latency)
+        ok = latency <= fleet.settings.slo.bound
+      case .failed, .waiting:
+        failed += 1
+      }
+      if ok { met += 1 }
+      perMinute[minute, default: (0, 0)].all += 1
+      if ok { perMinute[minute, default: (0, 0)].met += 1 }
+    }
+    latencies.sort()
+    replicaHours = fleet.replicaSeconds / 3600
+    costUSD = replicaHours * (fleet.target.costPerHourUSD ?? 0)
+    sloAttainment = requests > 0 ? Double(met) / Double(requests) : 1
+    sloMissMinutes =
+      perMinute.values.filter { Double($0.met) < fleet.settings.slo.target * Double($0.all) }.count
+    latencyP50 = percentile(latencies, 0.5)
+    latencyP95 = percentile(latencies, 0.95)
+    latencyP99 = percentile(latencies, 0.99)
+    scaleActions = actions.count
+    var reversals = 0
+    for (previous, current) in zip(actions, actions.dropFirst())
+    where current.time - previous.time <= 300 && (previous.to > previous.from) != (current.to > current.from)
+    {
+      reversals += 1
+    }
+    self.reversals = reversals
+    peakReplicas = fleet.peakReplicas
+  }
+}
+
+public struct SimulationResult: Sendable, Equatable {
+  public var processes: [ProcessResult]
+  public var ticks: Int
+  /// Simulated seconds.
+  public var seconds: Double
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import CapstanCore
+import CapstanReplay
+import CapstanRuntime
+import CapstanSimulation
+import Foundation
+
+struct Simulate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run a policy closed-loop against request traces: what it would cost, and its SLO.",
+    discussion: """
+      The engine that runs live decides on signals measured from a simulated fleet fed by the \
+      trace, on a virtual clock, and its actions change that fleet. Traces: the Azure LLM CSV \
+      (TIMESTAMP,ContextTokens,GeneratedTokens), Mooncake JSON Lines, or a CSV with \
+      timestamp,input_tokens,output_tokens or timestamp,work_seconds. Each traced process needs a \
+      simulation: section in the policy.
+      """
+  )
+
+  enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+  @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
+  var policy: String
+
+  @Option(
+    name: .customLong("trace"),
+    help:
+      "A request trace: FILE for the one process with a simulation section, or PROCESS=FILE (repeatable).",
+    completion: .file())
+  var traces: [String]
+
+  @Option(help: "Arrivals this many times as often, such as 1.5.")
+  var rate: Double = 1
+
+  @Option(help: "Repeat the trace back to back to this length, such as 24h.")
+  var tile: String?
+
+  @Option(help: "Output: text (a timeline and a table) or json.")
+  var format: Format = .text
+
+  @Option(
+    help: "Append the simulated decisions (JSON Lines, mode simulate) to this file.", completion: .file())
+  var auditLog: String?
+
+  func run() throws {
+    Capstan.bootstrapLogging()
+    let loaded = try PolicySource.loadOrExit(policy)
+    guard rate.isFinite, rate > 0, rate <= 1000 else {
+      throw ValidationError("--rate \(rate) must be above 0 and at most 1000")
+    }
+    let tileSeconds = try tile.map { try durationOption($0, "--tile", longest: 366 * 86_400) }
+    let simulated = loaded.policy.targets.filter { $0.simulation != nil }.map(\.name)
+    var paths: [String: String] = [:]
+    for item in traces {
+      let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+      if parts.count == 2 {
+        paths[parts[0]] = parts[1]
+      } else if simulated.count == 1 {
+        paths[simulated[0]] = item
+      } else {
+        throw ValidationError(
+          "--trace \(item): the policy simulates \(simulated.isEmpty ? "no process" : simulated.joined(separator: ", ")); write --trace PROCESS=FILE"
+        )
+      }
+    }
+    var loadedTraces: [String: Trace] = [:]
+    for (process, path) in paths.sorted(by: { $0.key < $1.key }) {
+      do {
+        var trace = try Trace.load(path: path).scaled(rate: rate)
+        if let tileSeconds { trace = trace.tiled(to: tileSeconds) }
+        loadedTraces[process] = trace
+      } catch {
+        printError("\(error)")
+        throw ExitCode(1)
+      }
+    }
+    let simulator: Simulator
+    do {
+      simulator = try Simulator(policy: loaded.policy, traces: loadedTraces)
+    } catch {
+      printError("capstan simulate: error: \(error)")
+      throw ExitCode(1)
+    }
+    var audit: AuditLogFile?
+    if let auditLog {
+      do {
+        audit = try AuditLogFile(path: auditLog)
+      } catch {
+        printError("\(auditLog): error: cannot open the audit log: \(error)")
+        throw ExitCode(1)
+      }
+    }
+    defer { audit?.close() }
+    var events: [AuditEvent] = []
+    let result = try simulator.run { event in
+      events.append(event)
+      try audit?.append(AuditRecord(event, mode: .simulate))
+    }
+    switch format {
+    case .text:
+      print(ReplayReport.timeline(events, processes: result.processes.map(\.name)))
+      print(SimulationReport.text(result), terminator: "")
+    case .json: print(SimulationReport.json(result), terminator: "")
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+
+/// `capstan simulate`, the real binary, on the shipped examples.
+@Suite("capstan simulate, end to end")
+struct SimulateCommandTests {
+  static let jobs = [
+    "simulate", "examples/simulate/jobs.yaml", "--trace", "examples/simulate/jobs-burst.csv",
+  ]
+
+  @Test("the jobs example: a timeline and a table; JSON with the documented keys; the same bytes twice")
+  func jobsExample() throws {
+    let text = try runCapstan(Self.jobs)
+    #expect(text.status == 0, "\(text.stderr)")
+    #expect(text.stdout.hasPrefix("Timeline\n"))
+    #expect(text.stdout.contains("worker: SLO queue_wait <= 120s for 95% of requests"))
+    #expect(text.stdout.contains("requests          2299"))
+
+    let json = try runCapstan(Self.jobs + ["--format", "json"])
+    #expect(json.status == 0)
+    let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+    let process = try #require((object?["processes"] as? [[String: Any]])?.first)
+    #expect(process["name"] as? String == "worker")
+    let slo = try #require(process["slo"] as? [String: Any])
+    #expect(slo["latency"] as? String == "queue_wait" && slo["bound_seconds"] as? Double == 120)
+    let run = try #require((process["runs"] as? [[String: Any]])?.first)
+    for key in [
+      "run", "requests", "failed", "replica_hours", "cost_usd", "slo_attainment", "slo_miss_minutes",
+      "latency_seconds", "scale_actions", "reversals", "peak_replicas",
+    ] {
+      #expect(run[key] != nil, "missing \(key)")
+    }
+    #expect(run["requests"] as? Int == 2299)
+    #expect(try runCapstan(Self.jobs + ["--format", "json"]).stdout == json.stdout)
+  }
+
+  @Test("--audit-log writes the simulated decisions, mode simulate")
+  func auditLog() throws {
+    let log = temporaryFile("sim.jsonl")
+    defer { try? FileManager.default.removeItem(at: log) }
+    #expect(try runCapstan(Self.jobs + ["--audit-log", log.path]).status == 0)
+    let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+    #expect(lines.count > 10)
+    #expect(lines.allSatisfy { $0.contains(#""mode":"simulate""#) })
+  }
+
+  @Test("a bad trace or a trace for a process with no simulation section stops before running")
+  func refusals() throws {
+    let bad = temporaryFile("bad.csv")
+    defer { try? FileManager.default.removeItem(at: bad) }
+    try "timestamp,work_seconds\n10,1\n5,1\n".write(to: bad, atomically: true, encoding: .utf8)
+    let unsorted = try runCapstan(["simulate", "examples/simulate/jobs.yaml", "--trace", bad.path])
+    #expect(unsorted.status == 1)
+    #expect(unsorted.stderr.hasPrefix("\(bad.path):3: error: this request arrives before"))
+    #expect(unsorted.stdout.isEmpty)
+
+    let unsimulated = try runCapstan([
+      "simulate", "policies/llm-serving.yaml", "--trace", "inference=examples/simulate/jobs-burst.csv",
+    ])
+    #expect(unsimulated.status == 1)
+    #expect(unsimulated.stderr.contains("process 'inference' has a trace but no simulation section"))
+  }
+
+  @Test("the LLM example on the Azure conversation trace, where the shared data is present")
+  func llmExample() throws {
+    let trace = repositoryRoot.appendingPathComponent(
+      "../shared/data/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
+    )
+    .standardized
+    try #require(FileManager.default.fileExists(atPath: trace.path), "no shared data beside the checkout")
+    let result = try runCapstan([
+      "simulate", "examples/simulate/llm.yaml", "--trace", trace.path, "--format", "json",
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains(#""requests" : 19366"#))
+  }
+}
