@@ -154,8 +154,13 @@ extension Trace {
   private static func parseMooncake(_ text: String, file: String) throws -> Trace {
     struct Line: Decodable {
       var timestamp: Double
-      var input_length: Double
-      var output_length: Double
+      var inputLength: Double
+      var outputLength: Double
+      enum CodingKeys: String, CodingKey {
+        case timestamp
+        case inputLength = "input_length"
+        case outputLength = "output_length"
+      }
     }
     var requests: [Request] = []
     let decoder = JSONDecoder()
@@ -171,8 +176,8 @@ extension Trace {
             "not a Mooncake request: expected {\"timestamp\": MS, \"input_length\": N, \"output_length\": N}")
       }
       for (name, value) in [
-        ("timestamp", parsed.timestamp), ("input_length", parsed.input_length),
-        ("output_length", parsed.output_length),
+        ("timestamp", parsed.timestamp), ("input_length", parsed.inputLength),
+        ("output_length", parsed.outputLength),
       ] where !value.isFinite || value < 0 || value > PolicyLimits.maxMagnitude {
         throw TraceError(
           file: file, line: number, message: "\(name) is \(value): write a number of 0 or more")
@@ -184,7 +189,7 @@ extension Trace {
           message: "this request arrives before the one on the line above: sort the trace by its timestamp")
       }
       requests.append(
-        Request(arrival: arrival, inputTokens: parsed.input_length, outputTokens: parsed.output_length))
+        Request(arrival: arrival, inputTokens: parsed.inputLength, outputTokens: parsed.outputLength))
       guard requests.count <= maxRequests else {
         throw TraceError(
           file: file, line: number, message: "more than \(maxRequests) requests: split the trace")

@@ -2,7 +2,7 @@ import CapstanCore
 import Foundation
 
 /// The harness's own policy, which loads or the harness is broken.
-func fixedPolicy(_ yaml: String) -> Policy {
+func fixedPolicy(yaml: String) -> Policy {
   do {
     return try PolicyLoader.load(yaml: yaml, file: "fuzz.yaml").policy
   } catch {

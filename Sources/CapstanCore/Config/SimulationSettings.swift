@@ -91,9 +91,9 @@ struct RawSLO: Decodable, Sendable {
 
 extension PolicyValidator {
   func validateSimulation(_ raw: RawSimulation, process: RawScalar) -> SimulationSettings? {
-    let where_ = "processes.\(process.text).simulation"
+    let section = "processes.\(process.text).simulation"
     guard let rawSlots = raw.slots else {
-      sink.error(process.location, "\(where_) needs slots: the requests one replica serves at once")
+      sink.error(process.location, "\(section) needs slots: the requests one replica serves at once")
       return nil
     }
     guard let slots = count(rawSlots, "slots") else { return nil }
@@ -114,7 +114,7 @@ extension PolicyValidator {
     guard let rawSLO = raw.slo, let rawBound = rawSLO.bound else {
       sink.error(
         raw.slo?.latency?.location ?? process.location,
-        "\(where_) needs slo: {latency: ttft | e2e | queue_wait, bound: 2s, target: 99%}")
+        "\(section) needs slo: {latency: ttft | e2e | queue_wait, bound: 2s, target: 99%}")
       return nil
     }
     guard let latency = choice(rawSLO.latency, "slo.latency", default: SimulationSettings.Latency.e2e),
