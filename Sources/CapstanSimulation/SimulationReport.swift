@@ -1,53 +1,74 @@
 import CapstanCore
 import Foundation
 
-/// A simulation's scores: a table per process, or JSON.
+/// A simulation's scores, one table per process with a row per run (the policy, then each
+/// baseline), or the same as JSON.
 public enum SimulationReport {
-  public static func text(_ result: SimulationResult) -> String {
-    var out = "Simulated \(hours(result.seconds)) in \(result.ticks) ticks\n"
-    for process in result.processes {
-      let slo = process.slo
+  public static func text(_ runs: [SimulationResult]) -> String {
+    guard let first = runs.first else { return "" }
+    var out = "Simulated \(hours(first.seconds)) of traffic\n"
+    for name in first.processes.map(\.name) {
+      let rows = runs.compactMap { run in run.processes.first { $0.name == name } }
+      guard let slo = rows.first?.slo else { continue }
+      let oracle = rows.first { $0.run == Baseline.oracle.rawValue }?.replicaHours
       out +=
-        "\n\(process.name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests\n"
-      out += "  requests          \(process.requests) (\(process.failed) failed)\n"
-      out += "  replica-hours     \(String(format: "%.2f", process.replicaHours))\n"
-      out += "  cost              \(String(format: "$%.2f", process.costUSD))\n"
-      out +=
-        "  inside the SLO    \(String(format: "%.2f", process.sloAttainment * 100))% (\(process.sloMissMinutes) minutes missed it)\n"
-      out +=
-        "  latency           p50 \(seconds(process.latencyP50)), p95 \(seconds(process.latencyP95)), p99 \(seconds(process.latencyP99))\n"
-      out +=
-        "  scale actions     \(process.scaleActions) (\(process.reversals) reversals within 5 minutes), peak \(process.peakReplicas) replicas\n"
+        "\n\(name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests\n"
+      let header = [
+        "run", "replica-h", "x oracle", "cost", "in SLO", "missed min", "p50", "p95", "p99", "actions",
+        "reversals", "peak", "failed",
+      ]
+      var table = [header]
+      for row in rows {
+        table.append([
+          row.run, String(format: "%.2f", row.replicaHours),
+          oracle.map { $0 > 0 ? String(format: "%.2f", row.replicaHours / $0) : "-" } ?? "-",
+          String(format: "$%.2f", row.costUSD), String(format: "%.2f%%", row.sloAttainment * 100),
+          "\(row.sloMissMinutes)", seconds(row.latencyP50), seconds(row.latencyP95), seconds(row.latencyP99),
+          "\(row.scaleActions)", "\(row.reversals)", "\(row.peakReplicas)",
+          "\(row.failed) of \(row.requests)",
+        ])
+      }
+      let widths = header.indices.map { column in table.map { $0[column].count }.max() ?? 0 }
+      for line in table {
+        out +=
+          "  "
+          + line.enumerated().map { column, cell in
+            column == 0
+              ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+              : pad(cell, widths[column])
+          }.joined(separator: "  ") + "\n"
+      }
     }
     return out
   }
 
-  public static func json(_ result: SimulationResult) -> String {
-    let processes: [[String: Any]] = result.processes.map { process in
-      [
+  public static func json(_ runs: [SimulationResult]) -> String {
+    guard let first = runs.first else { return "{}\n" }
+    let processes: [[String: Any]] = first.processes.map { process in
+      let rows = runs.compactMap { run in run.processes.first { $0.name == process.name } }
+      let oracle = rows.first { $0.run == Baseline.oracle.rawValue }?.replicaHours
+      return [
         "name": process.name,
         "slo": [
           "latency": process.slo.latency.rawValue, "bound_seconds": process.slo.bound,
           "target": process.slo.target,
         ],
-        "runs": [
-          [
-            "run": "policy", "requests": process.requests, "failed": process.failed,
-            "replica_hours": rounded(process.replicaHours), "cost_usd": rounded(process.costUSD),
-            "slo_attainment": rounded(process.sloAttainment), "slo_miss_minutes": process.sloMissMinutes,
+        "runs": rows.map { row -> [String: Any] in
+          var entry: [String: Any] = [
+            "run": row.run, "requests": row.requests, "failed": row.failed,
+            "replica_hours": rounded(row.replicaHours), "cost_usd": rounded(row.costUSD),
+            "slo_attainment": rounded(row.sloAttainment), "slo_miss_minutes": row.sloMissMinutes,
             "latency_seconds": [
-              "p50": rounded(process.latencyP50), "p95": rounded(process.latencyP95),
-              "p99": rounded(process.latencyP99),
+              "p50": rounded(row.latencyP50), "p95": rounded(row.latencyP95), "p99": rounded(row.latencyP99),
             ],
-            "scale_actions": process.scaleActions, "reversals": process.reversals,
-            "peak_replicas": process.peakReplicas,
-          ] as [String: Any]
-        ],
+            "scale_actions": row.scaleActions, "reversals": row.reversals, "peak_replicas": row.peakReplicas,
+          ]
+          if let oracle, oracle > 0 { entry["replica_hours_vs_oracle"] = rounded(row.replicaHours / oracle) }
+          return entry
+        },
       ]
     }
-    let object: [String: Any] = [
-      "processes": processes, "ticks": result.ticks, "seconds": rounded(result.seconds),
-    ]
+    let object: [String: Any] = ["processes": processes, "seconds": rounded(first.seconds)]
     guard
       let data = try? JSONSerialization.data(
         withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
@@ -58,6 +79,9 @@ public enum SimulationReport {
   /// Four decimals: stable output, free of floating-point tails.
   static func rounded(_ value: Double) -> Double { value.isFinite ? (value * 10_000).rounded() / 10_000 : 0 }
   static func number(_ value: Double) -> String { Ceilings.format(value) }
-  static func seconds(_ value: Double) -> String { String(format: "%.3fs", value) }
+  static func seconds(_ value: Double) -> String { String(format: "%.2fs", value) }
   static func hours(_ value: Double) -> String { String(format: "%.2fh", value / 3600) }
+  static func pad(_ text: String, _ width: Int) -> String {
+    String(repeating: " ", count: max(0, width - text.count)) + text
+  }
 }

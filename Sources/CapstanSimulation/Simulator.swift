@@ -41,15 +41,29 @@ public struct Simulator {
 
   /// Runs every traced process from the first request until one tick past the last arrival
   /// finds every fleet idle (or `tail` has passed).
-  public func run(onEvent: (AuditEvent) throws -> Void = { _ in }) rethrows -> SimulationResult {
-    let interval = policy.controller.interval
-    let engine = ScalingEngine(policy: policy)
+  /// - Parameter baseline: nil runs the policy; otherwise a baseline on the same traces and
+  ///   fleets. Only the policy's run (and the HPA's and KEDA's, as derived policies) writes
+  ///   audit events; the oracle has no engine.
+  public func run(_ baseline: Baseline? = nil, onEvent: (AuditEvent) throws -> Void = { _ in }) rethrows
+    -> SimulationResult
+  {
+    let driven: Policy
+    switch baseline {
+    case nil, .oracle?: driven = policy
+    case .hpa?: driven = Baseline.hpa(policy)
+    case .keda?: driven = Baseline.keda(policy)
+    }
+    let interval = driven.controller.interval
+    let engine = ScalingEngine(policy: driven)
     var state = EngineState()
     var fleets: [String: Fleet] = [:]
-    for target in policy.targets {
+    var schedules: [String: OracleSchedule] = [:]
+    for target in driven.targets {
       guard let trace = traces[target.name], let settings = target.simulation else { continue }
-      fleets[target.name] = Fleet(
+      let fleet = Fleet(
         target: target, settings: settings, trace: trace, interval: interval, start: target.min)
+      fleets[target.name] = fleet
+      if baseline == .oracle { schedules[target.name] = OracleSchedule(fleet: fleet) }
     }
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
     let lastArrival = traces.values.compactMap { $0.requests.last?.arrival }.max() ?? 0
@@ -69,11 +83,28 @@ public struct Simulator {
           if let value = advanced.measure(quantity) { signals[signal] = value }
         }
       }
-      let (decision, next) = engine.decide(
-        EngineInputs(signals: signals, replicas: replicas), state: state, now: origin.addingTimeInterval(now))
-      state = next
-      for event in decision.events { try onEvent(event) }
-      for action in decision.actions {
+      var decided: [ScaleAction] = []
+      if baseline == .oracle {
+        for (name, schedule) in schedules.sorted(by: { $0.key < $1.key }) {
+          guard let fleet = fleets[name] else { continue }
+          let wanted = min(max(schedule.replicas(at: now), fleet.target.min), fleet.target.max)
+          let serving = fleet.status.current
+          if wanted != serving {
+            decided.append(
+              ScaleAction(
+                process: name, from: serving, to: wanted, reason: .targetTracking,
+                drainTimeout: fleet.target.drainTimeout))
+          }
+        }
+      } else {
+        let (decision, next) = engine.decide(
+          EngineInputs(signals: signals, replicas: replicas), state: state,
+          now: origin.addingTimeInterval(now))
+        state = next
+        for event in decision.events { try onEvent(event) }
+        decided = decision.actions
+      }
+      for action in decided {
         fleets[action.process]?.apply(action)
         actions[action.process, default: []].append((now, action.from, action.to))
       }
@@ -85,7 +116,8 @@ public struct Simulator {
     for target in policy.targets {
       guard var fleet = fleets[target.name] else { continue }
       fleet.close()
-      results.append(ProcessResult(fleet: fleet, actions: actions[target.name] ?? []))
+      results.append(
+        ProcessResult(fleet: fleet, actions: actions[target.name] ?? [], run: baseline?.rawValue ?? "policy"))
     }
     return SimulationResult(processes: results, ticks: tick, seconds: now)
   }
@@ -124,6 +156,8 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
 /// What one run did to one process, scored on its SLO.
 public struct ProcessResult: Sendable, Equatable {
   public var name: String
+  /// `policy`, or the baseline: `oracle`, `hpa`, `keda`.
+  public var run: String
   public var slo: SimulationSettings.SLO
   public var requests: Int
   public var failed: Int
@@ -139,8 +173,9 @@ public struct ProcessResult: Sendable, Equatable {
   public var reversals: Int
   public var peakReplicas: Int
 
-  init(fleet: Fleet, actions: [(time: Double, from: Int, to: Int)]) {
+  init(fleet: Fleet, actions: [(time: Double, from: Int, to: Int)], run: String) {
     name = fleet.target.name
+    self.run = run
     slo = fleet.settings.slo
     requests = fleet.outcomes.count
     var latencies: [Double] = []

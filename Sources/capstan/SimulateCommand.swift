@@ -35,6 +35,9 @@ struct Simulate: ParsableCommand {
   @Option(help: "Repeat the trace back to back to this length, such as 24h.")
   var tile: String?
 
+  @Option(help: "Baselines to run on the same traces and fleets: oracle, hpa, keda (comma-separated).")
+  var compare: String?
+
   @Option(help: "Output: text (a timeline and a table) or json.")
   var format: Format = .text
 
@@ -47,6 +50,13 @@ struct Simulate: ParsableCommand {
     let loaded = try PolicySource.loadOrExit(policy)
     guard rate.isFinite, rate > 0, rate <= 1000 else {
       throw ValidationError("--rate \(rate) must be above 0 and at most 1000")
+    }
+    var baselines: [Baseline] = []
+    for name in (compare ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+      guard let baseline = Baseline(rawValue: name) else {
+        throw ValidationError("--compare \(name): choose from oracle, hpa, keda")
+      }
+      if !baselines.contains(baseline) { baselines.append(baseline) }
     }
     let tileSeconds = try tile.map { try durationOption($0, "--tile", longest: 366 * 86_400) }
     let simulated = loaded.policy.targets.filter { $0.simulation != nil }.map(\.name)
@@ -96,11 +106,12 @@ struct Simulate: ParsableCommand {
       events.append(event)
       try audit?.append(AuditRecord(event, mode: .simulate))
     }
+    let runs = [result] + baselines.map { simulator.run($0, onEvent: { _ in }) }
     switch format {
     case .text:
       print(ReplayReport.timeline(events, processes: result.processes.map(\.name)))
-      print(SimulationReport.text(result), terminator: "")
-    case .json: print(SimulationReport.json(result), terminator: "")
+      print(SimulationReport.text(runs), terminator: "")
+    case .json: print(SimulationReport.json(runs), terminator: "")
     }
   }
 }

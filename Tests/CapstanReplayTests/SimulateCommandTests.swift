@@ -14,7 +14,7 @@ struct SimulateCommandTests {
     #expect(text.status == 0, "\(text.stderr)")
     #expect(text.stdout.hasPrefix("Timeline\n"))
     #expect(text.stdout.contains("worker: SLO queue_wait <= 120s for 95% of requests"))
-    #expect(text.stdout.contains("requests          2299"))
+    #expect(text.stdout.contains("0 of 2299"))
 
     let json = try runCapstan(Self.jobs + ["--format", "json"])
     #expect(json.status == 0)
@@ -32,6 +32,19 @@ struct SimulateCommandTests {
     }
     #expect(run["requests"] as? Int == 2299)
     #expect(try runCapstan(Self.jobs + ["--format", "json"]).stdout == json.stdout)
+  }
+
+  @Test("--compare runs the oracle, the HPA and KEDA beside the policy, each scored against the oracle")
+  func compare() throws {
+    let result = try runCapstan(Self.jobs + ["--compare", "oracle,hpa,keda", "--format", "json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    let runs = try #require((object?["processes"] as? [[String: Any]])?.first?["runs"] as? [[String: Any]])
+    #expect(runs.map { $0["run"] as? String } == ["policy", "oracle", "hpa", "keda"])
+    #expect(runs[1]["replica_hours_vs_oracle"] as? Double == 1)
+    #expect(runs.allSatisfy { $0["requests"] as? Int == 2299 })
+    let refused = try runCapstan(Self.jobs + ["--compare", "vpa"])
+    #expect(refused.status != 0 && refused.stderr.contains("choose from oracle, hpa, keda"))
   }
 
   @Test("--audit-log writes the simulated decisions, mode simulate")

@@ -111,14 +111,20 @@ public struct DirectionRules: Sendable, Equatable {
   public var rule: ScaleRule?
   /// `add_instances` or `remove_instances`: the most replicas one decision moves; nil, no limit.
   public var step: Int?
+  /// A limit relative to the current count, as the HPA's `Percent` policy: with `step`, the
+  /// larger of the two binds (the HPA's `selectPolicy: Max`). Set by the simulator's HPA and
+  /// KEDA baselines, not by the policy file.
+  public var stepPercent: Double?
   public var cooldown: TimeInterval = 0
   public var stabilization: TimeInterval
 
   public init(
-    rule: ScaleRule? = nil, step: Int? = nil, cooldown: TimeInterval = 0, stabilization: TimeInterval
+    rule: ScaleRule? = nil, step: Int? = nil, stepPercent: Double? = nil, cooldown: TimeInterval = 0,
+    stabilization: TimeInterval
   ) {
     self.rule = rule
     self.step = step
+    self.stepPercent = stepPercent
     self.cooldown = cooldown
     self.stabilization = stabilization
   }

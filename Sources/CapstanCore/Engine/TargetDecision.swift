@@ -385,9 +385,14 @@ struct TargetContext {
     for direction in ScaleDirection.allCases where (direction == .up) == (next > current) && next != current {
       let rules = target.rules(direction)
       let sign = direction == .up ? 1 : -1
-      if let step = rules.step, abs(next - current) > step {
+      let relative = rules.stepPercent.map { Int(saturating: (Double(current) * $0 / 100).rounded(.up)) }
+      if let step = [rules.step, relative].compactMap({ $0 }).max(), abs(next - current) > step {
         let key = direction == .up ? "add_instances" : "remove_instances"
-        clamp(.stepSize, to: current.saturatingAdd(sign * step), "\(key) is \(step) per step")
+        let detail =
+          relative == nil
+          ? "\(key) is \(step) per step"
+          : "at most \(step) per step (the larger of \(rules.step ?? 0) and \(format(rules.stepPercent ?? 0))%)"
+        clamp(.stepSize, to: current.saturatingAdd(sign * step), detail)
       }
       let last = direction == .up ? state.lastScaleUp : state.lastScaleDown
       if let last, now.timeIntervalSince(last) < rules.cooldown {
