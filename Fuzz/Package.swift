@@ -11,6 +11,7 @@ let capstan = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deleti
   .lastPathComponent
 
 let core: Target.Dependency = .product(name: "CapstanCore", package: capstan)
+let support: Target.Dependency = "FuzzSupport"
 
 let package = Package(
   name: "CapstanFuzz",
@@ -20,13 +21,15 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
-    .executableTarget(name: "FuzzPolicy", dependencies: [core]),
+    // The libFuzzer driver and the harnesses' policy loading, shared by the three.
+    .target(name: "FuzzSupport", dependencies: [core]),
+    .executableTarget(name: "FuzzPolicy", dependencies: [core, support]),
     .executableTarget(
       name: "FuzzRecordedMetrics",
       dependencies: [
-        core, .product(name: "CapstanReplay", package: capstan),
+        core, support, .product(name: "CapstanReplay", package: capstan),
         .product(name: "Logging", package: "swift-log"),
       ]),
-    .executableTarget(name: "FuzzState", dependencies: [core]),
+    .executableTarget(name: "FuzzState", dependencies: [core, support]),
   ]
 )

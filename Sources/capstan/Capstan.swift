@@ -1,5 +1,6 @@
 import ArgumentParser
 import CapstanCore
+import CapstanRuntime
 import Foundation
 import Logging
 
@@ -33,6 +34,24 @@ func durationOption(_ text: String, _ option: String, longest: TimeInterval = 36
   case .success(let value) where value > 0: return value
   case .success: throw ValidationError("\(option) must be above zero")
   case .failure(let failure): throw ValidationError("\(option): \(failure.message)")
+  }
+}
+
+/// The audit log a report command (`replay`, `simulate`) appends to beside its report, which
+/// has standard output: so not `-`.
+func openReportAuditLog(_ path: String?, command: String) throws -> AuditLogFile? {
+  guard let path else { return nil }
+  guard path != AuditLogFile.standardOutput else {
+    printError(
+      "capstan \(command): error: --audit-log -: the report goes to standard output; give the audit log a file"
+    )
+    throw ExitCode(1)
+  }
+  do {
+    return try AuditLogFile(path: path)
+  } catch {
+    printError("\(path): error: cannot open the audit log: \(error)")
+    throw ExitCode(1)
   }
 }
 

@@ -61,21 +61,7 @@ struct Replay: ParsableCommand {
       throw ExitCode(1)
     }
 
-    var audit: AuditLogFile?
-    if let auditLog {
-      guard auditLog != AuditLogFile.standardOutput else {
-        printError(
-          "capstan replay: error: --audit-log -: the report goes to standard output; give the audit log a file"
-        )
-        throw ExitCode(1)
-      }
-      do {
-        audit = try AuditLogFile(path: auditLog)
-      } catch {
-        printError("\(auditLog): error: cannot open the audit log: \(error)")
-        throw ExitCode(1)
-      }
-    }
+    let audit = try openReportAuditLog(auditLog, command: "replay")
     defer { audit?.close() }
 
     let replay = CapstanReplay.Replay(

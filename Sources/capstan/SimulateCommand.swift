@@ -91,15 +91,7 @@ struct Simulate: ParsableCommand {
       printError("capstan simulate: error: \(error)")
       throw ExitCode(1)
     }
-    var audit: AuditLogFile?
-    if let auditLog {
-      do {
-        audit = try AuditLogFile(path: auditLog)
-      } catch {
-        printError("\(auditLog): error: cannot open the audit log: \(error)")
-        throw ExitCode(1)
-      }
-    }
+    let audit = try openReportAuditLog(auditLog, command: "simulate")
     defer { audit?.close() }
     var events: [AuditEvent] = []
     let result = try simulator.run { event in

@@ -1,5 +1,6 @@
 import CapstanCore
 import Foundation
+import FuzzSupport
 
 /// Any bytes as a policy file: the loader must answer with a policy or diagnostics, never stop
 /// the process; a policy it accepts must run a few engine ticks, on values small and huge.
@@ -30,18 +31,7 @@ func fuzzPolicy(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
   return 0
 }
 
-/// libFuzzer's entry point, for a program that has its own main (as SwiftPM executables do).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-  _ argc: UnsafeMutablePointer<Int32>,
-  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-  _ body: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-var argc = CommandLine.argc
-var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-exit(
-  runFuzzer(&argc, &argv) { bytes, count in
-    guard let bytes else { return 0 }
-    return fuzzPolicy(bytes, count)
-  })
+fuzz { bytes, count in
+  guard let bytes else { return 0 }
+  return fuzzPolicy(bytes, count)
+}

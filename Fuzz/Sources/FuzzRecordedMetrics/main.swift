@@ -1,16 +1,8 @@
 import CapstanCore
 import CapstanReplay
 import Foundation
+import FuzzSupport
 import Logging
-
-/// The harness's own policy, which loads or the harness is broken.
-func fixedPolicy(yaml: String) -> Policy {
-  do {
-    return try PolicyLoader.load(yaml: yaml, file: "fuzz.yaml").policy
-  } catch {
-    fatalError("the fuzz harness's policy does not load: \(error)")
-  }
-}
 
 /// Any bytes as a recording, CSV and JSON Lines: parsed or refused at a line, never a crash or
 /// a hang; one that parses replays a fixed policy (short spans only, to keep runs fast).
@@ -34,18 +26,7 @@ func fuzzRecordedMetrics(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
   return 0
 }
 
-/// libFuzzer's entry point, for a program that has its own main (as SwiftPM executables do).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-  _ argc: UnsafeMutablePointer<Int32>,
-  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-  _ body: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-var argc = CommandLine.argc
-var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-exit(
-  runFuzzer(&argc, &argv) { bytes, count in
-    guard let bytes else { return 0 }
-    return fuzzRecordedMetrics(bytes, count)
-  })
+fuzz { bytes, count in
+  guard let bytes else { return 0 }
+  return fuzzRecordedMetrics(bytes, count)
+}

@@ -1,14 +1,6 @@
 import CapstanCore
 import Foundation
-
-/// The harness's own policy, which loads or the harness is broken.
-func fixedPolicy(yaml: String) -> Policy {
-  do {
-    return try PolicyLoader.load(yaml: yaml, file: "fuzz.yaml").policy
-  } catch {
-    fatalError("the fuzz harness's policy does not load: \(error)")
-  }
-}
+import FuzzSupport
 
 /// Any bytes as a saved state: decoded or refused; one that decodes and passes its range check
 /// runs engine ticks without stopping the process.
@@ -47,18 +39,7 @@ func fuzzState(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
   return 0
 }
 
-/// libFuzzer's entry point, for a program that has its own main (as SwiftPM executables do).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(
-  _ argc: UnsafeMutablePointer<Int32>,
-  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-  _ body: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-var argc = CommandLine.argc
-var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-exit(
-  runFuzzer(&argc, &argv) { bytes, count in
-    guard let bytes else { return 0 }
-    return fuzzState(bytes, count)
-  })
+fuzz { bytes, count in
+  guard let bytes else { return 0 }
+  return fuzzState(bytes, count)
+}
