@@ -37,7 +37,7 @@ let package = Package(
     // Closed-loop simulation: request traces, simulated fleets, the same engine.
     .target(
       name: "CapstanSimulation",
-      dependencies: ["CapstanCore", "CapstanReplay"]
+      dependencies: ["CapstanCore", "CapstanReplay", .product(name: "Yams", package: "Yams")]
     ),
     // I/O the drivers share: the append-only audit log file, running programs.
     .target(

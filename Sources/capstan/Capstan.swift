@@ -10,7 +10,9 @@ struct Capstan: AsyncParsableCommand {
     commandName: "capstan",
     abstract: "An autoscaler for AI workloads: scale each process type on the signal that measures its load.",
     version: "0.1.0",
-    subcommands: [Validate.self, Replay.self, Simulate.self, Run.self, Record.self, ReplicaGuardCommand.self]
+    subcommands: [
+      Validate.self, Replay.self, Simulate.self, Tune.self, Run.self, Record.self, ReplicaGuardCommand.self,
+    ]
   )
 
   static func bootstrapLogging() {

@@ -48,9 +48,6 @@ struct Simulate: ParsableCommand {
   func run() throws {
     Capstan.bootstrapLogging()
     let loaded = try PolicySource.loadOrExit(policy)
-    guard rate.isFinite, rate > 0, rate <= 1000 else {
-      throw ValidationError("--rate \(rate) must be above 0 and at most 1000")
-    }
     var baselines: [Baseline] = []
     for name in (compare ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
       guard let baseline = Baseline(rawValue: name) else {
@@ -58,32 +55,7 @@ struct Simulate: ParsableCommand {
       }
       if !baselines.contains(baseline) { baselines.append(baseline) }
     }
-    let tileSeconds = try tile.map { try durationOption($0, "--tile", longest: 366 * 86_400) }
-    let simulated = loaded.policy.targets.filter { $0.simulation != nil }.map(\.name)
-    var paths: [String: String] = [:]
-    for item in traces {
-      let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-      if parts.count == 2 {
-        paths[parts[0]] = parts[1]
-      } else if simulated.count == 1 {
-        paths[simulated[0]] = item
-      } else {
-        throw ValidationError(
-          "--trace \(item): the policy simulates \(simulated.isEmpty ? "no process" : simulated.joined(separator: ", ")); write --trace PROCESS=FILE"
-        )
-      }
-    }
-    var loadedTraces: [String: Trace] = [:]
-    for (process, path) in paths.sorted(by: { $0.key < $1.key }) {
-      do {
-        var trace = try Trace.load(path: path).scaled(rate: rate)
-        if let tileSeconds { trace = trace.tiled(to: tileSeconds) }
-        loadedTraces[process] = trace
-      } catch {
-        printError("\(error)")
-        throw ExitCode(1)
-      }
-    }
+    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile).load(for: loaded.policy)
     let simulator: Simulator
     do {
       simulator = try Simulator(policy: loaded.policy, traces: loadedTraces)

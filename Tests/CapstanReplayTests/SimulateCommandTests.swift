@@ -88,3 +88,29 @@ struct SimulateCommandTests {
     #expect(result.stdout.contains(#""requests" : 19366"#))
   }
 }
+
+@Suite("capstan tune, end to end")
+struct TuneCommandTests {
+  @Test(
+    "tune writes a policy that loads and differs only in the values it tuned; the same seed, the same output")
+  func tunesTheJobsExample() throws {
+    let out = temporaryFile("tuned.yaml")
+    defer { try? FileManager.default.removeItem(at: out) }
+    let arguments = [
+      "tune", "examples/simulate/jobs.yaml", "--trace", "examples/simulate/jobs-burst.csv", "--candidates",
+      "24",
+      "--seed", "3",
+    ]
+    let first = try runCapstan(arguments + ["--out", out.path])
+    #expect(first.status == 0, "\(first.stderr)")
+    #expect(first.stdout.contains("24 candidates, seed 3"))
+    #expect(first.stdout.contains("as written"))
+    let original = try String(
+      contentsOf: repositoryRoot.appendingPathComponent("examples/simulate/jobs.yaml"), encoding: .utf8)
+    let tuned = try String(contentsOf: out, encoding: .utf8)
+    #expect(tuned.split(separator: "\n").count == original.split(separator: "\n").count)
+    let validated = try runCapstan(["validate", out.path])
+    #expect(validated.status == 0, "\(validated.stderr)")
+    #expect(try runCapstan(arguments).stdout == first.stdout)
+  }
+}

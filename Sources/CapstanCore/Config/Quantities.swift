@@ -132,6 +132,20 @@ public enum Quantity {
   }
 }
 
+extension Quantity {
+  /// A threshold written back in its own unit: 20%, 250ms, 5s, 10m, 1h or a plain number.
+  public static func format(_ threshold: Threshold) -> String {
+    switch threshold.unit {
+    case .none: return Ceilings.format(threshold.value)
+    case .percent: return "\(Ceilings.format(threshold.value))%"
+    case .milliseconds: return "\(Ceilings.format(threshold.value * 1000))ms"
+    case .seconds: return "\(Ceilings.format(threshold.value))s"
+    case .minutes: return "\(Ceilings.format(threshold.value / 60))m"
+    case .hours: return "\(Ceilings.format(threshold.value / 3600))h"
+    }
+  }
+}
+
 public struct QuantityError: Error, CustomStringConvertible {
   public var message: String
   public var description: String { message }

@@ -1,0 +1,143 @@
+import CapstanCore
+import Foundation
+import Yams
+
+/// A value the policy file writes that `tune` may change: where it is in the file, what it is,
+/// the values to try, and how a candidate policy takes one. Only values written in the file are
+/// knobs, so the tuned file differs from the original in those values alone.
+public struct Knob: Sendable {
+  public var name: String
+  /// 1-based, as the parser reports it.
+  public var line: Int
+  public var column: Int
+  /// The scalar as written, replaced in the tuned file.
+  public var written: String
+  /// Its value as the policy has it.
+  public var current: Double
+  /// Other values to try.
+  public var candidates: [Double]
+  let format: @Sendable (Double) -> String
+  let apply: @Sendable (inout ScalingTarget, Double) -> Void
+
+  public func text(_ value: Double) -> String { format(value) }
+}
+
+extension Knob {
+  /// The knobs of the traced processes that the file writes.
+  public static func find(in yaml: String, policy: Policy, processes: [String]) -> [Knob] {
+    guard let root = try? Yams.compose(yaml: yaml) else { return [] }
+    var knobs: [Knob] = []
+    for name in processes {
+      guard let target = policy.target(named: name) else { continue }
+      let process = root["processes"]?[name]
+      let rules = target.policyName.flatMap { root["autoscaling"]?[$0] }
+      func add(
+        _ label: String, _ node: Node?, current: Double?, _ candidates: [Double],
+        format: @escaping @Sendable (Double) -> String,
+        apply: @escaping @Sendable (inout ScalingTarget, Double) -> Void
+      ) {
+        guard let node, let scalar = node.scalar, let mark = node.mark, let current else { return }
+        let values = Array(Set(candidates.filter { $0.isFinite && $0 >= 0 && $0 != current })).sorted()
+        guard !values.isEmpty else { return }
+        knobs.append(
+          Knob(
+            name: "\(name).\(label)", line: mark.line, column: mark.column, written: scalar.string,
+            current: current, candidates: values, format: format, apply: apply))
+      }
+      if let tracking = target.tracking {
+        let percent = tracking.kind == .utilization
+        add(
+          "scaling.target", process?["scaling"]?["target"], current: tracking.target,
+          [0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.35, 1.5].map {
+            ($0 * tracking.target * 100).rounded() / 100
+          },
+          format: { percent ? "\(Ceilings.format($0))%" : Ceilings.format($0) },
+          apply: { $0.tracking?.target = $1 })
+      }
+      let floor = target.workloadClass == .interactive ? 1 : 0
+      add(
+        "scaling.min", process?["scaling"]?["min"], current: Double(target.min),
+        (floor...min(target.max, target.min + 3)).map(Double.init), format: { String(Int($0)) },
+        apply: { $0.min = Int($1) })
+      let windows: [(ScaleDirection, String, [Double])] = [
+        (.up, "scale_up", [0, 15, 30, 60, 120]), (.down, "scale_down", [0, 60, 120, 300, 600, 900]),
+      ]
+      for (direction, key, values) in windows {
+        let section = rules?[key]
+        let own = target.rules(direction)
+        add(
+          "\(key).stabilization_window", section?["stabilization_window"], current: own.stabilization, values,
+          format: seconds,
+          apply: { target, value in
+            if direction == .up { target.up.stabilization = value } else { target.down.stabilization = value }
+          })
+        add(
+          "\(key).action.cooldown", section?["action"]?["cooldown"], current: own.cooldown,
+          [0, 30, 60, 120, 300],
+          format: seconds,
+          apply: { target, value in
+            if direction == .up { target.up.cooldown = value } else { target.down.cooldown = value }
+          })
+        add(
+          "\(key).action.\(direction == .up ? "add" : "remove")_instances",
+          section?["action"]?[direction == .up ? "add_instances" : "remove_instances"],
+          current: own.step.map(Double.init), [1, 2, 3, 4, 6],
+          format: { String(Int($0)) },
+          apply: { target, value in
+            if direction == .up { target.up.step = Int(value) } else { target.down.step = Int(value) }
+          })
+        // Each condition's threshold, kept in its unit.
+        let rule = direction == .up ? target.up.rule : target.down.rule
+        for (index, condition) in (rule?.conditions ?? []).enumerated() {
+          let node = section?["conditions"]?.sequence?.first {
+            $0["metric"]?.scalar?.string == condition.text
+          }?["metric"]
+          let threshold = condition.threshold
+          let prefix = condition.text.prefix { !"<>=!".contains($0) } + condition.op.rawValue + " "
+          add(
+            "\(key).conditions[\(index)]", node, current: threshold.value,
+            [0.5, 0.75, 1, 1.25, 1.5, 2].map { ($0 * threshold.value * 100).rounded() / 100 },
+            format: {
+              "\(prefix.trimmingCharacters(in: .whitespaces)) \(Quantity.format(Threshold(value: $0, unit: threshold.unit)))"
+            },
+            apply: { target, value in
+              if direction == .up {
+                target.up.rule?.conditions[index].threshold.value = value
+              } else {
+                target.down.rule?.conditions[index].threshold.value = value
+              }
+            })
+        }
+      }
+    }
+    return knobs
+  }
+
+  /// The file with each knob's value replaced at its position: nothing else changes.
+  public static func rewrite(_ yaml: String, _ values: [(knob: Knob, value: Double)]) -> String {
+    var lines = yaml.components(separatedBy: "\n")
+    // From the end of each line, so earlier columns stay where they were.
+    for (knob, value) in values.sorted(by: { ($0.knob.line, $0.knob.column) > ($1.knob.line, $1.knob.column) }
+    ) {
+      guard knob.line >= 1, knob.line <= lines.count else { continue }
+      var scalars = Array(lines[knob.line - 1].unicodeScalars)
+      let start = knob.column - 1
+      let written = Array(knob.written.unicodeScalars)
+      // A quoted scalar starts with its quote: keep the quotes.
+      let quoted = start < scalars.count && (scalars[start] == "\"" || scalars[start] == "'")
+      let from = quoted ? start + 1 : start
+      guard from + written.count <= scalars.count, Array(scalars[from..<(from + written.count)]) == written
+      else { continue }
+      scalars.replaceSubrange(from..<(from + written.count), with: knob.text(value).unicodeScalars)
+      var line = ""
+      line.unicodeScalars.append(contentsOf: scalars)
+      lines[knob.line - 1] = line
+    }
+    return lines.joined(separator: "\n")
+  }
+}
+
+/// A duration as the policy file writes one.
+private func seconds(_ value: Double) -> String {
+  value.truncatingRemainder(dividingBy: 60) == 0 && value >= 60 ? "\(Int(value / 60))m" : "\(Int(value))s"
+}

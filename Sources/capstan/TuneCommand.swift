@@ -1,0 +1,147 @@
+import ArgumentParser
+import CapstanCore
+import CapstanSimulation
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+struct Tune: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Search the policy's own knobs for the cheapest settings that keep its SLOs, in simulation.",
+    discussion: """
+      Candidates change the values the policy file writes (targets, rule thresholds, windows, \
+      cooldowns, steps, min), are scored on the first part of each trace, and the best are \
+      scored again on the rest (--holdout). The winner is the cheapest that kept every SLO on \
+      the tuning part; --out writes the policy file with its values, nothing else changed.
+      """
+  )
+
+  enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+  @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
+  var policy: String
+
+  @Option(
+    name: .customLong("trace"), help: "A request trace: FILE, or PROCESS=FILE (repeatable).",
+    completion: .file())
+  var traces: [String]
+
+  @Option(help: "How many candidate settings to try, the file's own among them.")
+  var candidates = 200
+
+  @Option(help: "The share of each trace, at its end, kept for scoring the best (0 to 0.9).")
+  var holdout = 0.5
+
+  @Option(help: "The seed of the search: the same seed, the same result.")
+  var seed: UInt64 = 1
+
+  @Option(help: "Arrivals this many times as often, such as 1.5.")
+  var rate: Double = 1
+
+  @Option(help: "Repeat the trace back to back to this length, such as 24h.")
+  var tile: String?
+
+  @Option(help: "Write the tuned policy here.", completion: .file(extensions: ["yaml"]))
+  var out: String?
+
+  @Option(help: "Output: text or json.")
+  var format: Format = .text
+
+  func run() throws {
+    Capstan.bootstrapLogging()
+    let loaded = try PolicySource.loadOrExit(policy)
+    guard (1...100_000).contains(candidates) else {
+      throw ValidationError("--candidates must be 1 to 100000")
+    }
+    guard holdout >= 0, holdout <= 0.9 else { throw ValidationError("--holdout must be from 0 to 0.9") }
+    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile).load(for: loaded.policy)
+    let text = (try? String(contentsOfFile: policy, encoding: .utf8)) ?? ""
+    let knobs = Knob.find(in: text, policy: loaded.policy, processes: loadedTraces.keys.sorted())
+    guard !knobs.isEmpty else {
+      printError(
+        "capstan tune: error: \(policy) writes no value tune can change for the traced processes: write the target, windows, cooldowns or steps it should search explicitly"
+      )
+      throw ExitCode(1)
+    }
+    var options = Tuner.Options()
+    options.candidates = candidates
+    options.holdout = holdout
+    options.seed = seed
+    let tuner: Tuner
+    do {
+      tuner = try Tuner(policy: loaded.policy, traces: loadedTraces, knobs: knobs, options: options)
+    } catch {
+      printError("capstan tune: error: \(error)")
+      throw ExitCode(1)
+    }
+    let terminal = isatty(STDERR_FILENO) == 1
+    let outcome = tuner.run { done, total in
+      guard terminal else { return }
+      let width = 30
+      let filled = done * width / max(total, 1)
+      let bar =
+        "\r[\(String(repeating: "=", count: filled))\(String(repeating: " ", count: width - filled))] \(done)/\(total)"
+      FileHandle.standardError.write(Data((done == total ? bar + "\n" : bar).utf8))
+    }
+    if let out, let winner = outcome.ranked.first {
+      let changed = zip(knobs, winner.values).compactMap { knob, value in
+        value.map { (knob: knob, value: $0) }
+      }
+      let tuned = Knob.rewrite(text, changed)
+      do {
+        _ = try PolicyLoader.load(yaml: tuned, file: out)
+        try tuned.write(toFile: out, atomically: true, encoding: .utf8)
+      } catch {
+        printError("capstan tune: error: cannot write the tuned policy to \(out): \(error)")
+        throw ExitCode(1)
+      }
+    }
+    switch format {
+    case .text:
+      print(TuneReport.text(outcome, candidates: candidates, holdout: holdout, seed: seed), terminator: "")
+    case .json: print(TuneReport.json(outcome), terminator: "")
+    }
+  }
+}
+
+/// The traces `simulate` and `tune` read: FILE for the one simulated process, or PROCESS=FILE.
+struct TraceOptions {
+  var traces: [String]
+  var rate: Double
+  var tile: String?
+
+  func load(for policy: Policy) throws -> [String: Trace] {
+    guard rate.isFinite, rate > 0, rate <= 1000 else {
+      throw ValidationError("--rate \(rate) must be above 0 and at most 1000")
+    }
+    let tileSeconds = try tile.map { try durationOption($0, "--tile") }
+    let simulated = policy.targets.filter { $0.simulation != nil }.map(\.name)
+    var paths: [String: String] = [:]
+    for item in traces {
+      let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+      if parts.count == 2 {
+        paths[parts[0]] = parts[1]
+      } else if simulated.count == 1 {
+        paths[simulated[0]] = item
+      } else {
+        throw ValidationError(
+          "--trace \(item): the policy simulates \(simulated.isEmpty ? "no process" : simulated.joined(separator: ", ")); write --trace PROCESS=FILE"
+        )
+      }
+    }
+    var loaded: [String: Trace] = [:]
+    for (process, path) in paths.sorted(by: { $0.key < $1.key }) {
+      do {
+        var trace = try Trace.load(path: path).scaled(rate: rate)
+        if let tileSeconds { trace = trace.tiled(to: tileSeconds) }
+        loaded[process] = trace
+      } catch {
+        printError("\(error)")
+        throw ExitCode(1)
+      }
+    }
+    return loaded
+  }
+}

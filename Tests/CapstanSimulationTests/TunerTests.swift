@@ -1,0 +1,100 @@
+import CapstanCore
+import Foundation
+import Testing
+
+@testable import CapstanSimulation
+
+@Suite("Tuning")
+struct TunerTests {
+  /// A fleet held at `min` (no metric moves it), on a load that needs exactly two replicas: a
+  /// job every 5 s for 10 s on one slot each. min 1 lets a queue grow past the SLO; min 2 is the
+  /// cheapest that keeps it; more only costs more.
+  static let yaml = """
+    processes:
+      w:
+        cost_per_hour_usd: 1
+        scaling: {metric: q, min: 4, max: 6}
+        simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: queue_wait, bound: 1s, target: 99%}}
+    """
+
+  static let trace = jobs(stride(from: 0.0, to: 3_600, by: 5).map { $0 }, work: 10)
+
+  func tuner(candidates: Int = 50, seed: UInt64 = 1) throws -> Tuner {
+    let policy = try policy(Self.yaml)
+    var options = Tuner.Options()
+    options.candidates = candidates
+    options.seed = seed
+    let knobs = Knob.find(in: Self.yaml, policy: policy, processes: ["w"])
+    return try Tuner(policy: policy, traces: ["w": Self.trace], knobs: knobs, options: options)
+  }
+
+  @Test("the knobs are the values the file writes, with their place and other values to try")
+  func knobs() throws {
+    let knobs = try tuner().knobs
+    #expect(knobs.map(\.name) == ["w.scaling.min"])
+    let min = try #require(knobs.first)
+    #expect(min.line == 4 && min.written == "4" && min.current == 4)
+    #expect(min.candidates == [1, 2, 3, 5, 6])
+  }
+
+  @Test("tuning finds the cheapest setting that keeps the SLO, and it holds on the holdout")
+  func findsTheBest() throws {
+    let outcome = try tuner().run()
+    let winner = try #require(outcome.ranked.first)
+    #expect(winner.values == [2])
+    #expect(winner.tuning.feasible && winner.holdout?.feasible == true)
+    #expect(winner.tuning.cost < outcome.original.tuning.cost)
+    // min 1 cannot keep it.
+    #expect(outcome.ranked.first { $0.values == [1] }?.tuning.feasible == false)
+  }
+
+  @Test("the same seed gives the same ranking, byte for byte")
+  func deterministic() throws {
+    let first = TuneReport.json(try tuner(seed: 7).run())
+    let second = TuneReport.json(try tuner(seed: 7).run())
+    #expect(first == second)
+  }
+
+  @Test("the tuned file differs from the original in the knobs' values alone, and loads")
+  func rewrite() throws {
+    let outcome = try tuner().run()
+    let winner = try #require(outcome.ranked.first)
+    let changed = zip(outcome.knobs, winner.values).compactMap { knob, value in
+      value.map { (knob: knob, value: $0) }
+    }
+    let tuned = Knob.rewrite(Self.yaml, changed)
+    #expect(tuned == Self.yaml.replacingOccurrences(of: "min: 4", with: "min: 2"))
+    #expect(try PolicyLoader.load(yaml: tuned, file: "t.yaml").policy.targets.first?.min == 2)
+  }
+
+  @Test("thresholds keep their unit and quoted scalars their quotes when rewritten")
+  func rewriteUnits() throws {
+    let yaml = """
+      processes:
+        w:
+          scaling: {metric: q, target: 10, min: 1, max: 5}
+          simulation: {slots: 1, signals: {q: queue_depth, lat: latency_p95}, slo: {latency: e2e, bound: 5s}}
+      autoscaling:
+        w:
+          scale_up:
+            conditions: [{metric: "lat > 2s"}]
+            stabilization_window: 30s
+      """
+    let policy = try policy(yaml)
+    let knobs = Knob.find(in: yaml, policy: policy, processes: ["w"])
+    let condition = try #require(knobs.first { $0.name == "w.scale_up.conditions[0]" })
+    let window = try #require(knobs.first { $0.name == "w.scale_up.stabilization_window" })
+    let tuned = Knob.rewrite(yaml, [(condition, 4), (window, 60)])
+    #expect(tuned.contains(#"conditions: [{metric: "lat > 4s"}]"#))
+    #expect(tuned.contains("stabilization_window: 1m"))
+    let loaded = try PolicyLoader.load(yaml: tuned, file: "t.yaml").policy.targets[0]
+    #expect(loaded.up.rule?.conditions.first?.threshold.value == 4 && loaded.up.stabilization == 60)
+  }
+
+  @Test("a holdout window is the trace's tail, timed from its start")
+  func window() {
+    let trace = jobs([0, 10, 20, 30], work: 1)
+    #expect(trace.window(from: 15, to: .infinity).requests.map(\.arrival) == [5, 15])
+    #expect(trace.window(from: 0, to: 15).requests.map(\.arrival) == [0, 10])
+  }
+}
