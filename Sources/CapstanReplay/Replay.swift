@@ -48,6 +48,13 @@ public struct Replay {
     guard ticks <= Double(Self.maxTicks) else {
       throw ReplayError.tooManyTicks(Int(saturating: ticks), from: first, to: last)
     }
+    if let gap = Self.longestGap(metrics), gap.seconds > max(3600, staleness * 10) {
+      // Every tick inside it sees every signal missing: a replay that holds through it is right,
+      // but the user should know the hours are empty, not quiet.
+      logger.warning(
+        "the recording has a gap of \(Int(gap.seconds / 60)) minutes after \(RFC3339.string(from: gap.after)): its ticks see every signal missing"
+      )
+    }
     for name in options.start.keys where policy.target(named: name) == nil {
       throw ReplayError.unknownProcess(name, known: policy.targets.map(\.name))
     }
@@ -110,6 +117,14 @@ public struct Replay {
     }
     logger.debug("replayed \(tick) ticks", metadata: ["samples": "\(metrics.samples.count)"])
     return accumulator.result(end: last, ticks: tick, interval: interval)
+  }
+}
+
+extension Replay {
+  /// The longest time between two samples in a row, and when it starts.
+  static func longestGap(_ metrics: RecordedMetrics) -> (seconds: TimeInterval, after: Date)? {
+    zip(metrics.samples, metrics.samples.dropFirst()).map { ($1.time.timeIntervalSince($0.time), $0.time) }
+      .max { $0.0 < $1.0 }
   }
 }
 

@@ -71,6 +71,17 @@ struct ReplayTests {
     }
   }
 
+  @Test("a gap of hours in a recording is reported, and its ticks see every signal missing")
+  func longGap() throws {
+    let metrics = try RecordedMetrics.parseCSV(
+      "timestamp,gpu\n2023-11-16T00:00:00Z,50\n2023-11-16T05:00:00Z,50\n", file: "m.csv")
+    let gap = try #require(Replay.longestGap(metrics))
+    #expect(gap.seconds == 5 * 3600)
+    #expect(RFC3339.string(from: gap.after) == "2023-11-16T00:00:00Z")
+    let result = try replay("timestamp,gpu\n2023-11-16T00:00:00Z,50\n2023-11-16T05:00:00Z,50\n")
+    #expect(result.events.contains { $0.kind == .signalMissing })
+  }
+
   @Test("--start overrides the recording")
   func startOverride() throws {
     // 4 recorded replicas at 100% spread over the 2 we start with read 200%: 8 replicas at 50%.
