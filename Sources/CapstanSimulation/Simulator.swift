@@ -56,13 +56,15 @@ public struct Simulator {
     let interval = driven.controller.interval
     let engine = ScalingEngine(policy: driven)
     var state = EngineState()
-    var fleets: [String: Fleet] = [:]
+    // In policy order, mutated by index: a fleet holds every request's outcome, and any second
+    // reference to it (a dictionary's key view, a copy) would make each tick copy them all.
+    var fleets: [Fleet] = []
     var schedules: [String: OracleSchedule] = [:]
     for target in driven.targets {
       guard let trace = traces[target.name], let settings = target.simulation else { continue }
       let fleet = Fleet(
         target: target, settings: settings, trace: trace, interval: interval, start: target.min)
-      fleets[target.name] = fleet
+      fleets.append(fleet)
       if baseline == .oracle { schedules[target.name] = OracleSchedule(fleet: fleet) }
     }
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
@@ -74,19 +76,19 @@ public struct Simulator {
       now = Double(tick) * interval
       var signals: [String: Double] = [:]
       var replicas: [String: ReplicaStatus] = [:]
-      for (name, fleet) in fleets {
-        var advanced = fleet
-        advanced.advance(to: now)
-        fleets[name] = advanced
-        replicas[name] = advanced.status
-        for (signal, quantity) in advanced.settings.signals {
-          if let value = advanced.measure(quantity) { signals[signal] = value }
+      for index in fleets.indices {
+        fleets[index].advance(to: now)
+        let fleet = fleets[index]
+        replicas[fleet.target.name] = fleet.status
+        for (signal, quantity) in fleet.settings.signals {
+          if let value = fleet.measure(quantity) { signals[signal] = value }
         }
       }
       var decided: [ScaleAction] = []
       if baseline == .oracle {
         for (name, schedule) in schedules.sorted(by: { $0.key < $1.key }) {
-          guard let fleet = fleets[name] else { continue }
+          guard let index = fleets.firstIndex(where: { $0.target.name == name }) else { continue }
+          let fleet = fleets[index]
           let wanted = min(max(schedule.replicas(at: now), fleet.target.min), fleet.target.max)
           let serving = fleet.status.current
           if wanted != serving {
@@ -105,16 +107,18 @@ public struct Simulator {
         decided = decision.actions
       }
       for action in decided {
-        fleets[action.process]?.apply(action)
+        if let index = fleets.firstIndex(where: { $0.target.name == action.process }) {
+          fleets[index].apply(action)
+        }
         actions[action.process, default: []].append((now, action.from, action.to))
       }
       tick += 1
-      let idle = fleets.values.allSatisfy(\.idle)
+      let idle = fleets.allSatisfy(\.idle)
       if now >= lastArrival + interval && idle || now >= lastArrival + Self.tail { break }
     }
     var results: [ProcessResult] = []
     for target in policy.targets {
-      guard var fleet = fleets[target.name] else { continue }
+      guard var fleet = fleets.first(where: { $0.target.name == target.name }) else { continue }
       fleet.close()
       results.append(
         ProcessResult(fleet: fleet, actions: actions[target.name] ?? [], run: baseline?.rawValue ?? "policy"))
