@@ -67,9 +67,7 @@ public struct KubernetesWorkload: Sendable, Equatable, CustomStringConvertible {
 }
 
 struct RawKubernetes: Decodable {
-  var kubeconfig: RawScalar?
-  var context: RawScalar?
-  var namespace: RawScalar?
+  var kubeconfig, context, namespace: RawScalar?
   var leaderElection: RawLeaderElection?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
@@ -79,11 +77,7 @@ struct RawKubernetes: Decodable {
 }
 
 struct RawLeaderElection: Decodable {
-  var lease: RawScalar?
-  var namespace: RawScalar?
-  var leaseDuration: RawScalar?
-  var renewDeadline: RawScalar?
-  var retryPeriod: RawScalar?
+  var lease, namespace, leaseDuration, renewDeadline, retryPeriod: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case lease, namespace
@@ -94,9 +88,7 @@ struct RawLeaderElection: Decodable {
 }
 
 struct RawKubernetesWorkload: Decodable {
-  var kind: RawScalar?
-  var name: RawScalar?
-  var namespace: RawScalar?
+  var kind, name, namespace: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case kind, name, namespace }
 }

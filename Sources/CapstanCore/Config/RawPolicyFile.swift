@@ -66,9 +66,8 @@ struct RawPolicyFile: Decodable {
   var kubernetes: RawKubernetes?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case controller, backend, signals, processes, autoscaling, providers
+    case controller, backend, signals, processes, autoscaling, providers, kubernetes
     case gpuPools = "gpu_pools"
-    case kubernetes
   }
 }
 
@@ -103,17 +102,15 @@ struct RawCommandBackend: Decodable {
   var timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case argv
+    case argv, timeout
     case statusArgv = "status_argv"
-    case timeout
   }
 }
 
 struct RawLocalProcess: Decodable {
   var command: RawArgv?
   var env: RawMap<RawScalar>?
-  var cwd: RawScalar?
-  var portBase: RawScalar?
+  var cwd, portBase: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case command, env, cwd
@@ -122,8 +119,7 @@ struct RawLocalProcess: Decodable {
 }
 
 struct RawController: Decodable {
-  var interval: RawScalar?
-  var staleness: RawScalar?
+  var interval, staleness: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case interval, staleness }
 }
@@ -134,8 +130,7 @@ struct RawSignal: Decodable {
     var validate: SignalSourceKind.Validation
   }
 
-  var perReplica: RawScalar?
-  var description: RawScalar?
+  var perReplica, description: RawScalar?
   /// Each source key given, in file order (one is right; more is reported).
   var sources: [Source] = []
 
@@ -199,8 +194,7 @@ struct RawArgv: Decodable {
 }
 
 struct RawProcess: Decodable {
-  var type: RawScalar?
-  var description: RawScalar?
+  var type, description: RawScalar?
   var `class`: RawScalar?
   var costPerHourUSD: RawScalar?
   var scaling: RawProcessScaling?
@@ -211,38 +205,24 @@ struct RawProcess: Decodable {
   var simulation: RawSimulation?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case type, description, `class`
+    case type, description, `class`, scaling, resources, local, kubernetes, simulation
     case costPerHourUSD = "cost_per_hour_usd"
-    case scaling, resources
     case rateLimit = "rate_limit"
-    case local, kubernetes, simulation
   }
 }
 
 struct RawProcessScaling: Decodable {
-  var metric: RawScalar?
-  var target: RawScalar?
-  var targetType: RawScalar?
-  var tolerance: RawScalar?
-  var activationThreshold: RawScalar?
-  var min: RawScalar?
-  var max: RawScalar?
+  var metric, target, targetType, tolerance, activationThreshold, min, max: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case metric, target
+    case metric, target, tolerance, min, max
     case targetType = "target_type"
-    case tolerance
     case activationThreshold = "activation_threshold"
-    case min, max
   }
 }
 
 struct RawResources: Decodable {
-  var cpu: RawScalar?
-  var memory: RawScalar?
-  var gpu: RawScalar?
-  var gpuMemory: RawScalar?
-  var gpuPool: RawScalar?
+  var cpu, memory, gpu, gpuMemory, gpuPool: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case cpu, memory, gpu
@@ -252,10 +232,8 @@ struct RawResources: Decodable {
 }
 
 struct RawRateLimitShare: Decodable {
-  var provider: RawScalar?
-  var tokensPerMinutePerReplica: RawScalar?
-  var requestsPerMinutePerReplica: RawScalar?
-  var concurrentRequestsPerReplica: RawScalar?
+  var provider, tokensPerMinutePerReplica, requestsPerMinutePerReplica,
+    concurrentRequestsPerReplica: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case provider
@@ -294,17 +272,14 @@ struct RawRule: Decodable {
 
 /// `- metric: queue_depth > 50` or `- duration: 10m`.
 struct RawConditionItem: Decodable {
-  var metric: RawScalar?
-  var duration: RawScalar?
+  var metric, duration: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case metric, duration }
 }
 
 /// `- max_instances: 8`, one constraint per list item as the seed writes them.
 struct RawConstraint: Decodable {
-  var maxCostPerHourUSD: RawScalar?
-  var maxInstances: RawScalar?
-  var minInstances: RawScalar?
+  var maxCostPerHourUSD, maxInstances, minInstances: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case maxCostPerHourUSD = "max_cost_per_hour_usd"
@@ -314,42 +289,30 @@ struct RawConstraint: Decodable {
 }
 
 struct RawAction: Decodable {
-  var addInstances: RawScalar?
-  var removeInstances: RawScalar?
-  var cooldown: RawScalar?
-  var drainTimeout: RawScalar?
+  var addInstances, removeInstances, cooldown, drainTimeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
+    case cooldown
     case addInstances = "add_instances"
     case removeInstances = "remove_instances"
-    case cooldown
     case drainTimeout = "drain_timeout"
   }
 }
 
 struct RawCostCircuitBreaker: Decodable {
-  var dailyBudgetUSD: RawScalar?
-  var alertThreshold: RawScalar?
-  var actionThreshold: RawScalar?
-  var action: RawScalar?
-  var costRateMetric: RawScalar?
-  var timezone: RawScalar?
+  var dailyBudgetUSD, alertThreshold, actionThreshold, action, costRateMetric, timezone: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
+    case action, timezone
     case dailyBudgetUSD = "daily_budget_usd"
     case alertThreshold = "alert_threshold"
     case actionThreshold = "action_threshold"
-    case action
     case costRateMetric = "cost_rate_metric"
-    case timezone
   }
 }
 
 struct RawProvider: Decodable {
-  var requestsPerMinute: RawScalar?
-  var tokensPerMinute: RawScalar?
-  var maxConcurrentRequests: RawScalar?
-  var safetyMargin: RawScalar?
+  var requestsPerMinute, tokensPerMinute, maxConcurrentRequests, safetyMargin: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case requestsPerMinute = "requests_per_minute"
@@ -360,8 +323,7 @@ struct RawProvider: Decodable {
 }
 
 struct RawGPUPool: Decodable {
-  var gpus: RawScalar?
-  var description: RawScalar?
+  var gpus, description: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case gpus, description }
 }

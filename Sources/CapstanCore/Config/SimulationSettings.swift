@@ -66,25 +66,19 @@ public struct SimulationSettings: Sendable, Equatable {
 }
 
 struct RawSimulation: Decodable, Sendable {
-  var slots: RawScalar?
-  var prefillTokensPerSecond: RawScalar?
-  var decodeTokensPerSecond: RawScalar?
-  var startup: RawScalar?
+  var slots, prefillTokensPerSecond, decodeTokensPerSecond, startup: RawScalar?
   var signals: RawMap<RawScalar>?
   var slo: RawSLO?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case slots
+    case slots, startup, signals, slo
     case prefillTokensPerSecond = "prefill_tokens_per_second"
     case decodeTokensPerSecond = "decode_tokens_per_second"
-    case startup, signals, slo
   }
 }
 
 struct RawSLO: Decodable, Sendable {
-  var latency: RawScalar?
-  var bound: RawScalar?
-  var target: RawScalar?
+  var latency, bound, target: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case latency, bound, target }
 }

@@ -28,10 +28,7 @@ public struct DirectorySignalSettings: Sendable, Equatable, Codable {
 }
 
 struct RawDirectorySource: Decodable {
-  var path: RawScalar?
-  var measure: RawScalar?
-  var glob: RawScalar?
-  var timeout: RawScalar?
+  var path, measure, glob, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case path, measure, glob, timeout }
 }

@@ -31,20 +31,15 @@ public struct HTTPJSONSignalSettings: Sendable, Equatable, Codable {
 }
 
 struct RawHTTPJSONSource: Decodable {
-  var url: RawScalar?
-  var pointer: RawScalar?
+  var url, pointer: RawScalar?
   var headers: RawMap<RawScalar>?
-  var bearerTokenEnv: RawScalar?
-  var caFile: RawScalar?
-  var insecureSkipTLSVerify: RawScalar?
-  var timeout: RawScalar?
+  var bearerTokenEnv, caFile, insecureSkipTLSVerify, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case url, pointer, headers
+    case url, pointer, headers, timeout
     case bearerTokenEnv = "bearer_token_env"
     case caFile = "ca_file"
     case insecureSkipTLSVerify = "insecure_skip_tls_verify"
-    case timeout
   }
 }
 

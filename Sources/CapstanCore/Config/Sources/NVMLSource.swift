@@ -38,10 +38,7 @@ public struct NVMLSignalSettings: Sendable, Equatable, Codable {
 
 struct RawNVMLSource: Decodable {
   var devices: RawScalarOrList?
-  var measure: RawScalar?
-  var aggregate: RawScalar?
-  var library: RawScalar?
-  var timeout: RawScalar?
+  var measure, aggregate, library, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case devices, measure, aggregate, library, timeout }
 }

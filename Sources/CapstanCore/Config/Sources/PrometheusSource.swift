@@ -37,19 +37,13 @@ public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
 }
 
 struct RawPrometheusSource: Decodable {
-  var url: RawScalar?
-  var query: RawScalar?
-  var onEmpty: RawScalar?
-  var bearerTokenEnv: RawScalar?
-  var caFile: RawScalar?
-  var timeout: RawScalar?
+  var url, query, onEmpty, bearerTokenEnv, caFile, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case url, query
+    case url, query, timeout
     case onEmpty = "on_empty"
     case bearerTokenEnv = "bearer_token_env"
     case caFile = "ca_file"
-    case timeout
   }
 }
 

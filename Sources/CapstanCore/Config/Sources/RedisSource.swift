@@ -52,26 +52,14 @@ public struct RedisSignalSettings: Sendable, Equatable, Codable {
 }
 
 struct RawRedisSource: Decodable {
-  var url: RawScalar?
-  var passwordEnv: RawScalar?
-  var list: RawScalar?
-  var stream: RawScalar?
-  var group: RawScalar?
-  var sortedSet: RawScalar?
-  var measure: RawScalar?
-  var popEnd: RawScalar?
-  var timestampField: RawScalar?
-  var timeout: RawScalar?
+  var url, passwordEnv, list, stream, group, sortedSet, measure, popEnd, timestampField, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case url
+    case url, list, stream, group, measure, timeout
     case passwordEnv = "password_env"
-    case list, stream, group
     case sortedSet = "sorted_set"
-    case measure
     case popEnd = "pop_end"
     case timestampField = "timestamp_field"
-    case timeout
   }
 }
 
