@@ -9,12 +9,6 @@ public struct CommandSignal: SignalReader {
   public let settings: CommandSignalSettings
   public let workingDirectory: URL
 
-  public init(name: String, settings: CommandSignalSettings, workingDirectory: URL) {
-    self.name = name
-    self.settings = settings
-    self.workingDirectory = workingDirectory
-  }
-
   public var timeout: TimeInterval { settings.timeout }
 
   public func read(now: Date) async throws -> Double {

@@ -8,12 +8,6 @@ public struct HTTPJSONSignal: SignalReader {
   public let settings: HTTPJSONSignalSettings
   let baseDirectory: URL
 
-  public init(name: String, settings: HTTPJSONSignalSettings, baseDirectory: URL) {
-    self.name = name
-    self.settings = settings
-    self.baseDirectory = baseDirectory
-  }
-
   public var timeout: TimeInterval { settings.timeout }
 
   public func read(now: Date) async throws -> Double {

@@ -1,8 +1,8 @@
-import CapstanCore
 import CapstanTestKit
 import Foundation
 import Testing
 
+@testable import CapstanCore
 @testable import CapstanSignals
 
 #if canImport(Glibc)

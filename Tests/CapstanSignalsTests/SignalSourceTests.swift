@@ -1,8 +1,8 @@
-import CapstanCore
 import CapstanTestKit
 import Foundation
 import Testing
 
+@testable import CapstanCore
 @testable import CapstanSignals
 
 func touch(_ url: URL, modified: Date) throws {

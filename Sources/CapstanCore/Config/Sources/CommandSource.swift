@@ -6,12 +6,8 @@ import Foundation
 /// A program whose standard output is one number. Run without a shell.
 public struct CommandSignalSettings: Sendable, Equatable, Codable {
   public var argv: [String]
-  public var timeout: TimeInterval
+  public var timeout: TimeInterval = 5
 
-  public init(argv: [String], timeout: TimeInterval = 5) {
-    self.argv = argv
-    self.timeout = timeout
-  }
 }
 
 struct RawCommandSource: Decodable {

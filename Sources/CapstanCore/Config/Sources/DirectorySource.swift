@@ -16,15 +16,9 @@ public struct DirectorySignalSettings: Sendable, Equatable, Codable {
   public var path: String
   public var measure: Measure
   /// Only entries whose names match (fnmatch), such as `*.json`; hidden entries never count.
-  public var glob: String?
-  public var timeout: TimeInterval
+  public var glob: String? = nil
+  public var timeout: TimeInterval = 5
 
-  public init(path: String, measure: Measure, glob: String? = nil, timeout: TimeInterval = 5) {
-    self.path = path
-    self.measure = measure
-    self.glob = glob
-    self.timeout = timeout
-  }
 }
 
 struct RawDirectorySource: Decodable {

@@ -8,26 +8,14 @@ public struct HTTPJSONSignalSettings: Sendable, Equatable, Codable {
   public var url: String
   /// RFC 6901, such as `/data/queue/depth` or `/items/0/value`; `""` is the whole document.
   public var pointer: String
-  public var headers: [String: String]
+  public var headers: [String: String] = [:]
   /// The name of an environment variable holding a bearer token, so no secret sits in the file.
-  public var bearerTokenEnv: String?
-  public var caFile: String?
+  public var bearerTokenEnv: String? = nil
+  public var caFile: String? = nil
   /// TLS is verified unless this is set.
-  public var insecureSkipTLSVerify: Bool
-  public var timeout: TimeInterval
+  public var insecureSkipTLSVerify: Bool = false
+  public var timeout: TimeInterval = 5
 
-  public init(
-    url: String, pointer: String, headers: [String: String] = [:], bearerTokenEnv: String? = nil,
-    caFile: String? = nil, insecureSkipTLSVerify: Bool = false, timeout: TimeInterval = 5
-  ) {
-    self.url = url
-    self.pointer = pointer
-    self.headers = headers
-    self.bearerTokenEnv = bearerTokenEnv
-    self.caFile = caFile
-    self.insecureSkipTLSVerify = insecureSkipTLSVerify
-    self.timeout = timeout
-  }
 }
 
 struct RawHTTPJSONSource: Decodable {

@@ -16,24 +16,13 @@ public struct NVMLSignalSettings: Sendable, Equatable, Codable {
   public enum Aggregate: String, Sendable, Codable, CaseIterable { case mean, max }
 
   /// nil for every GPU; otherwise indexes ("0") or UUIDs ("GPU-...").
-  public var devices: [String]?
-  public var measure: Measure
-  public var aggregate: Aggregate
+  public var devices: [String]? = nil
+  public var measure: Measure = .utilization
+  public var aggregate: Aggregate = .mean
   /// The library to load instead of libnvidia-ml.so.1.
-  public var library: String?
-  public var timeout: TimeInterval
+  public var library: String? = nil
+  public var timeout: TimeInterval = 5
 
-  public init(
-    devices: [String]? = nil, measure: Measure = .utilization, aggregate: Aggregate = .mean,
-    library: String? = nil,
-    timeout: TimeInterval = 5
-  ) {
-    self.devices = devices
-    self.measure = measure
-    self.aggregate = aggregate
-    self.library = library
-    self.timeout = timeout
-  }
 }
 
 struct RawNVMLSource: Decodable {

@@ -17,23 +17,11 @@ public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
   public var url: String
   /// PromQL that yields a scalar or exactly one series.
   public var query: String
-  public var onEmpty: OnEmpty
-  public var bearerTokenEnv: String?
-  public var caFile: String?
-  public var timeout: TimeInterval
+  public var onEmpty: OnEmpty = .missing
+  public var bearerTokenEnv: String? = nil
+  public var caFile: String? = nil
+  public var timeout: TimeInterval = 5
 
-  public init(
-    url: String, query: String, onEmpty: OnEmpty = .missing, bearerTokenEnv: String? = nil,
-    caFile: String? = nil,
-    timeout: TimeInterval = 5
-  ) {
-    self.url = url
-    self.query = query
-    self.onEmpty = onEmpty
-    self.bearerTokenEnv = bearerTokenEnv
-    self.caFile = caFile
-    self.timeout = timeout
-  }
 }
 
 struct RawPrometheusSource: Decodable {

@@ -28,27 +28,15 @@ public struct RedisSignalSettings: Sendable, Equatable, Codable {
   /// redis://[user:password@]host:port/db
   public var url: String
   /// An environment variable holding the password, so no secret sits in the file.
-  public var passwordEnv: String?
+  public var passwordEnv: String? = nil
   public var structure: Structure
-  public var measure: Measure
+  public var measure: Measure = .depth
   /// The end of a list consumers pop from, where the oldest entry is (LPUSH + BRPOP: right).
-  public var popEnd: ListEnd
+  public var popEnd: ListEnd = .right
   /// The JSON field of a list entry holding its enqueue time, in seconds or milliseconds.
-  public var timestampField: String
-  public var timeout: TimeInterval
+  public var timestampField: String = "enqueued_at"
+  public var timeout: TimeInterval = 2
 
-  public init(
-    url: String, passwordEnv: String? = nil, structure: Structure, measure: Measure = .depth,
-    popEnd: ListEnd = .right, timestampField: String = "enqueued_at", timeout: TimeInterval = 2
-  ) {
-    self.url = url
-    self.passwordEnv = passwordEnv
-    self.structure = structure
-    self.measure = measure
-    self.popEnd = popEnd
-    self.timestampField = timestampField
-    self.timeout = timeout
-  }
 }
 
 struct RawRedisSource: Decodable {
