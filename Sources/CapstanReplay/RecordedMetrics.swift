@@ -26,10 +26,15 @@ public struct RecordedMetrics: Sendable {
   public static func readyColumn(for process: String) -> String { "\(process).ready" }
 }
 
+/// An input file's error at its line: a recording's, or a trace's.
 public struct MetricsFileError: Error, CustomStringConvertible, Sendable {
   public var file: String
   public var line: Int
   public var message: String
+
+  public init(file: String, line: Int, message: String) {
+    (self.file, self.line, self.message) = (file, line, message)
+  }
 
   public var description: String { "\(file):\(line): error: \(message)" }
 }

@@ -12,9 +12,8 @@ public struct DirectoryQueueSignal: SignalReader {
   public let directory: URL
 
   public init(name: String, settings: DirectorySignalSettings, baseDirectory: URL) {
-    self.name = name
-    self.settings = settings
-    self.directory = baseDirectory.resolving(settings.path)
+    (self.name, self.settings) = (name, settings)
+    directory = baseDirectory.resolving(settings.path)
   }
 
   public var timeout: TimeInterval { settings.timeout }

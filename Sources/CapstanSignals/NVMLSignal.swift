@@ -15,10 +15,9 @@ public struct NVMLSignal: SignalReader {
   private let library: NVMLLibrary
 
   public init(name: String, settings: NVMLSignalSettings, baseDirectory: URL) {
-    self.name = name
-    self.settings = settings
-    let path = settings.library.map { baseDirectory.resolving($0).path }
-    self.library = NVMLLibrary(path: path ?? "libnvidia-ml.so.1")
+    (self.name, self.settings) = (name, settings)
+    library = NVMLLibrary(
+      path: settings.library.map { baseDirectory.resolving($0).path } ?? "libnvidia-ml.so.1")
   }
 
   public var timeout: TimeInterval { settings.timeout }

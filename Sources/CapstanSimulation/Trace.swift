@@ -71,12 +71,8 @@ public struct Trace: Sendable {
   }
 }
 
-public struct TraceError: Error, CustomStringConvertible, Sendable {
-  public var file: String
-  public var line: Int
-  public var message: String
-  public var description: String { "\(file):\(line): error: \(message)" }
-}
+/// A trace's error, at its line, as a recording's.
+public typealias TraceError = MetricsFileError
 
 extension Trace {
   /// The most requests a trace may hold, so a mistaken file cannot take all memory.

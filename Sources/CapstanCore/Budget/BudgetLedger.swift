@@ -16,6 +16,11 @@ public struct BudgetLedger: Sendable, Equatable, Codable {
     case freeze(spent: Double, limit: Double)
     /// A new budget day began; `previousSpent` is what the day that ended spent.
     case reset(previousSpent: Double, dayStart: Date)
+
+    var isFreeze: Bool {
+      if case .freeze = self { return true }
+      return false
+    }
   }
 
   public private(set) var spentUSD: Double = 0

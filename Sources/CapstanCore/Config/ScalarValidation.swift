@@ -4,8 +4,9 @@ import Foundation
 extension PolicyValidator {
   // MARK: Scalars
 
-  func duration(_ raw: RawScalar) -> TimeInterval? {
-    switch Quantity.duration(raw.text) {
+  /// The parsed value, or nil with the parser's message reported at the scalar.
+  private func reported<Value>(_ result: Result<Value, QuantityError>, at raw: RawScalar) -> Value? {
+    switch result {
     case .success(let value): return value
     case .failure(let failure):
       sink.error(raw.location, failure.message)
@@ -13,22 +14,12 @@ extension PolicyValidator {
     }
   }
 
-  func memory(_ raw: RawScalar) -> Double? {
-    switch Quantity.memory(raw.text) {
-    case .success(let value): return value
-    case .failure(let failure):
-      sink.error(raw.location, failure.message)
-      return nil
-    }
-  }
+  func duration(_ raw: RawScalar) -> TimeInterval? { reported(Quantity.duration(raw.text), at: raw) }
+
+  func memory(_ raw: RawScalar) -> Double? { reported(Quantity.memory(raw.text), at: raw) }
 
   func count(_ raw: RawScalar, _ what: String) -> Int? {
-    switch Quantity.count(raw.text, what: what) {
-    case .success(let value): return value
-    case .failure(let failure):
-      sink.error(raw.location, failure.message)
-      return nil
-    }
+    reported(Quantity.count(raw.text, what: what), at: raw)
   }
 
   func wholeGPUs(_ raw: RawScalar) -> Int? {

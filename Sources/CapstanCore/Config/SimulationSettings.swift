@@ -47,22 +47,10 @@ public struct SimulationSettings: Sendable, Equatable {
   public var prefillTokensPerSecond: Double?
   public var decodeTokensPerSecond: Double?
   /// From the moment a replica is asked for until it takes work; it costs from the start.
-  public var startup: TimeInterval
+  public var startup: TimeInterval = 0
   /// The policy's signal names, each fed by one simulated quantity.
   public var signals: [String: Quantity]
   public var slo: SLO
-
-  public init(
-    slots: Int, prefillTokensPerSecond: Double? = nil, decodeTokensPerSecond: Double? = nil,
-    startup: TimeInterval = 0, signals: [String: Quantity], slo: SLO
-  ) {
-    self.slots = slots
-    self.prefillTokensPerSecond = prefillTokensPerSecond
-    self.decodeTokensPerSecond = decodeTokensPerSecond
-    self.startup = startup
-    self.signals = signals
-    self.slo = slo
-  }
 }
 
 struct RawSimulation: Decodable, Sendable {

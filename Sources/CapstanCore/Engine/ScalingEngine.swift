@@ -96,27 +96,25 @@ public struct ScalingEngine: Sendable {
     _ event: BudgetLedger.Event, target: ScalingTarget, breaker: CostCircuitBreaker, ledger: BudgetLedger,
     inputs: EngineInputs, now: Date
   ) -> AuditEvent {
-    let kind: AuditEventKind
-    let reason: ScaleReason
-    let detail: String
-    var snapshot = BudgetSnapshot(
-      spentUSD: ledger.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: ledger.state)
+    let (kind, reason, detail, snapshot): (AuditEventKind, ScaleReason, String, BudgetSnapshot)
     switch event {
-    case .alert(let spent, let limit):
-      kind = .budgetAlert
-      reason = .budgetThreshold
+    case .alert(let spent, let limit), .freeze(let spent, let limit):
+      let freezing = event.isFreeze
+      let threshold =
+        freezing
+        ? "action threshold \(format(breaker.actionThreshold * 100))"
+        : "alert threshold \(format(breaker.alertThreshold * 100))"
+      (kind, reason, snapshot) = (
+        freezing ? .budgetFreeze : .budgetAlert, .budgetThreshold,
+        BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: freezing ? .frozen : .alert)
+      )
       detail =
-        "spent \(usd(spent)) of the daily \(usd(limit)), past the alert threshold \(format(breaker.alertThreshold * 100))%"
-      snapshot = BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: .alert)
-    case .freeze(let spent, let limit):
-      kind = .budgetFreeze
-      reason = .budgetThreshold
-      detail =
-        "spent \(usd(spent)) of the daily \(usd(limit)), past the action threshold \(format(breaker.actionThreshold * 100))%: no scale-ups until the next budget day"
-      snapshot = BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: .frozen)
+        "spent \(usd(spent)) of the daily \(usd(limit)), past the \(threshold)%"
+        + (freezing ? ": no scale-ups until the next budget day" : "")
     case .reset(let previous, let dayStart):
-      kind = .budgetReset
-      reason = .budgetDay
+      (kind, reason) = (.budgetReset, .budgetDay)
+      snapshot = BudgetSnapshot(
+        spentUSD: ledger.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: ledger.state)
       detail =
         "a new budget day began at \(RFC3339.string(from: dayStart)) (\(breaker.timeZone.identifier)); the day before spent \(usd(previous))"
     }
