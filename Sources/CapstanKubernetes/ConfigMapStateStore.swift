@@ -1,6 +1,14 @@
 import Foundation
 import Logging
 
+/// What Capstan writes of an object's metadata: its name, its namespace, and the
+/// resourceVersion a write must carry.
+struct ObjectMetadata: Codable {
+  var name: String
+  var namespace: String?
+  var resourceVersion: String?
+}
+
 /// The controller's saved state (the day's spend and freeze, windows, cooldowns) in a core/v1
 /// ConfigMap, so it outlives the pods: a rollout or a new leader reads what the last leader
 /// wrote. Only the leader writes; each write carries the resourceVersion it last saw.
@@ -23,14 +31,9 @@ public actor ConfigMapStateStore {
   private var path: String { "/api/v1/namespaces/\(namespace)/configmaps" }
 
   struct ConfigMap: Codable {
-    struct Metadata: Codable {
-      var name: String
-      var namespace: String?
-      var resourceVersion: String?
-    }
     var apiVersion = "v1"
     var kind = "ConfigMap"
-    var metadata: Metadata
+    var metadata: ObjectMetadata
     var data: [String: String]?
   }
 

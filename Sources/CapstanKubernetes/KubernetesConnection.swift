@@ -112,9 +112,7 @@ public struct KubernetesConnection: Sendable, Equatable {
   }
 
   struct Cluster: Decodable {
-    var server: String?
-    var certificateAuthority: String?
-    var certificateAuthorityData: String?
+    var server, certificateAuthority, certificateAuthorityData: String?
     var insecureSkipTLSVerify: Bool?
 
     enum CodingKeys: String, CodingKey {
@@ -126,29 +124,19 @@ public struct KubernetesConnection: Sendable, Equatable {
   }
 
   struct User: Decodable {
-    var token: String?
-    var tokenFile: String?
-    var clientCertificate: String?
-    var clientCertificateData: String?
-    var clientKey: String?
-    var clientKeyData: String?
-    var exec: Present?
-    var authProvider: Present?
+    var token, tokenFile, clientCertificate, clientCertificateData, clientKey, clientKeyData: String?
+    var exec, authProvider: Present?
 
     enum CodingKeys: String, CodingKey {
       case token, tokenFile, exec
-      case clientCertificate = "client-certificate"
-      case clientCertificateData = "client-certificate-data"
-      case clientKey = "client-key"
-      case clientKeyData = "client-key-data"
+      case clientCertificate = "client-certificate", clientCertificateData = "client-certificate-data"
+      case clientKey = "client-key", clientKeyData = "client-key-data"
       case authProvider = "auth-provider"
     }
   }
 
   struct Context: Decodable {
-    var cluster: String?
-    var user: String?
-    var namespace: String?
+    var cluster, user, namespace: String?
   }
 
   struct KubeconfigFile: Decodable {

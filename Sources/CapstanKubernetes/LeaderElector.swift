@@ -40,14 +40,9 @@ public final class LeaderElector: @unchecked Sendable {
   var path: String { "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases" }
 
   struct Lease: Codable {
-    struct Metadata: Codable {
-      var name: String
-      var namespace: String?
-      var resourceVersion: String?
-    }
     var apiVersion = "coordination.k8s.io/v1"
     var kind = "Lease"
-    var metadata: Metadata
+    var metadata: ObjectMetadata
     var spec: LeaseRecord?
   }
 
