@@ -20,7 +20,7 @@ public struct PrometheusSignal: SignalReader {
 
   public func read(now: Date) async throws -> Double {
     let response = try await get("query?query=\(Self.encode(settings.query))", timeout: settings.timeout)
-    let answer = try? JSONDecoder().decode(QueryResponse.self, from: response.body)
+    let answer = try? JSONDecoder().decode(Response<QueryData>.self, from: response.body)
     guard let answer else {
       throw SignalReadError(
         signal: name, "\(settings.url) answered \(response.status), not a Prometheus API response")
@@ -93,7 +93,7 @@ public struct PrometheusSignal: SignalReader {
       let response = try await get(
         "query_range?query=\(Self.encode(settings.query))&start=\(chunkStart.timeIntervalSince1970)&end=\(chunkEnd.timeIntervalSince1970)&step=\(step)",
         timeout: max(settings.timeout, 30))
-      guard let answer = try? JSONDecoder().decode(RangeResponse.self, from: response.body) else {
+      guard let answer = try? JSONDecoder().decode(Response<Matrix>.self, from: response.body) else {
         throw SignalReadError(
           signal: name, "\(settings.url) answered \(response.status), not a Prometheus API response")
       }
@@ -119,17 +119,12 @@ public struct PrometheusSignal: SignalReader {
     return values
   }
 
-  struct RangeResponse: Decodable {
+  /// What `query_range` answers: a matrix of series, each with its samples.
+  struct Matrix: Decodable {
     struct Series: Decodable {
       var values: [TimedSample]
     }
-    struct Matrix: Decodable {
-      var result: [Series]
-    }
-    var status: String
-    var data: Matrix?
-    var errorType: String?
-    var error: String?
+    var result: [Series]
   }
 
   struct TimedSample: Decodable {
@@ -150,9 +145,10 @@ public struct PrometheusSignal: SignalReader {
     return query.addingPercentEncoding(withAllowedCharacters: allowed) ?? query
   }
 
-  struct QueryResponse: Decodable {
+  /// The API's envelope, the same for instant and range queries.
+  struct Response<Payload: Decodable>: Decodable {
     var status: String
-    var data: QueryData?
+    var data: Payload?
     var errorType: String?
     var error: String?
   }

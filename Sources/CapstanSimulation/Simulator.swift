@@ -138,21 +138,17 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
   public var description: String {
     switch self {
     case .unknownProcess(let name, let known):
-      return
-        "--trace names '\(name)', which the policy does not scale (it scales: \(known.joined(separator: ", ")))"
+      "--trace names '\(name)', which the policy does not scale (it scales: \(known.joined(separator: ", ")))"
     case .noSimulationSection(let name):
-      return
-        "process '\(name)' has a trace but no simulation section: add processes.\(name).simulation with slots, the service rates, startup, signals and slo"
+      "process '\(name)' has a trace but no simulation section: add processes.\(name).simulation with slots, the service rates, startup, signals and slo"
     case .unmappedSignal(let process, let signal):
-      return
-        "processes.\(process).simulation.signals says nothing of '\(signal)', which the policy reads: map it to one of \(SimulationSettings.Quantity.allCases.map(\.rawValue).joined(separator: ", "))"
+      "processes.\(process).simulation.signals says nothing of '\(signal)', which the policy reads: map it to one of \(SimulationSettings.Quantity.allCases.map(\.rawValue).joined(separator: ", "))"
     case .noTokenRates(let name):
-      return
-        "process '\(name)' has an LLM trace: give processes.\(name).simulation prefill_tokens_per_second and decode_tokens_per_second"
+      "process '\(name)' has an LLM trace: give processes.\(name).simulation prefill_tokens_per_second and decode_tokens_per_second"
     case .ttftForJobs(let name):
-      return "process '\(name)' has a jobs trace, which has no first token: use slo.latency e2e or queue_wait"
+      "process '\(name)' has a jobs trace, which has no first token: use slo.latency e2e or queue_wait"
     case .sharedSignal(let signal):
-      return "signal '\(signal)' is fed by two simulated processes: give each process its own signal"
+      "signal '\(signal)' is fed by two simulated processes: give each process its own signal"
     }
   }
 }

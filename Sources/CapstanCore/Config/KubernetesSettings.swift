@@ -81,8 +81,7 @@ struct RawLeaderElection: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case lease, namespace
-    case leaseDuration = "lease_duration"
-    case renewDeadline = "renew_deadline"
+    case leaseDuration = "lease_duration", renewDeadline = "renew_deadline"
     case retryPeriod = "retry_period"
   }
 }

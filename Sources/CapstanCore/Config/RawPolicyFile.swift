@@ -206,8 +206,7 @@ struct RawProcess: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case type, description, `class`, scaling, resources, local, kubernetes, simulation
-    case costPerHourUSD = "cost_per_hour_usd"
-    case rateLimit = "rate_limit"
+    case costPerHourUSD = "cost_per_hour_usd", rateLimit = "rate_limit"
   }
 }
 
@@ -216,8 +215,7 @@ struct RawProcessScaling: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case metric, target, tolerance, min, max
-    case targetType = "target_type"
-    case activationThreshold = "activation_threshold"
+    case targetType = "target_type", activationThreshold = "activation_threshold"
   }
 }
 
@@ -226,8 +224,7 @@ struct RawResources: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case cpu, memory, gpu
-    case gpuMemory = "gpu_memory"
-    case gpuPool = "gpu_pool"
+    case gpuMemory = "gpu_memory", gpuPool = "gpu_pool"
   }
 }
 
@@ -251,8 +248,7 @@ struct RawAutoscalingPolicy: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case process
-    case scaleUp = "scale_up"
-    case scaleDown = "scale_down"
+    case scaleUp = "scale_up", scaleDown = "scale_down"
     case costCircuitBreaker = "cost_circuit_breaker"
   }
 }
@@ -282,8 +278,7 @@ struct RawConstraint: Decodable {
   var maxCostPerHourUSD, maxInstances, minInstances: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case maxCostPerHourUSD = "max_cost_per_hour_usd"
-    case maxInstances = "max_instances"
+    case maxCostPerHourUSD = "max_cost_per_hour_usd", maxInstances = "max_instances"
     case minInstances = "min_instances"
   }
 }
@@ -293,8 +288,7 @@ struct RawAction: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case cooldown
-    case addInstances = "add_instances"
-    case removeInstances = "remove_instances"
+    case addInstances = "add_instances", removeInstances = "remove_instances"
     case drainTimeout = "drain_timeout"
   }
 }
@@ -304,10 +298,8 @@ struct RawCostCircuitBreaker: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case action, timezone
-    case dailyBudgetUSD = "daily_budget_usd"
-    case alertThreshold = "alert_threshold"
-    case actionThreshold = "action_threshold"
-    case costRateMetric = "cost_rate_metric"
+    case dailyBudgetUSD = "daily_budget_usd", alertThreshold = "alert_threshold"
+    case actionThreshold = "action_threshold", costRateMetric = "cost_rate_metric"
   }
 }
 
@@ -315,10 +307,8 @@ struct RawProvider: Decodable {
   var requestsPerMinute, tokensPerMinute, maxConcurrentRequests, safetyMargin: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case requestsPerMinute = "requests_per_minute"
-    case tokensPerMinute = "tokens_per_minute"
-    case maxConcurrentRequests = "max_concurrent_requests"
-    case safetyMargin = "safety_margin"
+    case requestsPerMinute = "requests_per_minute", tokensPerMinute = "tokens_per_minute"
+    case maxConcurrentRequests = "max_concurrent_requests", safetyMargin = "safety_margin"
   }
 }
 

@@ -25,8 +25,7 @@ struct RawHTTPJSONSource: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case url, pointer, headers, timeout
-    case bearerTokenEnv = "bearer_token_env"
-    case caFile = "ca_file"
+    case bearerTokenEnv = "bearer_token_env", caFile = "ca_file"
     case insecureSkipTLSVerify = "insecure_skip_tls_verify"
   }
 }

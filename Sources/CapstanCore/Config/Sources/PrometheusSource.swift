@@ -29,8 +29,7 @@ struct RawPrometheusSource: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case url, query, timeout
-    case onEmpty = "on_empty"
-    case bearerTokenEnv = "bearer_token_env"
+    case onEmpty = "on_empty", bearerTokenEnv = "bearer_token_env"
     case caFile = "ca_file"
   }
 }

@@ -44,10 +44,8 @@ struct RawRedisSource: Decodable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case url, list, stream, group, measure, timeout
-    case passwordEnv = "password_env"
-    case sortedSet = "sorted_set"
-    case popEnd = "pop_end"
-    case timestampField = "timestamp_field"
+    case passwordEnv = "password_env", sortedSet = "sorted_set"
+    case popEnd = "pop_end", timestampField = "timestamp_field"
   }
 }
 
