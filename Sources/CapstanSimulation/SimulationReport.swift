@@ -11,8 +11,9 @@ public enum SimulationReport {
       let rows = runs.compactMap { run in run.processes.first { $0.name == name } }
       guard let slo = rows.first?.slo else { continue }
       let oracle = rows.first { $0.run == Baseline.oracle.rawValue }?.replicaHours
+      let bound = rows.first.map { String(format: "%.2f", $0.workBoundReplicaHours) } ?? "-"
       out +=
-        "\n\(name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests\n"
+        "\n\(name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests; no schedule can use fewer than \(bound) replica-hours\n"
       let header = [
         "run", "replica-h", "x oracle", "cost", "in SLO", "missed min", "p50", "p95", "p99", "actions",
         "reversals", "peak", "failed",
@@ -53,6 +54,7 @@ public enum SimulationReport {
           "latency": process.slo.latency.rawValue, "bound_seconds": process.slo.bound,
           "target": process.slo.target,
         ],
+        "work_bound_replica_hours": rounded(process.workBoundReplicaHours),
         "runs": rows.map { row -> [String: Any] in
           var entry: [String: Any] = [
             "run": row.run, "requests": row.requests, "failed": row.failed,

@@ -70,6 +70,8 @@ public struct Simulator {
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
     let lastArrival = traces.values.compactMap { $0.requests.last?.arrival }.max() ?? 0
     var actions: [String: [(time: Double, from: Int, to: Int)]] = [:]
+    // Each fleet's measurements by tick, for a scrape lag: (time, signal values).
+    var measured: [[(time: Double, values: [String: Double])]] = Array(repeating: [], count: fleets.count)
     var tick = 0
     var now = 0.0
     while true {
@@ -80,8 +82,18 @@ public struct Simulator {
         fleets[index].advance(to: now)
         let fleet = fleets[index]
         replicas[fleet.target.name] = fleet.status
+        var values: [String: Double] = [:]
         for (signal, quantity) in fleet.settings.signals {
-          if let value = fleet.measure(quantity) { signals[signal] = value }
+          if let value = fleet.measure(quantity) { values[signal] = value }
+        }
+        measured[index].append((now, values))
+        // What a scraper `scrapeLag` behind sees: the latest measurement at least that old.
+        let lag = fleet.settings.scrapeLag
+        while measured[index].count > 1 && measured[index][1].time <= now - lag {
+          measured[index].removeFirst()
+        }
+        if let seen = measured[index].first, seen.time <= now - lag {
+          signals.merge(seen.values) { $1 }
         }
       }
       var decided: [ScaleAction] = []
@@ -168,6 +180,9 @@ public struct ProcessResult: Sendable, Equatable {
   public var latencyP50: Double
   public var latencyP95: Double
   public var latencyP99: Double
+  /// A lower bound no schedule can beat: the trace's service time over the slots of a replica,
+  /// in replica-hours (capacity kept busy every second, no startup, no wait).
+  public var workBoundReplicaHours: Double
   public var scaleActions: Int
   /// A move in the other direction within 5 minutes of the last: flapping.
   public var reversals: Int
@@ -198,6 +213,8 @@ public struct ProcessResult: Sendable, Equatable {
     }
     latencies.sort()
     replicaHours = fleet.replicaSeconds / 3600
+    workBoundReplicaHours =
+      fleet.trace.requests.reduce(0) { $0 + fleet.serviceTime($1) } / Double(fleet.settings.slots) / 3600
     costUSD = replicaHours * (fleet.target.costPerHourUSD ?? 0)
     sloAttainment = requests > 0 ? Double(met) / Double(requests) : 1
     sloMissMinutes =

@@ -252,3 +252,42 @@ struct TraceTests {
     #expect(tiled.requests.map(\.arrival) == [0, 10, 20, 30, 40, 50])
   }
 }
+
+@Suite("Simulation model details")
+struct SimulationModelTests {
+  @Test("a scrape lag shows the engine the measurement of one lag ago, so capacity comes a lag later")
+  func scrapeLag() throws {
+    func firstStart(lag: String) throws -> Double {
+      let policy = try policy(
+        """
+        controller: {interval: 10s}
+        processes:
+          w:
+            class: batch
+            scaling: {metric: q, target: 1, min: 0, max: 1}
+            simulation:
+              slots: 1
+              scrape_lag: \(lag)
+              signals: {q: queue_depth}
+              slo: {latency: queue_wait, bound: 1h}
+        autoscaling:
+          w: {scale_up: {stabilization_window: 0s}}
+        """)
+      let w = try #require(try Simulator(policy: policy, traces: ["w": jobs([5], work: 1)]).run().processes.first)
+      return w.latencyP50
+    }
+    // The job arrives at 5 s. Without lag, the 10 s tick sees it: it starts at 10 s (waits 5 s).
+    #expect(try firstStart(lag: "0s") == 5)
+    // With 20 s of lag, the 30 s tick is the first to see the 10 s measurement: it waits 25 s.
+    #expect(try firstStart(lag: "20s") == 25)
+  }
+
+  @Test("the work bound is the trace's service time over the slots: no schedule uses less")
+  func workBound() throws {
+    let policy = try fixedFleet(replicas: 3, slots: 2)
+    let w = try #require(try Simulator(policy: policy, traces: ["w": jobs([0, 0, 0, 0], work: 900)]).run().processes.first)
+    // 4 jobs × 900 s on 2 slots: 1,800 replica-seconds, half an hour.
+    #expect(w.workBoundReplicaHours == 0.5)
+    #expect(w.replicaHours >= w.workBoundReplicaHours)
+  }
+}

@@ -48,13 +48,16 @@ public struct SimulationSettings: Sendable, Equatable {
   public var decodeTokensPerSecond: Double?
   /// From the moment a replica is asked for until it takes work; it costs from the start.
   public var startup: TimeInterval = 0
+  /// How old the values the engine sees are, as a scraper's are: at a tick, the measurement of
+  /// the latest tick at least this long ago (none yet: missing).
+  public var scrapeLag: TimeInterval = 0
   /// The policy's signal names, each fed by one simulated quantity.
   public var signals: [String: Quantity]
   public var slo: SLO
 }
 
 struct RawSimulation: Decodable, Sendable {
-  var slots, prefillTokensPerSecond, decodeTokensPerSecond, startup: RawScalar?
+  var slots, prefillTokensPerSecond, decodeTokensPerSecond, startup, scrapeLag: RawScalar?
   var signals: RawMap<RawScalar>?
   var slo: RawSLO?
 
@@ -62,6 +65,7 @@ struct RawSimulation: Decodable, Sendable {
     case slots, startup, signals, slo
     case prefillTokensPerSecond = "prefill_tokens_per_second"
     case decodeTokensPerSecond = "decode_tokens_per_second"
+    case scrapeLag = "scrape_lag"
   }
 }
 
@@ -86,6 +90,7 @@ extension PolicyValidator {
     let prefill = raw.prefillTokensPerSecond.flatMap { positive($0, "tokens per second") }
     let decode = raw.decodeTokensPerSecond.flatMap { positive($0, "tokens per second") }
     let startup = raw.startup.flatMap { duration($0) } ?? 0
+    let scrapeLag = raw.scrapeLag.flatMap { duration($0) } ?? 0
     var signals: [String: SimulationSettings.Quantity] = [:]
     for (name, value) in raw.signals?.entries ?? [] {
       guard
@@ -105,6 +110,7 @@ extension PolicyValidator {
     let target = rawSLO.target.flatMap { fraction($0, "slo.target") } ?? 0.99
     return SimulationSettings(
       slots: slots, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode, startup: startup,
+      scrapeLag: scrapeLag,
       signals: signals, slo: .init(latency: latency, bound: bound, target: target))
   }
 }
