@@ -273,7 +273,8 @@ struct SimulationModelTests {
         autoscaling:
           w: {scale_up: {stabilization_window: 0s}}
         """)
-      let w = try #require(try Simulator(policy: policy, traces: ["w": jobs([5], work: 1)]).run().processes.first)
+      let w = try #require(
+        try Simulator(policy: policy, traces: ["w": jobs([5], work: 1)]).run().processes.first)
       return w.latencyP50
     }
     // The job arrives at 5 s. Without lag, the 10 s tick sees it: it starts at 10 s (waits 5 s).
@@ -285,7 +286,8 @@ struct SimulationModelTests {
   @Test("the work bound is the trace's service time over the slots: no schedule uses less")
   func workBound() throws {
     let policy = try fixedFleet(replicas: 3, slots: 2)
-    let w = try #require(try Simulator(policy: policy, traces: ["w": jobs([0, 0, 0, 0], work: 900)]).run().processes.first)
+    let w = try #require(
+      try Simulator(policy: policy, traces: ["w": jobs([0, 0, 0, 0], work: 900)]).run().processes.first)
     // 4 jobs × 900 s on 2 slots: 1,800 replica-seconds, half an hour.
     #expect(w.workBoundReplicaHours == 0.5)
     #expect(w.replicaHours >= w.workBoundReplicaHours)
