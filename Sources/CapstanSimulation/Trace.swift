@@ -71,6 +71,25 @@ public struct Trace: Sendable {
   }
 }
 
+extension Trace {
+  /// A daily shape over a flat trace: each request is kept with a probability that follows the
+  /// clock of its arrival, 1 at 12:00 and 1/`peakToTrough` at 00:00 (a cosine between), so the
+  /// busiest hour carries `peakToTrough` times the quietest. Which requests go is fixed by their
+  /// place in the trace, so the same trace gives the same result.
+  public func diurnal(peakToTrough factor: Double) -> Trace {
+    guard factor > 1 else { return self }
+    var copy = self
+    var generator = SplitMix64(seed: 0x5EED)
+    copy.requests = requests.filter { request in
+      let clock = (start.timeIntervalSince1970 + request.arrival).truncatingRemainder(dividingBy: 86_400)
+      let shape = (1 - cos(2 * Double.pi * clock / 86_400)) / 2  // 0 at midnight, 1 at noon
+      let keep = 1 / factor + (1 - 1 / factor) * shape
+      return Double(generator.next() >> 11) / Double(1 << 53) < keep
+    }
+    return copy
+  }
+}
+
 /// A trace's error, at its line, as a recording's.
 public typealias TraceError = MetricsFileError
 

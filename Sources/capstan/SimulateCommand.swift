@@ -35,6 +35,9 @@ struct Simulate: ParsableCommand {
   @Option(help: "Repeat the trace back to back to this length, such as 24h.")
   var tile: String?
 
+  @Option(help: "A daily shape: the busiest hour this many times the quietest, such as 10 (default 1, flat).")
+  var diurnal: Double = 1
+
   @Option(help: "Baselines to run on the same traces and fleets: oracle, hpa, keda (comma-separated).")
   var compare: String?
 
@@ -55,7 +58,8 @@ struct Simulate: ParsableCommand {
       }
       if !baselines.contains(baseline) { baselines.append(baseline) }
     }
-    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile).load(for: loaded.policy)
+    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile, diurnal: diurnal).load(
+      for: loaded.policy)
     let simulator: Simulator
     do {
       simulator = try Simulator(policy: loaded.policy, traces: loadedTraces)

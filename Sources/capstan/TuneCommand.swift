@@ -43,6 +43,9 @@ struct Tune: ParsableCommand {
   @Option(help: "Repeat the trace back to back to this length, such as 24h.")
   var tile: String?
 
+  @Option(help: "A daily shape: the busiest hour this many times the quietest, such as 10 (default 1, flat).")
+  var diurnal: Double = 1
+
   @Option(help: "Write the tuned policy here.", completion: .file(extensions: ["yaml"]))
   var out: String?
 
@@ -56,7 +59,8 @@ struct Tune: ParsableCommand {
       throw ValidationError("--candidates must be 1 to 100000")
     }
     guard holdout >= 0, holdout <= 0.9 else { throw ValidationError("--holdout must be from 0 to 0.9") }
-    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile).load(for: loaded.policy)
+    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile, diurnal: diurnal).load(
+      for: loaded.policy)
     let text = (try? String(contentsOfFile: policy, encoding: .utf8)) ?? ""
     let knobs = Knob.find(in: text, policy: loaded.policy, processes: loadedTraces.keys.sorted())
     guard !knobs.isEmpty else {
@@ -111,10 +115,14 @@ struct TraceOptions {
   var traces: [String]
   var rate: Double
   var tile: String?
+  var diurnal: Double = 1
 
   func load(for policy: Policy) throws -> [String: Trace] {
     guard rate.isFinite, rate > 0, rate <= 1000 else {
       throw ValidationError("--rate \(rate) must be above 0 and at most 1000")
+    }
+    guard diurnal.isFinite, diurnal >= 1, diurnal <= 1000 else {
+      throw ValidationError("--diurnal \(diurnal) must be from 1 (flat) to 1000")
     }
     let tileSeconds = try tile.map { try durationOption($0, "--tile") }
     let simulated = policy.targets.filter { $0.simulation != nil }.map(\.name)
@@ -136,6 +144,7 @@ struct TraceOptions {
       do {
         var trace = try Trace.load(path: path).scaled(rate: rate)
         if let tileSeconds { trace = trace.tiled(to: tileSeconds) }
+        trace = trace.diurnal(peakToTrough: diurnal)
         loaded[process] = trace
       } catch {
         printError("\(error)")

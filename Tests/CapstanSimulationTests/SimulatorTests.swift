@@ -293,3 +293,23 @@ struct SimulationModelTests {
     #expect(w.replicaHours >= w.workBoundReplicaHours)
   }
 }
+
+@Suite("Daily shape")
+struct DiurnalTests {
+  @Test("a daily shape keeps the noon hour and thins the midnight hour to the ratio asked")
+  func shape() {
+    // One request a second for a day, from midnight UTC.
+    let flat = Trace(
+      kind: .jobs, start: Date(timeIntervalSince1970: 1_700_006_400),
+      requests: (0..<86_400).map { Trace.Request(arrival: Double($0), workSeconds: 1) })
+    let shaped = flat.diurnal(peakToTrough: 10)
+    func count(hour: Int) -> Int {
+      shaped.requests.filter { Int($0.arrival) / 3600 == hour }.count
+    }
+    let noon = Double(count(hour: 11) + count(hour: 12))
+    let midnight = Double(count(hour: 23) + count(hour: 0))
+    #expect(noon / midnight > 7 && noon / midnight < 13)
+    #expect(flat.diurnal(peakToTrough: 1).requests.count == flat.requests.count)
+    #expect(shaped.requests == flat.diurnal(peakToTrough: 10).requests)
+  }
+}
