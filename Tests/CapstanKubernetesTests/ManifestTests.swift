@@ -13,8 +13,8 @@ struct ManifestTests {
 
   static func objects() throws -> [String: [String: Any]] {
     var objects: [String: [String: Any]] = [:]
-    for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name.hasSuffix(".yaml")
-    {
+    for name in try FileManager.default.contentsOfDirectory(atPath: folder.path)
+    where name.hasSuffix(".yaml") && name != "kustomization.yaml" {
       let text = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
       for document in try Yams.load_all(yaml: text) {
         guard let object = document as? [String: Any], let kind = object["kind"] as? String else {
@@ -112,5 +112,42 @@ struct ManifestTests {
     #expect(selector.allSatisfy { labels[$0.key] == $0.value })
     let port = ((objects["Service"]?["spec"] as? [String: Any])?["ports"] as? [[String: Any]])?.first
     #expect(port?["targetPort"] as? String == "metrics")
+  }
+
+  static let kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
+
+  @Test("the kustomization lists every manifest, once")
+  func kustomizationLists() throws {
+    let text = try String(
+      contentsOf: Self.folder.appendingPathComponent("kustomization.yaml"), encoding: .utf8)
+    let kustomization = try #require(try Yams.load(yaml: text) as? [String: Any])
+    let listed = try #require(kustomization["resources"] as? [String])
+    let files = try FileManager.default.contentsOfDirectory(atPath: Self.folder.path).filter {
+      $0.hasSuffix(".yaml") && $0 != "kustomization.yaml"
+    }
+    #expect(listed.sorted() == files.sorted())
+    #expect(Set(listed).count == listed.count)
+  }
+
+  @Test("kubectl kustomize renders the seven objects", .enabled(if: kubectl != nil))
+  func kustomizeRenders() throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try #require(Self.kubectl))
+    process.arguments = ["kustomize", Self.folder.path]
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0)
+    let kinds = try Yams.load_all(yaml: String(decoding: data, as: UTF8.self)).compactMap {
+      ($0 as? [String: Any])?["kind"] as? String
+    }
+    #expect(
+      kinds.sorted()
+        == ["ConfigMap", "Deployment", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount"])
   }
 }
