@@ -190,7 +190,12 @@ public actor Controller {
     } else {
       // What the leader actually set may differ from what this follower decided; forgetting its
       // own guess keeps a takeover from reporting the leader's last change as someone else's.
-      for name in state.engine.targets.keys { state.engine.targets[name]?.lastReplicas = nil }
+      // A follower writes no record, so it remembers none as written: a block it saw is
+      // reported when it leads.
+      for name in state.engine.targets.keys {
+        state.engine.targets[name]?.lastReplicas = nil
+        state.engine.targets[name]?.lastBlocked = nil
+      }
       persist()
       // Leading but unable to read the shared state is a reason not to act; following is not.
       writeFailure = leaderNow ? problem : nil

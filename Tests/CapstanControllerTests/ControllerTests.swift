@@ -81,6 +81,28 @@ struct ControllerTests {
     #expect(harness.records().map { $0["event"] as? String } == ["scale_up"])
   }
 
+  @Test("a block a follower saw is recorded when it leads: it wrote none while following")
+  func followerBlockRecordedOnLeading() async throws {
+    final class Gate: LeaderGate, @unchecked Sendable {
+      var leading = false
+      func isLeading(at now: Date) -> Bool { leading }
+    }
+    let gate = Gate()
+    // 200 queued against a target of 10 wants 20; max is 8: a block at max, from the first tick.
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(200))], counts: ["worker": 8], leader: gate)
+    await harness.tick(0)
+    #expect(harness.records().isEmpty)
+    gate.leading = true
+    await harness.tick(15)
+    let blocked = harness.records().filter { $0["event"] as? String == "blocked" }
+    #expect(blocked.map { $0["reason"] as? String } == ["max_instances"])
+    #expect(
+      harness.metrics.counterTotal(
+        label: "capstan_blocked_total", dimensions: [("process", "worker"), ("reason", "max_instances")]) == 1
+    )
+  }
+
   @Test("leadership: a follower's start is only logged; becoming and ceasing to be leader are recorded")
   func leadership() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))])

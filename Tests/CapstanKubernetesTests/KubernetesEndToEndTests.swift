@@ -334,3 +334,85 @@ struct KubernetesEndToEndTests {
     #expect((released?["spec"] as? [String: Any])?["holderIdentity"] as? String == "")
   }
 }
+
+/// `dashboards/capstan.json` queries only what `capstan run` exports, with the labels it uses.
+@Suite("Grafana dashboard", .serialized)
+struct DashboardTests {
+  static let dashboard = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("dashboards/capstan.json")
+
+  /// Every metric name a scrape holds, with the label names it carries.
+  static func exported(_ body: String) -> [String: Set<String>] {
+    var metrics: [String: Set<String>] = [:]
+    for line in body.split(separator: "\n") where !line.hasPrefix("#") {
+      let name = String(line.prefix { $0 != "{" && $0 != " " })
+      var labels = metrics[name] ?? []
+      if let open = line.firstIndex(of: "{"), let close = line.firstIndex(of: "}") {
+        for pair in line[line.index(after: open)..<close].split(separator: ",") {
+          labels.insert(String(pair.prefix { $0 != "=" }))
+        }
+      }
+      metrics[name] = labels
+    }
+    return metrics
+  }
+
+  @Test("every query's metric is exported, with the labels its selectors, groupings and legends use")
+  func queriesMatchExports() async throws {
+    let object = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.dashboard)) as? [String: Any]
+    let panels = try #require(object?["panels"] as? [[String: Any]])
+    #expect(panels.count >= 8)
+
+    // A leader with a budget, a block at max, scale actions and a signal that fails.
+    let cluster = try await KubernetesEndToEndTests.Cluster()
+    let policy = try cluster.policy(
+      "a", token: "token-a", leaderElection: true, process: "\n    cost_per_hour_usd: 1",
+      autoscaling: "\n    cost_circuit_breaker: {daily_budget_usd: 1000}")
+    var text = try String(contentsOf: policy, encoding: .utf8)
+    text = text.replacingOccurrences(
+      of: "signals:\n", with: "signals:\n  broken:\n    directory: {path: no-such-folder}\n")
+    try text.write(to: policy, atomically: true, encoding: .utf8)
+    try cluster.jobs(60)
+    let capstan = try RunningCapstan(
+      policy: policy, stateDirectory: cluster.folder.appendingPathComponent("s"))
+    var scrape: [String: Set<String>] = [:]
+    let complete = await eventually(timeout: 20) {
+      scrape = Self.exported(await capstan.get("/metrics")?.body ?? "")
+      return [
+        "capstan_scale_actions_total", "capstan_blocked_total", "capstan_leader",
+        "capstan_signal_errors_total",
+      ]
+      .allSatisfy { scrape[$0] != nil }
+    }
+    #expect(complete, "\(scrape.keys.sorted())")
+
+    for panel in panels {
+      for target in panel["targets"] as? [[String: Any]] ?? [] {
+        let expr = try #require(target["expr"] as? String)
+        let names = expr.matches(of: #/capstan_[a-z_]+/#).map { String($0.output) }
+        #expect(!names.isEmpty, "\(expr)")
+        var labels = Set<String>()
+        for name in names {
+          let exportedLabels = scrape[name]
+          #expect(exportedLabels != nil, "\(panel["title"] ?? ""): \(name) is not exported")
+          labels.formUnion(exportedLabels ?? [])
+        }
+        var used = Set(expr.matches(of: #/(\w+)\s*=~?\s*"/#).map { String($0.output.1) })
+        for grouping in expr.matches(of: #/by \(([^)]*)\)/#) {
+          used.formUnion(
+            grouping.output.1.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        let legend = target["legendFormat"] as? String ?? ""
+        used.formUnion(legend.matches(of: #/\{\{(\w+)\}\}/#).map { String($0.output.1) })
+        // Prometheus adds `instance`; `le` is every histogram's bucket label.
+        for label in used.subtracting(["instance", "le"]) {
+          #expect(
+            labels.contains(label), "\(panel["title"] ?? ""): \(expr) uses '\(label)', which \(names) lacks")
+        }
+      }
+    }
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+  }
+}
