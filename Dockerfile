@@ -8,7 +8,6 @@ RUN scripts/image build /out
 FROM debian:bookworm-slim
 # libcurl and hiredis are linked dynamically; NVML is opened at run time only where a GPU is.
 COPY scripts/image /usr/local/lib/capstan/image
-COPY scripts/install-deps /usr/local/lib/capstan/install-deps
 RUN /usr/local/lib/capstan/image runtime
 COPY --from=build /out/capstan /usr/local/bin/capstan
 USER 65532:65532
