@@ -6,6 +6,8 @@ import Yams
 /// the values to try, and how a candidate policy takes one. Only values written in the file are
 /// knobs, so the tuned file differs from the original in those values alone.
 public struct Knob: Sendable {
+  /// The process whose value it is.
+  public var process: String
   public var name: String
   /// 1-based, as the parser reports it.
   public var line: Int
@@ -41,7 +43,8 @@ extension Knob {
         guard !values.isEmpty else { return }
         knobs.append(
           Knob(
-            name: "\(name).\(label)", line: mark.line, column: mark.column, written: scalar.string,
+            process: name, name: "\(name).\(label)", line: mark.line, column: mark.column,
+            written: scalar.string,
             current: current, candidates: values, format: format, apply: apply))
       }
       if let tracking = target.tracking {

@@ -115,9 +115,9 @@ public struct Tuner: Sendable {
   public func policy(with values: [Double?]) -> Policy? {
     var tuned = policy
     for (knob, value) in zip(knobs, values) {
-      guard let value, let process = knob.name.split(separator: ".").first.map(String.init),
-        let index = tuned.targets.firstIndex(where: { $0.name == process })
-      else { continue }
+      guard let value, let index = tuned.targets.firstIndex(where: { $0.name == knob.process }) else {
+        continue
+      }
       knob.apply(&tuned.targets[index], value)
     }
     return tuned.targets.allSatisfy { $0.min <= $0.max } ? tuned : nil
