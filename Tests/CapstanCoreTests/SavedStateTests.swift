@@ -46,3 +46,23 @@ struct SavedStateTests {
     #expect(!harness.state.targets.isEmpty && !harness.state.budgets.isEmpty)
   }
 }
+
+@Suite("Recommendation runs")
+struct RecommendationRunTests {
+  @Test("a steady recommendation is one entry however many ticks the window spans; changes add entries")
+  func runs() throws {
+    let policy = try loadPolicy(
+      """
+      controller: {interval: 1s}
+      processes:
+        w: {class: batch, scaling: {metric: q, target: 10, min: 0, max: 20}}
+      """)
+    var harness = EngineHarness(policy, replicas: ["w": 3])
+    for second in 0..<1_200 { harness.tick(at: Double(second), ["q": 30]) }
+    // A batch process's scale-down window is 600 s: 600 ticks of the same 3, kept as one run.
+    #expect(harness.state.targets["w"]?.recommendations.count == 1)
+    harness.tick(at: 1_200, ["q": 50])
+    harness.tick(at: 1_201, ["q": 30])
+    #expect(harness.state.targets["w"]?.recommendations.map(\.replicas) == [3, 5, 3])
+  }
+}

@@ -74,9 +74,16 @@ public struct EngineState: Sendable, Equatable, Codable {
 }
 
 public struct TargetState: Sendable, Equatable, Codable {
+  /// A count recommended at every tick from `time` to `until`: one entry a run of the same
+  /// count rather than one a tick, so the saved state does not grow with the window.
   public struct Recommendation: Sendable, Equatable, Codable {
     public var time: Date
     public var replicas: Int
+    /// The latest tick that recommended it; nil: only `time` did (and state saved before runs).
+    public var until: Date?
+
+    /// The latest time it was recommended, which decides whether a window still holds it.
+    public var latest: Date { until ?? time }
   }
 
   public struct BlockedMark: Sendable, Equatable, Codable {
@@ -133,6 +140,7 @@ extension EngineState {
       check(target.restoreTo, "\(name).restoreTo")
       for recommendation in target.recommendations {
         check(recommendation.time, "\(name).recommendations.time")
+        check(recommendation.until, "\(name).recommendations.until")
         check(recommendation.replicas, "\(name).recommendations.replicas")
       }
     }

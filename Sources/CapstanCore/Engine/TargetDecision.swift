@@ -359,12 +359,16 @@ struct TargetContext {
       // recommendation, so starting the controller never scales down before a full window.
       state.recommendations.append(.init(time: now, replicas: bound(current)))
     }
-    state.recommendations.removeAll { now.timeIntervalSince($0.time) >= horizon }
-    state.recommendations.append(.init(time: now, replicas: recommendation))
+    state.recommendations.removeAll { now.timeIntervalSince($0.latest) >= horizon }
+    if let last = state.recommendations.indices.last, state.recommendations[last].replicas == recommendation {
+      state.recommendations[last].until = now
+    } else {
+      state.recommendations.append(.init(time: now, replicas: recommendation))
+    }
     var upBound = recommendation
     var downBound = recommendation
     for past in state.recommendations {
-      let age = now.timeIntervalSince(past.time)
+      let age = now.timeIntervalSince(past.latest)
       if age < target.up.stabilization { upBound = min(upBound, past.replicas) }
       if age < target.down.stabilization { downBound = max(downBound, past.replicas) }
     }
