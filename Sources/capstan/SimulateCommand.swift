@@ -22,21 +22,7 @@ struct Simulate: ParsableCommand {
   @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
   var policy: String
 
-  @Option(
-    name: .customLong("trace"),
-    help:
-      "A request trace: FILE for the one process with a simulation section, or PROCESS=FILE (repeatable).",
-    completion: .file())
-  var traces: [String]
-
-  @Option(help: "Arrivals this many times as often, such as 1.5.")
-  var rate: Double = 1
-
-  @Option(help: "Repeat the trace back to back to this length, such as 24h.")
-  var tile: String?
-
-  @Option(help: "A daily shape: the busiest hour this many times the quietest, such as 10 (default 1, flat).")
-  var diurnal: Double = 1
+  @OptionGroup var trace: TraceArguments
 
   @Option(help: "Baselines to run on the same traces and fleets: oracle, hpa, keda (comma-separated).")
   var compare: String?
@@ -58,8 +44,7 @@ struct Simulate: ParsableCommand {
       }
       if !baselines.contains(baseline) { baselines.append(baseline) }
     }
-    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile, diurnal: diurnal).load(
-      for: loaded.policy)
+    let loadedTraces = try trace.load(for: loaded.policy)
     let simulator: Simulator
     do {
       simulator = try Simulator(policy: loaded.policy, traces: loadedTraces)

@@ -23,10 +23,7 @@ struct Tune: ParsableCommand {
   @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
   var policy: String
 
-  @Option(
-    name: .customLong("trace"), help: "A request trace: FILE, or PROCESS=FILE (repeatable).",
-    completion: .file())
-  var traces: [String]
+  @OptionGroup var trace: TraceArguments
 
   @Option(help: "How many candidate settings to try, the file's own among them.")
   var candidates = 200
@@ -36,15 +33,6 @@ struct Tune: ParsableCommand {
 
   @Option(help: "The seed of the search: the same seed, the same result.")
   var seed: UInt64 = 1
-
-  @Option(help: "Arrivals this many times as often, such as 1.5.")
-  var rate: Double = 1
-
-  @Option(help: "Repeat the trace back to back to this length, such as 24h.")
-  var tile: String?
-
-  @Option(help: "A daily shape: the busiest hour this many times the quietest, such as 10 (default 1, flat).")
-  var diurnal: Double = 1
 
   @Option(help: "Write the tuned policy here.", completion: .file(extensions: ["yaml"]))
   var out: String?
@@ -59,8 +47,7 @@ struct Tune: ParsableCommand {
       throw ValidationError("--candidates must be 1 to 100000")
     }
     guard holdout >= 0, holdout <= 0.9 else { throw ValidationError("--holdout must be from 0 to 0.9") }
-    let loadedTraces = try TraceOptions(traces: traces, rate: rate, tile: tile, diurnal: diurnal).load(
-      for: loaded.policy)
+    let loadedTraces = try trace.load(for: loaded.policy)
     let text = (try? String(contentsOfFile: policy, encoding: .utf8)) ?? ""
     let knobs = Knob.find(in: text, policy: loaded.policy, processes: loadedTraces.keys.sorted())
     guard !knobs.isEmpty else {
@@ -110,11 +97,22 @@ struct Tune: ParsableCommand {
   }
 }
 
-/// The traces `simulate` and `tune` read: FILE for the one simulated process, or PROCESS=FILE.
-struct TraceOptions {
+/// The traces `simulate` and `tune` read, and how to shape them.
+struct TraceArguments: ParsableArguments {
+  @Option(
+    name: .customLong("trace"),
+    help:
+      "A request trace: FILE for the one process with a simulation section, or PROCESS=FILE (repeatable).",
+    completion: .file())
   var traces: [String]
-  var rate: Double
+
+  @Option(help: "Arrivals this many times as often, such as 1.5.")
+  var rate: Double = 1
+
+  @Option(help: "Repeat the trace back to back to this length, such as 24h.")
   var tile: String?
+
+  @Option(help: "A daily shape: the busiest hour this many times the quietest, such as 10 (default 1, flat).")
   var diurnal: Double = 1
 
   func load(for policy: Policy) throws -> [String: Trace] {
