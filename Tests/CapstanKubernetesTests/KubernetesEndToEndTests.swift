@@ -279,6 +279,33 @@ struct KubernetesEndToEndTests {
     #expect(await new.waitForExit() == 0)
   }
 
+  @Test("a state ConfigMap the API refuses stops all acting, and /healthz says why; allowed again, it acts")
+  func stateConfigMapRefused() async throws {
+    let cluster = try await Cluster()
+    // The Role without configmaps: the first write of the state is refused.
+    try await cluster.server.forbid(["capstan-a": ["create configmaps", "update configmaps"]])
+    try cluster.jobs(20)
+    let capstan = try RunningCapstan(
+      policy: try cluster.policy("a", token: "token-a", leaderElection: true),
+      stateDirectory: cluster.folder.appendingPathComponent("s"))
+    var last = ""
+    let refused = await eventually(timeout: 15) {
+      guard let health = await capstan.get("/healthz") else { return false }
+      last = health.body
+      return health.status == 503 && health.body.contains(#""status":"not_acting""#)
+        && health.body.contains(#"cannot save state to configmap ai\/capstan-state"#)
+    }
+    #expect(refused, "\(last)")
+    #expect(try await cluster.scaleWrites().isEmpty)
+    #expect(await cluster.replicas() == 1)
+
+    try await cluster.server.forbid([:])
+    #expect(await eventually(timeout: 15) { await cluster.replicas() == 4 }, "\(capstan.log)")
+    #expect(await capstan.get("/healthz")?.status == 200)
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+  }
+
   @Test("two Capstans, one leader; the leader killed, the other takes over within the lease duration")
   func leaderElection() async throws {
     let cluster = try await Cluster()

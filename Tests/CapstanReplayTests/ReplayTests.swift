@@ -62,6 +62,16 @@ struct ReplayTests {
     #expect(ready.events.first?.to == 10)
   }
 
+  @Test("an interval under a second is refused")
+  func shortInterval() throws {
+    let policy = try PolicyLoader.load(yaml: Self.policy, file: "p.yaml").policy
+    let metrics = try RecordedMetrics.parseCSV("timestamp,gpu\n2023-11-16T00:00:00Z,50\n", file: "m.csv")
+    #expect(throws: ReplayError.badInterval) {
+      try Replay(policy: policy, options: .init(interval: 0.001), logger: Logger(label: "test")).run(metrics)
+    }
+    #expect(ReplayError.badInterval.description == "the interval must be at least 1s")
+  }
+
   @Test("a recording whose span needs more ticks than the bound is refused before any tick runs")
   func tickBound() {
     #expect {

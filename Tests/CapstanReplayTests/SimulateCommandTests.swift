@@ -74,6 +74,27 @@ struct SimulateCommandTests {
     #expect(unsimulated.stderr.contains("process 'inference' has a trace but no simulation section"))
   }
 
+  @Test(
+    "a bare --trace with two simulated processes asks which one, and a bad --rate is refused")
+  func ambiguousTrace() throws {
+    let policy = temporaryFile("two.yaml")
+    defer { try? FileManager.default.removeItem(at: policy) }
+    try """
+    processes:
+      a:
+        scaling: {metric: q, target: 5, min: 1, max: 2}
+        simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1m}}
+      b:
+        scaling: {metric: r, target: 5, min: 1, max: 2}
+        simulation: {slots: 1, signals: {r: queue_depth}, slo: {latency: e2e, bound: 1m}}
+    """.write(to: policy, atomically: true, encoding: .utf8)
+    let result = try runCapstan(["simulate", policy.path, "--trace", "examples/simulate/jobs-burst.csv"])
+    #expect(result.status != 0)
+    #expect(result.stderr.contains("the policy simulates a, b; write --trace PROCESS=FILE"))
+    let rate = try runCapstan(Self.jobs + ["--rate", "0"])
+    #expect(rate.status != 0 && rate.stderr.contains("--rate 0.0 must be above 0"))
+  }
+
   @Test("the LLM example on the Azure conversation trace, where the shared data is present")
   func llmExample() throws {
     let trace = repositoryRoot.appendingPathComponent(
@@ -112,5 +133,25 @@ struct TuneCommandTests {
     let validated = try runCapstan(["validate", out.path])
     #expect(validated.status == 0, "\(validated.stderr)")
     #expect(try runCapstan(arguments).stdout == first.stdout)
+  }
+
+  @Test("a policy that writes no value tune can change is refused with what to write, and nothing is written")
+  func nothingToTune() throws {
+    let policy = temporaryFile("bare.yaml")
+    let out = temporaryFile("never.yaml")
+    defer { try? FileManager.default.removeItem(at: policy) }
+    // Only max is written: no target, window, cooldown, step or min for tune to move.
+    try """
+    processes:
+      w:
+        scaling: {metric: q, max: 3}
+        simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1m}}
+    """.write(to: policy, atomically: true, encoding: .utf8)
+    let result = try runCapstan([
+      "tune", policy.path, "--trace", "examples/simulate/jobs-burst.csv", "--out", out.path,
+    ])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("writes no value tune can change for the traced processes"))
+    #expect(!FileManager.default.fileExists(atPath: out.path))
   }
 }

@@ -184,19 +184,18 @@ struct HTTPJSONSignalTests {
     #expect(try await insecure.read(now: Date()) == 42)
   }
 
-  @Test("a server that never answers is a timeout, not a hang")
+  @Test("a server that never answers is a timeout, not a hang", .timeLimit(.minutes(1)))
   func timeout() async throws {
-    // Listening but never accepting: the connection opens, no answer comes.
+    // Listening but never accepting: the connection opens, no answer comes. The error saying
+    // so is the proof that the read gave up; the time limit only guards against a hang.
     let (descriptor, port) = try loopbackSocket(listen: 8)
     defer { close(descriptor) }
     let url = "http://127.0.0.1:\(port)/"
-    let start = Date()
     await #expect {
       try await signal(url, pointer: "") { $0.timeout = 0.5 }.read(now: Date())
     } throws: { error in
       (error as? SignalReadError)?.message.contains("no answer in time") == true
     }
-    #expect(Date().timeIntervalSince(start) < 5)
   }
 
   @Test("http_json settings are validated at their position")
