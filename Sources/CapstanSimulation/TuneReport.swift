@@ -61,8 +61,6 @@ public enum TuneReport {
   static func slo(_ score: Tuner.Score) -> String {
     String(format: "%.2f%%", score.attainment * 100) + (score.feasible ? "" : " x")
   }
-  static func hours(_ seconds: Double) -> String { String(format: "%.2fh", seconds / 3600) }
-  static func pad(_ text: String, _ width: Int) -> String {
-    String(repeating: " ", count: max(0, width - text.count)) + text
-  }
+  static func hours(_ seconds: Double) -> String { SimulationReport.hours(seconds) }
+  static func pad(_ text: String, _ width: Int) -> String { SimulationReport.pad(text, width) }
 }

@@ -8,18 +8,6 @@ public enum SignalSource: Sendable, Equatable {
   case prometheus(PrometheusSignalSettings)
   case nvml(NVMLSignalSettings)
   case redis(RedisSignalSettings)
-
-  /// The key that names the source in the policy file.
-  public var kind: String {
-    switch self {
-    case .directory: return "directory"
-    case .command: return "command"
-    case .httpJSON: return "http_json"
-    case .prometheus: return "prometheus"
-    case .nvml: return "nvml"
-    case .redis: return "redis"
-    }
-  }
 }
 
 /// One kind of signal source as the policy file writes it: its key under a signal, and how its
