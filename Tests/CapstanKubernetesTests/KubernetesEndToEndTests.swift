@@ -301,7 +301,7 @@ struct KubernetesEndToEndTests {
 
     try await cluster.server.forbid([:])
     #expect(await eventually(timeout: 15) { await cluster.replicas() == 4 }, "\(capstan.log)")
-    #expect(await capstan.get("/healthz")?.status == 200)
+    #expect(await eventually(timeout: 10) { await capstan.get("/healthz")?.status == 200 })
     capstan.signal(SIGTERM)
     #expect(await capstan.waitForExit() == 0)
   }
