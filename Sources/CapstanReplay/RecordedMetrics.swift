@@ -227,10 +227,16 @@ extension RecordedMetrics {
 
 /// `2026-11-16T00:00:00Z`, `2026-11-16T00:00:00.250+01:00`. Hand-written because recordings
 /// run to hundreds of thousands of rows and the Foundation formatters dominate the replay time.
-enum RFC3339Parser {
-  static func parse(_ text: String) -> Date? {
-    let bytes = Array(text.utf8)
-    guard bytes.count >= 20 else { return nil }
+public enum RFC3339Parser {
+  public static func parse(_ text: String) -> Date? {
+    var text = text
+    return text.withUTF8 { parse($0) }
+  }
+
+  /// Parses the bytes of one timestamp. `assumingUTC` also takes one with no offset at all
+  /// (`2023-11-16 18:17:03.98`, as the Azure traces write it) as UTC.
+  public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, assumingUTC: Bool = false) -> Date? {
+    guard bytes.count >= (assumingUTC ? 19 : 20) else { return nil }
     func digits(_ start: Int, _ count: Int) -> Int? {
       var value = 0
       for index in start..<(start + count) {
@@ -258,8 +264,11 @@ enum RFC3339Parser {
       }
       guard index > start else { return nil }
     }
-    guard index < bytes.count else { return nil }
     var offset = 0
+    if index == bytes.count && assumingUTC {
+      return date(year, month, day, hour, minute, second, 0, fraction)
+    }
+    guard index < bytes.count else { return nil }
     switch bytes[index] {
     case 90, 122:
       guard index + 1 == bytes.count else { return nil }
@@ -270,6 +279,13 @@ enum RFC3339Parser {
       offset = (hours * 3600 + minutes * 60) * (bytes[index] == 45 ? -1 : 1)
     default: return nil
     }
+    return date(year, month, day, hour, minute, second, offset, fraction)
+  }
+
+  private static func date(
+    _ year: Int, _ month: Int, _ day: Int, _ hour: Int, _ minute: Int, _ second: Int, _ offset: Int,
+    _ fraction: Double
+  ) -> Date {
     // Days from the civil date (Howard Hinnant's algorithm), so no time zone database is read.
     let y = month <= 2 ? year - 1 : year
     let era = (y >= 0 ? y : y - 399) / 400

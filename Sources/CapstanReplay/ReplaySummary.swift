@@ -199,21 +199,30 @@ public enum ReplayReport {
   /// Every change and block, one line each, as replay and simulate print them.
   public static func timeline(_ events: [AuditEvent], processes: [String]) -> String {
     var out = "Timeline\n"
-    let width = max(7, processes.map(\.count).max() ?? 0)
-    if events.isEmpty { out += "  (no changes, blocks, outages or budget events)\n" }
-    for event in events {
-      var counts = ""
-      if let from = event.from, let to = event.to {
-        switch event.kind {
-        case .scaleUp, .scaleDown: counts = "\(from) -> \(to)"
-        case .blocked: counts = "\(from) (wanted \(to))"
-        default: counts = "at \(from)"
-        }
-      }
-      out +=
-        "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 15))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
-    }
+    let width = timelineWidth(processes)
+    if events.isEmpty { out += timelineEmpty }
+    for event in events { out += timelineLine(event, width: width) }
     return out
+  }
+
+  /// The process column's width in a timeline of these processes.
+  public static func timelineWidth(_ processes: [String]) -> Int { max(7, processes.map(\.count).max() ?? 0) }
+
+  /// What a timeline says when nothing happened.
+  public static let timelineEmpty = "  (no changes, blocks, outages or budget events)\n"
+
+  /// One event's line of the timeline, so a long run can print it as it happens.
+  public static func timelineLine(_ event: AuditEvent, width: Int) -> String {
+    var counts = ""
+    if let from = event.from, let to = event.to {
+      switch event.kind {
+      case .scaleUp, .scaleDown: counts = "\(from) -> \(to)"
+      case .blocked: counts = "\(from) (wanted \(to))"
+      default: counts = "at \(from)"
+      }
+    }
+    return
+      "  \(RFC3339.string(from: event.time))  \(pad(event.process, width))  \(pad(event.kind.rawValue, 15))  \(pad(counts, 14))  \(pad(event.reason.rawValue, 18))  \(event.detail)\n"
   }
 
   public static func json(_ result: ReplayResult) -> String {

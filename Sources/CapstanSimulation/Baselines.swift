@@ -53,51 +53,69 @@ public enum Baseline: String, Sendable, CaseIterable {
 /// The oracle's schedule for one process: it knows every arrival. Served at once on unlimited
 /// capacity, the requests in service at each moment need ceil(in service / slots) ready
 /// replicas; at each tick the oracle runs the most that any moment needs from that tick until a
-/// replica asked for now would be ready and one tick more, so capacity is there when work
-/// arrives and nothing is held longer. A lower bound in the spirit of the issue, not an exact
-/// optimum: it is run through the same simulator, so its SLO figure is measured, not assumed.
+/// replica asked for now would be ready, so capacity is there when work arrives and nothing is
+/// held longer: the cheapest schedule, tick by tick, under which no request waits. It reads the
+/// trace as a stream, a startup delay ahead of the simulation.
 struct OracleSchedule {
   let interval: TimeInterval
-  /// Replicas needed in each tick's span.
-  private let needed: [Int]
-  private let lookahead: Int
+  let slots: Int
+  /// Ticks between asking for a replica and the first span it can serve in full.
+  let lookahead: Int
+  private var arrivals: Trace.Stream
+  private var pending: Trace.Request?
+  private let kind: Trace.Kind
+  private let settings: SimulationSettings
+  /// When requests in service on unlimited capacity end, a min-heap.
+  private var ends = MinHeap<Double>()
+  /// Replicas needed in each tick's span from `firstTick`, as far as computed.
+  private var needed: [Int] = []
+  private var firstTick = 0
 
-  init(fleet: Fleet) {
+  init(fleet: Fleet, trace: Trace) throws {
     interval = fleet.interval
-    var changes: [(time: Double, delta: Int)] = []
-    for request in fleet.trace.requests {
-      changes.append((request.arrival, 1))
-      changes.append((request.arrival + fleet.serviceTime(request), -1))
-    }
-    changes.sort { ($0.time, $0.delta) < ($1.time, $1.delta) }
-    let end = changes.last?.time ?? 0
-    var needed = Array(repeating: 0, count: Int(end / interval) + 2)
-    var inService = 0
-    for change in changes {
-      inService += change.delta
-      let bucket = min(Int(change.time / interval), needed.count - 1)
-      let replicas = (inService + fleet.settings.slots - 1) / fleet.settings.slots
-      needed[bucket] = max(needed[bucket], replicas)
-    }
-    // What runs into a bucket from the one before it is needed there too.
-    var carried = 0
-    inService = 0
-    var index = 0
-    for bucket in needed.indices {
-      needed[bucket] = max(needed[bucket], carried)
-      while index < changes.count && changes[index].time < Double(bucket + 1) * interval {
-        inService += changes[index].delta
-        index += 1
-      }
-      carried = (inService + fleet.settings.slots - 1) / fleet.settings.slots
-    }
-    self.needed = needed
-    lookahead = Int((fleet.settings.startup / fleet.interval).rounded(.up)) + 1
+    slots = fleet.settings.slots
+    lookahead = Int((fleet.settings.startup / fleet.interval).rounded(.up))
+    arrivals = try trace.stream()
+    pending = try arrivals.next()
+    kind = trace.kind
+    settings = fleet.settings
   }
 
-  func replicas(at time: Double) -> Int {
+  /// The replicas to run from the tick at `time` (ticks come in order).
+  mutating func replicas(at time: Double) throws -> Int {
     let first = Int(time / interval)
-    guard first < needed.count else { return 0 }
-    return needed[first..<min(needed.count, first + lookahead + 1)].max() ?? 0
+    try compute(through: first + lookahead)
+    let drop = min(max(first - firstTick, 0), needed.count)
+    needed.removeFirst(drop)
+    firstTick += drop
+    return needed.prefix(lookahead + 1).max() ?? 0
+  }
+
+  /// Sweeps arrivals (+1) and ends (-1) in time order, ends first at the same moment, up to the
+  /// end of span `last`: a span needs the most replicas any of its moments needs, and at least
+  /// what was in service as it began.
+  private mutating func compute(through last: Int) throws {
+    while firstTick + needed.count <= last {
+      let span = firstTick + needed.count
+      // What ends as the span begins frees its slot for the span.
+      while let end = ends.peek, end <= Double(span) * interval, end <= pending?.arrival ?? .infinity {
+        _ = ends.pop()
+      }
+      var need = (ends.count + slots - 1) / slots
+      while true {
+        let arrival = pending?.arrival ?? .infinity
+        let end = ends.peek ?? .infinity
+        let time = min(arrival, end)
+        guard time.isFinite, Int(time / interval) <= span else { break }
+        if end <= arrival {
+          _ = ends.pop()
+        } else if let request = pending {
+          ends.push(arrival + Fleet.serviceTime(request, kind: kind, settings: settings))
+          pending = try arrivals.next()
+        }
+        need = max(need, (ends.count + slots - 1) / slots)
+      }
+      needed.append(need)
+    }
   }
 }

@@ -6,6 +6,9 @@ import Foundation
 /// A replica costs from the moment it is asked for; it takes work after its startup delay. A
 /// removed replica takes no new work, finishes what it has up to the drain timeout, and what it
 /// cuts short fails.
+///
+/// The trace streams through: a fleet holds only the requests waiting or in flight, and scores
+/// each request into its `Tally` once its fate is known.
 struct Fleet {
   struct Replica {
     var id: Int
@@ -16,30 +19,43 @@ struct Fleet {
     var draining: Bool { drainDeadline != nil }
   }
 
-  /// What became of each request.
-  enum Outcome: Equatable {
-    case waiting
-    case started(at: Double, latency: Double)
-    case failed
+  struct Waiting {
+    /// The request's place in the trace, from 0.
+    var number: Int
+    var request: Trace.Request
+  }
+
+  /// A request being served: what its score will be once it ends.
+  struct Running {
+    var minute: Int
+    var latency: Double
   }
 
   let target: ScalingTarget
   let settings: SimulationSettings
-  let trace: Trace
+  let kind: Trace.Kind
   let interval: TimeInterval
-  private(set) var outcomes: [Outcome]
+  private(set) var tally: Tally
   private(set) var replicas: [Replica] = []
   private var nextID = 0
-  private var nextArrival = 0
-  private var queue: [Int] = []
+  private var arrivals: Trace.Stream
+  /// The next request to arrive, read ahead.
+  private var pending: Trace.Request?
+  private var arrived = 0
+  /// The last request's arrival, once the trace has run out.
+  private(set) var lastArrival: Double?
+  private var queue: [Waiting] = []
   private var queueHead = 0
-  /// In flight: (finish time, replica id, request index), a min-heap on time.
+  private var running: [Int: Running] = [:]
+  /// In flight: (finish time, replica id, request number), a min-heap on time.
   private var completions = MinHeap<Completion>()
   private(set) var now = 0.0
   private(set) var replicaSeconds = 0.0
   private(set) var peakReplicas = 0
   /// Starts in the last minute, for `latency_p95`: (start time, latency).
   private var recentStarts: [(time: Double, latency: Double)] = []
+  /// Arrivals in the last tick, for `request_rate` and `token_rate`: (arrival, tokens).
+  private var recentArrivals: [(time: Double, tokens: Double)] = []
 
   struct Completion: Comparable {
     var time: Double
@@ -53,12 +69,14 @@ struct Fleet {
   init(
     target: ScalingTarget, settings: SimulationSettings, trace: Trace, interval: TimeInterval,
     start replicas: Int
-  ) {
+  ) throws {
     self.target = target
     self.settings = settings
-    self.trace = trace
+    self.kind = trace.kind
     self.interval = interval
-    outcomes = Array(repeating: .waiting, count: trace.requests.count)
+    tally = Tally(slo: settings.slo)
+    arrivals = try trace.stream()
+    pending = try arrivals.next()
     for _ in 0..<replicas { add(readyAt: 0) }
   }
 
@@ -75,7 +93,7 @@ struct Fleet {
     let waiting = queue.count - queueHead
     switch quantity {
     case .queueDepth: return Double(waiting)
-    case .oldestWait: return waiting > 0 ? now - trace.requests[queue[queueHead]].arrival : 0
+    case .oldestWait: return waiting > 0 ? now - queue[queueHead].request.arrival : 0
     case .utilization:
       let ready = replicas.filter { !$0.draining && $0.readyAt <= now }
       guard !ready.isEmpty else { return nil }
@@ -86,11 +104,9 @@ struct Fleet {
     case .requestRate, .tokenRate:
       var count = 0.0
       var tokens = 0.0
-      var index = nextArrival - 1
-      while index >= 0, trace.requests[index].arrival > now - interval {
+      for arrival in recentArrivals.reversed() where arrival.time > now - interval {
         count += 1
-        tokens += trace.requests[index].inputTokens + trace.requests[index].outputTokens
-        index -= 1
+        tokens += arrival.tokens
       }
       return (quantity == .requestRate ? count : tokens) / interval
     case .latencyP95:
@@ -102,9 +118,9 @@ struct Fleet {
   // MARK: Time
 
   /// Runs every arrival, start, completion and drain up to `time`.
-  mutating func advance(to time: Double) {
+  mutating func advance(to time: Double) throws {
     while true {
-      let arrival = nextArrival < trace.requests.count ? trace.requests[nextArrival].arrival : .infinity
+      let arrival = pending?.arrival ?? .infinity
       let completion = completions.peek?.time ?? .infinity
       let ready = replicas.filter { $0.readyAt > now && !$0.draining }.map(\.readyAt).min() ?? .infinity
       let deadline = replicas.compactMap(\.drainDeadline).min() ?? .infinity
@@ -115,14 +131,39 @@ struct Fleet {
         finish(done)
       } else if deadline == next {
         cutShort(at: next)
-      } else if arrival == next {
-        queue.append(nextArrival)
-        nextArrival += 1
+      } else if arrival == next, let request = pending {
+        try arrive(request)
       }
       dispatch()
     }
     pass(to: time)
     dispatch()
+    // Keep only what the signals look back on.
+    if let stale = recentArrivals.firstIndex(where: { $0.time > now - interval }) {
+      recentArrivals.removeFirst(stale)
+    } else {
+      recentArrivals.removeAll()
+    }
+    tally.close(minutesBefore: openMinute)
+  }
+
+  private mutating func arrive(_ request: Trace.Request) throws {
+    queue.append(Waiting(number: arrived, request: request))
+    arrived += 1
+    tally.arrive(minute: Self.minute(request), work: serviceTime(request))
+    recentArrivals.append((request.arrival, request.inputTokens + request.outputTokens))
+    pending = try arrivals.next()
+    if pending == nil { lastArrival = request.arrival }
+  }
+
+  static func minute(_ request: Trace.Request) -> Int { Int(request.arrival / 60) }
+
+  /// The oldest minute with a request whose fate is still open: minutes before it are final.
+  private var openMinute: Int {
+    var open = pending.map(Self.minute) ?? .max
+    if queueHead < queue.count { open = min(open, Self.minute(queue[queueHead].request)) }
+    for request in running.values { open = min(open, request.minute) }
+    return open
   }
 
   private mutating func pass(to time: Double) {
@@ -139,9 +180,13 @@ struct Fleet {
             && replicas[$0].inFlight.count < settings.slots
         }).min(by: { replicas[$0].inFlight.count < replicas[$1].inFlight.count })
       else { return }
-      let index = queue[queueHead]
+      let waiting = queue[queueHead]
       queueHead += 1
-      let request = trace.requests[index]
+      if queueHead >= 4096 && queueHead * 2 >= queue.count {
+        queue.removeFirst(queueHead)
+        queueHead = 0
+      }
+      let request = waiting.request
       let wait = now - request.arrival
       let service = serviceTime(request)
       let latency: Double
@@ -150,16 +195,23 @@ struct Fleet {
       case .ttft: latency = wait + request.inputTokens / (settings.prefillTokensPerSecond ?? .infinity)
       case .e2e: latency = wait + service
       }
-      outcomes[index] = .started(at: now, latency: latency)
+      running[waiting.number] = Running(minute: Self.minute(request), latency: latency)
       recentStarts.append((now, latency))
       if recentStarts.count > 4096 { recentStarts.removeAll { $0.time <= now - 60 } }
-      replicas[slot].inFlight.insert(index)
-      completions.push(Completion(time: now + service, replica: replicas[slot].id, request: index))
+      replicas[slot].inFlight.insert(waiting.number)
+      completions.push(Completion(time: now + service, replica: replicas[slot].id, request: waiting.number))
     }
   }
 
   func serviceTime(_ request: Trace.Request) -> Double {
-    switch trace.kind {
+    Self.serviceTime(request, kind: kind, settings: settings)
+  }
+
+  /// How long a request holds one slot: its input at the prefill rate and its output at the
+  /// decode rate (LLM), or its `work_seconds` (jobs).
+  static func serviceTime(_ request: Trace.Request, kind: Trace.Kind, settings: SimulationSettings) -> Double
+  {
+    switch kind {
     case .jobs: return request.workSeconds
     case .llm:
       return request.inputTokens / (settings.prefillTokensPerSecond ?? .infinity) + request.outputTokens
@@ -170,13 +222,18 @@ struct Fleet {
   private mutating func finish(_ done: Completion) {
     guard let index = replicas.firstIndex(where: { $0.id == done.replica }) else { return }
     replicas[index].inFlight.remove(done.request)
+    if let served = running.removeValue(forKey: done.request) {
+      tally.served(minute: served.minute, latency: served.latency)
+    }
     if replicas[index].draining && replicas[index].inFlight.isEmpty { replicas.remove(at: index) }
   }
 
   /// A drain that ran out of time: what the replica still serves is cut short.
   private mutating func cutShort(at time: Double) {
     for index in replicas.indices.reversed() where (replicas[index].drainDeadline ?? .infinity) <= time {
-      for request in replicas[index].inFlight { outcomes[request] = .failed }
+      for request in replicas[index].inFlight {
+        if let cut = running.removeValue(forKey: request) { tally.failed(minute: cut.minute) }
+      }
       let id = replicas[index].id
       completions.removeAll { $0.replica == id }
       replicas.remove(at: index)
@@ -211,15 +268,121 @@ struct Fleet {
     peakReplicas = max(peakReplicas, replicas.count)
   }
 
+  /// Every request of the trace has arrived.
+  var exhausted: Bool { pending == nil }
+
   /// Every request arrived has been served: nothing waits, nothing is in flight.
-  var idle: Bool {
-    nextArrival == trace.requests.count && queueHead == queue.count && completions.isEmpty
+  var idle: Bool { pending == nil && queueHead == queue.count && completions.isEmpty }
+
+  /// Ends the run: what is in flight is scored as it started; what never got a slot fails.
+  mutating func close() {
+    for number in running.keys.sorted() {
+      if let served = running[number] { tally.served(minute: served.minute, latency: served.latency) }
+    }
+    running = [:]
+    for waiting in queue[queueHead...] { tally.failed(minute: Self.minute(waiting.request)) }
+    queue = []
+    queueHead = 0
+    tally.close(minutesBefore: .max)
+  }
+}
+
+/// A run's score for one process, kept as requests end, in memory that does not grow with the
+/// trace: counts, a latency histogram, and the minutes still open.
+struct Tally: Equatable {
+  let slo: SimulationSettings.SLO
+  private(set) var requests = 0
+  private(set) var failed = 0
+  private(set) var met = 0
+  /// The trace's service time on one slot.
+  private(set) var workSeconds = 0.0
+  private(set) var latencies = LatencyHistogram()
+  private(set) var missedMinutes = 0
+  /// Per minute of arrival, from `firstMinute`: requests met, arrived, and still open.
+  private var minutes: [(met: Int, all: Int, open: Int)] = []
+  private var firstMinute = 0
+
+  init(slo: SimulationSettings.SLO) { self.slo = slo }
+
+  static func == (a: Tally, b: Tally) -> Bool {
+    (a.requests, a.failed, a.met, a.workSeconds, a.missedMinutes) == (
+      b.requests, b.failed, b.met, b.workSeconds, b.missedMinutes
+    )
+      && a.latencies == b.latencies
   }
 
-  /// Requests that never got a slot by the end count as failed.
-  mutating func close() {
-    for index in queue[queueHead...] { outcomes[index] = .failed }
-    queueHead = queue.count
+  mutating func arrive(minute: Int, work: Double) {
+    requests += 1
+    workSeconds += work
+    if minutes.isEmpty { firstMinute = minute }
+    while firstMinute + minutes.count <= minute { minutes.append((0, 0, 0)) }
+    minutes[minute - firstMinute].all += 1
+    minutes[minute - firstMinute].open += 1
+  }
+
+  mutating func served(minute: Int, latency: Double) {
+    latencies.record(latency)
+    let ok = latency <= slo.bound
+    if ok { met += 1 }
+    end(minute: minute, met: ok)
+  }
+
+  mutating func failed(minute: Int) {
+    failed += 1
+    end(minute: minute, met: false)
+  }
+
+  private mutating func end(minute: Int, met: Bool) {
+    let index = minute - firstMinute
+    guard minutes.indices.contains(index) else { return }
+    minutes[index].open -= 1
+    if met { minutes[index].met += 1 }
+  }
+
+  /// Scores the minutes before `minute` with nothing open: no request of theirs can change.
+  mutating func close(minutesBefore minute: Int) {
+    var closed = 0
+    while closed < minutes.count && firstMinute + closed < minute && minutes[closed].open == 0 {
+      let counts = minutes[closed]
+      if counts.all > 0 && Double(counts.met) < slo.target * Double(counts.all) { missedMinutes += 1 }
+      closed += 1
+    }
+    guard closed > 0 else { return }
+    minutes.removeFirst(closed)
+    firstMinute += closed
+  }
+}
+
+/// Latencies in logarithmic buckets 0.01% wide, each keeping its count and the largest latency
+/// it holds, so a percentile is a measured latency within 0.01% of the exact one, in memory that
+/// does not grow with the number of requests.
+struct LatencyHistogram: Equatable {
+  private struct Bucket: Equatable {
+    var count: Int
+    var largest: Double
+  }
+  private var buckets: [Int: Bucket] = [:]
+  private(set) var count = 0
+  private static let width = log1p(1e-4)
+
+  mutating func record(_ latency: Double) {
+    count += 1
+    let key = latency > 0 ? Int((log(latency) / Self.width).rounded(.down)) : Int.min
+    let bucket = buckets[key] ?? Bucket(count: 0, largest: latency)
+    buckets[key] = Bucket(count: bucket.count + 1, largest: max(bucket.largest, latency))
+  }
+
+  /// The latency at quantile `q` by the nearest-rank method (0 with none recorded).
+  func percentile(_ q: Double) -> Double {
+    guard count > 0 else { return 0 }
+    let rank = min(max(Int((q * Double(count)).rounded(.up)) - 1, 0), count - 1)
+    var below = 0
+    for key in buckets.keys.sorted() {
+      guard let bucket = buckets[key] else { continue }
+      below += bucket.count
+      if below > rank { return bucket.largest }
+    }
+    return 0
   }
 }
 
@@ -235,6 +398,7 @@ struct MinHeap<Element: Comparable> {
   private var items: [Element] = []
   var peek: Element? { items.first }
   var isEmpty: Bool { items.isEmpty }
+  var count: Int { items.count }
 
   mutating func push(_ element: Element) {
     items.append(element)

@@ -44,32 +44,51 @@ public struct Simulator {
   /// - Parameter baseline: nil runs the policy; otherwise a baseline on the same traces and
   ///   fleets. Only the policy's run (and the HPA's and KEDA's, as derived policies) writes
   ///   audit events; the oracle has no engine.
-  public func run(_ baseline: Baseline? = nil, onEvent: (AuditEvent) throws -> Void = { _ in }) rethrows
+  /// - Throws: a trace's read error (a file changed since it was loaded), or `onEvent`'s.
+  public func run(_ baseline: Baseline? = nil, onEvent: (AuditEvent) throws -> Void = { _ in }) throws
     -> SimulationResult
   {
-    let driven: Policy
     switch baseline {
-    case nil, .oracle?: driven = policy
-    case .hpa?: driven = Baseline.hpa(policy)
-    case .keda?: driven = Baseline.keda(policy)
+    case nil: try run(.engine(policy), name: "policy", onEvent: onEvent)
+    case .hpa?: try run(.engine(Baseline.hpa(policy)), name: "hpa", onEvent: onEvent)
+    case .keda?: try run(.engine(Baseline.keda(policy)), name: "keda", onEvent: onEvent)
+    case .oracle?: try run(.oracle, name: "oracle", onEvent: onEvent)
     }
+  }
+
+  /// What decides at each tick.
+  enum Driver {
+    /// The engine, on this policy (the policy itself, or a baseline derived from it).
+    case engine(Policy)
+    /// The oracle's schedule for each process.
+    case oracle
+    /// A fixed schedule: replicas per process and tick time (seconds from the start).
+    case schedule((String, Double) -> Int)
+  }
+
+  func run(_ driver: Driver, name: String, onEvent: (AuditEvent) throws -> Void) throws -> SimulationResult {
+    let driven: Policy
+    if case .engine(let derived) = driver { driven = derived } else { driven = policy }
     let interval = driven.controller.interval
     let engine = ScalingEngine(policy: driven)
     var state = EngineState()
-    // In policy order, mutated by index: a fleet holds every request's outcome, and any second
-    // reference to it (a dictionary's key view, a copy) would make each tick copy them all.
+    // In policy order, mutated by index, so no tick copies a fleet.
     var fleets: [Fleet] = []
-    var schedules: [String: OracleSchedule] = [:]
+    var oracles: [OracleSchedule?] = []
+    var actions: [ActionTally] = []
     for target in driven.targets {
       guard let trace = traces[target.name], let settings = target.simulation else { continue }
-      let fleet = Fleet(
+      let fleet = try Fleet(
         target: target, settings: settings, trace: trace, interval: interval, start: target.min)
       fleets.append(fleet)
-      if baseline == .oracle { schedules[target.name] = OracleSchedule(fleet: fleet) }
+      if case .oracle = driver {
+        oracles.append(try OracleSchedule(fleet: fleet, trace: trace))
+      } else {
+        oracles.append(nil)
+      }
+      actions.append(ActionTally())
     }
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
-    let lastArrival = traces.values.compactMap { $0.requests.last?.arrival }.max() ?? 0
-    var actions: [String: [(time: Double, from: Int, to: Int)]] = [:]
     // Each fleet's measurements by tick, for a scrape lag: (time, signal values).
     var measured: [[(time: Double, values: [String: Double])]] = Array(repeating: [], count: fleets.count)
     var tick = 0
@@ -79,7 +98,7 @@ public struct Simulator {
       var signals: [String: Double] = [:]
       var replicas: [String: ReplicaStatus] = [:]
       for index in fleets.indices {
-        fleets[index].advance(to: now)
+        try fleets[index].advance(to: now)
         let fleet = fleets[index]
         replicas[fleet.target.name] = fleet.status
         var values: [String: Double] = [:]
@@ -97,45 +116,73 @@ public struct Simulator {
         }
       }
       var decided: [ScaleAction] = []
-      if baseline == .oracle {
-        for (name, schedule) in schedules.sorted(by: { $0.key < $1.key }) {
-          guard let index = fleets.firstIndex(where: { $0.target.name == name }) else { continue }
-          let fleet = fleets[index]
-          let wanted = min(max(schedule.replicas(at: now), fleet.target.min), fleet.target.max)
-          let serving = fleet.status.current
-          if wanted != serving {
-            decided.append(
-              ScaleAction(
-                process: name, from: serving, to: wanted, reason: .targetTracking,
-                drainTimeout: fleet.target.drainTimeout))
-          }
-        }
-      } else {
+      switch driver {
+      case .engine:
         let (decision, next) = engine.decide(
           EngineInputs(signals: signals, replicas: replicas), state: state,
           now: origin.addingTimeInterval(now))
         state = next
         for event in decision.events { try onEvent(event) }
         decided = decision.actions
+      case .oracle, .schedule:
+        for index in fleets.indices.sorted(by: { fleets[$0].target.name < fleets[$1].target.name }) {
+          let fleet = fleets[index]
+          let asked: Int
+          if case .schedule(let schedule) = driver {
+            asked = schedule(fleet.target.name, now)
+          } else {
+            asked = try oracles[index]?.replicas(at: now) ?? 0
+          }
+          let wanted = min(max(asked, fleet.target.min), fleet.target.max)
+          let serving = fleet.status.current
+          if wanted != serving {
+            decided.append(
+              ScaleAction(
+                process: fleet.target.name, from: serving, to: wanted, reason: .targetTracking,
+                drainTimeout: fleet.target.drainTimeout))
+          }
+        }
       }
       for action in decided {
-        if let index = fleets.firstIndex(where: { $0.target.name == action.process }) {
-          fleets[index].apply(action)
-        }
-        actions[action.process, default: []].append((now, action.from, action.to))
+        guard let index = fleets.firstIndex(where: { $0.target.name == action.process }) else { continue }
+        fleets[index].apply(action)
+        actions[index].record(time: now, from: action.from, to: action.to)
       }
       tick += 1
+      // Until a trace runs out its last arrival is ahead; an empty trace does not hold the run.
+      var lastArrival = 0.0
+      for fleet in fleets {
+        if !fleet.exhausted {
+          lastArrival = .infinity
+        } else if let last = fleet.lastArrival {
+          lastArrival = max(lastArrival, last)
+        }
+      }
       let idle = fleets.allSatisfy(\.idle)
       if now >= lastArrival + interval && idle || now >= lastArrival + Self.tail { break }
     }
     var results: [ProcessResult] = []
     for target in policy.targets {
-      guard var fleet = fleets.first(where: { $0.target.name == target.name }) else { continue }
-      fleet.close()
-      results.append(
-        ProcessResult(fleet: fleet, actions: actions[target.name] ?? [], run: baseline?.rawValue ?? "policy"))
+      guard let index = fleets.firstIndex(where: { $0.target.name == target.name }) else { continue }
+      fleets[index].close()
+      results.append(ProcessResult(fleet: fleets[index], actions: actions[index], run: name))
     }
     return SimulationResult(processes: results, ticks: tick, seconds: now)
+  }
+}
+
+/// A run's scale actions, counted as they happen: how many, and how many reversed the one before
+/// within 5 minutes.
+struct ActionTally {
+  private(set) var count = 0
+  private(set) var reversals = 0
+  private var last: (time: Double, up: Bool)?
+
+  mutating func record(time: Double, from: Int, to: Int) {
+    count += 1
+    let up = to > from
+    if let last, time - last.time <= 300, last.up != up { reversals += 1 }
+    last = (time, up)
   }
 }
 
@@ -188,48 +235,23 @@ public struct ProcessResult: Sendable, Equatable {
   public var reversals: Int
   public var peakReplicas: Int
 
-  init(fleet: Fleet, actions: [(time: Double, from: Int, to: Int)], run: String) {
+  init(fleet: Fleet, actions: ActionTally, run: String) {
     name = fleet.target.name
     self.run = run
     slo = fleet.settings.slo
-    requests = fleet.outcomes.count
-    var latencies: [Double] = []
-    var met = 0
-    var perMinute: [Int: (met: Int, all: Int)] = [:]
-    failed = 0
-    for (index, outcome) in fleet.outcomes.enumerated() {
-      let minute = Int(fleet.trace.requests[index].arrival / 60)
-      var ok = false
-      switch outcome {
-      case .started(_, let latency):
-        latencies.append(latency)
-        ok = latency <= fleet.settings.slo.bound
-      case .failed, .waiting:
-        failed += 1
-      }
-      if ok { met += 1 }
-      perMinute[minute, default: (0, 0)].all += 1
-      if ok { perMinute[minute, default: (0, 0)].met += 1 }
-    }
-    latencies.sort()
+    let tally = fleet.tally
+    requests = tally.requests
+    failed = tally.failed
     replicaHours = fleet.replicaSeconds / 3600
-    workBoundReplicaHours =
-      fleet.trace.requests.reduce(0) { $0 + fleet.serviceTime($1) } / Double(fleet.settings.slots) / 3600
+    workBoundReplicaHours = tally.workSeconds / Double(fleet.settings.slots) / 3600
     costUSD = replicaHours * (fleet.target.costPerHourUSD ?? 0)
-    sloAttainment = requests > 0 ? Double(met) / Double(requests) : 1
-    sloMissMinutes =
-      perMinute.values.filter { Double($0.met) < fleet.settings.slo.target * Double($0.all) }.count
-    latencyP50 = percentile(latencies, 0.5)
-    latencyP95 = percentile(latencies, 0.95)
-    latencyP99 = percentile(latencies, 0.99)
+    sloAttainment = requests > 0 ? Double(tally.met) / Double(requests) : 1
+    sloMissMinutes = tally.missedMinutes
+    latencyP50 = tally.latencies.percentile(0.5)
+    latencyP95 = tally.latencies.percentile(0.95)
+    latencyP99 = tally.latencies.percentile(0.99)
     scaleActions = actions.count
-    var reversals = 0
-    for (previous, current) in zip(actions, actions.dropFirst())
-    where current.time - previous.time <= 300 && (previous.to > previous.from) != (current.to > current.from)
-    {
-      reversals += 1
-    }
-    self.reversals = reversals
+    reversals = actions.reversals
     peakReplicas = fleet.peakReplicas
   }
 }

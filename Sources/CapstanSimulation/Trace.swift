@@ -6,6 +6,10 @@ import Foundation
 /// (`TIMESTAMP,ContextTokens,GeneratedTokens`), the Mooncake / Dynamo JSON Lines (`timestamp` in
 /// milliseconds from the start, `input_length`, `output_length`), or a generic CSV with
 /// `timestamp,input_tokens,output_tokens` or `timestamp,work_seconds`.
+///
+/// A trace loaded from a file is streamed: `load` reads it once to check every line, and each
+/// run reads it again through a fixed buffer, so a trace of any length simulates in the same
+/// memory. Rate, tiling and the daily shape are stages applied as the requests stream by.
 public struct Trace: Sendable {
   public enum Kind: String, Sendable {
     /// Requests with input and output tokens: served at prefill and decode rates.
@@ -30,48 +34,151 @@ public struct Trace: Sendable {
     }
   }
 
+  enum Origin: Sendable {
+    case requests([Request])
+    /// A file `load` has checked line by line.
+    case file(String)
+  }
+
+  enum Stage: Sendable {
+    case rate(Double)
+    case tile(seconds: Double, period: Double)
+    case diurnal(Double)
+  }
+
   public var kind: Kind
   /// The wall-clock time of the first request (the Mooncake format has none: 2024-01-01).
   public var start: Date
-  /// In arrival order.
-  public var requests: [Request]
+  var origin: Origin
+  /// Applied in order to the origin's requests.
+  var stages: [Stage] = []
 
   public init(kind: Kind, start: Date, requests: [Request]) {
     self.kind = kind
     self.start = start
-    self.requests = requests
+    self.origin = .requests(requests)
+  }
+
+  /// The requests in arrival order, one at a time.
+  public struct Stream {
+    fileprivate var produce: () throws -> Request?
+    public mutating func next() throws -> Request? { try produce() }
+  }
+
+  public func stream() throws -> Stream { Stream(produce: try producer(stages[...])) }
+
+  /// Every request, in memory: for a trace read many times over (`tune`), or a test.
+  public func collect() throws -> [Request] {
+    var stream = try stream()
+    var requests: [Request] = []
+    while let request = try stream.next() { requests.append(request) }
+    return requests
+  }
+
+  /// The same trace held in memory, so reading it again costs no parsing.
+  public func inMemory() throws -> Trace {
+    var copy = self
+    copy.origin = .requests(try collect())
+    copy.stages = []
+    return copy
+  }
+
+  private func producer(_ stages: ArraySlice<Stage>) throws -> () throws -> Request? {
+    guard let stage = stages.last else {
+      switch origin {
+      case .requests(let requests):
+        var index = 0
+        return {
+          guard index < requests.count else { return nil }
+          index += 1
+          return requests[index - 1]
+        }
+      case .file(let path):
+        let reader = try LineReader(path: path)
+        var parser: TraceLineParser?
+        return {
+          while true {
+            if parser == nil {
+              guard let header = try reader.nextLine() else { return nil }
+              let format = try TraceLineParser(header: header, file: path)
+              parser = format
+              if format.firstLineIsRequest, let request = try parser?.parse(Substring(header), line: 1) {
+                return request
+              }
+              continue
+            }
+            let read = try reader.next { line in try parser?.parse(line, line: reader.lineNumber) }
+            guard let read else { return nil }
+            if let request = read { return request }
+          }
+        }
+      }
+    }
+    let inner = stages.dropLast()
+    switch stage {
+    case .rate(let factor):
+      let next = try producer(inner)
+      return {
+        guard var request = try next() else { return nil }
+        request.arrival /= factor
+        return request
+      }
+    case .tile(let seconds, let period):
+      var copy = try producer(inner)
+      var offset = 0.0
+      return {
+        while offset < seconds {
+          if let request = try copy(), offset + request.arrival < seconds {
+            var shifted = request
+            shifted.arrival += offset
+            return shifted
+          }
+          // Arrivals are in order: the first past the end ends this copy.
+          offset += period
+          if offset < seconds { copy = try producer(inner) }
+        }
+        return nil
+      }
+    case .diurnal(let factor):
+      let next = try producer(inner)
+      var generator = SplitMix64(seed: 0x5EED)
+      let origin = start.timeIntervalSince1970
+      return {
+        while let request = try next() {
+          let clock = (origin + request.arrival).truncatingRemainder(dividingBy: 86_400)
+          let shape = (1 - cos(2 * Double.pi * clock / 86_400)) / 2  // 0 at midnight, 1 at noon
+          let keep = 1 / factor + (1 - 1 / factor) * shape
+          if Double(generator.next() >> 11) / Double(1 << 53) < keep { return request }
+        }
+        return nil
+      }
+    }
   }
 
   /// The same requests arriving `factor` times as often (1.5: half again the rate).
   public func scaled(rate factor: Double) -> Trace {
+    guard factor != 1 else { return self }
     var copy = self
-    copy.requests = requests.map {
-      var request = $0; request.arrival /= factor; return request
-    }
+    copy.stages.append(.rate(factor))
     return copy
   }
 
   /// Repeated back to back until it spans `seconds`, each copy starting one mean gap after the
-  /// last request of the one before.
-  public func tiled(to seconds: Double) -> Trace {
-    guard let last = requests.last?.arrival, last > 0, requests.count > 1 else { return self }
-    let period = last + last / Double(requests.count - 1)
-    var copy = self
-    copy.requests = []
-    var offset = 0.0
-    while offset < seconds {
-      for request in requests where offset + request.arrival < seconds {
-        var shifted = request
-        shifted.arrival += offset
-        copy.requests.append(shifted)
-      }
-      offset += period
+  /// last request of the one before. Reads the trace once to find its span.
+  public func tiled(to seconds: Double) throws -> Trace {
+    var stream = try stream()
+    var count = 0
+    var last = 0.0
+    while let request = try stream.next() {
+      count += 1
+      last = request.arrival
     }
+    guard last > 0, count > 1 else { return self }
+    var copy = self
+    copy.stages.append(.tile(seconds: seconds, period: last + last / Double(count - 1)))
     return copy
   }
-}
 
-extension Trace {
   /// A daily shape over a flat trace: each request is kept with a probability that follows the
   /// clock of its arrival, 1 at 12:00 and 1/`peakToTrough` at 00:00 (a cosine between), so the
   /// busiest hour carries `peakToTrough` times the quietest. Which requests go is fixed by their
@@ -79,13 +186,7 @@ extension Trace {
   public func diurnal(peakToTrough factor: Double) -> Trace {
     guard factor > 1 else { return self }
     var copy = self
-    var generator = SplitMix64(seed: 0x5EED)
-    copy.requests = requests.filter { request in
-      let clock = (start.timeIntervalSince1970 + request.arrival).truncatingRemainder(dividingBy: 86_400)
-      let shape = (1 - cos(2 * Double.pi * clock / 86_400)) / 2  // 0 at midnight, 1 at noon
-      let keep = 1 / factor + (1 - 1 / factor) * shape
-      return Double(generator.next() >> 11) / Double(1 << 53) < keep
-    }
+    copy.stages.append(.diurnal(factor))
     return copy
   }
 }
@@ -94,33 +195,101 @@ extension Trace {
 public typealias TraceError = MetricsFileError
 
 extension Trace {
-  /// The most requests a trace may hold, so a mistaken file cannot take all memory.
+  /// The most requests a trace file may hold, so a mistaken file cannot run for hours.
   public static let maxRequests = 20_000_000
 
+  /// Reads the file once, checking every line, and returns a trace that streams it.
   public static func load(path: String) throws -> Trace {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw TraceError(file: path, line: 0, message: "cannot read the trace file")
+    let reader = try LineReader(path: path)
+    guard let header = try reader.nextLine() else {
+      throw TraceError(file: path, line: 1, message: "empty trace")
     }
-    return try parse(String(decoding: data, as: UTF8.self), file: path)
+    var parser = try TraceLineParser(header: header, file: path)
+    var count = 0
+    if parser.firstLineIsRequest, try parser.parse(Substring(header), line: 1) != nil { count += 1 }
+    while let read = try reader.next({ line in try parser.parse(line, line: reader.lineNumber) }) {
+      if read != nil { count += 1 }
+      guard count <= maxRequests else {
+        throw TraceError(
+          file: path, line: reader.lineNumber, message: "more than \(maxRequests) requests: split the trace")
+      }
+    }
+    guard count > 0 else {
+      throw TraceError(
+        file: path, line: parser.firstLineIsRequest ? 1 : 2, message: "the trace has no requests")
+    }
+    var trace = Trace(kind: parser.kind, start: parser.start, requests: [])
+    trace.origin = .file(path)
+    return trace
   }
 
-  /// Detects the format by its first line.
+  /// Reads a trace held in memory, by the same rules as a file.
   public static func parse(_ text: String, file: String) throws -> Trace {
-    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
-      .makeIterator()
-    guard let (_, first) = lines.next() else {
-      throw TraceError(file: file, line: 1, message: "empty trace")
+    var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).makeIterator()
+    guard let header = lines.next() else { throw TraceError(file: file, line: 1, message: "empty trace") }
+    var parser = try TraceLineParser(header: String(header), file: file)
+    var requests: [Request] = []
+    if parser.firstLineIsRequest, let request = try parser.parse(header, line: 1) { requests.append(request) }
+    var number = 1
+    while let line = lines.next() {
+      number += 1
+      if let request = try parser.parse(line, line: number) { requests.append(request) }
+      guard requests.count <= maxRequests else {
+        throw TraceError(
+          file: file, line: number, message: "more than \(maxRequests) requests: split the trace")
+      }
     }
-    let header = first.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\u{FEFF}", with: "")
+    guard !requests.isEmpty else {
+      throw TraceError(
+        file: file, line: parser.firstLineIsRequest ? 1 : 2, message: "the trace has no requests")
+    }
+    return Trace(kind: parser.kind, start: parser.start, requests: requests)
+  }
+}
+
+/// Reads a trace's lines in order: the format is detected from the first, and each later line
+/// gives a request (nil for a blank line) or an error at its line.
+struct TraceLineParser {
+  private enum Format {
+    case csv(kind: Trace.Kind, columns: [String])
+    case mooncake
+  }
+
+  let file: String
+  private let format: Format
+  /// The first request's wall-clock time: arrivals count from it.
+  private var origin: Date?
+  private var previous: Double?
+  private let decoder = JSONDecoder()
+
+  /// The Mooncake format has no header: its first line is a request.
+  var firstLineIsRequest: Bool {
+    if case .mooncake = format { return true }
+    return false
+  }
+
+  var kind: Trace.Kind {
+    switch format {
+    case .csv(let kind, _): kind
+    case .mooncake: .llm
+    }
+  }
+
+  /// The Mooncake format counts from its start; a fixed origin keeps runs reproducible.
+  var start: Date { origin ?? Date(timeIntervalSince1970: 1_704_067_200) }
+
+  init(header line: String, file: String) throws {
+    self.file = file
+    let header = line.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\u{FEFF}", with: "")
     if header.hasPrefix("{") {
-      return try parseMooncake(text, file: file)
+      format = .mooncake
+      return
     }
     let columns = header.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-    let format: (kind: Kind, fields: [String])
     switch columns {
-    case ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]: format = (.llm, columns)
-    case ["timestamp", "input_tokens", "output_tokens"]: format = (.llm, columns)
-    case ["timestamp", "work_seconds"]: format = (.jobs, columns)
+    case ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], ["timestamp", "input_tokens", "output_tokens"]:
+      format = .csv(kind: .llm, columns: columns)
+    case ["timestamp", "work_seconds"]: format = .csv(kind: .jobs, columns: columns)
     default:
       throw TraceError(
         file: file, line: 1,
@@ -128,101 +297,96 @@ extension Trace {
           "unknown trace header '\(header.prefix(80))': expected TIMESTAMP,ContextTokens,GeneratedTokens (Azure), timestamp,input_tokens,output_tokens, timestamp,work_seconds, or Mooncake JSON Lines"
       )
     }
-    var requests: [Request] = []
-    var start: Date?
-    var previous: Date?
-    while let (index, line) = lines.next() {
-      let number = index + 1
-      if line.allSatisfy(\.isWhitespace) { continue }
-      let cells = line.split(separator: ",", omittingEmptySubsequences: false)
-      guard cells.count == format.fields.count else {
-        throw TraceError(
-          file: file, line: number, message: "\(cells.count) cells for \(format.fields.count) columns")
-      }
-      let time = try timestamp(String(cells[0]), file: file, line: number)
-      if let previous, time < previous {
-        throw TraceError(
-          file: file, line: number,
-          message: "this request arrives before the one on the line above: sort the trace by its timestamp")
-      }
-      previous = time
-      let origin = start ?? time
-      start = origin
-      var values: [Double] = []
-      for (name, cell) in zip(format.fields.dropFirst(), cells.dropFirst()) {
-        values.append(try amount(cell, column: name, file: file, line: number))
-      }
-      let arrival = time.timeIntervalSince(origin)
-      requests.append(
-        format.kind == .llm
-          ? Request(arrival: arrival, inputTokens: values[0], outputTokens: values[1])
-          : Request(arrival: arrival, workSeconds: values[0]))
-      guard requests.count <= maxRequests else {
-        throw TraceError(
-          file: file, line: number, message: "more than \(maxRequests) requests: split the trace")
-      }
-    }
-    guard let start else { throw TraceError(file: file, line: 2, message: "the trace has no requests") }
-    return Trace(kind: format.kind, start: start, requests: requests)
   }
 
-  private static func parseMooncake(_ text: String, file: String) throws -> Trace {
-    struct Line: Decodable {
-      var timestamp: Double
-      var inputLength: Double
-      var outputLength: Double
-      enum CodingKeys: String, CodingKey {
-        case timestamp
-        case inputLength = "input_length"
-        case outputLength = "output_length"
-      }
+  mutating func parse(_ line: Substring, line number: Int) throws -> Trace.Request? {
+    try parse(ArraySlice(line.utf8), line: number)
+  }
+
+  /// One line's bytes: a request, nil for a blank line, or an error at the line.
+  mutating func parse(_ line: ArraySlice<UInt8>, line number: Int) throws -> Trace.Request? {
+    if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }
+    let request: Trace.Request
+    switch format {
+    case .mooncake: request = try mooncake(line, line: number)
+    case .csv(let kind, let columns):
+      request = try line.withUnsafeBufferPointer { try csv($0, kind: kind, columns: columns, line: number) }
     }
-    var requests: [Request] = []
-    let decoder = JSONDecoder()
-    for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-      .enumerated()
-    {
-      if line.allSatisfy(\.isWhitespace) { continue }
-      let number = index + 1
-      guard let parsed = try? decoder.decode(Line.self, from: Data(line.utf8)) else {
-        throw TraceError(
-          file: file, line: number,
-          message:
-            "not a Mooncake request: expected {\"timestamp\": MS, \"input_length\": N, \"output_length\": N}")
-      }
-      for (name, value) in [
-        ("timestamp", parsed.timestamp), ("input_length", parsed.inputLength),
-        ("output_length", parsed.outputLength),
-      ] where !value.isFinite || value < 0 || value > PolicyLimits.maxMagnitude {
-        throw TraceError(
-          file: file, line: number, message: "\(name) is \(value): write a number of 0 or more")
-      }
-      let arrival = parsed.timestamp / 1000
-      if let last = requests.last, arrival < last.arrival {
-        throw TraceError(
-          file: file, line: number,
-          message: "this request arrives before the one on the line above: sort the trace by its timestamp")
-      }
-      requests.append(
-        Request(arrival: arrival, inputTokens: parsed.inputLength, outputTokens: parsed.outputLength))
-      guard requests.count <= maxRequests else {
-        throw TraceError(
-          file: file, line: number, message: "more than \(maxRequests) requests: split the trace")
-      }
+    if let previous, request.arrival < previous {
+      throw TraceError(
+        file: file, line: number,
+        message: "this request arrives before the one on the line above: sort the trace by its timestamp")
     }
-    guard !requests.isEmpty else {
-      throw TraceError(file: file, line: 1, message: "the trace has no requests")
+    previous = request.arrival
+    return request
+  }
+
+  /// Reads the cells as bytes: the traces run to millions of lines, and the String and
+  /// Foundation calls this replaces made reading a line cost several microseconds.
+  private mutating func csv(
+    _ line: UnsafeBufferPointer<UInt8>, kind: Trace.Kind, columns: [String], line number: Int
+  ) throws -> Trace.Request {
+    var cells: [Range<Int>] = []
+    cells.reserveCapacity(3)
+    var start = 0
+    for index in 0...line.count where index == line.count || line[index] == UInt8(ascii: ",") {
+      var lower = start
+      var upper = index
+      while lower < upper && (line[lower] == 32 || line[lower] == 9) { lower += 1 }
+      while upper > lower && (line[upper - 1] == 32 || line[upper - 1] == 9) { upper -= 1 }
+      cells.append(lower..<upper)
+      start = index + 1
     }
-    // The format counts from the start; a fixed origin keeps runs reproducible.
-    return Trace(kind: .llm, start: Date(timeIntervalSince1970: 1_704_067_200), requests: requests)
+    guard cells.count == columns.count else {
+      throw TraceError(file: file, line: number, message: "\(cells.count) cells for \(columns.count) columns")
+    }
+    let time = try timestamp(UnsafeBufferPointer(rebasing: line[cells[0]]), line: number)
+    let origin = self.origin ?? time
+    self.origin = origin
+    let first = try amount(UnsafeBufferPointer(rebasing: line[cells[1]]), column: columns[1], line: number)
+    let arrival = time.timeIntervalSince(origin)
+    guard kind == .llm else { return Trace.Request(arrival: arrival, workSeconds: first) }
+    let second = try amount(UnsafeBufferPointer(rebasing: line[cells[2]]), column: columns[2], line: number)
+    return Trace.Request(arrival: arrival, inputTokens: first, outputTokens: second)
+  }
+
+  private struct MooncakeLine: Decodable {
+    var timestamp: Double
+    var inputLength: Double
+    var outputLength: Double
+    enum CodingKeys: String, CodingKey {
+      case timestamp
+      case inputLength = "input_length"
+      case outputLength = "output_length"
+    }
+  }
+
+  private func mooncake(_ line: ArraySlice<UInt8>, line number: Int) throws -> Trace.Request {
+    guard let parsed = try? decoder.decode(MooncakeLine.self, from: Data(line)) else {
+      throw TraceError(
+        file: file, line: number,
+        message:
+          "not a Mooncake request: expected {\"timestamp\": MS, \"input_length\": N, \"output_length\": N}")
+    }
+    for (name, value) in [
+      ("timestamp", parsed.timestamp), ("input_length", parsed.inputLength),
+      ("output_length", parsed.outputLength),
+    ] where !value.isFinite || value < 0 || value > PolicyLimits.maxMagnitude {
+      throw TraceError(file: file, line: number, message: "\(name) is \(value): write a number of 0 or more")
+    }
+    return Trace.Request(
+      arrival: parsed.timestamp / 1000, inputTokens: parsed.inputLength, outputTokens: parsed.outputLength)
   }
 
   /// RFC 3339, Unix seconds, or Azure's `2023-11-16 18:17:03.9799600` (UTC).
-  private static func timestamp(_ text: String, file: String, line: Int) throws -> Date {
-    let trimmed = text.trimmingCharacters(in: .whitespaces)
-    let azure = trimmed.count >= 19 && trimmed.dropFirst(10).first == " " && !trimmed.hasSuffix("Z")
-    if let date = RecordedMetrics.timestamp(azure ? trimmed + "Z" : trimmed),
-      date.timeIntervalSince1970.isFinite, date.timeIntervalSince1970 >= 0,
+  private func timestamp(_ cell: UnsafeBufferPointer<UInt8>, line: Int) throws -> Date {
+    let date: Date?
+    if cell.count >= 19 && cell[4] == UInt8(ascii: "-") {
+      date = RFC3339Parser.parse(cell, assumingUTC: cell[10] == UInt8(ascii: " "))
+    } else {
+      date = Double(String(decoding: cell, as: UTF8.self)).map(Date.init(timeIntervalSince1970:))
+    }
+    if let date, date.timeIntervalSince1970.isFinite, date.timeIntervalSince1970 >= 0,
       date.timeIntervalSince1970 <= 7_258_118_400
     {
       return date
@@ -230,12 +394,12 @@ extension Trace {
     throw TraceError(
       file: file, line: line,
       message:
-        "'\(trimmed.prefix(40))' is not a time between 1970 and 2200: write RFC 3339, Unix seconds, or 2023-11-16 18:17:03.98"
+        "'\(String(decoding: cell, as: UTF8.self).prefix(40))' is not a time between 1970 and 2200: write RFC 3339, Unix seconds, or 2023-11-16 18:17:03.98"
     )
   }
 
-  private static func amount(_ cell: Substring, column: String, file: String, line: Int) throws -> Double {
-    let text = cell.trimmingCharacters(in: .whitespaces)
+  private func amount(_ cell: UnsafeBufferPointer<UInt8>, column: String, line: Int) throws -> Double {
+    let text = String(decoding: cell, as: UTF8.self)
     guard let value = Double(text), value.isFinite, value >= 0, value <= PolicyLimits.maxMagnitude else {
       throw TraceError(
         file: file, line: line,

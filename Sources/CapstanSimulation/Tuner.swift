@@ -62,11 +62,14 @@ public struct Tuner: Sendable {
     self.options = options
   }
 
-  public func run(progress: @Sendable (Int, Int) -> Void = { _, _ in }) -> Outcome {
-    let span = traces.values.compactMap { $0.requests.last?.arrival }.max() ?? 0
+  /// - Throws: a trace's read error (a file changed since it was loaded).
+  public func run(progress: @Sendable (Int, Int) -> Void = { _, _ in }) throws -> Outcome {
+    // Every candidate reads the same requests: they are read once and held in memory.
+    let held = try traces.mapValues { try $0.inMemory() }
+    let span = try held.values.compactMap { try $0.collect().last?.arrival }.max() ?? 0
     let cut = span * (1 - options.holdout)
-    let tuning = traces.mapValues { $0.window(from: 0, to: cut) }
-    let holdout = traces.mapValues { $0.window(from: cut, to: .infinity) }
+    let tuning = try held.mapValues { try $0.window(from: 0, to: cut) }
+    let holdout = try held.mapValues { try $0.window(from: cut, to: .infinity) }
 
     var generator = SplitMix64(seed: options.seed)
     // The file's own first; then each knob kept or moved at random, each set tried once.
@@ -124,10 +127,10 @@ public struct Tuner: Sendable {
   }
 
   private func score(_ values: [Double?], on traces: [String: Trace]) -> Score? {
-    guard let candidate = policy(with: values), !traces.values.contains(where: { $0.requests.isEmpty }),
-      let simulator = try? Simulator(policy: candidate, traces: traces)
+    guard let candidate = policy(with: values), !traces.values.contains(where: \.isEmptyInMemory),
+      let simulator = try? Simulator(policy: candidate, traces: traces),
+      let result = try? simulator.run()
     else { return nil }
-    let result = simulator.run(nil, onEvent: { _ in })
     var cost = 0.0
     var attainment = 1.0
     var feasible = true
@@ -142,16 +145,20 @@ public struct Tuner: Sendable {
 }
 
 extension Trace {
-  /// The requests arriving in [from, to), re-timed from `from`.
-  func window(from start: Double, to end: Double) -> Trace {
-    var copy = self
-    copy.start = self.start.addingTimeInterval(start)
-    copy.requests = requests.filter { $0.arrival >= start && $0.arrival < end }.map {
+  /// The requests arriving in [from, to), re-timed from `from`, held in memory.
+  func window(from start: Double, to end: Double) throws -> Trace {
+    let requests = try collect().filter { $0.arrival >= start && $0.arrival < end }.map {
       var request = $0
       request.arrival -= start
       return request
     }
-    return copy
+    return Trace(kind: kind, start: self.start.addingTimeInterval(start), requests: requests)
+  }
+
+  /// A trace held in memory with no requests (the window of an empty stretch).
+  var isEmptyInMemory: Bool {
+    if case .requests(let requests) = origin, stages.isEmpty { return requests.isEmpty }
+    return false
   }
 }
 

@@ -54,17 +54,29 @@ struct Simulate: ParsableCommand {
     }
     let audit = try openReportAuditLog(auditLog, command: "simulate")
     defer { audit?.close() }
-    var events: [AuditEvent] = []
-    let result = try simulator.run { event in
-      events.append(event)
-      try audit?.append(AuditRecord(event, mode: .simulate))
-    }
-    let runs = [result] + baselines.map { simulator.run($0, onEvent: { _ in }) }
-    switch format {
-    case .text:
-      print(ReplayReport.timeline(events, processes: result.processes.map(\.name)))
-      print(SimulationReport.text(runs), terminator: "")
-    case .json: print(SimulationReport.json(runs), terminator: "")
+    // The timeline prints as the run goes, so a long trace holds no list of its events.
+    let width = ReplayReport.timelineWidth(simulator.traces.keys.sorted())
+    var timelined = 0
+    if format == .text { print("Timeline") }
+    do {
+      let result = try simulator.run { event in
+        if format == .text {
+          print(ReplayReport.timelineLine(event, width: width), terminator: "")
+          timelined += 1
+        }
+        try audit?.append(AuditRecord(event, mode: .simulate))
+      }
+      let runs = try [result] + baselines.map { try simulator.run($0) }
+      switch format {
+      case .text:
+        if timelined == 0 { print(ReplayReport.timelineEmpty, terminator: "") }
+        print()
+        print(SimulationReport.text(runs), terminator: "")
+      case .json: print(SimulationReport.json(runs), terminator: "")
+      }
+    } catch let error as TraceError {
+      printError("capstan simulate: \(error)")
+      throw ExitCode(1)
     }
   }
 }

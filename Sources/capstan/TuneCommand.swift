@@ -68,13 +68,19 @@ struct Tune: ParsableCommand {
       throw ExitCode(1)
     }
     let terminal = isatty(STDERR_FILENO) == 1
-    let outcome = tuner.run { done, total in
-      guard terminal else { return }
-      let width = 30
-      let filled = done * width / max(total, 1)
-      let bar =
-        "\r[\(String(repeating: "=", count: filled))\(String(repeating: " ", count: width - filled))] \(done)/\(total)"
-      FileHandle.standardError.write(Data((done == total ? bar + "\n" : bar).utf8))
+    let outcome: Tuner.Outcome
+    do {
+      outcome = try tuner.run { done, total in
+        guard terminal else { return }
+        let width = 30
+        let filled = done * width / max(total, 1)
+        let bar =
+          "\r[\(String(repeating: "=", count: filled))\(String(repeating: " ", count: width - filled))] \(done)/\(total)"
+        FileHandle.standardError.write(Data((done == total ? bar + "\n" : bar).utf8))
+      }
+    } catch {
+      printError("capstan tune: \(error)")
+      throw ExitCode(1)
     }
     if let out, let winner = outcome.ranked.first {
       let changed = zip(knobs, winner.values).compactMap { knob, value in
@@ -141,7 +147,7 @@ struct TraceArguments: ParsableArguments {
     for (process, path) in paths.sorted(by: { $0.key < $1.key }) {
       do {
         var trace = try Trace.load(path: path).scaled(rate: rate)
-        if let tileSeconds { trace = trace.tiled(to: tileSeconds) }
+        if let tileSeconds { trace = try trace.tiled(to: tileSeconds) }
         trace = trace.diurnal(peakToTrough: diurnal)
         loaded[process] = trace
       } catch {

@@ -79,6 +79,56 @@ struct BaselineTests {
     #expect(oracle.sloAttainment > 0.97)
   }
 
+  /// Tiny traces, and whether the oracle's schedule is the cheapest: where a replica's last job
+  /// ends mid-tick, removing it busy (it drains, then goes) can beat the oracle by part of a tick.
+  static let bruteForceCases: [([Double], Double, String, Bool)] = [
+    ([5, 6, 25, 26], 4, "0s", true), ([20, 21, 32, 33], 7, "15s", true),
+    ([12, 14, 27, 33], 8, "10s", false), ([12, 13, 29, 41], 15, "10s", false),
+  ]
+
+  @Test(
+    "the oracle never lets a request wait; brute force over every schedule finds it cheapest where no mid-tick drain helps, and none under the work bound",
+    arguments: bruteForceCases)
+  func oracleAgainstBruteForce(arrivals: [Double], work: Double, startup: String, exact: Bool) throws {
+    let policy = try policy(
+      """
+      controller: {interval: 10s}
+      processes:
+        w:
+          class: batch
+          scaling: {metric: q, target: 1, min: 0, max: 2}
+          simulation:
+            slots: 1
+            startup: \(startup)
+            signals: {q: queue_depth}
+            slo: {latency: queue_wait, bound: 1s, target: 100%}
+      """)
+    let simulator = try Simulator(policy: policy, traces: ["w": jobs(arrivals, work: work)])
+    // Every schedule of 0, 1 or 2 replicas over the first 8 ticks (none after): 3^8 of them.
+    let ticks = 8
+    var cheapest = Double.infinity
+    for code in 0..<Int(pow(3.0, Double(ticks))) {
+      let run = try simulator.run(
+        .schedule { _, time in
+          let tick = Int(time / 10)
+          guard tick < ticks else { return 0 }
+          return code / Int(pow(3.0, Double(tick))) % 3
+        }, name: "schedule", onEvent: { _ in })
+      let w = try #require(run.processes.first)
+      // With 4 requests the 99th percentile is the longest wait.
+      if w.latencyP99 == 0 && w.failed == 0 { cheapest = min(cheapest, w.replicaHours) }
+    }
+    let oracle = try #require(try simulator.run(.oracle).processes.first)
+    #expect(oracle.latencyP99 == 0 && oracle.failed == 0)
+    #expect(oracle.workBoundReplicaHours <= cheapest && cheapest <= oracle.replicaHours + 1e-9)
+    if exact {
+      #expect(abs(oracle.replicaHours - cheapest) < 1e-9, "oracle \(oracle.replicaHours * 3600) s")
+    } else {
+      // Within one replica for two ticks of the cheapest.
+      #expect(oracle.replicaHours - cheapest <= 20.0 / 3600 + 1e-9)
+    }
+  }
+
   @Test("every baseline runs on the same trace and fleet and is scored the same way")
   func allBaselines() throws {
     let policy = try policy(Self.policyText)

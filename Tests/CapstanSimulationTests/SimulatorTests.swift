@@ -208,17 +208,19 @@ struct TraceTests {
     let azure = try Trace.parse(
       "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,4808,10\n2023-11-16 18:17:04.0319600,3180,8\n",
       file: "a.csv")
-    #expect(azure.kind == .llm && azure.requests.count == 2)
-    #expect(abs(azure.requests[1].arrival - 0.052) < 1e-6)
-    #expect(azure.requests[0].inputTokens == 4808 && azure.requests[0].outputTokens == 10)
+    let azureRequests = try azure.collect()
+    #expect(azure.kind == .llm && azureRequests.count == 2)
+    #expect(abs(azureRequests[1].arrival - 0.052) < 1e-6)
+    #expect(azureRequests[0].inputTokens == 4808 && azureRequests[0].outputTokens == 10)
     let mooncake = try Trace.parse(
       #"{"timestamp": 0, "input_length": 40, "output_length": 6, "hash_ids": [0]}"# + "\n"
         + #"{"timestamp": 1500, "input_length": 7, "output_length": 2, "hash_ids": [1]}"#, file: "m.jsonl")
-    #expect(mooncake.requests.map(\.arrival) == [0, 1.5])
+    #expect(try mooncake.collect().map(\.arrival) == [0, 1.5])
     let generic = try Trace.parse(
       "timestamp,work_seconds\n2026-01-01T00:00:00Z,3\n1767225610,4\n", file: "j.csv")
-    #expect(generic.kind == .jobs && generic.requests.map(\.arrival) == [0, 10])
-    #expect(generic.requests.map(\.workSeconds) == [3, 4])
+    let jobs = try generic.collect()
+    #expect(generic.kind == .jobs && jobs.map(\.arrival) == [0, 10])
+    #expect(jobs.map(\.workSeconds) == [3, 4])
   }
 
   @Test(
@@ -244,12 +246,34 @@ struct TraceTests {
     }
   }
 
+  @Test(
+    "a trace file streams: read from disk it gives the requests the same text gives in memory, through every stage"
+  )
+  func streamedAsInMemory() throws {
+    var text = "TIMESTAMP,ContextTokens,GeneratedTokens\r\n"
+    for second in 0..<3_000 {
+      text +=
+        "2023-11-16 18:\(String(format: "%02d:%02d", second / 60 % 60, second % 60)).5,\(100 + second % 7),\(second % 5)\r\n"
+      if second == 1_500 { text += "  \r\n" }
+    }
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString).csv")
+      .path
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let streamed = try Trace.load(path: path).scaled(rate: 1.5).tiled(to: 20_000).diurnal(peakToTrough: 4)
+    let held = try Trace.parse(text, file: path).scaled(rate: 1.5).tiled(to: 20_000).diurnal(peakToTrough: 4)
+    let requests = try streamed.collect()
+    let inMemory = try held.collect()
+    #expect(requests.count > 3_000 && requests == inMemory)
+    #expect(streamed.start == held.start)
+  }
+
   @Test("--rate compresses arrivals; tiling repeats the trace to the length asked")
-  func rateAndTile() {
+  func rateAndTile() throws {
     let trace = jobs([0, 10, 20], work: 1)
-    #expect(trace.scaled(rate: 2).requests.map(\.arrival) == [0, 5, 10])
-    let tiled = trace.tiled(to: 60)
-    #expect(tiled.requests.map(\.arrival) == [0, 10, 20, 30, 40, 50])
+    #expect(try trace.scaled(rate: 2).collect().map(\.arrival) == [0, 5, 10])
+    let tiled = try trace.tiled(to: 60)
+    #expect(try tiled.collect().map(\.arrival) == [0, 10, 20, 30, 40, 50])
   }
 }
 
@@ -297,19 +321,20 @@ struct SimulationModelTests {
 @Suite("Daily shape")
 struct DiurnalTests {
   @Test("a daily shape keeps the noon hour and thins the midnight hour to the ratio asked")
-  func shape() {
+  func shape() throws {
     // One request a second for a day, from midnight UTC.
     let flat = Trace(
       kind: .jobs, start: Date(timeIntervalSince1970: 1_700_006_400),
       requests: (0..<86_400).map { Trace.Request(arrival: Double($0), workSeconds: 1) })
     let shaped = flat.diurnal(peakToTrough: 10)
+    let kept = try shaped.collect()
     func count(hour: Int) -> Int {
-      shaped.requests.filter { Int($0.arrival) / 3600 == hour }.count
+      kept.filter { Int($0.arrival) / 3600 == hour }.count
     }
     let noon = Double(count(hour: 11) + count(hour: 12))
     let midnight = Double(count(hour: 23) + count(hour: 0))
     #expect(noon / midnight > 7 && noon / midnight < 13)
-    #expect(flat.diurnal(peakToTrough: 1).requests.count == flat.requests.count)
-    #expect(shaped.requests == flat.diurnal(peakToTrough: 10).requests)
+    #expect(try flat.diurnal(peakToTrough: 1).collect().count == flat.collect().count)
+    #expect(try kept == flat.diurnal(peakToTrough: 10).collect())
   }
 }

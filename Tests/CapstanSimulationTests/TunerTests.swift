@@ -92,9 +92,9 @@ struct TunerTests {
   }
 
   @Test("a holdout window is the trace's tail, timed from its start")
-  func window() {
+  func window() throws {
     let trace = jobs([0, 10, 20, 30], work: 1)
-    #expect(trace.window(from: 15, to: .infinity).requests.map(\.arrival) == [5, 15])
-    #expect(trace.window(from: 0, to: 15).requests.map(\.arrival) == [0, 10])
+    #expect(try trace.window(from: 15, to: .infinity).collect().map(\.arrival) == [5, 15])
+    #expect(try trace.window(from: 0, to: 15).collect().map(\.arrival) == [0, 10])
   }
 }
