@@ -103,7 +103,7 @@ public struct Replay {
         signals[signal] = value * recorded / Double(ours)
       }
       let inputs = EngineInputs(signals: signals, replicas: status)
-      let (decision, next) = engine.decide(inputs, state: state, now: now)
+      let (decision, next) = engine.decide(inputs, state: consume state, now: now)
       state = next
       for event in decision.events {
         accumulator.record(event)

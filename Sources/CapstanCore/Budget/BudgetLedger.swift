@@ -64,7 +64,9 @@ public struct BudgetLedger: Sendable, Equatable, Codable {
     }
     spentUSD += ratePerHour * now.timeIntervalSince(from) / 3600
     lastAccrual = now
-    return events + thresholdEvents(breaker)
+    // Appended, not `+`: concatenating two empty arrays allocates, and this runs every tick.
+    events += thresholdEvents(breaker)
+    return events
   }
 
   private mutating func thresholdEvents(_ breaker: CostCircuitBreaker) -> [Event] {

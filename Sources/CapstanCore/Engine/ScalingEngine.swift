@@ -7,6 +7,16 @@ public struct ScalingEngine: Sendable {
   public let policy: Policy
   /// For each signal, the targets that read it, computed once rather than every tick.
   private let readers: [String: [ScalingTarget]]
+  /// Per target, in policy order, what every tick needs and the policy fixes.
+  private let prepared: [Prepared]
+
+  private struct Prepared: Sendable {
+    var proposalSignals: [String]
+    var provider: ProviderLimits?
+    var pool: GPUPool?
+    /// The other targets on the same provider or GPU pool, in policy order.
+    var peers: [Int]
+  }
 
   public init(policy: Policy) {
     self.policy = policy
@@ -15,57 +25,62 @@ public struct ScalingEngine: Sendable {
       for name in target.signalNames { readers[name, default: []].append(target) }
     }
     self.readers = readers
+    prepared = policy.targets.map { target in
+      let peers = policy.targets.indices.filter { index in
+        let other = policy.targets[index]
+        guard other.name != target.name else { return false }
+        let provider = other.rateLimit != nil && other.rateLimit?.provider == target.rateLimit?.provider
+        let pool = other.resources.gpuPool != nil && other.resources.gpuPool == target.resources.gpuPool
+        return provider || pool
+      }
+      return Prepared(
+        proposalSignals: target.proposalSignalNames,
+        provider: target.rateLimit.flatMap { policy.provider(named: $0.provider) },
+        pool: target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) }, peers: peers)
+    }
   }
 
-  public func decide(_ inputs: EngineInputs, state: EngineState, now: Date) -> (TickDecision, EngineState) {
-    var state = state
+  /// - Parameter state: consumed and returned as the next state; pass `consume state` from a
+  ///   loop so the engine updates it in place instead of copying it every tick.
+  public func decide(_ inputs: EngineInputs, state: consuming EngineState, now: Date) -> (
+    TickDecision, EngineState
+  ) {
     var decision = TickDecision()
-    decision.events += signalOutageEvents(inputs, state: &state, now: now)
+    signalOutageEvents(inputs, state: &state, now: now, into: &decision.events)
 
-    // What each target holds of shared providers and GPU pools: decided targets count at the
-    // larger of their old and new size (removed replicas are still draining), the rest as they are.
-    var committed: [String: Int] = [:]
-    for target in policy.targets {
-      let status = inputs.replicas[target.name]
-      committed[target.name] = (status?.current ?? 0) + (status?.draining ?? 0)
-    }
-
-    for target in policy.targets {
+    for (index, target) in policy.targets.enumerated() {
       guard let status = inputs.replicas[target.name] else { continue }
-      // Taken out of the dictionary so that mutating it does not copy its arrays.
-      var targetState = state.targets.removeValue(forKey: target.name) ?? TargetState()
-      var ledger = state.budgets[target.name]
+      var ledger: BudgetLedger?
       if let breaker = target.budget {
-        var current = ledger ?? BudgetLedger()
+        var current = state.budgets[target.name] ?? BudgetLedger()
         let events = current.advance(
           to: now, replicas: status.current, costPerHourUSD: target.costPerHourUSD,
           costRate: breaker.costRateMetric.flatMap { inputs.signals[$0] }, breaker: breaker)
         ledger = current
+        state.budgets[target.name] = current
         decision.events += events.map {
           budgetEvent($0, target: target, breaker: breaker, ledger: current, inputs: inputs, now: now)
         }
       }
+      let prepared = self.prepared[index]
       let context = TargetContext(
         target: target, status: status, signals: inputs.signals, now: now, ledger: ledger,
-        others: sharedUsage(excluding: target.name, committed: committed),
-        provider: target.rateLimit.flatMap { policy.provider(named: $0.provider) },
-        pool: target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) })
-      let outcome = context.decide(&targetState)
-      if let action = outcome.action {
-        decision.actions.append(action)
-        committed[target.name] = max(action.from, action.to) + status.draining
-      }
+        proposalSignals: prepared.proposalSignals,
+        others: prepared.peers.isEmpty
+          ? SharedUsage() : sharedUsage(for: target, peers: prepared.peers, inputs, decision.actions),
+        provider: prepared.provider, pool: prepared.pool)
+      // Decided in place in the saved state, so its windows are not copied every tick.
+      let outcome = context.decide(&state.targets[target.name, default: TargetState()])
+      if let action = outcome.action { decision.actions.append(action) }
       decision.events += outcome.events
-      state.targets[target.name] = targetState
-      if let ledger { state.budgets[target.name] = ledger }
     }
     state.lastTick = now
     return (decision, state)
   }
 
-  private func signalOutageEvents(_ inputs: EngineInputs, state: inout EngineState, now: Date) -> [AuditEvent]
-  {
-    var events: [AuditEvent] = []
+  private func signalOutageEvents(
+    _ inputs: EngineInputs, state: inout EngineState, now: Date, into events: inout [AuditEvent]
+  ) {
     for signal in policy.signals {
       let missing = inputs.signals[signal.name] == nil
       guard missing != state.missingSignals.contains(signal.name) else { continue }
@@ -89,7 +104,6 @@ public struct ScalingEngine: Sendable {
             costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) }))
       }
     }
-    return events
   }
 
   private func budgetEvent(
@@ -125,18 +139,28 @@ public struct ScalingEngine: Sendable {
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current ?? 0) })
   }
 
-  private func sharedUsage(excluding name: String, committed: [String: Int]) -> SharedUsage {
+  /// What the peers on a target's provider or GPU pool hold: a peer decided this tick counts
+  /// at the larger of its old and new size (removed replicas are still draining), the rest as
+  /// they are, draining replicas included.
+  private func sharedUsage(
+    for target: ScalingTarget, peers: [Int], _ inputs: EngineInputs, _ decided: [ScaleAction]
+  ) -> SharedUsage {
     var usage = SharedUsage()
-    guard let me = policy.target(named: name) else { return usage }
-    for other in policy.targets where other.name != name {
-      let replicas = Double(committed[other.name] ?? 0)
-      if let share = other.rateLimit, share.provider == me.rateLimit?.provider {
+    for index in peers {
+      let other = policy.targets[index]
+      let status = inputs.replicas[other.name]
+      var committed = (status?.current ?? 0) + (status?.draining ?? 0)
+      if let action = decided.last(where: { $0.process == other.name }) {
+        committed = max(action.from, action.to) + (status?.draining ?? 0)
+      }
+      if let share = other.rateLimit, share.provider == target.rateLimit?.provider {
+        let replicas = Double(committed)
         usage.tokensPerMinute += replicas * (share.tokensPerMinutePerReplica ?? 0)
         usage.requestsPerMinute += replicas * (share.requestsPerMinutePerReplica ?? 0)
         usage.concurrentRequests += replicas * (share.concurrentRequestsPerReplica ?? 0)
       }
-      if let pool = other.resources.gpuPool, pool == me.resources.gpuPool {
-        usage.gpus += (committed[other.name] ?? 0) * other.resources.gpus
+      if let pool = other.resources.gpuPool, pool == target.resources.gpuPool {
+        usage.gpus += committed * other.resources.gpus
       }
     }
     return usage

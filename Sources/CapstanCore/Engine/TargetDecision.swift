@@ -4,9 +4,30 @@ import Foundation
 struct Proposal {
   var replicas: Int
   var reason: ScaleReason
-  var detail: String
+  /// Why, as numbers: the sentence is written only when a record needs it, because a tick that
+  /// changes nothing should cost no formatting.
+  var basis: Basis
+  /// The activation threshold that raised a count below 1 to 1, for a process that may reach 0.
+  var raisedToOne: Double? = nil
   /// A hold because replicas are still starting: what counting only the ready ones would give.
-  var readyOnly: Int?
+  var readyOnly: Int? = nil
+
+  enum Basis {
+    case trackingMissing(metric: String)
+    case belowActivation(metric: String, value: Double, threshold: Double)
+    case averageWithin(TargetTracking, value: Double, current: Int)
+    case averageDesired(TargetTracking, value: Double, desired: Int)
+    case noReadyReplica(metric: String, value: Double)
+    case utilizationWithin(TargetTracking, value: Double)
+    case utilizationDesired(TargetTracking, value: Double, ready: Int, desired: Int)
+    /// Replicas still starting: what the ready ones show, and the mean once those count.
+    case utilizationStarting(
+      TargetTracking, value: Double, ready: Int, current: Int, adjusted: Double, desired: Int?)
+    case scaleUpRuleFires(ScaleRule, step: Int)
+    case scaleDownRuleFires(ScaleRule, step: Int)
+    case scaleDownRuleMissing(ScaleRule)
+    case scaleDownRuleNotMet
+  }
 }
 
 /// One clamp that lowered (or raised) the count on the way from wanted to decided.
@@ -14,36 +35,91 @@ struct Clamp {
   var reason: ScaleReason
   var before: Int
   var after: Int
-  var detail: String
+  var basis: Basis
+  /// Replicas still draining held growth further, at this count (after a min or restore floor).
+  var heldForDraining: Int? = nil
+
+  enum Basis {
+    case bound(ScaleReason)
+    case stabilization(up: Bool, window: TimeInterval, holding: Int)
+    case step(ScaleDirection, step: Int, relative: Bool, fixed: Int?, percent: Double?)
+    case cooldown(ScaleDirection, cooldown: TimeInterval, left: TimeInterval)
+    case ceiling(Ceiling, draining: Int)
+    case budgetFrozen(spent: Double, limit: Double)
+    case restore(Int)
+    case draining(Int)
+  }
+}
+
+/// The clamps of one decision in the order they applied, held inline: a tick that holds a count
+/// (a window, a cooldown) allocates nothing. At most one of each kind applies, nine in all.
+struct ClampTrail {
+  private var items = InlineArray<9, Clamp?>(repeating: nil)
+  private var count = 0
+
+  mutating func append(_ clamp: Clamp) {
+    precondition(count < items.count, "more clamps than kinds of clamp")
+    items[count] = clamp
+    count += 1
+  }
+
+  /// Records a clamp from `from` to `to` (none when they are equal) and returns the new count.
+  mutating func record(_ reason: ScaleReason, from: Int, to: Int, _ basis: Clamp.Basis) -> Int {
+    if to != from { append(Clamp(reason: reason, before: from, after: to, basis: basis)) }
+    return to
+  }
+
+  var first: Clamp? { count > 0 ? items[0] : nil }
+  var last: Clamp? { count > 0 ? items[count - 1] : nil }
+
+  func last(where matches: (Clamp) -> Bool) -> Clamp? {
+    for index in stride(from: count - 1, through: 0, by: -1) {
+      if let clamp = items[index], matches(clamp) { return clamp }
+    }
+    return nil
+  }
 }
 
 /// One target's decision at one tick: proposals, then stabilization, then the clamps in order
 /// (min/max, step size, cooldown, cost ceiling, rate-limit ceiling, GPU pool, budget freeze).
+/// Sentences for the audit records are written only when a record is, from the numbers the
+/// proposals and clamps keep.
 struct TargetContext {
   let target: ScalingTarget
   let status: ReplicaStatus
   let signals: [String: Double]
   let now: Date
   let ledger: BudgetLedger?
+  /// The signals its proposals read: any of them missing vetoes a scale-down.
+  let proposalSignals: [String]
   let others: SharedUsage
   var provider: ProviderLimits? = nil
   var pool: GPUPool? = nil
 
   init(
     target: ScalingTarget, status: ReplicaStatus, signals: [String: Double], now: Date, ledger: BudgetLedger?,
-    others: SharedUsage, provider: ProviderLimits? = nil, pool: GPUPool? = nil
+    proposalSignals: [String]? = nil, others: SharedUsage, provider: ProviderLimits? = nil,
+    pool: GPUPool? = nil
   ) {
     self.target = target
     self.status = status
     self.signals = signals
     self.now = now
     self.ledger = ledger
+    self.proposalSignals = proposalSignals ?? target.proposalSignalNames
     self.others = others
     self.provider = provider
     self.pool = pool
   }
 
   var current: Int { status.current }
+
+  /// What a blocked record says, kept until the record is written.
+  private enum Block {
+    case clamp(Clamp, driver: Proposal?)
+    case missingData(Proposal)
+    case notReady(Proposal)
+  }
 
   func decide(_ state: inout TargetState) -> (action: ScaleAction?, events: [AuditEvent]) {
     var events: [AuditEvent] = []
@@ -58,71 +134,70 @@ struct TargetContext {
           costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) }))
     }
     let proposals = self.proposals(&state)
-    // Every signal a proposal reads; any of them missing vetoes a scale-down (rule 4), whichever
+    // Any signal a proposal reads that is missing vetoes a scale-down (rule 4), whichever
     // proposal it feeds and whatever a rule's `match:` says.
-    let missing = target.proposalSignalNames.filter { signals[$0] == nil }
+    let anyMissing = proposalSignals.contains { signals[$0] == nil }
 
     // Scale up to the highest proposal; scale down only when every proposal agrees.
     var wanted = current
     var driver: Proposal?
     var vetoedByMissingData: Proposal?
     if let top = proposals.max(by: { $0.replicas < $1.replicas }) {
-      let down = proposals.filter { $0.replicas < current }.max { $0.replicas < $1.replicas }
-      if top.replicas > current || (proposals.allSatisfy({ $0.replicas < current }) && missing.isEmpty) {
+      // The highest proposal below the current count, by a loop: a lazy filter's escaping
+      // closure would copy the whole context to the heap every tick.
+      var down: Proposal?
+      for proposal in proposals
+      where proposal.replicas < current && proposal.replicas > (down?.replicas ?? .min) {
+        down = proposal
+      }
+      if top.replicas > current || (proposals.allSatisfy({ $0.replicas < current }) && !anyMissing) {
         wanted = top.replicas
         driver = proposals.first { $0.replicas == top.replicas }
-      } else if let down, !missing.isEmpty {
+      } else if let down, anyMissing {
         vetoedByMissingData = down
       }
     }
 
     // [min, max] bound what is stored as a recommendation, so a window never holds a count
     // outside them, and bind again last, over stabilization, steps, cooldowns and ceilings.
-    var clamps: [Clamp] = []
+    var clamps = ClampTrail()
     let bounded = bound(wanted)
     if bounded != wanted {
       let reason: ScaleReason = bounded < wanted ? .maxInstances : .minInstances
       if bounded < wanted && wanted > current || bounded > wanted && wanted < current || driver == nil {
-        clamps.append(Clamp(reason: reason, before: wanted, after: bounded, detail: boundDetail(reason)))
+        clamps.append(Clamp(reason: reason, before: wanted, after: bounded, basis: .bound(reason)))
       }
     }
 
     var next = stabilize(bounded, &state)
     if next != bounded {
-      let window = target.rules(bounded > next ? .up : .down).stabilization
+      let up = bounded > next
       clamps.append(
         Clamp(
           reason: .stabilization, before: bounded, after: next,
-          detail:
-            "the \(bounded > next ? "scale-up" : "scale-down") stabilization window of \(format(window))s still holds a recommendation of \(next)"
-        ))
+          basis: .stabilization(up: up, window: target.rules(up ? .up : .down).stabilization, holding: next)))
     }
     next = applyLimits(to: next, state: state, clamps: &clamps)
     var boundClamp: Clamp?
     if bound(next) != next {
       let reason: ScaleReason = bound(next) > next ? .minInstances : .maxInstances
-      boundClamp = Clamp(reason: reason, before: next, after: bound(next), detail: boundDetail(reason))
+      boundClamp = Clamp(reason: reason, before: next, after: bound(next), basis: .bound(reason))
       next = bound(next)
     }
     if let restore = state.restoreTo.map(bound), next < restore {
-      boundClamp = Clamp(
-        reason: .restore, before: next, after: restore,
-        detail:
-          "restoring the \(restore) replicas Capstan ran before it restarted (its local replicas stop with it)"
-      )
+      boundClamp = Clamp(reason: .restore, before: next, after: restore, basis: .restore(restore))
       next = restore
     }
     // Replicas still draining hold their place: growth stops at max less them, whatever the floor.
     let room = target.max - status.draining
     if status.draining > 0, next > current, next > room {
       let held = Swift.max(current, room)
-      let detail =
-        "\(target.maxSource.rawValue) \(target.max) counts the \(status.draining) replicas still draining"
       if boundClamp != nil {
         boundClamp?.after = held
-        boundClamp?.detail += "; held at \(held) because \(detail)"
+        boundClamp?.heldForDraining = held
       } else {
-        clamps.append(Clamp(reason: .maxInstances, before: next, after: held, detail: detail))
+        clamps.append(
+          Clamp(reason: .maxInstances, before: next, after: held, basis: .draining(status.draining)))
       }
       next = held
     }
@@ -136,12 +211,12 @@ struct TargetContext {
       var detail: String
       if let boundClamp {
         // The bound moved the count itself: say so first, then what the policy wanted.
-        detail = boundClamp.detail
-        if let driver { detail += "; wanted \(wanted) (\(driver.detail))" }
-        if let held = clamps.last(where: { $0.before != $0.after }) { detail += "; \(held.detail)" }
+        detail = describe(boundClamp)
+        if let driver { detail += "; wanted \(wanted) (\(describe(driver)))" }
+        if let held = clamps.last(where: { $0.before != $0.after }) { detail += "; \(describe(held))" }
       } else {
-        detail = driver.map(\.detail) ?? clamps.first.map(\.detail) ?? ""
-        if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(last.detail)" }
+        detail = driver.map(describe) ?? clamps.first.map(describe) ?? ""
+        if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(describe(last))" }
       }
       action = ScaleAction(
         process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout,
@@ -151,32 +226,27 @@ struct TargetContext {
       if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
     }
 
-    var blocked: (reason: ScaleReason, wanted: Int, detail: String)?
+    var blocked: (reason: ScaleReason, wanted: Int, why: Block)?
     if let binding = clamps.last(where: { $0.before != $0.after && $0.reason != .minInstances }),
       binding.before != current, binding.before != next
     {
-      let prefix = driver.map { "wanted \(binding.before) (\($0.detail))" } ?? "wanted \(binding.before)"
-      blocked = (binding.reason, binding.before, "\(prefix); \(binding.detail)")
+      blocked = (binding.reason, binding.before, .clamp(binding, driver: driver))
     } else if let vetoed = vetoedByMissingData, next == current {
-      blocked = (
-        .signalMissing, vetoed.replicas,
-        "wanted \(vetoed.replicas) (\(vetoed.detail)) but \(missing.joined(separator: ", ")) has no value: missing data never scales down"
-      )
+      blocked = (.signalMissing, vetoed.replicas, .missingData(vetoed))
     }
     if blocked == nil, next == current, driver == nil,
       let starting = proposals.first(where: { $0.readyOnly.map { $0 != current } ?? false }),
       let readyOnly = starting.readyOnly
     {
-      blocked = (
-        .replicasNotReady, readyOnly,
-        "wanted \(readyOnly) on ready replicas alone; \(starting.detail)"
-      )
+      blocked = (.replicasNotReady, readyOnly, .notReady(starting))
     }
     if let blocked {
       let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
       if state.lastBlocked != mark {
         events.append(
-          event(.blocked, to: blocked.wanted, reason: blocked.reason, detail: blocked.detail, after: next))
+          event(
+            .blocked, to: blocked.wanted, reason: blocked.reason,
+            detail: describe(blocked.why, wanted: blocked.wanted), after: next))
       }
       state.lastBlocked = mark
     }
@@ -188,34 +258,50 @@ struct TargetContext {
 
   // MARK: Proposals
 
-  private func proposals(_ state: inout TargetState) -> [Proposal] {
-    var proposals: [Proposal] = []
-    if let tracking = target.tracking { proposals.append(trackingProposal(tracking)) }
+  /// A target's proposals: its tracking, and its scale-up or scale-down rule.
+  struct Proposals: Sequence {
+    var tracking: Proposal?
+    var rule: Proposal?
+
+    func makeIterator() -> Iterator { Iterator(first: tracking, second: rule) }
+
+    struct Iterator: IteratorProtocol {
+      var first: Proposal?
+      var second: Proposal?
+
+      mutating func next() -> Proposal? {
+        if let proposal = first ?? second {
+          if first != nil { first = nil } else { second = nil }
+          return proposal
+        }
+        return nil
+      }
+    }
+  }
+
+  private func proposals(_ state: inout TargetState) -> Proposals {
+    var proposals = Proposals()
+    if let tracking = target.tracking { proposals.tracking = trackingProposal(tracking) }
 
     let up = target.up.rule.map { evaluate($0, since: &state.scaleUpHoldingSince) }
     let down = target.down.rule.map { evaluate($0, since: &state.scaleDownHoldingSince) }
-    if case .fires(let detail)? = up {
+    if up == .fires, let rule = target.up.rule {
       let step = target.up.step ?? 1
-      proposals.append(
-        Proposal(
-          replicas: current.saturatingAdd(step), reason: .scaleUpRule,
-          detail: "scale_up rule: \(detail), add \(step)"))
-    } else if let down {
+      proposals.rule = Proposal(
+        replicas: current.saturatingAdd(step), reason: .scaleUpRule,
+        basis: .scaleUpRuleFires(rule, step: step))
+    } else if let down, let rule = target.down.rule {
       let step = target.down.step ?? 1
       switch down {
-      case .fires(let detail):
-        proposals.append(
-          Proposal(
-            replicas: max(0, current - step), reason: .scaleDownRule,
-            detail: "scale_down rule: \(detail), remove \(step)"))
-      case .missing(let names):
-        proposals.append(
-          Proposal(
-            replicas: current, reason: .signalMissing,
-            detail: "scale_down rule cannot be judged: \(names) missing"))
+      case .fires:
+        proposals.rule = Proposal(
+          replicas: max(0, current - step), reason: .scaleDownRule,
+          basis: .scaleDownRuleFires(rule, step: step))
+      case .missing:
+        proposals.rule = Proposal(
+          replicas: current, reason: .signalMissing, basis: .scaleDownRuleMissing(rule))
       case .pending, .notMet:
-        proposals.append(
-          Proposal(replicas: current, reason: .scaleDownRule, detail: "scale_down rule not met"))
+        proposals.rule = Proposal(replicas: current, reason: .scaleDownRule, basis: .scaleDownRuleNotMet)
       }
     }
     return proposals
@@ -224,16 +310,15 @@ struct TargetContext {
   private func trackingProposal(_ tracking: TargetTracking) -> Proposal {
     guard let value = signals[tracking.metric] else {
       return Proposal(
-        replicas: current, reason: .signalMissing, detail: "\(tracking.metric) missing")
+        replicas: current, reason: .signalMissing, basis: .trackingMissing(metric: tracking.metric))
     }
     // Activation comes before the tolerance band, as in KEDA, so that more load never means
     // fewer replicas: at or below the threshold no replica is needed, whatever runs now.
     if target.min == 0 && value <= tracking.activationThreshold {
       return Proposal(
         replicas: 0, reason: .targetTracking,
-        detail:
-          "\(tracking.metric) \(format(value)) is at or below the activation threshold \(format(tracking.activationThreshold)): no replica needed"
-      )
+        basis: .belowActivation(
+          metric: tracking.metric, value: value, threshold: tracking.activationThreshold))
     }
     var proposal: Proposal
     switch tracking.kind {
@@ -242,7 +327,7 @@ struct TargetContext {
     }
     if target.min == 0 && proposal.replicas < 1 {
       proposal.replicas = 1
-      proposal.detail += "; above the activation threshold \(format(tracking.activationThreshold)), so 1"
+      proposal.raisedToOne = tracking.activationThreshold
     }
     return proposal
   }
@@ -253,16 +338,13 @@ struct TargetContext {
       if withinTolerance(ratio, tracking.tolerance) {
         return Proposal(
           replicas: current, reason: .targetTracking,
-          detail:
-            "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)"
-        )
+          basis: .averageWithin(tracking, value: value, current: current))
       }
     }
     let desired = ceilCount(value / tracking.target)
     return Proposal(
       replicas: desired, reason: .targetTracking,
-      detail:
-        "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)")
+      basis: .averageDesired(tracking, value: value, desired: desired))
   }
 
   /// The HPA's replica calculator: the value is the mean over ready replicas. Replicas still
@@ -272,80 +354,74 @@ struct TargetContext {
   /// flips the direction, the count holds.
   private func utilizationProposal(_ tracking: TargetTracking, value: Double) -> Proposal {
     let ready = min(status.ready, current)
-    let metric = "\(tracking.metric) \(format(value))%"
     guard ready > 0 else {
       return Proposal(
-        replicas: current, reason: .targetTracking, detail: "\(metric) cannot be judged with no ready replica"
-      )
+        replicas: current, reason: .targetTracking,
+        basis: .noReadyReplica(metric: tracking.metric, value: value))
     }
     let ratio = value / tracking.target
     let unready = current - ready
-    let band = "\(format(tracking.tolerance * 100))% of target \(format(tracking.target))%"
     guard unready > 0, !withinTolerance(ratio, tracking.tolerance) else {
       if withinTolerance(ratio, tracking.tolerance) {
-        return Proposal(replicas: current, reason: .targetTracking, detail: "\(metric) is within \(band)")
+        return Proposal(
+          replicas: current, reason: .targetTracking, basis: .utilizationWithin(tracking, value: value))
       }
       let desired = ceilCount(Double(ready) * ratio)
       return Proposal(
         replicas: desired, reason: .targetTracking,
-        detail:
-          "\(metric) per replica on \(ready) ready vs target \(format(tracking.target))%: \(ready) × \(format(value)) / \(format(tracking.target)) → \(desired)"
-      )
+        basis: .utilizationDesired(tracking, value: value, ready: ready, desired: desired))
     }
     let assumed = ratio > 1 ? 0.0 : 1.0
     let adjusted = (ratio * Double(ready) + assumed * Double(unready)) / Double(current)
-    let assumption =
-      "\(unready) of \(current) replicas not ready yet count as \(ratio > 1 ? "0%" : "at the target"): \(format(adjusted * tracking.target))%"
     if withinTolerance(adjusted, tracking.tolerance) || (ratio > 1) != (adjusted > 1) {
       return Proposal(
         replicas: current, reason: .targetTracking,
-        detail: "\(metric) on \(ready) ready; \(assumption), so no change until they are ready",
+        basis: .utilizationStarting(
+          tracking, value: value, ready: ready, current: current, adjusted: adjusted, desired: nil),
         readyOnly: ceilCount(Double(ready) * ratio))
     }
     let desired = ceilCount(adjusted * Double(current))
     return Proposal(
       replicas: desired, reason: .targetTracking,
-      detail:
-        "\(metric) on \(ready) ready; \(assumption); \(current) × \(format(adjusted * tracking.target)) / \(format(tracking.target)) → \(desired)"
-    )
+      basis: .utilizationStarting(
+        tracking, value: value, ready: ready, current: current, adjusted: adjusted, desired: desired))
   }
 
   private enum RuleOutcome {
-    case fires(String)
+    case fires
     case pending
     case notMet
-    case missing(String)
+    case missing
   }
 
   private func evaluate(_ rule: ScaleRule, since: inout Date?) -> RuleOutcome {
-    var held: [String] = []
+    var anyHeld = false
     var failed = false
-    var missing: [String] = []
+    var anyMissing = false
     for condition in rule.conditions {
       guard let value = signals[condition.metric] else {
-        missing.append(condition.metric)
+        anyMissing = true
         continue
       }
       if condition.op.holds(value, condition.threshold.value) {
-        held.append("\(condition.text) (\(format(value)))")
+        anyHeld = true
       } else {
         failed = true
       }
     }
     let holds: Bool?
     switch rule.match {
-    case .any: holds = held.isEmpty ? (missing.isEmpty ? false : nil) : true
-    case .all: holds = failed ? false : (missing.isEmpty ? true : nil)
+    case .any: holds = anyHeld ? true : (anyMissing ? nil : false)
+    case .all: holds = failed ? false : (anyMissing ? nil : true)
     }
     guard holds == true else {
       since = nil
-      return holds == nil ? .missing(missing.joined(separator: ", ")) : .notMet
+      return holds == nil ? .missing : .notMet
     }
     let start = since ?? now
     since = start
     guard now.timeIntervalSince(start) >= rule.duration else { return .pending }
-    let lasting = rule.duration > 0 ? " for \(format(rule.duration))s" : ""
-    return .fires(held.joined(separator: rule.match == .any ? " or " : " and ") + lasting)
+    return .fires
   }
 
   // MARK: Stabilization and limits
@@ -378,67 +454,164 @@ struct TargetContext {
     return result
   }
 
-  private func applyLimits(to proposed: Int, state: TargetState, clamps: inout [Clamp]) -> Int {
+  private func applyLimits(to proposed: Int, state: TargetState, clamps: inout ClampTrail) -> Int {
     var next = proposed
-    func clamp(_ reason: ScaleReason, to value: Int, _ detail: String) {
-      guard value != next else { return }
-      clamps.append(Clamp(reason: reason, before: next, after: value, detail: detail))
-      next = value
-    }
     // Steps and cooldowns, one rule for both directions.
-    for direction in ScaleDirection.allCases where (direction == .up) == (next > current) && next != current {
+    if next != current {
+      let direction: ScaleDirection = next > current ? .up : .down
       let rules = target.rules(direction)
       let sign = direction == .up ? 1 : -1
       let relative = rules.stepPercent.map { Int(saturating: (Double(current) * $0 / 100).rounded(.up)) }
-      if let step = [rules.step, relative].compactMap({ $0 }).max(), abs(next - current) > step {
-        let key = direction == .up ? "add_instances" : "remove_instances"
-        let detail =
-          relative == nil
-          ? "\(key) is \(step) per step"
-          : "at most \(step) per step (the larger of \(rules.step ?? 0) and \(format(rules.stepPercent ?? 0))%)"
-        clamp(.stepSize, to: current.saturatingAdd(sign * step), detail)
+      let step: Int? =
+        switch (rules.step, relative) {
+        case (let fixed?, let relative?): Swift.max(fixed, relative)
+        case (let fixed, let relative): fixed ?? relative
+        }
+      if let step, abs(next - current) > step {
+        let basis = Clamp.Basis.step(
+          direction, step: step, relative: relative != nil, fixed: rules.step, percent: rules.stepPercent)
+        next = clamps.record(.stepSize, from: next, to: current.saturatingAdd(sign * step), basis)
       }
-      let last = direction == .up ? state.lastScaleUp : state.lastScaleDown
-      if let last, now.timeIntervalSince(last) < rules.cooldown {
+      if let last = direction == .up ? state.lastScaleUp : state.lastScaleDown,
+        now.timeIntervalSince(last) < rules.cooldown
+      {
         let left = rules.cooldown - now.timeIntervalSince(last)
-        clamp(
-          .cooldown, to: current,
-          "the \(direction.rawValue) cooldown of \(format(rules.cooldown))s has \(format(left))s left")
+        next = clamps.record(
+          .cooldown, from: next, to: current, .cooldown(direction, cooldown: rules.cooldown, left: left))
       }
     }
     // Ceilings stop growth; they never force a scale-down of what already runs.
-    var ceilings: [Ceiling] = []
-    if let cost = Ceilings.cost(target) { ceilings.append(cost) }
-    if let provider, let rate = Ceilings.rateLimit(target, provider: provider, others: others) {
-      ceilings.append(rate)
-    }
-    if let pool, let gpu = Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus) {
-      ceilings.append(gpu)
-    }
-    for ceiling in ceilings {
-      let allowed = ceiling.replicas - status.draining
-      guard next > current && next > allowed else { continue }
-      let draining = status.draining > 0 ? ", less \(status.draining) still draining" : ""
-      clamp(ceiling.reason, to: max(current, allowed), ceiling.explanation + draining)
+    if next > current {
+      var ceilings = [Ceilings.cost(target)]
+      if let provider { ceilings.append(Ceilings.rateLimit(target, provider: provider, others: others)) }
+      if let pool { ceilings.append(Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus)) }
+      for case let ceiling? in ceilings {
+        let allowed = ceiling.replicas - status.draining
+        guard next > current && next > allowed else { continue }
+        next = clamps.record(
+          ceiling.reason, from: next, to: max(current, allowed), .ceiling(ceiling, draining: status.draining))
+      }
     }
     if next > current, let ledger, ledger.state == .frozen, let breaker = target.budget {
-      clamp(
-        .budgetFrozen, to: current,
-        "the daily budget is frozen at \(usd(ledger.spentUSD)) of \(usd(breaker.dailyBudgetUSD)) until the next budget day"
-      )
+      next = clamps.record(
+        .budgetFrozen, from: next, to: current,
+        .budgetFrozen(spent: ledger.spentUSD, limit: breaker.dailyBudgetUSD))
     }
     return next
   }
 
   private func bound(_ replicas: Int) -> Int { min(max(replicas, target.min), target.max) }
 
-  private func boundDetail(_ reason: ScaleReason) -> String {
-    reason == .maxInstances ? "\(target.maxSource.rawValue) is \(target.max)" : "min is \(target.min)"
-  }
-
   private func moveReason(next: Int, wanted: Int, driver: Proposal?) -> ScaleReason {
     if let driver, (next > current) == (wanted > current), wanted != current { return driver.reason }
     return next > current ? .minInstances : .maxInstances
+  }
+
+  // MARK: Sentences
+
+  private func describe(_ proposal: Proposal) -> String {
+    var text: String
+    switch proposal.basis {
+    case .trackingMissing(let metric): text = "\(metric) missing"
+    case .belowActivation(let metric, let value, let threshold):
+      text =
+        "\(metric) \(format(value)) is at or below the activation threshold \(format(threshold)): no replica needed"
+    case .averageWithin(let tracking, let value, let current):
+      text =
+        "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)"
+    case .averageDesired(let tracking, let value, let desired):
+      text =
+        "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)"
+    case .noReadyReplica(let metric, let value):
+      text = "\(metric) \(format(value))% cannot be judged with no ready replica"
+    case .utilizationWithin(let tracking, let value):
+      text =
+        "\(tracking.metric) \(format(value))% is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target))%"
+    case .utilizationDesired(let tracking, let value, let ready, let desired):
+      text =
+        "\(tracking.metric) \(format(value))% per replica on \(ready) ready vs target \(format(tracking.target))%: \(ready) × \(format(value)) / \(format(tracking.target)) → \(desired)"
+    case .utilizationStarting(let tracking, let value, let ready, let current, let adjusted, let desired):
+      let assumption =
+        "\(current - ready) of \(current) replicas not ready yet count as \(value / tracking.target > 1 ? "0%" : "at the target"): \(format(adjusted * tracking.target))%"
+      let metric = "\(tracking.metric) \(format(value))%"
+      if let desired {
+        text =
+          "\(metric) on \(ready) ready; \(assumption); \(current) × \(format(adjusted * tracking.target)) / \(format(tracking.target)) → \(desired)"
+      } else {
+        text = "\(metric) on \(ready) ready; \(assumption), so no change until they are ready"
+      }
+    case .scaleUpRuleFires(let rule, let step): text = "scale_up rule: \(firing(rule)), add \(step)"
+    case .scaleDownRuleFires(let rule, let step): text = "scale_down rule: \(firing(rule)), remove \(step)"
+    case .scaleDownRuleMissing(let rule):
+      let missing = rule.conditions.map(\.metric).filter { signals[$0] == nil }
+      text = "scale_down rule cannot be judged: \(missing.joined(separator: ", ")) missing"
+    case .scaleDownRuleNotMet: text = "scale_down rule not met"
+    }
+    if let threshold = proposal.raisedToOne {
+      text += "; above the activation threshold \(format(threshold)), so 1"
+    }
+    return text
+  }
+
+  /// The conditions of a firing rule that hold, with their values, and how long they held.
+  private func firing(_ rule: ScaleRule) -> String {
+    let held = rule.conditions.compactMap { condition -> String? in
+      guard let value = signals[condition.metric], condition.op.holds(value, condition.threshold.value) else {
+        return nil
+      }
+      return "\(condition.text) (\(format(value)))"
+    }
+    let lasting = rule.duration > 0 ? " for \(format(rule.duration))s" : ""
+    return held.joined(separator: rule.match == .any ? " or " : " and ") + lasting
+  }
+
+  private func describe(_ clamp: Clamp) -> String {
+    var text: String
+    switch clamp.basis {
+    case .bound(let reason):
+      text =
+        reason == .maxInstances ? "\(target.maxSource.rawValue) is \(target.max)" : "min is \(target.min)"
+    case .stabilization(let up, let window, let holding):
+      text =
+        "the \(up ? "scale-up" : "scale-down") stabilization window of \(format(window))s still holds a recommendation of \(holding)"
+    case .step(let direction, let step, let relative, let fixed, let percent):
+      text =
+        relative
+        ? "at most \(step) per step (the larger of \(fixed ?? 0) and \(format(percent ?? 0))%)"
+        : "\(direction == .up ? "add_instances" : "remove_instances") is \(step) per step"
+    case .cooldown(let direction, let cooldown, let left):
+      text = "the \(direction.rawValue) cooldown of \(format(cooldown))s has \(format(left))s left"
+    case .ceiling(let ceiling, let draining):
+      text = ceiling.explanation + (draining > 0 ? ", less \(draining) still draining" : "")
+    case .budgetFrozen(let spent, let limit):
+      text = "the daily budget is frozen at \(usd(spent)) of \(usd(limit)) until the next budget day"
+    case .restore(let restore):
+      text =
+        "restoring the \(restore) replicas Capstan ran before it restarted (its local replicas stop with it)"
+    case .draining(let draining): text = drainingHold(draining)
+    }
+    if let held = clamp.heldForDraining {
+      text += "; held at \(held) because \(drainingHold(status.draining))"
+    }
+    return text
+  }
+
+  private func drainingHold(_ draining: Int) -> String {
+    "\(target.maxSource.rawValue) \(target.max) counts the \(draining) replicas still draining"
+  }
+
+  private func describe(_ block: Block, wanted: Int) -> String {
+    switch block {
+    case .clamp(let binding, let driver):
+      let prefix = driver.map { "wanted \(wanted) (\(describe($0)))" } ?? "wanted \(wanted)"
+      return "\(prefix); \(describe(binding))"
+    case .missingData(let vetoed):
+      let missing = proposalSignals.filter { signals[$0] == nil }
+      return
+        "wanted \(wanted) (\(describe(vetoed))) but \(missing.joined(separator: ", ")) has no value: missing data never scales down"
+    case .notReady(let starting):
+      return "wanted \(wanted) on ready replicas alone; \(describe(starting))"
+    }
   }
 
   private func event(_ kind: AuditEventKind, to: Int, reason: ScaleReason, detail: String, after: Int)
