@@ -5,7 +5,8 @@
 #endif
 
 /// Reads a file line by line through a fixed buffer, so an input of any length is read in the
-/// same memory. Lines end at `\n` (a `\r` before it goes); a byte-order mark at the start goes.
+/// same memory. Lines end at `\n` (a `\r` before it goes), or at `\r` in a file whose first
+/// block has no `\n` (old Mac line ends); a byte-order mark at the start goes.
 public final class LineReader {
   /// The longest line read; a longer one is an error (a file that is not line-based, or one
   /// line without end).
@@ -18,6 +19,8 @@ public final class LineReader {
   private var buffer: [UInt8] = []
   private var start = 0
   private var atEnd = false
+  private var separator = UInt8(ascii: "\n")
+  private var sawFirstBlock = false
   private static let chunk = 1 << 16
 
   /// Opens the file; errors say the path and why.
@@ -36,7 +39,7 @@ public final class LineReader {
   /// into is reused by the next call.
   public func next<Result>(_ body: (ArraySlice<UInt8>) throws -> Result) throws -> Result? {
     while true {
-      if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+      if let newline = buffer[start...].firstIndex(of: separator) {
         var line = buffer[start..<newline]
         start = newline + 1
         return try deliver(&line, body)
@@ -68,7 +71,7 @@ public final class LineReader {
   {
     guard line.count <= Self.maxLineBytes else { throw tooLong() }
     lineNumber += 1
-    if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+    if separator == UInt8(ascii: "\n") && line.last == UInt8(ascii: "\r") { line = line.dropLast() }
     if lineNumber == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) { line = line.dropFirst(3) }
     return try body(line)
   }
@@ -83,5 +86,11 @@ public final class LineReader {
     }
     buffer.removeLast(Self.chunk - read)
     if read < Self.chunk { atEnd = true }
+    if !sawFirstBlock {
+      sawFirstBlock = true
+      if !buffer.contains(UInt8(ascii: "\n")) && buffer.contains(UInt8(ascii: "\r")) {
+        separator = UInt8(ascii: "\r")
+      }
+    }
   }
 }

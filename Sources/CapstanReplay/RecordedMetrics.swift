@@ -72,61 +72,23 @@ extension RecordedMetrics {
     var lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).lazy
       .map { line in Substring(line.last == UInt8(ascii: "\r") ? line.dropLast() : line) }
       .enumerated().makeIterator()
-    guard let (_, headerLine) = lines.next(), !headerLine.isEmpty else {
-      throw MetricsFileError(
-        file: file, line: 1, message: "empty file: the first line must be a header 'timestamp,<metric>,...'")
-    }
-    let header = headerLine.split(separator: ",", omittingEmptySubsequences: false).map {
-      $0.trimmingCharacters(in: .whitespaces)
-    }
-    guard header.first == "timestamp" else {
-      throw MetricsFileError(
-        file: file, line: 1, message: "the first column must be 'timestamp', found '\(header.first ?? "")'")
-    }
-    let columns = Array(header.dropFirst())
-    if let duplicate = Dictionary(grouping: columns, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
-      throw MetricsFileError(file: file, line: 1, message: "column '\(duplicate)' appears twice")
-    }
+    var parser = try CSVRowParser(header: lines.next()?.element, file: file)
     var samples: [Sample] = []
     samples.reserveCapacity(text.utf8.count / 32)
     while let (index, line) = lines.next() {
-      let lineNumber = index + 1
-      if line.allSatisfy(\.isWhitespace) { continue }
-      let cells = line.split(separator: ",", omittingEmptySubsequences: false)
-      guard cells.count == header.count else {
-        throw MetricsFileError(
-          file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
-      }
-      let time = try parseTimestamp(cells[0], file: file, line: lineNumber)
-      var values: [String: Double] = [:]
-      values.reserveCapacity(columns.count)
-      for (column, cell) in zip(columns, cells.dropFirst()) {
-        let trimmed =
-          cell.first == " " || cell.last == " " ? Substring(cell.trimmingCharacters(in: .whitespaces)) : cell
-        if trimmed.isEmpty { continue }
-        guard !trimmed.utf8.contains(0), let value = Double(trimmed), value.isFinite else {
-          throw MetricsFileError(
-            file: file, line: lineNumber,
-            message:
-              "'\(trimmed)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
-        }
-        values[column] = value
-      }
-      let sample = Sample(time: time, values: values)
-      try check(sample, after: samples.last, file: file, line: lineNumber)
-      samples.append(sample)
+      if let sample = try parser.parse(line, line: index + 1) { samples.append(sample) }
     }
-    return RecordedMetrics(columns: columns, samples: samples)
+    return RecordedMetrics(columns: parser.columns, samples: samples)
   }
 
   /// The rules every row meets: rows in time order; replica and ready counts whole and in
   /// range. A recording that breaks one is refused at that line rather than replayed wrong.
-  static func check(_ sample: Sample, after previous: Sample?, file: String, line: Int) throws {
-    if let previous, sample.time < previous.time {
+  static func check(_ sample: Sample, after previous: Date?, file: String, line: Int) throws {
+    if let previous, sample.time < previous {
       throw MetricsFileError(
         file: file, line: line,
         message:
-          "\(RFC3339.string(from: sample.time)) is earlier than the row before (\(RFC3339.string(from: previous.time))): rows must be in time order; sort the file by its timestamp"
+          "\(RFC3339.string(from: sample.time)) is earlier than the row before (\(RFC3339.string(from: previous))): rows must be in time order; sort the file by its timestamp"
       )
     }
     for (column, value) in sample.values where column.hasSuffix(".replicas") || column.hasSuffix(".ready") {
@@ -142,44 +104,14 @@ extension RecordedMetrics {
 
   public static func parseJSONLines(_ text: String, file: String) throws -> RecordedMetrics {
     let text = normalized(text)
-    var columns: [String] = []
-    var seen: Set<String> = []
+    var parser = JSONLinesRowParser(file: file)
     var samples: [Sample] = []
-    let decoder = JSONDecoder()
     for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
       .enumerated()
     {
-      let lineNumber = index + 1
-      if line.allSatisfy(\.isWhitespace) { continue }
-      guard let object = try? decoder.decode([String: JSONCell].self, from: Data(line.utf8)) else {
-        throw MetricsFileError(
-          file: file, line: lineNumber,
-          message:
-            "not a JSON object of numbers and nulls with a \"timestamp\" (RFC 3339 text or Unix seconds)")
-      }
-      let time: Date
-      switch object["timestamp"] {
-      case .text(let text)?: time = try parseTimestamp(Substring(text), file: file, line: lineNumber)
-      case .number(let seconds)?: time = try epoch(seconds, text: "\(seconds)", file: file, line: lineNumber)
-      default:
-        throw MetricsFileError(
-          file: file, line: lineNumber, message: "missing \"timestamp\" (RFC 3339 text or Unix seconds)")
-      }
-      var values: [String: Double] = [:]
-      for (key, cell) in object.sorted(by: { $0.key < $1.key }) where key != "timestamp" {
-        if seen.insert(key).inserted { columns.append(key) }
-        switch cell {
-        case .null: continue
-        case .number(let value): values[key] = value
-        case .text:
-          throw MetricsFileError(file: file, line: lineNumber, message: "\"\(key)\" must be a number or null")
-        }
-      }
-      let sample = Sample(time: time, values: values)
-      try check(sample, after: samples.last, file: file, line: lineNumber)
-      samples.append(sample)
+      if let sample = try parser.parse(line, line: index + 1) { samples.append(sample) }
     }
-    return RecordedMetrics(columns: columns, samples: samples)
+    return RecordedMetrics(columns: parser.columns, samples: samples)
   }
 
   /// RFC 3339 text (any offset, optional fraction) or Unix seconds.
@@ -313,5 +245,171 @@ private enum JSONCell: Decodable {
     } else {
       self = .text(try container.decode(String.self))
     }
+  }
+}
+
+/// Reads a CSV recording's rows one at a time, by the rules of the whole file: the header
+/// names the columns; each row is a timestamp and numbers (an empty cell is a missing value),
+/// in time order.
+struct CSVRowParser {
+  let file: String
+  let header: [String]
+  var columns: [String] { Array(header.dropFirst()) }
+  private var previous: Date?
+
+  init(header line: Substring?, file: String) throws {
+    self.file = file
+    guard let line, !line.isEmpty else {
+      throw MetricsFileError(
+        file: file, line: 1, message: "empty file: the first line must be a header 'timestamp,<metric>,...'")
+    }
+    header = line.split(separator: ",", omittingEmptySubsequences: false).map {
+      $0.trimmingCharacters(in: .whitespaces)
+    }
+    guard header.first == "timestamp" else {
+      throw MetricsFileError(
+        file: file, line: 1, message: "the first column must be 'timestamp', found '\(header.first ?? "")'")
+    }
+    if let duplicate = Dictionary(grouping: header.dropFirst(), by: { $0 }).first(where: {
+      $0.value.count > 1
+    })?
+    .key {
+      throw MetricsFileError(file: file, line: 1, message: "column '\(duplicate)' appears twice")
+    }
+  }
+
+  /// A row's sample, nil for a blank line.
+  mutating func parse(_ line: Substring, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
+    if line.allSatisfy(\.isWhitespace) { return nil }
+    let cells = line.split(separator: ",", omittingEmptySubsequences: false)
+    guard cells.count == header.count else {
+      throw MetricsFileError(
+        file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
+    }
+    let time = try RecordedMetrics.parseTimestamp(cells[0], file: file, line: lineNumber)
+    var values: [String: Double] = [:]
+    values.reserveCapacity(header.count - 1)
+    for (column, cell) in zip(header.dropFirst(), cells.dropFirst()) {
+      let trimmed =
+        cell.first == " " || cell.last == " " ? Substring(cell.trimmingCharacters(in: .whitespaces)) : cell
+      if trimmed.isEmpty { continue }
+      guard !trimmed.utf8.contains(0), let value = Double(trimmed), value.isFinite else {
+        throw MetricsFileError(
+          file: file, line: lineNumber,
+          message:
+            "'\(trimmed)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
+      }
+      values[column] = value
+    }
+    let sample = RecordedMetrics.Sample(time: time, values: values)
+    try RecordedMetrics.check(sample, after: previous, file: file, line: lineNumber)
+    previous = time
+    return sample
+  }
+}
+
+/// Reads a JSON Lines recording's objects one at a time: a `timestamp` (RFC 3339 text or Unix
+/// seconds) and metrics as numbers or nulls, in time order.
+struct JSONLinesRowParser {
+  let file: String
+  /// Every key seen so far but `timestamp`, in the order first seen.
+  private(set) var columns: [String] = []
+  private var seen: Set<String> = []
+  private var previous: Date?
+  private let decoder = JSONDecoder()
+
+  init(file: String) { self.file = file }
+
+  mutating func parse(_ line: Substring, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
+    if line.allSatisfy(\.isWhitespace) { return nil }
+    guard let object = try? decoder.decode([String: JSONCell].self, from: Data(line.utf8)) else {
+      throw MetricsFileError(
+        file: file, line: lineNumber,
+        message: "not a JSON object of numbers and nulls with a \"timestamp\" (RFC 3339 text or Unix seconds)"
+      )
+    }
+    let time: Date
+    switch object["timestamp"] {
+    case .text(let text)?:
+      time = try RecordedMetrics.parseTimestamp(Substring(text), file: file, line: lineNumber)
+    case .number(let seconds)?:
+      time = try RecordedMetrics.epoch(seconds, text: "\(seconds)", file: file, line: lineNumber)
+    default:
+      throw MetricsFileError(
+        file: file, line: lineNumber, message: "missing \"timestamp\" (RFC 3339 text or Unix seconds)")
+    }
+    var values: [String: Double] = [:]
+    for (key, cell) in object.sorted(by: { $0.key < $1.key }) where key != "timestamp" {
+      if seen.insert(key).inserted { columns.append(key) }
+      switch cell {
+      case .null: continue
+      case .number(let value): values[key] = value
+      case .text:
+        throw MetricsFileError(file: file, line: lineNumber, message: "\"\(key)\" must be a number or null")
+      }
+    }
+    let sample = RecordedMetrics.Sample(time: time, values: values)
+    try RecordedMetrics.check(sample, after: previous, file: file, line: lineNumber)
+    previous = time
+    return sample
+  }
+}
+
+/// Samples in time order, one at a time.
+public protocol RecordedSamples {
+  mutating func next() throws -> RecordedMetrics.Sample?
+}
+
+extension RecordedMetrics {
+  /// The samples held in memory, in order.
+  public struct Cursor: RecordedSamples {
+    let samples: [Sample]
+    var index = 0
+    public mutating func next() -> Sample? {
+      guard index < samples.count else { return nil }
+      index += 1
+      return samples[index - 1]
+    }
+  }
+
+  public var cursor: Cursor { Cursor(samples: samples) }
+}
+
+/// A recording read from its file a line at a time through a fixed buffer, so a year of rows
+/// replays in the memory of a day. Each row is checked as it is read; an error names its line.
+public struct RecordedMetricsFile: RecordedSamples {
+  private enum Format {
+    case csv(CSVRowParser)
+    case jsonLines(JSONLinesRowParser)
+  }
+
+  private let reader: LineReader
+  private var format: Format
+
+  /// Opens the file and reads its header: CSV, or JSON Lines for `.jsonl` and `.ndjson` names.
+  public init(path: String) throws {
+    reader = try LineReader(path: path)
+    if path.hasSuffix(".jsonl") || path.hasSuffix(".ndjson") {
+      format = .jsonLines(JSONLinesRowParser(file: path))
+    } else {
+      format = .csv(try CSVRowParser(header: try reader.nextLine().map { Substring($0) }, file: path))
+    }
+  }
+
+  public mutating func next() throws -> RecordedMetrics.Sample? {
+    while let line = try reader.nextLine() {
+      let number = reader.lineNumber
+      let sample: RecordedMetrics.Sample?
+      switch format {
+      case .csv(var parser):
+        sample = try parser.parse(Substring(line), line: number)
+        format = .csv(parser)
+      case .jsonLines(var parser):
+        sample = try parser.parse(Substring(line), line: number)
+        format = .jsonLines(parser)
+      }
+      if let sample { return sample }
+    }
+    return nil
   }
 }

@@ -38,49 +38,86 @@ public struct Replay {
   public func run(_ metrics: RecordedMetrics, onEvent: (AuditEvent) throws -> Void = { _ in }) throws
     -> ReplayResult
   {
-    guard let first = metrics.samples.first?.time, let last = metrics.samples.last?.time else {
-      throw ReplayError.noSamples
-    }
+    try run(samples: metrics.cursor, onEvent: onEvent)
+  }
+
+  /// Replays samples as they are read: memory holds the current sample and the next, whatever
+  /// the recording's length. A bad row stops the replay with an error at its line.
+  public func run(
+    samples source: some RecordedSamples, keepEvents: Bool = true,
+    onEvent: (AuditEvent) throws -> Void = { _ in }
+  ) throws -> ReplayResult {
+    var source = source
+    guard let firstSample = try source.next() else { throw ReplayError.noSamples }
+    let first = firstSample.time
     let interval = options.interval ?? policy.controller.interval
     let staleness = options.staleness ?? policy.controller.staleness
     guard interval >= 1 else { throw ReplayError.badInterval }
-    let ticks = last.timeIntervalSince(first) / interval
-    guard ticks <= Double(Self.maxTicks) else {
-      throw ReplayError.tooManyTicks(Int(saturating: ticks), from: first, to: last)
-    }
-    if let gap = Self.longestGap(metrics), gap.seconds > max(3600, staleness * 10) {
-      // Every tick inside it sees every signal missing: a replay that holds through it is right,
-      // but the user should know the hours are empty, not quiet.
-      logger.warning(
-        "the recording has a gap of \(Int(gap.seconds / 60)) minutes after \(RFC3339.string(from: gap.after)): its ticks see every signal missing"
-      )
-    }
     for name in options.start.keys where policy.target(named: name) == nil {
       throw ReplayError.unknownProcess(name, known: policy.targets.map(\.name))
+    }
+    let lastAllowed = first.addingTimeInterval(Double(Self.maxTicks) * interval)
+    // The longest stretch without a sample, reported at the end.
+    var longestGap: ReplayResult.Gap?
+    func read() throws -> RecordedMetrics.Sample? {
+      guard let sample = try source.next() else { return nil }
+      guard sample.time <= lastAllowed else {
+        throw ReplayError.tooManyTicks(
+          Int(saturating: sample.time.timeIntervalSince(first) / interval), from: first, to: sample.time)
+      }
+      return sample
     }
 
     let engine = ScalingEngine(policy: policy)
     var state = EngineState()
     var replicas: [String: Int] = [:]
     for target in policy.targets {
-      let recorded = metrics.samples[0].values[RecordedMetrics.replicasColumn(for: target.name)]
+      let recorded = firstSample.values[RecordedMetrics.replicasColumn(for: target.name)]
       replicas[target.name] = options.start[target.name] ?? recorded.map { Int($0.rounded()) } ?? target.min
     }
     let perReplica = policy.signals.compactMap { spec in
       spec.perReplicaOf.map { (signal: spec.name, process: $0) }
     }
 
-    var accumulator = SummaryAccumulator(policy: policy, start: first)
-    var cursor = -1
+    var accumulator = SummaryAccumulator(policy: policy, start: first, keepEvents: keepEvents)
+    // The latest sample at or before the tick, and the samples read ahead of it: up to the first
+    // one at least an interval past the tick, so the tick knows whether the recording ends
+    // within its interval. Memory holds the samples of one interval, whatever the length.
+    var current: RecordedMetrics.Sample?
+    var ahead: [RecordedMetrics.Sample] = [firstSample]
+    var aheadHead = 0
+    var exhausted = false
+    var samples = 0
     var tick = 0
     var now = first
-    while now <= last {
-      while cursor + 1 < metrics.samples.count, metrics.samples[cursor + 1].time <= now { cursor += 1 }
+    while true {
+      while !exhausted, (ahead.last?.time ?? now) < now.addingTimeInterval(interval) {
+        if let sample = try read() { ahead.append(sample) } else { exhausted = true }
+      }
+      while aheadHead < ahead.count, ahead[aheadHead].time <= now {
+        let next = ahead[aheadHead]
+        if let current {
+          let gap = next.time.timeIntervalSince(current.time)
+          if gap > (longestGap?.seconds ?? 0) {
+            longestGap = ReplayResult.Gap(seconds: gap, after: current.time)
+          }
+        }
+        current = next
+        samples += 1
+        aheadHead += 1
+      }
+      if aheadHead > 64 && aheadHead * 2 > ahead.count {
+        ahead.removeFirst(aheadHead)
+        aheadHead = 0
+      }
+      let last = exhausted ? (aheadHead < ahead.count ? ahead[ahead.count - 1].time : current?.time) : nil
+      // Past the last sample: done.
+      if let last, now > last { break }
       var signals: [String: Double] = [:]
       var recordedReplicas: [String: Double] = [:]
       var recordedReady: [String: Double] = [:]
-      if cursor >= 0, now.timeIntervalSince(metrics.samples[cursor].time) <= staleness {
-        signals = metrics.samples[cursor].values
+      if let current, now.timeIntervalSince(current.time) <= staleness {
+        signals = current.values
         for target in policy.targets {
           let column = RecordedMetrics.replicasColumn(for: target.name)
           if let value = signals.removeValue(forKey: column) { recordedReplicas[target.name] = value }
@@ -110,21 +147,23 @@ public struct Replay {
         try onEvent(event)
       }
       for action in decision.actions { replicas[action.process] = action.to }
-      let span = min(interval, max(0, last.timeIntervalSince(now)))
+      // The recording ends at its last sample: the tick before it holds only up to there.
+      let span = last.map { min(interval, max(0, $0.timeIntervalSince(now))) } ?? interval
       accumulator.hold(replicas, recorded: recordedReplicas, for: span, state: state, signals: signals)
       tick += 1
       now = first.addingTimeInterval(Double(tick) * interval)
     }
-    logger.debug("replayed \(tick) ticks", metadata: ["samples": "\(metrics.samples.count)"])
-    return accumulator.result(end: last, ticks: tick, interval: interval)
-  }
-}
-
-extension Replay {
-  /// The longest time between two samples in a row, and when it starts.
-  static func longestGap(_ metrics: RecordedMetrics) -> (seconds: TimeInterval, after: Date)? {
-    zip(metrics.samples, metrics.samples.dropFirst()).map { ($1.time.timeIntervalSince($0.time), $0.time) }
-      .max { $0.0 < $1.0 }
+    if let gap = longestGap, gap.seconds > max(3600, staleness * 10) {
+      // Every tick inside it saw every signal missing: a replay that held through it is right,
+      // but the user should know the hours were empty, not quiet.
+      logger.warning(
+        "the recording has a gap of \(Int(gap.seconds / 60)) minutes after \(RFC3339.string(from: gap.after)): its ticks see every signal missing"
+      )
+    }
+    logger.debug("replayed \(tick) ticks", metadata: ["samples": "\(samples)"])
+    var result = accumulator.result(end: current?.time ?? first, ticks: tick, interval: interval)
+    result.longestGap = longestGap
+    return result
   }
 }
 

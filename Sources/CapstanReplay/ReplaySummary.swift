@@ -72,8 +72,16 @@ public struct ReplayResult: Sendable, Equatable, Encodable {
   public var ticks: Int
   public var intervalSeconds: Double
   public var processes: [ProcessSummary]
-  /// Every event in order, for the text timeline.
+  /// Every event in order, for the text timeline (empty where the driver wrote them as they
+  /// came).
   public var events: [AuditEvent]
+  /// The longest stretch between two samples in a row, and the sample it follows.
+  public var longestGap: Gap?
+
+  public struct Gap: Sendable, Equatable {
+    public var seconds: TimeInterval
+    public var after: Date
+  }
 
   enum CodingKeys: String, CodingKey {
     case start, end, ticks
@@ -98,10 +106,13 @@ struct SummaryAccumulator {
   var weightedReplicas: [String: Double] = [:]
   var heldSeconds = 0.0
   var events: [AuditEvent] = []
+  /// Whether the result lists every event; a driver that writes them as they come need not.
+  let keepEvents: Bool
 
-  init(policy: Policy, start: Date) {
+  init(policy: Policy, start: Date, keepEvents: Bool = true) {
     self.policy = policy
     self.start = start
+    self.keepEvents = keepEvents
     for target in policy.targets {
       var summary = ProcessSummary(process: target.name)
       summary.dailyBudgetUSD = target.budget?.dailyBudgetUSD
@@ -110,7 +121,7 @@ struct SummaryAccumulator {
   }
 
   mutating func record(_ event: AuditEvent) {
-    events.append(event)
+    if keepEvents { events.append(event) }
     switch event.kind {
     case .scaleUp: summaries[event.process]?.scaleUps += 1
     case .scaleDown: summaries[event.process]?.scaleDowns += 1
@@ -159,18 +170,27 @@ struct SummaryAccumulator {
       return summary
     }
     return ReplayResult(
-      start: start, end: end, ticks: ticks, intervalSeconds: interval, processes: processes, events: events)
+      start: start, end: end, ticks: ticks, intervalSeconds: interval, processes: processes, events: events,
+      longestGap: nil)
   }
 }
 
 /// The human-readable report: a timeline of changes and blocks, then a summary per process.
 public enum ReplayReport {
   public static func text(_ result: ReplayResult, policyPath: String, metricsPath: String) -> String {
-    var out = "Replay of \(policyPath) against \(metricsPath)\n"
-    out +=
-      "\(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks every \(format(result.intervalSeconds))s\n\n"
-    out += timeline(result.events, processes: result.processes.map(\.process))
-    out += "\nSummary\n"
+    header(result, policyPath: policyPath, metricsPath: metricsPath)
+      + timeline(result.events, processes: result.processes.map(\.process)) + summary(result)
+  }
+
+  /// What was replayed, over what span.
+  public static func header(_ result: ReplayResult, policyPath: String, metricsPath: String) -> String {
+    "Replay of \(policyPath) against \(metricsPath)\n"
+      + "\(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks every \(format(result.intervalSeconds))s\n\n"
+  }
+
+  /// Per process: moves, blocks, replicas, hours, cost and budget.
+  public static func summary(_ result: ReplayResult) -> String {
+    var out = "\nSummary\n"
     for summary in result.processes {
       out += "  \(summary.process)\n"
       out += "    scale-ups \(summary.scaleUps), scale-downs \(summary.scaleDowns)\n"

@@ -53,9 +53,10 @@ struct Replay: ParsableCommand {
       options.start[String(parts[0])] = count
     }
 
-    let recorded: RecordedMetrics
+    // Read as it is replayed, so a year of rows takes the memory of a day.
+    let recorded: RecordedMetricsFile
     do {
-      recorded = try RecordedMetrics.load(path: metrics)
+      recorded = try RecordedMetricsFile(path: metrics)
     } catch {
       printError("\(error)")
       throw ExitCode(1)
@@ -63,22 +64,66 @@ struct Replay: ParsableCommand {
 
     let audit = try openReportAuditLog(auditLog, command: "replay")
     defer { audit?.close() }
+    // The text timeline comes before the summary, which is known only at the end: its lines wait
+    // in a temporary file rather than in memory.
+    let timeline = format == .text ? TimelineSpool() : nil
+    let width = ReplayReport.timelineWidth(loaded.policy.targets.map(\.name))
 
     let replay = CapstanReplay.Replay(
       policy: loaded.policy, options: options, logger: Logger(label: "capstan.replay"))
     let result: ReplayResult
     do {
-      result = try replay.run(recorded) { event in
+      result = try replay.run(samples: recorded, keepEvents: false) { event in
         try audit?.append(AuditRecord(event, mode: .replay))
+        try timeline?.append(ReplayReport.timelineLine(event, width: width))
       }
     } catch let error as ReplayError {
       printError("capstan replay: error: \(error)")
       throw ExitCode(1)
+    } catch let error as MetricsFileError {
+      printError("\(error)")
+      throw ExitCode(1)
     }
     switch format {
-    case .text: print(ReplayReport.text(result, policyPath: policy, metricsPath: metrics), terminator: "")
+    case .text:
+      print(
+        ReplayReport.header(result, policyPath: policy, metricsPath: metrics) + "Timeline", terminator: "\n")
+      if let timeline, timeline.lines > 0 {
+        timeline.printLines()
+      } else {
+        print(ReplayReport.timelineEmpty, terminator: "")
+      }
+      print(ReplayReport.summary(result), terminator: "")
     case .json: print(ReplayReport.json(result), terminator: "")
     }
   }
 
+}
+
+/// Lines kept in an unlinked temporary file until they can be printed.
+final class TimelineSpool {
+  private let file: UnsafeMutablePointer<FILE>?
+  private(set) var lines = 0
+
+  init() { file = tmpfile() }
+  deinit { if let file { fclose(file) } }
+
+  func append(_ line: String) throws {
+    guard let file, fputs(line, file) >= 0 else {
+      throw CleanExit.message("capstan replay: error: cannot write the timeline to a temporary file")
+    }
+    lines += 1
+  }
+
+  /// Prints every line, in order.
+  func printLines() {
+    guard let file else { return }
+    rewind(file)
+    var line: UnsafeMutablePointer<CChar>?
+    var capacity = 0
+    defer { free(line) }
+    while getline(&line, &capacity, file) > 0, let line {
+      print(String(cString: line), terminator: "")
+    }
+  }
 }

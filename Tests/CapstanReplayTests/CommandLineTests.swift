@@ -94,7 +94,9 @@ struct CommandLineTests {
   @Test(
     "bad replay input is refused with a message naming the problem",
     arguments: [
-      (["--metrics", "no-such.csv"], "no-such.csv:0: error: cannot read the metrics file"),
+      (
+        ["--metrics", "no-such.csv"], "no-such.csv:0: error: cannot read the file: No such file or directory"
+      ),
       (["--metrics", "examples/llm-day.csv", "--interval", "15"], "--interval: '15' has no unit"),
       (
         ["--metrics", "examples/llm-day.csv", "--start", "infer=2"],

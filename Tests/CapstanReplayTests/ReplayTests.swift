@@ -83,12 +83,10 @@ struct ReplayTests {
 
   @Test("a gap of hours in a recording is reported, and its ticks see every signal missing")
   func longGap() throws {
-    let metrics = try RecordedMetrics.parseCSV(
-      "timestamp,gpu\n2023-11-16T00:00:00Z,50\n2023-11-16T05:00:00Z,50\n", file: "m.csv")
-    let gap = try #require(Replay.longestGap(metrics))
+    let result = try replay("timestamp,gpu\n2023-11-16T00:00:00Z,50\n2023-11-16T05:00:00Z,50\n")
+    let gap = try #require(result.longestGap)
     #expect(gap.seconds == 5 * 3600)
     #expect(RFC3339.string(from: gap.after) == "2023-11-16T00:00:00Z")
-    let result = try replay("timestamp,gpu\n2023-11-16T00:00:00Z,50\n2023-11-16T05:00:00Z,50\n")
     #expect(result.events.contains { $0.kind == .signalMissing })
   }
 
