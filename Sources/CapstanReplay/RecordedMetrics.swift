@@ -138,13 +138,24 @@ extension RecordedMetrics {
   }
 
   static func parseTimestamp(_ text: Substring, file: String, line: Int) throws -> Date {
-    if text.utf8.contains(0) {
+    var text = String(text)
+    return try text.withUTF8 { try parseTimestamp($0, file: file, line: line) }
+  }
+
+  /// RFC 3339 or Unix seconds, from a cell's bytes (spaces around it allowed).
+  static func parseTimestamp(_ cell: UnsafeBufferPointer<UInt8>, file: String, line: Int) throws -> Date {
+    if cell.contains(0) {
       throw MetricsFileError(
         file: file, line: line, message: "a NUL byte in the timestamp: the file is not text")
     }
-    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    var lower = 0
+    var upper = cell.count
+    while lower < upper && (cell[lower] == 32 || cell[lower] == 9) { lower += 1 }
+    while upper > lower && (cell[upper - 1] == 32 || cell[upper - 1] == 9) { upper -= 1 }
+    let bytes = UnsafeBufferPointer(rebasing: cell[lower..<upper])
+    let trimmed = String(decoding: bytes, as: UTF8.self)
     if let seconds = Double(trimmed) { return try epoch(seconds, text: trimmed, file: file, line: line) }
-    if let date = RFC3339Parser.parse(trimmed) {
+    if let date = RFC3339Parser.parse(bytes) {
       guard date >= earliest, date <= latest else {
         throw MetricsFileError(
           file: file, line: line, message: "'\(trimmed)' is not between 1970 and 2200: is the year a typo?")
@@ -280,31 +291,50 @@ struct CSVRowParser {
 
   /// A row's sample, nil for a blank line.
   mutating func parse(_ line: Substring, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
-    if line.allSatisfy(\.isWhitespace) { return nil }
-    let cells = line.split(separator: ",", omittingEmptySubsequences: false)
-    guard cells.count == header.count else {
-      throw MetricsFileError(
-        file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
-    }
-    let time = try RecordedMetrics.parseTimestamp(cells[0], file: file, line: lineNumber)
-    var values: [String: Double] = [:]
-    values.reserveCapacity(header.count - 1)
-    for (column, cell) in zip(header.dropFirst(), cells.dropFirst()) {
-      let trimmed =
-        cell.first == " " || cell.last == " " ? Substring(cell.trimmingCharacters(in: .whitespaces)) : cell
-      if trimmed.isEmpty { continue }
-      guard !trimmed.utf8.contains(0), let value = Double(trimmed), value.isFinite else {
-        throw MetricsFileError(
-          file: file, line: lineNumber,
-          message:
-            "'\(trimmed)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
+    try parse(ArraySlice(line.utf8), line: lineNumber)
+  }
+
+  /// A row's bytes: cells are cut and numbers read without building a String per line, since
+  /// a year of rows is millions of lines.
+  mutating func parse(_ line: ArraySlice<UInt8>, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
+    if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 || $0 == 10 || $0 == 11 || $0 == 12 }) { return nil }
+    return try line.withUnsafeBufferPointer { bytes in
+      var cells: [Range<Int>] = []
+      cells.reserveCapacity(header.count)
+      var start = 0
+      for index in 0...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ",") {
+        cells.append(start..<index)
+        start = index + 1
       }
-      values[column] = value
+      guard cells.count == header.count else {
+        throw MetricsFileError(
+          file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
+      }
+      let time = try RecordedMetrics.parseTimestamp(
+        UnsafeBufferPointer(rebasing: bytes[cells[0]]), file: file, line: lineNumber)
+      var values: [String: Double] = [:]
+      values.reserveCapacity(header.count - 1)
+      for (column, range) in zip(header.dropFirst(), cells.dropFirst()) {
+        var cell = bytes[range]
+        if cell.first == 32 || cell.last == 32 {
+          while let first = cell.first, first == 32 || first == 9 { cell = cell.dropFirst() }
+          while let last = cell.last, last == 32 || last == 9 { cell = cell.dropLast() }
+        }
+        if cell.isEmpty { continue }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
+        guard !cell.contains(0), let value = Double(text), value.isFinite else {
+          throw MetricsFileError(
+            file: file, line: lineNumber,
+            message:
+              "'\(text)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
+        }
+        values[column] = value
+      }
+      let sample = RecordedMetrics.Sample(time: time, values: values)
+      try RecordedMetrics.check(sample, after: previous, file: file, line: lineNumber)
+      previous = time
+      return sample
     }
-    let sample = RecordedMetrics.Sample(time: time, values: values)
-    try RecordedMetrics.check(sample, after: previous, file: file, line: lineNumber)
-    previous = time
-    return sample
   }
 }
 
@@ -397,19 +427,20 @@ public struct RecordedMetricsFile: RecordedSamples {
   }
 
   public mutating func next() throws -> RecordedMetrics.Sample? {
-    while let line = try reader.nextLine() {
-      let number = reader.lineNumber
-      let sample: RecordedMetrics.Sample?
+    while true {
+      let read: RecordedMetrics.Sample??
       switch format {
       case .csv(var parser):
-        sample = try parser.parse(Substring(line), line: number)
+        read = try reader.next { try parser.parse($0, line: reader.lineNumber) }
         format = .csv(parser)
       case .jsonLines(var parser):
-        sample = try parser.parse(Substring(line), line: number)
+        read = try reader.next {
+          try parser.parse(Substring(decoding: $0, as: UTF8.self), line: reader.lineNumber)
+        }
         format = .jsonLines(parser)
       }
-      if let sample { return sample }
+      guard let read else { return nil }
+      if let sample = read { return sample }
     }
-    return nil
   }
 }

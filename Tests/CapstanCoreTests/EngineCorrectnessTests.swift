@@ -266,10 +266,10 @@ struct EngineCorrectnessTests {
 
   /// One tick's count for a load, from the same state, with every window off.
   static func proposal(_ policy: Policy, current: Int, ready: Int, signal: String, value: Double) -> Int {
-    let target = policy.targets[0]
     let context = TargetContext(
-      target: target, status: ReplicaStatus(current: current, ready: ready), signals: [signal: value],
-      now: t0, ledger: nil, others: SharedUsage())
+      prepared: PreparedTarget(policy.targets[0], in: policy),
+      status: ReplicaStatus(current: current, ready: ready),
+      signals: [signal: value], now: t0, ledger: nil, others: SharedUsage())
     var state = TargetState()
     state.lastScaleUp = t0.addingTimeInterval(-86_400)  // not a first sight: no window seeded
     return context.decide(&state).action?.to ?? current

@@ -46,21 +46,80 @@ let benchmarks: @Sendable () -> Void = {
   Benchmark("engine decide (2 targets)", configuration: .init(scalingFactor: .kilo)) { benchmark in
     let engine = ScalingEngine(policy: examplePolicy())
     var state = EngineState()
-    var replicas = ["inference": 4, "agent-worker": 2]
+    var inputs = EngineInputs(
+      signals: [:], replicas: ["inference": ReplicaStatus(4), "agent-worker": ReplicaStatus(2)])
     let start = Date(timeIntervalSince1970: 1_700_092_800)
     benchmark.startMeasurement()
     for tick in benchmark.scaledIterations {
       let phase = Double(tick % 240)
-      let signals: [String: Double] = [
-        "gpu_utilization": 20 + phase / 3, "request_queue_depth": phase, "p95_latency": 10,
-        "queue_depth": phase * 5, "oldest_message_age": phase, "llm_cost_usd_per_hour": 40,
-      ]
-      let inputs = EngineInputs(signals: signals, replicas: replicas.mapValues { ReplicaStatus($0) })
+      inputs.signals["gpu_utilization"] = 20 + phase / 3
+      inputs.signals["request_queue_depth"] = phase
+      inputs.signals["p95_latency"] = 10
+      inputs.signals["queue_depth"] = phase * 5
+      inputs.signals["oldest_message_age"] = phase
+      inputs.signals["llm_cost_usd_per_hour"] = 40
       let (decision, next) = engine.decide(
-        inputs, state: state, now: start.addingTimeInterval(Double(tick) * 15))
+        inputs, state: consume state, now: start.addingTimeInterval(Double(tick) * 15))
       state = next
-      for action in decision.actions { replicas[action.process] = action.to }
+      for action in decision.actions { inputs.replicas[action.process] = ReplicaStatus(action.to) }
       blackHole(decision)
+    }
+  }
+
+  // A steady tick: load at the target, nothing to change, nothing to record. Its malloc count
+  // is the engine's allocations per tick (the inputs are updated in place, not rebuilt).
+  Benchmark("engine steady tick (2 targets)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+    let engine = ScalingEngine(policy: examplePolicy())
+    var state = EngineState()
+    var inputs = EngineInputs(
+      signals: [
+        "gpu_utilization": 70, "request_queue_depth": 0, "p95_latency": 10, "queue_depth": 200,
+        "oldest_message_age": 5, "llm_cost_usd_per_hour": 40,
+      ], replicas: ["inference": ReplicaStatus(4), "agent-worker": ReplicaStatus(2)])
+    let start = Date(timeIntervalSince1970: 1_700_092_800)
+    // Past the first ticks, which record the start.
+    for tick in 0..<100 {
+      let (_, next) = engine.decide(inputs, state: consume state, now: start.addingTimeInterval(Double(tick) * 15))
+      state = next
+    }
+    benchmark.startMeasurement()
+    for tick in benchmark.scaledIterations {
+      inputs.signals["queue_depth"] = 200 + Double(tick % 2)
+      let (decision, next) = engine.decide(
+        inputs, state: consume state, now: start.addingTimeInterval(Double(100 + tick) * 15))
+      state = next
+      blackHole(decision)
+    }
+  }
+
+  // How a steady tick scales with the number of targets: each a queue worker on its own signal.
+  for count in [1, 10, 100, 10_000] {
+    Benchmark("engine steady tick (\(count) targets)", configuration: .init(maxIterations: 200)) { benchmark in
+      var yaml = "signals:\n"
+      for index in 0..<count { yaml += "  q\(index): {}\n" }
+      yaml += "processes:\n"
+      for index in 0..<count {
+        yaml += "  w\(index): {class: batch, scaling: {metric: q\(index), target: 10, min: 0, max: 5}}\n"
+      }
+      let engine = ScalingEngine(policy: try! PolicyLoader.load(yaml: yaml, file: "many.yaml").policy)
+      var inputs = EngineInputs(signals: [:], replicas: [:])
+      for index in 0..<count {
+        inputs.signals["q\(index)"] = 20
+        inputs.replicas["w\(index)"] = ReplicaStatus(2)
+      }
+      var state = EngineState()
+      let start = Date(timeIntervalSince1970: 1_700_092_800)
+      for tick in 0..<3 {
+        let (_, next) = engine.decide(inputs, state: consume state, now: start.addingTimeInterval(Double(tick)))
+        state = next
+      }
+      benchmark.startMeasurement()
+      for tick in benchmark.scaledIterations {
+        let (decision, next) = engine.decide(
+          inputs, state: consume state, now: start.addingTimeInterval(Double(3 + tick)))
+        state = next
+        blackHole(decision)
+      }
     }
   }
 

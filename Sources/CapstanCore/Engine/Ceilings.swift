@@ -1,5 +1,11 @@
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 /// A replica count that more replicas cannot lift: money, a provider's rate limit, a GPU pool.
 public struct Ceiling: Sendable, Equatable {
   public var reason: ScaleReason
@@ -74,7 +80,17 @@ public enum Ceilings {
   }
 
   public static func format(_ value: Double) -> String {
-    value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(format: "%.4g", value)
+    value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : printf("%.4g", value)
+  }
+
+  /// One number through C's `snprintf`: Foundation's `String(format:)` took longer than the
+  /// decision whose record it wrote.
+  static func printf(_ format: String, _ value: Double) -> String {
+    withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+      guard let base = buffer.baseAddress else { return "" }
+      _ = withVaList([value]) { vsnprintf(base, buffer.count, format, $0) }
+      return String(cString: base)
+    }
   }
 }
 

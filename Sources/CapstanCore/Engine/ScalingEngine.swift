@@ -8,15 +8,7 @@ public struct ScalingEngine: Sendable {
   /// For each signal, the targets that read it, computed once rather than every tick.
   private let readers: [String: [ScalingTarget]]
   /// Per target, in policy order, what every tick needs and the policy fixes.
-  private let prepared: [Prepared]
-
-  private struct Prepared: Sendable {
-    var proposalSignals: [String]
-    var provider: ProviderLimits?
-    var pool: GPUPool?
-    /// The other targets on the same provider or GPU pool, in policy order.
-    var peers: [Int]
-  }
+  private let prepared: [PreparedTarget]
 
   public init(policy: Policy) {
     self.policy = policy
@@ -25,19 +17,7 @@ public struct ScalingEngine: Sendable {
       for name in target.signalNames { readers[name, default: []].append(target) }
     }
     self.readers = readers
-    prepared = policy.targets.map { target in
-      let peers = policy.targets.indices.filter { index in
-        let other = policy.targets[index]
-        guard other.name != target.name else { return false }
-        let provider = other.rateLimit != nil && other.rateLimit?.provider == target.rateLimit?.provider
-        let pool = other.resources.gpuPool != nil && other.resources.gpuPool == target.resources.gpuPool
-        return provider || pool
-      }
-      return Prepared(
-        proposalSignals: target.proposalSignalNames,
-        provider: target.rateLimit.flatMap { policy.provider(named: $0.provider) },
-        pool: target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) }, peers: peers)
-    }
+    prepared = policy.targets.map { PreparedTarget($0, in: policy) }
   }
 
   /// - Parameter state: consumed and returned as the next state; pass `consume state` from a
@@ -48,29 +28,29 @@ public struct ScalingEngine: Sendable {
     var decision = TickDecision()
     signalOutageEvents(inputs, state: &state, now: now, into: &decision.events)
 
-    for (index, target) in policy.targets.enumerated() {
-      guard let status = inputs.replicas[target.name] else { continue }
+    for prepared in self.prepared {
+      let name = prepared.target.name
+      guard let status = inputs.replicas[name] else { continue }
       var ledger: BudgetLedger?
-      if let breaker = target.budget {
-        var current = state.budgets[target.name] ?? BudgetLedger()
+      if let breaker = prepared.target.budget {
+        var current = state.budgets[name] ?? BudgetLedger()
         let events = current.advance(
-          to: now, replicas: status.current, costPerHourUSD: target.costPerHourUSD,
+          to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
           costRate: breaker.costRateMetric.flatMap { inputs.signals[$0] }, breaker: breaker)
         ledger = current
-        state.budgets[target.name] = current
+        state.budgets[name] = current
         decision.events += events.map {
-          budgetEvent($0, target: target, breaker: breaker, ledger: current, inputs: inputs, now: now)
+          budgetEvent(
+            $0, target: prepared.target, breaker: breaker, ledger: current, inputs: inputs, now: now)
         }
       }
-      let prepared = self.prepared[index]
       let context = TargetContext(
-        target: target, status: status, signals: inputs.signals, now: now, ledger: ledger,
-        proposalSignals: prepared.proposalSignals,
+        prepared: prepared, status: status, signals: inputs.signals, now: now, ledger: ledger,
         others: prepared.peers.isEmpty
-          ? SharedUsage() : sharedUsage(for: target, peers: prepared.peers, inputs, decision.actions),
-        provider: prepared.provider, pool: prepared.pool)
+          ? SharedUsage() : sharedUsage(for: prepared.target, peers: prepared.peers, inputs, decision.actions)
+      )
       // Decided in place in the saved state, so its windows are not copied every tick.
-      let outcome = context.decide(&state.targets[target.name, default: TargetState()])
+      let outcome = context.decide(&state.targets[name, default: TargetState()])
       if let action = outcome.action { decision.actions.append(action) }
       decision.events += outcome.events
     }
@@ -173,4 +153,4 @@ func signalValues(_ target: ScalingTarget, _ signals: [String: Double]) -> [(nam
 
 func format(_ value: Double) -> String { Ceilings.format(value) }
 
-func usd(_ value: Double) -> String { String(format: "$%.2f", value) }
+func usd(_ value: Double) -> String { Ceilings.printf("$%.2f", value) }

@@ -7,25 +7,27 @@ struct Proposal {
   /// Why, as numbers: the sentence is written only when a record needs it, because a tick that
   /// changes nothing should cost no formatting.
   var basis: Basis
-  /// The activation threshold that raised a count below 1 to 1, for a process that may reach 0.
-  var raisedToOne: Double? = nil
+  /// Whether the activation threshold raised a count below 1 to 1, for a process that may
+  /// reach 0.
+  var raisedToOne = false
   /// A hold because replicas are still starting: what counting only the ready ones would give.
   var readyOnly: Int? = nil
 
+  /// Small on purpose: the tracking and the rules are the target's, read back when a record is
+  /// written, so a proposal copies as a few numbers.
   enum Basis {
-    case trackingMissing(metric: String)
-    case belowActivation(metric: String, value: Double, threshold: Double)
-    case averageWithin(TargetTracking, value: Double, current: Int)
-    case averageDesired(TargetTracking, value: Double, desired: Int)
-    case noReadyReplica(metric: String, value: Double)
-    case utilizationWithin(TargetTracking, value: Double)
-    case utilizationDesired(TargetTracking, value: Double, ready: Int, desired: Int)
+    case trackingMissing
+    case belowActivation(value: Double)
+    case averageWithin(value: Double, current: Int)
+    case averageDesired(value: Double, desired: Int)
+    case noReadyReplica(value: Double)
+    case utilizationWithin(value: Double)
+    case utilizationDesired(value: Double, ready: Int, desired: Int)
     /// Replicas still starting: what the ready ones show, and the mean once those count.
-    case utilizationStarting(
-      TargetTracking, value: Double, ready: Int, current: Int, adjusted: Double, desired: Int?)
-    case scaleUpRuleFires(ScaleRule, step: Int)
-    case scaleDownRuleFires(ScaleRule, step: Int)
-    case scaleDownRuleMissing(ScaleRule)
+    case utilizationStarting(value: Double, ready: Int, current: Int, adjusted: Double, desired: Int?)
+    case scaleUpRuleFires(step: Int)
+    case scaleDownRuleFires(step: Int)
+    case scaleDownRuleMissing
     case scaleDownRuleNotMet
   }
 }
@@ -51,15 +53,42 @@ struct Clamp {
   }
 }
 
+/// One target of a policy with what every tick needs and the policy fixes, worked out once.
+final class PreparedTarget: Sendable {
+  let target: ScalingTarget
+  let proposalSignals: [String]
+  let provider: ProviderLimits?
+  let pool: GPUPool?
+  /// The other targets on the same provider or GPU pool, in policy order.
+  let peers: [Int]
+
+  init(_ target: ScalingTarget, in policy: Policy) {
+    self.target = target
+    proposalSignals = target.proposalSignalNames
+    provider = target.rateLimit.flatMap { policy.provider(named: $0.provider) }
+    pool = target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) }
+    peers = policy.targets.indices.filter { index in
+      let other = policy.targets[index]
+      guard other.name != target.name else { return false }
+      let provider = other.rateLimit != nil && other.rateLimit?.provider == target.rateLimit?.provider
+      let pool = other.resources.gpuPool != nil && other.resources.gpuPool == target.resources.gpuPool
+      return provider || pool
+    }
+  }
+}
+
 /// The clamps of one decision in the order they applied, held inline: a tick that holds a count
 /// (a window, a cooldown) allocates nothing. At most one of each kind applies, nine in all.
 struct ClampTrail {
-  private var items = InlineArray<9, Clamp?>(repeating: nil)
+  /// Made at the first clamp: most ticks have none, and setting up nine empty slots every tick
+  /// cost more than the rest of a steady decision.
+  private var items: InlineArray<9, Clamp?>?
   private var count = 0
 
   mutating func append(_ clamp: Clamp) {
-    precondition(count < items.count, "more clamps than kinds of clamp")
-    items[count] = clamp
+    precondition(count < 9, "more clamps than kinds of clamp")
+    if items == nil { items = InlineArray(repeating: nil) }
+    items?[count] = clamp
     count += 1
   }
 
@@ -69,12 +98,14 @@ struct ClampTrail {
     return to
   }
 
-  var first: Clamp? { count > 0 ? items[0] : nil }
-  var last: Clamp? { count > 0 ? items[count - 1] : nil }
+  var first: Clamp? { count > 0 ? items?[0] : nil }
+  var last: Clamp? { count > 0 ? items?[count - 1] : nil }
 
   func last(where matches: (Clamp) -> Bool) -> Clamp? {
-    for index in stride(from: count - 1, through: 0, by: -1) {
-      if let clamp = items[index], matches(clamp) { return clamp }
+    var index = count - 1
+    while index >= 0 {
+      if let clamp = items?[index], matches(clamp) { return clamp }
+      index -= 1
     }
     return nil
   }
@@ -85,32 +116,20 @@ struct ClampTrail {
 /// Sentences for the audit records are written only when a record is, from the numbers the
 /// proposals and clamps keep.
 struct TargetContext {
-  let target: ScalingTarget
+  /// The target and what the engine worked out from the policy for it, shared by reference so
+  /// that a tick copies none of it.
+  let prepared: PreparedTarget
   let status: ReplicaStatus
   let signals: [String: Double]
   let now: Date
   let ledger: BudgetLedger?
-  /// The signals its proposals read: any of them missing vetoes a scale-down.
-  let proposalSignals: [String]
   let others: SharedUsage
-  var provider: ProviderLimits? = nil
-  var pool: GPUPool? = nil
 
-  init(
-    target: ScalingTarget, status: ReplicaStatus, signals: [String: Double], now: Date, ledger: BudgetLedger?,
-    proposalSignals: [String]? = nil, others: SharedUsage, provider: ProviderLimits? = nil,
-    pool: GPUPool? = nil
-  ) {
-    self.target = target
-    self.status = status
-    self.signals = signals
-    self.now = now
-    self.ledger = ledger
-    self.proposalSignals = proposalSignals ?? target.proposalSignalNames
-    self.others = others
-    self.provider = provider
-    self.pool = pool
-  }
+  var target: ScalingTarget { prepared.target }
+  /// The signals its proposals read: any of them missing vetoes a scale-down.
+  var proposalSignals: [String] { prepared.proposalSignals }
+  var provider: ProviderLimits? { prepared.provider }
+  var pool: GPUPool? { prepared.pool }
 
   var current: Int { status.current }
 
@@ -142,17 +161,11 @@ struct TargetContext {
     var wanted = current
     var driver: Proposal?
     var vetoedByMissingData: Proposal?
-    if let top = proposals.max(by: { $0.replicas < $1.replicas }) {
-      // The highest proposal below the current count, by a loop: a lazy filter's escaping
-      // closure would copy the whole context to the heap every tick.
-      var down: Proposal?
-      for proposal in proposals
-      where proposal.replicas < current && proposal.replicas > (down?.replicas ?? .min) {
-        down = proposal
-      }
-      if top.replicas > current || (proposals.allSatisfy({ $0.replicas < current }) && !anyMissing) {
+    if let top = proposals.highest {
+      let down = proposals.highest(below: current)
+      if top.replicas > current || (proposals.all(below: current) && !anyMissing) {
         wanted = top.replicas
-        driver = proposals.first { $0.replicas == top.replicas }
+        driver = top
       } else if let down, anyMissing {
         vetoedByMissingData = down
       }
@@ -235,7 +248,7 @@ struct TargetContext {
       blocked = (.signalMissing, vetoed.replicas, .missingData(vetoed))
     }
     if blocked == nil, next == current, driver == nil,
-      let starting = proposals.first(where: { $0.readyOnly.map { $0 != current } ?? false }),
+      let starting = proposals.holdingForStarting(current),
       let readyOnly = starting.readyOnly
     {
       blocked = (.replicasNotReady, readyOnly, .notReady(starting))
@@ -258,24 +271,37 @@ struct TargetContext {
 
   // MARK: Proposals
 
-  /// A target's proposals: its tracking, and its scale-up or scale-down rule.
-  struct Proposals: Sequence {
+  /// A target's proposals: its tracking, and its scale-up or scale-down rule. Plain fields and
+  /// plain code rather than a Sequence: generic algorithms over them copied each proposal
+  /// through value witnesses, which cost more than the decision.
+  struct Proposals {
     var tracking: Proposal?
     var rule: Proposal?
 
-    func makeIterator() -> Iterator { Iterator(first: tracking, second: rule) }
+    /// The highest; on a tie, the first (tracking before the rule).
+    var highest: Proposal? { highest(below: nil) }
 
-    struct Iterator: IteratorProtocol {
-      var first: Proposal?
-      var second: Proposal?
-
-      mutating func next() -> Proposal? {
-        if let proposal = first ?? second {
-          if first != nil { first = nil } else { second = nil }
-          return proposal
-        }
-        return nil
+    /// The highest below `limit` (any with nil); on a tie, the first.
+    func highest(below limit: Int?) -> Proposal? {
+      func counts(_ proposal: Proposal?) -> Proposal? {
+        guard let proposal, limit.map({ proposal.replicas < $0 }) ?? true else { return nil }
+        return proposal
       }
+      guard let first = counts(tracking) else { return counts(rule) }
+      guard let second = counts(rule), second.replicas > first.replicas else { return first }
+      return second
+    }
+
+    /// Whether every proposal is below `count` (true with none).
+    func all(below count: Int) -> Bool {
+      (tracking.map { $0.replicas < count } ?? true) && (rule.map { $0.replicas < count } ?? true)
+    }
+
+    /// The first that holds because replicas are still starting, wanting another count.
+    func holdingForStarting(_ current: Int) -> Proposal? {
+      if let tracking, let ready = tracking.readyOnly, ready != current { return tracking }
+      if let rule, let ready = rule.readyOnly, ready != current { return rule }
+      return nil
     }
   }
 
@@ -289,17 +315,17 @@ struct TargetContext {
       let step = target.up.step ?? 1
       proposals.rule = Proposal(
         replicas: current.saturatingAdd(step), reason: .scaleUpRule,
-        basis: .scaleUpRuleFires(rule, step: step))
+        basis: .scaleUpRuleFires(step: step))
     } else if let down, let rule = target.down.rule {
       let step = target.down.step ?? 1
       switch down {
       case .fires:
         proposals.rule = Proposal(
           replicas: max(0, current - step), reason: .scaleDownRule,
-          basis: .scaleDownRuleFires(rule, step: step))
+          basis: .scaleDownRuleFires(step: step))
       case .missing:
         proposals.rule = Proposal(
-          replicas: current, reason: .signalMissing, basis: .scaleDownRuleMissing(rule))
+          replicas: current, reason: .signalMissing, basis: .scaleDownRuleMissing)
       case .pending, .notMet:
         proposals.rule = Proposal(replicas: current, reason: .scaleDownRule, basis: .scaleDownRuleNotMet)
       }
@@ -310,15 +336,14 @@ struct TargetContext {
   private func trackingProposal(_ tracking: TargetTracking) -> Proposal {
     guard let value = signals[tracking.metric] else {
       return Proposal(
-        replicas: current, reason: .signalMissing, basis: .trackingMissing(metric: tracking.metric))
+        replicas: current, reason: .signalMissing, basis: .trackingMissing)
     }
     // Activation comes before the tolerance band, as in KEDA, so that more load never means
     // fewer replicas: at or below the threshold no replica is needed, whatever runs now.
     if target.min == 0 && value <= tracking.activationThreshold {
       return Proposal(
         replicas: 0, reason: .targetTracking,
-        basis: .belowActivation(
-          metric: tracking.metric, value: value, threshold: tracking.activationThreshold))
+        basis: .belowActivation(value: value))
     }
     var proposal: Proposal
     switch tracking.kind {
@@ -327,7 +352,7 @@ struct TargetContext {
     }
     if target.min == 0 && proposal.replicas < 1 {
       proposal.replicas = 1
-      proposal.raisedToOne = tracking.activationThreshold
+      proposal.raisedToOne = true
     }
     return proposal
   }
@@ -338,13 +363,13 @@ struct TargetContext {
       if withinTolerance(ratio, tracking.tolerance) {
         return Proposal(
           replicas: current, reason: .targetTracking,
-          basis: .averageWithin(tracking, value: value, current: current))
+          basis: .averageWithin(value: value, current: current))
       }
     }
     let desired = ceilCount(value / tracking.target)
     return Proposal(
       replicas: desired, reason: .targetTracking,
-      basis: .averageDesired(tracking, value: value, desired: desired))
+      basis: .averageDesired(value: value, desired: desired))
   }
 
   /// The HPA's replica calculator: the value is the mean over ready replicas. Replicas still
@@ -357,19 +382,19 @@ struct TargetContext {
     guard ready > 0 else {
       return Proposal(
         replicas: current, reason: .targetTracking,
-        basis: .noReadyReplica(metric: tracking.metric, value: value))
+        basis: .noReadyReplica(value: value))
     }
     let ratio = value / tracking.target
     let unready = current - ready
     guard unready > 0, !withinTolerance(ratio, tracking.tolerance) else {
       if withinTolerance(ratio, tracking.tolerance) {
         return Proposal(
-          replicas: current, reason: .targetTracking, basis: .utilizationWithin(tracking, value: value))
+          replicas: current, reason: .targetTracking, basis: .utilizationWithin(value: value))
       }
       let desired = ceilCount(Double(ready) * ratio)
       return Proposal(
         replicas: desired, reason: .targetTracking,
-        basis: .utilizationDesired(tracking, value: value, ready: ready, desired: desired))
+        basis: .utilizationDesired(value: value, ready: ready, desired: desired))
     }
     let assumed = ratio > 1 ? 0.0 : 1.0
     let adjusted = (ratio * Double(ready) + assumed * Double(unready)) / Double(current)
@@ -377,14 +402,14 @@ struct TargetContext {
       return Proposal(
         replicas: current, reason: .targetTracking,
         basis: .utilizationStarting(
-          tracking, value: value, ready: ready, current: current, adjusted: adjusted, desired: nil),
+          value: value, ready: ready, current: current, adjusted: adjusted, desired: nil),
         readyOnly: ceilCount(Double(ready) * ratio))
     }
     let desired = ceilCount(adjusted * Double(current))
     return Proposal(
       replicas: desired, reason: .targetTracking,
       basis: .utilizationStarting(
-        tracking, value: value, ready: ready, current: current, adjusted: adjusted, desired: desired))
+        value: value, ready: ready, current: current, adjusted: adjusted, desired: desired))
   }
 
   private enum RuleOutcome {
@@ -511,50 +536,54 @@ struct TargetContext {
 
   private func describe(_ proposal: Proposal) -> String {
     var text: String
+    // Tracking proposals exist only for a target that tracks; rule proposals only for its rules.
+    let tracking = target.tracking
+    let metric = tracking?.metric ?? ""
+    let goal = format(tracking?.target ?? 0)
+    let band = format((tracking?.tolerance ?? 0) * 100)
     switch proposal.basis {
-    case .trackingMissing(let metric): text = "\(metric) missing"
-    case .belowActivation(let metric, let value, let threshold):
+    case .trackingMissing: text = "\(metric) missing"
+    case .belowActivation(let value):
       text =
-        "\(metric) \(format(value)) is at or below the activation threshold \(format(threshold)): no replica needed"
-    case .averageWithin(let tracking, let value, let current):
-      text =
-        "\(tracking.metric) \(format(value)) is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target)) × \(current)"
-    case .averageDesired(let tracking, let value, let desired):
-      text =
-        "\(tracking.metric) \(format(value)) / target \(format(tracking.target)) per replica → \(desired)"
-    case .noReadyReplica(let metric, let value):
+        "\(metric) \(format(value)) is at or below the activation threshold \(format(tracking?.activationThreshold ?? 0)): no replica needed"
+    case .averageWithin(let value, let current):
+      text = "\(metric) \(format(value)) is within \(band)% of target \(goal) × \(current)"
+    case .averageDesired(let value, let desired):
+      text = "\(metric) \(format(value)) / target \(goal) per replica → \(desired)"
+    case .noReadyReplica(let value):
       text = "\(metric) \(format(value))% cannot be judged with no ready replica"
-    case .utilizationWithin(let tracking, let value):
+    case .utilizationWithin(let value):
+      text = "\(metric) \(format(value))% is within \(band)% of target \(goal)%"
+    case .utilizationDesired(let value, let ready, let desired):
       text =
-        "\(tracking.metric) \(format(value))% is within \(format(tracking.tolerance * 100))% of target \(format(tracking.target))%"
-    case .utilizationDesired(let tracking, let value, let ready, let desired):
-      text =
-        "\(tracking.metric) \(format(value))% per replica on \(ready) ready vs target \(format(tracking.target))%: \(ready) × \(format(value)) / \(format(tracking.target)) → \(desired)"
-    case .utilizationStarting(let tracking, let value, let ready, let current, let adjusted, let desired):
+        "\(metric) \(format(value))% per replica on \(ready) ready vs target \(goal)%: \(ready) × \(format(value)) / \(goal) → \(desired)"
+    case .utilizationStarting(let value, let ready, let current, let adjusted, let desired):
+      let goalValue = tracking?.target ?? 1
       let assumption =
-        "\(current - ready) of \(current) replicas not ready yet count as \(value / tracking.target > 1 ? "0%" : "at the target"): \(format(adjusted * tracking.target))%"
-      let metric = "\(tracking.metric) \(format(value))%"
+        "\(current - ready) of \(current) replicas not ready yet count as \(value / goalValue > 1 ? "0%" : "at the target"): \(format(adjusted * goalValue))%"
       if let desired {
         text =
-          "\(metric) on \(ready) ready; \(assumption); \(current) × \(format(adjusted * tracking.target)) / \(format(tracking.target)) → \(desired)"
+          "\(metric) \(format(value))% on \(ready) ready; \(assumption); \(current) × \(format(adjusted * goalValue)) / \(goal) → \(desired)"
       } else {
-        text = "\(metric) on \(ready) ready; \(assumption), so no change until they are ready"
+        text =
+          "\(metric) \(format(value))% on \(ready) ready; \(assumption), so no change until they are ready"
       }
-    case .scaleUpRuleFires(let rule, let step): text = "scale_up rule: \(firing(rule)), add \(step)"
-    case .scaleDownRuleFires(let rule, let step): text = "scale_down rule: \(firing(rule)), remove \(step)"
-    case .scaleDownRuleMissing(let rule):
-      let missing = rule.conditions.map(\.metric).filter { signals[$0] == nil }
+    case .scaleUpRuleFires(let step): text = "scale_up rule: \(firing(target.up.rule)), add \(step)"
+    case .scaleDownRuleFires(let step): text = "scale_down rule: \(firing(target.down.rule)), remove \(step)"
+    case .scaleDownRuleMissing:
+      let missing = (target.down.rule?.conditions ?? []).map(\.metric).filter { signals[$0] == nil }
       text = "scale_down rule cannot be judged: \(missing.joined(separator: ", ")) missing"
     case .scaleDownRuleNotMet: text = "scale_down rule not met"
     }
-    if let threshold = proposal.raisedToOne {
-      text += "; above the activation threshold \(format(threshold)), so 1"
+    if proposal.raisedToOne {
+      text += "; above the activation threshold \(format(tracking?.activationThreshold ?? 0)), so 1"
     }
     return text
   }
 
   /// The conditions of a firing rule that hold, with their values, and how long they held.
-  private func firing(_ rule: ScaleRule) -> String {
+  private func firing(_ rule: ScaleRule?) -> String {
+    guard let rule else { return "" }
     let held = rule.conditions.compactMap { condition -> String? in
       guard let value = signals[condition.metric], condition.op.holds(value, condition.threshold.value) else {
         return nil
