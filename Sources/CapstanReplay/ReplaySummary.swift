@@ -102,8 +102,9 @@ public struct ReplayResult: Sendable, Equatable, Encodable {
 struct SummaryAccumulator {
   let policy: Policy
   let start: Date
-  var summaries: [String: ProcessSummary] = [:]
-  var weightedReplicas: [String: Double] = [:]
+  /// Per target, in policy order: what `hold` adds to every tick, by index rather than by name.
+  var summaries: [ProcessSummary]
+  var weightedReplicas: [Double]
   var heldSeconds = 0.0
   var events: [AuditEvent] = []
   /// Whether the result lists every event; a driver that writes them as they come need not.
@@ -113,22 +114,24 @@ struct SummaryAccumulator {
     self.policy = policy
     self.start = start
     self.keepEvents = keepEvents
-    for target in policy.targets {
+    summaries = policy.targets.map { target in
       var summary = ProcessSummary(process: target.name)
       summary.dailyBudgetUSD = target.budget?.dailyBudgetUSD
-      summaries[target.name] = summary
+      return summary
     }
+    weightedReplicas = Array(repeating: 0, count: policy.targets.count)
   }
 
   mutating func record(_ event: AuditEvent) {
     if keepEvents { events.append(event) }
+    guard let index = policy.targets.firstIndex(where: { $0.name == event.process }) else { return }
     switch event.kind {
-    case .scaleUp: summaries[event.process]?.scaleUps += 1
-    case .scaleDown: summaries[event.process]?.scaleDowns += 1
-    case .blocked: summaries[event.process]?.blocked[event.reason.rawValue, default: 0] += 1
-    case .budgetAlert: summaries[event.process]?.budgetAlerts += 1
-    case .budgetFreeze: summaries[event.process]?.budgetFreezes += 1
-    case .signalMissing: summaries[event.process]?.signalOutages += 1
+    case .scaleUp: summaries[index].scaleUps += 1
+    case .scaleDown: summaries[index].scaleDowns += 1
+    case .blocked: summaries[index].blocked[event.reason.rawValue, default: 0] += 1
+    case .budgetAlert: summaries[index].budgetAlerts += 1
+    case .budgetFreeze: summaries[index].budgetFreezes += 1
+    case .signalMissing: summaries[index].signalOutages += 1
     case .signalRestored, .budgetReset, .policyReloaded, .policyRejected, .externalChange, .warning,
       .leaderElected, .leaderLost:
       break
@@ -141,32 +144,36 @@ struct SummaryAccumulator {
     signals: [String: Double]
   ) {
     heldSeconds += seconds
-    for target in policy.targets {
-      guard let count = replicas[target.name], var summary = summaries[target.name] else { continue }
-      summary.minReplicas = min(summary.minReplicas, count)
-      summary.maxReplicas = max(summary.maxReplicas, count)
-      weightedReplicas[target.name, default: 0] += Double(count) * seconds
-      summary.replicaHours += Double(count) * seconds / 3600
-      if let value = recorded[target.name] {
-        summary.recordedReplicaHours = (summary.recordedReplicaHours ?? 0) + value * seconds / 3600
+    for (index, target) in policy.targets.enumerated() {
+      guard let count = replicas[target.name] else { continue }
+      summaries[index].minReplicas = min(summaries[index].minReplicas, count)
+      summaries[index].maxReplicas = max(summaries[index].maxReplicas, count)
+      weightedReplicas[index] += Double(count) * seconds
+      summaries[index].replicaHours += Double(count) * seconds / 3600
+      if !recorded.isEmpty, let value = recorded[target.name] {
+        summaries[index].recordedReplicaHours =
+          (summaries[index].recordedReplicaHours ?? 0) + value * seconds / 3600
       }
       if let cost = target.costPerHourUSD {
-        summary.computeCostUSD = (summary.computeCostUSD ?? 0) + cost * Double(count) * seconds / 3600
+        summaries[index].computeCostUSD =
+          (summaries[index].computeCostUSD ?? 0) + cost * Double(count) * seconds / 3600
       }
-      if let metric = target.budget?.costRateMetric {
-        summary.meteredCostUSD = (summary.meteredCostUSD ?? 0) + (signals[metric] ?? 0) * seconds / 3600
+      if let breaker = target.budget {
+        if let metric = breaker.costRateMetric {
+          summaries[index].meteredCostUSD =
+            (summaries[index].meteredCostUSD ?? 0) + (signals[metric] ?? 0) * seconds / 3600
+        }
+        if state.budgets[target.name]?.state == .frozen { summaries[index].frozenSeconds += seconds }
       }
-      if state.budgets[target.name]?.state == .frozen { summary.frozenSeconds += seconds }
-      summaries[target.name] = summary
     }
   }
 
   func result(end: Date, ticks: Int, interval: TimeInterval) -> ReplayResult {
-    let processes = policy.targets.compactMap { target -> ProcessSummary? in
-      guard var summary = summaries[target.name] else { return nil }
+    let processes = summaries.enumerated().map { index, summary -> ProcessSummary in
+      var summary = summary
       if summary.minReplicas == .max { summary.minReplicas = 0 }
       summary.meanReplicas =
-        heldSeconds > 0 ? (weightedReplicas[target.name] ?? 0) / heldSeconds : Double(summary.maxReplicas)
+        heldSeconds > 0 ? weightedReplicas[index] / heldSeconds : Double(summary.maxReplicas)
       return summary
     }
     return ReplayResult(

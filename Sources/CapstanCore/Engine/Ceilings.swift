@@ -10,8 +10,34 @@ import Foundation
 public struct Ceiling: Sendable, Equatable {
   public var reason: ScaleReason
   public var replicas: Int
+  /// The numbers behind it, kept so the sentence is written only when a record or `validate`
+  /// shows it: the engine checks ceilings on every tick that grows.
+  var basis: Basis
+
+  enum Basis: Sendable, Equatable {
+    case max(source: String, max: Int)
+    case cost(limit: Double, perReplica: Double)
+    case rateLimit(
+      provider: String, what: String, limit: Double, margin: Double, used: Double, perReplica: Double)
+    case gpuPool(pool: String, gpus: Int, others: Int, perReplica: Int)
+  }
+
   /// One clause naming the numbers, such as "max_cost_per_hour_usd 100 / 4.1 per replica allows 24".
-  public var explanation: String
+  public var explanation: String {
+    switch basis {
+    case .max(let source, let max): return "\(source) is \(max)"
+    case .cost(let limit, let cost):
+      return
+        "max_cost_per_hour_usd \(Ceilings.format(limit)) at \(Ceilings.format(cost)) USD/h per replica allows \(replicas)"
+    case .rateLimit(let provider, let what, let limit, let margin, let used, let perReplica):
+      let taken = used > 0 ? " less \(Ceilings.format(used)) used by other processes" : ""
+      return
+        "provider '\(provider)' \(what) \(Ceilings.format(limit)) × safety margin \(Ceilings.format(margin))\(taken) at \(Ceilings.format(perReplica)) per replica allows \(replicas)"
+    case .gpuPool(let pool, let gpus, let others, let perReplica):
+      let taken = others > 0 ? " (\(others) in use by other processes)" : ""
+      return "GPU pool '\(pool)' has \(gpus) GPUs\(taken) at \(perReplica) per replica, room for \(replicas)"
+    }
+  }
 }
 
 /// What other processes already take from a shared provider or GPU pool.
@@ -29,10 +55,7 @@ public enum Ceilings {
   public static func cost(_ target: ScalingTarget) -> Ceiling? {
     guard let limit = target.maxCostPerHourUSD, let cost = target.costPerHourUSD, cost > 0 else { return nil }
     let replicas = Int(saturating: (limit / cost + 1e-9).rounded(.down))
-    return Ceiling(
-      reason: .costCeiling, replicas: replicas,
-      explanation:
-        "max_cost_per_hour_usd \(format(limit)) at \(format(cost)) USD/h per replica allows \(replicas)")
+    return Ceiling(reason: .costCeiling, replicas: replicas, basis: .cost(limit: limit, perReplica: cost))
   }
 
   /// Replicas beyond what the provider's limits (times the safety margin) can feed, after what
@@ -47,12 +70,11 @@ public enum Ceilings {
       let available = max(0, limit * provider.safetyMargin - used)
       let replicas = Int(saturating: (available / perReplica + 1e-9).rounded(.down))
       if replicas < (tightest?.replicas ?? .max) {
-        let taken = used > 0 ? " less \(format(used)) used by other processes" : ""
         tightest = Ceiling(
           reason: .rateLimitCeiling, replicas: replicas,
-          explanation:
-            "provider '\(provider.name)' \(what) \(format(limit)) × safety margin \(format(provider.safetyMargin))\(taken) at \(format(perReplica)) per replica allows \(replicas)"
-        )
+          basis: .rateLimit(
+            provider: provider.name, what: what, limit: limit, margin: provider.safetyMargin, used: used,
+            perReplica: perReplica))
       }
     }
     consider(
@@ -71,11 +93,9 @@ public enum Ceilings {
     guard target.resources.gpus > 0 else { return nil }
     let free = max(0, pool.gpus - othersGPUs)
     let replicas = free / target.resources.gpus
-    let taken = othersGPUs > 0 ? " (\(othersGPUs) in use by other processes)" : ""
     return Ceiling(
       reason: .gpuPool, replicas: replicas,
-      explanation:
-        "GPU pool '\(pool.name)' has \(pool.gpus) GPUs\(taken) at \(target.resources.gpus) per replica, room for \(replicas)"
+      basis: .gpuPool(pool: pool.name, gpus: pool.gpus, others: othersGPUs, perReplica: target.resources.gpus)
     )
   }
 
@@ -102,7 +122,7 @@ public enum StaticCeiling {
     var ceilings = [
       Ceiling(
         reason: .maxInstances, replicas: target.max,
-        explanation: "\(target.maxSource.rawValue) is \(target.max)")
+        basis: .max(source: target.maxSource.rawValue, max: target.max))
     ]
     if let cost = Ceilings.cost(target) { ceilings.append(cost) }
     if let share = target.rateLimit, let provider = providers.first(where: { $0.name == share.provider }),
