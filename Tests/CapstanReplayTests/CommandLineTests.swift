@@ -92,6 +92,34 @@ struct CommandLineTests {
   }
 
   @Test(
+    "a bad row deep in a streamed recording stops the replay at its line; the ticks before it keep their records"
+  )
+  func badRowMidStream() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "stream-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    // The example day, whose first hours scale, then a row with a word where a number goes.
+    var lines = try String(contentsOfFile: "examples/llm-day.csv", encoding: .utf8).split(separator: "\n")
+    let bad = 1 + 600
+    let cells = lines[bad].split(separator: ",", omittingEmptySubsequences: false)
+    lines[bad] = cells[0] + ",lots" + cells.dropFirst(2).map { "," + $0 }.joined()
+    let metrics = directory.appendingPathComponent("day.csv")
+    try (lines.joined(separator: "\n") + "\n").write(to: metrics, atomically: true, encoding: .utf8)
+    let log = directory.appendingPathComponent("audit.jsonl")
+    let result = try runCapstan([
+      "replay", "policies/llm-serving.yaml", "--metrics", metrics.path, "--audit-log", log.path,
+    ])
+    #expect(result.status == 1)
+    #expect(
+      result.stderr.contains(
+        "\(metrics.path):\(bad + 1): error: 'lots' in column 'request_rate' is not a number"))
+    #expect(result.stdout.isEmpty)
+    let records = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+    #expect(!records.isEmpty && records.allSatisfy { $0.contains(#""time":"2023-11-16T0"#) })
+  }
+
+  @Test(
     "bad replay input is refused with a message naming the problem",
     arguments: [
       (

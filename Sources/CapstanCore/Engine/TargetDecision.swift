@@ -155,7 +155,7 @@ struct TargetContext {
     let proposals = self.proposals(&state)
     // Any signal a proposal reads that is missing vetoes a scale-down (rule 4), whichever
     // proposal it feeds and whatever a rule's `match:` says.
-    let anyMissing = proposalSignals.contains { signals[$0] == nil }
+    let anyMissing = proposals.readMissingSignal
 
     // Scale up to the highest proposal; scale down only when every proposal agrees.
     var wanted = current
@@ -277,6 +277,9 @@ struct TargetContext {
   struct Proposals {
     var tracking: Proposal?
     var rule: Proposal?
+    /// Whether a signal they read (the tracking metric, any condition of either rule) was missing,
+    /// noted as they read it rather than looked up again.
+    var readMissingSignal = false
 
     /// The highest; on a tie, the first (tracking before the rule).
     var highest: Proposal? { highest(below: nil) }
@@ -307,16 +310,24 @@ struct TargetContext {
 
   private func proposals(_ state: inout TargetState) -> Proposals {
     var proposals = Proposals()
-    if let tracking = target.tracking { proposals.tracking = trackingProposal(tracking) }
+    if let tracking = target.tracking {
+      let proposal = trackingProposal(tracking)
+      if case .trackingMissing = proposal.basis { proposals.readMissingSignal = true }
+      proposals.tracking = proposal
+    }
 
-    let up = target.up.rule.map { evaluate($0, since: &state.scaleUpHoldingSince) }
-    let down = target.down.rule.map { evaluate($0, since: &state.scaleDownHoldingSince) }
-    if up == .fires, let rule = target.up.rule {
+    let up = target.up.rule.map {
+      evaluate($0, since: &state.scaleUpHoldingSince, missing: &proposals.readMissingSignal)
+    }
+    let down = target.down.rule.map {
+      evaluate($0, since: &state.scaleDownHoldingSince, missing: &proposals.readMissingSignal)
+    }
+    if up == .fires {
       let step = target.up.step ?? 1
       proposals.rule = Proposal(
         replicas: current.saturatingAdd(step), reason: .scaleUpRule,
         basis: .scaleUpRuleFires(step: step))
-    } else if let down, let rule = target.down.rule {
+    } else if let down {
       let step = target.down.step ?? 1
       switch down {
       case .fires:
@@ -419,7 +430,8 @@ struct TargetContext {
     case missing
   }
 
-  private func evaluate(_ rule: ScaleRule, since: inout Date?) -> RuleOutcome {
+  /// - Parameter missing: set when a condition's signal has no value.
+  private func evaluate(_ rule: ScaleRule, since: inout Date?, missing: inout Bool) -> RuleOutcome {
     var anyHeld = false
     var failed = false
     var anyMissing = false
@@ -434,6 +446,7 @@ struct TargetContext {
         failed = true
       }
     }
+    if anyMissing { missing = true }
     let holds: Bool?
     switch rule.match {
     case .any: holds = anyHeld ? true : (anyMissing ? nil : false)
