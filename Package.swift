@@ -8,6 +8,7 @@ let package = Package(
     .executable(name: "capstan", targets: ["capstan"]),
     .library(name: "CapstanCore", targets: ["CapstanCore"]),
     .library(name: "CapstanReplay", targets: ["CapstanReplay"]),
+    .library(name: "CapstanSimulation", targets: ["CapstanSimulation"]),
   ],
   dependencies: [
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),

@@ -21,7 +21,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
-    // The libFuzzer driver and the harnesses' policy loading, shared by the three.
+    // The libFuzzer driver and the harnesses' policy loading, shared by the four.
     .target(name: "FuzzSupport", dependencies: [core]),
     .executableTarget(name: "FuzzPolicy", dependencies: [core, support]),
     .executableTarget(
@@ -31,5 +31,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]),
     .executableTarget(name: "FuzzState", dependencies: [core, support]),
+    .executableTarget(
+      name: "FuzzTrace", dependencies: [core, support, .product(name: "CapstanSimulation", package: capstan)]),
   ]
 )
