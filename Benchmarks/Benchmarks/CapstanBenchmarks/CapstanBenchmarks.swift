@@ -79,7 +79,8 @@ let benchmarks: @Sendable () -> Void = {
     let start = Date(timeIntervalSince1970: 1_700_092_800)
     // Past the first ticks, which record the start.
     for tick in 0..<100 {
-      let (_, next) = engine.decide(inputs, state: consume state, now: start.addingTimeInterval(Double(tick) * 15))
+      let (_, next) = engine.decide(
+        inputs, state: consume state, now: start.addingTimeInterval(Double(tick) * 15))
       state = next
     }
     benchmark.startMeasurement()
@@ -97,7 +98,8 @@ let benchmarks: @Sendable () -> Void = {
     // Many ticks a sample where a tick is short, so the harness's own allocations average out.
     let scaling: BenchmarkScalingFactor = count >= 1_000 ? .one : .kilo
     Benchmark(
-      "engine steady tick (\(count) targets)", configuration: .init(scalingFactor: scaling, maxIterations: 200)
+      "engine steady tick (\(count) targets)",
+      configuration: .init(scalingFactor: scaling, maxIterations: 200)
     ) { benchmark in
       var yaml = "signals:\n"
       for index in 0..<count { yaml += "  q\(index): {}\n" }
@@ -114,7 +116,8 @@ let benchmarks: @Sendable () -> Void = {
       var state = EngineState()
       let start = Date(timeIntervalSince1970: 1_700_092_800)
       for tick in 0..<3 {
-        let (_, next) = engine.decide(inputs, state: consume state, now: start.addingTimeInterval(Double(tick)))
+        let (_, next) = engine.decide(
+          inputs, state: consume state, now: start.addingTimeInterval(Double(tick)))
         state = next
       }
       benchmark.startMeasurement()
