@@ -40,22 +40,6 @@ public struct MetricsFileError: Error, CustomStringConvertible, Sendable {
 }
 
 extension RecordedMetrics {
-  /// Reads CSV (header `timestamp,<metric>,...`) or, for `.jsonl`/`.ndjson` names, JSON Lines.
-  public static func load(path: String) throws -> RecordedMetrics {
-    let data: Data
-    do {
-      data = try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-      throw MetricsFileError(
-        file: path, line: 0, message: "cannot read the metrics file: \(error.localizedDescription)")
-    }
-    let text = String(decoding: data, as: UTF8.self)
-    if path.hasSuffix(".jsonl") || path.hasSuffix(".ndjson") {
-      return try parseJSONLines(text, file: path)
-    }
-    return try parseCSV(text, file: path)
-  }
-
   /// A byte-order mark goes; a file with old-Mac CR line endings only is read by its CRs.
   static func normalized(_ text: String) -> String {
     var text = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text

@@ -119,7 +119,7 @@ public struct Simulator {
       switch driver {
       case .engine:
         let (decision, next) = engine.decide(
-          EngineInputs(signals: signals, replicas: replicas), state: state,
+          EngineInputs(signals: signals, replicas: replicas), state: consume state,
           now: origin.addingTimeInterval(now))
         state = next
         for event in decision.events { try onEvent(event) }
