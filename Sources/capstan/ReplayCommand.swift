@@ -83,6 +83,9 @@ struct Replay: ParsableCommand {
     } catch let error as MetricsFileError {
       printError("\(error)")
       throw ExitCode(1)
+    } catch let error as TimelineSpool.WriteError {
+      printError("\(error)")
+      throw ExitCode(1)
     }
     switch format {
     case .text:
@@ -108,10 +111,14 @@ final class TimelineSpool {
   init() { file = tmpfile() }
   deinit { if let file { fclose(file) } }
 
-  func append(_ line: String) throws {
-    guard let file, fputs(line, file) >= 0 else {
-      throw CleanExit.message("capstan replay: error: cannot write the timeline to a temporary file")
+  struct WriteError: Error, CustomStringConvertible {
+    var description: String {
+      "capstan replay: error: cannot write the timeline to a temporary file: is /tmp writable and not full?"
     }
+  }
+
+  func append(_ line: String) throws {
+    guard let file, fputs(line, file) >= 0 else { throw WriteError() }
     lines += 1
   }
 
