@@ -126,8 +126,11 @@ extension RecordedMetrics {
     return try text.withUTF8 { try parseTimestamp($0, file: file, line: line) }
   }
 
-  /// RFC 3339 or Unix seconds, from a cell's bytes (spaces around it allowed).
-  static func parseTimestamp(_ cell: UnsafeBufferPointer<UInt8>, file: String, line: Int) throws -> Date {
+  /// RFC 3339 or Unix seconds, from a cell's bytes (spaces around it allowed). `assumingUTC`
+  /// also takes a date and time with no offset, as the Azure traces write them, as UTC.
+  public static func parseTimestamp(
+    _ cell: UnsafeBufferPointer<UInt8>, file: String, line: Int, assumingUTC: Bool = false
+  ) throws -> Date {
     if cell.contains(0) {
       throw MetricsFileError(
         file: file, line: line, message: "a NUL byte in the timestamp: the file is not text")
@@ -139,7 +142,7 @@ extension RecordedMetrics {
     let bytes = UnsafeBufferPointer(rebasing: cell[lower..<upper])
     let trimmed = String(decoding: bytes, as: UTF8.self)
     if let seconds = Double(trimmed) { return try epoch(seconds, text: trimmed, file: file, line: line) }
-    if let date = RFC3339Parser.parse(bytes) {
+    if let date = RFC3339Parser.parse(bytes, assumingUTC: assumingUTC) {
       guard date >= earliest, date <= latest else {
         throw MetricsFileError(
           file: file, line: line, message: "'\(trimmed)' is not between 1970 and 2200: is the year a typo?")

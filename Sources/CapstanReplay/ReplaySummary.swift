@@ -184,11 +184,6 @@ struct SummaryAccumulator {
 
 /// The human-readable report: a timeline of changes and blocks, then a summary per process.
 public enum ReplayReport {
-  public static func text(_ result: ReplayResult, policyPath: String, metricsPath: String) -> String {
-    header(result, policyPath: policyPath, metricsPath: metricsPath)
-      + timeline(result.events, processes: result.processes.map(\.process)) + summary(result)
-  }
-
   /// What was replayed, over what span.
   public static func header(_ result: ReplayResult, policyPath: String, metricsPath: String) -> String {
     "Replay of \(policyPath) against \(metricsPath)\n"
@@ -223,14 +218,8 @@ public enum ReplayReport {
     return out
   }
 
-  /// Every change and block, one line each, as replay and simulate print them.
-  public static func timeline(_ events: [AuditEvent], processes: [String]) -> String {
-    var out = "Timeline\n"
-    let width = timelineWidth(processes)
-    if events.isEmpty { out += timelineEmpty }
-    for event in events { out += timelineLine(event, width: width) }
-    return out
-  }
+  // The timeline: every change and block, one line each, printed as it happens (replay spools
+  // it, simulate prints it): a `Timeline` heading, `timelineLine` per event, or `timelineEmpty`.
 
   /// The process column's width in a timeline of these processes.
   public static func timelineWidth(_ processes: [String]) -> Int { max(7, processes.map(\.count).max() ?? 0) }

@@ -289,7 +289,7 @@ struct Fleet {
 
 /// A run's score for one process, kept as requests end, in memory that does not grow with the
 /// trace: counts, a latency histogram, and the minutes still open.
-struct Tally: Equatable {
+struct Tally {
   let slo: SimulationSettings.SLO
   private(set) var requests = 0
   private(set) var failed = 0
@@ -303,13 +303,6 @@ struct Tally: Equatable {
   private var firstMinute = 0
 
   init(slo: SimulationSettings.SLO) { self.slo = slo }
-
-  static func == (a: Tally, b: Tally) -> Bool {
-    (a.requests, a.failed, a.met, a.workSeconds, a.missedMinutes) == (
-      b.requests, b.failed, b.met, b.workSeconds, b.missedMinutes
-    )
-      && a.latencies == b.latencies
-  }
 
   mutating func arrive(minute: Int, work: Double) {
     requests += 1
@@ -356,8 +349,8 @@ struct Tally: Equatable {
 /// Latencies in logarithmic buckets 0.01% wide, each keeping its count and the largest latency
 /// it holds, so a percentile is a measured latency within 0.01% of the exact one, in memory that
 /// does not grow with the number of requests.
-struct LatencyHistogram: Equatable {
-  private struct Bucket: Equatable {
+struct LatencyHistogram {
+  private struct Bucket {
     var count: Int
     var largest: Double
   }

@@ -378,24 +378,11 @@ struct TraceLineParser {
       arrival: parsed.timestamp / 1000, inputTokens: parsed.inputLength, outputTokens: parsed.outputLength)
   }
 
-  /// RFC 3339, Unix seconds, or Azure's `2023-11-16 18:17:03.9799600` (UTC).
+  /// RFC 3339, Unix seconds, or Azure's `2023-11-16 18:17:03.9799600` (UTC): a recording's
+  /// timestamp rules, with the Azure form (a space before the time, no offset) taken as UTC.
   private func timestamp(_ cell: UnsafeBufferPointer<UInt8>, line: Int) throws -> Date {
-    let date: Date?
-    if cell.count >= 19 && cell[4] == UInt8(ascii: "-") {
-      date = RFC3339Parser.parse(cell, assumingUTC: cell[10] == UInt8(ascii: " "))
-    } else {
-      date = Double(String(decoding: cell, as: UTF8.self)).map(Date.init(timeIntervalSince1970:))
-    }
-    if let date, date.timeIntervalSince1970.isFinite, date.timeIntervalSince1970 >= 0,
-      date.timeIntervalSince1970 <= 7_258_118_400
-    {
-      return date
-    }
-    throw TraceError(
-      file: file, line: line,
-      message:
-        "'\(String(decoding: cell, as: UTF8.self).prefix(40))' is not a time between 1970 and 2200: write RFC 3339, Unix seconds, or 2023-11-16 18:17:03.98"
-    )
+    let azure = cell.count >= 19 && cell[4] == UInt8(ascii: "-") && cell[10] == UInt8(ascii: " ")
+    return try RecordedMetrics.parseTimestamp(cell, file: file, line: line, assumingUTC: azure)
   }
 
   private func amount(_ cell: UnsafeBufferPointer<UInt8>, column: String, line: Int) throws -> Double {

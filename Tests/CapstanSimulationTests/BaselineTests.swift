@@ -61,14 +61,7 @@ struct BaselineTests {
 
   @Test("the oracle runs ceil(work in service / slots), and its measured SLO is met on a steady load")
   func oracleSteady() throws {
-    let policy = try policy(
-      """
-      processes:
-        w:
-          class: batch
-          scaling: {metric: q, target: 1, min: 0, max: 10}
-          simulation: {slots: 2, signals: {q: queue_depth}, slo: {latency: queue_wait, bound: 1s}}
-      """)
+    let policy = try queueWorker(max: 10, slots: 2, slo: "latency: queue_wait, bound: 1s")
     // A job every 2 s, each 10 s long: 5 in service at once, so 3 replicas of 2 slots.
     let trace = jobs(stride(from: 0.0, to: 600, by: 2).map { $0 }, work: 10)
     let oracle = try #require(
@@ -90,19 +83,9 @@ struct BaselineTests {
     "the oracle never lets a request wait; brute force over every schedule finds it cheapest where no mid-tick drain helps, and none under the work bound",
     arguments: bruteForceCases)
   func oracleAgainstBruteForce(arrivals: [Double], work: Double, startup: String, exact: Bool) throws {
-    let policy = try policy(
-      """
-      controller: {interval: 10s}
-      processes:
-        w:
-          class: batch
-          scaling: {metric: q, target: 1, min: 0, max: 2}
-          simulation:
-            slots: 1
-            startup: \(startup)
-            signals: {q: queue_depth}
-            slo: {latency: queue_wait, bound: 1s, target: 100%}
-      """)
+    let policy = try queueWorker(
+      max: 2, slo: "latency: queue_wait, bound: 1s, target: 100%", simulation: ["startup: \(startup)"],
+      interval: "10s")
     let simulator = try Simulator(policy: policy, traces: ["w": jobs(arrivals, work: work)])
     // Every schedule of 0, 1 or 2 replicas over the first 8 ticks (none after): 3^8 of them.
     let ticks = 8

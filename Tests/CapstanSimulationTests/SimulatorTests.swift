@@ -13,6 +13,24 @@ func jobs(_ arrivals: [Double], work: Double) -> Trace {
     requests: arrivals.map { Trace.Request(arrival: $0, workSeconds: work) })
 }
 
+/// A batch worker `w` tracking its queue depth (`q`) at 1 per replica, from 0 to `max`,
+/// simulated with `slots` a replica and the given SLO (flow YAML such as `latency: e2e, bound:
+/// 1h`); `simulation` adds lines to its simulation section, `autoscaling` is its flow mapping.
+func queueWorker(
+  max: Int, slots: Int = 1, slo: String, simulation: [String] = [], autoscaling: String? = nil,
+  interval: String? = nil
+) throws -> Policy {
+  var lines = interval.map { ["controller: {interval: \($0)}"] } ?? []
+  lines += [
+    "processes:", "  w:", "    class: batch", "    scaling: {metric: q, target: 1, min: 0, max: \(max)}",
+    "    simulation:", "      slots: \(slots)",
+  ]
+  lines += simulation.map { "      " + $0 }
+  lines += ["      signals: {q: queue_depth}", "      slo: {\(slo)}"]
+  if let autoscaling { lines += ["autoscaling:", "  w: \(autoscaling)"] }
+  return try policy(lines.joined(separator: "\n") + "\n")
+}
+
 /// A fixed fleet of `replicas` with `slots` each: no rule moves it.
 func fixedFleet(replicas: Int, slots: Int, startup: String = "0s", slo: String = "queue_wait, bound: 1s")
   throws -> Policy
@@ -96,21 +114,10 @@ struct SimulatorTests {
 
   @Test("a replica asked for costs from the ask and serves after its startup")
   func startupDelay() throws {
-    let policy = try policy(
-      """
-      controller: {interval: 10s}
-      processes:
-        w:
-          class: batch
-          scaling: {metric: q, target: 1, min: 0, max: 1}
-          simulation:
-            slots: 1
-            startup: 30s
-            signals: {q: queue_depth}
-            slo: {latency: queue_wait, bound: 35s, target: 99%}
-      autoscaling:
-        w: {scale_up: {stabilization_window: 0s}, scale_down: {stabilization_window: 0s}}
-      """)
+    let policy = try queueWorker(
+      max: 1, slo: "latency: queue_wait, bound: 35s, target: 99%", simulation: ["startup: 30s"],
+      autoscaling: "{scale_up: {stabilization_window: 0s}, scale_down: {stabilization_window: 0s}}",
+      interval: "10s")
     // One job at 5 s: seen at the 10 s tick, the replica is ready at 40 s, the job waits 35 s.
     let w = try #require(
       try Simulator(policy: policy, traces: ["w": jobs([5], work: 2)]).run().processes.first)
@@ -121,16 +128,9 @@ struct SimulatorTests {
 
   @Test("an idle gap scales to zero and costs less than a fixed fleet")
   func idleGap() throws {
-    let scaling = try policy(
-      """
-      processes:
-        w:
-          class: batch
-          scaling: {metric: q, target: 1, min: 0, max: 2}
-          simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: queue_wait, bound: 60s}}
-      autoscaling:
-        w: {scale_up: {stabilization_window: 0s}, scale_down: {stabilization_window: 30s}}
-      """)
+    let scaling = try queueWorker(
+      max: 2, slo: "latency: queue_wait, bound: 60s",
+      autoscaling: "{scale_up: {stabilization_window: 0s}, scale_down: {stabilization_window: 30s}}")
     let trace = jobs([0, 1, 2, 1800, 1801], work: 5)
     let zero = try #require(try Simulator(policy: scaling, traces: ["w": trace]).run().processes.first)
     let fixed = try #require(
@@ -142,18 +142,11 @@ struct SimulatorTests {
 
   @Test("a drain that runs out of time cuts its requests short, and they count as failed")
   func drainCutsShort() throws {
-    let policy = try policy(
-      """
-      processes:
-        w:
-          class: batch
-          scaling: {metric: q, target: 1, min: 0, max: 2}
-          simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1h}}
+    let policy = try queueWorker(
+      max: 2, slo: "latency: e2e, bound: 1h",
       autoscaling:
-        w:
-          scale_up: {stabilization_window: 0s}
-          scale_down: {stabilization_window: 0s, action: {drain_timeout: 10s}}
-      """)
+        "{scale_up: {stabilization_window: 0s}, scale_down: {stabilization_window: 0s, action: {drain_timeout: 10s}}}"
+    )
     // A 100 s job; the queue is empty at the next tick, so the replica is removed and cut short.
     let w = try #require(
       try Simulator(policy: policy, traces: ["w": jobs([0, 200], work: 100)]).run().processes.first)
@@ -268,6 +261,27 @@ struct TraceTests {
     #expect(streamed.start == held.start)
   }
 
+  @Test("a trace file that changes after it was checked stops the run at the bad line; a missing one says so")
+  func changedOrMissing() throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UUID().uuidString).csv")
+      .path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try "timestamp,work_seconds\n0,1\n10,1\n".write(toFile: path, atomically: true, encoding: .utf8)
+    let trace = try Trace.load(path: path)
+    try "timestamp,work_seconds\n0,1\n10,oops\n".write(toFile: path, atomically: true, encoding: .utf8)
+    let simulator = try Simulator(policy: fixedFleet(replicas: 1, slots: 1), traces: ["w": trace])
+    #expect {
+      try simulator.run()
+    } throws: { error in
+      "\(error)".hasPrefix("\(path):3: error: 'oops' in column work_seconds is not a number")
+    }
+    #expect {
+      try Trace.load(path: path + ".gone")
+    } throws: { error in
+      "\(error)".hasPrefix("\(path).gone:0: error: cannot read the file: No such file")
+    }
+  }
+
   @Test("--rate compresses arrivals; tiling repeats the trace to the length asked")
   func rateAndTile() throws {
     let trace = jobs([0, 10, 20], work: 1)
@@ -282,21 +296,9 @@ struct SimulationModelTests {
   @Test("a scrape lag shows the engine the measurement of one lag ago, so capacity comes a lag later")
   func scrapeLag() throws {
     func firstStart(lag: String) throws -> Double {
-      let policy = try policy(
-        """
-        controller: {interval: 10s}
-        processes:
-          w:
-            class: batch
-            scaling: {metric: q, target: 1, min: 0, max: 1}
-            simulation:
-              slots: 1
-              scrape_lag: \(lag)
-              signals: {q: queue_depth}
-              slo: {latency: queue_wait, bound: 1h}
-        autoscaling:
-          w: {scale_up: {stabilization_window: 0s}}
-        """)
+      let policy = try queueWorker(
+        max: 1, slo: "latency: queue_wait, bound: 1h", simulation: ["scrape_lag: \(lag)"],
+        autoscaling: "{scale_up: {stabilization_window: 0s}}", interval: "10s")
       let w = try #require(
         try Simulator(policy: policy, traces: ["w": jobs([5], work: 1)]).run().processes.first)
       return w.latencyP50
