@@ -133,6 +133,7 @@ struct SummaryAccumulator {
     case .budgetFreeze: summaries[index].budgetFreezes += 1
     case .signalMissing: summaries[index].signalOutages += 1
     case .signalRestored, .budgetReset, .policyReloaded, .policyRejected, .externalChange, .warning,
+      .predictiveFloor,
       .leaderElected, .leaderLost:
       break
     }

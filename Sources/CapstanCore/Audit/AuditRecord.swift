@@ -16,8 +16,11 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
   case policyRejected = "policy_rejected"
   /// The backend reports a count Capstan did not set; it is adopted as the current one.
   case externalChange = "external_change"
-  /// Something in the backend works against the policy (a drain cut short); nothing changed.
+  /// Something works against the policy (a drain cut short, a predictive floor with no usable
+  /// history); nothing changed.
   case warning
+  /// A predictive floor has the history it needs and applies from now on.
+  case predictiveFloor = "predictive_floor"
   /// This Capstan became the leader and acts from now on (`process` is `*`).
   case leaderElected = "leader_elected"
   /// This Capstan stopped leading and acts no more (`process` is `*`).
@@ -45,8 +48,8 @@ public struct BudgetSnapshot: Sendable, Equatable, Codable {
 
   public func encode(to encoder: any Encoder) throws {
     var container = encoder.container(keyedBy: CodingKeys.self)
-    try container.encode(AuditRecord.cents(spentUSD), forKey: .spentUSD)
-    try container.encode(AuditRecord.cents(limitUSD), forKey: .limitUSD)
+    try container.encode(AuditRecord.fourDecimals(spentUSD), forKey: .spentUSD)
+    try container.encode(AuditRecord.fourDecimals(limitUSD), forKey: .limitUSD)
     try container.encode(state, forKey: .state)
   }
 }
@@ -67,11 +70,14 @@ public struct AuditEvent: Sendable, Equatable {
   public var budget: BudgetSnapshot?
   /// Replicas after the event × cost per hour; nil when the process has no cost.
   public var costPerHourUSD: Double?
+  /// The predictive floor at this tick and what it came from; nil without one.
+  public var forecast: PredictiveFloor?
 
   public init(
     time: Date, process: String, kind: AuditEventKind, from: Int?, to: Int?, reason: ScaleReason,
     detail: String,
-    signals: [(name: String, value: Double?)], budget: BudgetSnapshot?, costPerHourUSD: Double?
+    signals: [(name: String, value: Double?)], budget: BudgetSnapshot?, costPerHourUSD: Double?,
+    forecast: PredictiveFloor? = nil
   ) {
     self.time = time
     self.process = process
@@ -83,12 +89,13 @@ public struct AuditEvent: Sendable, Equatable {
     self.signals = signals
     self.budget = budget
     self.costPerHourUSD = costPerHourUSD
+    self.forecast = forecast
   }
 
   public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
     a.time == b.time && a.process == b.process && a.kind == b.kind && a.from == b.from && a.to == b.to
       && a.reason == b.reason && a.detail == b.detail && a.budget == b.budget
-      && a.costPerHourUSD == b.costPerHourUSD
+      && a.costPerHourUSD == b.costPerHourUSD && a.forecast == b.forecast
       && a.signals.map(\.name) == b.signals.map(\.name) && a.signals.map(\.value) == b.signals.map(\.value)
   }
 }
@@ -104,8 +111,14 @@ public struct AuditRecord: Sendable, Encodable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case time, process, event, from, to, reason, detail, signals, budget, mode
+    case time, process, event, from, to, reason, detail, signals, budget, mode, forecast
     case costPerHourUSD = "cost_per_hour_usd"
+  }
+
+  enum ForecastKeys: String, CodingKey {
+    case replicas, forecast, load, scale, source, periods
+    case perReplica = "per_replica", lookaheadSeconds = "lookahead_s"
+    case historyFrom = "history_from", historyTo = "history_to"
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -121,8 +134,21 @@ public struct AuditRecord: Sendable, Encodable {
     for (name, value) in event.signals { signals[name] = value }
     try container.encode(signals, forKey: .signals)
     try container.encodeIfPresent(event.budget, forKey: .budget)
-    try container.encodeIfPresent(event.costPerHourUSD.map(Self.cents), forKey: .costPerHourUSD)
+    try container.encodeIfPresent(event.costPerHourUSD.map(Self.fourDecimals), forKey: .costPerHourUSD)
     try container.encode(mode.rawValue, forKey: .mode)
+    if let floor = event.forecast {
+      var nested = container.nestedContainer(keyedBy: ForecastKeys.self, forKey: .forecast)
+      try nested.encode(floor.replicas, forKey: .replicas)
+      try nested.encode(Self.fourDecimals(floor.forecast), forKey: .forecast)
+      try nested.encode(Self.fourDecimals(floor.load), forKey: .load)
+      try nested.encode(Self.fourDecimals(floor.scale), forKey: .scale)
+      try nested.encode(floor.perReplica, forKey: .perReplica)
+      try nested.encode(floor.lookahead, forKey: .lookaheadSeconds)
+      try nested.encode(floor.periods, forKey: .periods)
+      try nested.encode(RFC3339.string(from: floor.historyFrom), forKey: .historyFrom)
+      try nested.encode(RFC3339.string(from: floor.historyTo), forKey: .historyTo)
+      try nested.encode(floor.source, forKey: .source)
+    }
   }
 
   /// One line of JSON, keys sorted so that the same events give the same bytes.
@@ -137,8 +163,9 @@ public struct AuditRecord: Sendable, Encodable {
     return String(decoding: data, as: UTF8.self)
   }
 
-  /// Money to a hundredth of a cent: enough for any bill, and free of floating-point tails.
-  static func cents(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
+  /// Money to a hundredth of a cent (enough for any bill), forecasts to the same four decimals (a
+  /// floor is a count): free of floating-point tails.
+  static func fourDecimals(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
 }
 
 /// RFC 3339 in UTC with whole seconds, or milliseconds where the time has them.

@@ -204,6 +204,10 @@ public struct ScalingTarget: Sendable, Equatable {
   public var kubernetes: KubernetesWorkload?
   /// How `capstan simulate` models the process's fleet; nil where the policy has no section.
   public var simulation: SimulationSettings?
+  /// From the moment a replica is asked for until it takes work; nil where the policy does not say.
+  public var startup: TimeInterval?
+  /// A floor learned from the history of a load signal; nil where the process has none.
+  public var predictive: PredictiveSettings?
   /// Where the target is declared, for messages about it.
   public var location: FileLocation?
 
@@ -230,6 +234,7 @@ public struct ScalingTarget: Sendable, Equatable {
     add(metric)
     for condition in (up.rule?.conditions ?? []) + (down.rule?.conditions ?? []) { add(condition.metric) }
     add(budget?.costRateMetric)
+    add(predictive?.signal)
     return names
   }
 }

@@ -235,6 +235,16 @@ struct PolicyValidator {
       }
     }
 
+    for (name, process) in raw.processes?.entries ?? [] {
+      guard let rawPredictive = process.predictive,
+        let index = targets.firstIndex(where: { $0.name == name.text })
+      else { continue }
+      targets[index].predictive = validatePredictive(
+        rawPredictive, startup: targets[index].startup ?? targets[index].simulation?.startup, process: name,
+        target: targets[index],
+        interval: controller.interval, references: &references)
+    }
+
     for target in targets where target.min == 0 && target.workloadClass == .batch {
       checkWakeable(target, location: target.location ?? top)
     }

@@ -81,7 +81,10 @@ extension PolicyValidator {
       target.rateLimit = validateRateLimit(share, process: name.text, providers: providers)
     }
     if let local = raw.local { target.local = validateLocal(local, process: name) }
-    if let simulation = raw.simulation { target.simulation = validateSimulation(simulation, process: name) }
+    target.startup = raw.startup.flatMap { duration($0) }
+    if let simulation = raw.simulation {
+      target.simulation = validateSimulation(simulation, process: name, startup: target.startup)
+    }
     return target
   }
 

@@ -203,9 +203,11 @@ struct RawProcess: Decodable {
   var local: RawLocalProcess?
   var kubernetes: RawKubernetesWorkload?
   var simulation: RawSimulation?
+  var startup: RawScalar?
+  var predictive: RawPredictive?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case type, description, `class`, scaling, resources, local, kubernetes, simulation
+    case type, description, `class`, scaling, resources, local, kubernetes, simulation, startup, predictive
     case costPerHourUSD = "cost_per_hour_usd", rateLimit = "rate_limit"
   }
 }

@@ -76,7 +76,9 @@ struct RawSLO: Decodable, Sendable {
 }
 
 extension PolicyValidator {
-  func validateSimulation(_ raw: RawSimulation, process: RawScalar) -> SimulationSettings? {
+  func validateSimulation(_ raw: RawSimulation, process: RawScalar, startup processStartup: TimeInterval?)
+    -> SimulationSettings?
+  {
     let section = "processes.\(process.text).simulation"
     guard let rawSlots = raw.slots else {
       sink.error(process.location, "\(section) needs slots: the requests one replica serves at once")
@@ -89,7 +91,7 @@ extension PolicyValidator {
     }
     let prefill = raw.prefillTokensPerSecond.flatMap { positive($0, "tokens per second") }
     let decode = raw.decodeTokensPerSecond.flatMap { positive($0, "tokens per second") }
-    let startup = raw.startup.flatMap { duration($0) } ?? 0
+    let startup = raw.startup.flatMap { duration($0) } ?? processStartup ?? 0
     let scrapeLag = raw.scrapeLag.flatMap { duration($0) } ?? 0
     var signals: [String: SimulationSettings.Quantity] = [:]
     for (name, value) in raw.signals?.entries ?? [] {

@@ -69,8 +69,22 @@ public struct EngineState: Sendable, Equatable, Codable {
   /// Signals missing at the last tick, so outages are reported when they start and end.
   public var missingSignals: Set<String> = []
   public var lastTick: Date?
+  /// Per predictive target, the history it learned and its profile.
+  public var forecasts: [String: ForecastState] = [:]
 
   public init() {}
+
+  enum CodingKeys: String, CodingKey { case targets, budgets, missingSignals, lastTick, forecasts }
+
+  /// A state saved before forecasts existed reads with none.
+  public init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    targets = try container.decode([String: TargetState].self, forKey: .targets)
+    budgets = try container.decode([String: BudgetLedger].self, forKey: .budgets)
+    missingSignals = try container.decode(Set<String>.self, forKey: .missingSignals)
+    lastTick = try container.decodeIfPresent(Date.self, forKey: .lastTick)
+    forecasts = try container.decodeIfPresent([String: ForecastState].self, forKey: .forecasts) ?? [:]
+  }
 }
 
 public struct TargetState: Sendable, Equatable, Codable {
@@ -152,6 +166,13 @@ extension EngineState {
         found.append("\(name).lastCostRate is \(rate), not a rate from 0 to 1e15")
       }
       check(ledger.lastAccrual, "\(name).lastAccrual")
+    }
+    for (name, forecast) in forecasts.sorted(by: { $0.key < $1.key }) {
+      check(forecast.builtAt, "\(name).builtAt")
+      check(forecast.history.newest, "\(name).history.newest")
+      if !forecast.history.isSound {
+        found.append("\(name).history holds a negative or non-finite value, or periods out of order")
+      }
     }
     return found
   }

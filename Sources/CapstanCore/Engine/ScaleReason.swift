@@ -31,4 +31,6 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   case drainTimeout = "drain_timeout"
   /// Leader election on a Kubernetes Lease.
   case leaderElection = "leader_election"
+  /// The predictive floor raised the count, held a scale-down, or turned on or off.
+  case predictiveFloor = "predictive_floor"
 }

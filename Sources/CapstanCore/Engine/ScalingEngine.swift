@@ -31,6 +31,18 @@ public struct ScalingEngine: Sendable {
     for prepared in self.prepared {
       let name = prepared.target.name
       guard let status = inputs.replicas[name] else { continue }
+      var floor: PredictiveFloor?
+      if let predictive = prepared.target.predictive {
+        let (found, change) = state.forecasts[name, default: ForecastState()].advance(
+          value: inputs.signals[predictive.signal], now: now, settings: predictive, min: prepared.target.min,
+          max: prepared.target.max)
+        floor = found
+        if let (condition, why) = change {
+          decision.events.append(
+            forecastEvent(
+              condition, why: why, target: prepared.target, status: status, inputs: inputs, now: now))
+        }
+      }
       var ledger: BudgetLedger?
       if let breaker = prepared.target.budget {
         var current = state.budgets[name] ?? BudgetLedger()
@@ -47,7 +59,9 @@ public struct ScalingEngine: Sendable {
       let context = TargetContext(
         prepared: prepared, status: status, signals: inputs.signals, now: now, ledger: ledger,
         others: prepared.peers.isEmpty
-          ? SharedUsage() : sharedUsage(for: prepared.target, peers: prepared.peers, inputs, decision.actions)
+          ? SharedUsage()
+          : sharedUsage(for: prepared.target, peers: prepared.peers, inputs, decision.actions),
+        floor: floor
       )
       // Decided in place in the saved state, so its windows are not copied every tick.
       let outcome = context.decide(&state.targets[name, default: TargetState()])
@@ -84,6 +98,30 @@ public struct ScalingEngine: Sendable {
             costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) }))
       }
     }
+  }
+
+  /// Folds recorded history (a file, a Prometheus range) into a predictive target's, as if it
+  /// had been seen at its times. Values at or after `before` are left out, so a replay that
+  /// reads its own recording as history never sees its future.
+  public func learn(
+    _ samples: some Sequence<(time: Date, value: Double)>, for name: String, before: Date,
+    state: inout EngineState
+  ) {
+    guard let settings = policy.target(named: name)?.predictive else { return }
+    state.forecasts[name, default: ForecastState()].learn(samples, before: before, settings: settings)
+  }
+
+  private func forecastEvent(
+    _ condition: ForecastState.Condition, why: String, target: ScalingTarget, status: ReplicaStatus,
+    inputs: EngineInputs, now: Date
+  ) -> AuditEvent {
+    let on = condition == .active
+    return AuditEvent(
+      time: now, process: target.name, kind: on ? .predictiveFloor : .warning, from: status.current,
+      to: status.current, reason: .predictiveFloor,
+      detail: on ? "predictive floor on: \(why)" : "predictive floor off, scaling on the rules alone: \(why)",
+      signals: signalValues(target, inputs.signals), budget: nil,
+      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) })
   }
 
   private func budgetEvent(

@@ -50,6 +50,8 @@ struct Clamp {
     case budgetFrozen(spent: Double, limit: Double)
     case restore(Int)
     case draining(Int)
+    /// The tick's predictive floor, kept by the context.
+    case predictive
   }
 }
 
@@ -78,15 +80,16 @@ final class PreparedTarget: Sendable {
 }
 
 /// The clamps of one decision in the order they applied, held inline: a tick that holds a count
-/// (a window, a cooldown) allocates nothing. At most one of each kind applies, nine in all.
+/// (a window, a cooldown) allocates nothing. At most one of each kind applies, and the
+/// predictive floor may meet each ceiling once more: twelve in all.
 struct ClampTrail {
   /// Made at the first clamp: most ticks have none, and setting up nine empty slots every tick
   /// cost more than the rest of a steady decision.
-  private var items: InlineArray<9, Clamp?>?
+  private var items: InlineArray<12, Clamp?>?
   private var count = 0
 
   mutating func append(_ clamp: Clamp) {
-    precondition(count < 9, "more clamps than kinds of clamp")
+    precondition(count < 12, "more clamps than kinds of clamp")
     if items == nil { items = InlineArray(repeating: nil) }
     items?[count] = clamp
     count += 1
@@ -124,6 +127,8 @@ struct TargetContext {
   let now: Date
   let ledger: BudgetLedger?
   let others: SharedUsage
+  /// The predictive floor at this tick; nil where the target has none or it is off.
+  var floor: PredictiveFloor? = nil
 
   var target: ScalingTarget { prepared.target }
   /// The signals its proposals read: any of them missing vetoes a scale-down.
@@ -174,12 +179,21 @@ struct TargetContext {
     // [min, max] bound what is stored as a recommendation, so a window never holds a count
     // outside them, and bind again last, over stabilization, steps, cooldowns and ceilings.
     var clamps = ClampTrail()
-    let bounded = bound(wanted)
+    var bounded = bound(wanted)
     if bounded != wanted {
       let reason: ScaleReason = bounded < wanted ? .maxInstances : .minInstances
       if bounded < wanted && wanted > current || bounded > wanted && wanted < current || driver == nil {
         clamps.append(Clamp(reason: reason, before: wanted, after: bounded, basis: .bound(reason)))
       }
+    }
+    // The predictive floor is a raised min for the recommendation, so the scale-down window
+    // holds it a while after it falls, as it holds any recommendation.
+    var raisedByFloor = false
+    if let floor, floor.replicas > bounded {
+      clamps.append(
+        Clamp(reason: .predictiveFloor, before: bounded, after: floor.replicas, basis: .predictive))
+      bounded = floor.replicas
+      raisedByFloor = true
     }
 
     var next = stabilize(bounded, &state)
@@ -200,6 +214,21 @@ struct TargetContext {
     if let restore = state.restoreTo.map(bound), next < restore {
       boundClamp = Clamp(reason: .restore, before: next, after: restore, basis: .restore(restore))
       next = restore
+    }
+    // Over steps, cooldowns and windows, as min is, for a replica asked for late is late; but
+    // not over the ceilings or a frozen budget: a forecast spends no money the policy forbids.
+    if let floor, next < floor.replicas {
+      var trail = ClampTrail()
+      let reach = applyCeilings(to: floor.replicas, clamps: &trail)
+      if let cut = trail.last { clamps.append(cut) }
+      if reach > next {
+        boundClamp = Clamp(reason: .predictiveFloor, before: next, after: reach, basis: .predictive)
+        next = reach
+      }
+    }
+    if boundClamp == nil, raisedByFloor, next > current, next > wanted {
+      // The floor, not the rules, moved the count.
+      boundClamp = Clamp(reason: .predictiveFloor, before: wanted, after: next, basis: .predictive)
     }
     // Replicas still draining hold their place: growth stops at max less them, whatever the floor.
     let room = target.max - status.draining
@@ -240,7 +269,12 @@ struct TargetContext {
     }
 
     var blocked: (reason: ScaleReason, wanted: Int, why: Block)?
-    if let binding = clamps.last(where: { $0.before != $0.after && $0.reason != .minInstances }),
+    // A clamp that raised a count toward the predictive floor blocks nothing; one that held a
+    // scale-down above it does.
+    if let binding = clamps.last(where: {
+      $0.before != $0.after && $0.reason != .minInstances
+        && !($0.reason == .predictiveFloor && $0.before >= current)
+    }),
       binding.before != current, binding.before != next
     {
       blocked = (binding.reason, binding.before, .clamp(binding, driver: driver))
@@ -518,7 +552,13 @@ struct TargetContext {
           .cooldown, from: next, to: current, .cooldown(direction, cooldown: rules.cooldown, left: left))
       }
     }
-    // Ceilings stop growth; they never force a scale-down of what already runs.
+    return applyCeilings(to: next, clamps: &clamps)
+  }
+
+  /// Ceilings stop growth; they never force a scale-down of what already runs. Then a frozen
+  /// budget stops it altogether.
+  private func applyCeilings(to proposed: Int, clamps: inout ClampTrail) -> Int {
+    var next = proposed
     if next > current {
       var ceilings = [Ceilings.cost(target)]
       if let provider { ceilings.append(Ceilings.rateLimit(target, provider: provider, others: others)) }
@@ -631,11 +671,20 @@ struct TargetContext {
       text =
         "restoring the \(restore) replicas Capstan ran before it restarted (its local replicas stop with it)"
     case .draining(let draining): text = drainingHold(draining)
+    case .predictive: text = floor.map(describe) ?? "predictive floor"
     }
     if let held = clamp.heldForDraining {
       text += "; held at \(held) because \(drainingHold(status.draining))"
     }
     return text
+  }
+
+  private func describe(_ floor: PredictiveFloor) -> String {
+    let signal = target.predictive?.signal ?? ""
+    let today =
+      floor.scale < 1 ? " × \(format((floor.scale * 1000).rounded() / 1000)) for today's level so far" : ""
+    return
+      "predictive floor \(floor.replicas): \(signal) forecast \(format(floor.forecast)) within \(Duration.text(floor.lookahead))\(today) / \(format(floor.perReplica)) per replica"
   }
 
   private func drainingHold(_ draining: Int) -> String {
@@ -667,7 +716,7 @@ struct TargetContext {
           BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: $0.dailyBudgetUSD, state: ledger.state)
         }
       },
-      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) })
+      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) }, forecast: floor)
   }
 }
 
