@@ -93,6 +93,7 @@ let package = Package(
       name: "CapstanController",
       dependencies: [
         "CapstanCore",
+        "CapstanReplay",
         "CapstanRuntime",
         "CapstanSignals",
         "CapstanBackends",

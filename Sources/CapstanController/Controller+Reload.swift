@@ -22,6 +22,7 @@ extension Controller {
     policy = loaded.policy
     warned = []
     engine = ScalingEngine(policy: loaded.policy)
+    historyReadAt = [:]
     readers = makeReaders(loaded.policy, baseDirectory)
     logger.notice(
       "policy reloaded", metadata: ["file": "\(file)", "targets": "\(loaded.policy.targets.count)"])

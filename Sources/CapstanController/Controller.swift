@@ -52,6 +52,8 @@ public actor Controller {
   var adoptedShared = false
   /// The last document written to the shared store, so an unchanged state is not written again.
   var lastShared: Data?
+  /// Per predictive process, when its history source was last read.
+  var historyReadAt: [String: Date] = [:]
 
   /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
   static let conflictRetries = 3
@@ -153,6 +155,7 @@ public actor Controller {
       }
     }
 
+    await readHistory(now: now)
     let before = state.engine
     let (decision, next) = engine.decide(
       EngineInputs(signals: signals, replicas: replicas), state: before, now: now)

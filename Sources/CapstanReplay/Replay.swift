@@ -12,6 +12,9 @@ public struct Replay {
     public var staleness: TimeInterval?
     /// Starting replica counts that override the recording and the minimum.
     public var start: [String: Int] = [:]
+    /// Per predictive process, history recorded before the replay (its `history: {file: ...}`):
+    /// learned before the first tick; what is at or after the first sample is left out.
+    public var history: [String: [(time: Date, value: Double)]] = [:]
 
     public init(interval: TimeInterval? = nil, staleness: TimeInterval? = nil, start: [String: Int] = [:]) {
       self.interval = interval
@@ -70,6 +73,7 @@ public struct Replay {
 
     let engine = ScalingEngine(policy: policy)
     var state = EngineState()
+    for (name, samples) in options.history { engine.learn(samples, for: name, before: first, state: &state) }
     var replicas: [String: Int] = [:]
     for target in policy.targets {
       let recorded = firstSample.values[RecordedMetrics.replicasColumn(for: target.name)]

@@ -43,6 +43,7 @@ public enum Baseline: String, Sendable, CaseIterable {
       target.maxCostPerHourUSD = nil
       target.rateLimit = nil
       target.resources.gpuPool = nil
+      target.predictive = nil
       adjust(&target)
       derived.targets[index] = target
     }

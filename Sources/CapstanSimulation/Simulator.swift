@@ -17,7 +17,8 @@ public struct Simulator {
         throw .unknownProcess(name, known: policy.targets.map(\.name))
       }
       guard let settings = target.simulation else { throw .noSimulationSection(name) }
-      for signal in target.proposalSignalNames where settings.signals[signal] == nil {
+      let read = target.proposalSignalNames + [target.predictive?.signal].compactMap { $0 }
+      for signal in read where settings.signals[signal] == nil {
         throw .unmappedSignal(process: name, signal: signal)
       }
       if traces[name]?.kind == .llm

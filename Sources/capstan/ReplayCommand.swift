@@ -69,6 +69,12 @@ struct Replay: ParsableCommand {
     let timeline = format == .text ? TimelineSpool() : nil
     let width = ReplayReport.timelineWidth(loaded.policy.targets.map(\.name))
 
+    do {
+      options.history = try predictiveHistory(loaded.policy, recording: metrics)
+    } catch {
+      printError("\(error)")
+      throw ExitCode(1)
+    }
     let replay = CapstanReplay.Replay(
       policy: loaded.policy, options: options, logger: Logger(label: "capstan.replay"))
     let result: ReplayResult
@@ -101,6 +107,39 @@ struct Replay: ParsableCommand {
     }
   }
 
+}
+
+extension Replay {
+  /// Each predictive process's `history: {file: ...}`: what it holds in the window kept before
+  /// the recording starts. A Prometheus history is for `run`: a replay learns from the recording.
+  func predictiveHistory(_ loaded: Policy, recording: String) throws -> [String: [(time: Date, value: Double)]] {
+    let base = URL(fileURLWithPath: policy).deletingLastPathComponent()
+    var history: [String: [(time: Date, value: Double)]] = [:]
+    var start: Date?
+    for target in loaded.targets {
+      guard let settings = target.predictive else { continue }
+      if settings.history == .prometheus {
+        printError(
+          "\(policy): note: replay reads no Prometheus history; the predictive floor of '\(target.name)' learns from the recording as it goes"
+        )
+      }
+      guard let path = HistoryFile.path(settings, baseDirectory: base) else { continue }
+      if start == nil {
+        var file = try RecordedMetricsFile(path: recording)
+        start = try file.next()?.time
+      }
+      guard let start else { continue }
+      let samples = try HistoryFile.read(
+        path: path, signal: settings.signal, from: start.addingTimeInterval(-settings.keep), to: start)
+      if samples.isEmpty {
+        printError(
+          "\(path): note: no value of '\(settings.signal)' before the recording starts; the predictive floor of '\(target.name)' learns from the recording as it goes"
+        )
+      }
+      history[target.name] = samples
+    }
+    return history
+  }
 }
 
 /// Lines kept in an unlinked temporary file until they can be printed.

@@ -52,6 +52,13 @@ struct Simulate: ParsableCommand {
       printError("capstan simulate: error: \(error)")
       throw ExitCode(1)
     }
+    for target in loaded.policy.targets where loadedTraces[target.name] != nil {
+      if let predictive = target.predictive, predictive.history != .learned {
+        printError(
+          "\(policy): note: the predictive floor of '\(target.name)' learns from the simulated run as it goes; its history (\(predictive.historyDescription)) is read by run and replay"
+        )
+      }
+    }
     let audit = try openReportAuditLog(auditLog, command: "simulate")
     defer { audit?.close() }
     // The timeline prints as the run goes, so a long trace holds no list of its events.

@@ -250,6 +250,16 @@ struct PolicyValidator {
     }
     let signals = validateSignals(declaredSignals, references: references, targets: targets)
     for target in targets {
+      guard let predictive = target.predictive, predictive.history == .prometheus,
+        let spec = signals.first(where: { $0.name == predictive.signal })
+      else { continue }
+      if case .prometheus = spec.source { continue }
+      sink.error(
+        predictive.location ?? top,
+        "processes.\(target.name).predictive has history: prometheus, which reads the signal's own query, but '\(predictive.signal)' is not read from Prometheus: give it a prometheus: source, or history: {file: RECORDING.csv}"
+      )
+    }
+    for target in targets {
       checkCeilings(
         target, providers: providers, pools: pools, location: processLocations[target.name] ?? top)
     }

@@ -67,6 +67,15 @@ public struct PredictiveSettings: Sendable, Equatable {
   }
 }
 
+extension PredictiveSettings {
+  /// For `validate`'s line: what the floor forecasts, how, and how far it may go.
+  public func summary(max: Int, min: Int) -> String {
+    let cap = maxAdded.map { "at most \(Swift.min(max, min.saturatingAdd($0)))" } ?? "up to max \(max)"
+    return
+      "predictive floor on \(signal) at \(Ceilings.format(perReplica)) per replica: \(seasonality.rawValue) profile, \(Duration.text(resolution)) slots, p\(Ceilings.format(quantile * 100)), \(Duration.text(lookahead)) ahead, \(cap), history \(historyDescription)"
+  }
+}
+
 struct RawPredictive: Decodable, Sendable {
   var signal, perReplica, seasonality, resolution, quantile, lookahead, maxAdded, refresh, keep, recent,
     staleAfter, timezone: RawScalar?

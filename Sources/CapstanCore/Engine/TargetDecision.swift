@@ -255,7 +255,9 @@ struct TargetContext {
         // The bound moved the count itself: say so first, then what the policy wanted.
         detail = describe(boundClamp)
         if let driver { detail += "; wanted \(wanted) (\(describe(driver)))" }
-        if let held = clamps.last(where: { $0.before != $0.after }) { detail += "; \(describe(held))" }
+        if let held = clamps.last(where: { $0.before != $0.after && $0.reason != boundClamp.reason }) {
+          detail += "; \(describe(held))"
+        }
       } else {
         detail = driver.map(describe) ?? clamps.first.map(describe) ?? ""
         if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(describe(last))" }
