@@ -46,7 +46,8 @@ extension Controller {
       else {
         throw HistoryError(
           description:
-            "history: prometheus needs the signal '\(settings.signal)' to be read from Prometheus; name a file instead")
+            "history: prometheus needs the signal '\(settings.signal)' to be read from Prometheus; name a file instead"
+        )
       }
       // One value a minute: a slot keeps the highest of them.
       let values = try await PrometheusSignal(name: spec.name, settings: source, baseDirectory: baseDirectory)

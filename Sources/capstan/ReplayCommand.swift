@@ -112,7 +112,9 @@ struct Replay: ParsableCommand {
 extension Replay {
   /// Each predictive process's `history: {file: ...}`: what it holds in the window kept before
   /// the recording starts. A Prometheus history is for `run`: a replay learns from the recording.
-  func predictiveHistory(_ loaded: Policy, recording: String) throws -> [String: [(time: Date, value: Double)]] {
+  func predictiveHistory(_ loaded: Policy, recording: String) throws -> [String: [(
+    time: Date, value: Double
+  )]] {
     let base = URL(fileURLWithPath: policy).deletingLastPathComponent()
     var history: [String: [(time: Date, value: Double)]] = [:]
     var start: Date?

@@ -50,7 +50,9 @@ enum ValidateReport {
           ?? "; \(metric) has no target and no policy scales it, so it holds within \(target.min)..\(target.max)"
       }
       if let budget = target.budget { line += "; budget $\(Ceilings.format(budget.dailyBudgetUSD))/day" }
-      if let predictive = target.predictive { line += "; \(predictive.summary(max: target.max, min: target.min))" }
+      if let predictive = target.predictive {
+        line += "; \(predictive.summary(max: target.max, min: target.min))"
+      }
       if let workload = target.kubernetes {
         line += "; scales \(workload)\(workload.namespace.map { " in \($0)" } ?? "")"
       }

@@ -62,7 +62,9 @@ struct PredictiveSimulationTests {
     #expect(floorUps.map(\.time) == mornings)
     #expect(floorUps.allSatisfy { $0.to == 10 && $0.forecast?.source == "learned from what it sees" })
     // Off with a warning until a whole day has been seen, on from then.
-    let switches = events.filter { $0.reason == .predictiveFloor && $0.kind != .blocked && $0.kind != .scaleUp }
+    let switches = events.filter {
+      $0.reason == .predictiveFloor && $0.kind != .blocked && $0.kind != .scaleUp
+    }
     #expect(switches.map(\.kind) == [.warning, .predictiveFloor])
     #expect(switches.last?.time == trace.start.addingTimeInterval(86_400))
   }

@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+
+/// The real binary: `validate` shows the floor, `replay` applies it from a history file.
+@Suite("capstan replay: predictive floor", .serialized)
+struct PredictiveReplayTests {
+  /// 2023-11-15T00:00:00Z.
+  static let midnight = 1_700_006_400.0
+
+  static func folder() throws -> URL {
+    let folder = temporaryFile("predictive")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try """
+    controller: {interval: 15s}
+    processes:
+      model:
+        startup: 2m
+        scaling: {metric: queue, target: 10, min: 1, max: 12}
+        predictive: {history: {file: history.csv}}
+    """.write(to: folder.appendingPathComponent("policy.yaml"), atomically: true, encoding: .utf8)
+    // Yesterday, a minute at a time: 100 queued from 09:00 to 10:00, else 10.
+    var history = "timestamp,queue\n"
+    for minute in stride(from: midnight - 86_400, to: midnight, by: 60) {
+      let hour = (minute - (midnight - 86_400)) / 3600
+      history += "\(Int(minute)),\(hour >= 9 && hour < 10 ? 100 : 10)\n"
+    }
+    try history.write(to: folder.appendingPathComponent("history.csv"), atomically: true, encoding: .utf8)
+    // Today from 08:00 to 10:00, every 15 s, the same shape.
+    var recording = "timestamp,queue\n"
+    for second in stride(from: 8 * 3600.0, to: 10 * 3600, by: 15) {
+      recording += "\(Int(midnight + second)),\(second >= 9 * 3600 ? 100 : 10)\n"
+    }
+    try recording.write(to: folder.appendingPathComponent("today.csv"), atomically: true, encoding: .utf8)
+    return folder
+  }
+
+  @Test("validate shows the floor in the process's line")
+  func validateShowsTheFloor() throws {
+    let folder = try Self.folder()
+    let result = try runCapstan(["validate", folder.appendingPathComponent("policy.yaml").path])
+    #expect(result.status == 0)
+    #expect(
+      result.stdout.contains(
+        "; predictive floor on queue at 10 per replica: daily profile, 5m slots, p90, 2m15s ahead, up to max 12, history from history.csv and what it sees"
+      ))
+  }
+
+  @Test("replay learns the history file's day before the recording and scales a lookahead ahead of 09:00")
+  func replayAppliesTheFloor() throws {
+    let folder = try Self.folder()
+    let audit = folder.appendingPathComponent("audit.jsonl")
+    let result = try runCapstan([
+      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
+      folder.appendingPathComponent("today.csv").path, "--audit-log", audit.path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    let records = try String(contentsOf: audit, encoding: .utf8).split(separator: "\n").compactMap {
+      try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+    #expect(records.first?["event"] as? String == "predictive_floor")
+    let up = try #require(records.first { $0["event"] as? String == "scale_up" })
+    #expect(up["time"] as? String == "2023-11-15T08:57:45Z")
+    #expect(up["reason"] as? String == "predictive_floor" && up["to"] as? Int == 10)
+    let forecast = try #require(up["forecast"] as? [String: Any])
+    #expect(forecast["history_from"] as? String == "2023-11-14T00:00:00Z")
+    #expect(forecast["source"] as? String == "from history.csv and what it sees")
+    #expect(result.stdout.contains("predictive_floor"))
+  }
+}
