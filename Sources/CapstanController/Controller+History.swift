@@ -6,10 +6,10 @@ import Foundation
 extension Controller {
   /// Reads each predictive process's history source (a recorded-metrics file, a Prometheus
   /// range over the history kept) at start and then every `refresh`, and hands it to the
-  /// engine. Reading the same values again changes nothing (a slot keeps its highest), so each
-  /// read takes the whole window. A source that cannot be read is logged and tried again at the
-  /// next refresh; meanwhile the floor works from what it has, or turns off with a warning
-  /// record when that is too little.
+  /// engine. The first read takes the whole window kept; later ones start a slot before the
+  /// last one that succeeded (values read twice change nothing: a slot keeps its highest). A
+  /// source that cannot be read is logged and tried again at the next refresh; meanwhile the
+  /// floor works from what it has, or turns off with a warning record when that is too little.
   func readHistory(now: Date) async {
     for target in policy.targets {
       guard let settings = target.predictive, settings.history != .learned else { continue }
@@ -17,9 +17,15 @@ extension Controller {
         continue
       }
       historyReadAt[target.name] = now
+      var from = now.addingTimeInterval(-settings.keep)
+      if let covered = historyReadThrough[target.name], covered <= now {
+        from = max(from, covered.addingTimeInterval(-settings.resolution))
+      }
       do {
-        let samples = try await Self.history(settings, policy: policy, baseDirectory: baseDirectory, now: now)
+        let samples = try await Self.history(
+          settings, policy: policy, baseDirectory: baseDirectory, from: from, to: now)
         engine.learn(samples, for: target.name, before: now, state: &state.engine)
+        historyReadThrough[target.name] = now
         logger.info(
           "read the predictive floor's history",
           metadata: ["process": "\(target.name)", "values": "\(samples.count)"])
@@ -32,9 +38,8 @@ extension Controller {
   }
 
   static func history(
-    _ settings: PredictiveSettings, policy: Policy, baseDirectory: URL, now: Date
+    _ settings: PredictiveSettings, policy: Policy, baseDirectory: URL, from: Date, to now: Date
   ) async throws -> [(time: Date, value: Double)] {
-    let from = now.addingTimeInterval(-settings.keep)
     switch settings.history {
     case .learned: return []
     case .file:

@@ -23,6 +23,7 @@ extension Controller {
     warned = []
     engine = ScalingEngine(policy: loaded.policy)
     historyReadAt = [:]
+    historyReadThrough = [:]
     readers = makeReaders(loaded.policy, baseDirectory)
     logger.notice(
       "policy reloaded", metadata: ["file": "\(file)", "targets": "\(loaded.policy.targets.count)"])

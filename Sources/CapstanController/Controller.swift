@@ -52,8 +52,10 @@ public actor Controller {
   var adoptedShared = false
   /// The last document written to the shared store, so an unchanged state is not written again.
   var lastShared: Data?
-  /// Per predictive process, when its history source was last read.
+  /// Per predictive process, when its history source was last read, and up to when a read
+  /// last succeeded.
   var historyReadAt: [String: Date] = [:]
+  var historyReadThrough: [String: Date] = [:]
 
   /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
   static let conflictRetries = 3

@@ -22,7 +22,10 @@ public final class PrometheusServer: @unchecked Sendable {
     public var description: String
   }
 
-  public init(tls: Bool = false) throws {
+  /// - Parameter history: OpenMetrics text (ending in `# EOF`) written into the database with
+  ///   `promtool tsdb create-blocks-from openmetrics` before it starts, so range queries see a
+  ///   past that was never scraped.
+  public init(tls: Bool = false, history: String? = nil) throws {
     self.tls = tls
     guard
       let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].first(where: {
@@ -45,6 +48,7 @@ public final class PrometheusServer: @unchecked Sendable {
             - targets: ['127.0.0.1:\(port)']
       """
     try Data(configuration.utf8).write(to: folder.appendingPathComponent("prometheus.yml"))
+    if let history { try Self.createBlocks(history, in: folder) }
     var arguments = [
       "--config.file=prometheus.yml", "--storage.tsdb.path=data", "--web.listen-address=127.0.0.1:\(port)",
     ]
@@ -61,6 +65,32 @@ public final class PrometheusServer: @unchecked Sendable {
     process.standardError = FileHandle(forWritingAtPath: "/dev/null")
     process.standardInput = FileHandle.nullDevice
     try process.run()
+  }
+
+  private static func createBlocks(_ openMetrics: String, in folder: URL) throws {
+    guard
+      let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: {
+        FileManager.default.isExecutableFile(atPath: $0)
+      })
+    else {
+      throw Unavailable(
+        description: "promtool is not installed: run scripts/install-deps test (Debian's prometheus package)")
+    }
+    let input = folder.appendingPathComponent("history.om")
+    try Data(openMetrics.utf8).write(to: input)
+    let tool = Process()
+    tool.executableURL = URL(fileURLWithPath: promtool)
+    tool.arguments = [
+      "tsdb", "create-blocks-from", "openmetrics", input.path, folder.appendingPathComponent("data").path,
+    ]
+    tool.standardOutput = FileHandle.nullDevice
+    tool.standardError = FileHandle.nullDevice
+    try tool.run()
+    tool.waitUntilExit()
+    guard tool.terminationStatus == 0 else {
+      throw Unavailable(
+        description: "promtool could not write the history blocks (exit \(tool.terminationStatus))")
+    }
   }
 
   /// Ready, and its first scrape stored, so `up` has a sample.

@@ -46,6 +46,25 @@ struct PredictiveControllerTests {
     #expect(saved.engine.forecasts["worker"]?.history.periods.isEmpty == false)
   }
 
+  @Test("the file is read again every refresh: rows written since are learned")
+  func historyReadAgain() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))], yaml: Self.yaml)
+    try Self.writeHistory(in: harness.folder)
+    await harness.tick(0)
+    // Someone records on: a row of 500 two minutes in.
+    let file = try FileHandle(forWritingTo: harness.folder.appendingPathComponent("history.csv"))
+    try file.seekToEnd()
+    try file.write(contentsOf: Data("\(1_700_000_000 + 120),500\n".utf8))
+    try file.close()
+    await harness.tick(300)
+    #expect(
+      try harness.savedState()?.engine.forecasts["worker"]?.history.periods.last?.peaks.contains(500) == false
+    )
+    await harness.tick(600)
+    #expect(
+      try harness.savedState()?.engine.forecasts["worker"]?.history.periods.last?.peaks.contains(500) == true)
+  }
+
   @Test("a history file that is not there: logged, and the floor is off with a warning record")
   func missingHistoryFile() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))], yaml: Self.yaml)
@@ -54,5 +73,42 @@ struct PredictiveControllerTests {
     let warning = try #require(harness.records().first)
     #expect(warning["event"] as? String == "warning" && warning["reason"] as? String == "predictive_floor")
     #expect((warning["detail"] as? String)?.contains("covers 0s of the day") == true)
+  }
+}
+
+@Suite("Controller: predictive floor from a real Prometheus")
+struct PredictivePrometheusTests {
+  @Test("history: prometheus reads the signal's own query over the history kept, from a real Prometheus")
+  func historyFromPrometheus() async throws {
+    // Yesterday a minute at a time, written into Prometheus's database before it starts: 10
+    // queued, and 100 from a minute past this time of day for 45 minutes.
+    let now = (Date().timeIntervalSince1970 / 60).rounded(.down) * 60
+    var history = "# TYPE queue_depth gauge\n"
+    for minute in stride(from: now - 86_400, to: now, by: 60) {
+      let busy = minute >= now - 86_400 + 60 && minute < now - 86_400 + 45 * 60
+      history += "queue_depth \(busy ? 100 : 10) \(Int(minute))\n"
+    }
+    history += "# EOF\n"
+    let server = try PrometheusServer(history: history)
+    #expect(await server.ready())
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(10))],
+      yaml: """
+        signals:
+          queue:
+            prometheus: {url: '\(server.url)', query: 'sum(queue_depth)'}
+        processes:
+          worker:
+            startup: 2m
+            scaling: {metric: queue, target: 10, min: 1, max: 8}
+            predictive: {history: prometheus}
+        """)
+    await harness.controller.tick(now: Date(timeIntervalSince1970: now))
+    #expect(await harness.backend.applied.map(\.to) == [8])
+    let up = try #require(harness.records().last)
+    #expect(up["event"] as? String == "scale_up" && up["reason"] as? String == "predictive_floor")
+    let forecast = try #require(up["forecast"] as? [String: Any])
+    #expect(forecast["forecast"] as? Double == 100)
+    #expect(forecast["source"] as? String == "from Prometheus and what it sees")
   }
 }

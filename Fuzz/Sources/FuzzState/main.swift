@@ -16,6 +16,8 @@ let policy = fixedPolicy(
         resources: {gpu: 1, gpu_pool: h100}
         rate_limit: {provider: llm, tokens_per_minute_per_replica: 5000}
         scaling: {metric: q, target: 10, min: 1, max: 8}
+        startup: 2m
+        predictive: {resolution: 1h, max_added: 4}
     autoscaling:
       w:
         scale_up: {action: {cooldown: 5m}}

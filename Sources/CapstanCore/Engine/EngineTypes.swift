@@ -170,8 +170,10 @@ extension EngineState {
     for (name, forecast) in forecasts.sorted(by: { $0.key < $1.key }) {
       check(forecast.builtAt, "\(name).builtAt")
       check(forecast.history.newest, "\(name).history.newest")
-      if !forecast.history.isSound {
-        found.append("\(name).history holds a negative or non-finite value, or periods out of order")
+      if !forecast.history.isSound || !LoadHistory.areLoads(forecast.profile ?? []) {
+        found.append(
+          "\(name).history or .profile holds a value that is not a load from 0 to 1e15, or periods out of order"
+        )
       }
     }
     return found

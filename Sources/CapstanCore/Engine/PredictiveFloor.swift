@@ -96,10 +96,15 @@ public struct LoadHistory: Sendable, Equatable, Codable {
     return values[low] + (values[high] - values[low]) * (rank - Double(low))
   }
 
-  /// Whether every value is a finite load and the periods are in order, for a saved state.
+  /// Whether every value is a finite load and the periods are in order and after 1970 (a
+  /// period index is days or weeks since then), for a saved state.
   var isSound: Bool {
     zip(periods, periods.dropFirst()).allSatisfy { $0.index < $1.index }
-      && periods.allSatisfy { $0.peaks.allSatisfy { $0.map { $0.isFinite && $0 >= 0 } ?? true } }
+      && periods.allSatisfy { (0..<1_000_000).contains($0.index) && LoadHistory.areLoads($0.peaks) }
+  }
+
+  static func areLoads(_ values: [Double?]) -> Bool {
+    values.allSatisfy { $0.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true }
   }
 }
 
@@ -118,6 +123,9 @@ public struct ForecastState: Sendable, Equatable, Codable {
   public var profile: [Double?]?
   public var builtAt: Date?
   public var condition: Condition?
+  /// The period, slot width and time zone the history was kept in: a reloaded policy that
+  /// changes them starts a new history rather than reading old slots as new ones.
+  public var shape: String?
 
   public init() {}
 }
@@ -147,6 +155,7 @@ extension ForecastState {
   ) {
     let clock = SlotClock(settings)
     let keep = Int((settings.keep / settings.period).rounded(.up))
+    fitShape(settings, clock: clock)
     for sample in samples where sample.time < before {
       history.observe(sample.value, at: sample.time, clock: clock, keep: keep)
     }
@@ -161,6 +170,7 @@ extension ForecastState {
   ) -> (floor: PredictiveFloor?, change: (Condition, String)?) {
     let clock = SlotClock(settings)
     let keep = Int((settings.keep / settings.period).rounded(.up))
+    fitShape(settings, clock: clock)
     if let value { history.observe(value, at: now, clock: clock, keep: keep) }
     let position = clock.position(now)
     // Rebuilt every refresh, and when a period ends, so the one just finished counts at once.
@@ -208,6 +218,18 @@ extension ForecastState {
       historyFrom: history.oldest ?? now, historyTo: history.newest ?? now,
       source: settings.historyDescription)
     return (floor, change)
+  }
+
+  /// Starts afresh when the settings' slots are not the ones kept (a reload that changed them,
+  /// a saved state edited by hand), so no slot is read against another's meaning or past its end.
+  private mutating func fitShape(_ settings: PredictiveSettings, clock: SlotClock) {
+    let wanted = "\(Int(settings.period))/\(Int(settings.resolution))/\(settings.timeZone.identifier)"
+    let fits =
+      shape == wanted && history.periods.allSatisfy { $0.peaks.count == clock.slots }
+      && (profile?.count ?? clock.slots) == clock.slots
+    guard !fits else { return }
+    self = ForecastState()
+    shape = wanted
   }
 
   private func judge(now: Date, settings: PredictiveSettings, clock: SlotClock) -> (Condition, String) {
