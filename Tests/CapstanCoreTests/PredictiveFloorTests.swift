@@ -207,6 +207,19 @@ struct PredictiveFloorTests {
     #expect(try decoder.decode(EngineState.self, from: Data(old.utf8)).forecasts.isEmpty)
   }
 
+  @Test("a reload that changes the slots starts the history afresh instead of misreading it")
+  func reloadChangingSlots() throws {
+    var harness = Self.run(try Self.policy(), days: 2)
+    #expect(harness.state.forecasts["model"]?.history.periods.first?.peaks.count == 288)
+    let reloaded = ScalingEngine(policy: try Self.policy(predictive: "{resolution: 15m}"))
+    let (decision, next) = reloaded.decide(
+      EngineInputs(signals: ["concurrency": 10], replicas: ["model": ReplicaStatus(1)]), state: harness.state,
+      now: Self.time(day: 2, 0))
+    harness.state = next
+    #expect(next.forecasts["model"]?.history.periods.map(\.peaks.count) == [96])
+    #expect(decision.events.map(\.kind) == [.warning])
+  }
+
   @Test("settings: defaults, and what is refused")
   func settings() throws {
     let settings = try #require(try Self.policy().targets.first?.predictive)
