@@ -58,6 +58,24 @@ public actor KubernetesBackend: ScalingBackend {
     }
   }
 
+  /// The annotation that carries a rate-limited workload's share per replica, as JSON: for
+  /// operators and sidecars; a worker in a pod reads `/shares` from Capstan's Service, since a
+  /// Deployment's annotations do not reach its pods without a rollout.
+  public static let shareAnnotation = "capstan.io/rate-limit-share"
+
+  public func publish(_ share: WorkerShare, for target: ScalingTarget) async throws {
+    let (workload, namespace) = try workload(target)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    do {
+      try await api.annotate(
+        workload, namespace: namespace, key: Self.shareAnnotation,
+        value: String(decoding: try encoder.encode(share), as: UTF8.self))
+    } catch {
+      throw BackendError(process: target.name, "\(workload) in \(namespace): \(error)")
+    }
+  }
+
   public func apply(_ action: ScaleAction, to target: ScalingTarget) async throws {
     let (workload, namespace) = try workload(target)
     // Checked at the moment of writing, so a leader that lost its lease mid-tick writes nothing.

@@ -20,6 +20,9 @@ public actor LocalProcessBackend: ScalingBackend {
     /// Where each guard keeps a pid file while it runs. A restarted supervisor finds the guards
     /// of the last one still draining there, and counts them until they are gone.
     public var runDirectory: URL?
+    /// Where the controller writes each rate-limited process's share (`NAME.json`): a replica
+    /// starts with its values in the environment and the file's path to follow it.
+    public var sharesDirectory: URL?
     /// A replica that exits this many times within `crashLoopWindow` is crash-looping.
     public var crashLoopRestarts = 5
     public var crashLoopWindow: TimeInterval = 300
@@ -27,11 +30,15 @@ public actor LocalProcessBackend: ScalingBackend {
     public var firstRestartDelay: TimeInterval = 1
     public var maxRestartDelay: TimeInterval = 60
 
-    public init(guardExecutable: URL, baseDirectory: URL, logDirectory: URL, runDirectory: URL? = nil) {
+    public init(
+      guardExecutable: URL, baseDirectory: URL, logDirectory: URL, runDirectory: URL? = nil,
+      sharesDirectory: URL? = nil
+    ) {
       self.guardExecutable = guardExecutable
       self.baseDirectory = baseDirectory
       self.logDirectory = logDirectory
       self.runDirectory = runDirectory
+      self.sharesDirectory = sharesDirectory
     }
   }
 
@@ -160,6 +167,17 @@ public actor LocalProcessBackend: ScalingBackend {
     environment["CAPSTAN_PROCESS"] = target.name
     environment["CAPSTAN_REPLICA"] = String(index)
     if let base = settings.portBase { environment["PORT"] = String(base + index) }
+    if target.rateLimit != nil, let folder = configuration.sharesDirectory {
+      let file = folder.appendingPathComponent("\(target.name).json")
+      environment["CAPSTAN_SHARE_FILE"] = file.path
+      if let data = FileManager.default.contents(atPath: file.path),
+        let share = try? JSONDecoder().decode(WorkerShare.self, from: data)
+      {
+        environment["CAPSTAN_SHARE_REQUESTS_PER_MINUTE"] = share.requestsPerMinute.map { "\($0)" }
+        environment["CAPSTAN_SHARE_TOKENS_PER_MINUTE"] = share.tokensPerMinute.map { "\($0)" }
+        environment["CAPSTAN_SHARE_CONCURRENT_REQUESTS"] = share.concurrentRequests.map { "\($0)" }
+      }
+    }
 
     try FileManager.default.createDirectory(at: configuration.logDirectory, withIntermediateDirectories: true)
     let logPath = configuration.logDirectory.appendingPathComponent("\(target.name).\(index).log").path

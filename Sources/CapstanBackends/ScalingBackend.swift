@@ -17,12 +17,17 @@ public protocol ScalingBackend: Sendable {
   var replicasOutliveController: Bool { get }
   /// Replicas that keep exiting and are not counted ready, for the controller's metrics.
   func crashLoopingReplicas(of target: ScalingTarget) async -> Int
+  /// Tells the target's replicas their new share of its provider's limits where the backend
+  /// has a place for it (a Kubernetes annotation); the share file and `/shares` are the
+  /// controller's own.
+  func publish(_ share: WorkerShare, for target: ScalingTarget) async throws
 }
 
 extension ScalingBackend {
   public func warnings(for target: ScalingTarget) async -> [String] { [] }
   public var replicasOutliveController: Bool { true }
   public func crashLoopingReplicas(of target: ScalingTarget) async -> Int { 0 }
+  public func publish(_ share: WorkerShare, for target: ScalingTarget) async throws {}
 }
 
 /// Whether this process may act now; with leader election, only the leader may.

@@ -30,6 +30,7 @@ public actor Controller {
   private let store: StateStore<ControllerState>
   let metrics: ControllerMetrics
   private let mode: AuditMode
+  var dryRun: Bool { mode == .dryRun }
   let baseDirectory: URL
   let logger: Logger
   /// Signals whose outage has been logged, so an outage is logged once, not every tick.
@@ -56,6 +57,10 @@ public actor Controller {
   /// last succeeded.
   var historyReadAt: [String: Date] = [:]
   var historyReadThrough: [String: Date] = [:]
+  /// Each rate-limited process's share per replica, as last published (`/shares`).
+  public internal(set) var shares: [String: WorkerShare] = [:]
+  /// Where the share files go: `shares/` in the state directory.
+  let sharesDirectory: URL
 
   /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
   static let conflictRetries = 3
@@ -76,6 +81,7 @@ public actor Controller {
     self.backend = backend
     self.audit = audit
     self.store = store
+    self.sharesDirectory = store.directory.appendingPathComponent("shares")
     self.state = state
     if !backend.replicasOutliveController {
       // The replicas that ran before stopped with the last controller: what it ran is restored
@@ -186,6 +192,9 @@ public actor Controller {
         }
         _ = persist()
       } else {
+        // Before acting, so a replica started now reads the share of the new count, and the
+        // ones already running lower theirs before the new ones send anything.
+        await publishShares(replicas: replicas, actions: decision.actions)
         for action in decision.actions {
           guard let target = policy.target(named: action.process) else { continue }
           await carryOut(action, target: target, before: before, signals: signals, now: now)

@@ -145,7 +145,10 @@ public actor KubernetesClient {
     -> HTTPRequest
   {
     var headers = ["Accept": "application/json", "User-Agent": "capstan"]
-    if body != nil { headers["Content-Type"] = "application/json" }
+    // PATCH is a JSON merge patch (RFC 7386): only the keys sent change.
+    if body != nil {
+      headers["Content-Type"] = method == "PATCH" ? "application/merge-patch+json" : "application/json"
+    }
     if let token = try currentToken() { headers["Authorization"] = "Bearer \(token)" }
     return HTTPRequest(
       method: method, url: connection.server + path, headers: headers, body: body,

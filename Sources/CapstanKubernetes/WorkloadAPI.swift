@@ -101,6 +101,17 @@ public struct WorkloadAPI: Sendable {
     return WorkloadSummary(json: json, fallbackKind: workload.kindName)
   }
 
+  /// Sets one annotation on the workload with a merge patch, leaving everything else as it is
+  /// (the pod template is not touched, so no pod restarts).
+  public func annotate(_ workload: KubernetesWorkload, namespace: String, key: String, value: String)
+    async throws
+  {
+    let patch: [String: Any] = ["metadata": ["annotations": [key: value]]]
+    _ = try await client.send(
+      "PATCH", workload.objectPath(namespace: namespace),
+      body: try JSONSerialization.data(withJSONObject: patch, options: [.sortedKeys]))
+  }
+
   /// A core/v1 Event on the workload, as the HPA writes them, so `kubectl describe` shows why.
   public func recordEvent(
     on workload: KubernetesWorkload, summary: WorkloadSummary, namespace: String, reason: String,

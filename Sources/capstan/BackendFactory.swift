@@ -28,7 +28,8 @@ enum BackendFactory {
           configuration: .init(
             guardExecutable: try Run.ownExecutable(), baseDirectory: baseDirectory,
             logDirectory: stateDirectory.appendingPathComponent("logs"),
-            runDirectory: stateDirectory.appendingPathComponent("replicas")),
+            runDirectory: stateDirectory.appendingPathComponent("replicas"),
+            sharesDirectory: stateDirectory.appendingPathComponent("shares")),
           logger: Logger(label: "capstan.local")))
     case .command(let settings):
       return Built(

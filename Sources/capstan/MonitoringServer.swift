@@ -62,6 +62,16 @@ enum MonitoringServer {
         status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
         body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
     }
+    // Each rate-limited process's share per replica, as the share files hold it.
+    router.get("/shares") { _, _ -> Response in
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      let body = String(
+        decoding: (try? encoder.encode(await controller.shares)) ?? Data("{}".utf8), as: UTF8.self)
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
+    }
     return Application(
       router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
   }

@@ -17,6 +17,34 @@ struct KubernetesBackendTests {
   }
 
   @Test(
+    "a share is a merge-patched annotation on the workload: nothing else changes, the pod template included")
+  func shareAnnotation() async throws {
+    let fixture = try await APIFixture.start()
+    try await fixture.server.addWorkload(
+      api: "apis/apps/v1", plural: "deployments", name: "agents", replicas: 3)
+    let before = try #require(
+      try await fixture.server.objects().first { $0["kind"] as? String == "Deployment" })
+    let backend = backend(fixture)
+    let agents = try target("agents", KubernetesWorkload(kind: .deployment, name: "agents"))
+    try await backend.publish(
+      WorkerShare(
+        process: "agents", provider: "llm", replicas: 3, requestsPerMinute: 160, tokensPerMinute: nil,
+        concurrentRequests: 4), for: agents)
+    let after = try #require(
+      try await fixture.server.objects().first { $0["kind"] as? String == "Deployment" })
+    let annotations = (after["metadata"] as? [String: Any])?["annotations"] as? [String: String]
+    #expect(
+      annotations?[KubernetesBackend.shareAnnotation]
+        == #"{"concurrent_requests":4,"process":"agents","provider":"llm","replicas":3,"requests_per_minute":160}"#
+    )
+    #expect(
+      NSDictionary(dictionary: after["spec"] as? [String: Any] ?? [:])
+        == NSDictionary(dictionary: before["spec"] as? [String: Any] ?? [:]))
+    let patch = try #require(try await fixture.server.requests().first { $0.method == "PATCH" })
+    #expect(patch.path == "/apis/apps/v1/namespaces/default/deployments/agents")
+  }
+
+  @Test(
     "reads and writes /scale of a Deployment, a StatefulSet and a custom resource, with an Event each",
     arguments: [
       ("apis/apps/v1", "deployments", KubernetesWorkload.Kind.deployment, "Deployment"),

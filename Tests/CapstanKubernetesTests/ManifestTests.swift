@@ -55,7 +55,7 @@ struct ManifestTests {
       granted == [
         "get apps/deployments/scale", "update apps/deployments/scale",
         "get apps/statefulsets/scale", "update apps/statefulsets/scale",
-        "get apps/deployments", "get apps/statefulsets",
+        "get apps/deployments", "get apps/statefulsets", "patch apps/deployments", "patch apps/statefulsets",
         "get coordination.k8s.io/leases", "create coordination.k8s.io/leases",
         "update coordination.k8s.io/leases",
         "create /events",

@@ -113,6 +113,17 @@ def scale_of(obj):
     }
 
 
+def merge(target, patch):
+    """RFC 7386: a JSON merge patch; null removes a key."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = value
+
+
 def set_replicas(obj, replicas):
     obj.setdefault("spec", {})["replicas"] = replicas
     # The workload controller's part, done at once: every replica runs and is ready.
@@ -275,6 +286,12 @@ class Handler(BaseHTTPRequestHandler):
             for field in ("spec", "data"):
                 if field in body:
                     obj[field] = body[field]
+            obj["metadata"]["resourceVersion"] = next_version()
+            return 200, obj
+        if method == "PATCH" and not sub:
+            if self.headers.get("Content-Type") != "application/merge-patch+json":
+                return 415, status_body(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+            merge(obj, body or {})
             obj["metadata"]["resourceVersion"] = next_version()
             return 200, obj
         return 405, status_body(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")

@@ -153,6 +153,9 @@ public struct RateLimitShare: Sendable, Equatable {
   public var tokensPerMinutePerReplica: Double?
   public var requestsPerMinutePerReplica: Double?
   public var concurrentRequestsPerReplica: Double?
+  /// How long one request takes: with the requests-per-minute share, the requests one replica
+  /// may have in flight at once (seed 001's ConcurrencyModel).
+  public var requestSeconds: TimeInterval? = nil
 }
 
 public struct ProviderLimits: Sendable, Equatable {

@@ -183,6 +183,9 @@ extension PolicyValidator {
       },
       concurrentRequestsPerReplica: raw.concurrentRequestsPerReplica.flatMap {
         positive($0, "concurrent requests")
+      },
+      requestSeconds: raw.requestSeconds.flatMap {
+        positiveDuration($0, ifZero: "request_seconds must be above zero: the time one request takes")
       })
     let binds =
       (share.tokensPerMinutePerReplica != nil && provider.tokensPerMinute != nil)

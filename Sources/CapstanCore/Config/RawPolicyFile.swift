@@ -232,10 +232,11 @@ struct RawResources: Decodable {
 
 struct RawRateLimitShare: Decodable {
   var provider, tokensPerMinutePerReplica, requestsPerMinutePerReplica,
-    concurrentRequestsPerReplica: RawScalar?
+    concurrentRequestsPerReplica, requestSeconds: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case provider
+    case requestSeconds = "request_seconds"
     case tokensPerMinutePerReplica = "tokens_per_minute_per_replica"
     case requestsPerMinutePerReplica = "requests_per_minute_per_replica"
     case concurrentRequestsPerReplica = "concurrent_requests_per_replica"

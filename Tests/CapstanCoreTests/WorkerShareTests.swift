@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+
+@testable import CapstanCore
+
+@Suite("Each worker's share of a provider's limits")
+struct WorkerShareTests {
+  static func policy() throws -> Policy {
+    try loadPolicy(
+      """
+      providers:
+        llm: {requests_per_minute: 1000, tokens_per_minute: 100000, max_concurrent_requests: 40, safety_margin: 0.8}
+      processes:
+        agents:
+          scaling: {metric: q, target: 1, min: 0, max: 10}
+          class: batch
+          rate_limit: {provider: llm, requests_per_minute_per_replica: 100, tokens_per_minute_per_replica: 1000, request_seconds: 3s}
+        summarizer:
+          scaling: {metric: q, target: 1, min: 1, max: 10}
+          rate_limit: {provider: llm, requests_per_minute_per_replica: 20, tokens_per_minute_per_replica: 9000}
+        local:
+          scaling: {metric: q, target: 1, min: 1, max: 10}
+      """)
+  }
+
+  @Test(
+    "limits × margin divided by what the processes declare, then among their replicas; never more than the limit"
+  )
+  func dividedByDeclaredUse() throws {
+    let shares = WorkerShares.compute(
+      policy: try Self.policy(), replicas: ["agents": 4, "summarizer": 2, "local": 3])
+    let agents = try #require(shares["agents"])
+    let summarizer = try #require(shares["summarizer"])
+    #expect(shares["local"] == nil)
+    // Requests: 800 split 400 : 40 (4 × 100 against 2 × 20), so 727.27 and 72.72 in all.
+    #expect(agents.requestsPerMinute == 181.818 && summarizer.requestsPerMinute == 36.363)
+    // Tokens: 80,000 split 4,000 : 18,000.
+    #expect(agents.tokensPerMinute == 3636.363 && summarizer.tokensPerMinute == 32727.272)
+    // Concurrency: no process declares it, so 32 is split per replica (5.33 each); the agents'
+    // 181.8 a minute × 3 s / 60 = 9.09 is higher, so 5.
+    #expect(agents.concurrentRequests == 5 && summarizer.concurrentRequests == 5)
+    #expect(agents.replicas == 4)
+    let requests = 4 * (agents.requestsPerMinute ?? 0) + 2 * (summarizer.requestsPerMinute ?? 0)
+    let tokens = 4 * (agents.tokensPerMinute ?? 0) + 2 * (summarizer.tokensPerMinute ?? 0)
+    #expect(requests <= 800 && tokens <= 80_000)
+  }
+
+  @Test("a process at zero gets what its first replica would; the others keep theirs")
+  func processAtZero() throws {
+    let shares = WorkerShares.compute(policy: try Self.policy(), replicas: ["agents": 0, "summarizer": 2])
+    #expect(shares["agents"]?.replicas == 1 && shares["agents"]?.requestsPerMinute == 571.428)
+    #expect(shares["summarizer"]?.requestsPerMinute == 400)
+  }
+
+  @Test("concurrency is at least one, and a process with no replica count this tick gets no share")
+  func atLeastOne() throws {
+    let policy = try loadPolicy(
+      """
+      providers:
+        tiny: {requests_per_minute: 10, max_concurrent_requests: 1}
+      processes:
+        w:
+          scaling: {metric: q, target: 1, min: 1, max: 50}
+          rate_limit: {provider: tiny, requests_per_minute_per_replica: 1, request_seconds: 1s}
+      """)
+    let share = try #require(WorkerShares.compute(policy: policy, replicas: ["w": 8])["w"])
+    #expect(share.concurrentRequests == 1 && share.requestsPerMinute == 1)
+    #expect(WorkerShares.compute(policy: policy, replicas: [:]).isEmpty)
+  }
+}
