@@ -46,8 +46,10 @@ public struct Replay {
 
   /// Replays samples as they are read: memory holds the current sample and the next, whatever
   /// the recording's length. A bad row stops the replay with an error at its line.
+  /// - Parameter report: given, sees every tick's replicas, signals and state for the HTML
+  ///   report (the events go to it through `onEvent`, as the caller chooses).
   public func run(
-    samples source: some RecordedSamples, keepEvents: Bool = true,
+    samples source: some RecordedSamples, keepEvents: Bool = true, report: ReportRecorder? = nil,
     onEvent: (AuditEvent) throws -> Void = { _ in }
   ) throws -> ReplayResult {
     var source = source
@@ -154,6 +156,9 @@ public struct Replay {
       // The recording ends at its last sample: the tick before it holds only up to there.
       let span = last.map { min(interval, max(0, $0.timeIntervalSince(now))) } ?? interval
       accumulator.hold(replicas, recorded: recordedReplicas, for: span, state: state, signals: signals)
+      report?.tick(
+        run: "replay", time: now, replicas: replicas, recorded: recordedReplicas, signals: signals,
+        state: state)
       tick += 1
       now = first.addingTimeInterval(Double(tick) * interval)
     }

@@ -219,6 +219,31 @@ public enum ReplayReport {
     return out
   }
 
+  /// The summary as a table, a row per process, for the HTML report.
+  public static func summaryTable(_ result: ReplayResult) -> HTMLReport.Table {
+    let rows = result.processes.map { summary -> [String] in
+      let blocked = summary.blocked.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+      return [
+        summary.process, "\(summary.scaleUps)", "\(summary.scaleDowns)",
+        blocked.isEmpty ? "none" : blocked.joined(separator: ", "),
+        "\(summary.minReplicas) / \(String(format: "%.2f", summary.meanReplicas)) / \(summary.maxReplicas)",
+        String(format: "%.2f", summary.replicaHours),
+        summary.recordedReplicaHours.map { String(format: "%.2f", $0) } ?? "-",
+        summary.computeCostUSD.map { String(format: "$%.2f", $0) } ?? "-",
+        summary.dailyBudgetUSD.map {
+          "\(String(format: "$%.2f", $0))/day: \(summary.budgetAlerts) alerts, \(summary.budgetFreezes) freezes, frozen \(duration(summary.frozenSeconds))"
+        } ?? "-",
+        "\(summary.signalOutages)",
+      ]
+    }
+    return HTMLReport.Table(
+      caption: "Summary",
+      header: [
+        "process", "scale-ups", "scale-downs", "blocked", "replicas min / mean / max", "replica-hours",
+        "recorded replica-hours", "compute cost", "budget", "signal outages",
+      ], rows: rows)
+  }
+
   // The timeline: every change and block, one line each, printed as it happens (replay spools
   // it, simulate prints it): a `Timeline` heading, `timelineLine` per event, or `timelineEmpty`.
 

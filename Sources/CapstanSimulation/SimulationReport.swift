@@ -4,31 +4,45 @@ import Foundation
 /// A simulation's scores, one table per process with a row per run (the policy, then each
 /// baseline), or the same as JSON.
 public enum SimulationReport {
-  public static func text(_ runs: [SimulationResult]) -> String {
-    guard let first = runs.first else { return "" }
-    var out = "Simulated \(hours(first.seconds)) of traffic\n"
+  /// Per process: its SLO and work bound in a sentence, and a row per run, as text and the HTML
+  /// report both print them.
+  public static func tables(_ runs: [SimulationResult]) -> [(
+    title: String, header: [String], rows: [[String]]
+  )] {
+    guard let first = runs.first else { return [] }
+    var tables: [(title: String, header: [String], rows: [[String]])] = []
     for name in first.processes.map(\.name) {
       let rows = runs.compactMap { run in run.processes.first { $0.name == name } }
       guard let slo = rows.first?.slo else { continue }
       let oracle = rows.first { $0.run == Baseline.oracle.rawValue }?.replicaHours
       let bound = rows.first.map { String(format: "%.2f", $0.workBoundReplicaHours) } ?? "-"
-      out +=
-        "\n\(name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests; no schedule can use fewer than \(bound) replica-hours\n"
+      let title =
+        "\(name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests; no schedule can use fewer than \(bound) replica-hours"
       let header = [
         "run", "replica-h", "x oracle", "cost", "in SLO", "missed min", "p50", "p95", "p99", "actions",
         "reversals", "peak", "failed",
       ]
-      var table = [header]
-      for row in rows {
-        table.append([
+      let cells = rows.map { row in
+        [
           row.run, String(format: "%.2f", row.replicaHours),
           oracle.map { $0 > 0 ? String(format: "%.2f", row.replicaHours / $0) : "-" } ?? "-",
           String(format: "$%.2f", row.costUSD), String(format: "%.2f%%", row.sloAttainment * 100),
           "\(row.sloMissMinutes)", seconds(row.latencyP50), seconds(row.latencyP95), seconds(row.latencyP99),
           "\(row.scaleActions)", "\(row.reversals)", "\(row.peakReplicas)",
           "\(row.failed) of \(row.requests)",
-        ])
+        ]
       }
+      tables.append((title, header, cells))
+    }
+    return tables
+  }
+
+  public static func text(_ runs: [SimulationResult]) -> String {
+    guard let first = runs.first else { return "" }
+    var out = "Simulated \(hours(first.seconds)) of traffic\n"
+    for (title, header, rows) in tables(runs) {
+      out += "\n\(title)\n"
+      let table = [header] + rows
       let widths = header.indices.map { column in table.map { $0[column].count }.max() ?? 0 }
       for line in table {
         out +=

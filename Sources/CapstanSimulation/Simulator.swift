@@ -1,4 +1,5 @@
 import CapstanCore
+import CapstanReplay
 import Foundation
 
 /// Closed-loop what-if: the policy's own engine (the one `run` and `replay` drive) decides on
@@ -46,14 +47,19 @@ public struct Simulator {
   ///   fleets. Only the policy's run (and the HPA's and KEDA's, as derived policies) writes
   ///   audit events; the oracle has no engine.
   /// - Throws: a trace's read error (a file changed since it was loaded), or `onEvent`'s.
-  public func run(_ baseline: Baseline? = nil, onEvent: (AuditEvent) throws -> Void = { _ in }) throws
+  /// - Parameter report: given, sees every tick's replicas (and for an engine, its signals and
+  ///   state) under the run's name, for the HTML report.
+  public func run(
+    _ baseline: Baseline? = nil, report: ReportRecorder? = nil,
+    onEvent: (AuditEvent) throws -> Void = { _ in }
+  ) throws
     -> SimulationResult
   {
     switch baseline {
-    case nil: try run(.engine(policy), name: "policy", onEvent: onEvent)
-    case .hpa?: try run(.engine(Baseline.hpa(policy)), name: "hpa", onEvent: onEvent)
-    case .keda?: try run(.engine(Baseline.keda(policy)), name: "keda", onEvent: onEvent)
-    case .oracle?: try run(.oracle, name: "oracle", onEvent: onEvent)
+    case nil: try run(.engine(policy), name: "policy", report: report, onEvent: onEvent)
+    case .hpa?: try run(.engine(Baseline.hpa(policy)), name: "hpa", report: report, onEvent: onEvent)
+    case .keda?: try run(.engine(Baseline.keda(policy)), name: "keda", report: report, onEvent: onEvent)
+    case .oracle?: try run(.oracle, name: "oracle", report: report, onEvent: onEvent)
     }
   }
 
@@ -67,7 +73,9 @@ public struct Simulator {
     case schedule((String, Double) -> Int)
   }
 
-  func run(_ driver: Driver, name: String, onEvent: (AuditEvent) throws -> Void) throws -> SimulationResult {
+  func run(
+    _ driver: Driver, name: String, report: ReportRecorder? = nil, onEvent: (AuditEvent) throws -> Void
+  ) throws -> SimulationResult {
     let driven: Policy
     if case .engine(let derived) = driver { driven = derived } else { driven = policy }
     let interval = driven.controller.interval
@@ -148,6 +156,15 @@ public struct Simulator {
         guard let index = fleets.firstIndex(where: { $0.target.name == action.process }) else { continue }
         fleets[index].apply(action)
         actions[index].record(time: now, from: action.from, to: action.to)
+      }
+      if let report {
+        var counts: [String: Int] = [:]
+        for fleet in fleets { counts[fleet.target.name] = fleet.status.current }
+        var engineState: EngineState?
+        if case .engine = driver { engineState = state }
+        report.tick(
+          run: name, time: origin.addingTimeInterval(now), replicas: counts, signals: signals,
+          state: engineState)
       }
       tick += 1
       // Until a trace runs out its last arrival is ahead; an empty trace does not hold the run.

@@ -38,6 +38,12 @@ struct Replay: ParsableCommand {
   @Option(help: "Append the audit records (JSON Lines) to this file.", completion: .file())
   var auditLog: String?
 
+  @Option(
+    help:
+      "Write a self-contained HTML report (replicas, signal, ceilings, budget, every record) to this file.",
+    completion: .file(extensions: ["html"]))
+  var report: String?
+
   func run() throws {
     Capstan.bootstrapLogging()
     let loaded = try PolicySource.loadOrExit(policy)
@@ -64,6 +70,8 @@ struct Replay: ParsableCommand {
 
     let audit = try openReportAuditLog(auditLog, command: "replay")
     defer { audit?.close() }
+    let reportFile = try ReportFile.prepare(report, command: "replay")
+    let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy, interval: options.interval) }
     // The text timeline comes before the summary, which is known only at the end: its lines wait
     // in a temporary file rather than in memory.
     let timeline = format == .text ? TimelineSpool() : nil
@@ -79,19 +87,31 @@ struct Replay: ParsableCommand {
       policy: loaded.policy, options: options, logger: Logger(label: "capstan.replay"))
     let result: ReplayResult
     do {
-      result = try replay.run(samples: recorded, keepEvents: false) { event in
+      result = try replay.run(samples: recorded, keepEvents: false, report: recorder) { event in
         try audit?.append(AuditRecord(event, mode: .replay))
         try timeline?.append(ReplayReport.timelineLine(event, width: width))
+        recorder?.event(event)
       }
     } catch let error as ReplayError {
+      reportFile?.discard()
       printError("capstan replay: error: \(error)")
       throw ExitCode(1)
     } catch let error as MetricsFileError {
+      reportFile?.discard()
       printError("\(error)")
       throw ExitCode(1)
     } catch let error as TimelineSpool.WriteError {
+      reportFile?.discard()
       printError("\(error)")
       throw ExitCode(1)
+    }
+    if let reportFile, let recorder {
+      try reportFile.write(
+        HTMLReport.render(
+          recorder, title: "capstan replay \(URL(fileURLWithPath: policy).lastPathComponent)",
+          subtitle:
+            "\(metrics): \(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks of \(Ceilings.format(result.intervalSeconds))s",
+          tables: [ReplayReport.summaryTable(result)]))
     }
     switch format {
     case .text:

@@ -34,6 +34,12 @@ struct Simulate: ParsableCommand {
     help: "Append the simulated decisions (JSON Lines, mode simulate) to this file.", completion: .file())
   var auditLog: String?
 
+  @Option(
+    help:
+      "Write a self-contained HTML report (each run's replicas, the signal, ceilings, budget, every record) to this file.",
+    completion: .file(extensions: ["html"]))
+  var report: String?
+
   func run() throws {
     Capstan.bootstrapLogging()
     let loaded = try PolicySource.loadOrExit(policy)
@@ -61,19 +67,32 @@ struct Simulate: ParsableCommand {
     }
     let audit = try openReportAuditLog(auditLog, command: "simulate")
     defer { audit?.close() }
+    let reportFile = try ReportFile.prepare(report, command: "simulate")
+    let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy) }
     // The timeline prints as the run goes, so a long trace holds no list of its events.
     let width = ReplayReport.timelineWidth(simulator.traces.keys.sorted())
     var timelined = 0
     if format == .text { print("Timeline") }
     do {
-      let result = try simulator.run { event in
+      let result = try simulator.run(report: recorder) { event in
+        recorder?.event(event)
         if format == .text {
           print(ReplayReport.timelineLine(event, width: width), terminator: "")
           timelined += 1
         }
         try audit?.append(AuditRecord(event, mode: .simulate))
       }
-      let runs = try [result] + baselines.map { try simulator.run($0) }
+      let runs = try [result] + baselines.map { try simulator.run($0, report: recorder) }
+      if let reportFile, let recorder {
+        try reportFile.write(
+          HTMLReport.render(
+            recorder, title: "capstan simulate \(URL(fileURLWithPath: policy).lastPathComponent)",
+            subtitle:
+              "\(simulator.traces.keys.sorted().joined(separator: ", ")): the policy\(baselines.isEmpty ? "" : " beside \(baselines.map(\.rawValue).joined(separator: ", "))"), \(Ceilings.format((result.seconds / 3600 * 100).rounded() / 100)) hours simulated",
+            tables: SimulationReport.tables(runs).map {
+              HTMLReport.Table(caption: $0.title, header: $0.header, rows: $0.rows)
+            }))
+      }
       switch format {
       case .text:
         if timelined == 0 { print(ReplayReport.timelineEmpty, terminator: "") }
@@ -82,6 +101,7 @@ struct Simulate: ParsableCommand {
       case .json: print(SimulationReport.json(runs), terminator: "")
       }
     } catch let error as TraceError {
+      reportFile?.discard()
       printError("capstan simulate: \(error)")
       throw ExitCode(1)
     }
