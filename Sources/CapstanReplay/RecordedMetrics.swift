@@ -68,6 +68,13 @@ extension RecordedMetrics {
   /// The rules every row meets: rows in time order; replica and ready counts whole and in
   /// range. A recording that breaks one is refused at that line rather than replayed wrong.
   static func check(_ sample: Sample, after previous: Date?, file: String, line: Int) throws {
+    try checkOrder(sample, after: previous, file: file, line: line)
+    for (column, value) in sample.values where column.hasSuffix(".replicas") || column.hasSuffix(".ready") {
+      try checkCount(value, column: column, file: file, line: line)
+    }
+  }
+
+  static func checkOrder(_ sample: Sample, after previous: Date?, file: String, line: Int) throws {
     if let previous, sample.time < previous {
       throw MetricsFileError(
         file: file, line: line,
@@ -75,14 +82,15 @@ extension RecordedMetrics {
           "\(RFC3339.string(from: sample.time)) is earlier than the row before (\(RFC3339.string(from: previous))): rows must be in time order; sort the file by its timestamp"
       )
     }
-    for (column, value) in sample.values where column.hasSuffix(".replicas") || column.hasSuffix(".ready") {
-      guard value >= 0, value <= Double(PolicyLimits.maxCount), value == value.rounded(), value.sign == .plus
-      else {
-        throw MetricsFileError(
-          file: file, line: line,
-          message:
-            "'\(value)' in column '\(column)' is not a replica count: write a whole number from 0 to 1000000")
-      }
+  }
+
+  static func checkCount(_ value: Double, column: String, file: String, line: Int) throws {
+    guard value >= 0, value <= Double(PolicyLimits.maxCount), value == value.rounded(), value.sign == .plus
+    else {
+      throw MetricsFileError(
+        file: file, line: line,
+        message:
+          "'\(value)' in column '\(column)' is not a replica count: write a whole number from 0 to 1000000")
     }
   }
 
@@ -140,8 +148,10 @@ extension RecordedMetrics {
     while lower < upper && (cell[lower] == 32 || cell[lower] == 9) { lower += 1 }
     while upper > lower && (cell[upper - 1] == 32 || cell[upper - 1] == 9) { upper -= 1 }
     let bytes = UnsafeBufferPointer(rebasing: cell[lower..<upper])
+    if let seconds = parseNumber(bytes) {
+      return try epoch(seconds, text: String(decoding: bytes, as: UTF8.self), file: file, line: line)
+    }
     let trimmed = String(decoding: bytes, as: UTF8.self)
-    if let seconds = Double(trimmed) { return try epoch(seconds, text: trimmed, file: file, line: line) }
     if let date = RFC3339Parser.parse(bytes, assumingUTC: assumingUTC) {
       guard date >= earliest, date <= latest else {
         throw MetricsFileError(
@@ -249,9 +259,32 @@ private enum JSONCell: Decodable {
 /// Reads a CSV recording's rows one at a time, by the rules of the whole file: the header
 /// names the columns; each row is a timestamp and numbers (an empty cell is a missing value),
 /// in time order.
+/// A decimal number from a cell's bytes, read by C's `strtod` from a NUL-ended copy on the
+/// stack: a year of rows is tens of millions of cells, and a String for each cost more than the
+/// rest of the parse. The whole cell must be the number; nil otherwise, or for a NUL byte.
+func parseNumber(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
+  guard !cell.isEmpty, cell.count < 64, !cell.contains(0) else {
+    // Longer than any number needs, or not text: the slow path says no as Double(String) does.
+    return cell.contains(0) ? nil : Double(String(decoding: cell, as: UTF8.self))
+  }
+  // strtod skips leading spaces and would read "1e", a "0x" prefix or "infinity" as Double()
+  // does not quite; the same characters Double(String) takes are let through.
+  guard let first = cell.first, first != 32, first != 9 else { return nil }
+  return withUnsafeTemporaryAllocation(of: CChar.self, capacity: cell.count + 1) { copy in
+    for index in 0..<cell.count { copy[index] = CChar(bitPattern: cell[index]) }
+    copy[cell.count] = 0
+    var end: UnsafeMutablePointer<CChar>?
+    let value = strtod(copy.baseAddress!, &end)
+    guard let end, end == copy.baseAddress! + cell.count else { return nil }
+    return value
+  }
+}
+
 struct CSVRowParser {
   let file: String
   let header: [String]
+  /// Per column after the timestamp: whether it holds a replica count, checked as it is read.
+  private let countColumn: [Bool]
   var columns: [String] { Array(header.dropFirst()) }
   private var previous: Date?
 
@@ -274,6 +307,7 @@ struct CSVRowParser {
     .key {
       throw MetricsFileError(file: file, line: 1, message: "column '\(duplicate)' appears twice")
     }
+    countColumn = header.dropFirst().map { $0.hasSuffix(".replicas") || $0.hasSuffix(".ready") }
   }
 
   /// A row's sample, nil for a blank line.
@@ -286,39 +320,49 @@ struct CSVRowParser {
   mutating func parse(_ line: ArraySlice<UInt8>, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 || $0 == 10 || $0 == 11 || $0 == 12 }) { return nil }
     return try line.withUnsafeBufferPointer { bytes in
-      var cells: [Range<Int>] = []
-      cells.reserveCapacity(header.count)
-      var start = 0
-      for index in 0...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ",") {
-        cells.append(start..<index)
-        start = index + 1
-      }
-      guard cells.count == header.count else {
+      let cells = bytes.reduce(1) { $0 + ($1 == UInt8(ascii: ",") ? 1 : 0) }
+      guard cells == header.count else {
         throw MetricsFileError(
-          file: file, line: lineNumber, message: "\(cells.count) cells for \(header.count) columns")
+          file: file, line: lineNumber, message: "\(cells) cells for \(header.count) columns")
       }
-      let time = try RecordedMetrics.parseTimestamp(
-        UnsafeBufferPointer(rebasing: bytes[cells[0]]), file: file, line: lineNumber)
+      var time: Date?
       var values: [String: Double] = [:]
       values.reserveCapacity(header.count - 1)
-      for (column, range) in zip(header.dropFirst(), cells.dropFirst()) {
-        var cell = bytes[range]
-        if cell.first == 32 || cell.last == 32 {
+      // One pass: each cell read where it ends.
+      var start = 0
+      var column = 0
+      for index in 0...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ",") {
+        defer {
+          start = index + 1
+          column += 1
+        }
+        var cell = bytes[start..<index]
+        if column == 0 {
+          time = try RecordedMetrics.parseTimestamp(
+            UnsafeBufferPointer(rebasing: cell), file: file, line: lineNumber)
+          continue
+        }
+        if cell.first == 32 || cell.first == 9 || cell.last == 32 || cell.last == 9 {
           while let first = cell.first, first == 32 || first == 9 { cell = cell.dropFirst() }
           while let last = cell.last, last == 32 || last == 9 { cell = cell.dropLast() }
         }
         if cell.isEmpty { continue }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
-        guard !cell.contains(0), let value = Double(text), value.isFinite else {
+        let name = header[column]
+        guard let value = parseNumber(UnsafeBufferPointer(rebasing: cell)), value.isFinite else {
+          let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
           throw MetricsFileError(
             file: file, line: lineNumber,
             message:
-              "'\(text)' in column '\(column)' is not a number (leave the cell empty for a missing value)")
+              "'\(text)' in column '\(name)' is not a number (leave the cell empty for a missing value)")
         }
-        values[column] = value
+        if countColumn[column - 1] {
+          try RecordedMetrics.checkCount(value, column: name, file: file, line: lineNumber)
+        }
+        values[name] = value
       }
+      guard let time else { return nil }
       let sample = RecordedMetrics.Sample(time: time, values: values)
-      try RecordedMetrics.check(sample, after: previous, file: file, line: lineNumber)
+      try RecordedMetrics.checkOrder(sample, after: previous, file: file, line: lineNumber)
       previous = time
       return sample
     }

@@ -84,6 +84,13 @@ public struct Replay {
     let perReplica = policy.signals.compactMap { spec in
       spec.perReplicaOf.map { (signal: spec.name, process: $0) }
     }
+    // Each process's recorded columns, named once rather than every tick.
+    let recordedColumns = policy.targets.map {
+      (
+        process: $0.name, replicas: RecordedMetrics.replicasColumn(for: $0.name),
+        ready: RecordedMetrics.readyColumn(for: $0.name)
+      )
+    }
 
     var accumulator = SummaryAccumulator(policy: policy, start: first, keepEvents: keepEvents)
     // The latest sample at or before the tick, and the samples read ahead of it: up to the first
@@ -124,11 +131,11 @@ public struct Replay {
       var recordedReady: [String: Double] = [:]
       if let current, now.timeIntervalSince(current.time) <= staleness {
         signals = current.values
-        for target in policy.targets {
-          let column = RecordedMetrics.replicasColumn(for: target.name)
-          if let value = signals.removeValue(forKey: column) { recordedReplicas[target.name] = value }
-          let readyColumn = RecordedMetrics.readyColumn(for: target.name)
-          if let value = signals.removeValue(forKey: readyColumn) { recordedReady[target.name] = value }
+        for columns in recordedColumns {
+          if let value = signals.removeValue(forKey: columns.replicas) {
+            recordedReplicas[columns.process] = value
+          }
+          if let value = signals.removeValue(forKey: columns.ready) { recordedReady[columns.process] = value }
         }
       }
       // The replicas the recording had still starting are still starting in ours.

@@ -145,26 +145,28 @@ struct SummaryAccumulator {
     signals: [String: Double]
   ) {
     heldSeconds += seconds
-    for (index, target) in policy.targets.enumerated() {
-      guard let count = replicas[target.name] else { continue }
+    // By index: a `for target in policy.targets` copies every target, every tick.
+    for index in policy.targets.indices {
+      let name = summaries[index].process
+      guard let count = replicas[name] else { continue }
       summaries[index].minReplicas = min(summaries[index].minReplicas, count)
       summaries[index].maxReplicas = max(summaries[index].maxReplicas, count)
       weightedReplicas[index] += Double(count) * seconds
       summaries[index].replicaHours += Double(count) * seconds / 3600
-      if !recorded.isEmpty, let value = recorded[target.name] {
+      if !recorded.isEmpty, let value = recorded[name] {
         summaries[index].recordedReplicaHours =
           (summaries[index].recordedReplicaHours ?? 0) + value * seconds / 3600
       }
-      if let cost = target.costPerHourUSD {
+      if let cost = policy.targets[index].costPerHourUSD {
         summaries[index].computeCostUSD =
           (summaries[index].computeCostUSD ?? 0) + cost * Double(count) * seconds / 3600
       }
-      if let breaker = target.budget {
-        if let metric = breaker.costRateMetric {
+      if policy.targets[index].budget != nil {
+        if let metric = policy.targets[index].budget?.costRateMetric {
           summaries[index].meteredCostUSD =
             (summaries[index].meteredCostUSD ?? 0) + (signals[metric] ?? 0) * seconds / 3600
         }
-        if state.budgets[target.name]?.state == .frozen { summaries[index].frozenSeconds += seconds }
+        if state.budgets[name]?.state == .frozen { summaries[index].frozenSeconds += seconds }
       }
     }
   }

@@ -266,13 +266,14 @@ struct EngineCorrectnessTests {
 
   /// One tick's count for a load, from the same state, with every window off.
   static func proposal(_ policy: Policy, current: Int, ready: Int, signal: String, value: Double) -> Int {
-    let context = TargetContext(
-      prepared: PreparedTarget(policy.targets[0], in: policy),
-      status: ReplicaStatus(current: current, ready: ready),
-      signals: [signal: value], now: t0, ledger: nil, others: SharedUsage())
-    var state = TargetState()
-    state.lastScaleUp = t0.addingTimeInterval(-86_400)  // not a first sight: no window seeded
-    return context.decide(&state).action?.to ?? current
+    let name = policy.targets[0].name
+    var state = EngineState()
+    state.targets[name] = TargetState()
+    state.targets[name]?.lastScaleUp = t0.addingTimeInterval(-86_400)  // not a first sight: no window seeded
+    let (decision, _) = ScalingEngine(policy: policy).decide(
+      EngineInputs(signals: [signal: value], replicas: [name: ReplicaStatus(current: current, ready: ready)]),
+      state: state, now: t0)
+    return decision.actions.first?.to ?? current
   }
 
   static let monotonePolicies: [(yaml: String, signal: String)] = [

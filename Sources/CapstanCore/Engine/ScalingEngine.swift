@@ -9,15 +9,23 @@ public struct ScalingEngine: Sendable {
   private let readers: [String: [ScalingTarget]]
   /// Per target, in policy order, what every tick needs and the policy fixes.
   private let prepared: [PreparedTarget]
+  /// Every signal the policy names, in order: a tick looks each up once, by position after.
+  private let signalNames: [String]
 
   public init(policy: Policy) {
     self.policy = policy
     var readers: [String: [ScalingTarget]] = [:]
+    var names = policy.signals.map(\.name)
     for target in policy.targets {
-      for name in target.signalNames { readers[name, default: []].append(target) }
+      for name in target.signalNames {
+        readers[name, default: []].append(target)
+        if !names.contains(name) { names.append(name) }
+      }
     }
     self.readers = readers
-    prepared = policy.targets.map { PreparedTarget($0, in: policy) }
+    signalNames = names
+    let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions) }
   }
 
   /// - Parameter state: consumed and returned as the next state; pass `consume state` from a
@@ -25,8 +33,23 @@ public struct ScalingEngine: Sendable {
   public func decide(_ inputs: EngineInputs, state: consuming EngineState, now: Date) -> (
     TickDecision, EngineState
   ) {
+    var state = consume state
+    // On the stack for a policy's usual handful of signals: a steady tick allocates nothing.
+    return withUnsafeTemporaryAllocation(of: Double?.self, capacity: signalNames.count) { values in
+      for (position, name) in signalNames.enumerated() {
+        values.initializeElement(at: position, to: inputs.signals[name])
+      }
+      let signals = SignalTable(values: values, byName: inputs.signals)
+      let decision = decide(inputs, signals: signals, state: &state, now: now)
+      return (decision, state)
+    }
+  }
+
+  private func decide(_ inputs: EngineInputs, signals: SignalTable, state: inout EngineState, now: Date)
+    -> TickDecision
+  {
     var decision = TickDecision()
-    signalOutageEvents(inputs, state: &state, now: now, into: &decision.events)
+    signalOutageEvents(inputs, signals: signals, state: &state, now: now, into: &decision.events)
 
     for prepared in self.prepared {
       let name = prepared.target.name
@@ -34,7 +57,8 @@ public struct ScalingEngine: Sendable {
       var floor: PredictiveFloor?
       if let predictive = prepared.target.predictive {
         let (found, change) = state.forecasts[name, default: ForecastState()].advance(
-          value: inputs.signals[predictive.signal], now: now, settings: predictive, min: prepared.target.min,
+          value: prepared.predictivePosition.flatMap { signals[$0] }, now: now, settings: predictive,
+          min: prepared.target.min,
           max: prepared.target.max)
         floor = found
         if let (condition, why) = change {
@@ -45,19 +69,25 @@ public struct ScalingEngine: Sendable {
       }
       var ledger: BudgetLedger?
       if let breaker = prepared.target.budget {
-        var current = state.budgets[name] ?? BudgetLedger()
-        let events = current.advance(
+        // Advanced in place in the saved state, found once: no copy, one lookup.
+        var found = state.budgets.index(forKey: name)
+        if found == nil {
+          state.budgets[name] = BudgetLedger()
+          found = state.budgets.index(forKey: name)
+        }
+        guard let slot = found else { continue }
+        let events = state.budgets.values[slot].advance(
           to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
-          costRate: breaker.costRateMetric.flatMap { inputs.signals[$0] }, breaker: breaker)
+          costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
+        let current = state.budgets.values[slot]
         ledger = current
-        state.budgets[name] = current
         decision.events += events.map {
           budgetEvent(
             $0, target: prepared.target, breaker: breaker, ledger: current, inputs: inputs, now: now)
         }
       }
       let context = TargetContext(
-        prepared: prepared, status: status, signals: inputs.signals, now: now, ledger: ledger,
+        prepared: prepared, status: status, signals: signals, now: now, ledger: ledger,
         others: prepared.peers.isEmpty
           ? SharedUsage()
           : sharedUsage(for: prepared.target, peers: prepared.peers, inputs, decision.actions),
@@ -69,20 +99,26 @@ public struct ScalingEngine: Sendable {
       decision.events += outcome.events
     }
     state.lastTick = now
-    return (decision, state)
+    return decision
   }
 
   private func signalOutageEvents(
-    _ inputs: EngineInputs, state: inout EngineState, now: Date, into events: inout [AuditEvent]
+    _ inputs: EngineInputs, signals: SignalTable, state: inout EngineState, now: Date,
+    into events: inout [AuditEvent]
   ) {
-    for signal in policy.signals {
-      let missing = inputs.signals[signal.name] == nil
-      guard missing != state.missingSignals.contains(signal.name) else { continue }
+    // The policy's signals come first in the table, in the policy's order.
+    for position in policy.signals.indices {
+      let name = signalNames[position]
+      let missing = signals[position] == nil
+      // With every signal present and none missing before, nothing to look up.
+      if !missing && state.missingSignals.isEmpty { continue }
+      guard missing != state.missingSignals.contains(name) else { continue }
       if missing {
-        state.missingSignals.insert(signal.name)
+        state.missingSignals.insert(name)
       } else {
-        state.missingSignals.remove(signal.name)
+        state.missingSignals.remove(name)
       }
+      let signal = policy.signals[position]
       for target in readers[signal.name] ?? [] {
         guard let status = inputs.replicas[target.name] else { continue }
         events.append(

@@ -63,9 +63,21 @@ final class PreparedTarget: Sendable {
   let pool: GPUPool?
   /// The other targets on the same provider or GPU pool, in policy order.
   let peers: [Int]
+  /// Where the signals it reads sit in a tick's `SignalTable`.
+  let trackingPosition: Int?
+  let upConditionPositions: ConditionPositions
+  let downConditionPositions: ConditionPositions
+  let costRatePosition: Int?
+  let predictivePosition: Int?
 
-  init(_ target: ScalingTarget, in policy: Policy) {
+  init(_ target: ScalingTarget, in policy: Policy, positions: [String: Int]) {
     self.target = target
+    trackingPosition = target.tracking.flatMap { positions[$0.metric] }
+    // Every name a target reads is among the engine's signals, so each has a position.
+    upConditionPositions = (target.up.rule?.conditions ?? []).map { positions[$0.metric] ?? 0 }
+    downConditionPositions = (target.down.rule?.conditions ?? []).map { positions[$0.metric] ?? 0 }
+    costRatePosition = target.budget?.costRateMetric.flatMap { positions[$0] }
+    predictivePosition = target.predictive.flatMap { positions[$0.signal] }
     proposalSignals = target.proposalSignalNames
     provider = target.rateLimit.flatMap { policy.provider(named: $0.provider) }
     pool = target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) }
@@ -123,7 +135,7 @@ struct TargetContext {
   /// that a tick copies none of it.
   let prepared: PreparedTarget
   let status: ReplicaStatus
-  let signals: [String: Double]
+  let signals: SignalTable
   let now: Date
   let ledger: BudgetLedger?
   let others: SharedUsage
@@ -154,7 +166,7 @@ struct TargetContext {
           reason: .externalChange,
           detail:
             "replicas are \(current), not the \(expected) Capstan last saw or set: someone else changed them; deciding from \(current)",
-          signals: signalValues(target, signals), budget: nil,
+          signals: signalValues(target, signals.byName), budget: nil,
           costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) }))
     }
     let proposals = self.proposals(&state)
@@ -189,10 +201,12 @@ struct TargetContext {
     // The predictive floor is a raised min for the recommendation, so the scale-down window
     // holds it a while after it falls, as it holds any recommendation.
     var raisedByFloor = false
-    if let floor, floor.replicas > bounded {
+    // The count alone is read: copying the whole floor every tick cost more than using it.
+    let floorReplicas = floor?.replicas
+    if let floorReplicas, floorReplicas > bounded {
       clamps.append(
-        Clamp(reason: .predictiveFloor, before: bounded, after: floor.replicas, basis: .predictive))
-      bounded = floor.replicas
+        Clamp(reason: .predictiveFloor, before: bounded, after: floorReplicas, basis: .predictive))
+      bounded = floorReplicas
       raisedByFloor = true
     }
 
@@ -217,9 +231,9 @@ struct TargetContext {
     }
     // Over steps, cooldowns and windows, as min is, for a replica asked for late is late; but
     // not over the ceilings or a frozen budget: a forecast spends no money the policy forbids.
-    if let floor, next < floor.replicas {
+    if let floorReplicas, next < floorReplicas {
       var trail = ClampTrail()
-      let reach = applyCeilings(to: floor.replicas, clamps: &trail)
+      let reach = applyCeilings(to: floorReplicas, clamps: &trail)
       if let cut = trail.last { clamps.append(cut) }
       if reach > next {
         boundClamp = Clamp(reason: .predictiveFloor, before: next, after: reach, basis: .predictive)
@@ -353,10 +367,14 @@ struct TargetContext {
     }
 
     let up = target.up.rule.map {
-      evaluate($0, since: &state.scaleUpHoldingSince, missing: &proposals.readMissingSignal)
+      evaluate(
+        $0, positions: prepared.upConditionPositions, since: &state.scaleUpHoldingSince,
+        missing: &proposals.readMissingSignal)
     }
     let down = target.down.rule.map {
-      evaluate($0, since: &state.scaleDownHoldingSince, missing: &proposals.readMissingSignal)
+      evaluate(
+        $0, positions: prepared.downConditionPositions, since: &state.scaleDownHoldingSince,
+        missing: &proposals.readMissingSignal)
     }
     if up == .fires {
       let step = target.up.step ?? 1
@@ -381,7 +399,7 @@ struct TargetContext {
   }
 
   private func trackingProposal(_ tracking: TargetTracking) -> Proposal {
-    guard let value = signals[tracking.metric] else {
+    guard let value = prepared.trackingPosition.flatMap({ signals[$0] }) else {
       return Proposal(
         replicas: current, reason: .signalMissing, basis: .trackingMissing)
     }
@@ -467,12 +485,14 @@ struct TargetContext {
   }
 
   /// - Parameter missing: set when a condition's signal has no value.
-  private func evaluate(_ rule: ScaleRule, since: inout Date?, missing: inout Bool) -> RuleOutcome {
+  private func evaluate(
+    _ rule: ScaleRule, positions: ConditionPositions, since: inout Date?, missing: inout Bool
+  ) -> RuleOutcome {
     var anyHeld = false
     var failed = false
     var anyMissing = false
-    for condition in rule.conditions {
-      guard let value = signals[condition.metric] else {
+    for (index, condition) in rule.conditions.enumerated() {
+      guard let value = signals[positions[index]] else {
         anyMissing = true
         continue
       }
@@ -712,7 +732,7 @@ struct TargetContext {
   {
     AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
-      signals: signalValues(target, signals),
+      signals: signalValues(target, signals.byName),
       budget: ledger.flatMap { ledger in
         target.budget.map {
           BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: $0.dailyBudgetUSD, state: ledger.state)
