@@ -273,9 +273,10 @@ func parseNumber(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
   return withUnsafeTemporaryAllocation(of: CChar.self, capacity: cell.count + 1) { copy in
     for index in 0..<cell.count { copy[index] = CChar(bitPattern: cell[index]) }
     copy[cell.count] = 0
+    guard let base = copy.baseAddress else { return nil }
     var end: UnsafeMutablePointer<CChar>?
-    let value = strtod(copy.baseAddress!, &end)
-    guard let end, end == copy.baseAddress! + cell.count else { return nil }
+    let value = strtod(base, &end)
+    guard let end, end == base + cell.count else { return nil }
     return value
   }
 }
