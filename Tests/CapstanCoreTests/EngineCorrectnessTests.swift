@@ -325,3 +325,46 @@ struct EngineCorrectnessTests {
     }
   }
 }
+
+@Suite("Inputs by name and by position")
+struct IndexedInputsTests {
+  @Test("decide(IndexedInputs) makes the same decisions and states as decide(EngineInputs), records included")
+  func sameDecisions() throws {
+    let text = try String(
+      contentsOf: fixturesURL().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+        .appendingPathComponent("policies/llm-serving.yaml"), encoding: .utf8)
+    let engine = ScalingEngine(policy: try PolicyLoader.load(yaml: text, file: "llm-serving.yaml").policy)
+    var byName = EngineState()
+    var byPosition = EngineState()
+    var replicas = ["inference": 2, "agent-worker": 1]
+    var kinds: Set<AuditEventKind> = []
+    for tick in 0..<400 {
+      // Load that swings, with a signal missing now and then, so rules, windows, ceilings,
+      // outages and the budget all act.
+      var signals: [String: Double] = [
+        "gpu_utilization": Double((tick * 37) % 100), "request_queue_depth": Double((tick * 13) % 80),
+        "p95_latency": Double(tick % 9), "queue_depth": Double((tick * 101) % 4_000),
+        "oldest_message_age": Double(tick % 400), "llm_cost_usd_per_hour": Double(tick % 60),
+      ]
+      if tick % 17 == 0 { signals["queue_depth"] = nil }
+      let status = replicas.mapValues { ReplicaStatus($0) }
+      let now = t0.addingTimeInterval(Double(tick) * 60)
+      let (first, nextByName) = engine.decide(
+        EngineInputs(signals: signals, replicas: status), state: byName, now: now)
+      let (second, nextByPosition) = engine.decide(
+        IndexedInputs(
+          signals: engine.signalOrder.map { signals[$0] },
+          replicas: engine.policy.targets.map { status[$0.name] }), state: byPosition, now: now)
+      #expect(first == second, "tick \(tick)")
+      #expect(nextByName == nextByPosition, "tick \(tick)")
+      byName = nextByName
+      byPosition = nextByPosition
+      for action in first.actions { replicas[action.process] = action.to }
+      kinds.formUnion(first.events.map(\.kind))
+    }
+    #expect(!byName.budgets.isEmpty && byName.targets.count == 2)
+    #expect(
+      kinds.isSuperset(of: [.scaleUp, .scaleDown, .blocked, .signalMissing, .signalRestored]), "\(kinds)")
+  }
+}

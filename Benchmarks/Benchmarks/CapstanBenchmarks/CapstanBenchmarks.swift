@@ -93,6 +93,37 @@ let benchmarks: @Sendable () -> Void = {
     }
   }
 
+  // The same steady tick from inputs kept in the engine's order (`IndexedInputs`): what a
+  // driver that updates its inputs in place by position pays, with no name hashed.
+  Benchmark("engine steady tick (2 targets, indexed inputs)", configuration: .init(scalingFactor: .kilo)) {
+    benchmark in
+    let engine = ScalingEngine(policy: examplePolicy())
+    var state = EngineState()
+    let values: [String: Double] = [
+      "gpu_utilization": 70, "request_queue_depth": 0, "p95_latency": 10, "queue_depth": 200,
+      "oldest_message_age": 5, "llm_cost_usd_per_hour": 40,
+    ]
+    let counts = ["inference": 4, "agent-worker": 2]
+    var inputs = IndexedInputs(
+      signals: engine.signalOrder.map { values[$0] },
+      replicas: engine.policy.targets.map { counts[$0.name].map(ReplicaStatus.init) })
+    let queue = engine.signalOrder.firstIndex(of: "queue_depth")!
+    let start = Date(timeIntervalSince1970: 1_700_092_800)
+    for tick in 0..<100 {
+      let (_, next) = engine.decide(
+        inputs, state: consume state, now: start.addingTimeInterval(Double(tick) * 15))
+      state = next
+    }
+    benchmark.startMeasurement()
+    for tick in benchmark.scaledIterations {
+      inputs.signals[queue] = 200 + Double(tick % 2)
+      let (decision, next) = engine.decide(
+        inputs, state: consume state, now: start.addingTimeInterval(Double(100 + tick) * 15))
+      state = next
+      blackHole(decision)
+    }
+  }
+
   // How a steady tick scales with the number of targets: each a queue worker on its own signal.
   for count in [1, 10, 100, 10_000] {
     // Many ticks a sample where a tick is short, so the harness's own allocations average out.
@@ -127,6 +158,36 @@ let benchmarks: @Sendable () -> Void = {
         state = next
         blackHole(decision)
       }
+    }
+  }
+
+  // 10,000 targets from inputs kept in the engine's order: the dictionaries of names that a
+  // tick of that size no longer holds in cache are read by position instead.
+  Benchmark("engine steady tick (10000 targets, indexed inputs)", configuration: .init(maxIterations: 200)) {
+    benchmark in
+    let count = 10_000
+    var yaml = "signals:\n"
+    for index in 0..<count { yaml += "  q\(index): {}\n" }
+    yaml += "processes:\n"
+    for index in 0..<count {
+      yaml += "  w\(index): {class: batch, scaling: {metric: q\(index), target: 10, min: 0, max: 5}}\n"
+    }
+    let engine = ScalingEngine(policy: try! PolicyLoader.load(yaml: yaml, file: "many.yaml").policy)
+    let inputs = IndexedInputs(
+      signals: Array(repeating: 20, count: engine.signalOrder.count),
+      replicas: Array(repeating: ReplicaStatus(2), count: count))
+    var state = EngineState()
+    let start = Date(timeIntervalSince1970: 1_700_092_800)
+    for tick in 0..<3 {
+      let (_, next) = engine.decide(inputs, state: consume state, now: start.addingTimeInterval(Double(tick)))
+      state = next
+    }
+    benchmark.startMeasurement()
+    for tick in benchmark.scaledIterations {
+      let (decision, next) = engine.decide(
+        inputs, state: consume state, now: start.addingTimeInterval(Double(3 + tick)))
+      state = next
+      blackHole(decision)
     }
   }
 

@@ -5,26 +5,32 @@ import Foundation
 /// arguments. Replay and the live controller are drivers around this one function.
 public struct ScalingEngine: Sendable {
   public let policy: Policy
-  /// For each signal, the targets that read it, computed once rather than every tick.
-  private let readers: [String: [ScalingTarget]]
+  /// For each signal, the targets (by index) that read it, computed once rather than every tick.
+  private let readers: [String: [Int]]
   /// Per target, in policy order, what every tick needs and the policy fixes.
   private let prepared: [PreparedTarget]
   /// Every signal the policy names, in order: a tick looks each up once, by position after.
   private let signalNames: [String]
+  private let signalPositions: [String: Int]
+
+  /// The order `IndexedInputs.signals` holds values in: the policy's signals, then any other
+  /// name a target reads.
+  public var signalOrder: [String] { signalNames }
 
   public init(policy: Policy) {
     self.policy = policy
-    var readers: [String: [ScalingTarget]] = [:]
+    var readers: [String: [Int]] = [:]
     var names = policy.signals.map(\.name)
-    for target in policy.targets {
+    for (index, target) in policy.targets.enumerated() {
       for name in target.signalNames {
-        readers[name, default: []].append(target)
+        readers[name, default: []].append(index)
         if !names.contains(name) { names.append(name) }
       }
     }
     self.readers = readers
     signalNames = names
     let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    signalPositions = positions
     prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions) }
   }
 
@@ -34,26 +40,53 @@ public struct ScalingEngine: Sendable {
     TickDecision, EngineState
   ) {
     var state = consume state
-    // On the stack for a policy's usual handful of signals: a steady tick allocates nothing.
-    return withUnsafeTemporaryAllocation(of: Double?.self, capacity: signalNames.count) { values in
+    // On the stack for a policy's usual handful of signals and targets: a steady tick allocates
+    // nothing. Each name is looked up once here, and by position from then on.
+    let decision = withUnsafeTemporaryAllocation(of: Double?.self, capacity: signalNames.count) { values in
       for (position, name) in signalNames.enumerated() {
         values.initializeElement(at: position, to: inputs.signals[name])
       }
-      let signals = SignalTable(values: values, byName: inputs.signals)
-      let decision = decide(inputs, signals: signals, state: &state, now: now)
-      return (decision, state)
+      return withUnsafeTemporaryAllocation(of: ReplicaStatus?.self, capacity: prepared.count) { replicas in
+        for (index, target) in prepared.enumerated() {
+          replicas.initializeElement(at: index, to: inputs.replicas[target.target.name])
+        }
+        return decide(
+          SignalTable(values: UnsafeBufferPointer(values), positions: signalPositions),
+          replicas: UnsafeBufferPointer(replicas), state: &state, now: now)
+      }
     }
+    return (decision, state)
   }
 
-  private func decide(_ inputs: EngineInputs, signals: SignalTable, state: inout EngineState, now: Date)
-    -> TickDecision
-  {
-    var decision = TickDecision()
-    signalOutageEvents(inputs, signals: signals, state: &state, now: now, into: &decision.events)
+  /// The same decision from inputs kept by position (`signalOrder`, the policy's targets).
+  /// - Precondition: `inputs` holds one value a signal and one status a target.
+  public func decide(_ inputs: IndexedInputs, state: consuming EngineState, now: Date) -> (
+    TickDecision, EngineState
+  ) {
+    precondition(
+      inputs.signals.count == signalNames.count && inputs.replicas.count == prepared.count,
+      "IndexedInputs holds \(inputs.signals.count) signals and \(inputs.replicas.count) targets, not \(signalNames.count) and \(prepared.count)"
+    )
+    var state = consume state
+    let decision = inputs.signals.withUnsafeBufferPointer { values in
+      inputs.replicas.withUnsafeBufferPointer { replicas in
+        decide(
+          SignalTable(values: values, positions: signalPositions), replicas: replicas, state: &state, now: now
+        )
+      }
+    }
+    return (decision, state)
+  }
 
-    for prepared in self.prepared {
+  private func decide(
+    _ signals: SignalTable, replicas: UnsafeBufferPointer<ReplicaStatus?>, state: inout EngineState, now: Date
+  ) -> TickDecision {
+    var decision = TickDecision()
+    signalOutageEvents(signals, replicas: replicas, state: &state, now: now, into: &decision.events)
+
+    for (index, prepared) in self.prepared.enumerated() {
       let name = prepared.target.name
-      guard let status = inputs.replicas[name] else { continue }
+      guard let status = replicas[index] else { continue }
       var floor: PredictiveFloor?
       if let predictive = prepared.target.predictive {
         let (found, change) = state.forecasts[name, default: ForecastState()].advance(
@@ -64,7 +97,7 @@ public struct ScalingEngine: Sendable {
         if let (condition, why) = change {
           decision.events.append(
             forecastEvent(
-              condition, why: why, target: prepared.target, status: status, inputs: inputs, now: now))
+              condition, why: why, target: prepared.target, status: status, signals: signals, now: now))
         }
       }
       var ledger: BudgetLedger?
@@ -83,14 +116,15 @@ public struct ScalingEngine: Sendable {
         ledger = current
         decision.events += events.map {
           budgetEvent(
-            $0, target: prepared.target, breaker: breaker, ledger: current, inputs: inputs, now: now)
+            $0, target: prepared.target, breaker: breaker, ledger: current, status: status, signals: signals,
+            now: now)
         }
       }
       let context = TargetContext(
         prepared: prepared, status: status, signals: signals, now: now, ledger: ledger,
         others: prepared.peers.isEmpty
           ? SharedUsage()
-          : sharedUsage(for: prepared.target, peers: prepared.peers, inputs, decision.actions),
+          : sharedUsage(for: prepared.target, peers: prepared.peers, replicas, decision.actions),
         floor: floor
       )
       // Decided in place in the saved state, so its windows are not copied every tick.
@@ -103,7 +137,8 @@ public struct ScalingEngine: Sendable {
   }
 
   private func signalOutageEvents(
-    _ inputs: EngineInputs, signals: SignalTable, state: inout EngineState, now: Date,
+    _ signals: SignalTable, replicas: UnsafeBufferPointer<ReplicaStatus?>, state: inout EngineState,
+    now: Date,
     into events: inout [AuditEvent]
   ) {
     // The policy's signals come first in the table, in the policy's order.
@@ -119,18 +154,19 @@ public struct ScalingEngine: Sendable {
         state.missingSignals.remove(name)
       }
       let signal = policy.signals[position]
-      for target in readers[signal.name] ?? [] {
-        guard let status = inputs.replicas[target.name] else { continue }
+      for index in readers[signal.name] ?? [] {
+        let target = policy.targets[index]
+        guard let status = replicas[index] else { continue }
         events.append(
           AuditEvent(
             time: now, process: target.name, kind: missing ? .signalMissing : .signalRestored,
             from: status.current,
             to: status.current, reason: missing ? .signalMissing : .signalRestored,
-            detail: inputs.signals[signal.name].map {
+            detail: signals[position].map {
               "signal \(signal.name) has a value again: \(format($0))"
             }
               ?? "signal \(signal.name) has no value; \(target.name) will not scale down on it until it returns",
-            signals: signalValues(target, inputs.signals), budget: nil,
+            signals: signals.values(of: target), budget: nil,
             costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) }))
       }
     }
@@ -149,20 +185,20 @@ public struct ScalingEngine: Sendable {
 
   private func forecastEvent(
     _ condition: ForecastState.Condition, why: String, target: ScalingTarget, status: ReplicaStatus,
-    inputs: EngineInputs, now: Date
+    signals: SignalTable, now: Date
   ) -> AuditEvent {
     let on = condition == .active
     return AuditEvent(
       time: now, process: target.name, kind: on ? .predictiveFloor : .warning, from: status.current,
       to: status.current, reason: .predictiveFloor,
       detail: on ? "predictive floor on: \(why)" : "predictive floor off, scaling on the rules alone: \(why)",
-      signals: signalValues(target, inputs.signals), budget: nil,
+      signals: signals.values(of: target), budget: nil,
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) })
   }
 
   private func budgetEvent(
     _ event: BudgetLedger.Event, target: ScalingTarget, breaker: CostCircuitBreaker, ledger: BudgetLedger,
-    inputs: EngineInputs, now: Date
+    status: ReplicaStatus, signals: SignalTable, now: Date
   ) -> AuditEvent {
     let (kind, reason, detail, snapshot): (AuditEventKind, ScaleReason, String, BudgetSnapshot)
     switch event {
@@ -186,23 +222,24 @@ public struct ScalingEngine: Sendable {
       detail =
         "a new budget day began at \(RFC3339.string(from: dayStart)) (\(breaker.timeZone.identifier)); the day before spent \(usd(previous))"
     }
-    let current = inputs.replicas[target.name]?.current
+    let current = status.current
     return AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: current, reason: reason, detail: detail,
-      signals: signalValues(target, inputs.signals), budget: snapshot,
-      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current ?? 0) })
+      signals: signals.values(of: target), budget: snapshot,
+      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) })
   }
 
   /// What the peers on a target's provider or GPU pool hold: a peer decided this tick counts
   /// at the larger of its old and new size (removed replicas are still draining), the rest as
   /// they are, draining replicas included.
   private func sharedUsage(
-    for target: ScalingTarget, peers: [Int], _ inputs: EngineInputs, _ decided: [ScaleAction]
+    for target: ScalingTarget, peers: [Int], _ replicas: UnsafeBufferPointer<ReplicaStatus?>,
+    _ decided: [ScaleAction]
   ) -> SharedUsage {
     var usage = SharedUsage()
     for index in peers {
       let other = policy.targets[index]
-      let status = inputs.replicas[other.name]
+      let status = replicas[index]
       var committed = (status?.current ?? 0) + (status?.draining ?? 0)
       if let action = decided.last(where: { $0.process == other.name }) {
         committed = max(action.from, action.to) + (status?.draining ?? 0)
@@ -219,10 +256,6 @@ public struct ScalingEngine: Sendable {
     }
     return usage
   }
-}
-
-func signalValues(_ target: ScalingTarget, _ signals: [String: Double]) -> [(name: String, value: Double?)] {
-  target.signalNames.map { ($0, signals[$0]) }
 }
 
 func format(_ value: Double) -> String { Ceilings.format(value) }

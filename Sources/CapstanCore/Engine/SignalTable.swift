@@ -1,15 +1,35 @@
-/// One tick's signal values by position: each name is looked up once a tick, and then every
-/// target and condition reads its values by the positions the engine worked out from the
-/// policy. Hashing signal names was half the cost of a steady tick.
+/// One tick's signal values by position: each target and condition reads its values at the
+/// positions the engine worked out from the policy. Hashing signal names was half the cost of a
+/// steady tick.
 struct SignalTable {
-  /// The tick's values in the engine's signal order; lives for one tick (`decide`'s buffer).
-  let values: UnsafeMutableBufferPointer<Double?>
-  /// The inputs as given, for the rare lookup by name (a record's sentence).
-  let byName: [String: Double]
+  /// The tick's values in the engine's signal order; lives for one tick.
+  let values: UnsafeBufferPointer<Double?>
+  /// Each name's position, for the rare lookup by name (a record's sentence).
+  let positions: [String: Int]
 
   subscript(position: Int) -> Double? { values[position] }
-  subscript(name: String) -> Double? { byName[name] }
+  subscript(name: String) -> Double? { positions[name].flatMap { values[$0] } }
+
+  /// A target's signals as a record lists them.
+  func values(of target: ScalingTarget) -> [(name: String, value: Double?)] {
+    target.signalNames.map { ($0, self[$0]) }
+  }
 }
 
 /// The positions of the signals one rule reads, in its conditions' order.
 typealias ConditionPositions = [Int]
+
+/// One tick's inputs by position, for a driver that keeps them in the engine's order and
+/// updates them in place: no name is hashed in a tick. `EngineInputs` (by name) is turned into
+/// this once a tick.
+public struct IndexedInputs: Sendable {
+  /// Values in `ScalingEngine.signalOrder`; nil is missing.
+  public var signals: [Double?]
+  /// Per target, in the policy's order; nil is not decided this tick.
+  public var replicas: [ReplicaStatus?]
+
+  public init(signals: [Double?], replicas: [ReplicaStatus?]) {
+    self.signals = signals
+    self.replicas = replicas
+  }
+}

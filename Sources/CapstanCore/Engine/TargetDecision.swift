@@ -166,7 +166,7 @@ struct TargetContext {
           reason: .externalChange,
           detail:
             "replicas are \(current), not the \(expected) Capstan last saw or set: someone else changed them; deciding from \(current)",
-          signals: signalValues(target, signals.byName), budget: nil,
+          signals: signals.values(of: target), budget: nil,
           costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) }))
     }
     let proposals = self.proposals(&state)
@@ -732,7 +732,7 @@ struct TargetContext {
   {
     AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
-      signals: signalValues(target, signals.byName),
+      signals: signals.values(of: target),
       budget: ledger.flatMap { ledger in
         target.budget.map {
           BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: $0.dailyBudgetUSD, state: ledger.state)
