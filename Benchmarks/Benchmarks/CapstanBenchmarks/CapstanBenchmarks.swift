@@ -30,6 +30,24 @@ func monthOfMetricsCSV() -> String {
   return out
 }
 
+/// The example policy's signals and replicas with the load at its targets: a steady tick.
+let steadySignals: [String: Double] = [
+  "gpu_utilization": 70, "request_queue_depth": 0, "p95_latency": 10, "queue_depth": 200,
+  "oldest_message_age": 5, "llm_cost_usd_per_hour": 40,
+]
+let steadyReplicas = ["inference": ReplicaStatus(4), "agent-worker": ReplicaStatus(2)]
+
+/// `count` queue workers, each tracking a signal of its own.
+func manyWorkers(_ count: Int) -> ScalingEngine {
+  var yaml = "signals:\n"
+  for index in 0..<count { yaml += "  q\(index): {}\n" }
+  yaml += "processes:\n"
+  for index in 0..<count {
+    yaml += "  w\(index): {class: batch, scaling: {metric: q\(index), target: 10, min: 0, max: 5}}\n"
+  }
+  return ScalingEngine(policy: try! PolicyLoader.load(yaml: yaml, file: "many.yaml").policy)
+}
+
 enum RFC3339Parser {
   static func parse(_ text: String) -> Date? {
     let formatter = ISO8601DateFormatter()
@@ -71,11 +89,7 @@ let benchmarks: @Sendable () -> Void = {
   Benchmark("engine steady tick (2 targets)", configuration: .init(scalingFactor: .kilo)) { benchmark in
     let engine = ScalingEngine(policy: examplePolicy())
     var state = EngineState()
-    var inputs = EngineInputs(
-      signals: [
-        "gpu_utilization": 70, "request_queue_depth": 0, "p95_latency": 10, "queue_depth": 200,
-        "oldest_message_age": 5, "llm_cost_usd_per_hour": 40,
-      ], replicas: ["inference": ReplicaStatus(4), "agent-worker": ReplicaStatus(2)])
+    var inputs = EngineInputs(signals: steadySignals, replicas: steadyReplicas)
     let start = Date(timeIntervalSince1970: 1_700_092_800)
     // Past the first ticks, which record the start.
     for tick in 0..<100 {
@@ -99,14 +113,9 @@ let benchmarks: @Sendable () -> Void = {
     benchmark in
     let engine = ScalingEngine(policy: examplePolicy())
     var state = EngineState()
-    let values: [String: Double] = [
-      "gpu_utilization": 70, "request_queue_depth": 0, "p95_latency": 10, "queue_depth": 200,
-      "oldest_message_age": 5, "llm_cost_usd_per_hour": 40,
-    ]
-    let counts = ["inference": 4, "agent-worker": 2]
     var inputs = IndexedInputs(
-      signals: engine.signalOrder.map { values[$0] },
-      replicas: engine.policy.targets.map { counts[$0.name].map(ReplicaStatus.init) })
+      signals: engine.signalOrder.map { steadySignals[$0] },
+      replicas: engine.policy.targets.map { steadyReplicas[$0.name] })
     let queue = engine.signalOrder.firstIndex(of: "queue_depth")!
     let start = Date(timeIntervalSince1970: 1_700_092_800)
     for tick in 0..<100 {
@@ -132,13 +141,7 @@ let benchmarks: @Sendable () -> Void = {
       "engine steady tick (\(count) targets)",
       configuration: .init(scalingFactor: scaling, maxIterations: 200)
     ) { benchmark in
-      var yaml = "signals:\n"
-      for index in 0..<count { yaml += "  q\(index): {}\n" }
-      yaml += "processes:\n"
-      for index in 0..<count {
-        yaml += "  w\(index): {class: batch, scaling: {metric: q\(index), target: 10, min: 0, max: 5}}\n"
-      }
-      let engine = ScalingEngine(policy: try! PolicyLoader.load(yaml: yaml, file: "many.yaml").policy)
+      let engine = manyWorkers(count)
       var inputs = EngineInputs(signals: [:], replicas: [:])
       for index in 0..<count {
         inputs.signals["q\(index)"] = 20
@@ -166,13 +169,7 @@ let benchmarks: @Sendable () -> Void = {
   Benchmark("engine steady tick (10000 targets, indexed inputs)", configuration: .init(maxIterations: 200)) {
     benchmark in
     let count = 10_000
-    var yaml = "signals:\n"
-    for index in 0..<count { yaml += "  q\(index): {}\n" }
-    yaml += "processes:\n"
-    for index in 0..<count {
-      yaml += "  w\(index): {class: batch, scaling: {metric: q\(index), target: 10, min: 0, max: 5}}\n"
-    }
-    let engine = ScalingEngine(policy: try! PolicyLoader.load(yaml: yaml, file: "many.yaml").policy)
+    let engine = manyWorkers(count)
     let inputs = IndexedInputs(
       signals: Array(repeating: 20, count: engine.signalOrder.count),
       replicas: Array(repeating: ReplicaStatus(2), count: count))
