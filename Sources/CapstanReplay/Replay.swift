@@ -76,23 +76,39 @@ public struct Replay {
     let engine = ScalingEngine(policy: policy)
     var state = EngineState()
     for (name, samples) in options.history { engine.learn(samples, for: name, before: first, state: &state) }
-    var replicas: [String: Int] = [:]
-    for target in policy.targets {
+    // The tick's inputs are kept by position (the engine's signal order, the policy's targets)
+    // and updated in place: a tick hashes each signal and recorded column once, and builds no
+    // dictionary.
+    let order = engine.signalOrder
+    let targets = policy.targets
+    var indexed = IndexedInputs(
+      signals: Array(repeating: nil, count: order.count),
+      replicas: Array(repeating: nil, count: targets.count))
+    var counts = targets.map { target in
       let recorded = firstSample.values[RecordedMetrics.replicasColumn(for: target.name)]
-      replicas[target.name] = options.start[target.name] ?? recorded.map { Int($0.rounded()) } ?? target.min
+      return options.start[target.name] ?? recorded.map { Int($0.rounded()) } ?? target.min
     }
-    let perReplica = policy.signals.compactMap { spec in
-      spec.perReplicaOf.map { (signal: spec.name, process: $0) }
+    let targetIndex = Dictionary(
+      targets.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+    // Signals measured per replica: rescaled from the recording's count to ours.
+    let perReplica = policy.signals.compactMap { spec -> (position: Int, target: Int)? in
+      guard let owner = spec.perReplicaOf, let position = order.firstIndex(of: spec.name),
+        let target = targetIndex[owner]
+      else { return nil }
+      return (position, target)
     }
     // Each process's recorded columns, named once rather than every tick.
-    let recordedColumns = policy.targets.map {
+    let recordedColumns = targets.map {
       (
-        process: $0.name, replicas: RecordedMetrics.replicasColumn(for: $0.name),
+        replicas: RecordedMetrics.replicasColumn(for: $0.name),
         ready: RecordedMetrics.readyColumn(for: $0.name)
       )
     }
+    var recordedReplicas = [Double?](repeating: nil, count: targets.count)
+    var recordedReady = [Double?](repeating: nil, count: targets.count)
 
-    var accumulator = SummaryAccumulator(policy: policy, start: first, keepEvents: keepEvents)
+    var accumulator = SummaryAccumulator(
+      policy: policy, start: first, keepEvents: keepEvents, signalOrder: order)
     // The latest sample at or before the tick, and the samples read ahead of it: up to the first
     // one at least an interval past the tick, so the tick knows whether the recording ends
     // within its interval. Memory holds the samples of one interval, whatever the length.
@@ -126,46 +142,58 @@ public struct Replay {
       let last = exhausted ? (aheadHead < ahead.count ? ahead[ahead.count - 1].time : current?.time) : nil
       // Past the last sample: done.
       if let last, now > last { break }
-      var signals: [String: Double] = [:]
-      var recordedReplicas: [String: Double] = [:]
-      var recordedReady: [String: Double] = [:]
       if let current, now.timeIntervalSince(current.time) <= staleness {
-        signals = current.values
-        for columns in recordedColumns {
-          if let value = signals.removeValue(forKey: columns.replicas) {
-            recordedReplicas[columns.process] = value
-          }
-          if let value = signals.removeValue(forKey: columns.ready) { recordedReady[columns.process] = value }
+        for position in order.indices { indexed.signals[position] = current.values[order[position]] }
+        for index in targets.indices {
+          recordedReplicas[index] = current.values[recordedColumns[index].replicas]
+          recordedReady[index] = current.values[recordedColumns[index].ready]
+        }
+      } else {
+        for position in order.indices { indexed.signals[position] = nil }
+        for index in targets.indices {
+          recordedReplicas[index] = nil
+          recordedReady[index] = nil
         }
       }
       // The replicas the recording had still starting are still starting in ours.
-      var status: [String: ReplicaStatus] = [:]
-      for (name, count) in replicas {
-        let starting = recordedReady[name].map { max(0, (recordedReplicas[name] ?? Double(count)) - $0) } ?? 0
-        status[name] = ReplicaStatus(current: count, ready: max(0, count - Int(starting.rounded())))
+      for (index, count) in counts.enumerated() {
+        let starting =
+          recordedReady[index].map { max(0, (recordedReplicas[index] ?? Double(count)) - $0) } ?? 0
+        indexed.replicas[index] = ReplicaStatus(
+          current: count, ready: max(0, count - Int(starting.rounded())))
       }
       // The recording ran with its own replica count: spread the same total load over ours.
       // Utilization is measured over ready replicas, so the spread is over ready ones.
-      for (signal, process) in perReplica {
-        guard let value = signals[signal], let recorded = recordedReady[process] ?? recordedReplicas[process],
-          let ours = status[process]?.ready, ours > 0
+      for (position, index) in perReplica {
+        guard let value = indexed.signals[position],
+          let recorded = recordedReady[index] ?? recordedReplicas[index],
+          let ours = indexed.replicas[index]?.ready, ours > 0
         else { continue }
-        signals[signal] = value * recorded / Double(ours)
+        indexed.signals[position] = value * recorded / Double(ours)
       }
-      let inputs = EngineInputs(signals: signals, replicas: status)
-      let (decision, next) = engine.decide(inputs, state: consume state, now: now)
+      let (decision, next) = engine.decide(indexed, state: consume state, now: now)
       state = next
       for event in decision.events {
         accumulator.record(event)
         try onEvent(event)
       }
-      for action in decision.actions { replicas[action.process] = action.to }
+      for action in decision.actions {
+        if let index = targetIndex[action.process] { counts[index] = action.to }
+      }
       // The recording ends at its last sample: the tick before it holds only up to there.
       let span = last.map { min(interval, max(0, $0.timeIntervalSince(now))) } ?? interval
-      accumulator.hold(replicas, recorded: recordedReplicas, for: span, state: state, signals: signals)
-      report?.tick(
-        run: "replay", time: now, replicas: replicas, recorded: recordedReplicas, signals: signals,
-        state: state)
+      accumulator.hold(counts, recorded: recordedReplicas, for: span, state: state, signals: indexed.signals)
+      if let report {
+        // The report takes names; only a run that writes one builds them.
+        var byName: [String: Double] = [:]
+        for (position, value) in indexed.signals.enumerated() { byName[order[position]] = value }
+        var recordedByName: [String: Double] = [:]
+        for (index, value) in recordedReplicas.enumerated() { recordedByName[targets[index].name] = value }
+        report.tick(
+          run: "replay", time: now,
+          replicas: Dictionary(uniqueKeysWithValues: zip(targets.map(\.name), counts)),
+          recorded: recordedByName, signals: byName, state: state)
+      }
       tick += 1
       now = first.addingTimeInterval(Double(tick) * interval)
     }

@@ -109,11 +109,16 @@ struct SummaryAccumulator {
   var events: [AuditEvent] = []
   /// Whether the result lists every event; a driver that writes them as they come need not.
   let keepEvents: Bool
+  /// Per target, where its budget's cost-rate metric sits in the tick's signals.
+  let costRatePositions: [Int?]
 
-  init(policy: Policy, start: Date, keepEvents: Bool = true) {
+  init(policy: Policy, start: Date, keepEvents: Bool = true, signalOrder: [String]) {
     self.policy = policy
     self.start = start
     self.keepEvents = keepEvents
+    costRatePositions = policy.targets.map { target in
+      target.budget?.costRateMetric.flatMap { signalOrder.firstIndex(of: $0) }
+    }
     summaries = policy.targets.map { target in
       var summary = ProcessSummary(process: target.name)
       summary.dailyBudgetUSD = target.budget?.dailyBudgetUSD
@@ -140,20 +145,20 @@ struct SummaryAccumulator {
   }
 
   /// The replicas after a tick's actions are what ran until the next tick.
+  /// - Parameters: by position: `replicas` and `recorded` per target in the policy's order,
+  ///   `signals` in the engine's signal order.
   mutating func hold(
-    _ replicas: [String: Int], recorded: [String: Double], for seconds: TimeInterval, state: EngineState,
-    signals: [String: Double]
+    _ replicas: [Int], recorded: [Double?], for seconds: TimeInterval, state: EngineState, signals: [Double?]
   ) {
     heldSeconds += seconds
     // By index: a `for target in policy.targets` copies every target, every tick.
     for index in policy.targets.indices {
-      let name = summaries[index].process
-      guard let count = replicas[name] else { continue }
+      let count = replicas[index]
       summaries[index].minReplicas = min(summaries[index].minReplicas, count)
       summaries[index].maxReplicas = max(summaries[index].maxReplicas, count)
       weightedReplicas[index] += Double(count) * seconds
       summaries[index].replicaHours += Double(count) * seconds / 3600
-      if !recorded.isEmpty, let value = recorded[name] {
+      if let value = recorded[index] {
         summaries[index].recordedReplicaHours =
           (summaries[index].recordedReplicaHours ?? 0) + value * seconds / 3600
       }
@@ -162,11 +167,13 @@ struct SummaryAccumulator {
           (summaries[index].computeCostUSD ?? 0) + cost * Double(count) * seconds / 3600
       }
       if policy.targets[index].budget != nil {
-        if let metric = policy.targets[index].budget?.costRateMetric {
-          summaries[index].meteredCostUSD =
-            (summaries[index].meteredCostUSD ?? 0) + (signals[metric] ?? 0) * seconds / 3600
+        if policy.targets[index].budget?.costRateMetric != nil {
+          let rate = costRatePositions[index].flatMap { signals[$0] } ?? 0
+          summaries[index].meteredCostUSD = (summaries[index].meteredCostUSD ?? 0) + rate * seconds / 3600
         }
-        if state.budgets[name]?.state == .frozen { summaries[index].frozenSeconds += seconds }
+        if state.budgets[summaries[index].process]?.state == .frozen {
+          summaries[index].frozenSeconds += seconds
+        }
       }
     }
   }
