@@ -68,18 +68,18 @@ extension RecordedMetrics {
   /// The rules every row meets: rows in time order; replica and ready counts whole and in
   /// range. A recording that breaks one is refused at that line rather than replayed wrong.
   static func check(_ sample: Sample, after previous: Date?, file: String, line: Int) throws {
-    try checkOrder(sample, after: previous, file: file, line: line)
+    try checkOrder(sample.time, after: previous, file: file, line: line)
     for (column, value) in sample.values where column.hasSuffix(".replicas") || column.hasSuffix(".ready") {
       try checkCount(value, column: column, file: file, line: line)
     }
   }
 
-  static func checkOrder(_ sample: Sample, after previous: Date?, file: String, line: Int) throws {
-    if let previous, sample.time < previous {
+  static func checkOrder(_ time: Date, after previous: Date?, file: String, line: Int) throws {
+    if let previous, time < previous {
       throw MetricsFileError(
         file: file, line: line,
         message:
-          "\(RFC3339.string(from: sample.time)) is earlier than the row before (\(RFC3339.string(from: previous))): rows must be in time order; sort the file by its timestamp"
+          "\(RFC3339.string(from: time)) is earlier than the row before (\(RFC3339.string(from: previous))): rows must be in time order; sort the file by its timestamp"
       )
     }
   }
@@ -319,16 +319,39 @@ struct CSVRowParser {
   /// A row's bytes: cells are cut and numbers read without building a String per line, since
   /// a year of rows is millions of lines.
   mutating func parse(_ line: ArraySlice<UInt8>, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
+    let header = self.header
+    var values: [String: Double] = [:]
+    values.reserveCapacity(header.count - 1)
+    let time = try cells(line, line: lineNumber) { column, value in values[header[column]] = value }
+    return time.map { RecordedMetrics.Sample(time: $0, values: values) }
+  }
+
+  /// A row read straight into positions: `projection[column]` is where a column's value goes in
+  /// a row of `width`, nil for a column not asked for. No dictionary is built.
+  mutating func parse(
+    _ line: ArraySlice<UInt8>, line lineNumber: Int, projection: [Int?], width: Int
+  ) throws -> RecordedMetrics.Row? {
+    var values = [Double?](repeating: nil, count: width)
+    let time = try cells(line, line: lineNumber) { column, value in
+      if let position = projection[column] { values[position] = value }
+    }
+    return time.map { RecordedMetrics.Row(time: $0, values: values) }
+  }
+
+  /// Checks every cell of a row and hands each value to `take` with its column (1 is the first
+  /// after the timestamp): the row's time, nil for a blank line. Every cell is checked, asked
+  /// for or not, so a bad file is refused whatever reads it.
+  private mutating func cells(
+    _ line: ArraySlice<UInt8>, line lineNumber: Int, take: (_ column: Int, _ value: Double) -> Void
+  ) throws -> Date? {
     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 || $0 == 10 || $0 == 11 || $0 == 12 }) { return nil }
-    return try line.withUnsafeBufferPointer { bytes in
+    let time: Date? = try line.withUnsafeBufferPointer { bytes in
       let cells = bytes.reduce(1) { $0 + ($1 == UInt8(ascii: ",") ? 1 : 0) }
       guard cells == header.count else {
         throw MetricsFileError(
           file: file, line: lineNumber, message: "\(cells) cells for \(header.count) columns")
       }
       var time: Date?
-      var values: [String: Double] = [:]
-      values.reserveCapacity(header.count - 1)
       // One pass: each cell read where it ends.
       var start = 0
       var column = 0
@@ -348,25 +371,25 @@ struct CSVRowParser {
           while let last = cell.last, last == 32 || last == 9 { cell = cell.dropLast() }
         }
         if cell.isEmpty { continue }
-        let name = header[column]
         guard let value = parseNumber(UnsafeBufferPointer(rebasing: cell)), value.isFinite else {
           let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
           throw MetricsFileError(
             file: file, line: lineNumber,
             message:
-              "'\(text)' in column '\(name)' is not a number (leave the cell empty for a missing value)")
+              "'\(text)' in column '\(header[column])' is not a number (leave the cell empty for a missing value)"
+          )
         }
         if countColumn[column - 1] {
-          try RecordedMetrics.checkCount(value, column: name, file: file, line: lineNumber)
+          try RecordedMetrics.checkCount(value, column: header[column], file: file, line: lineNumber)
         }
-        values[name] = value
+        take(column, value)
       }
-      guard let time else { return nil }
-      let sample = RecordedMetrics.Sample(time: time, values: values)
-      try RecordedMetrics.checkOrder(sample, after: previous, file: file, line: lineNumber)
-      previous = time
-      return sample
+      return time
     }
+    guard let time else { return nil }
+    try RecordedMetrics.checkOrder(time, after: previous, file: file, line: lineNumber)
+    previous = time
+    return time
   }
 }
 
@@ -420,6 +443,25 @@ struct JSONLinesRowParser {
 /// Samples in time order, one at a time.
 public protocol RecordedSamples {
   mutating func next() throws -> RecordedMetrics.Sample?
+  /// The next sample with only the values of `columns`, in their order: a reader that knows
+  /// what it wants takes it by position. Each call must ask for the same columns.
+  mutating func next(projectedOnto columns: [String]) throws -> RecordedMetrics.Row?
+}
+
+extension RecordedMetrics {
+  /// A sample projected onto the columns a reader asked for: `values[i]` is column i's, nil
+  /// where it had none.
+  public struct Row: Sendable {
+    public var time: Date
+    public var values: [Double?]
+  }
+}
+
+extension RecordedSamples {
+  public mutating func next(projectedOnto columns: [String]) throws -> RecordedMetrics.Row? {
+    guard let sample = try next() else { return nil }
+    return RecordedMetrics.Row(time: sample.time, values: columns.map { sample.values[$0] })
+  }
 }
 
 extension RecordedMetrics {
@@ -447,6 +489,8 @@ public struct RecordedMetricsFile: RecordedSamples {
 
   private let reader: LineReader
   private var format: Format
+  /// For `next(projectedOnto:)` on a CSV file: per column of the file, where its value goes.
+  private var projection: [Int?]?
 
   /// Opens the file and reads its header: CSV, or JSON Lines for `.jsonl` and `.ndjson` names.
   public init(path: String) throws {
@@ -455,6 +499,28 @@ public struct RecordedMetricsFile: RecordedSamples {
       format = .jsonLines(JSONLinesRowParser(file: path))
     } else {
       format = .csv(try CSVRowParser(header: try reader.nextLine().map { Substring($0) }, file: path))
+    }
+  }
+
+  /// A CSV file's rows are read straight into positions; JSON Lines go through a sample.
+  public mutating func next(projectedOnto columns: [String]) throws -> RecordedMetrics.Row? {
+    guard case .csv(var parser) = format else {
+      guard let sample = try next() else { return nil }
+      return RecordedMetrics.Row(time: sample.time, values: columns.map { sample.values[$0] })
+    }
+    if projection == nil {
+      let position = Dictionary(
+        columns.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+      projection = parser.header.map { position[$0] }
+    }
+    let map = projection ?? []
+    while true {
+      let read = try reader.next {
+        try parser.parse($0, line: reader.lineNumber, projection: map, width: columns.count)
+      }
+      format = .csv(parser)
+      guard let read else { return nil }
+      if let row = read { return row }
     }
   }
 

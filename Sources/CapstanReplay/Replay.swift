@@ -53,7 +53,17 @@ public struct Replay {
     onEvent: (AuditEvent) throws -> Void = { _ in }
   ) throws -> ReplayResult {
     var source = source
-    guard let firstSample = try source.next() else { throw ReplayError.noSamples }
+    // Each row is read straight into the positions a tick uses: the engine's signals, then each
+    // process's recorded replicas and ready replicas.
+    let engine = ScalingEngine(policy: policy)
+    let order = engine.signalOrder
+    let targets = policy.targets
+    let recordedColumns = targets.flatMap {
+      [RecordedMetrics.replicasColumn(for: $0.name), RecordedMetrics.readyColumn(for: $0.name)]
+    }
+    let wanted = order + recordedColumns
+    func recordedReplicasPosition(_ target: Int) -> Int { order.count + 2 * target }
+    guard let firstSample = try source.next(projectedOnto: wanted) else { throw ReplayError.noSamples }
     let first = firstSample.time
     let interval = options.interval ?? policy.controller.interval
     let staleness = options.staleness ?? policy.controller.staleness
@@ -64,8 +74,8 @@ public struct Replay {
     let lastAllowed = first.addingTimeInterval(Double(Self.maxTicks) * interval)
     // The longest stretch without a sample, reported at the end.
     var longestGap: ReplayResult.Gap?
-    func read() throws -> RecordedMetrics.Sample? {
-      guard let sample = try source.next() else { return nil }
+    func read() throws -> RecordedMetrics.Row? {
+      guard let sample = try source.next(projectedOnto: wanted) else { return nil }
       guard sample.time <= lastAllowed else {
         throw ReplayError.tooManyTicks(
           Int(saturating: sample.time.timeIntervalSince(first) / interval), from: first, to: sample.time)
@@ -73,19 +83,16 @@ public struct Replay {
       return sample
     }
 
-    let engine = ScalingEngine(policy: policy)
     var state = EngineState()
     for (name, samples) in options.history { engine.learn(samples, for: name, before: first, state: &state) }
     // The tick's inputs are kept by position (the engine's signal order, the policy's targets)
     // and updated in place: a tick hashes each signal and recorded column once, and builds no
     // dictionary.
-    let order = engine.signalOrder
-    let targets = policy.targets
     var indexed = IndexedInputs(
       signals: Array(repeating: nil, count: order.count),
       replicas: Array(repeating: nil, count: targets.count))
-    var counts = targets.map { target in
-      let recorded = firstSample.values[RecordedMetrics.replicasColumn(for: target.name)]
+    var counts = targets.enumerated().map { index, target in
+      let recorded = firstSample.values[recordedReplicasPosition(index)]
       return options.start[target.name] ?? recorded.map { Int($0.rounded()) } ?? target.min
     }
     let targetIndex = Dictionary(
@@ -97,13 +104,6 @@ public struct Replay {
       else { return nil }
       return (position, target)
     }
-    // Each process's recorded columns, named once rather than every tick.
-    let recordedColumns = targets.map {
-      (
-        replicas: RecordedMetrics.replicasColumn(for: $0.name),
-        ready: RecordedMetrics.readyColumn(for: $0.name)
-      )
-    }
     var recordedReplicas = [Double?](repeating: nil, count: targets.count)
     var recordedReady = [Double?](repeating: nil, count: targets.count)
 
@@ -112,8 +112,8 @@ public struct Replay {
     // The latest sample at or before the tick, and the samples read ahead of it: up to the first
     // one at least an interval past the tick, so the tick knows whether the recording ends
     // within its interval. Memory holds the samples of one interval, whatever the length.
-    var current: RecordedMetrics.Sample?
-    var ahead: [RecordedMetrics.Sample] = [firstSample]
+    var current: RecordedMetrics.Row?
+    var ahead: [RecordedMetrics.Row] = [firstSample]
     var aheadHead = 0
     var exhausted = false
     var samples = 0
@@ -143,10 +143,10 @@ public struct Replay {
       // Past the last sample: done.
       if let last, now > last { break }
       if let current, now.timeIntervalSince(current.time) <= staleness {
-        for position in order.indices { indexed.signals[position] = current.values[order[position]] }
+        for position in order.indices { indexed.signals[position] = current.values[position] }
         for index in targets.indices {
-          recordedReplicas[index] = current.values[recordedColumns[index].replicas]
-          recordedReady[index] = current.values[recordedColumns[index].ready]
+          recordedReplicas[index] = current.values[recordedReplicasPosition(index)]
+          recordedReady[index] = current.values[recordedReplicasPosition(index) + 1]
         }
       } else {
         for position in order.indices { indexed.signals[position] = nil }

@@ -105,3 +105,51 @@ struct RecordedMetricsTests {
     #expect(throws: MetricsFileError.self) { try RecordedMetrics.parseJSONLines(line, file: "m.jsonl") }
   }
 }
+
+@Suite("Recorded metrics read by position")
+struct ProjectedRowsTests {
+  static let csv = """
+    timestamp,queue, gpu ,w.replicas,unused
+    2023-11-16T00:00:00Z,5,70,2,1
+    2023-11-16T00:01:00Z,,71.5,3,
+    2023-11-16T00:02:00Z,7, 0x10 ,3,2e3
+    """
+
+  static func write(_ text: String) throws -> String {
+    let file = temporaryFile("rows.csv")
+    try text.write(to: file, atomically: true, encoding: .utf8)
+    return file.path
+  }
+
+  @Test("a CSV file's rows read straight into positions match its samples, column by column")
+  func sameAsSamples() throws {
+    let path = try Self.write(Self.csv)
+    let columns = ["gpu", "missing", "w.replicas", "queue"]
+    var projected = try RecordedMetricsFile(path: path)
+    var samples = try RecordedMetricsFile(path: path)
+    var rows = 0
+    while let row = try projected.next(projectedOnto: columns) {
+      let sample = try #require(try samples.next())
+      #expect(row.time == sample.time)
+      #expect(row.values == columns.map { sample.values[$0] })
+      rows += 1
+    }
+    #expect(try samples.next() == nil)
+    #expect(rows == 3)
+  }
+
+  @Test("a bad cell in a column nobody asked for still stops the read at its line")
+  func everyCellChecked() throws {
+    let path = try Self.write(Self.csv + "\n2023-11-16T00:03:00Z,7,70,3,abc\n")
+    var file = try RecordedMetricsFile(path: path)
+    #expect(throws: MetricsFileError.self) {
+      while try file.next(projectedOnto: ["queue"]) != nil {}
+    }
+    var again = try RecordedMetricsFile(path: path)
+    do {
+      while try again.next(projectedOnto: ["queue"]) != nil {}
+    } catch let error as MetricsFileError {
+      #expect(error.line == 5 && error.message.contains("'abc' in column 'unused' is not a number"))
+    }
+  }
+}
