@@ -82,15 +82,27 @@ struct Scenario {
     try RunningCapstan(policy: policy, stateDirectory: state, extraArguments: arguments)
   }
 
+  /// Worker shells of this scenario. A shell's own child between its fork and the exec of
+  /// `sleep` has the same command line for a moment; it is not a worker, so a process whose
+  /// parent is a worker is left out (on a loaded machine that moment is long enough to be seen).
   func workersRunning() -> Int {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.filter { pid in
-      guard Int(pid) != nil,
-        let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)
-      else { return false }
-      return command.hasPrefix("/bin/sh\0./worker.sh")
-        && (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(markers.path)
-          == true
+    let shells = Set(
+      entries.filter { pid in
+        guard Int(pid) != nil,
+          let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)
+        else { return false }
+        return command.hasPrefix("/bin/sh\0./worker.sh")
+          && (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8))?.contains(markers.path)
+            == true
+      })
+    return shells.filter { pid in
+      // The parent is the fourth field of /proc/PID/stat, after the command in parentheses.
+      guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+      else { return true }
+      let fields = stat[stat.index(after: close)...].split(separator: " ")
+      return fields.count < 2 || !shells.contains(String(fields[1]))
     }.count
   }
 }
