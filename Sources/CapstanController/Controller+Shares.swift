@@ -14,12 +14,24 @@ extension Controller {
       sending[name] = current + status.draining
     }
     let computed = WorkerShares.compute(policy: policy, replicas: sending)
-    for (name, share) in computed.sorted(by: { $0.key < $1.key }) where shares[name] != share {
+    for (name, share) in computed.sorted(by: { $0.key < $1.key }) {
       // A dry run shows its shares at /shares but tells no worker: it acts on nothing.
       guard !dryRun else {
         shares[name] = share
         continue
       }
+      // Each place is written until it takes the share, apart from the others.
+      if sharesInBackend[name] != share, let target = policy.target(named: name) {
+        do {
+          try await backend.publish(share, for: target)
+          sharesInBackend[name] = share
+        } catch {
+          logger.error(
+            "the backend did not take the share; trying again next tick",
+            metadata: ["process": "\(name)", "error": "\(error)"])
+        }
+      }
+      guard shares[name] != share else { continue }
       do {
         try StateStore<WorkerShare>(directory: sharesDirectory, name: "\(name).json").save(share)
         shares[name] = share
@@ -33,15 +45,8 @@ extension Controller {
           ])
       } catch {
         logger.error(
-          "cannot write the share file; workers keep the last one",
+          "cannot write the share file; workers keep the last one until the next tick writes it",
           metadata: ["process": "\(name)", "error": "\(error)"])
-      }
-      guard let target = policy.target(named: name) else { continue }
-      do {
-        try await backend.publish(share, for: target)
-      } catch {
-        logger.error(
-          "the backend did not take the share", metadata: ["process": "\(name)", "error": "\(error)"])
       }
     }
   }

@@ -57,8 +57,10 @@ public actor Controller {
   /// last succeeded.
   var historyReadAt: [String: Date] = [:]
   var historyReadThrough: [String: Date] = [:]
-  /// Each rate-limited process's share per replica, as last published (`/shares`).
+  /// Each rate-limited process's share per replica, as last published (`/shares`, the files).
   public internal(set) var shares: [String: WorkerShare] = [:]
+  /// The shares the backend last took (a Kubernetes annotation), retried apart from the files.
+  var sharesInBackend: [String: WorkerShare] = [:]
   /// Where the share files go: `shares/` in the state directory.
   let sharesDirectory: URL
 

@@ -48,6 +48,10 @@ public actor RecordingBackend: ScalingBackend {
   public private(set) var counts: [String: Int]
   public private(set) var applied: [ScaleAction] = []
   public private(set) var shutDown = false
+  /// The shares it took, in order.
+  public private(set) var published: [WorkerShare] = []
+  /// The next this-many shares are refused.
+  private var refusedShares = 0
   /// The next this-many actions fail with this message.
   private var refusals: [(remaining: Int, message: String)] = []
   private var unreadable: Set<String> = []
@@ -56,6 +60,7 @@ public actor RecordingBackend: ScalingBackend {
 
   public func refuseNext(_ count: Int, _ message: String) { refusals = [(count, message)] }
   public func makeUnreadable(_ process: String) { unreadable.insert(process) }
+  public func refuseShares(_ count: Int) { refusedShares = count }
   /// Someone else sets the count, as a person or another Capstan would.
   public func setCount(_ process: String, _ count: Int) { counts[process] = count }
 
@@ -71,6 +76,14 @@ public actor RecordingBackend: ScalingBackend {
     }
     applied.append(action)
     counts[action.process] = action.to
+  }
+
+  public func publish(_ share: WorkerShare, for target: ScalingTarget) async throws {
+    if refusedShares > 0 {
+      refusedShares -= 1
+      throw BackendError(process: target.name, "share refused")
+    }
+    published.append(share)
   }
 
   public func shutdown() async { shutDown = true }

@@ -112,3 +112,35 @@ struct PredictivePrometheusTests {
     #expect(forecast["source"] as? String == "from Prometheus and what it sees")
   }
 }
+
+@Suite("Controller: rate-limit shares")
+struct ShareControllerTests {
+  static let yaml = """
+    providers:
+      llm: {requests_per_minute: 600}
+    processes:
+      worker:
+        scaling: {metric: queue, target: 10, min: 1, max: 8}
+        rate_limit: {provider: llm, requests_per_minute_per_replica: 100}
+    """
+
+  @Test("the share file follows the count, and a share the backend refused is offered again")
+  func shareFileAndRetry() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))], yaml: Self.yaml)
+    await harness.backend.refuseShares(1)
+    await harness.tick(0)
+    let file = harness.folder.appendingPathComponent("shares/worker.json")
+    let first = try JSONDecoder().decode(WorkerShare.self, from: Data(contentsOf: file))
+    #expect(first.replicas == 1 && first.requestsPerMinute == 480)
+    #expect(await harness.backend.published.isEmpty)
+    await harness.tick(15)
+    #expect(await harness.backend.published.map(\.replicas) == [1])
+    // 40 queued at 10 a replica: 4 replicas, and each one's share falls to 120 a minute.
+    harness.signals["queue"]?.set(.value(40))
+    await harness.tick(30)
+    let second = try JSONDecoder().decode(WorkerShare.self, from: Data(contentsOf: file))
+    #expect(second.replicas == 4 && second.requestsPerMinute == 120)
+    #expect(await harness.backend.published.map(\.replicas) == [1, 4])
+    #expect(await harness.controller.shares["worker"] == second)
+  }
+}
