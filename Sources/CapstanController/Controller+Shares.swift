@@ -8,12 +8,7 @@ extension Controller {
   /// atomically, so a worker reads the old share or the new one, never half of each), the
   /// backend (a Kubernetes annotation), and `/shares`.
   func publishShares(replicas: [String: ReplicaStatus], actions: [ScaleAction]) async {
-    var sending: [String: Int] = [:]
-    for (name, status) in replicas {
-      let current = actions.last { $0.process == name }.map { max($0.from, $0.to) } ?? status.current
-      sending[name] = current + status.draining
-    }
-    let computed = WorkerShares.compute(policy: policy, replicas: sending)
+    let computed = WorkerShares.compute(policy: policy, replicas: replicas, actions: actions)
     for (name, share) in computed.sorted(by: { $0.key < $1.key }) {
       // A dry run shows its shares at /shares but tells no worker: it acts on nothing.
       guard !dryRun else {

@@ -64,7 +64,6 @@ public final class ReportRecorder {
   public struct Marker: Sendable {
     public var time: Double
     public var kind: AuditEventKind
-    public var reason: ScaleReason
     public var to: Int?
     public var text: String
   }
@@ -151,7 +150,7 @@ public final class ReportRecorder {
     if drawing.markers.count < Self.markerLimit {
       drawing.markers.append(
         Marker(
-          time: event.time.timeIntervalSince1970, kind: event.kind, reason: event.reason, to: event.to,
+          time: event.time.timeIntervalSince1970, kind: event.kind, to: event.to,
           text:
             "\(RFC3339.string(from: event.time)) \(event.kind.rawValue) (\(event.reason.rawValue)): \(event.detail)"
         ))

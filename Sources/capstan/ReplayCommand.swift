@@ -70,7 +70,7 @@ struct Replay: ParsableCommand {
 
     let audit = try openReportAuditLog(auditLog, command: "replay")
     defer { audit?.close() }
-    let reportFile = try ReportFile.prepare(report, command: "replay")
+    let reportFile = try ReportFile.prepare(report)
     let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy, interval: options.interval) }
     // The text timeline comes before the summary, which is known only at the end: its lines wait
     // in a temporary file rather than in memory.
@@ -151,6 +151,11 @@ extension Replay {
         start = try file.next()?.time
       }
       guard let start else { continue }
+      guard FileManager.default.isReadableFile(atPath: path) else {
+        throw ValidationError(
+          "\(policy): error: the predictive floor of '\(target.name)' reads its history from \(path), which cannot be read: record one there (capstan record), or set history: learned"
+        )
+      }
       let samples = try HistoryFile.read(
         path: path, signal: settings.signal, from: start.addingTimeInterval(-settings.keep), to: start)
       if samples.isEmpty {

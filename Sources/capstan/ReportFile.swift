@@ -14,7 +14,7 @@ struct ReportFile {
   let path: String
   let temporary: String
 
-  static func prepare(_ path: String?, command: String) throws -> ReportFile? {
+  static func prepare(_ path: String?) throws -> ReportFile? {
     guard let path else { return nil }
     let url = URL(fileURLWithPath: path)
     let temporary = url.deletingLastPathComponent()

@@ -67,7 +67,7 @@ struct Simulate: ParsableCommand {
     }
     let audit = try openReportAuditLog(auditLog, command: "simulate")
     defer { audit?.close() }
-    let reportFile = try ReportFile.prepare(report, command: "simulate")
+    let reportFile = try ReportFile.prepare(report)
     let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy) }
     // The timeline prints as the run goes, so a long trace holds no list of its events.
     let width = ReplayReport.timelineWidth(simulator.traces.keys.sorted())

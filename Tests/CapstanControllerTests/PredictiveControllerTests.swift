@@ -65,6 +65,32 @@ struct PredictiveControllerTests {
       try harness.savedState()?.engine.forecasts["worker"]?.history.periods.last?.peaks.contains(500) == true)
   }
 
+  @Test(
+    "a Prometheus that does not answer: the tick goes on, the floor is off with a warning, and nothing scales"
+  )
+  func deadPrometheusHistory() async throws {
+    let port = try freePort()
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(10))],
+      yaml: """
+        signals:
+          queue:
+            prometheus: {url: 'http://127.0.0.1:\(port)', query: 'sum(queue_depth)'}
+        processes:
+          worker:
+            startup: 2m
+            scaling: {metric: queue, target: 10, min: 1, max: 8}
+            predictive: {history: prometheus}
+        """)
+    await harness.tick(0)
+    await harness.tick(600)
+    #expect(await harness.backend.applied.isEmpty)
+    let records = harness.records()
+    #expect(records.map { $0["event"] as? String } == ["warning"])
+    #expect((records.first?["detail"] as? String)?.contains("covers 0s of the day") == true)
+    #expect(await harness.controller.lastTick == Date(timeIntervalSince1970: 1_700_000_600))
+  }
+
   @Test("a history file that is not there: logged, and the floor is off with a warning record")
   func missingHistoryFile() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))], yaml: Self.yaml)
@@ -142,5 +168,21 @@ struct ShareControllerTests {
     #expect(second.replicas == 4 && second.requestsPerMinute == 120)
     #expect(await harness.backend.published.map(\.replicas) == [1, 4])
     #expect(await harness.controller.shares["worker"] == second)
+  }
+
+  @Test("a share file that cannot be written: the controller still acts, and writes it once it can")
+  func unwritableShareFile() async throws {
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))], yaml: Self.yaml)
+    // A file where the shares folder should be.
+    let folder = harness.folder.appendingPathComponent("shares")
+    try Data().write(to: folder)
+    await harness.tick(0)
+    #expect(await harness.backend.applied.map(\.to) == [4])
+    #expect(await harness.controller.shares.isEmpty)
+    try FileManager.default.removeItem(at: folder)
+    await harness.tick(15)
+    let share = try JSONDecoder().decode(
+      WorkerShare.self, from: Data(contentsOf: folder.appendingPathComponent("worker.json")))
+    #expect(share.replicas == 4)
   }
 }

@@ -248,6 +248,25 @@ struct PredictiveFloorTests {
     #expect(!text.contains("resolution is"), "the rest waits until the signal is known")
   }
 
+  @Test("history: prometheus on a signal that is not read from Prometheus is refused at the process")
+  func prometheusHistoryNeedsAPrometheusSignal() throws {
+    let failure = #expect(throws: PolicyLoadError.self) {
+      try PolicyLoader.load(
+        yaml: """
+          signals:
+            q: {directory: {path: spool}}
+          processes:
+            w:
+              scaling: {metric: q, target: 10, min: 1, max: 4}
+              predictive: {history: prometheus}
+          """, file: "p.yaml")
+    }
+    #expect(
+      failure?.description.contains(
+        "p.yaml:4:3: error: processes.w.predictive has history: prometheus, which reads the signal's own query, but 'q' is not read from Prometheus"
+      ) == true, "\(failure?.description ?? "")")
+  }
+
   @Test("per-field errors carry their line and column")
   func fieldErrors() throws {
     let failure = #expect(throws: PolicyLoadError.self) {

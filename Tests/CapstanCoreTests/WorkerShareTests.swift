@@ -52,6 +52,22 @@ struct WorkerShareTests {
     #expect(shares["summarizer"]?.requestsPerMinute == 400)
   }
 
+  @Test(
+    "after a tick, a process counts at the larger of its counts before and after, plus its draining replicas")
+  func countsWhatMaySend() throws {
+    let policy = try Self.policy()
+    let grow = ScaleAction(process: "agents", from: 2, to: 4, reason: .targetTracking, drainTimeout: 30)
+    let shrink = ScaleAction(process: "summarizer", from: 3, to: 1, reason: .targetTracking, drainTimeout: 30)
+    let shares = WorkerShares.compute(
+      policy: policy,
+      replicas: ["agents": ReplicaStatus(2), "summarizer": ReplicaStatus(current: 3, ready: 3, draining: 1)],
+      actions: [grow, shrink])
+    // agents 4 (after the scale-up), summarizer 3 + 1 draining = 4.
+    #expect(shares["agents"]?.replicas == 4 && shares["summarizer"]?.replicas == 4)
+    #expect(
+      shares == WorkerShares.compute(policy: policy, replicas: ["agents": 4, "summarizer": 4]))
+  }
+
   @Test("concurrency is at least one, and a process with no replica count this tick gets no share")
   func atLeastOne() throws {
     let policy = try loadPolicy(

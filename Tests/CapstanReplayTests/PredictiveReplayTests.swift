@@ -66,4 +66,22 @@ struct PredictiveReplayTests {
     #expect(forecast["source"] as? String == "from history.csv and what it sees")
     #expect(result.stdout.contains("predictive_floor"))
   }
+
+  @Test("a history file that is not there stops the replay before it starts, naming the file")
+  func missingHistoryFile() throws {
+    let folder = try Self.folder()
+    try FileManager.default.removeItem(at: folder.appendingPathComponent("history.csv"))
+    let audit = folder.appendingPathComponent("audit.jsonl")
+    let result = try runCapstan([
+      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
+      folder.appendingPathComponent("today.csv").path, "--audit-log", audit.path,
+    ])
+    #expect(result.status == 1)
+    #expect(
+      result.stderr
+        == "\(folder.appendingPathComponent("policy.yaml").path): error: the predictive floor of 'model' reads its history from \(folder.appendingPathComponent("history.csv").path), which cannot be read: record one there (capstan record), or set history: learned\n",
+      "\(result.stderr)")
+    #expect(result.stdout.isEmpty)
+    #expect((try? String(contentsOf: audit, encoding: .utf8))?.isEmpty ?? true)
+  }
 }

@@ -57,6 +57,9 @@ public struct PredictiveSettings: Sendable, Equatable {
 
   public var slotsPerPeriod: Int { Int(period / resolution) }
 
+  /// The whole periods `keep` holds, besides the current one.
+  var keptPeriods: Int { Int((keep / period).rounded(.up)) }
+
   /// How `validate` and audit records name where the history comes from.
   public var historyDescription: String {
     switch history {
@@ -72,7 +75,7 @@ extension PredictiveSettings {
   public func summary(max: Int, min: Int) -> String {
     let cap = maxAdded.map { "at most \(Swift.min(max, min.saturatingAdd($0)))" } ?? "up to max \(max)"
     return
-      "predictive floor on \(signal) at \(Ceilings.format(perReplica)) per replica: \(seasonality.rawValue) profile, \(Duration.text(resolution)) slots, p\(Ceilings.format(quantile * 100)), \(Duration.text(lookahead)) ahead, \(cap), history \(historyDescription)"
+      "predictive floor on \(signal) at \(Ceilings.format(perReplica)) per replica: \(seasonality.rawValue) profile, \(DurationText.of(resolution)) slots, p\(Ceilings.format(quantile * 100)), \(DurationText.of(lookahead)) ahead, \(cap), history \(historyDescription)"
   }
 }
 

@@ -154,10 +154,9 @@ extension ForecastState {
     _ samples: some Sequence<(time: Date, value: Double)>, before: Date, settings: PredictiveSettings
   ) {
     let clock = SlotClock(settings)
-    let keep = Int((settings.keep / settings.period).rounded(.up))
     fitShape(settings, clock: clock)
     for sample in samples where sample.time < before {
-      history.observe(sample.value, at: sample.time, clock: clock, keep: keep)
+      history.observe(sample.value, at: sample.time, clock: clock, keep: settings.keptPeriods)
     }
     // Rebuilt at the next tick, with what was just learned.
     builtAt = nil
@@ -169,9 +168,8 @@ extension ForecastState {
     value: Double?, now: Date, settings: PredictiveSettings, min: Int, max: Int
   ) -> (floor: PredictiveFloor?, change: (Condition, String)?) {
     let clock = SlotClock(settings)
-    let keep = Int((settings.keep / settings.period).rounded(.up))
     fitShape(settings, clock: clock)
-    if let value { history.observe(value, at: now, clock: clock, keep: keep) }
+    if let value { history.observe(value, at: now, clock: clock, keep: settings.keptPeriods) }
     let position = clock.position(now)
     // Rebuilt every refresh, and when a period ends, so the one just finished counts at once.
     if builtAt.map({
@@ -242,27 +240,28 @@ extension ForecastState {
     if span < settings.period || !(profile ?? []).contains(where: { $0 != nil }) {
       return (
         .tooShort,
-        "the history of \(signal) covers \(Duration.text(Swift.max(0, span))) of the \(unit) a \(settings.seasonality.rawValue) profile needs"
+        "the history of \(signal) covers \(DurationText.of(Swift.max(0, span))) of the \(unit) a \(settings.seasonality.rawValue) profile needs"
       )
     }
     let age = now.timeIntervalSince(newest)
     if age > settings.staleAfter {
       return (
         .stale,
-        "the newest value of \(signal) is \(Duration.text(age)) old, past stale_after \(Duration.text(settings.staleAfter))"
+        "the newest value of \(signal) is \(DurationText.of(age)) old, past stale_after \(DurationText.of(settings.staleAfter))"
       )
     }
     let periods = history.periods.filter { $0.index < clock.position(now).period }.count
     return (
       .active,
-      "a \(settings.seasonality.rawValue) profile of \(signal) from \(periods) \(unit)\(periods == 1 ? "" : "s") of history (\(settings.historyDescription)), the \(Ceilings.format(settings.quantile * 100))th percentile of each \(Duration.text(settings.resolution)) slot's peak, \(Duration.text(settings.lookahead)) ahead, \(Ceilings.format(settings.perReplica)) per replica"
+      "a \(settings.seasonality.rawValue) profile of \(signal) from \(periods) \(unit)\(periods == 1 ? "" : "s") of history (\(settings.historyDescription)), the \(Ceilings.format(settings.quantile * 100))th percentile of each \(DurationText.of(settings.resolution)) slot's peak, \(DurationText.of(settings.lookahead)) ahead, \(Ceilings.format(settings.perReplica)) per replica"
     )
   }
 }
 
-/// Durations as people write them: 2m15s, 3h, 1d4h.
-enum Duration {
-  static func text(_ seconds: TimeInterval) -> String {
+/// Durations as people write them: 2m15s, 3h, 1d4h. (Not `Duration`, which would hide the
+/// standard library's type throughout the module.)
+enum DurationText {
+  static func of(_ seconds: TimeInterval) -> String {
     var left = Int(seconds.rounded())
     if left == 0 { return "0s" }
     var parts = ""

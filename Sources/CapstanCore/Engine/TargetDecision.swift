@@ -706,7 +706,7 @@ struct TargetContext {
     let today =
       floor.scale < 1 ? " × \(format((floor.scale * 1000).rounded() / 1000)) for today's level so far" : ""
     return
-      "predictive floor \(floor.replicas): \(signal) forecast \(format(floor.forecast)) within \(Duration.text(floor.lookahead))\(today) / \(format(floor.perReplica)) per replica"
+      "predictive floor \(floor.replicas): \(signal) forecast \(format(floor.forecast)) within \(DurationText.of(floor.lookahead))\(today) / \(format(floor.perReplica)) per replica"
   }
 
   private func drainingHold(_ draining: Int) -> String {

@@ -35,6 +35,20 @@ public struct WorkerShare: Sendable, Equatable, Codable {
 }
 
 public enum WorkerShares {
+  /// The shares after a tick: each process counted at the replicas that may be sending, the
+  /// larger of its count before and after this tick's change plus any still draining, as the
+  /// engine counts a peer's hold on a shared provider.
+  public static func compute(
+    policy: Policy, replicas: [String: ReplicaStatus], actions: [ScaleAction]
+  ) -> [String: WorkerShare] {
+    var sending: [String: Int] = [:]
+    for (name, status) in replicas {
+      let current = actions.last { $0.process == name }.map { max($0.from, $0.to) } ?? status.current
+      sending[name] = current + status.draining
+    }
+    return compute(policy: policy, replicas: sending)
+  }
+
   /// Each limit × the provider's safety margin is divided among the processes on the provider
   /// in proportion to what their replicas declare they use (`*_per_replica`), or per replica
   /// where not every process declares that limit, and then equally among each process's
