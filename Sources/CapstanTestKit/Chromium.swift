@@ -27,8 +27,8 @@ public enum Chromium {
     defer { try? FileManager.default.removeItem(at: profile) }
     let out = profile.appendingPathComponent("dom.html")
     let err = profile.appendingPathComponent("stderr.log")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: err.path, contents: nil)
+    try Data().write(to: out)
+    try Data().write(to: err)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     // No sandbox: tests may run as root, where chromium's sandbox refuses to start.

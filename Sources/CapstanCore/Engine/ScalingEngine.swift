@@ -21,17 +21,19 @@ public struct ScalingEngine: Sendable {
     self.policy = policy
     var readers: [String: [Int]] = [:]
     var names = policy.signals.map(\.name)
+    var known = Set(names)
     for (index, target) in policy.targets.enumerated() {
       for name in target.signalNames {
         readers[name, default: []].append(index)
-        if !names.contains(name) { names.append(name) }
+        if known.insert(name).inserted { names.append(name) }
       }
     }
     self.readers = readers
     signalNames = names
     let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     signalPositions = positions
-    prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions) }
+    let sharing = TargetsSharing(policy)
+    prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions, sharing: sharing) }
   }
 
   /// - Parameter state: consumed and returned as the next state; pass `consume state` from a
@@ -88,20 +90,23 @@ public struct ScalingEngine: Sendable {
       let name = prepared.target.name
       guard let status = replicas[index] else { continue }
       var floor: PredictiveFloor?
-      if let predictive = prepared.target.predictive {
+      var floorReplicas: Int?
+      // A stored flag first: reading the optional settings copied them on every tick, set or not.
+      if prepared.isPredictive, let predictive = prepared.target.predictive {
         let (found, change) = state.forecasts[name, default: ForecastState()].advance(
           value: prepared.predictivePosition.flatMap { signals[$0] }, now: now, settings: predictive,
           min: prepared.target.min,
           max: prepared.target.max)
         floor = found
+        floorReplicas = found?.replicas
         if let (condition, why) = change {
           decision.events.append(
             forecastEvent(
               condition, why: why, target: prepared.target, status: status, signals: signals, now: now))
         }
       }
-      var ledger: BudgetLedger?
-      if let breaker = prepared.target.budget {
+      var budget: BudgetSnapshot?
+      if prepared.hasBudget, let breaker = prepared.target.budget {
         // Advanced in place in the saved state, found once: no copy, one lookup.
         var found = state.budgets.index(forKey: name)
         if found == nil {
@@ -113,7 +118,8 @@ public struct ScalingEngine: Sendable {
           to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
           costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
         let current = state.budgets.values[slot]
-        ledger = current
+        budget = BudgetSnapshot(
+          spentUSD: current.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: current.state)
         decision.events += events.map {
           budgetEvent(
             $0, target: prepared.target, breaker: breaker, ledger: current, status: status, signals: signals,
@@ -121,16 +127,14 @@ public struct ScalingEngine: Sendable {
         }
       }
       let context = TargetContext(
-        prepared: prepared, status: status, signals: signals, now: now, ledger: ledger,
+        prepared: prepared, status: status, signals: signals, now: now, budget: budget,
         others: prepared.peers.isEmpty
           ? SharedUsage()
           : sharedUsage(for: prepared.target, peers: prepared.peers, replicas, decision.actions),
-        floor: floor
+        floor: floor, floorReplicas: floorReplicas
       )
       // Decided in place in the saved state, so its windows are not copied every tick.
-      let outcome = context.decide(&state.targets[name, default: TargetState()])
-      if let action = outcome.action { decision.actions.append(action) }
-      decision.events += outcome.events
+      context.decide(&state.targets[name, default: TargetState()], into: &decision)
     }
     state.lastTick = now
     return decision

@@ -46,7 +46,9 @@ struct Clamp {
     case stabilization(up: Bool, window: TimeInterval, holding: Int)
     case step(ScaleDirection, step: Int, relative: Bool, fixed: Int?, percent: Double?)
     case cooldown(ScaleDirection, cooldown: TimeInterval, left: TimeInterval)
-    case ceiling(Ceiling, draining: Int)
+    /// The ceiling named by the clamp's reason, worked out again from the same numbers when a
+    /// record describes it: a clamp of plain numbers is dropped and copied as plain memory.
+    case ceiling(draining: Int)
     case budgetFrozen(spent: Double, limit: Double)
     case restore(Int)
     case draining(Int)
@@ -69,8 +71,11 @@ final class PreparedTarget: Sendable {
   let downConditionPositions: ConditionPositions
   let costRatePosition: Int?
   let predictivePosition: Int?
+  let isPredictive: Bool
+  let hasBudget: Bool
 
-  init(_ target: ScalingTarget, in policy: Policy, positions: [String: Int]) {
+  /// - Parameter sharing: the targets on each provider and on each GPU pool, in policy order.
+  init(_ target: ScalingTarget, in policy: Policy, positions: [String: Int], sharing: TargetsSharing) {
     self.target = target
     trackingPosition = target.tracking.flatMap { positions[$0.metric] }
     // Every name a target reads is among the engine's signals, so each has a position.
@@ -78,33 +83,42 @@ final class PreparedTarget: Sendable {
     downConditionPositions = (target.down.rule?.conditions ?? []).map { positions[$0.metric] ?? 0 }
     costRatePosition = target.budget?.costRateMetric.flatMap { positions[$0] }
     predictivePosition = target.predictive.flatMap { positions[$0.signal] }
+    isPredictive = target.predictive != nil
+    hasBudget = target.budget != nil
     proposalSignals = target.proposalSignalNames
     provider = target.rateLimit.flatMap { policy.provider(named: $0.provider) }
     pool = target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) }
-    peers = policy.targets.indices.filter { index in
-      let other = policy.targets[index]
-      guard other.name != target.name else { return false }
-      let provider = other.rateLimit != nil && other.rateLimit?.provider == target.rateLimit?.provider
-      let pool = other.resources.gpuPool != nil && other.resources.gpuPool == target.resources.gpuPool
-      return provider || pool
+    // Found through the groups, not by comparing every pair: a policy of 10,000 targets would
+    // take 100 million comparisons to load.
+    let onProvider = target.rateLimit.map { sharing.provider[$0.provider] ?? [] } ?? []
+    let inPool = target.resources.gpuPool.map { sharing.pool[$0] ?? [] } ?? []
+    peers = Array(Set(onProvider + inPool).subtracting([sharing.index[target.name] ?? -1])).sorted()
+  }
+}
+
+/// Which targets (by index, in policy order) share each provider and each GPU pool.
+struct TargetsSharing {
+  var provider: [String: [Int]] = [:]
+  var pool: [String: [Int]] = [:]
+  var index: [String: Int] = [:]
+
+  init(_ policy: Policy) {
+    for (index, target) in policy.targets.enumerated() {
+      self.index[target.name] = index
+      if let name = target.rateLimit?.provider { provider[name, default: []].append(index) }
+      if let name = target.resources.gpuPool { pool[name, default: []].append(index) }
     }
   }
 }
 
-/// The clamps of one decision in the order they applied, held inline: a tick that holds a count
-/// (a window, a cooldown) allocates nothing. At most one of each kind applies, and the
-/// predictive floor may meet each ceiling once more: twelve in all.
+/// The clamps of one decision in the order they applied. Most ticks have none, and an empty
+/// array costs nothing to make, move or drop; the buffer is allocated at the first clamp. (A
+/// trail of twelve clamps held inline was 1.4 KB, set up and copied on every decision.)
 struct ClampTrail {
-  /// Made at the first clamp: most ticks have none, and setting up nine empty slots every tick
-  /// cost more than the rest of a steady decision.
-  private var items: InlineArray<12, Clamp?>?
-  private var count = 0
+  private var items: [Clamp] = []
 
   mutating func append(_ clamp: Clamp) {
-    precondition(count < 12, "more clamps than kinds of clamp")
-    if items == nil { items = InlineArray(repeating: nil) }
-    items?[count] = clamp
-    count += 1
+    items.append(clamp)
   }
 
   /// Records a clamp from `from` to `to` (none when they are equal) and returns the new count.
@@ -113,16 +127,11 @@ struct ClampTrail {
     return to
   }
 
-  var first: Clamp? { count > 0 ? items?[0] : nil }
-  var last: Clamp? { count > 0 ? items?[count - 1] : nil }
+  var first: Clamp? { items.first }
+  var last: Clamp? { items.last }
 
   func last(where matches: (Clamp) -> Bool) -> Clamp? {
-    var index = count - 1
-    while index >= 0 {
-      if let clamp = items?[index], matches(clamp) { return clamp }
-      index -= 1
-    }
-    return nil
+    items.isEmpty ? nil : items.last(where: matches)
   }
 }
 
@@ -137,10 +146,14 @@ struct TargetContext {
   let status: ReplicaStatus
   let signals: SignalTable
   let now: Date
-  let ledger: BudgetLedger?
+  /// The budget's state after this tick's spend; nil where the target has none. Numbers only,
+  /// so the context copies and drops as plain memory.
+  let budget: BudgetSnapshot?
   let others: SharedUsage
   /// The predictive floor at this tick; nil where the target has none or it is off.
   var floor: PredictiveFloor? = nil
+  /// Its count, which every tick reads: reading it through the optional floor copied the floor.
+  var floorReplicas: Int? = nil
 
   var target: ScalingTarget { prepared.target }
   /// The signals its proposals read: any of them missing vetoes a scale-down.
@@ -157,10 +170,13 @@ struct TargetContext {
     case notReady(Proposal)
   }
 
-  func decide(_ state: inout TargetState) -> (action: ScaleAction?, events: [AuditEvent]) {
-    var events: [AuditEvent] = []
+  /// Appends the target's action, if any, and its records to the tick's: returning them as an
+  /// optional action and an array cost more than deciding a steady target.
+  func decide(_ state: inout TargetState, into decision: inout TickDecision) {
+    // A local, so the closures below capture a number rather than a copy of the whole context.
+    let current = status.current
     if let expected = state.lastReplicas, expected != current {
-      events.append(
+      decision.events.append(
         AuditEvent(
           time: now, process: target.name, kind: .externalChange, from: expected, to: current,
           reason: .externalChange,
@@ -201,8 +217,6 @@ struct TargetContext {
     // The predictive floor is a raised min for the recommendation, so the scale-down window
     // holds it a while after it falls, as it holds any recommendation.
     var raisedByFloor = false
-    // The count alone is read: copying the whole floor every tick cost more than using it.
-    let floorReplicas = floor?.replicas
     if let floorReplicas, floorReplicas > bounded {
       clamps.append(
         Clamp(reason: .predictiveFloor, before: bounded, after: floorReplicas, basis: .predictive))
@@ -260,9 +274,9 @@ struct TargetContext {
     if let restore = state.restoreTo, current >= Swift.min(restore, target.max) { state.restoreTo = nil }
 
     // Events: the change (if any), then what held it back (if anything).
-    var action: ScaleAction?
+    let moved = next != current
     state.lastReplicas = next
-    if next != current {
+    if moved {
       let reason = boundClamp?.reason ?? moveReason(next: next, wanted: wanted, driver: driver)
       var detail: String
       if let boundClamp {
@@ -276,10 +290,11 @@ struct TargetContext {
         detail = driver.map(describe) ?? clamps.first.map(describe) ?? ""
         if next != wanted, let last = clamps.last { detail += "; held at \(next) because \(describe(last))" }
       }
-      action = ScaleAction(
-        process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout,
-        detail: detail)
-      events.append(
+      decision.actions.append(
+        ScaleAction(
+          process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout,
+          detail: detail))
+      decision.events.append(
         event(next > current ? .scaleUp : .scaleDown, to: next, reason: reason, detail: detail, after: next))
       if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
     }
@@ -306,7 +321,7 @@ struct TargetContext {
     if let blocked {
       let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
       if state.lastBlocked != mark {
-        events.append(
+        decision.events.append(
           event(
             .blocked, to: blocked.wanted, reason: blocked.reason,
             detail: describe(blocked.why, wanted: blocked.wanted), after: next))
@@ -315,8 +330,7 @@ struct TargetContext {
     }
     // A block is reported again only after the count has moved; while it stays put, flapping
     // between the same wanted counts would otherwise repeat the same record every few ticks.
-    if action != nil && blocked == nil { state.lastBlocked = nil }
-    return (action, events)
+    if moved && blocked == nil { state.lastBlocked = nil }
   }
 
   // MARK: Proposals
@@ -577,6 +591,16 @@ struct TargetContext {
     return applyCeilings(to: next, clamps: &clamps)
   }
 
+  /// The ceiling a clamp's reason names, from this tick's numbers.
+  private func ceiling(_ reason: ScaleReason) -> Ceiling? {
+    switch reason {
+    case .costCeiling: Ceilings.cost(target)
+    case .rateLimitCeiling: provider.flatMap { Ceilings.rateLimit(target, provider: $0, others: others) }
+    case .gpuPool: pool.flatMap { Ceilings.gpuPool(target, pool: $0, othersGPUs: others.gpus) }
+    default: nil
+    }
+  }
+
   /// Ceilings stop growth; they never force a scale-down of what already runs. Then a frozen
   /// budget stops it altogether.
   private func applyCeilings(to proposed: Int, clamps: inout ClampTrail) -> Int {
@@ -589,13 +613,12 @@ struct TargetContext {
         let allowed = ceiling.replicas - status.draining
         guard next > current && next > allowed else { continue }
         next = clamps.record(
-          ceiling.reason, from: next, to: max(current, allowed), .ceiling(ceiling, draining: status.draining))
+          ceiling.reason, from: next, to: max(current, allowed), .ceiling(draining: status.draining))
       }
     }
-    if next > current, let ledger, ledger.state == .frozen, let breaker = target.budget {
+    if next > current, let budget, budget.state == .frozen {
       next = clamps.record(
-        .budgetFrozen, from: next, to: current,
-        .budgetFrozen(spent: ledger.spentUSD, limit: breaker.dailyBudgetUSD))
+        .budgetFrozen, from: next, to: current, .budgetFrozen(spent: budget.spentUSD, limit: budget.limitUSD))
     }
     return next
   }
@@ -685,8 +708,10 @@ struct TargetContext {
         : "\(direction == .up ? "add_instances" : "remove_instances") is \(step) per step"
     case .cooldown(let direction, let cooldown, let left):
       text = "the \(direction.rawValue) cooldown of \(format(cooldown))s has \(format(left))s left"
-    case .ceiling(let ceiling, let draining):
-      text = ceiling.explanation + (draining > 0 ? ", less \(draining) still draining" : "")
+    case .ceiling(let draining):
+      text =
+        (ceiling(clamp.reason)?.explanation ?? clamp.reason.rawValue)
+        + (draining > 0 ? ", less \(draining) still draining" : "")
     case .budgetFrozen(let spent, let limit):
       text = "the daily budget is frozen at \(usd(spent)) of \(usd(limit)) until the next budget day"
     case .restore(let restore):
@@ -733,11 +758,7 @@ struct TargetContext {
     AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
       signals: signals.values(of: target),
-      budget: ledger.flatMap { ledger in
-        target.budget.map {
-          BudgetSnapshot(spentUSD: ledger.spentUSD, limitUSD: $0.dailyBudgetUSD, state: ledger.state)
-        }
-      },
+      budget: budget,
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) }, forecast: floor)
   }
 }
