@@ -118,7 +118,10 @@ extension RecordedMetrics {
   static let earliest = Date(timeIntervalSince1970: 0)
   static let latest = Date(timeIntervalSince1970: 7_258_118_400)  // 2200-01-01
 
-  static func epoch(_ seconds: Double, text: String, file: String, line: Int) throws -> Date {
+  /// - Parameter text: the cell as written, for the error only.
+  static func epoch(_ seconds: Double, text: @autoclosure () -> String, file: String, line: Int) throws
+    -> Date
+  {
     let date = Date(timeIntervalSince1970: seconds)
     if seconds.isFinite, date >= earliest, date <= latest { return date }
     let hint =
@@ -126,7 +129,7 @@ extension RecordedMetrics {
       ? ": it looks like Unix milliseconds; write seconds (divide by 1000)" : ""
     throw MetricsFileError(
       file: file, line: line,
-      message: "'\(text)' is not a time between 1970 and 2200 in Unix seconds\(hint)")
+      message: "'\(text())' is not a time between 1970 and 2200 in Unix seconds\(hint)")
   }
 
   static func parseTimestamp(_ text: Substring, file: String, line: Int) throws -> Date {
@@ -148,10 +151,13 @@ extension RecordedMetrics {
     while lower < upper && (cell[lower] == 32 || cell[lower] == 9) { lower += 1 }
     while upper > lower && (cell[upper - 1] == 32 || cell[upper - 1] == 9) { upper -= 1 }
     let bytes = UnsafeBufferPointer(rebasing: cell[lower..<upper])
-    if let seconds = parseNumber(bytes) {
+    // A date's year is followed by '-': no number to try. The text is made only for an error,
+    // as a String for every row cost as much as reading the date.
+    let dated = bytes.count > 4 && bytes[4] == 45
+    if !dated, let seconds = parseNumber(bytes) {
       return try epoch(seconds, text: String(decoding: bytes, as: UTF8.self), file: file, line: line)
     }
-    let trimmed = String(decoding: bytes, as: UTF8.self)
+    var trimmed: String { String(decoding: bytes, as: UTF8.self) }
     if let date = RFC3339Parser.parse(bytes, assumingUTC: assumingUTC) {
       guard date >= earliest, date <= latest else {
         throw MetricsFileError(
@@ -259,10 +265,12 @@ private enum JSONCell: Decodable {
 /// Reads a CSV recording's rows one at a time, by the rules of the whole file: the header
 /// names the columns; each row is a timestamp and numbers (an empty cell is a missing value),
 /// in time order.
-/// A decimal number from a cell's bytes, read by C's `strtod` from a NUL-ended copy on the
-/// stack: a year of rows is tens of millions of cells, and a String for each cost more than the
-/// rest of the parse. The whole cell must be the number; nil otherwise, or for a NUL byte.
+/// A decimal number from a cell's bytes. A year of rows is tens of millions of cells, and a
+/// String for each cost more than the rest of the parse, so a plain decimal is read here
+/// (`exactDecimal`) and anything else by C's `strtod` from a NUL-ended copy on the stack. The
+/// whole cell must be the number; nil otherwise, or for a NUL byte.
 func parseNumber(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
+  if let value = exactDecimal(cell) { return value }
   guard !cell.isEmpty, cell.count < 64, !cell.contains(0) else {
     // Longer than any number needs, or not text: the slow path says no as Double(String) does.
     return cell.contains(0) ? nil : Double(String(decoding: cell, as: UTF8.self))
@@ -279,6 +287,47 @@ func parseNumber(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
     guard let end, end == base + cell.count else { return nil }
     return value
   }
+}
+
+/// Powers of ten that a Double holds exactly: 10^22 is the largest.
+private let exactPowersOfTen: [Double] = (0...22).map { power in
+  (0..<power).reduce(1.0) { value, _ in value * 10 }
+}
+
+/// A cell of the form `[+-]digits[.digits]` whose digits, read as one integer, fit in 2^53
+/// and with at most 22 after the point: the integer and the power of ten are both exact
+/// Doubles, so one IEEE division rounds correctly and gives exactly what `strtod` gives (the
+/// fast path of Clinger's algorithm). Half of the parse was `strtod`; recorded metrics are
+/// almost all of this form. nil for anything else, which `strtod` then reads.
+func exactDecimal(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
+  var index = 0
+  var negative = false
+  if index < cell.count, cell[index] == 45 || cell[index] == 43 {
+    negative = cell[index] == 45
+    index += 1
+  }
+  var mantissa: UInt64 = 0
+  var digits = 0
+  var fractionDigits = 0
+  var seenPoint = false
+  while index < cell.count {
+    let byte = cell[index]
+    if byte >= 48 && byte <= 57 {
+      // 19 digits always fit in a UInt64; more fall back to strtod.
+      guard digits < 19 else { return nil }
+      mantissa = mantissa * 10 + UInt64(byte - 48)
+      digits += 1
+      if seenPoint { fractionDigits += 1 }
+    } else if byte == 46 && !seenPoint {
+      seenPoint = true
+    } else {
+      return nil
+    }
+    index += 1
+  }
+  guard digits > 0, mantissa <= 1 << 53, fractionDigits <= 22 else { return nil }
+  let value = Double(mantissa) / exactPowersOfTen[fractionDigits]
+  return negative ? -value : value
 }
 
 struct CSVRowParser {
@@ -344,15 +393,21 @@ struct CSVRowParser {
   private mutating func cells(
     _ line: ArraySlice<UInt8>, line lineNumber: Int, take: (_ column: Int, _ value: Double) -> Void
   ) throws -> Date? {
-    if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 || $0 == 10 || $0 == 11 || $0 == 12 }) { return nil }
+    func isSpace(_ byte: UInt8) -> Bool {
+      byte == 32 || byte == 9 || byte == 13 || byte == 10 || byte == 11 || byte == 12
+    }
+    // Only a line that starts with a space can be blank: no second pass over every other line.
+    if line.isEmpty || isSpace(line[line.startIndex]) && line.allSatisfy(isSpace) { return nil }
     let time: Date? = try line.withUnsafeBufferPointer { bytes in
-      let cells = bytes.reduce(1) { $0 + ($1 == UInt8(ascii: ",") ? 1 : 0) }
-      guard cells == header.count else {
-        throw MetricsFileError(
+      /// A wrong number of cells, which is reported before anything in the row's cells.
+      func countError() -> MetricsFileError? {
+        let cells = bytes.reduce(1) { $0 + ($1 == UInt8(ascii: ",") ? 1 : 0) }
+        guard cells != header.count else { return nil }
+        return MetricsFileError(
           file: file, line: lineNumber, message: "\(cells) cells for \(header.count) columns")
       }
       var time: Date?
-      // One pass: each cell read where it ends.
+      // One pass: each cell read where it ends, the cells counted as they come.
       var start = 0
       var column = 0
       for index in 0...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ",") {
@@ -360,10 +415,15 @@ struct CSVRowParser {
           start = index + 1
           column += 1
         }
+        if column >= header.count, let error = countError() { throw error }
         var cell = bytes[start..<index]
         if column == 0 {
-          time = try RecordedMetrics.parseTimestamp(
-            UnsafeBufferPointer(rebasing: cell), file: file, line: lineNumber)
+          do {
+            time = try RecordedMetrics.parseTimestamp(
+              UnsafeBufferPointer(rebasing: cell), file: file, line: lineNumber)
+          } catch {
+            throw countError() ?? error
+          }
           continue
         }
         if cell.first == 32 || cell.first == 9 || cell.last == 32 || cell.last == 9 {
@@ -372,6 +432,7 @@ struct CSVRowParser {
         }
         if cell.isEmpty { continue }
         guard let value = parseNumber(UnsafeBufferPointer(rebasing: cell)), value.isFinite else {
+          if let error = countError() { throw error }
           let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
           throw MetricsFileError(
             file: file, line: lineNumber,
@@ -380,10 +441,15 @@ struct CSVRowParser {
           )
         }
         if countColumn[column - 1] {
-          try RecordedMetrics.checkCount(value, column: header[column], file: file, line: lineNumber)
+          do {
+            try RecordedMetrics.checkCount(value, column: header[column], file: file, line: lineNumber)
+          } catch {
+            throw countError() ?? error
+          }
         }
         take(column, value)
       }
+      if column != header.count, let error = countError() { throw error }
       return time
     }
     guard let time else { return nil }

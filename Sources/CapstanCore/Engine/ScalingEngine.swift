@@ -120,10 +120,13 @@ public struct ScalingEngine: Sendable {
         let current = state.budgets.values[slot]
         budget = BudgetSnapshot(
           spentUSD: current.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: current.state)
-        decision.events += events.map {
-          budgetEvent(
-            $0, target: prepared.target, breaker: breaker, ledger: current, status: status, signals: signals,
-            now: now)
+        if !events.isEmpty {
+          decision.events += events.map {
+            budgetEvent(
+              $0, target: prepared.target, breaker: breaker, ledger: current, status: status,
+              signals: signals,
+              now: now)
+          }
         }
       }
       let context = TargetContext(

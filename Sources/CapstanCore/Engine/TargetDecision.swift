@@ -605,16 +605,18 @@ struct TargetContext {
   /// budget stops it altogether.
   private func applyCeilings(to proposed: Int, clamps: inout ClampTrail) -> Int {
     var next = proposed
+    // One at a time, in clamp order, rather than gathered into an array on every growing tick.
+    func apply(_ ceiling: Ceiling?) {
+      guard let ceiling else { return }
+      let allowed = ceiling.replicas - status.draining
+      guard next > current && next > allowed else { return }
+      next = clamps.record(
+        ceiling.reason, from: next, to: max(current, allowed), .ceiling(draining: status.draining))
+    }
     if next > current {
-      var ceilings = [Ceilings.cost(target)]
-      if let provider { ceilings.append(Ceilings.rateLimit(target, provider: provider, others: others)) }
-      if let pool { ceilings.append(Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus)) }
-      for case let ceiling? in ceilings {
-        let allowed = ceiling.replicas - status.draining
-        guard next > current && next > allowed else { continue }
-        next = clamps.record(
-          ceiling.reason, from: next, to: max(current, allowed), .ceiling(draining: status.draining))
-      }
+      apply(Ceilings.cost(target))
+      if let provider { apply(Ceilings.rateLimit(target, provider: provider, others: others)) }
+      if let pool { apply(Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus)) }
     }
     if next > current, let budget, budget.state == .frozen {
       next = clamps.record(
