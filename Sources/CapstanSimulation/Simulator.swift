@@ -98,38 +98,48 @@ public struct Simulator {
       actions.append(ActionTally())
     }
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
-    // Each fleet's measurements by tick, for a scrape lag: (time, signal values).
-    var measured: [[(time: Double, values: [String: Double])]] = Array(repeating: [], count: fleets.count)
+    // The engine's inputs by position, updated in place every tick: no dictionary of names is
+    // built or hashed per tick. A fleet measures only what the engine reads, each at its place.
+    let order = engine.signalOrder
+    let positionOf = Dictionary(order.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    let probes: [[(position: Int, quantity: SimulationSettings.Quantity)]] = fleets.map { fleet in
+      fleet.settings.signals.compactMap { name, quantity in positionOf[name].map { ($0, quantity) } }
+        .sorted { $0.position < $1.position }
+    }
+    let targetIndex = fleets.map { fleet in driven.targets.firstIndex { $0.name == fleet.target.name } ?? 0 }
+    var inputs = IndexedInputs(
+      signals: Array(repeating: nil, count: order.count),
+      replicas: Array(repeating: nil, count: driven.targets.count))
+    // Each fleet's measurements by tick, for a scrape lag: (time, values by position).
+    var measured: [[(time: Double, values: [(position: Int, value: Double)])]] = Array(
+      repeating: [], count: fleets.count)
     var tick = 0
     var now = 0.0
     while true {
       now = Double(tick) * interval
-      var signals: [String: Double] = [:]
-      var replicas: [String: ReplicaStatus] = [:]
+      for position in inputs.signals.indices { inputs.signals[position] = nil }
       for index in fleets.indices {
         try fleets[index].advance(to: now)
-        let fleet = fleets[index]
-        replicas[fleet.target.name] = fleet.status
-        var values: [String: Double] = [:]
-        for (signal, quantity) in fleet.settings.signals {
-          if let value = fleet.measure(quantity) { values[signal] = value }
+        inputs.replicas[targetIndex[index]] = fleets[index].status
+        var values: [(position: Int, value: Double)] = []
+        for probe in probes[index] {
+          if let value = fleets[index].measure(probe.quantity) { values.append((probe.position, value)) }
         }
         measured[index].append((now, values))
         // What a scraper `scrapeLag` behind sees: the latest measurement at least that old.
-        let lag = fleet.settings.scrapeLag
+        let lag = fleets[index].settings.scrapeLag
         while measured[index].count > 1 && measured[index][1].time <= now - lag {
           measured[index].removeFirst()
         }
         if let seen = measured[index].first, seen.time <= now - lag {
-          signals.merge(seen.values) { $1 }
+          for (position, value) in seen.values { inputs.signals[position] = value }
         }
       }
       var decided: [ScaleAction] = []
       switch driver {
       case .engine:
         let (decision, next) = engine.decide(
-          EngineInputs(signals: signals, replicas: replicas), state: consume state,
-          now: origin.addingTimeInterval(now))
+          inputs, state: consume state, now: origin.addingTimeInterval(now))
         state = next
         for event in decision.events { try onEvent(event) }
         decided = decision.actions
@@ -162,6 +172,8 @@ public struct Simulator {
         for fleet in fleets { counts[fleet.target.name] = fleet.status.current }
         var engineState: EngineState?
         if case .engine = driver { engineState = state }
+        var signals: [String: Double] = [:]
+        for (position, value) in inputs.signals.enumerated() { signals[order[position]] = value }
         report.tick(
           run: name, time: origin.addingTimeInterval(now), replicas: counts, signals: signals,
           state: engineState)
