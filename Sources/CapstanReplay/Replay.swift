@@ -182,7 +182,8 @@ public struct Replay {
       }
       // The recording ends at its last sample: the tick before it holds only up to there.
       let span = last.map { min(interval, max(0, $0.timeIntervalSince(now))) } ?? interval
-      accumulator.hold(counts, recorded: recordedReplicas, for: span, state: state, signals: indexed.signals)
+      accumulator.hold(
+        counts, recorded: recordedReplicas, for: span, state: state, engine: engine, signals: indexed.signals)
       if let report {
         // The report takes names; only a run that writes one builds them.
         var byName: [String: Double] = [:]

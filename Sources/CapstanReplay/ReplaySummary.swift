@@ -111,6 +111,10 @@ struct SummaryAccumulator {
   let keepEvents: Bool
   /// Per target, where its budget's cost-rate metric sits in the tick's signals.
   let costRatePositions: [Int?]
+  /// Per target: whether it has a budget, and whether the budget meters a cost rate (read
+  /// once: the optional settings were copied on every tick).
+  let hasBudget: [Bool]
+  let metersCostRate: [Bool]
 
   init(policy: Policy, start: Date, keepEvents: Bool = true, signalOrder: [String]) {
     self.policy = policy
@@ -119,6 +123,8 @@ struct SummaryAccumulator {
     costRatePositions = policy.targets.map { target in
       target.budget?.costRateMetric.flatMap { signalOrder.firstIndex(of: $0) }
     }
+    hasBudget = policy.targets.map { $0.budget != nil }
+    metersCostRate = policy.targets.map { $0.budget?.costRateMetric != nil }
     summaries = policy.targets.map { target in
       var summary = ProcessSummary(process: target.name)
       summary.dailyBudgetUSD = target.budget?.dailyBudgetUSD
@@ -148,7 +154,9 @@ struct SummaryAccumulator {
   /// - Parameters: by position: `replicas` and `recorded` per target in the policy's order,
   ///   `signals` in the engine's signal order.
   mutating func hold(
-    _ replicas: [Int], recorded: [Double?], for seconds: TimeInterval, state: EngineState, signals: [Double?]
+    _ replicas: [Int], recorded: [Double?], for seconds: TimeInterval, state: EngineState,
+    engine: ScalingEngine,
+    signals: [Double?]
   ) {
     heldSeconds += seconds
     // By index: a `for target in policy.targets` copies every target, every tick.
@@ -166,12 +174,12 @@ struct SummaryAccumulator {
         summaries[index].computeCostUSD =
           (summaries[index].computeCostUSD ?? 0) + cost * Double(count) * seconds / 3600
       }
-      if policy.targets[index].budget != nil {
-        if policy.targets[index].budget?.costRateMetric != nil {
+      if hasBudget[index] {
+        if metersCostRate[index] {
           let rate = costRatePositions[index].flatMap { signals[$0] } ?? 0
           summaries[index].meteredCostUSD = (summaries[index].meteredCostUSD ?? 0) + rate * seconds / 3600
         }
-        if state.budgets[summaries[index].process]?.state == .frozen {
+        if engine.budget(ofTarget: index, in: state)?.state == .frozen {
           summaries[index].frozenSeconds += seconds
         }
       }

@@ -64,8 +64,8 @@ public struct TickDecision: Sendable, Equatable {
 /// Everything the engine remembers between ticks. Codable so the live controller can keep it
 /// across restarts.
 public struct EngineState: Sendable, Equatable, Codable {
-  public var targets: [String: TargetState] = [:]
-  public var budgets: [String: BudgetLedger] = [:]
+  public var targets = ProcessTable<TargetState>()
+  public var budgets = ProcessTable<BudgetLedger>()
   /// Signals missing at the last tick, so outages are reported when they start and end.
   public var missingSignals: Set<String> = []
   public var lastTick: Date?
@@ -79,8 +79,8 @@ public struct EngineState: Sendable, Equatable, Codable {
   /// A state saved before forecasts existed reads with none.
   public init(from decoder: any Decoder) throws {
     let container = try decoder.container(keyedBy: CodingKeys.self)
-    targets = try container.decode([String: TargetState].self, forKey: .targets)
-    budgets = try container.decode([String: BudgetLedger].self, forKey: .budgets)
+    targets = try container.decode(ProcessTable<TargetState>.self, forKey: .targets)
+    budgets = try container.decode(ProcessTable<BudgetLedger>.self, forKey: .budgets)
     missingSignals = try container.decode(Set<String>.self, forKey: .missingSignals)
     lastTick = try container.decodeIfPresent(Date.self, forKey: .lastTick)
     forecasts = try container.decodeIfPresent([String: ForecastState].self, forKey: .forecasts) ?? [:]

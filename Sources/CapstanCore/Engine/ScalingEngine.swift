@@ -12,6 +12,8 @@ public struct ScalingEngine: Sendable {
   /// Every signal the policy names, in order: a tick looks each up once, by position after.
   private let signalNames: [String]
   private let signalPositions: [String: Int]
+  /// The targets' order, which the saved state is arranged in so a tick reaches each by position.
+  private let order: TargetOrder
 
   /// The order `IndexedInputs.signals` holds values in: the policy's signals, then any other
   /// name a target reads.
@@ -32,6 +34,7 @@ public struct ScalingEngine: Sendable {
     signalNames = names
     let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     signalPositions = positions
+    order = TargetOrder(policy.targets.map(\.name))
     let sharing = TargetsSharing(policy)
     prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions, sharing: sharing) }
   }
@@ -84,6 +87,9 @@ public struct ScalingEngine: Sendable {
     _ signals: SignalTable, replicas: UnsafeBufferPointer<ReplicaStatus?>, state: inout EngineState, now: Date
   ) -> TickDecision {
     var decision = TickDecision()
+    // Once per engine: the saved state's targets and budgets in this policy's order.
+    state.targets.arrange(order)
+    state.budgets.arrange(order)
     signalOutageEvents(signals, replicas: replicas, state: &state, now: now, into: &decision.events)
 
     for (index, prepared) in self.prepared.enumerated() {
@@ -102,28 +108,23 @@ public struct ScalingEngine: Sendable {
         if let (condition, why) = change {
           decision.events.append(
             forecastEvent(
-              condition, why: why, target: prepared.target, status: status, signals: signals, now: now))
+              condition, why: why, prepared: prepared, status: status, signals: signals, now: now))
         }
       }
       var budget: BudgetSnapshot?
       if prepared.hasBudget, let breaker = prepared.target.budget {
-        // Advanced in place in the saved state, found once: no copy, one lookup.
-        var found = state.budgets.index(forKey: name)
-        if found == nil {
-          state.budgets[name] = BudgetLedger()
-          found = state.budgets.index(forKey: name)
-        }
-        guard let slot = found else { continue }
-        let events = state.budgets.values[slot].advance(
+        // Advanced in place in the saved state, at the target's position: no copy, no lookup.
+        if state.budgets.slots[index] == nil { state.budgets.slots[index] = BudgetLedger() }
+        let events = state.budgets.slots[index]!.advance(
           to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
           costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
-        let current = state.budgets.values[slot]
+        let current = state.budgets.slots[index]!
         budget = BudgetSnapshot(
           spentUSD: current.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: current.state)
         if !events.isEmpty {
           decision.events += events.map {
             budgetEvent(
-              $0, target: prepared.target, breaker: breaker, ledger: current, status: status,
+              $0, prepared: prepared, breaker: breaker, ledger: current, status: status,
               signals: signals,
               now: now)
           }
@@ -136,8 +137,10 @@ public struct ScalingEngine: Sendable {
           : sharedUsage(for: prepared.target, peers: prepared.peers, replicas, decision.actions),
         floor: floor, floorReplicas: floorReplicas
       )
-      // Decided in place in the saved state, so its windows are not copied every tick.
-      context.decide(&state.targets[name, default: TargetState()], into: &decision)
+      // Decided in place at the target's position in the saved state, so its windows are not
+      // copied every tick and its name is not hashed.
+      if state.targets.slots[index] == nil { state.targets.slots[index] = TargetState() }
+      context.decide(&state.targets.slots[index]!, into: &decision)
     }
     state.lastTick = now
     return decision
@@ -163,6 +166,7 @@ public struct ScalingEngine: Sendable {
       let signal = policy.signals[position]
       for index in readers[signal.name] ?? [] {
         let target = policy.targets[index]
+        let prepared = self.prepared[index]
         guard let status = replicas[index] else { continue }
         events.append(
           AuditEvent(
@@ -173,10 +177,16 @@ public struct ScalingEngine: Sendable {
               "signal \(signal.name) has a value again: \(format($0))"
             }
               ?? "signal \(signal.name) has no value; \(target.name) will not scale down on it until it returns",
-            signals: signals.values(of: target), budget: nil,
+            signals: signals.values(of: prepared), budget: nil,
             costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) }))
       }
     }
+  }
+
+  /// The budget ledger of the policy's target `index` in a state this engine decided, found by
+  /// position rather than by name: for drivers that read it every tick (replay's summary).
+  public func budget(ofTarget index: Int, in state: EngineState) -> BudgetLedger? {
+    state.budgets.value(atTarget: index, of: order)
   }
 
   /// Folds recorded history (a file, a Prometheus range) into a predictive target's, as if it
@@ -191,22 +201,24 @@ public struct ScalingEngine: Sendable {
   }
 
   private func forecastEvent(
-    _ condition: ForecastState.Condition, why: String, target: ScalingTarget, status: ReplicaStatus,
+    _ condition: ForecastState.Condition, why: String, prepared: PreparedTarget, status: ReplicaStatus,
     signals: SignalTable, now: Date
   ) -> AuditEvent {
+    let target = prepared.target
     let on = condition == .active
     return AuditEvent(
       time: now, process: target.name, kind: on ? .predictiveFloor : .warning, from: status.current,
       to: status.current, reason: .predictiveFloor,
       detail: on ? "predictive floor on: \(why)" : "predictive floor off, scaling on the rules alone: \(why)",
-      signals: signals.values(of: target), budget: nil,
+      signals: signals.values(of: prepared), budget: nil,
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) })
   }
 
   private func budgetEvent(
-    _ event: BudgetLedger.Event, target: ScalingTarget, breaker: CostCircuitBreaker, ledger: BudgetLedger,
+    _ event: BudgetLedger.Event, prepared: PreparedTarget, breaker: CostCircuitBreaker, ledger: BudgetLedger,
     status: ReplicaStatus, signals: SignalTable, now: Date
   ) -> AuditEvent {
+    let target = prepared.target
     let (kind, reason, detail, snapshot): (AuditEventKind, ScaleReason, String, BudgetSnapshot)
     switch event {
     case .alert(let spent, let limit), .freeze(let spent, let limit):
@@ -232,7 +244,7 @@ public struct ScalingEngine: Sendable {
     let current = status.current
     return AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: current, reason: reason, detail: detail,
-      signals: signals.values(of: target), budget: snapshot,
+      signals: signals.values(of: prepared), budget: snapshot,
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) })
   }
 

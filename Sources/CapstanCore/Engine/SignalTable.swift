@@ -11,8 +11,8 @@ struct SignalTable {
   subscript(name: String) -> Double? { positions[name].flatMap { values[$0] } }
 
   /// A target's signals as a record lists them.
-  func values(of target: ScalingTarget) -> [(name: String, value: Double?)] {
-    target.signalNames.map { ($0, self[$0]) }
+  func values(of prepared: PreparedTarget) -> [(name: String, value: Double?)] {
+    prepared.recordSignals.map { ($0.name, $0.position.flatMap { values[$0] }) }
   }
 }
 

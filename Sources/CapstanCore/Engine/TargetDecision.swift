@@ -72,6 +72,9 @@ final class PreparedTarget: Sendable {
   let costRatePosition: Int?
   let predictivePosition: Int?
   let isPredictive: Bool
+  /// The signals a record lists, with their places in the tick's table, worked out once: a
+  /// record looked each name up and built the list again.
+  let recordSignals: [(name: String, position: Int?)]
   let hasBudget: Bool
 
   /// - Parameter sharing: the targets on each provider and on each GPU pool, in policy order.
@@ -84,6 +87,7 @@ final class PreparedTarget: Sendable {
     costRatePosition = target.budget?.costRateMetric.flatMap { positions[$0] }
     predictivePosition = target.predictive.flatMap { positions[$0.signal] }
     isPredictive = target.predictive != nil
+    recordSignals = target.signalNames.map { ($0, positions[$0]) }
     hasBudget = target.budget != nil
     proposalSignals = target.proposalSignalNames
     provider = target.rateLimit.flatMap { policy.provider(named: $0.provider) }
@@ -182,7 +186,7 @@ struct TargetContext {
           reason: .externalChange,
           detail:
             "replicas are \(current), not the \(expected) Capstan last saw or set: someone else changed them; deciding from \(current)",
-          signals: signals.values(of: target), budget: nil,
+          signals: signals.values(of: prepared), budget: nil,
           costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) }))
     }
     let proposals = self.proposals(&state)
@@ -759,7 +763,7 @@ struct TargetContext {
   {
     AuditEvent(
       time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
-      signals: signals.values(of: target),
+      signals: signals.values(of: prepared),
       budget: budget,
       costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) }, forecast: floor)
   }
