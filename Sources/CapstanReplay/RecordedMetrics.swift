@@ -548,13 +548,11 @@ extension RecordedMetrics {
 /// A recording read from its file a line at a time through a fixed buffer, so a year of rows
 /// replays in the memory of a day. Each row is checked as it is read; an error names its line.
 public struct RecordedMetricsFile: RecordedSamples {
-  private enum Format {
-    case csv(CSVRowParser)
-    case jsonLines(JSONLinesRowParser)
-  }
-
   private let reader: LineReader
-  private var format: Format
+  /// One of the two, by the file's name. Held apart rather than in an enum, so a row updates
+  /// the parser in place instead of copying it out and back every time.
+  private var csv: CSVRowParser?
+  private var jsonLines: JSONLinesRowParser?
   /// For `next(projectedOnto:)` on a CSV file: per column of the file, where its value goes.
   private var projection: [Int?]?
 
@@ -562,29 +560,28 @@ public struct RecordedMetricsFile: RecordedSamples {
   public init(path: String) throws {
     reader = try LineReader(path: path)
     if path.hasSuffix(".jsonl") || path.hasSuffix(".ndjson") {
-      format = .jsonLines(JSONLinesRowParser(file: path))
+      jsonLines = JSONLinesRowParser(file: path)
     } else {
-      format = .csv(try CSVRowParser(header: try reader.nextLine().map { Substring($0) }, file: path))
+      csv = try CSVRowParser(header: try reader.nextLine().map { Substring($0) }, file: path)
     }
   }
 
   /// A CSV file's rows are read straight into positions; JSON Lines go through a sample.
   public mutating func next(projectedOnto columns: [String]) throws -> RecordedMetrics.Row? {
-    guard case .csv(var parser) = format else {
+    guard let header = csv?.header else {
       guard let sample = try next() else { return nil }
       return RecordedMetrics.Row(time: sample.time, values: columns.map { sample.values[$0] })
     }
     if projection == nil {
       let position = Dictionary(
         columns.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
-      projection = parser.header.map { position[$0] }
+      projection = header.map { position[$0] }
     }
     let map = projection ?? []
     while true {
       let read = try reader.next {
-        try parser.parse($0, line: reader.lineNumber, projection: map, width: columns.count)
+        try csv?.parse($0, line: reader.lineNumber, projection: map, width: columns.count)
       }
-      format = .csv(parser)
       guard let read else { return nil }
       if let row = read { return row }
     }
@@ -593,15 +590,12 @@ public struct RecordedMetricsFile: RecordedSamples {
   public mutating func next() throws -> RecordedMetrics.Sample? {
     while true {
       let read: RecordedMetrics.Sample??
-      switch format {
-      case .csv(var parser):
-        read = try reader.next { try parser.parse($0, line: reader.lineNumber) }
-        format = .csv(parser)
-      case .jsonLines(var parser):
+      if csv != nil {
+        read = try reader.next { try csv?.parse($0, line: reader.lineNumber) }
+      } else {
         read = try reader.next {
-          try parser.parse(Substring(decoding: $0, as: UTF8.self), line: reader.lineNumber)
+          try jsonLines?.parse(Substring(decoding: $0, as: UTF8.self), line: reader.lineNumber)
         }
-        format = .jsonLines(parser)
       }
       guard let read else { return nil }
       if let sample = read { return sample }
