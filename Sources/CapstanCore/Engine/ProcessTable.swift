@@ -40,6 +40,17 @@ public struct ProcessTable<Value: Sendable & Equatable & Codable>: Sendable, Seq
     zip(names, slots).lazy.compactMap { name, slot in slot.map { (key: name, value: $0) } }.makeIterator()
   }
 
+  /// Changes target `position`'s value in place (made from `default` where there is none), in
+  /// a table this engine arranged. The value is moved out of its slot and back, so changing it
+  /// copies nothing it holds.
+  mutating func update<Result>(
+    atTarget position: Int, default make: @autoclosure () -> Value, _ body: (inout Value) throws -> Result
+  ) rethrows -> Result {
+    var value = slots[position].take() ?? make()
+    defer { slots[position] = value }
+    return try body(&value)
+  }
+
   /// Target `position`'s value: by position where the table is arranged for `order`, by name
   /// otherwise.
   func value(atTarget position: Int, of order: TargetOrder) -> Value? {

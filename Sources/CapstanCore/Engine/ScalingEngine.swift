@@ -114,11 +114,12 @@ public struct ScalingEngine: Sendable {
       var budget: BudgetSnapshot?
       if prepared.hasBudget, let breaker = prepared.target.budget {
         // Advanced in place in the saved state, at the target's position: no copy, no lookup.
-        if state.budgets.slots[index] == nil { state.budgets.slots[index] = BudgetLedger() }
-        let events = state.budgets.slots[index]!.advance(
-          to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
-          costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
-        let current = state.budgets.slots[index]!
+        let (events, current) = state.budgets.update(atTarget: index, default: BudgetLedger()) { ledger in
+          let events = ledger.advance(
+            to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
+            costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
+          return (events, ledger)
+        }
         budget = BudgetSnapshot(
           spentUSD: current.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: current.state)
         if !events.isEmpty {
@@ -139,8 +140,7 @@ public struct ScalingEngine: Sendable {
       )
       // Decided in place at the target's position in the saved state, so its windows are not
       // copied every tick and its name is not hashed.
-      if state.targets.slots[index] == nil { state.targets.slots[index] = TargetState() }
-      context.decide(&state.targets.slots[index]!, into: &decision)
+      state.targets.update(atTarget: index, default: TargetState()) { context.decide(&$0, into: &decision) }
     }
     state.lastTick = now
     return decision
