@@ -262,9 +262,6 @@ private enum JSONCell: Decodable {
   }
 }
 
-/// Reads a CSV recording's rows one at a time, by the rules of the whole file: the header
-/// names the columns; each row is a timestamp and numbers (an empty cell is a missing value),
-/// in time order.
 /// A decimal number from a cell's bytes. A year of rows is tens of millions of cells, and a
 /// String for each cost more than the rest of the parse, so a plain decimal is read here
 /// (`exactDecimal`) and anything else by C's `strtod` from a NUL-ended copy on the stack. The
@@ -330,6 +327,9 @@ func exactDecimal(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
   return negative ? -value : value
 }
 
+/// Reads a CSV recording's rows one at a time, by the rules of the whole file: the header
+/// names the columns; each row is a timestamp and numbers (an empty cell is a missing value),
+/// in time order.
 struct CSVRowParser {
   let file: String
   let header: [String]

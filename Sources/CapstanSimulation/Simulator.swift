@@ -85,11 +85,14 @@ public struct Simulator {
     var fleets: [Fleet] = []
     var oracles: [OracleSchedule?] = []
     var actions: [ActionTally] = []
-    for target in driven.targets {
+    // Per fleet, its target's place in the policy (and in the engine's inputs).
+    var targetIndex: [Int] = []
+    for (index, target) in driven.targets.enumerated() {
       guard let trace = traces[target.name], let settings = target.simulation else { continue }
       let fleet = try Fleet(
         target: target, settings: settings, trace: trace, interval: interval, start: target.min)
       fleets.append(fleet)
+      targetIndex.append(index)
       if case .oracle = driver {
         oracles.append(try OracleSchedule(fleet: fleet, trace: trace))
       } else {
@@ -106,7 +109,6 @@ public struct Simulator {
       fleet.settings.signals.compactMap { name, quantity in positionOf[name].map { ($0, quantity) } }
         .sorted { $0.position < $1.position }
     }
-    let targetIndex = fleets.map { fleet in driven.targets.firstIndex { $0.name == fleet.target.name } ?? 0 }
     var inputs = IndexedInputs(
       signals: Array(repeating: nil, count: order.count),
       replicas: Array(repeating: nil, count: driven.targets.count))

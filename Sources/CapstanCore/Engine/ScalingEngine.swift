@@ -184,7 +184,9 @@ public struct ScalingEngine: Sendable {
   }
 
   /// The budget ledger of the policy's target `index` in a state this engine decided, found by
-  /// position rather than by name: for drivers that read it every tick (replay's summary).
+  /// position rather than by name: for drivers that read it every tick (replay's summary). In a
+  /// state it has not arranged, found by name.
+  /// - Precondition: `index` is one of `policy.targets`' indices.
   public func budget(ofTarget index: Int, in state: EngineState) -> BudgetLedger? {
     state.budgets.value(atTarget: index, of: order)
   }
