@@ -377,10 +377,17 @@ struct CSVRowParser {
 
   /// A row read straight into positions: `projection[column]` is where a column's value goes in
   /// a row of `width`, nil for a column not asked for. No dictionary is built.
+  /// - Parameter spare: a finished row's storage to read into, cleared first.
   mutating func parse(
-    _ line: ArraySlice<UInt8>, line lineNumber: Int, projection: [Int?], width: Int
+    _ line: ArraySlice<UInt8>, line lineNumber: Int, projection: [Int?], width: Int,
+    reusing spare: consuming [Double?]? = nil
   ) throws -> RecordedMetrics.Row? {
-    var values = [Double?](repeating: nil, count: width)
+    var values = (consume spare) ?? []
+    if values.count == width {
+      for position in values.indices { values[position] = nil }
+    } else {
+      values = [Double?](repeating: nil, count: width)
+    }
     let time = try cells(line, line: lineNumber) { column, value in
       if let position = projection[column] { values[position] = value }
     }
@@ -512,6 +519,9 @@ public protocol RecordedSamples {
   /// The next sample with only the values of `columns`, in their order: a reader that knows
   /// what it wants takes it by position. Each call must ask for the same columns.
   mutating func next(projectedOnto columns: [String]) throws -> RecordedMetrics.Row?
+  /// Hands back a row from `next(projectedOnto:)` that the reader is done with, so a later row
+  /// can be read into its storage instead of a new allocation.
+  mutating func reuse(_ row: consuming RecordedMetrics.Row)
 }
 
 extension RecordedMetrics {
@@ -524,6 +534,8 @@ extension RecordedMetrics {
 }
 
 extension RecordedSamples {
+  public mutating func reuse(_ row: consuming RecordedMetrics.Row) {}
+
   public mutating func next(projectedOnto columns: [String]) throws -> RecordedMetrics.Row? {
     guard let sample = try next() else { return nil }
     return RecordedMetrics.Row(time: sample.time, values: columns.map { sample.values[$0] })
@@ -555,6 +567,8 @@ public struct RecordedMetricsFile: RecordedSamples {
   private var jsonLines: JSONLinesRowParser?
   /// For `next(projectedOnto:)` on a CSV file: per column of the file, where its value goes.
   private var projection: [Int?]?
+  /// Rows' storage handed back by the reader, for the next rows: one row read, one returned.
+  private var spares: [[Double?]] = []
 
   /// Opens the file and reads its header: CSV, or JSON Lines for `.jsonl` and `.ndjson` names.
   public init(path: String) throws {
@@ -579,12 +593,19 @@ public struct RecordedMetricsFile: RecordedSamples {
     }
     let map = projection ?? []
     while true {
+      // Moved, not copied, into the parser, so the storage it writes has one owner.
+      var spare = spares.popLast()
       let read = try reader.next {
-        try csv?.parse($0, line: reader.lineNumber, projection: map, width: columns.count)
+        try csv?.parse(
+          $0, line: reader.lineNumber, projection: map, width: columns.count, reusing: spare.take())
       }
       guard let read else { return nil }
       if let row = read { return row }
     }
+  }
+
+  public mutating func reuse(_ row: consuming RecordedMetrics.Row) {
+    if spares.count < 4 { spares.append(row.values) }
   }
 
   public mutating func next() throws -> RecordedMetrics.Sample? {

@@ -125,11 +125,15 @@ public struct Replay {
       }
       while aheadHead < ahead.count, ahead[aheadHead].time <= now {
         let next = ahead[aheadHead]
+        // The slot keeps only its time from here on, so the row's storage has one owner.
+        ahead[aheadHead].values = []
         if let current {
           let gap = next.time.timeIntervalSince(current.time)
           if gap > (longestGap?.seconds ?? 0) {
             longestGap = ReplayResult.Gap(seconds: gap, after: current.time)
           }
+          // Done with: its storage holds the next row read instead of a new allocation.
+          source.reuse(current)
         }
         current = next
         samples += 1
