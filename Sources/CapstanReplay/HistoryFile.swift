@@ -21,6 +21,6 @@ public enum HistoryFile {
   /// The file a policy names, relative to the policy file's folder.
   public static func path(_ settings: PredictiveSettings, baseDirectory: URL) -> String? {
     guard case .file(let path) = settings.history else { return nil }
-    return path.hasPrefix("/") ? path : baseDirectory.appendingPathComponent(path).path
+    return baseDirectory.resolving(path).path
   }
 }

@@ -4,6 +4,20 @@ import CapstanTestKit
 import Foundation
 import Testing
 
+/// A worker whose floor reads its history from its signal's own Prometheus query.
+func prometheusHistoryPolicy(url: String) -> String {
+  """
+  signals:
+    queue:
+      prometheus: {url: '\(url)', query: 'sum(queue_depth)'}
+  processes:
+    worker:
+      startup: 2m
+      scaling: {metric: queue, target: 10, min: 1, max: 8}
+      predictive: {history: prometheus}
+  """
+}
+
 @Suite("Controller: predictive floor")
 struct PredictiveControllerTests {
   static let yaml = """
@@ -72,16 +86,7 @@ struct PredictiveControllerTests {
     let port = try freePort()
     let harness = try ControllerHarness(
       signals: [FakeSignal("queue", .value(10))],
-      yaml: """
-        signals:
-          queue:
-            prometheus: {url: 'http://127.0.0.1:\(port)', query: 'sum(queue_depth)'}
-        processes:
-          worker:
-            startup: 2m
-            scaling: {metric: queue, target: 10, min: 1, max: 8}
-            predictive: {history: prometheus}
-        """)
+      yaml: prometheusHistoryPolicy(url: "http://127.0.0.1:\(port)"))
     await harness.tick(0)
     await harness.tick(600)
     #expect(await harness.backend.applied.isEmpty)
@@ -119,16 +124,7 @@ struct PredictivePrometheusTests {
     #expect(await server.ready())
     let harness = try ControllerHarness(
       signals: [FakeSignal("queue", .value(10))],
-      yaml: """
-        signals:
-          queue:
-            prometheus: {url: '\(server.url)', query: 'sum(queue_depth)'}
-        processes:
-          worker:
-            startup: 2m
-            scaling: {metric: queue, target: 10, min: 1, max: 8}
-            predictive: {history: prometheus}
-        """)
+      yaml: prometheusHistoryPolicy(url: server.url))
     await harness.controller.tick(now: Date(timeIntervalSince1970: now))
     #expect(await harness.backend.applied.map(\.to) == [8])
     let up = try #require(harness.records().last)

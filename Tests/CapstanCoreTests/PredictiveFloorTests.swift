@@ -233,52 +233,44 @@ struct PredictiveFloorTests {
         .predictive)
     #expect(weekly.keep == 28 * 86_400 && weekly.history == .file("rec.csv") && weekly.lookahead == 300)
 
-    let failure = #expect(throws: PolicyLoadError.self) {
-      try PolicyLoader.load(
-        yaml: """
-          processes:
-            gpu:
-              scaling: {metric: util, target: 70%, min: 1, max: 4}
-              predictive: {resolution: 7m, history: maybe, colour: blue}
-          """, file: "p.yaml")
-    }
-    let text = failure?.description ?? ""
+    let text = refusal(
+      """
+      processes:
+        gpu:
+          scaling: {metric: util, target: 70%, min: 1, max: 4}
+          predictive: {resolution: 7m, history: maybe, colour: blue}
+      """)
     #expect(text.contains("p.yaml:2:3: error: processes.gpu.predictive needs signal"))
     #expect(text.contains("p.yaml:4:50: error: unknown key 'colour' in processes.gpu.predictive"))
     #expect(!text.contains("resolution is"), "the rest waits until the signal is known")
   }
 
   @Test("history: prometheus on a signal that is not read from Prometheus is refused at the process")
-  func prometheusHistoryNeedsAPrometheusSignal() throws {
-    let failure = #expect(throws: PolicyLoadError.self) {
-      try PolicyLoader.load(
-        yaml: """
-          signals:
-            q: {directory: {path: spool}}
-          processes:
-            w:
-              scaling: {metric: q, target: 10, min: 1, max: 4}
-              predictive: {history: prometheus}
-          """, file: "p.yaml")
-    }
+  func prometheusHistoryNeedsAPrometheusSignal() {
+    let text = refusal(
+      """
+      signals:
+        q: {directory: {path: spool}}
+      processes:
+        w:
+          scaling: {metric: q, target: 10, min: 1, max: 4}
+          predictive: {history: prometheus}
+      """)
     #expect(
-      failure?.description.contains(
+      text.contains(
         "p.yaml:4:3: error: processes.w.predictive has history: prometheus, which reads the signal's own query, but 'q' is not read from Prometheus"
-      ) == true, "\(failure?.description ?? "")")
+      ), "\(text)")
   }
 
   @Test("per-field errors carry their line and column")
-  func fieldErrors() throws {
-    let failure = #expect(throws: PolicyLoadError.self) {
-      try PolicyLoader.load(
-        yaml: """
-          processes:
-            gpu:
-              scaling: {metric: q, target: 10, min: 1, max: 4}
-              predictive: {resolution: 7m, history: maybe, keep: 2h}
-          """, file: "p.yaml")
-    }
-    let text = failure?.description ?? ""
+  func fieldErrors() {
+    let text = refusal(
+      """
+      processes:
+        gpu:
+          scaling: {metric: q, target: 10, min: 1, max: 4}
+          predictive: {resolution: 7m, history: maybe, keep: 2h}
+      """)
     #expect(text.contains("p.yaml:4:30: error: resolution is 7m: use at least 1m that divides a day evenly"))
     #expect(
       text.contains(

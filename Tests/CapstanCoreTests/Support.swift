@@ -19,6 +19,18 @@ func loadPolicy(_ yaml: String, sourceLocation: Testing.SourceLocation = #_sourc
   }
 }
 
+/// What the loader says of a policy it must refuse, read as `p.yaml`. A policy that loads is
+/// recorded as an issue and gives "".
+func refusal(_ yaml: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> String {
+  do {
+    _ = try PolicyLoader.load(yaml: yaml, file: "p.yaml")
+    Issue.record("the policy loaded, but should have been refused", sourceLocation: sourceLocation)
+    return ""
+  } catch {
+    return error.description
+  }
+}
+
 /// Drives the engine tick by tick, applying its actions the way a driver would.
 struct EngineHarness {
   let engine: ScalingEngine

@@ -81,6 +81,25 @@ struct HTMLReportTests {
     #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).isEmpty)
   }
 
+  @Test("a replay that fails on a bad row leaves no report and no temporary file beside it")
+  func failedRunLeavesNoReport() throws {
+    let folder = temporaryFile("failed-report")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let day = try String(contentsOfFile: "examples/llm-day.csv", encoding: .utf8)
+    var lines = day.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    // Row 101 loses a number halfway through the day.
+    lines[100] = lines[100].replacingOccurrences(of: ",", with: ",x", options: [], range: nil)
+    let metrics = folder.appendingPathComponent("broken.csv")
+    try lines.joined(separator: "\n").write(to: metrics, atomically: true, encoding: .utf8)
+    let report = folder.appendingPathComponent("r.html")
+    let result = try runCapstan([
+      "replay", "policies/llm-serving.yaml", "--metrics", metrics.path, "--report", report.path,
+    ])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("broken.csv:101:"), "\(result.stderr)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["broken.csv"])
+  }
+
   @Test("a month of ticks draws from at most 1,500 buckets a series, and keeps each bucket's range")
   func monthDownsampled() throws {
     let policy = try PolicyLoader.load(

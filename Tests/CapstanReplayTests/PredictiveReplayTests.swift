@@ -67,6 +67,44 @@ struct PredictiveReplayTests {
     #expect(result.stdout.contains("predictive_floor"))
   }
 
+  @Test("a history file with nothing before the recording: a note, and the floor learns as it goes")
+  func historyAfterTheRecording() throws {
+    let folder = try Self.folder()
+    // Only rows from after the recording starts.
+    try "timestamp,queue\n\(Int(Self.midnight + 11 * 3600)),100\n".write(
+      to: folder.appendingPathComponent("history.csv"), atomically: true, encoding: .utf8)
+    let result = try runCapstan([
+      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
+      folder.appendingPathComponent("today.csv").path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(
+      result.stderr.contains(
+        "history.csv: note: no value of 'queue' before the recording starts; the predictive floor of 'model' learns from the recording as it goes"
+      ), "\(result.stderr)")
+    // No history: the floor stays off (a warning), and no scale-up is the floor's.
+    #expect(!result.stdout.contains("predictive floor 10"))
+  }
+
+  @Test("a history file with a bad row stops the replay before it starts, at the file's line")
+  func badHistoryFile() throws {
+    let folder = try Self.folder()
+    let history = folder.appendingPathComponent("history.csv")
+    try (String(contentsOf: history, encoding: .utf8) + "\(Int(Self.midnight - 30)),lots\n").write(
+      to: history, atomically: true, encoding: .utf8)
+    let audit = folder.appendingPathComponent("audit.jsonl")
+    let result = try runCapstan([
+      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
+      folder.appendingPathComponent("today.csv").path, "--audit-log", audit.path,
+    ])
+    #expect(result.status == 1)
+    #expect(
+      result.stderr.contains("history.csv:1442: error: 'lots' in column 'queue' is not a number"),
+      "\(result.stderr)")
+    #expect(result.stdout.isEmpty)
+    #expect((try? String(contentsOf: audit, encoding: .utf8))?.isEmpty ?? true)
+  }
+
   @Test("a history file that is not there stops the replay before it starts, naming the file")
   func missingHistoryFile() throws {
     let folder = try Self.folder()
