@@ -34,6 +34,15 @@ struct PredictiveReplayTests {
     return folder
   }
 
+  /// `capstan replay` of the folder's policy over today's recording.
+  static func replay(_ folder: URL, audit: URL? = nil) throws -> ProcessResult {
+    try runCapstan(
+      [
+        "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
+        folder.appendingPathComponent("today.csv").path,
+      ] + (audit.map { ["--audit-log", $0.path] } ?? []))
+  }
+
   @Test("validate shows the floor in the process's line")
   func validateShowsTheFloor() throws {
     let folder = try Self.folder()
@@ -49,10 +58,7 @@ struct PredictiveReplayTests {
   func replayAppliesTheFloor() throws {
     let folder = try Self.folder()
     let audit = folder.appendingPathComponent("audit.jsonl")
-    let result = try runCapstan([
-      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
-      folder.appendingPathComponent("today.csv").path, "--audit-log", audit.path,
-    ])
+    let result = try Self.replay(folder, audit: audit)
     #expect(result.status == 0, "\(result.stderr)")
     let records = try String(contentsOf: audit, encoding: .utf8).split(separator: "\n").compactMap {
       try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -73,10 +79,7 @@ struct PredictiveReplayTests {
     // Only rows from after the recording starts.
     try "timestamp,queue\n\(Int(Self.midnight + 11 * 3600)),100\n".write(
       to: folder.appendingPathComponent("history.csv"), atomically: true, encoding: .utf8)
-    let result = try runCapstan([
-      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
-      folder.appendingPathComponent("today.csv").path,
-    ])
+    let result = try Self.replay(folder)
     #expect(result.status == 0, "\(result.stderr)")
     #expect(
       result.stderr.contains(
@@ -93,10 +96,7 @@ struct PredictiveReplayTests {
     try (String(contentsOf: history, encoding: .utf8) + "\(Int(Self.midnight - 30)),lots\n").write(
       to: history, atomically: true, encoding: .utf8)
     let audit = folder.appendingPathComponent("audit.jsonl")
-    let result = try runCapstan([
-      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
-      folder.appendingPathComponent("today.csv").path, "--audit-log", audit.path,
-    ])
+    let result = try Self.replay(folder, audit: audit)
     #expect(result.status == 1)
     #expect(
       result.stderr.contains("history.csv:1442: error: 'lots' in column 'queue' is not a number"),
@@ -110,10 +110,7 @@ struct PredictiveReplayTests {
     let folder = try Self.folder()
     try FileManager.default.removeItem(at: folder.appendingPathComponent("history.csv"))
     let audit = folder.appendingPathComponent("audit.jsonl")
-    let result = try runCapstan([
-      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
-      folder.appendingPathComponent("today.csv").path, "--audit-log", audit.path,
-    ])
+    let result = try Self.replay(folder, audit: audit)
     #expect(result.status == 1)
     #expect(
       result.stderr
