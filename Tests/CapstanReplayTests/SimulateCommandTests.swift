@@ -57,6 +57,24 @@ struct SimulateCommandTests {
     #expect(lines.allSatisfy { $0.contains(#""mode":"simulate""#) })
   }
 
+  @Test("a predictive floor with a history source: a note that the simulation learns from its own run")
+  func predictiveHistoryNote() throws {
+    let policy = temporaryFile("jobs-predictive.yaml")
+    let jobs = try String(contentsOfFile: "examples/simulate/jobs.yaml", encoding: .utf8)
+    try jobs.replacingOccurrences(
+      of: "    simulation:\n",
+      with: "    predictive: {per_replica: 4, history: {file: recorded.csv}}\n    simulation:\n"
+    ).write(to: policy, atomically: true, encoding: .utf8)
+    let result = try runCapstan([
+      "simulate", policy.path, "--trace", "examples/simulate/jobs-burst.csv", "--format", "json",
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(
+      result.stderr.contains(
+        "note: the predictive floor of 'worker' learns from the simulated run as it goes; its history (from recorded.csv and what it sees) is read by run and replay"
+      ), "\(result.stderr)")
+  }
+
   @Test("a bad trace or a trace for a process with no simulation section stops before running")
   func refusals() throws {
     let bad = temporaryFile("bad.csv")
