@@ -64,7 +64,9 @@ public struct BudgetLedger: Sendable, Equatable, Codable {
     }
     spentUSD += ratePerHour * now.timeIntervalSince(from) / 3600
     lastAccrual = now
-    // Appended, not `+`: concatenating two empty arrays allocates, and this runs every tick.
+    // Most ticks cross no day and no threshold: appending even an empty array to an empty one
+    // allocates, and this runs every tick.
+    guard !events.isEmpty else { return thresholdEvents(breaker) }
     events += thresholdEvents(breaker)
     return events
   }

@@ -53,9 +53,56 @@ public struct SharedUsage: Sendable, Equatable {
 public enum Ceilings {
   /// Replicas × cost_per_hour_usd may not exceed max_cost_per_hour_usd.
   public static func cost(_ target: ScalingTarget) -> Ceiling? {
-    guard let limit = target.maxCostPerHourUSD, let cost = target.costPerHourUSD, cost > 0 else { return nil }
-    let replicas = Int(saturating: (limit / cost + 1e-9).rounded(.down))
+    guard let replicas = costReplicas(target), let limit = target.maxCostPerHourUSD,
+      let cost = target.costPerHourUSD
+    else { return nil }
     return Ceiling(reason: .costCeiling, replicas: replicas, basis: .cost(limit: limit, perReplica: cost))
+  }
+
+  /// The count the cost ceiling allows; nil without one. The engine checks every ceiling on
+  /// each tick that grows, and needs only the count: these `…Replicas` functions give it as a
+  /// plain number, and the `Ceiling`, which carries the names its sentence shows, is built from
+  /// the same function when a record or `validate` needs it.
+  static func costReplicas(_ target: ScalingTarget) -> Int? {
+    guard let limit = target.maxCostPerHourUSD, let cost = target.costPerHourUSD, cost > 0 else { return nil }
+    return Int(saturating: (limit / cost + 1e-9).rounded(.down))
+  }
+
+  /// One of a provider's limits, as a rate-limit ceiling names it.
+  enum RateLimitKind {
+    case tokensPerMinute, requestsPerMinute, concurrentRequests
+
+    var key: String {
+      switch self {
+      case .tokensPerMinute: "tokens_per_minute"
+      case .requestsPerMinute: "requests_per_minute"
+      case .concurrentRequests: "max_concurrent_requests"
+      }
+    }
+
+    func limit(of provider: ProviderLimits) -> Double? {
+      switch self {
+      case .tokensPerMinute: provider.tokensPerMinute
+      case .requestsPerMinute: provider.requestsPerMinute
+      case .concurrentRequests: provider.maxConcurrentRequests
+      }
+    }
+
+    func perReplica(of target: ScalingTarget) -> Double? {
+      switch self {
+      case .tokensPerMinute: target.rateLimit?.tokensPerMinutePerReplica
+      case .requestsPerMinute: target.rateLimit?.requestsPerMinutePerReplica
+      case .concurrentRequests: target.rateLimit?.concurrentRequestsPerReplica
+      }
+    }
+
+    func used(by others: SharedUsage) -> Double {
+      switch self {
+      case .tokensPerMinute: others.tokensPerMinute
+      case .requestsPerMinute: others.requestsPerMinute
+      case .concurrentRequests: others.concurrentRequests
+      }
+    }
   }
 
   /// Replicas beyond what the provider's limits (times the safety margin) can feed, after what
@@ -63,40 +110,49 @@ public enum Ceilings {
   public static func rateLimit(_ target: ScalingTarget, provider: ProviderLimits, others: SharedUsage)
     -> Ceiling?
   {
-    guard let share = target.rateLimit else { return nil }
-    var tightest: Ceiling?
-    func consider(_ limit: Double?, _ perReplica: Double?, _ used: Double, _ what: String) {
-      guard let limit, let perReplica, perReplica > 0 else { return }
-      let available = max(0, limit * provider.safetyMargin - used)
+    guard let (replicas, kind) = rateLimitReplicas(target, provider: provider, others: others),
+      let limit = kind.limit(of: provider), let perReplica = kind.perReplica(of: target)
+    else { return nil }
+    return Ceiling(
+      reason: .rateLimitCeiling, replicas: replicas,
+      basis: .rateLimit(
+        provider: provider.name, what: kind.key, limit: limit, margin: provider.safetyMargin,
+        used: kind.used(by: others), perReplica: perReplica))
+  }
+
+  /// The count the tightest of the provider's limits allows, and which limit that is; on a tie,
+  /// the first in the order tokens, requests, concurrent requests.
+  static func rateLimitReplicas(_ target: ScalingTarget, provider: ProviderLimits, others: SharedUsage)
+    -> (replicas: Int, kind: RateLimitKind)?
+  {
+    guard target.rateLimit != nil else { return nil }
+    var tightest: (replicas: Int, kind: RateLimitKind)?
+    func consider(_ kind: RateLimitKind) {
+      guard let limit = kind.limit(of: provider), let perReplica = kind.perReplica(of: target), perReplica > 0
+      else { return }
+      let available = max(0, limit * provider.safetyMargin - kind.used(by: others))
       let replicas = Int(saturating: (available / perReplica + 1e-9).rounded(.down))
-      if replicas < (tightest?.replicas ?? .max) {
-        tightest = Ceiling(
-          reason: .rateLimitCeiling, replicas: replicas,
-          basis: .rateLimit(
-            provider: provider.name, what: what, limit: limit, margin: provider.safetyMargin, used: used,
-            perReplica: perReplica))
-      }
+      if replicas < (tightest?.replicas ?? .max) { tightest = (replicas, kind) }
     }
-    consider(
-      provider.tokensPerMinute, share.tokensPerMinutePerReplica, others.tokensPerMinute, "tokens_per_minute")
-    consider(
-      provider.requestsPerMinute, share.requestsPerMinutePerReplica, others.requestsPerMinute,
-      "requests_per_minute")
-    consider(
-      provider.maxConcurrentRequests, share.concurrentRequestsPerReplica, others.concurrentRequests,
-      "max_concurrent_requests")
+    consider(.tokensPerMinute)
+    consider(.requestsPerMinute)
+    consider(.concurrentRequests)
     return tightest
   }
 
   /// Replicas across a pool cannot use more whole GPUs than it has.
   public static func gpuPool(_ target: ScalingTarget, pool: GPUPool, othersGPUs: Int) -> Ceiling? {
-    guard target.resources.gpus > 0 else { return nil }
-    let free = max(0, pool.gpus - othersGPUs)
-    let replicas = free / target.resources.gpus
+    guard let replicas = gpuPoolReplicas(target, pool: pool, othersGPUs: othersGPUs) else { return nil }
     return Ceiling(
       reason: .gpuPool, replicas: replicas,
       basis: .gpuPool(pool: pool.name, gpus: pool.gpus, others: othersGPUs, perReplica: target.resources.gpus)
     )
+  }
+
+  /// The count the GPU pool has room for; nil for a target that takes no GPU.
+  static func gpuPoolReplicas(_ target: ScalingTarget, pool: GPUPool, othersGPUs: Int) -> Int? {
+    guard target.resources.gpus > 0 else { return nil }
+    return max(0, pool.gpus - othersGPUs) / target.resources.gpus
   }
 
   public static func format(_ value: Double) -> String {

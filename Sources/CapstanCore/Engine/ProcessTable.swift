@@ -44,11 +44,13 @@ public struct ProcessTable<Value: Sendable & Equatable & Codable>: Sendable, Seq
   /// a table this engine arranged. The value is moved out of its slot and back, so changing it
   /// copies nothing it holds.
   mutating func update<Result>(
-    atTarget position: Int, default make: @autoclosure () -> Value, _ body: (inout Value) throws -> Result
-  ) rethrows -> Result {
+    atTarget position: Int, default make: @autoclosure () -> Value, _ body: (inout Value) -> Result
+  ) -> Result {
     var value = slots[position].take() ?? make()
-    defer { slots[position] = value }
-    return try body(&value)
+    let result = body(&value)
+    // Consumed back into the slot: assigning it copied the value, and dropping it released it.
+    slots[position] = consume value
+    return result
   }
 
   /// Target `position`'s value: by position where the table is arranged for `order`, by name

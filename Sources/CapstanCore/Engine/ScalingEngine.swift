@@ -11,7 +11,6 @@ public struct ScalingEngine: Sendable {
   private let prepared: [PreparedTarget]
   /// Every signal the policy names, in order: a tick looks each up once, by position after.
   private let signalNames: [String]
-  private let signalPositions: [String: Int]
   /// The targets' order, which the saved state is arranged in so a tick reaches each by position.
   private let order: TargetOrder
 
@@ -33,7 +32,6 @@ public struct ScalingEngine: Sendable {
     self.readers = readers
     signalNames = names
     let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
-    signalPositions = positions
     order = TargetOrder(policy.targets.map(\.name))
     let sharing = TargetsSharing(policy)
     prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions, sharing: sharing) }
@@ -56,7 +54,7 @@ public struct ScalingEngine: Sendable {
           replicas.initializeElement(at: index, to: inputs.replicas[target.target.name])
         }
         return decide(
-          SignalTable(values: UnsafeBufferPointer(values), positions: signalPositions),
+          SignalTable(values: UnsafeBufferPointer(values)),
           replicas: UnsafeBufferPointer(replicas), state: &state, now: now)
       }
     }
@@ -76,7 +74,7 @@ public struct ScalingEngine: Sendable {
     let decision = inputs.signals.withUnsafeBufferPointer { values in
       inputs.replicas.withUnsafeBufferPointer { replicas in
         decide(
-          SignalTable(values: values, positions: signalPositions), replicas: replicas, state: &state, now: now
+          SignalTable(values: values), replicas: replicas, state: &state, now: now
         )
       }
     }
@@ -93,13 +91,12 @@ public struct ScalingEngine: Sendable {
     signalOutageEvents(signals, replicas: replicas, state: &state, now: now, into: &decision.events)
 
     for (index, prepared) in self.prepared.enumerated() {
-      let name = prepared.target.name
       guard let status = replicas[index] else { continue }
       var floor: PredictiveFloor?
       var floorReplicas: Int?
       // A stored flag first: reading the optional settings copied them on every tick, set or not.
       if prepared.isPredictive, let predictive = prepared.target.predictive {
-        let (found, change) = state.forecasts[name, default: ForecastState()].advance(
+        let (found, change) = state.forecasts[prepared.target.name, default: ForecastState()].advance(
           value: prepared.predictivePosition.flatMap { signals[$0] }, now: now, settings: predictive,
           min: prepared.target.min,
           max: prepared.target.max)
@@ -135,7 +132,7 @@ public struct ScalingEngine: Sendable {
         prepared: prepared, status: status, signals: signals, now: now, budget: budget,
         others: prepared.peers.isEmpty
           ? SharedUsage()
-          : sharedUsage(for: prepared.target, peers: prepared.peers, replicas, decision.actions),
+          : sharedUsage(of: prepared.peers, replicas, decision.actions),
         floor: floor, floorReplicas: floorReplicas
       )
       // Decided in place at the target's position in the saved state, so its windows are not
@@ -254,26 +251,21 @@ public struct ScalingEngine: Sendable {
   /// at the larger of its old and new size (removed replicas are still draining), the rest as
   /// they are, draining replicas included.
   private func sharedUsage(
-    for target: ScalingTarget, peers: [Int], _ replicas: UnsafeBufferPointer<ReplicaStatus?>,
-    _ decided: [ScaleAction]
+    of peers: [PeerShare], _ replicas: UnsafeBufferPointer<ReplicaStatus?>, _ decided: [ScaleAction]
   ) -> SharedUsage {
     var usage = SharedUsage()
-    for index in peers {
-      let other = policy.targets[index]
-      let status = replicas[index]
+    for peer in peers {
+      let status = replicas[peer.index]
       var committed = (status?.current ?? 0) + (status?.draining ?? 0)
-      if let action = decided.last(where: { $0.process == other.name }) {
+      if let action = decided.last(where: { $0.process == peer.name }) {
         committed = max(action.from, action.to) + (status?.draining ?? 0)
       }
-      if let share = other.rateLimit, share.provider == target.rateLimit?.provider {
-        let replicas = Double(committed)
-        usage.tokensPerMinute += replicas * (share.tokensPerMinutePerReplica ?? 0)
-        usage.requestsPerMinute += replicas * (share.requestsPerMinutePerReplica ?? 0)
-        usage.concurrentRequests += replicas * (share.concurrentRequestsPerReplica ?? 0)
-      }
-      if let pool = other.resources.gpuPool, pool == target.resources.gpuPool {
-        usage.gpus += committed * other.resources.gpus
-      }
+      // A peer on another provider or pool adds 0 there.
+      let count = Double(committed)
+      usage.tokensPerMinute += count * peer.tokensPerMinute
+      usage.requestsPerMinute += count * peer.requestsPerMinute
+      usage.concurrentRequests += count * peer.concurrentRequests
+      usage.gpus += committed * peer.gpus
     }
     return usage
   }

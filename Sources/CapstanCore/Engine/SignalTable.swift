@@ -3,12 +3,11 @@
 /// steady tick.
 struct SignalTable {
   /// The tick's values in the engine's signal order; lives for one tick.
+  /// Plain memory and nothing else: a record's sentence finds a signal by the position worked
+  /// out for it, so the table holds no names, and a target's context copies and drops for free.
   let values: UnsafeBufferPointer<Double?>
-  /// Each name's position, for the rare lookup by name (a record's sentence).
-  let positions: [String: Int]
 
   subscript(position: Int) -> Double? { values[position] }
-  subscript(name: String) -> Double? { positions[name].flatMap { values[$0] } }
 
   /// A target's signals as a record lists them.
   func values(of prepared: PreparedTarget) -> [(name: String, value: Double?)] {

@@ -60,11 +60,14 @@ struct Clamp {
 /// One target of a policy with what every tick needs and the policy fixes, worked out once.
 final class PreparedTarget: Sendable {
   let target: ScalingTarget
-  let proposalSignals: [String]
+  /// The signals its proposals read, with their places in the tick's table: any of them
+  /// missing vetoes a scale-down, and a record names the missing ones.
+  let proposalSignals: [(name: String, position: Int?)]
   let provider: ProviderLimits?
   let pool: GPUPool?
-  /// The other targets on the same provider or GPU pool, in policy order.
-  let peers: [Int]
+  /// The other targets on the same provider or GPU pool, in policy order, with what one replica
+  /// of each takes from them.
+  let peers: [PeerShare]
   /// Where the signals it reads sit in a tick's `SignalTable`.
   let trackingPosition: Int?
   let upConditionPositions: ConditionPositions
@@ -89,14 +92,41 @@ final class PreparedTarget: Sendable {
     isPredictive = target.predictive != nil
     recordSignals = target.signalNames.map { ($0, positions[$0]) }
     hasBudget = target.budget != nil
-    proposalSignals = target.proposalSignalNames
+    proposalSignals = target.proposalSignalNames.map { ($0, positions[$0]) }
     provider = target.rateLimit.flatMap { policy.provider(named: $0.provider) }
     pool = target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) }
     // Found through the groups, not by comparing every pair: a policy of 10,000 targets would
     // take 100 million comparisons to load.
     let onProvider = target.rateLimit.map { sharing.provider[$0.provider] ?? [] } ?? []
     let inPool = target.resources.gpuPool.map { sharing.pool[$0] ?? [] } ?? []
-    peers = Array(Set(onProvider + inPool).subtracting([sharing.index[target.name] ?? -1])).sorted()
+    peers = Array(Set(onProvider + inPool).subtracting([sharing.index[target.name] ?? -1])).sorted().map {
+      PeerShare(policy.targets[$0], at: $0, sharingWith: target)
+    }
+  }
+}
+
+/// Another target on a target's provider or GPU pool, and what one replica of it takes from
+/// them: worked out once, so a tick adds up numbers rather than reading each peer's settings.
+struct PeerShare {
+  let index: Int
+  /// To find its action when it was decided earlier in the same tick.
+  let name: String
+  /// Per replica, from the shared provider (0 on another provider).
+  var tokensPerMinute = 0.0
+  var requestsPerMinute = 0.0
+  var concurrentRequests = 0.0
+  /// Per replica, from the shared GPU pool (0 in another pool).
+  var gpus = 0
+
+  init(_ peer: ScalingTarget, at index: Int, sharingWith target: ScalingTarget) {
+    self.index = index
+    name = peer.name
+    if let share = peer.rateLimit, share.provider == target.rateLimit?.provider {
+      tokensPerMinute = share.tokensPerMinutePerReplica ?? 0
+      requestsPerMinute = share.requestsPerMinutePerReplica ?? 0
+      concurrentRequests = share.concurrentRequestsPerReplica ?? 0
+    }
+    if let pool = peer.resources.gpuPool, pool == target.resources.gpuPool { gpus = peer.resources.gpus }
   }
 }
 
@@ -181,8 +211,6 @@ struct TargetContext {
   var floorReplicas: Int? = nil
 
   var target: ScalingTarget { prepared.target }
-  /// The signals its proposals read: any of them missing vetoes a scale-down.
-  var proposalSignals: [String] { prepared.proposalSignals }
   var provider: ProviderLimits? { prepared.provider }
   var pool: GPUPool? { prepared.pool }
 
@@ -630,18 +658,21 @@ struct TargetContext {
   /// budget stops it altogether.
   private func applyCeilings(to proposed: Int, clamps: inout ClampTrail) -> Int {
     var next = proposed
-    // One at a time, in clamp order, rather than gathered into an array on every growing tick.
-    func apply(_ ceiling: Ceiling?) {
+    // One at a time, in clamp order, rather than gathered into an array on every growing tick;
+    // as counts only, for a clamp's sentence works its ceiling out again (`ceiling(_:)`).
+    func apply(_ reason: ScaleReason, _ ceiling: Int?) {
       guard let ceiling else { return }
-      let allowed = ceiling.replicas - status.draining
+      let allowed = ceiling - status.draining
       guard next > current && next > allowed else { return }
-      next = clamps.record(
-        ceiling.reason, from: next, to: max(current, allowed), .ceiling(draining: status.draining))
+      next = clamps.record(reason, from: next, to: max(current, allowed), .ceiling(draining: status.draining))
     }
     if next > current {
-      apply(Ceilings.cost(target))
-      if let provider { apply(Ceilings.rateLimit(target, provider: provider, others: others)) }
-      if let pool { apply(Ceilings.gpuPool(target, pool: pool, othersGPUs: others.gpus)) }
+      apply(.costCeiling, Ceilings.costReplicas(target))
+      if let provider {
+        apply(
+          .rateLimitCeiling, Ceilings.rateLimitReplicas(target, provider: provider, others: others)?.replicas)
+      }
+      if let pool { apply(.gpuPool, Ceilings.gpuPoolReplicas(target, pool: pool, othersGPUs: others.gpus)) }
     }
     if next > current, let budget, budget.state == .frozen {
       next = clamps.record(
@@ -693,10 +724,15 @@ struct TargetContext {
         text =
           "\(metric) \(format(value))% on \(ready) ready; \(assumption), so no change until they are ready"
       }
-    case .scaleUpRuleFires(let step): text = "scale_up rule: \(firing(target.up.rule)), add \(step)"
-    case .scaleDownRuleFires(let step): text = "scale_down rule: \(firing(target.down.rule)), remove \(step)"
+    case .scaleUpRuleFires(let step):
+      text = "scale_up rule: \(firing(target.up.rule, at: prepared.upConditionPositions)), add \(step)"
+    case .scaleDownRuleFires(let step):
+      text =
+        "scale_down rule: \(firing(target.down.rule, at: prepared.downConditionPositions)), remove \(step)"
     case .scaleDownRuleMissing:
-      let missing = (target.down.rule?.conditions ?? []).map(\.metric).filter { signals[$0] == nil }
+      let conditions = target.down.rule?.conditions ?? []
+      let missing = zip(conditions, prepared.downConditionPositions).filter { signals[$1] == nil }.map(
+        \.0.metric)
       text = "scale_down rule cannot be judged: \(missing.joined(separator: ", ")) missing"
     case .scaleDownRuleNotMet: text = "scale_down rule not met"
     }
@@ -707,10 +743,10 @@ struct TargetContext {
   }
 
   /// The conditions of a firing rule that hold, with their values, and how long they held.
-  private func firing(_ rule: ScaleRule?) -> String {
+  private func firing(_ rule: ScaleRule?, at positions: ConditionPositions) -> String {
     guard let rule else { return "" }
-    let held = rule.conditions.compactMap { condition -> String? in
-      guard let value = signals[condition.metric], condition.op.holds(value, condition.threshold.value) else {
+    let held = zip(rule.conditions, positions).compactMap { condition, position -> String? in
+      guard let value = signals[position], condition.op.holds(value, condition.threshold.value) else {
         return nil
       }
       return "\(condition.text) (\(format(value)))"
@@ -771,7 +807,7 @@ struct TargetContext {
       let prefix = driver.map { "wanted \(wanted) (\(describe($0)))" } ?? "wanted \(wanted)"
       return "\(prefix); \(describe(binding))"
     case .missingData(let vetoed):
-      let missing = proposalSignals.filter { signals[$0] == nil }
+      let missing = prepared.proposalSignals.filter { $0.position.flatMap { signals[$0] } == nil }.map(\.name)
       return
         "wanted \(wanted) (\(describe(vetoed))) but \(missing.joined(separator: ", ")) has no value: missing data never scales down"
     case .notReady(let starting):
