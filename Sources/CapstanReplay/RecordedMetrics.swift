@@ -183,11 +183,14 @@ public enum RFC3339Parser {
   /// (`2023-11-16 18:17:03.98`, as the Azure traces write it) as UTC.
   public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, assumingUTC: Bool = false) -> Date? {
     guard bytes.count >= (assumingUTC ? 19 : 20) else { return nil }
+    // Every field read below lies within the length checked above, and the offset's within
+    // the length it checks first.
     func digits(_ start: Int, _ count: Int) -> Int? {
       var value = 0
       for index in start..<(start + count) {
-        guard index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 else { return nil }
-        value = value * 10 + Int(bytes[index] - 48)
+        let digit = bytes[index] &- 48
+        guard digit < 10 else { return nil }
+        value = value &* 10 &+ Int(digit)
       }
       return value
     }
@@ -286,9 +289,34 @@ func parseNumber(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
   }
 }
 
-/// Powers of ten that a Double holds exactly: 10^22 is the largest.
-private let exactPowersOfTen: [Double] = (0...22).map { power in
-  (0..<power).reduce(1.0) { value, _ in value * 10 }
+/// 10^power for 0...22, the powers of ten a Double holds exactly. A switch of literals, not a
+/// global table: a global is checked for its one-time setup on every cell.
+private func exactPowerOfTen(_ power: Int) -> Double {
+  switch power {
+  case 0: 1
+  case 1: 1e1
+  case 2: 1e2
+  case 3: 1e3
+  case 4: 1e4
+  case 5: 1e5
+  case 6: 1e6
+  case 7: 1e7
+  case 8: 1e8
+  case 9: 1e9
+  case 10: 1e10
+  case 11: 1e11
+  case 12: 1e12
+  case 13: 1e13
+  case 14: 1e14
+  case 15: 1e15
+  case 16: 1e16
+  case 17: 1e17
+  case 18: 1e18
+  case 19: 1e19
+  case 20: 1e20
+  case 21: 1e21
+  default: 1e22
+  }
 }
 
 /// A cell of the form `[+-]digits[.digits]` whose digits, read as one integer, fit in 2^53
@@ -297,34 +325,40 @@ private let exactPowersOfTen: [Double] = (0...22).map { power in
 /// fast path of Clinger's algorithm). Half of the parse was `strtod`; recorded metrics are
 /// almost all of this form. nil for anything else, which `strtod` then reads.
 func exactDecimal(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
-  var index = 0
-  var negative = false
-  if index < cell.count, cell[index] == 45 || cell[index] == 43 {
-    negative = cell[index] == 45
-    index += 1
-  }
+  guard let (value, end) = leadingExactDecimal(cell, from: 0), end == cell.count else { return nil }
+  return value
+}
+
+/// The exact decimal (as `exactDecimal` reads it) that starts at `start`, and where it stops:
+/// a row's cells are read where they start, and a cell that stops at its comma needs no other
+/// pass over its bytes. nil where no exact decimal starts there.
+func leadingExactDecimal(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (value: Double, end: Int)? {
+  var index = start
+  let negative = index < bytes.count && bytes[index] == UInt8(ascii: "-")
+  if negative || index < bytes.count && bytes[index] == UInt8(ascii: "+") { index += 1 }
+  // Wrapping arithmetic: more than 19 digits may wrap, and are refused below by their count.
   var mantissa: UInt64 = 0
-  var digits = 0
-  var fractionDigits = 0
-  var seenPoint = false
-  while index < cell.count {
-    let byte = cell[index]
-    if byte >= 48 && byte <= 57 {
-      // 19 digits always fit in a UInt64; more fall back to strtod.
-      guard digits < 19 else { return nil }
-      mantissa = mantissa * 10 + UInt64(byte - 48)
-      digits += 1
-      if seenPoint { fractionDigits += 1 }
-    } else if byte == 46 && !seenPoint {
-      seenPoint = true
-    } else {
-      return nil
-    }
+  let integerStart = index
+  while index < bytes.count, case let digit = bytes[index] &- 48, digit < 10 {
+    mantissa = mantissa &* 10 &+ UInt64(digit)
     index += 1
   }
-  guard digits > 0, mantissa <= 1 << 53, fractionDigits <= 22 else { return nil }
-  let value = Double(mantissa) / exactPowersOfTen[fractionDigits]
-  return negative ? -value : value
+  var digits = index - integerStart
+  var fractionDigits = 0
+  if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+    index += 1
+    let fractionStart = index
+    while index < bytes.count, case let digit = bytes[index] &- 48, digit < 10 {
+      mantissa = mantissa &* 10 &+ UInt64(digit)
+      index += 1
+    }
+    fractionDigits = index - fractionStart
+    digits += fractionDigits
+  }
+  // 19 digits always fit in a UInt64.
+  guard digits > 0, digits <= 19, mantissa <= 1 << 53, fractionDigits <= 22 else { return nil }
+  let value = Double(mantissa) / exactPowerOfTen(fractionDigits)
+  return (negative ? -value : value, index)
 }
 
 /// Reads a CSV recording's rows one at a time, by the rules of the whole file: the header
@@ -398,7 +432,7 @@ struct CSVRowParser {
   /// after the timestamp): the row's time, nil for a blank line. Every cell is checked, asked
   /// for or not, so a bad file is refused whatever reads it.
   private mutating func cells(
-    _ line: ArraySlice<UInt8>, line lineNumber: Int, take: (_ column: Int, _ value: Double) -> Void
+    _ line: ArraySlice<UInt8>, line lineNumber: Int, take takeValue: (_ column: Int, _ value: Double) -> Void
   ) throws -> Date? {
     func isSpace(_ byte: UInt8) -> Bool {
       byte == 32 || byte == 9 || byte == 13 || byte == 10 || byte == 11 || byte == 12
@@ -413,40 +447,8 @@ struct CSVRowParser {
         return MetricsFileError(
           file: file, line: lineNumber, message: "\(cells) cells for \(header.count) columns")
       }
-      var time: Date?
-      // One pass: each cell read where it ends, the cells counted as they come.
-      var start = 0
-      var column = 0
-      for index in 0...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: ",") {
-        defer {
-          start = index + 1
-          column += 1
-        }
-        if column >= header.count, let error = countError() { throw error }
-        var cell = bytes[start..<index]
-        if column == 0 {
-          do {
-            time = try RecordedMetrics.parseTimestamp(
-              UnsafeBufferPointer(rebasing: cell), file: file, line: lineNumber)
-          } catch {
-            throw countError() ?? error
-          }
-          continue
-        }
-        if cell.first == 32 || cell.first == 9 || cell.last == 32 || cell.last == 9 {
-          while let first = cell.first, first == 32 || first == 9 { cell = cell.dropFirst() }
-          while let last = cell.last, last == 32 || last == 9 { cell = cell.dropLast() }
-        }
-        if cell.isEmpty { continue }
-        guard let value = parseNumber(UnsafeBufferPointer(rebasing: cell)), value.isFinite else {
-          if let error = countError() { throw error }
-          let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
-          throw MetricsFileError(
-            file: file, line: lineNumber,
-            message:
-              "'\(text)' in column '\(header[column])' is not a number (leave the cell empty for a missing value)"
-          )
-        }
+      /// A cell's value, checked as a count where its column holds one.
+      func take(_ value: Double, column: Int) throws {
         if countColumn[column - 1] {
           do {
             try RecordedMetrics.checkCount(value, column: header[column], file: file, line: lineNumber)
@@ -454,7 +456,59 @@ struct CSVRowParser {
             throw countError() ?? error
           }
         }
-        take(column, value)
+        takeValue(column, value)
+      }
+      var time: Date?
+      /// Where the cell from `start` ends: its comma, or the end of the line.
+      func cellEnd(from start: Int) -> Int {
+        var end = start
+        while end < bytes.count && bytes[end] != UInt8(ascii: ",") { end += 1 }
+        return end
+      }
+      // One pass: a plain decimal is read where its cell starts and ends at its comma; anything
+      // else (spaces, empty, exponents, errors) is cut at its comma and read the long way.
+      var start = 0
+      var column = 0
+      // Bounded: every pass moves `start` past the comma that ended the cell before.
+      while true {
+        if column >= header.count, let error = countError() { throw error }
+        let end: Int
+        if column == 0 {
+          end = cellEnd(from: start)
+          do {
+            time = try RecordedMetrics.parseTimestamp(
+              UnsafeBufferPointer(rebasing: bytes[start..<end]), file: file, line: lineNumber)
+          } catch {
+            throw countError() ?? error
+          }
+        } else if let (value, stop) = leadingExactDecimal(bytes, from: start),
+          stop == bytes.count || bytes[stop] == UInt8(ascii: ",")
+        {
+          end = stop
+          try take(value, column: column)
+        } else {
+          end = cellEnd(from: start)
+          var cell = bytes[start..<end]
+          if cell.first == 32 || cell.first == 9 || cell.last == 32 || cell.last == 9 {
+            while let first = cell.first, first == 32 || first == 9 { cell = cell.dropFirst() }
+            while let last = cell.last, last == 32 || last == 9 { cell = cell.dropLast() }
+          }
+          if !cell.isEmpty {
+            guard let value = parseNumber(UnsafeBufferPointer(rebasing: cell)), value.isFinite else {
+              if let error = countError() { throw error }
+              let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
+              throw MetricsFileError(
+                file: file, line: lineNumber,
+                message:
+                  "'\(text)' in column '\(header[column])' is not a number (leave the cell empty for a missing value)"
+              )
+            }
+            try take(value, column: column)
+          }
+        }
+        column += 1
+        if end == bytes.count { break }
+        start = end + 1
       }
       if column != header.count, let error = countError() { throw error }
       return time

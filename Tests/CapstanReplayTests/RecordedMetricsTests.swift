@@ -206,6 +206,25 @@ struct CellNumberTests {
   func edges(text: String) {
     #expect(parsed(text)?.bitPattern == strtodValue(text)?.bitPattern)
   }
+
+  @Test(
+    "a cell read where it starts in a row, before its comma and at the line's end, reads as the cell alone",
+    arguments: [
+      "12.5", "-0", "+0.5", "5.", ".5", "007", "9007199254740993", "1.0000000000000000000001", "1e3", " 1",
+      "1 ", "\t2.5\t", "", "0x10", "1.2.3", "1-2", "five", ".", "-",
+    ])
+  func cellsInRows(text: String) throws {
+    let csv = "timestamp,first,last\n2023-11-16T00:00:00Z,\(text),\(text)\n"
+    let alone = parsed(text.trimmingCharacters(in: .whitespaces))
+    if text.trimmingCharacters(in: .whitespaces).isEmpty {
+      #expect(try RecordedMetrics.parseCSV(csv, file: "m.csv").samples.first?.values == [:])
+    } else if let alone {
+      let values = try #require(try RecordedMetrics.parseCSV(csv, file: "m.csv").samples.first?.values)
+      #expect(values["first"]?.bitPattern == alone.bitPattern && values["last"]?.bitPattern == alone.bitPattern)
+    } else {
+      #expect(throws: MetricsFileError.self) { try RecordedMetrics.parseCSV(csv, file: "m.csv") }
+    }
+  }
 }
 
 /// Knuth's MMIX linear congruential generator: the random cells are the same every run.
