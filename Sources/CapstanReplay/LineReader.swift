@@ -14,14 +14,11 @@ public final class LineReader {
 
   public let path: String
   /// The number of the line `next()` returned last, from 1.
-  public private(set) var lineNumber = 0
+  public var lineNumber: Int { lines.lineNumber }
   private let file: UnsafeMutablePointer<FILE>
-  private var buffer: [UInt8] = []
-  private var start = 0
-  private var atEnd = false
-  private var separator = UInt8(ascii: "\n")
-  private var sawFirstBlock = false
-  private static let chunk = 1 << 16
+  /// Everything that changes as lines are read, in one value: a line costs one exclusive access
+  /// to it, where an access to each of the reader's fields was checked apart.
+  private var lines: LineBuffer
 
   /// Opens the file; errors say the path and why.
   public init(path: String) throws(MetricsFileError) {
@@ -31,75 +28,115 @@ public final class LineReader {
         file: path, line: 0, message: "cannot read the file: \(String(cString: strerror(errno)))")
     }
     self.file = file
+    lines = LineBuffer()
   }
 
-  deinit { fclose(file) }
-
-  /// The next line's bytes without its end, or nil at the end of the file. The buffer it points
-  /// into is reused by the next call.
-  public func next<Result>(_ body: (ArraySlice<UInt8>) throws -> Result) throws -> Result? {
-    while true {
-      if let newline = nextSeparator() {
-        var line = buffer[start..<newline]
-        start = newline + 1
-        return try deliver(&line, body)
-      }
-      if atEnd {
-        guard start < buffer.count else { return nil }
-        var line = buffer[start...]
-        start = buffer.count
-        return try deliver(&line, body)
-      }
-      guard buffer.count - start <= Self.maxLineBytes else { throw tooLong() }
-      refill()
-    }
+  deinit {
+    fclose(file)
+    lines.storage.deallocate()
   }
 
-  /// Where the next line ends in the buffer, if it ends there: `memchr` compares many bytes at
-  /// a time, where a loop over the slice compared one.
-  private func nextSeparator() -> Int? {
-    buffer.withUnsafeBufferPointer { bytes in
-      guard let base = bytes.baseAddress, start < bytes.count,
-        let found = memchr(base + start, Int32(separator), bytes.count - start)
-      else { return nil }
-      return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
-    }
+  /// Hands the next line's bytes, without its end, and its number to `body`; nil at the end of
+  /// the file. The bytes are the reader's own and valid only inside `body`.
+  public func next<Result>(_ body: (_ line: UnsafeBufferPointer<UInt8>, _ number: Int) throws -> Result)
+    throws -> Result?
+  {
+    guard let (line, number) = try lines.next(from: file, path: path) else { return nil }
+    return try body(line, number)
   }
 
   /// The next line as text, or nil at the end.
   public func nextLine() throws -> String? {
-    try next { String(decoding: $0, as: UTF8.self) }
+    try next { line, _ in String(decoding: line, as: UTF8.self) }
   }
+}
 
-  private func tooLong() -> MetricsFileError {
-    MetricsFileError(
-      file: path, line: lineNumber + 1,
-      message: "a line longer than \(Self.maxLineBytes) bytes: is this a line-based text file?")
-  }
+/// A line reader's buffer and place in it. The bytes read and not yet handed out lie at
+/// `storage[start..<end]`. The storage is plain memory the reader owns (it frees it), not an
+/// array: handing out a line then takes no reference count and no uniqueness check.
+private struct LineBuffer {
+  static let chunk = 1 << 16
 
-  private func deliver<Result>(_ line: inout ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>) throws -> Result)
-    throws -> Result
+  var storage = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: chunk)
+  var start = 0
+  var end = 0
+  var atEnd = false
+  var separator = UInt8(ascii: "\n")
+  var sawFirstBlock = false
+  var lineNumber = 0
+
+  /// The next line, pointing into the storage until the next call, and its number; nil at the
+  /// end.
+  mutating func next(from file: UnsafeMutablePointer<FILE>, path: String) throws(MetricsFileError)
+    -> (line: UnsafeBufferPointer<UInt8>, number: Int)?
   {
-    guard line.count <= Self.maxLineBytes else { throw tooLong() }
+    // Bounded: each pass either returns or reads another chunk, and the file ends.
+    while true {
+      if let newline = nextSeparator() {
+        let line = UnsafeBufferPointer(rebasing: storage[start..<newline])
+        start = newline + 1
+        return (try deliver(line, path: path), lineNumber)
+      }
+      if atEnd {
+        guard start < end else { return nil }
+        let line = UnsafeBufferPointer(rebasing: storage[start..<end])
+        start = end
+        return (try deliver(line, path: path), lineNumber)
+      }
+      guard end - start <= LineReader.maxLineBytes else { throw tooLong(path) }
+      refill(from: file)
+    }
+  }
+
+  /// Where the next line ends, if it ends within what has been read: `memchr` compares many
+  /// bytes at a time.
+  private func nextSeparator() -> Int? {
+    guard start < end, let base = storage.baseAddress,
+      let found = memchr(base + start, Int32(separator), end - start)
+    else { return nil }
+    return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+  }
+
+  private mutating func deliver(_ line: UnsafeBufferPointer<UInt8>, path: String) throws(MetricsFileError)
+    -> UnsafeBufferPointer<UInt8>
+  {
+    guard line.count <= LineReader.maxLineBytes else { throw tooLong(path) }
     lineNumber += 1
+    var line = line[...]
     if separator == UInt8(ascii: "\n") && line.last == UInt8(ascii: "\r") { line = line.dropLast() }
     if lineNumber == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) { line = line.dropFirst(3) }
-    return try body(line)
+    return UnsafeBufferPointer(rebasing: line)
   }
 
-  private func refill() {
-    buffer.removeSubrange(0..<start)
-    start = 0
-    let kept = buffer.count
-    buffer.append(contentsOf: repeatElement(0, count: Self.chunk))
-    let read = buffer.withUnsafeMutableBufferPointer { pointer in
-      fread(pointer.baseAddress.map { $0 + kept }, 1, Self.chunk, file)
+  private func tooLong(_ path: String) -> MetricsFileError {
+    MetricsFileError(
+      file: path, line: lineNumber + 1,
+      message: "a line longer than \(LineReader.maxLineBytes) bytes: is this a line-based text file?")
+  }
+
+  /// Moves what is left to the front and reads the next chunk after it, growing the storage
+  /// only while a line is longer than what it holds (up to the longest line allowed).
+  private mutating func refill(from file: UnsafeMutablePointer<FILE>) {
+    let kept = end - start
+    if let base = storage.baseAddress, start > 0 {
+      memmove(base, base + start, kept)
     }
-    buffer.removeLast(Self.chunk - read)
+    start = 0
+    end = kept
+    if storage.count - end < Self.chunk {
+      let larger = UnsafeMutableBufferPointer<UInt8>.allocate(
+        capacity: max(storage.count * 2, end + Self.chunk))
+      _ = larger.initialize(fromContentsOf: storage[..<end])
+      storage.deallocate()
+      storage = larger
+    }
+    let read = fread(storage.baseAddress.map { $0 + end }, 1, Self.chunk, file)
+    end += read
     if read < Self.chunk { atEnd = true }
     if !sawFirstBlock {
       sawFirstBlock = true
-      if !buffer.contains(UInt8(ascii: "\n")) && buffer.contains(UInt8(ascii: "\r")) {
+      let block = storage[..<end]
+      if !block.contains(UInt8(ascii: "\n")) && block.contains(UInt8(ascii: "\r")) {
         separator = UInt8(ascii: "\r")
       }
     }

@@ -396,12 +396,19 @@ struct CSVRowParser {
 
   /// A row's sample, nil for a blank line.
   mutating func parse(_ line: Substring, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
-    try parse(ArraySlice(line.utf8), line: lineNumber)
+    // A slice of a native string is contiguous, read in place; only a bridged one is copied.
+    if let sample = try line.utf8.withContiguousStorageIfAvailable({ try parse($0, line: lineNumber) }) {
+      return sample
+    }
+    var text = String(line)
+    return try text.withUTF8 { try parse($0, line: lineNumber) }
   }
 
   /// A row's bytes: cells are cut and numbers read without building a String per line, since
   /// a year of rows is millions of lines.
-  mutating func parse(_ line: ArraySlice<UInt8>, line lineNumber: Int) throws -> RecordedMetrics.Sample? {
+  mutating func parse(_ line: UnsafeBufferPointer<UInt8>, line lineNumber: Int) throws -> RecordedMetrics
+    .Sample?
+  {
     let header = self.header
     var values: [String: Double] = [:]
     values.reserveCapacity(header.count - 1)
@@ -413,7 +420,7 @@ struct CSVRowParser {
   /// a row of `width`, nil for a column not asked for. No dictionary is built.
   /// - Parameter spare: a finished row's storage to read into, cleared first.
   mutating func parse(
-    _ line: ArraySlice<UInt8>, line lineNumber: Int, projection: [Int?], width: Int,
+    _ line: UnsafeBufferPointer<UInt8>, line lineNumber: Int, projection: [Int?], width: Int,
     reusing spare: consuming [Double?]? = nil
   ) throws -> RecordedMetrics.Row? {
     var values = (consume spare) ?? []
@@ -432,87 +439,85 @@ struct CSVRowParser {
   /// after the timestamp): the row's time, nil for a blank line. Every cell is checked, asked
   /// for or not, so a bad file is refused whatever reads it.
   private mutating func cells(
-    _ line: ArraySlice<UInt8>, line lineNumber: Int, take takeValue: (_ column: Int, _ value: Double) -> Void
+    _ bytes: UnsafeBufferPointer<UInt8>, line lineNumber: Int,
+    take takeValue: (_ column: Int, _ value: Double) -> Void
   ) throws -> Date? {
     func isSpace(_ byte: UInt8) -> Bool {
       byte == 32 || byte == 9 || byte == 13 || byte == 10 || byte == 11 || byte == 12
     }
     // Only a line that starts with a space can be blank: no second pass over every other line.
-    if line.isEmpty || isSpace(line[line.startIndex]) && line.allSatisfy(isSpace) { return nil }
-    let time: Date? = try line.withUnsafeBufferPointer { bytes in
-      /// A wrong number of cells, which is reported before anything in the row's cells.
-      func countError() -> MetricsFileError? {
-        let cells = bytes.reduce(1) { $0 + ($1 == UInt8(ascii: ",") ? 1 : 0) }
-        guard cells != header.count else { return nil }
-        return MetricsFileError(
-          file: file, line: lineNumber, message: "\(cells) cells for \(header.count) columns")
-      }
-      /// A cell's value, checked as a count where its column holds one.
-      func take(_ value: Double, column: Int) throws {
-        if countColumn[column - 1] {
-          do {
-            try RecordedMetrics.checkCount(value, column: header[column], file: file, line: lineNumber)
-          } catch {
-            throw countError() ?? error
-          }
-        }
-        takeValue(column, value)
-      }
-      var time: Date?
-      /// Where the cell from `start` ends: its comma, or the end of the line.
-      func cellEnd(from start: Int) -> Int {
-        var end = start
-        while end < bytes.count && bytes[end] != UInt8(ascii: ",") { end += 1 }
-        return end
-      }
-      // One pass: a plain decimal is read where its cell starts and ends at its comma; anything
-      // else (spaces, empty, exponents, errors) is cut at its comma and read the long way.
-      var start = 0
-      var column = 0
-      // Bounded: every pass moves `start` past the comma that ended the cell before.
-      while true {
-        if column >= header.count, let error = countError() { throw error }
-        let end: Int
-        if column == 0 {
-          end = cellEnd(from: start)
-          do {
-            time = try RecordedMetrics.parseTimestamp(
-              UnsafeBufferPointer(rebasing: bytes[start..<end]), file: file, line: lineNumber)
-          } catch {
-            throw countError() ?? error
-          }
-        } else if let (value, stop) = leadingExactDecimal(bytes, from: start),
-          stop == bytes.count || bytes[stop] == UInt8(ascii: ",")
-        {
-          end = stop
-          try take(value, column: column)
-        } else {
-          end = cellEnd(from: start)
-          var cell = bytes[start..<end]
-          if cell.first == 32 || cell.first == 9 || cell.last == 32 || cell.last == 9 {
-            while let first = cell.first, first == 32 || first == 9 { cell = cell.dropFirst() }
-            while let last = cell.last, last == 32 || last == 9 { cell = cell.dropLast() }
-          }
-          if !cell.isEmpty {
-            guard let value = parseNumber(UnsafeBufferPointer(rebasing: cell)), value.isFinite else {
-              if let error = countError() { throw error }
-              let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
-              throw MetricsFileError(
-                file: file, line: lineNumber,
-                message:
-                  "'\(text)' in column '\(header[column])' is not a number (leave the cell empty for a missing value)"
-              )
-            }
-            try take(value, column: column)
-          }
-        }
-        column += 1
-        if end == bytes.count { break }
-        start = end + 1
-      }
-      if column != header.count, let error = countError() { throw error }
-      return time
+    if bytes.isEmpty || isSpace(bytes[0]) && bytes.allSatisfy(isSpace) { return nil }
+    /// A wrong number of cells, which is reported before anything in the row's cells.
+    func countError() -> MetricsFileError? {
+      let cells = bytes.reduce(1) { $0 + ($1 == UInt8(ascii: ",") ? 1 : 0) }
+      guard cells != header.count else { return nil }
+      return MetricsFileError(
+        file: file, line: lineNumber, message: "\(cells) cells for \(header.count) columns")
     }
+    /// A cell's value, checked as a count where its column holds one.
+    func take(_ value: Double, column: Int) throws {
+      if countColumn[column - 1] {
+        do {
+          try RecordedMetrics.checkCount(value, column: header[column], file: file, line: lineNumber)
+        } catch {
+          throw countError() ?? error
+        }
+      }
+      takeValue(column, value)
+    }
+    /// Where the cell from `start` ends: its comma, or the end of the line.
+    func cellEnd(from start: Int) -> Int {
+      var end = start
+      while end < bytes.count && bytes[end] != UInt8(ascii: ",") { end += 1 }
+      return end
+    }
+    // One pass: a plain decimal is read where its cell starts and ends at its comma; anything
+    // else (spaces, empty, exponents, errors) is cut at its comma and read the long way.
+    var time: Date?
+    var start = 0
+    var column = 0
+    // Bounded: every pass moves `start` past the comma that ended the cell before.
+    while true {
+      if column >= header.count, let error = countError() { throw error }
+      let end: Int
+      if column == 0 {
+        end = cellEnd(from: start)
+        do {
+          time = try RecordedMetrics.parseTimestamp(
+            UnsafeBufferPointer(rebasing: bytes[start..<end]), file: file, line: lineNumber)
+        } catch {
+          throw countError() ?? error
+        }
+      } else if let (value, stop) = leadingExactDecimal(bytes, from: start),
+        stop == bytes.count || bytes[stop] == UInt8(ascii: ",")
+      {
+        end = stop
+        try take(value, column: column)
+      } else {
+        end = cellEnd(from: start)
+        var cell = bytes[start..<end]
+        if cell.first == 32 || cell.first == 9 || cell.last == 32 || cell.last == 9 {
+          while let first = cell.first, first == 32 || first == 9 { cell = cell.dropFirst() }
+          while let last = cell.last, last == 32 || last == 9 { cell = cell.dropLast() }
+        }
+        if !cell.isEmpty {
+          guard let value = parseNumber(UnsafeBufferPointer(rebasing: cell)), value.isFinite else {
+            if let error = countError() { throw error }
+            let text = String(decoding: UnsafeBufferPointer(rebasing: cell), as: UTF8.self)
+            throw MetricsFileError(
+              file: file, line: lineNumber,
+              message:
+                "'\(text)' in column '\(header[column])' is not a number (leave the cell empty for a missing value)"
+            )
+          }
+          try take(value, column: column)
+        }
+      }
+      column += 1
+      if end == bytes.count { break }
+      start = end + 1
+    }
+    if column != header.count, let error = countError() { throw error }
     guard let time else { return nil }
     try RecordedMetrics.checkOrder(time, after: previous, file: file, line: lineNumber)
     previous = time
@@ -636,11 +641,11 @@ public struct RecordedMetricsFile: RecordedSamples {
 
   /// A CSV file's rows are read straight into positions; JSON Lines go through a sample.
   public mutating func next(projectedOnto columns: [String]) throws -> RecordedMetrics.Row? {
-    guard let header = csv?.header else {
+    guard csv != nil else {
       guard let sample = try next() else { return nil }
       return RecordedMetrics.Row(time: sample.time, values: columns.map { sample.values[$0] })
     }
-    if projection == nil {
+    if projection == nil, let header = csv?.header {
       let position = Dictionary(
         columns.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
       projection = header.map { position[$0] }
@@ -649,9 +654,8 @@ public struct RecordedMetricsFile: RecordedSamples {
     while true {
       // Moved, not copied, into the parser, so the storage it writes has one owner.
       var spare = spares.popLast()
-      let read = try reader.next {
-        try csv?.parse(
-          $0, line: reader.lineNumber, projection: map, width: columns.count, reusing: spare.take())
+      let read = try reader.next { line, number in
+        try csv?.parse(line, line: number, projection: map, width: columns.count, reusing: spare.take())
       }
       guard let read else { return nil }
       if let row = read { return row }
@@ -666,10 +670,10 @@ public struct RecordedMetricsFile: RecordedSamples {
     while true {
       let read: RecordedMetrics.Sample??
       if csv != nil {
-        read = try reader.next { try csv?.parse($0, line: reader.lineNumber) }
+        read = try reader.next { line, number in try csv?.parse(line, line: number) }
       } else {
-        read = try reader.next {
-          try jsonLines?.parse(Substring(decoding: $0, as: UTF8.self), line: reader.lineNumber)
+        read = try reader.next { line, number in
+          try jsonLines?.parse(Substring(decoding: line, as: UTF8.self), line: number)
         }
       }
       guard let read else { return nil }

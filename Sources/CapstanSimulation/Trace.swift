@@ -107,7 +107,7 @@ public struct Trace: Sendable {
               }
               continue
             }
-            let read = try reader.next { line in try parser?.parse(line, line: reader.lineNumber) }
+            let read = try reader.next { line, number in try parser?.parse(line, line: number) }
             guard let read else { return nil }
             if let request = read { return request }
           }
@@ -207,7 +207,7 @@ extension Trace {
     var parser = try TraceLineParser(header: header, file: path)
     var count = 0
     if parser.firstLineIsRequest, try parser.parse(Substring(header), line: 1) != nil { count += 1 }
-    while let read = try reader.next({ line in try parser.parse(line, line: reader.lineNumber) }) {
+    while let read = try reader.next({ line, number in try parser.parse(line, line: number) }) {
       if read != nil { count += 1 }
       guard count <= maxRequests else {
         throw TraceError(
@@ -300,17 +300,18 @@ struct TraceLineParser {
   }
 
   mutating func parse(_ line: Substring, line number: Int) throws -> Trace.Request? {
-    try parse(ArraySlice(line.utf8), line: number)
+    var text = String(line)
+    return try text.withUTF8 { try parse($0, line: number) }
   }
 
   /// One line's bytes: a request, nil for a blank line, or an error at the line.
-  mutating func parse(_ line: ArraySlice<UInt8>, line number: Int) throws -> Trace.Request? {
+  mutating func parse(_ line: UnsafeBufferPointer<UInt8>, line number: Int) throws -> Trace.Request? {
     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }
     let request: Trace.Request
     switch format {
     case .mooncake: request = try mooncake(line, line: number)
     case .csv(let kind, let columns):
-      request = try line.withUnsafeBufferPointer { try csv($0, kind: kind, columns: columns, line: number) }
+      request = try csv(line, kind: kind, columns: columns, line: number)
     }
     if let previous, request.arrival < previous {
       throw TraceError(
@@ -361,7 +362,7 @@ struct TraceLineParser {
     }
   }
 
-  private func mooncake(_ line: ArraySlice<UInt8>, line number: Int) throws -> Trace.Request {
+  private func mooncake(_ line: UnsafeBufferPointer<UInt8>, line number: Int) throws -> Trace.Request {
     guard let parsed = try? decoder.decode(MooncakeLine.self, from: Data(line)) else {
       throw TraceError(
         file: file, line: number,

@@ -44,6 +44,16 @@ struct LineReaderTests {
     #expect(index == expected.count)
   }
 
+  @Test("lines longer than the read buffer come out whole, and so do the short ones around them")
+  func longerThanTheBuffer() throws {
+    let long = String(repeating: "a", count: 100_000) + "b"
+    let longer = String(repeating: "c", count: 300_000) + "d"
+    let expected = ["short", long, "x", longer, "end"]
+    let path = try write(Array(expected.joined(separator: "\n").utf8))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(try lines(path) == expected)
+  }
+
   @Test("a line longer than the limit is an error at its number, not unbounded memory")
   func tooLong() throws {
     let path = try write(
