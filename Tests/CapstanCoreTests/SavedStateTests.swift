@@ -49,7 +49,9 @@ struct SavedStateTests {
 
 @Suite("Recommendation runs")
 struct RecommendationRunTests {
-  @Test("a steady recommendation is one entry however many ticks the window spans; changes add entries")
+  @Test(
+    "a steady recommendation is one entry however many ticks the window spans; changes add entries; entries the window has passed go"
+  )
   func runs() throws {
     let policy = try loadPolicy(
       """
@@ -64,5 +66,8 @@ struct RecommendationRunTests {
     harness.tick(at: 1_200, ["q": 50])
     harness.tick(at: 1_201, ["q": 30])
     #expect(harness.state.targets["w"]?.recommendations.map(\.replicas) == [3, 5, 3])
+    // Once the window has passed them, the older runs go: the state holds what a window sees.
+    for second in 1_202...1_801 { harness.tick(at: Double(second), ["q": 30]) }
+    #expect(harness.state.targets["w"]?.recommendations.map(\.replicas) == [3])
   }
 }

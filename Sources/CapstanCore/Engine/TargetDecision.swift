@@ -596,7 +596,11 @@ struct TargetContext {
       // recommendation, so starting the controller never scales down before a full window.
       state.recommendations.append(.init(time: now, replicas: bound(current)))
     }
-    state.recommendations.removeAll { now.timeIntervalSince($0.latest) >= horizon }
+    // Looked for before removing: most ticks remove nothing, and removing rewrote the array.
+    // The closure captures a local time, not `self.now`, which would copy the whole context.
+    let time = now
+    let expired = { (past: TargetState.Recommendation) in time.timeIntervalSince(past.latest) >= horizon }
+    if state.recommendations.contains(where: expired) { state.recommendations.removeAll(where: expired) }
     if let last = state.recommendations.indices.last, state.recommendations[last].replicas == recommendation {
       state.recommendations[last].until = now
     } else {
