@@ -332,6 +332,8 @@ func exactDecimal(_ cell: UnsafeBufferPointer<UInt8>) -> Double? {
 /// The exact decimal (as `exactDecimal` reads it) that starts at `start`, and where it stops:
 /// a row's cells are read where they start, and a cell that stops at its comma needs no other
 /// pass over its bytes. nil where no exact decimal starts there.
+/// Inlined into the row loop, which calls it for every cell of a recording.
+@inline(__always)
 func leadingExactDecimal(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (value: Double, end: Int)? {
   var index = start
   let negative = index < bytes.count && bytes[index] == UInt8(ascii: "-")
