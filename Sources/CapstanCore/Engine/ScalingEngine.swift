@@ -109,17 +109,23 @@ public struct ScalingEngine: Sendable {
         }
       }
       var budget: BudgetSnapshot?
-      if prepared.hasBudget, let breaker = prepared.target.budget {
+      if prepared.hasBudget {
         // Advanced in place in the saved state, at the target's position: no copy, no lookup.
+        // The breaker is read where the policy holds it, not bound to a local: a copy of it
+        // (its time zone and metric name) was four reference counts a tick.
         let (events, current) = state.budgets.update(atTarget: index, default: BudgetLedger()) { ledger in
-          let events = ledger.advance(
-            to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
-            costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
+          let events =
+            prepared.target.budget.map {
+              ledger.advance(
+                to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
+                costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: $0)
+            } ?? []
           return (events, ledger)
         }
         budget = BudgetSnapshot(
-          spentUSD: current.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: current.state)
-        if !events.isEmpty {
+          spentUSD: current.spentUSD, limitUSD: prepared.target.budget?.dailyBudgetUSD ?? 0,
+          state: current.state)
+        if !events.isEmpty, let breaker = prepared.target.budget {
           decision.events += events.map {
             budgetEvent(
               $0, prepared: prepared, breaker: breaker, ledger: current, status: status,
