@@ -13,18 +13,19 @@ struct Proposal {
   /// A hold because replicas are still starting: what counting only the ready ones would give.
   var readyOnly: Int? = nil
 
-  /// Small on purpose: the tracking and the rules are the target's, read back when a record is
-  /// written, so a proposal copies as a few numbers.
+  /// Small on purpose: the tracking and the rules are the target's, and the current and ready
+  /// counts the context's, read back when a record is written, so a proposal copies as a few
+  /// numbers (and two of them, with a flag, fit the 128 bytes a copy moves without `memmove`).
   enum Basis {
     case trackingMissing
     case belowActivation(value: Double)
-    case averageWithin(value: Double, current: Int)
+    case averageWithin(value: Double)
     case averageDesired(value: Double, desired: Int)
     case noReadyReplica(value: Double)
     case utilizationWithin(value: Double)
-    case utilizationDesired(value: Double, ready: Int, desired: Int)
+    case utilizationDesired(value: Double, desired: Int)
     /// Replicas still starting: what the ready ones show, and the mean once those count.
-    case utilizationStarting(value: Double, ready: Int, current: Int, adjusted: Double, desired: Int?)
+    case utilizationStarting(value: Double, adjusted: Double, desired: Int?)
     case scaleUpRuleFires(step: Int)
     case scaleDownRuleFires(step: Int)
     case scaleDownRuleMissing
@@ -215,10 +216,14 @@ struct TargetContext {
   var pool: GPUPool? { prepared.pool }
 
   var current: Int { status.current }
+  /// The replicas a utilization is measured over: the ready ones, at most the current count.
+  var readyReplicas: Int { min(status.ready, current) }
 
   /// What a blocked record says, kept until the record is written.
   private enum Block {
-    case clamp(Clamp, driver: Proposal?)
+    /// The decision's driver, if any, is added when the record is written: held here, it made a
+    /// block too large to copy without `memmove`, and it was copied on every decision.
+    case clamp(Clamp)
     case missingData(Proposal)
     case notReady(Proposal)
   }
@@ -361,7 +366,7 @@ struct TargetContext {
     }),
       binding.before != current, binding.before != next
     {
-      blocked = (binding.reason, binding.before, .clamp(binding, driver: driver))
+      blocked = (binding.reason, binding.before, .clamp(binding))
     } else if let vetoed = vetoedByMissingData, next == current {
       blocked = (.signalMissing, vetoed.replicas, .missingData(vetoed))
     }
@@ -377,7 +382,7 @@ struct TargetContext {
         decision.events.append(
           event(
             .blocked, to: blocked.wanted, reason: blocked.reason,
-            detail: describe(blocked.why, wanted: blocked.wanted), after: next))
+            detail: describe(blocked.why, wanted: blocked.wanted, driver: driver), after: next))
       }
       state.lastBlocked = mark
     }
@@ -495,7 +500,7 @@ struct TargetContext {
       if withinTolerance(ratio, tracking.tolerance) {
         return Proposal(
           replicas: current, reason: .targetTracking,
-          basis: .averageWithin(value: value, current: current))
+          basis: .averageWithin(value: value))
       }
     }
     let desired = ceilCount(value / tracking.target)
@@ -510,7 +515,7 @@ struct TargetContext {
   /// HPA ignores them there; Capstan treats them as it treats pods with no metrics). When that
   /// flips the direction, the count holds.
   private func utilizationProposal(_ tracking: TargetTracking, value: Double) -> Proposal {
-    let ready = min(status.ready, current)
+    let ready = readyReplicas
     guard ready > 0 else {
       return Proposal(
         replicas: current, reason: .targetTracking,
@@ -526,22 +531,20 @@ struct TargetContext {
       let desired = ceilCount(Double(ready) * ratio)
       return Proposal(
         replicas: desired, reason: .targetTracking,
-        basis: .utilizationDesired(value: value, ready: ready, desired: desired))
+        basis: .utilizationDesired(value: value, desired: desired))
     }
     let assumed = ratio > 1 ? 0.0 : 1.0
     let adjusted = (ratio * Double(ready) + assumed * Double(unready)) / Double(current)
     if withinTolerance(adjusted, tracking.tolerance) || (ratio > 1) != (adjusted > 1) {
       return Proposal(
         replicas: current, reason: .targetTracking,
-        basis: .utilizationStarting(
-          value: value, ready: ready, current: current, adjusted: adjusted, desired: nil),
+        basis: .utilizationStarting(value: value, adjusted: adjusted, desired: nil),
         readyOnly: ceilCount(Double(ready) * ratio))
     }
     let desired = ceilCount(adjusted * Double(current))
     return Proposal(
       replicas: desired, reason: .targetTracking,
-      basis: .utilizationStarting(
-        value: value, ready: ready, current: current, adjusted: adjusted, desired: desired))
+      basis: .utilizationStarting(value: value, adjusted: adjusted, desired: desired))
   }
 
   private enum RuleOutcome {
@@ -706,7 +709,7 @@ struct TargetContext {
     case .belowActivation(let value):
       text =
         "\(metric) \(format(value)) is at or below the activation threshold \(format(tracking?.activationThreshold ?? 0)): no replica needed"
-    case .averageWithin(let value, let current):
+    case .averageWithin(let value):
       text = "\(metric) \(format(value)) is within \(band)% of target \(goal) × \(current)"
     case .averageDesired(let value, let desired):
       text = "\(metric) \(format(value)) / target \(goal) per replica → \(desired)"
@@ -714,10 +717,12 @@ struct TargetContext {
       text = "\(metric) \(format(value))% cannot be judged with no ready replica"
     case .utilizationWithin(let value):
       text = "\(metric) \(format(value))% is within \(band)% of target \(goal)%"
-    case .utilizationDesired(let value, let ready, let desired):
+    case .utilizationDesired(let value, let desired):
+      let ready = readyReplicas
       text =
         "\(metric) \(format(value))% per replica on \(ready) ready vs target \(goal)%: \(ready) × \(format(value)) / \(goal) → \(desired)"
-    case .utilizationStarting(let value, let ready, let current, let adjusted, let desired):
+    case .utilizationStarting(let value, let adjusted, let desired):
+      let ready = readyReplicas
       let goalValue = tracking?.target ?? 1
       let assumption =
         "\(current - ready) of \(current) replicas not ready yet count as \(value / goalValue > 1 ? "0%" : "at the target"): \(format(adjusted * goalValue))%"
@@ -805,9 +810,9 @@ struct TargetContext {
     "\(target.maxSource.rawValue) \(target.max) counts the \(draining) replicas still draining"
   }
 
-  private func describe(_ block: Block, wanted: Int) -> String {
+  private func describe(_ block: Block, wanted: Int, driver: Proposal?) -> String {
     switch block {
-    case .clamp(let binding, let driver):
+    case .clamp(let binding):
       let prefix = driver.map { "wanted \(wanted) (\(describe($0)))" } ?? "wanted \(wanted)"
       return "\(prefix); \(describe(binding))"
     case .missingData(let vetoed):
