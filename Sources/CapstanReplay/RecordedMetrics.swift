@@ -408,9 +408,9 @@ struct CSVRowParser {
 
   /// A row's bytes: cells are cut and numbers read without building a String per line, since
   /// a year of rows is millions of lines.
-  mutating func parse(_ line: UnsafeBufferPointer<UInt8>, line lineNumber: Int) throws -> RecordedMetrics
-    .Sample?
-  {
+  mutating func parse(
+    _ line: UnsafeBufferPointer<UInt8>, line lineNumber: Int
+  ) throws -> RecordedMetrics.Sample? {
     let header = self.header
     var values: [String: Double] = [:]
     values.reserveCapacity(header.count - 1)

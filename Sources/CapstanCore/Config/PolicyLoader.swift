@@ -71,9 +71,9 @@ public enum PolicyLoader {
     let sink = DiagnosticSink(file: file)
     let node: Node?
     do {
-      // The basic resolver: the decoder reads every scalar's text itself, so Yams' default
-      // resolver, which compiles regular expressions through ICU to tag each scalar, only cost
-      // a third of loading a policy and ICU's memory.
+      // The basic resolver: the decoder reads every scalar's text itself and never its tag.
+      // The default resolver compiles regular expressions through ICU to tag each scalar, which
+      // was a third of loading a policy and brought ICU's pages into memory.
       node = try Yams.compose(yaml: yaml, .basic)
     } catch {
       if case .duplicatedKeysInMapping(let keys, let context)? = error as? YamlError,

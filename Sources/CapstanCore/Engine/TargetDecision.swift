@@ -740,8 +740,8 @@ struct TargetContext {
         "scale_down rule: \(firing(target.down.rule, at: prepared.downConditionPositions)), remove \(step)"
     case .scaleDownRuleMissing:
       let conditions = target.down.rule?.conditions ?? []
-      let missing = zip(conditions, prepared.downConditionPositions).filter { signals[$1] == nil }.map(
-        \.0.metric)
+      let missing = zip(conditions, prepared.downConditionPositions).filter { signals[$1] == nil }
+        .map { condition, _ in condition.metric }
       text = "scale_down rule cannot be judged: \(missing.joined(separator: ", ")) missing"
     case .scaleDownRuleNotMet: text = "scale_down rule not met"
     }
