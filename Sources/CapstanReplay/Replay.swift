@@ -124,9 +124,10 @@ public struct Replay {
         if let sample = try read() { ahead.append(sample) } else { exhausted = true }
       }
       while aheadHead < ahead.count, ahead[aheadHead].time <= now {
-        let next = ahead[aheadHead]
-        // The slot keeps only its time from here on, so the row's storage has one owner.
-        ahead[aheadHead].values = []
+        // Moved out of its slot, which keeps only its time from here on: the row's storage has
+        // one owner, and moving it takes no reference count where a copy took two.
+        var next = RecordedMetrics.Row(time: ahead[aheadHead].time, values: [])
+        swap(&next, &ahead[aheadHead])
         if let current {
           let gap = next.time.timeIntervalSince(current.time)
           if gap > (longestGap?.seconds ?? 0) {
