@@ -27,7 +27,7 @@ public struct Knob: Sendable {
 extension Knob {
   /// The knobs of the traced processes that the file writes.
   public static func find(in yaml: String, policy: Policy, processes: [String]) -> [Knob] {
-    guard let root = try? Yams.compose(yaml: yaml) else { return [] }
+    guard let root = try? PolicyLoader.compose(yaml: yaml) else { return [] }
     var knobs: [Knob] = []
     for name in processes {
       guard let target = policy.target(named: name) else { continue }

@@ -100,7 +100,7 @@ struct Record: AsyncParsableCommand {
           do {
             let status = try await observer.status(of: target)
             values[RecordedMetrics.replicasColumn(for: target.name)] = Double(status.current)
-            values[RecordedMetrics.readyColumn(for: target.name)] = Double(min(status.ready, status.current))
+            values[RecordedMetrics.readyColumn(for: target.name)] = Double(status.readyWithinCurrent)
           } catch {
             printError("capstan record: cannot read the replicas of \(target.name): \(error)")
           }

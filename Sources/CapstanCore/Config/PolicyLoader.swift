@@ -66,15 +66,18 @@ public enum PolicyLoader {
     return length
   }
 
+  /// A policy file's node tree as the loader reads it, for any reader of the file (`tune`
+  /// finds its knobs in it). With Yams' basic resolver: the decoder reads each scalar's text
+  /// and never its tag, and the default resolver compiles regular expressions through ICU to
+  /// tag every scalar, which was a third of loading a policy and brought ICU's pages in.
+  package static func compose(yaml: String) throws -> Node? { try Yams.compose(yaml: yaml, .basic) }
+
   /// - Throws: `PolicyLoadError` with every error and warning found, in file order.
   public static func load(yaml: String, file: String) throws(PolicyLoadError) -> LoadedPolicy {
     let sink = DiagnosticSink(file: file)
     let node: Node?
     do {
-      // The basic resolver: the decoder reads every scalar's text itself and never its tag.
-      // The default resolver compiles regular expressions through ICU to tag each scalar, which
-      // was a third of loading a policy and brought ICU's pages into memory.
-      node = try Yams.compose(yaml: yaml, .basic)
+      node = try compose(yaml: yaml)
     } catch {
       if case .duplicatedKeysInMapping(let keys, let context)? = error as? YamlError,
         let repeated = repeatedKeyLine(yaml, key: keys.first, first: context.mark)

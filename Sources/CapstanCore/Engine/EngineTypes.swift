@@ -16,6 +16,10 @@ public struct ReplicaStatus: Sendable, Equatable {
   }
 
   public init(_ count: Int) { self.init(current: count, ready: count) }
+
+  /// The ready replicas counted against the current count: a backend may report more ready
+  /// than it now runs (a scale-down still settling), and utilization is measured over these.
+  public var readyWithinCurrent: Int { min(ready, current) }
 }
 
 /// What one tick observed.

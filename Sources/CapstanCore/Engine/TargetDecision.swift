@@ -216,8 +216,6 @@ struct TargetContext {
   var pool: GPUPool? { prepared.pool }
 
   var current: Int { status.current }
-  /// The replicas a utilization is measured over: the ready ones, at most the current count.
-  var readyReplicas: Int { min(status.ready, current) }
 
   /// What a blocked record says, kept until the record is written.
   private enum Block {
@@ -515,7 +513,7 @@ struct TargetContext {
   /// HPA ignores them there; Capstan treats them as it treats pods with no metrics). When that
   /// flips the direction, the count holds.
   private func utilizationProposal(_ tracking: TargetTracking, value: Double) -> Proposal {
-    let ready = readyReplicas
+    let ready = status.readyWithinCurrent
     guard ready > 0 else {
       return Proposal(
         replicas: current, reason: .targetTracking,
@@ -718,11 +716,11 @@ struct TargetContext {
     case .utilizationWithin(let value):
       text = "\(metric) \(format(value))% is within \(band)% of target \(goal)%"
     case .utilizationDesired(let value, let desired):
-      let ready = readyReplicas
+      let ready = status.readyWithinCurrent
       text =
         "\(metric) \(format(value))% per replica on \(ready) ready vs target \(goal)%: \(ready) × \(format(value)) / \(goal) → \(desired)"
     case .utilizationStarting(let value, let adjusted, let desired):
-      let ready = readyReplicas
+      let ready = status.readyWithinCurrent
       let goalValue = tracking?.target ?? 1
       let assumption =
         "\(current - ready) of \(current) replicas not ready yet count as \(value / goalValue > 1 ? "0%" : "at the target"): \(format(adjusted * goalValue))%"
