@@ -7,11 +7,25 @@ public struct HTTPJSONSignal: SignalReader {
   public let name: String
   public let settings: HTTPJSONSignalSettings
   let baseDirectory: URL
+  /// Where `bearer_token_env` is looked up.
+  let environment: [String: String]
+
+  public init(
+    name: String, settings: HTTPJSONSignalSettings, baseDirectory: URL,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) {
+    self.name = name
+    self.settings = settings
+    self.baseDirectory = baseDirectory
+    self.environment = environment
+  }
 
   public var timeout: TimeInterval { settings.timeout }
 
   public func read(now: Date) async throws -> Double {
-    let headers = settings.headers.merging(try bearerHeader(settings.bearerTokenEnv, signal: name)) {
+    let headers = settings.headers.merging(
+      try bearerHeader(settings.bearerTokenEnv, signal: name, environment: environment)
+    ) {
       _, token in token
     }
     let caFile = settings.caFile.map { baseDirectory.resolving($0).path }

@@ -9,11 +9,17 @@ public struct PrometheusSignal: SignalReader {
   public let name: String
   public let settings: PrometheusSignalSettings
   let baseDirectory: URL
+  /// Where `bearer_token_env` is looked up.
+  let environment: [String: String]
 
-  public init(name: String, settings: PrometheusSignalSettings, baseDirectory: URL) {
+  public init(
+    name: String, settings: PrometheusSignalSettings, baseDirectory: URL,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) {
     self.name = name
     self.settings = settings
     self.baseDirectory = baseDirectory
+    self.environment = environment
   }
 
   public var timeout: TimeInterval { settings.timeout }
@@ -66,7 +72,7 @@ public struct PrometheusSignal: SignalReader {
   /// One call to the HTTP API, with the source's token and CA, for instant and range queries alike.
   private func get(_ endpoint: String, timeout: TimeInterval) async throws -> HTTPResponse {
     let headers = try ["Accept": "application/json"].merging(
-      bearerHeader(settings.bearerTokenEnv, signal: name)
+      bearerHeader(settings.bearerTokenEnv, signal: name, environment: environment)
     ) { _, token in token }
     let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
     do {

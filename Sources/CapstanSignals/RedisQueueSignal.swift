@@ -14,10 +14,14 @@ public struct RedisQueueSignal: SignalReader {
   public let settings: RedisSignalSettings
   private let connection: RedisConnection
 
-  public init(name: String, settings: RedisSignalSettings) {
+  /// `environment` is where `password_env` is looked up.
+  public init(
+    name: String, settings: RedisSignalSettings,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) {
     self.name = name
     self.settings = settings
-    self.connection = RedisConnection(settings: settings)
+    self.connection = RedisConnection(settings: settings, environment: environment)
   }
 
   public var timeout: TimeInterval { settings.timeout }
@@ -100,10 +104,14 @@ final class RedisConnection: @unchecked Sendable {
   }
 
   let settings: RedisSignalSettings
+  let environment: [String: String]
   private let lock = NSLock()
   private var context: UnsafeMutablePointer<redisContext>?
 
-  init(settings: RedisSignalSettings) { self.settings = settings }
+  init(settings: RedisSignalSettings, environment: [String: String]) {
+    self.settings = settings
+    self.environment = environment
+  }
 
   deinit { if let context { redisFree(context) } }
 
@@ -144,7 +152,7 @@ final class RedisConnection: @unchecked Sendable {
     do {
       var password = components.password?.removingPercentEncoding
       if let variable = settings.passwordEnv {
-        guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else {
+        guard let value = environment[variable], !value.isEmpty else {
           throw Failure(message: "the environment variable \(variable) named by password_env is not set")
         }
         password = value

@@ -24,21 +24,27 @@ public struct SignalReadError: Error, CustomStringConvertible, Sendable, Equatab
 
 public enum SignalReaders {
   /// The reader for a declared source; relative paths are taken from `baseDirectory`, the
-  /// policy file's folder.
-  public static func make(name: String, source: SignalSource, baseDirectory: URL) -> any SignalReader {
+  /// policy file's folder, and the variables a source names (`bearer_token_env`,
+  /// `password_env`) from `environment`.
+  public static func make(
+    name: String, source: SignalSource, baseDirectory: URL,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) -> any SignalReader {
     switch source {
     case .directory(let settings):
       return DirectoryQueueSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     case .command(let settings):
       return CommandSignal(name: name, settings: settings, workingDirectory: baseDirectory)
     case .httpJSON(let settings):
-      return HTTPJSONSignal(name: name, settings: settings, baseDirectory: baseDirectory)
+      return HTTPJSONSignal(
+        name: name, settings: settings, baseDirectory: baseDirectory, environment: environment)
     case .prometheus(let settings):
-      return PrometheusSignal(name: name, settings: settings, baseDirectory: baseDirectory)
+      return PrometheusSignal(
+        name: name, settings: settings, baseDirectory: baseDirectory, environment: environment)
     case .nvml(let settings):
       return NVMLSignal(name: name, settings: settings, baseDirectory: baseDirectory)
     case .redis(let settings):
-      return RedisQueueSignal(name: name, settings: settings)
+      return RedisQueueSignal(name: name, settings: settings, environment: environment)
     }
   }
 }
@@ -92,10 +98,13 @@ extension SignalReaders {
 }
 
 /// `Authorization: Bearer` from the environment variable a source names, so no secret sits in
-/// the policy file.
-func bearerHeader(_ variable: String?, signal: String) throws -> [String: String] {
+/// the policy file. The environment is handed in, never read here: a process's own environment
+/// is not safe to read while another thread sets a variable.
+func bearerHeader(_ variable: String?, signal: String, environment: [String: String]) throws -> [String:
+  String]
+{
   guard let variable else { return [:] }
-  guard let token = ProcessInfo.processInfo.environment[variable], !token.isEmpty else {
+  guard let token = environment[variable], !token.isEmpty else {
     throw SignalReadError(
       signal: signal, "the environment variable \(variable) named by bearer_token_env is not set")
   }

@@ -31,7 +31,13 @@ public final class KubernetesAPIServer: @unchecked Sendable {
       "python3", script.path, "--port", String(port), "--cert", path("server.crt"), "--key",
       path("server.key"), "--client-ca", path("ca.crt"),
     ]
-    process.standardOutput = FileHandle.nullDevice
+    // Its output goes to a file in its folder, never to the test runner's: a server left behind
+    // by a crashed test process would otherwise hold the runner's output open, and whatever
+    // reads it to the end would wait for ever.
+    let log = folder.appendingPathComponent("server.log")
+    try Data().write(to: log)
+    process.standardOutput = try FileHandle(forWritingTo: log)
+    process.standardError = try FileHandle(forWritingTo: log)
     process.standardInput = FileHandle.nullDevice
     try process.run()
     self.process = process

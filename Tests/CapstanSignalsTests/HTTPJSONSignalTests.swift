@@ -71,12 +71,17 @@ struct HTTPJSONSignalTests {
     return (server, folder)
   }
 
+  /// The variables a bearer_token_env may name: handed to the reader, never set in this
+  /// process, whose environment other tests read from other threads.
+  static let environment = ["CAPSTAN_TEST_ECHO_TOKEN": "hunter2-token", "CAPSTAN_TEST_TOKEN": "sesame"]
+
   func signal(_ url: String, pointer: String, _ configure: (inout HTTPJSONSignalSettings) -> Void = { _ in })
     -> HTTPJSONSignal
   {
     var settings = HTTPJSONSignalSettings(url: url, pointer: pointer, timeout: 2)
     configure(&settings)
-    return HTTPJSONSignal(name: "h", settings: settings, baseDirectory: URL(fileURLWithPath: "/"))
+    return HTTPJSONSignal(
+      name: "h", settings: settings, baseDirectory: URL(fileURLWithPath: "/"), environment: Self.environment)
   }
 
   @Test("numbers at JSON pointers, escapes included")
@@ -117,7 +122,6 @@ struct HTTPJSONSignalTests {
     let (server, folder) = try await serve()
     defer { try? FileManager.default.removeItem(at: folder) }
     let url = "http://scraper:pa55word@127.0.0.1:\(server.port)/echo"
-    setenv("CAPSTAN_TEST_ECHO_TOKEN", "hunter2-token", 1)
     await #expect {
       try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_ECHO_TOKEN" }.read(
         now: Date())
@@ -139,7 +143,6 @@ struct HTTPJSONSignalTests {
     let (server, folder) = try await serve()
     defer { try? FileManager.default.removeItem(at: folder) }
     let url = "http://127.0.0.1:\(server.port)/secret"
-    setenv("CAPSTAN_TEST_TOKEN", "sesame", 1)
     #expect(
       try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_TOKEN" }.read(now: Date())
         == 11)

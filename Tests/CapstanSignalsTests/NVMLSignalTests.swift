@@ -25,11 +25,12 @@ struct NVMLSignalTests {
       "Fixtures/nvml-stub.c")
     let compiler = Process()
     compiler.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    compiler.arguments = ["clang", "-shared", "-fPIC", "-o", library.path, source.path]
+    compiler.arguments = [
+      "clang", "-shared", "-fPIC", "-DGPUS_FILE=\"\(gpus.path)\"", "-o", library.path, source.path,
+    ]
     try compiler.run()
     #expect(await eventually(timeout: 60) { !compiler.isRunning })
     #expect(compiler.terminationStatus == 0, "clang could not build the NVML stub")
-    setenv("CAPSTAN_NVML_STUB", gpus.path, 1)
   }
 
   func write(_ lines: String) throws { try Data(lines.utf8).write(to: gpus) }

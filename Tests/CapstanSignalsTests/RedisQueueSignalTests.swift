@@ -14,12 +14,12 @@ import Testing
 struct RedisQueueSignalTests {
   func signal(
     _ url: String, _ structure: RedisSignalSettings.Structure,
-    _ measure: RedisSignalSettings.Measure = .depth,
+    _ measure: RedisSignalSettings.Measure = .depth, environment: [String: String] = [:],
     _ configure: (inout RedisSignalSettings) -> Void = { _ in }
   ) -> RedisQueueSignal {
     var settings = RedisSignalSettings(url: url, structure: structure, measure: measure, timeout: 1)
     configure(&settings)
-    return RedisQueueSignal(name: "r", settings: settings)
+    return RedisQueueSignal(name: "r", settings: settings, environment: environment)
   }
 
   /// Whole seconds, as the entries are written, so ages come out exact.
@@ -99,10 +99,18 @@ struct RedisQueueSignalTests {
     } throws: { error in
       (error as? SignalReadError)?.message.contains("Redis refused AUTH") == true
     }
-    setenv("CAPSTAN_TEST_REDIS_PASSWORD", "s3cret", 1)
     #expect(
+      try await signal(redis.url, .list(key: "jobs"), environment: ["CAPSTAN_TEST_REDIS_PASSWORD": "s3cret"])
+      {
+        $0.passwordEnv = "CAPSTAN_TEST_REDIS_PASSWORD"
+      }.read(now: now) == 1)
+    await #expect {
       try await signal(redis.url, .list(key: "jobs")) { $0.passwordEnv = "CAPSTAN_TEST_REDIS_PASSWORD" }.read(
-        now: now) == 1)
+        now: now)
+    } throws: { error in
+      (error as? SignalReadError)?.message
+        == "the environment variable CAPSTAN_TEST_REDIS_PASSWORD named by password_env is not set"
+    }
   }
 
   @Test("a server killed mid-run is a missing signal; the same signal reconnects when it is back")

@@ -1,5 +1,6 @@
 // A stand-in for libnvidia-ml.so.1 with the functions Capstan calls. Its GPUs come from the file
-// named by CAPSTAN_NVML_STUB, read at every call so a test can change them between reads:
+// named by GPUS_FILE when it is compiled (each test builds its own, so no environment variable
+// is set in the test process), read at every call so a test can change them between reads:
 //   one line per GPU: UUID UTILIZATION MEMORY_USED MEMORY_TOTAL STATE   (STATE: ok, lost, mig)
 //   a line "no-driver" makes nvmlInit_v2 fail as it does without the kernel module.
 #include <stdio.h>
@@ -12,8 +13,7 @@ typedef struct { char uuid[64]; unsigned int util; unsigned long long used, tota
 
 static int load(gpu_t *gpus, int *no_driver) {
   *no_driver = 0;
-  const char *path = getenv("CAPSTAN_NVML_STUB");
-  FILE *file = path ? fopen(path, "r") : NULL;
+  FILE *file = fopen(GPUS_FILE, "r");
   if (!file) return 0;
   int count = 0;
   char line[256];
