@@ -10,16 +10,6 @@ public struct HTTPJSONSignal: SignalReader {
   /// Where `bearer_token_env` is looked up.
   let environment: [String: String]
 
-  public init(
-    name: String, settings: HTTPJSONSignalSettings, baseDirectory: URL,
-    environment: [String: String] = ProcessInfo.processInfo.environment
-  ) {
-    self.name = name
-    self.settings = settings
-    self.baseDirectory = baseDirectory
-    self.environment = environment
-  }
-
   public var timeout: TimeInterval { settings.timeout }
 
   public func read(now: Date) async throws -> Double {

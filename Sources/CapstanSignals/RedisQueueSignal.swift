@@ -15,10 +15,7 @@ public struct RedisQueueSignal: SignalReader {
   private let connection: RedisConnection
 
   /// `environment` is where `password_env` is looked up.
-  public init(
-    name: String, settings: RedisSignalSettings,
-    environment: [String: String] = ProcessInfo.processInfo.environment
-  ) {
+  public init(name: String, settings: RedisSignalSettings, environment: [String: String]) {
     self.name = name
     self.settings = settings
     self.connection = RedisConnection(settings: settings, environment: environment)

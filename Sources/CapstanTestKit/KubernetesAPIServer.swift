@@ -36,8 +36,10 @@ public final class KubernetesAPIServer: @unchecked Sendable {
     // reads it to the end would wait for ever.
     let log = folder.appendingPathComponent("server.log")
     try Data().write(to: log)
-    process.standardOutput = try FileHandle(forWritingTo: log)
-    process.standardError = try FileHandle(forWritingTo: log)
+    // One handle for both, so the two streams share an offset instead of writing over each other.
+    let output = try FileHandle(forWritingTo: log)
+    process.standardOutput = output
+    process.standardError = output
     process.standardInput = FileHandle.nullDevice
     try process.run()
     self.process = process
