@@ -16,7 +16,7 @@ What is real and what is modelled:
 - gpu_utilization is blanked from 09:00 to 09:05 to stand for a dead exporter, so the replay
   shows what missing data does (nothing scales down on it).
 
-Usage: python3 examples/make-recorded-metrics.py ../shared/data/azure-llm-2023 > examples/llm-day.csv
+Usage: python3 examples/make-recorded-metrics.py examples/traces > examples/llm-day.csv
 The output is the same on every run (fixed seed).
 """
 import csv
@@ -78,7 +78,7 @@ def percentile(values, q):
 
 
 def main():
-    folder = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/azure-llm-2023"
+    folder = sys.argv[1] if len(sys.argv) > 1 else "examples/traces"
     rng = random.Random(20231116)
     conv = tile(load(f"{folder}/AzureLLMInferenceTrace_conv.csv"), rng)
     code = tile(load(f"{folder}/AzureLLMInferenceTrace_code.csv"), rng)

@@ -113,15 +113,11 @@ struct SimulateCommandTests {
     #expect(rate.status != 0 && rate.stderr.contains("--rate 0.0 must be above 0"))
   }
 
-  @Test("the LLM example on the Azure conversation trace, where the shared data is present")
+  @Test("the LLM example on the Azure conversation trace the repository carries")
   func llmExample() throws {
-    let trace = repositoryRoot.appendingPathComponent(
-      "../shared/data/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
-    )
-    .standardized
-    try #require(FileManager.default.fileExists(atPath: trace.path), "no shared data beside the checkout")
     let result = try runCapstan([
-      "simulate", "examples/simulate/llm.yaml", "--trace", trace.path, "--format", "json",
+      "simulate", "examples/simulate/llm.yaml", "--trace", "examples/traces/AzureLLMInferenceTrace_conv.csv",
+      "--format", "json",
     ])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(result.stdout.contains(#""requests" : 19366"#))
