@@ -88,19 +88,15 @@ public struct Replay {
     // The tick's inputs are kept by position (the engine's signal order, the policy's targets)
     // and updated in place: a tick hashes each signal and recorded column once, and builds no
     // dictionary.
-    var indexed = IndexedInputs(
-      signals: Array(repeating: nil, count: order.count),
-      replicas: Array(repeating: nil, count: targets.count))
+    var indexed = engine.emptyInputs()
     var counts = targets.enumerated().map { index, target in
       let recorded = firstSample.values[recordedReplicasPosition(index)]
       return options.start[target.name] ?? recorded.map { Int($0.rounded()) } ?? target.min
     }
-    let targetIndex = Dictionary(
-      targets.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
     // Signals measured per replica: rescaled from the recording's count to ours.
     let perReplica = policy.signals.compactMap { spec -> (position: Int, target: Int)? in
-      guard let owner = spec.perReplicaOf, let position = order.firstIndex(of: spec.name),
-        let target = targetIndex[owner]
+      guard let owner = spec.perReplicaOf, let position = engine.position(ofSignal: spec.name),
+        let target = engine.position(ofTarget: owner)
       else { return nil }
       return (position, target)
     }
@@ -108,7 +104,7 @@ public struct Replay {
     var recordedReady = [Double?](repeating: nil, count: targets.count)
 
     var accumulator = SummaryAccumulator(
-      policy: policy, start: first, keepEvents: keepEvents, signalOrder: order)
+      engine: engine, start: first, keepEvents: keepEvents)
     // The latest sample at or before the tick, and the samples read ahead of it: up to the first
     // one at least an interval past the tick, so the tick knows whether the recording ends
     // within its interval. Memory holds the samples of one interval, whatever the length.
@@ -183,7 +179,7 @@ public struct Replay {
         try onEvent(event)
       }
       for action in decision.actions {
-        if let index = targetIndex[action.process] { counts[index] = action.to }
+        if let index = engine.position(ofTarget: action.process) { counts[index] = action.to }
       }
       // The recording ends at its last sample: the tick before it holds only up to there.
       let span = last.map { min(interval, max(0, $0.timeIntervalSince(now))) } ?? interval

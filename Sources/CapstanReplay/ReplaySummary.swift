@@ -116,12 +116,13 @@ struct SummaryAccumulator {
   let hasBudget: [Bool]
   let metersCostRate: [Bool]
 
-  init(policy: Policy, start: Date, keepEvents: Bool = true, signalOrder: [String]) {
+  init(engine: ScalingEngine, start: Date, keepEvents: Bool = true) {
+    let policy = engine.policy
     self.policy = policy
     self.start = start
     self.keepEvents = keepEvents
     costRatePositions = policy.targets.map { target in
-      target.budget?.costRateMetric.flatMap { signalOrder.firstIndex(of: $0) }
+      target.budget?.costRateMetric.flatMap { engine.position(ofSignal: $0) }
     }
     hasBudget = policy.targets.map { $0.budget != nil }
     metersCostRate = policy.targets.map { $0.budget?.costRateMetric != nil }

@@ -103,15 +103,13 @@ public struct Simulator {
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
     // The engine's inputs by position, updated in place every tick: no dictionary of names is
     // built or hashed per tick. A fleet measures only what the engine reads, each at its place.
-    let order = engine.signalOrder
-    let positionOf = Dictionary(order.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     let probes: [[(position: Int, quantity: SimulationSettings.Quantity)]] = fleets.map { fleet in
-      fleet.settings.signals.compactMap { name, quantity in positionOf[name].map { ($0, quantity) } }
-        .sorted { $0.position < $1.position }
+      fleet.settings.signals.compactMap { name, quantity in
+        engine.position(ofSignal: name).map { ($0, quantity) }
+      }
+      .sorted { $0.position < $1.position }
     }
-    var inputs = IndexedInputs(
-      signals: Array(repeating: nil, count: order.count),
-      replicas: Array(repeating: nil, count: driven.targets.count))
+    var inputs = engine.emptyInputs()
     // Each fleet's measurements by tick, for a scrape lag: (time, values by position).
     var measured: [[(time: Double, values: [(position: Int, value: Double)])]] = Array(
       repeating: [], count: fleets.count)
@@ -175,7 +173,7 @@ public struct Simulator {
         var engineState: EngineState?
         if case .engine = driver { engineState = state }
         var signals: [String: Double] = [:]
-        for (position, value) in inputs.signals.enumerated() { signals[order[position]] = value }
+        for (position, value) in inputs.signals.enumerated() { signals[engine.signalOrder[position]] = value }
         report.tick(
           run: name, time: origin.addingTimeInterval(now), replicas: counts, signals: signals,
           state: engineState)

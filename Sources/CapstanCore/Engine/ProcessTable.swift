@@ -100,6 +100,12 @@ extension ProcessTable: Codable {
 /// this object's identity, which the table holds so it cannot be reused by another.
 final class TargetOrder: Sendable {
   let names: [String]
+  private let positions: [String: Int]
 
-  init(_ names: [String]) { self.names = names }
+  init(_ names: [String]) {
+    self.names = names
+    positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+  }
+
+  func position(of name: String) -> Int? { positions[name] }
 }

@@ -13,10 +13,29 @@ public struct ScalingEngine: Sendable {
   private let signalNames: [String]
   /// The targets' order, which the saved state is arranged in so a tick reaches each by position.
   private let order: TargetOrder
+  /// Each signal's place in `signalOrder`.
+  private let signalPositions: [String: Int]
+
+  // MARK: The input layout, which drivers ask for rather than work out
 
   /// The order `IndexedInputs.signals` holds values in: the policy's signals, then any other
   /// name a target reads.
   public var signalOrder: [String] { signalNames }
+
+  /// Where signal `name` sits in `IndexedInputs.signals`; nil for a name no part of the policy
+  /// reads.
+  public func position(ofSignal name: String) -> Int? { signalPositions[name] }
+
+  /// Where process `name` sits in `IndexedInputs.replicas`: its place in the policy.
+  public func position(ofTarget name: String) -> Int? { order.position(of: name) }
+
+  /// Inputs in this engine's layout with every signal missing and no target decided, for a
+  /// driver to fill in place each tick.
+  public func emptyInputs() -> IndexedInputs {
+    IndexedInputs(
+      signals: Array(repeating: nil, count: signalNames.count),
+      replicas: Array(repeating: nil, count: prepared.count))
+  }
 
   public init(policy: Policy) {
     self.policy = policy
@@ -32,6 +51,7 @@ public struct ScalingEngine: Sendable {
     self.readers = readers
     signalNames = names
     let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    signalPositions = positions
     order = TargetOrder(policy.targets.map(\.name))
     let sharing = TargetsSharing(policy)
     prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions, sharing: sharing) }
@@ -92,54 +112,16 @@ public struct ScalingEngine: Sendable {
 
     for (index, prepared) in self.prepared.enumerated() {
       guard let status = replicas[index] else { continue }
-      var floor: PredictiveFloor?
-      var floorReplicas: Int?
-      // A stored flag first: reading the optional settings copied them on every tick, set or not.
-      if prepared.isPredictive, let predictive = prepared.target.predictive {
-        let (found, change) = state.forecasts[prepared.target.name, default: ForecastState()].advance(
-          value: prepared.predictivePosition.flatMap { signals[$0] }, now: now, settings: predictive,
-          min: prepared.target.min,
-          max: prepared.target.max)
-        floor = found
-        floorReplicas = found?.replicas
-        if let (condition, why) = change {
-          decision.events.append(
-            forecastEvent(
-              condition, why: why, prepared: prepared, status: status, signals: signals, now: now))
-        }
-      }
-      var budget: BudgetSnapshot?
-      if prepared.hasBudget {
-        // Advanced in place in the saved state, at the target's position: no copy, no lookup.
-        // The breaker is read where the policy holds it, not bound to a local: a copy of it
-        // (its time zone and metric name) was four reference counts a tick.
-        let (events, current) = state.budgets.update(atTarget: index, default: BudgetLedger()) { ledger in
-          let events =
-            prepared.target.budget.map {
-              ledger.advance(
-                to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
-                costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: $0)
-            } ?? []
-          return (events, ledger)
-        }
-        budget = BudgetSnapshot(
-          spentUSD: current.spentUSD, limitUSD: prepared.target.budget?.dailyBudgetUSD ?? 0,
-          state: current.state)
-        if !events.isEmpty, let breaker = prepared.target.budget {
-          decision.events += events.map {
-            budgetEvent(
-              $0, prepared: prepared, breaker: breaker, ledger: current, status: status,
-              signals: signals,
-              now: now)
-          }
-        }
-      }
+      let floor = advanceForecast(
+        prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
+      let budget = advanceBudget(
+        ofTarget: index, prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
       let context = TargetContext(
         prepared: prepared, status: status, signals: signals, now: now, budget: budget,
         others: prepared.peers.isEmpty
           ? SharedUsage()
           : sharedUsage(of: prepared.peers, replicas, decision.actions),
-        floor: floor, floorReplicas: floorReplicas
+        floor: floor, floorReplicas: floor?.replicas
       )
       // Decided in place at the target's position in the saved state, so its windows are not
       // copied every tick and its name is not hashed.
@@ -172,16 +154,9 @@ public struct ScalingEngine: Sendable {
         let prepared = self.prepared[index]
         guard let status = replicas[index] else { continue }
         events.append(
-          AuditEvent(
-            time: now, process: target.name, kind: missing ? .signalMissing : .signalRestored,
-            from: status.current,
-            to: status.current, reason: missing ? .signalMissing : .signalRestored,
-            detail: signals[position].map {
-              "signal \(signal.name) has a value again: \(format($0))"
-            }
-              ?? "signal \(signal.name) has no value; \(target.name) will not scale down on it until it returns",
-            signals: signals.values(of: prepared), budget: nil,
-            costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) }))
+          .signalOutage(
+            signal.name, value: signals[position], of: target, replicas: status.current,
+            signals: signals.values(of: prepared), at: now))
       }
     }
   }
@@ -205,52 +180,48 @@ public struct ScalingEngine: Sendable {
     state.forecasts[name, default: ForecastState()].learn(samples, before: before, settings: settings)
   }
 
-  private func forecastEvent(
-    _ condition: ForecastState.Condition, why: String, prepared: PreparedTarget, status: ReplicaStatus,
-    signals: SignalTable, now: Date
-  ) -> AuditEvent {
-    let target = prepared.target
-    let on = condition == .active
-    return AuditEvent(
-      time: now, process: target.name, kind: on ? .predictiveFloor : .warning, from: status.current,
-      to: status.current, reason: .predictiveFloor,
-      detail: on ? "predictive floor on: \(why)" : "predictive floor off, scaling on the rules alone: \(why)",
-      signals: signals.values(of: prepared), budget: nil,
-      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(status.current) })
+  /// Step 1, the budget: spend accrues since the last tick, in place in the saved state at the
+  /// target's position, and crossing a threshold or a budget day writes its record. Nil where
+  /// the target has no budget.
+  private func advanceBudget(
+    ofTarget index: Int, _ prepared: PreparedTarget, status: ReplicaStatus, signals: SignalTable,
+    state: inout EngineState, now: Date, into decision: inout TickDecision
+  ) -> BudgetSnapshot? {
+    // A stored flag first, so a target without a budget does not copy its optional settings.
+    guard prepared.hasBudget, let breaker = prepared.target.budget else { return nil }
+    let (events, current) = state.budgets.update(atTarget: index, default: BudgetLedger()) { ledger in
+      let events = ledger.advance(
+        to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
+        costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
+      return (events, ledger)
+    }
+    for event in events {
+      decision.events.append(
+        .budget(
+          event, of: prepared.target, breaker: breaker, ledger: current, replicas: status.current,
+          signals: signals.values(of: prepared), at: now))
+    }
+    return BudgetSnapshot(spentUSD: current.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: current.state)
   }
 
-  private func budgetEvent(
-    _ event: BudgetLedger.Event, prepared: PreparedTarget, breaker: CostCircuitBreaker, ledger: BudgetLedger,
-    status: ReplicaStatus, signals: SignalTable, now: Date
-  ) -> AuditEvent {
-    let target = prepared.target
-    let (kind, reason, detail, snapshot): (AuditEventKind, ScaleReason, String, BudgetSnapshot)
-    switch event {
-    case .alert(let spent, let limit), .freeze(let spent, let limit):
-      let freezing = event.isFreeze
-      let threshold =
-        freezing
-        ? "action threshold \(format(breaker.actionThreshold * 100))"
-        : "alert threshold \(format(breaker.alertThreshold * 100))"
-      (kind, reason, snapshot) = (
-        freezing ? .budgetFreeze : .budgetAlert, .budgetThreshold,
-        BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: freezing ? .frozen : .alert)
-      )
-      detail =
-        "spent \(usd(spent)) of the daily \(usd(limit)), past the \(threshold)%"
-        + (freezing ? ": no scale-ups until the next budget day" : "")
-    case .reset(let previous, let dayStart):
-      (kind, reason) = (.budgetReset, .budgetDay)
-      snapshot = BudgetSnapshot(
-        spentUSD: ledger.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: ledger.state)
-      detail =
-        "a new budget day began at \(RFC3339.string(from: dayStart)) (\(breaker.timeZone.identifier)); the day before spent \(usd(previous))"
+  /// The predictive floor at this tick, learned from the forecast signal; nil where the target
+  /// has none or it is off. Turning on or off writes its record.
+  private func advanceForecast(
+    _ prepared: PreparedTarget, status: ReplicaStatus, signals: SignalTable, state: inout EngineState,
+    now: Date,
+    into decision: inout TickDecision
+  ) -> PredictiveFloor? {
+    guard prepared.isPredictive, let predictive = prepared.target.predictive else { return nil }
+    let (floor, change) = state.forecasts[prepared.target.name, default: ForecastState()].advance(
+      value: prepared.predictivePosition.flatMap { signals[$0] }, now: now, settings: predictive,
+      min: prepared.target.min, max: prepared.target.max)
+    if let (condition, why) = change {
+      decision.events.append(
+        .forecast(
+          condition, why: why, of: prepared.target, replicas: status.current,
+          signals: signals.values(of: prepared), at: now))
     }
-    let current = status.current
-    return AuditEvent(
-      time: now, process: target.name, kind: kind, from: current, to: current, reason: reason, detail: detail,
-      signals: signals.values(of: prepared), budget: snapshot,
-      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) })
+    return floor
   }
 
   /// What the peers on a target's provider or GPU pool hold: a peer decided this tick counts

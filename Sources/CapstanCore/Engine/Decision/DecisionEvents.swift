@@ -1,0 +1,100 @@
+import Foundation
+
+/// The records of one target's decision: a count someone else changed, the change (if any),
+/// then what held it back (if anything).
+extension TargetContext {
+  /// What a blocked record says, kept until the record is written. The decision's driver, if
+  /// any, is added then rather than held here, so a block stays small enough to copy as plain
+  /// memory.
+  enum Block {
+    case clamp(Clamp)
+    case missingData(Proposal)
+    case notReady(Proposal)
+  }
+
+  /// An `external_change` record when the replicas are not what Capstan last saw or set.
+  func noteExternalChange(since expected: Int?, into decision: inout TickDecision) {
+    guard let expected, expected != current else { return }
+    decision.events.append(
+      .externalChange(
+        of: target, from: expected, to: current, signals: signals.values(of: prepared), at: now))
+  }
+
+  /// The action and its record when the count moves, then the blocked record, deduplicated:
+  /// a block is reported again only after the count has moved, since while it stays put,
+  /// flapping between the same wanted counts would otherwise repeat the same record every few
+  /// ticks.
+  func record(
+    _ outcome: Outcome, combined: Combined, proposals: Proposals, clamps: ClampTrail,
+    state: inout TargetState, into decision: inout TickDecision
+  ) {
+    let next = outcome.replicas
+    let wanted = combined.wanted
+    let driver = combined.driver
+    let moved = next != current
+    state.lastReplicas = next
+    if moved {
+      let reason = outcome.boundClamp?.reason ?? moveReason(next: next, wanted: wanted, driver: driver)
+      let detail = moveSentence(outcome, combined: combined, clamps: clamps)
+      decision.actions.append(
+        ScaleAction(
+          process: target.name, from: current, to: next, reason: reason, drainTimeout: target.drainTimeout,
+          detail: detail))
+      decision.events.append(
+        event(next > current ? .scaleUp : .scaleDown, to: next, reason: reason, detail: detail, after: next))
+      if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
+    }
+
+    let blocked = self.blocked(outcome, combined: combined, proposals: proposals, clamps: clamps)
+    if let blocked {
+      let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
+      if state.lastBlocked != mark {
+        decision.events.append(
+          event(
+            .blocked, to: blocked.wanted, reason: blocked.reason,
+            detail: describe(blocked.why, wanted: blocked.wanted, driver: driver), after: next))
+      }
+      state.lastBlocked = mark
+    }
+    if moved && blocked == nil { state.lastBlocked = nil }
+  }
+
+  /// What held the count from what was wanted, if anything: the last clamp that moved it (a
+  /// clamp that raised a count toward the predictive floor blocks nothing; one that held a
+  /// scale-down above it does), else missing data, else replicas still starting.
+  func blocked(_ outcome: Outcome, combined: Combined, proposals: Proposals, clamps: ClampTrail)
+    -> (reason: ScaleReason, wanted: Int, why: Block)?
+  {
+    let next = outcome.replicas
+    if let binding = clamps.last(where: {
+      $0.before != $0.after && $0.reason != .minInstances
+        && !($0.reason == .predictiveFloor && $0.before >= current)
+    }),
+      binding.before != current, binding.before != next
+    {
+      return (binding.reason, binding.before, .clamp(binding))
+    }
+    if let vetoed = combined.vetoedByMissingData, next == current {
+      return (.signalMissing, vetoed.replicas, .missingData(vetoed))
+    }
+    if next == current, combined.driver == nil, let starting = proposals.holdingForStarting(current),
+      let readyOnly = starting.readyOnly
+    {
+      return (.replicasNotReady, readyOnly, .notReady(starting))
+    }
+    return nil
+  }
+
+  func moveReason(next: Int, wanted: Int, driver: Proposal?) -> ScaleReason {
+    if let driver, (next > current) == (wanted > current), wanted != current { return driver.reason }
+    return next > current ? .minInstances : .maxInstances
+  }
+
+  func event(_ kind: AuditEventKind, to: Int, reason: ScaleReason, detail: String, after: Int) -> AuditEvent {
+    AuditEvent(
+      time: now, process: target.name, kind: kind, from: current, to: to, reason: reason, detail: detail,
+      signals: signals.values(of: prepared),
+      budget: budget,
+      costPerHourUSD: target.costPerHourUSD.map { $0 * Double(after) }, forecast: floor)
+  }
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+/// The audit events the engine writes besides a decision's own (`TargetContext.event`), each
+/// made in one place.
+extension AuditEvent {
+  /// The replicas are not what Capstan last saw or set.
+  static func externalChange(
+    of target: ScalingTarget, from expected: Int, to current: Int, signals: [(name: String, value: Double?)],
+    at time: Date
+  ) -> AuditEvent {
+    AuditEvent(
+      time: time, process: target.name, kind: .externalChange, from: expected, to: current,
+      reason: .externalChange,
+      detail:
+        "replicas are \(current), not the \(expected) Capstan last saw or set: someone else changed them; deciding from \(current)",
+      signals: signals, budget: nil, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) })
+  }
+
+  /// A signal that target reads lost its value (`value` nil) or has one again.
+  static func signalOutage(
+    _ signal: String, value: Double?, of target: ScalingTarget, replicas: Int,
+    signals: [(name: String, value: Double?)], at time: Date
+  ) -> AuditEvent {
+    let missing = value == nil
+    return AuditEvent(
+      time: time, process: target.name, kind: missing ? .signalMissing : .signalRestored,
+      from: replicas, to: replicas, reason: missing ? .signalMissing : .signalRestored,
+      detail: value.map { "signal \(signal) has a value again: \(format($0))" }
+        ?? "signal \(signal) has no value; \(target.name) will not scale down on it until it returns",
+      signals: signals, budget: nil, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(replicas) })
+  }
+
+  /// The predictive floor turned on, or off with a warning.
+  static func forecast(
+    _ condition: ForecastState.Condition, why: String, of target: ScalingTarget, replicas: Int,
+    signals: [(name: String, value: Double?)], at time: Date
+  ) -> AuditEvent {
+    let on = condition == .active
+    return AuditEvent(
+      time: time, process: target.name, kind: on ? .predictiveFloor : .warning, from: replicas,
+      to: replicas, reason: .predictiveFloor,
+      detail: on ? "predictive floor on: \(why)" : "predictive floor off, scaling on the rules alone: \(why)",
+      signals: signals, budget: nil, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(replicas) })
+  }
+
+  /// A budget's alert, freeze or new day.
+  static func budget(
+    _ event: BudgetLedger.Event, of target: ScalingTarget, breaker: CostCircuitBreaker, ledger: BudgetLedger,
+    replicas: Int, signals: [(name: String, value: Double?)], at time: Date
+  ) -> AuditEvent {
+    let (kind, reason, detail, snapshot): (AuditEventKind, ScaleReason, String, BudgetSnapshot)
+    switch event {
+    case .alert(let spent, let limit), .freeze(let spent, let limit):
+      let freezing = event.isFreeze
+      let threshold =
+        freezing
+        ? "action threshold \(format(breaker.actionThreshold * 100))"
+        : "alert threshold \(format(breaker.alertThreshold * 100))"
+      (kind, reason, snapshot) = (
+        freezing ? .budgetFreeze : .budgetAlert, .budgetThreshold,
+        BudgetSnapshot(spentUSD: spent, limitUSD: limit, state: freezing ? .frozen : .alert)
+      )
+      detail =
+        "spent \(usd(spent)) of the daily \(usd(limit)), past the \(threshold)%"
+        + (freezing ? ": no scale-ups until the next budget day" : "")
+    case .reset(let previous, let dayStart):
+      (kind, reason) = (.budgetReset, .budgetDay)
+      snapshot = BudgetSnapshot(
+        spentUSD: ledger.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: ledger.state)
+      detail =
+        "a new budget day began at \(RFC3339.string(from: dayStart)) (\(breaker.timeZone.identifier)); the day before spent \(usd(previous))"
+    }
+    return AuditEvent(
+      time: time, process: target.name, kind: kind, from: replicas, to: replicas, reason: reason,
+      detail: detail,
+      signals: signals, budget: snapshot, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(replicas) })
+  }
+}
