@@ -16,8 +16,10 @@ public final class LineReader {
   /// The number of the line `next()` returned last, from 1.
   public var lineNumber: Int { lines.lineNumber }
   private let file: UnsafeMutablePointer<FILE>
-  /// Everything that changes as lines are read, in one value: a line costs one exclusive access
-  /// to it, where an access to each of the reader's fields was checked apart.
+  /// The bytes an in-memory reader reads, which it owns.
+  private let contents: UnsafeMutableRawBufferPointer?
+  /// Everything that changes as lines are read, in one value, so a line costs one exclusive
+  /// access check rather than one per field.
   private var lines: LineBuffer
 
   /// Opens the file; errors say the path and why.
@@ -28,11 +30,29 @@ public final class LineReader {
         file: path, line: 0, message: "cannot read the file: \(String(cString: strerror(errno)))")
     }
     self.file = file
+    contents = nil
+    lines = LineBuffer()
+  }
+
+  /// Reads `text` as if it were the file `name`, by the same code: the text parsers and the
+  /// streaming reader share one path (`fmemopen`).
+  public init(text: String, name: String) throws(MetricsFileError) {
+    path = name
+    let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, text.utf8.count), alignment: 1)
+    _ = bytes.initializeMemory(as: UInt8.self, from: text.utf8)
+    guard let file = fmemopen(bytes.baseAddress, text.utf8.count, "rb") else {
+      bytes.deallocate()
+      throw MetricsFileError(
+        file: name, line: 0, message: "cannot read the text: \(String(cString: strerror(errno)))")
+    }
+    self.file = file
+    contents = bytes
     lines = LineBuffer()
   }
 
   deinit {
     fclose(file)
+    contents?.deallocate()
     lines.storage.deallocate()
   }
 

@@ -120,8 +120,8 @@ public struct Replay {
         if let sample = try read() { ahead.append(sample) } else { exhausted = true }
       }
       while aheadHead < ahead.count, ahead[aheadHead].time <= now {
-        // Moved out of its slot, which keeps only its time from here on: the row's storage has
-        // one owner, and moving it takes no reference count where a copy took two.
+        // Moved out of its slot, which keeps only its time from here on, so the row's storage
+        // keeps one owner and no reference count is taken.
         var next = RecordedMetrics.Row(time: ahead[aheadHead].time, values: [])
         swap(&next, &ahead[aheadHead])
         if let current {

@@ -111,8 +111,8 @@ struct SummaryAccumulator {
   let keepEvents: Bool
   /// Per target, where its budget's cost-rate metric sits in the tick's signals.
   let costRatePositions: [Int?]
-  /// Per target: whether it has a budget, and whether the budget meters a cost rate (read
-  /// once: the optional settings were copied on every tick).
+  /// Per target: whether it has a budget, and whether the budget meters a cost rate, read once
+  /// so that a tick copies no optional settings.
   let hasBudget: [Bool]
   let metersCostRate: [Bool]
 

@@ -176,7 +176,7 @@ let benchmarks: @Sendable () -> Void = {
     var inputs = IndexedInputs(
       signals: engine.signalOrder.map { steadySignals[$0] },
       replicas: engine.policy.targets.map { steadyReplicas[$0.name] })
-    let queue = engine.signalOrder.firstIndex(of: "queue_depth")!
+    let queue = engine.position(ofSignal: "queue_depth")!
     let start = Date(timeIntervalSince1970: 1_700_092_800)
     for tick in 0..<100 {
       let (_, next) = engine.decide(

@@ -68,8 +68,8 @@ public enum PolicyLoader {
 
   /// A policy file's node tree as the loader reads it, for any reader of the file (`tune`
   /// finds its knobs in it). With Yams' basic resolver: the decoder reads each scalar's text
-  /// and never its tag, and the default resolver compiles regular expressions through ICU to
-  /// tag every scalar, which was a third of loading a policy and brought ICU's pages in.
+  /// and never its tag, so the default resolver's regular expressions (ICU, for every scalar)
+  /// would be work for nothing.
   package static func compose(yaml: String) throws -> Node? { try Yams.compose(yaml: yaml, .basic) }
 
   /// - Throws: `PolicyLoadError` with every error and warning found, in file order.

@@ -159,8 +159,8 @@ public enum Ceilings {
     value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : printf("%.4g", value)
   }
 
-  /// One number through C's `snprintf`: Foundation's `String(format:)` took longer than the
-  /// decision whose record it wrote.
+  /// One number through C's `snprintf`, which costs less than Foundation's `String(format:)`
+  /// and gives the same text.
   static func printf(_ format: String, _ value: Double) -> String {
     withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
       guard let base = buffer.baseAddress else { return "" }

@@ -1,6 +1,6 @@
 /// One tick's signal values by position: each target and condition reads its values at the
-/// positions the engine worked out from the policy. Hashing signal names was half the cost of a
-/// steady tick.
+/// positions the engine worked out from the policy, so no signal name is hashed after the
+/// tick's first lookup.
 struct SignalTable {
   /// The tick's values in the engine's signal order; lives for one tick.
   /// Plain memory and nothing else: a record's sentence finds a signal by the position worked
@@ -19,8 +19,9 @@ struct SignalTable {
 typealias ConditionPositions = [Int]
 
 /// One tick's inputs by position, for a driver that keeps them in the engine's order and
-/// updates them in place: no name is hashed in a tick. `EngineInputs` (by name) is turned into
-/// this once a tick.
+/// updates them in place: no name is hashed in a tick. `ScalingEngine.emptyInputs()` makes one
+/// in the engine's layout, and `position(ofSignal:)` and `position(ofTarget:)` find a place in
+/// it. (`EngineInputs`, by name, is read into a `SignalTable` once a tick instead.)
 public struct IndexedInputs: Sendable {
   /// Values in `ScalingEngine.signalOrder`; nil is missing.
   public var signals: [Double?]

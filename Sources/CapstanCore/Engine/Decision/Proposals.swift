@@ -3,8 +3,8 @@ import Foundation
 /// Step 2: what the tracking target and the rules each ask for.
 extension TargetContext {
   /// A target's proposals: its tracking, and its scale-up or scale-down rule. Plain fields and
-  /// plain code rather than a Sequence: generic algorithms over them copied each proposal
-  /// through value witnesses, which cost more than the decision.
+  /// plain code rather than a Sequence, so no generic algorithm copies a proposal through value
+  /// witnesses.
   struct Proposals {
     var tracking: Proposal?
     var rule: Proposal?
