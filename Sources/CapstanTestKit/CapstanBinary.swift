@@ -61,3 +61,46 @@ public func writeScript(_ url: URL, _ body: String) throws {
   guard written == bytes.count else { throw CocoaError(.fileWriteUnknown) }
   try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
 }
+
+/// The repository's root folder, which the tests run the binary in, as a user would.
+public let repositoryRoot = URL(fileURLWithPath: #filePath)
+  .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// What a finished command printed, and its exit status.
+public struct CommandResult: Sendable {
+  public var status: Int32
+  public var stdout: String
+  public var stderr: String
+}
+
+/// Runs the real `capstan` binary in the repository root, as a user would. A run past
+/// `timeout` seconds is killed (its status is then 9, the signal), so no test waits forever.
+public func runCapstan(_ arguments: [String], timeout: TimeInterval = 300) throws -> CommandResult {
+  let process = Process()
+  process.executableURL = try CapstanBinary.url()
+  process.arguments = arguments
+  process.currentDirectoryURL = repositoryRoot
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  let pid = process.processIdentifier
+  let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+  DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+  // Both pipes are read at once: a child that fills one while the other is read would block.
+  let stderr = DataBox()
+  let group = DispatchGroup()
+  DispatchQueue.global().async(group: group) { stderr.data = err.fileHandleForReading.readDataToEndOfFile() }
+  let stdout = out.fileHandleForReading.readDataToEndOfFile()
+  group.wait()
+  process.waitUntilExit()
+  watchdog.cancel()
+  return CommandResult(
+    status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+    stderr: String(decoding: stderr.data, as: UTF8.self))
+}
+
+private final class DataBox: @unchecked Sendable {
+  var data = Data()
+}

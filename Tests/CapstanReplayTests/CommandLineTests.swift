@@ -1,3 +1,4 @@
+import CapstanTestKit
 import Foundation
 import Testing
 

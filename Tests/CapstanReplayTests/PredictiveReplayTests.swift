@@ -1,3 +1,4 @@
+import CapstanTestKit
 import Foundation
 import Testing
 
@@ -35,7 +36,7 @@ struct PredictiveReplayTests {
   }
 
   /// `capstan replay` of the folder's policy over today's recording.
-  static func replay(_ folder: URL, audit: URL? = nil) throws -> ProcessResult {
+  static func replay(_ folder: URL, audit: URL? = nil) throws -> CommandResult {
     try runCapstan(
       [
         "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",

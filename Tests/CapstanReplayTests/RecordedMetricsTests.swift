@@ -1,3 +1,4 @@
+import CapstanTestKit
 import CapstanCore
 import Foundation
 import Testing
