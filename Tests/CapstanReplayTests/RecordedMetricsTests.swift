@@ -1,5 +1,5 @@
-import CapstanTestKit
 import CapstanCore
+import CapstanTestKit
 import Foundation
 import Testing
 
