@@ -10,21 +10,22 @@ public struct HTTPJSONSignal: SignalReader {
   /// Where `bearer_token_env` is looked up.
   let environment: [String: String]
 
-  public var timeout: TimeInterval { settings.timeout }
+  public var timeout: TimeInterval { settings.endpoint.timeout }
 
   public func read(now: Date) async throws -> Double {
     let headers = settings.headers.merging(
-      try bearerHeader(settings.bearerTokenEnv, signal: name, environment: environment)
+      try bearerHeader(settings.endpoint.bearerTokenEnv, signal: name, environment: environment)
     ) {
       _, token in token
     }
-    let caFile = settings.caFile.map { baseDirectory.resolving($0).path }
+    let caFile = settings.endpoint.caFile.map { baseDirectory.resolving($0).path }
     let response: HTTPResponse
     do {
       response = try await CurlHTTPClient.get(
         HTTPRequest(
-          url: settings.url, headers: headers, timeout: settings.timeout, ca: caFile.map(TLSMaterial.file),
-          verifyTLS: !settings.insecureSkipTLSVerify))
+          url: settings.url, headers: headers, timeout: settings.endpoint.timeout,
+          ca: caFile.map(TLSMaterial.file),
+          verifyTLS: !settings.endpoint.insecureSkipTLSVerify))
     } catch {
       throw SignalReadError(signal: name, "\(error)")
     }

@@ -22,10 +22,11 @@ public struct PrometheusSignal: SignalReader {
     self.environment = environment
   }
 
-  public var timeout: TimeInterval { settings.timeout }
+  public var timeout: TimeInterval { settings.endpoint.timeout }
 
   public func read(now: Date) async throws -> Double {
-    let response = try await get("query?query=\(Self.encode(settings.query))", timeout: settings.timeout)
+    let response = try await get(
+      "query?query=\(Self.encode(settings.query))", timeout: settings.endpoint.timeout)
     let answer = try? JSONDecoder().decode(Response<QueryData>.self, from: response.body)
     guard let answer else {
       throw SignalReadError(
@@ -72,14 +73,15 @@ public struct PrometheusSignal: SignalReader {
   /// One call to the HTTP API, with the source's token and CA, for instant and range queries alike.
   private func get(_ endpoint: String, timeout: TimeInterval) async throws -> HTTPResponse {
     let headers = try ["Accept": "application/json"].merging(
-      bearerHeader(settings.bearerTokenEnv, signal: name, environment: environment)
+      bearerHeader(settings.endpoint.bearerTokenEnv, signal: name, environment: environment)
     ) { _, token in token }
     let base = settings.url.hasSuffix("/") ? String(settings.url.dropLast()) : settings.url
     do {
       return try await CurlHTTPClient.get(
         HTTPRequest(
           url: "\(base)/api/v1/\(endpoint)", headers: headers, timeout: timeout,
-          ca: settings.caFile.map { .file(baseDirectory.resolving($0).path) }))
+          ca: settings.endpoint.caFile.map { .file(baseDirectory.resolving($0).path) },
+          verifyTLS: !settings.endpoint.insecureSkipTLSVerify))
     } catch {
       throw SignalReadError(signal: name, "\(error)")
     }
@@ -98,7 +100,7 @@ public struct PrometheusSignal: SignalReader {
       // A backfill chunk is up to 10,000 points: it gets longer than a live read.
       let response = try await get(
         "query_range?query=\(Self.encode(settings.query))&start=\(chunkStart.timeIntervalSince1970)&end=\(chunkEnd.timeIntervalSince1970)&step=\(step)",
-        timeout: max(settings.timeout, 30))
+        timeout: max(settings.endpoint.timeout, 30))
       guard let answer = try? JSONDecoder().decode(Response<Matrix>.self, from: response.body) else {
         throw SignalReadError(
           signal: name, "\(settings.url) answered \(response.status), not a Prometheus API response")

@@ -78,7 +78,8 @@ struct HTTPJSONSignalTests {
   func signal(_ url: String, pointer: String, _ configure: (inout HTTPJSONSignalSettings) -> Void = { _ in })
     -> HTTPJSONSignal
   {
-    var settings = HTTPJSONSignalSettings(url: url, pointer: pointer, timeout: 2)
+    var settings = HTTPJSONSignalSettings(
+      endpoint: HTTPEndpointSettings(url: url, timeout: 2), pointer: pointer)
     configure(&settings)
     return HTTPJSONSignal(
       name: "h", settings: settings, baseDirectory: URL(fileURLWithPath: "/"), environment: Self.environment)
@@ -123,8 +124,9 @@ struct HTTPJSONSignalTests {
     defer { try? FileManager.default.removeItem(at: folder) }
     let url = "http://scraper:pa55word@127.0.0.1:\(server.port)/echo"
     await #expect {
-      try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_ECHO_TOKEN" }.read(
-        now: Date())
+      try await signal(url, pointer: "/value") { $0.endpoint.bearerTokenEnv = "CAPSTAN_TEST_ECHO_TOKEN" }
+        .read(
+          now: Date())
     } throws: { error in
       let message = "\(error)"
       return message.contains("http://scraper:***@127.0.0.1") && message.contains("Authorization was ***")
@@ -144,13 +146,15 @@ struct HTTPJSONSignalTests {
     defer { try? FileManager.default.removeItem(at: folder) }
     let url = "http://127.0.0.1:\(server.port)/secret"
     #expect(
-      try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_TOKEN" }.read(now: Date())
+      try await signal(url, pointer: "/value") { $0.endpoint.bearerTokenEnv = "CAPSTAN_TEST_TOKEN" }.read(
+        now: Date())
         == 11)
     await #expect(
       throws: SignalReadError(
         signal: "h", "the environment variable CAPSTAN_TEST_UNSET named by bearer_token_env is not set")
     ) {
-      try await signal(url, pointer: "/value") { $0.bearerTokenEnv = "CAPSTAN_TEST_UNSET" }.read(now: Date())
+      try await signal(url, pointer: "/value") { $0.endpoint.bearerTokenEnv = "CAPSTAN_TEST_UNSET" }.read(
+        now: Date())
     }
   }
 
@@ -180,10 +184,10 @@ struct HTTPJSONSignalTests {
       (error as? SignalReadError)?.message.contains("the server's TLS certificate was not trusted") == true
     }
     let trusted = signal(url, pointer: "/data/queue/depth") {
-      $0.caFile = folder.appendingPathComponent("cert.pem").path
+      $0.endpoint.caFile = folder.appendingPathComponent("cert.pem").path
     }
     #expect(try await trusted.read(now: Date()) == 42)
-    let insecure = signal(url, pointer: "/data/queue/depth") { $0.insecureSkipTLSVerify = true }
+    let insecure = signal(url, pointer: "/data/queue/depth") { $0.endpoint.insecureSkipTLSVerify = true }
     #expect(try await insecure.read(now: Date()) == 42)
   }
 
@@ -195,7 +199,7 @@ struct HTTPJSONSignalTests {
     defer { close(descriptor) }
     let url = "http://127.0.0.1:\(port)/"
     await #expect {
-      try await signal(url, pointer: "") { $0.timeout = 0.5 }.read(now: Date())
+      try await signal(url, pointer: "") { $0.endpoint.timeout = 0.5 }.read(now: Date())
     } throws: { error in
       (error as? SignalReadError)?.message.contains("no answer in time") == true
     }
@@ -222,8 +226,10 @@ struct HTTPJSONSignalTests {
       policy.signals.first?.source
         == .httpJSON(
           HTTPJSONSignalSettings(
-            url: "https://queue.internal/stats", pointer: "/depth", headers: ["Accept": "application/json"],
-            bearerTokenEnv: "QUEUE_TOKEN", caFile: "ca.pem", timeout: 2)))
+            endpoint: HTTPEndpointSettings(
+              url: "https://queue.internal/stats", bearerTokenEnv: "QUEUE_TOKEN", caFile: "ca.pem", timeout: 2
+            ),
+            pointer: "/depth", headers: ["Accept": "application/json"])))
     let process = "processes: {w: {scaling: {metric: q, target: 1, min: 1, max: 2}}}\n"
     #expect {
       try PolicyLoader.load(

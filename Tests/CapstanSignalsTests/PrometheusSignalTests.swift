@@ -14,7 +14,9 @@ func prometheusSignal(
   timeout: TimeInterval = 3
 ) -> PrometheusSignal {
   PrometheusSignal(
-    name: "p", settings: .init(url: url, query: query, onEmpty: onEmpty, timeout: timeout),
+    name: "p",
+    settings: .init(
+      endpoint: HTTPEndpointSettings(url: url, timeout: timeout), query: query, onEmpty: onEmpty),
     baseDirectory: URL(fileURLWithPath: "/"))
 }
 
@@ -65,7 +67,8 @@ struct PrometheusSignalTests {
   }
 
   @Test(
-    "HTTPS: refused without the CA; with ca_file (relative to the policy), live and range queries both work")
+    "HTTPS: refused without the CA; with ca_file (relative to the policy), live and range queries both work; insecure_skip_tls_verify reads without it"
+  )
   func tls() async throws {
     let server = try PrometheusServer(tls: true)
     #expect(await server.ready())
@@ -76,13 +79,22 @@ struct PrometheusSignalTests {
       "\(error)".contains("the server's TLS certificate was not trusted")
     }
     let trusted = PrometheusSignal(
-      name: "p", settings: .init(url: server.url, query: "scalar(count(up))", caFile: "cert.pem"),
+      name: "p",
+      settings: .init(
+        endpoint: HTTPEndpointSettings(url: server.url, caFile: "cert.pem"), query: "scalar(count(up))"),
       baseDirectory: server.folder)
     #expect(try await trusted.read(now: Date()) == 1)
     let now = Date()
     let values = try await trusted.range(from: now.addingTimeInterval(-2), to: now, step: 1)
     #expect(!values.isEmpty)
     #expect(values.values.allSatisfy { $0 == 1 })
+    let insecure = PrometheusSignal(
+      name: "p",
+      settings: .init(
+        endpoint: HTTPEndpointSettings(url: server.url, insecureSkipTLSVerify: true),
+        query: "scalar(count(up))"),
+      baseDirectory: server.folder)
+    #expect(try await insecure.read(now: Date()) == 1)
   }
 
   @Test("a silent server is a timeout, not a hang")
@@ -106,7 +118,10 @@ struct PrometheusSignalTests {
     ).policy
     #expect(
       policy.signals.first?.source
-        == .prometheus(.init(url: "http://prom:9090", query: "sum(rate(x[1m]))", onEmpty: .zero, timeout: 2)))
+        == .prometheus(
+          .init(
+            endpoint: HTTPEndpointSettings(url: "http://prom:9090", timeout: 2), query: "sum(rate(x[1m]))",
+            onEmpty: .zero)))
     #expect {
       try PolicyLoader.load(
         yaml: base + "  q: {prometheus: {url: 'http://p', query: up, on_empty: skip}}\n", file: "p.yaml")

@@ -5,17 +5,12 @@ import Foundation
 
 /// A number at a JSON pointer in the response to an HTTP GET.
 public struct HTTPJSONSignalSettings: Sendable, Equatable, Codable {
-  public var url: String
+  public var endpoint: HTTPEndpointSettings
   /// RFC 6901, such as `/data/queue/depth` or `/items/0/value`; `""` is the whole document.
   public var pointer: String
   public var headers: [String: String] = [:]
-  /// The name of an environment variable holding a bearer token, so no secret sits in the file.
-  public var bearerTokenEnv: String? = nil
-  public var caFile: String? = nil
-  /// TLS is verified unless this is set.
-  public var insecureSkipTLSVerify: Bool = false
-  public var timeout: TimeInterval = 5
 
+  public var url: String { endpoint.url }
 }
 
 struct RawHTTPJSONSource: Decodable {
@@ -38,9 +33,12 @@ extension SignalSourceKind {
 
 extension PolicyValidator {
   func validateHTTPJSON(_ http: RawHTTPJSONSource, name: RawScalar) -> SignalSource? {
+    let raw = RawHTTPEndpoint(
+      url: http.url, bearerTokenEnv: http.bearerTokenEnv, caFile: http.caFile,
+      insecureSkipTLSVerify: http.insecureSkipTLSVerify, timeout: http.timeout)
     guard
-      let url = httpURL(
-        http.url, signal: name, reads: "reads http_json", hint: "give an http:// or https:// URL")
+      let endpoint = httpEndpoint(
+        raw, signal: name, reads: "reads http_json", hint: "give an http:// or https:// URL")
     else { return nil }
     guard let pointer = http.pointer else {
       sink.error(
@@ -55,25 +53,8 @@ extension PolicyValidator {
         "pointer '\(pointer.text)' must start with '/' (RFC 6901), such as /\(pointer.text)")
       return nil
     }
-    var insecure = false
-    if let flag = http.insecureSkipTLSVerify {
-      guard let value = Bool(flag.text) else {
-        sink.error(flag.location, "insecure_skip_tls_verify is '\(flag.text)': use true or false")
-        return nil
-      }
-      insecure = value
-      if value {
-        sink.warning(
-          flag.location,
-          "TLS verification is off for signal '\(name.text)': anyone on the path can forge its value")
-      }
-    }
     var headers: [String: String] = [:]
     for (key, value) in http.headers?.entries ?? [] { headers[key.text] = value.text }
-    return .httpJSON(
-      HTTPJSONSignalSettings(
-        url: url.text, pointer: pointer.text, headers: headers, bearerTokenEnv: http.bearerTokenEnv?.text,
-        caFile: http.caFile?.text, insecureSkipTLSVerify: insecure,
-        timeout: http.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout))
+    return .httpJSON(HTTPJSONSignalSettings(endpoint: endpoint, pointer: pointer.text, headers: headers))
   }
 }

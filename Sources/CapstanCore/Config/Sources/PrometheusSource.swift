@@ -13,24 +13,22 @@ public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
     case zero
   }
 
-  /// The server's base URL, such as http://prometheus:9090.
-  public var url: String
+  /// The server's base URL, such as http://prometheus:9090, and how to reach it.
+  public var endpoint: HTTPEndpointSettings
   /// PromQL that yields a scalar or exactly one series.
   public var query: String
   public var onEmpty: OnEmpty = .missing
-  public var bearerTokenEnv: String? = nil
-  public var caFile: String? = nil
-  public var timeout: TimeInterval = 5
 
+  public var url: String { endpoint.url }
 }
 
 struct RawPrometheusSource: Decodable {
-  var url, query, onEmpty, bearerTokenEnv, caFile, timeout: RawScalar?
+  var url, query, onEmpty, bearerTokenEnv, caFile, insecureSkipTLSVerify, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case url, query, timeout
     case onEmpty = "on_empty", bearerTokenEnv = "bearer_token_env"
-    case caFile = "ca_file"
+    case caFile = "ca_file", insecureSkipTLSVerify = "insecure_skip_tls_verify"
   }
 }
 
@@ -42,9 +40,12 @@ extension SignalSourceKind {
 
 extension PolicyValidator {
   func validatePrometheus(_ prometheus: RawPrometheusSource, name: RawScalar) -> SignalSource? {
+    let raw = RawHTTPEndpoint(
+      url: prometheus.url, bearerTokenEnv: prometheus.bearerTokenEnv, caFile: prometheus.caFile,
+      insecureSkipTLSVerify: prometheus.insecureSkipTLSVerify, timeout: prometheus.timeout)
     guard
-      let url = httpURL(
-        prometheus.url, signal: name, reads: "queries Prometheus",
+      let endpoint = httpEndpoint(
+        raw, signal: name, reads: "queries Prometheus",
         hint: "give the server's base URL, such as http://prometheus:9090")
     else { return nil }
     guard let query = prometheus.query, !query.text.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -56,11 +57,6 @@ extension PolicyValidator {
       let onEmpty = choice(
         prometheus.onEmpty, "on_empty", default: PrometheusSignalSettings.OnEmpty.missing)
     else { return nil }
-    return .prometheus(
-      PrometheusSignalSettings(
-        url: url.text, query: query.text, onEmpty: onEmpty,
-        bearerTokenEnv: prometheus.bearerTokenEnv?.text,
-        caFile: prometheus.caFile?.text,
-        timeout: prometheus.timeout.flatMap { timeout($0) } ?? PolicyDefaults.signalTimeout))
+    return .prometheus(PrometheusSignalSettings(endpoint: endpoint, query: query.text, onEmpty: onEmpty))
   }
 }
