@@ -81,5 +81,3 @@ public struct LeaderElectionService: Service {
     await elector.release()
   }
 }
-
-extension LeaderElector: LeaderGate {}

@@ -47,7 +47,7 @@ struct Record: AsyncParsableCommand {
     // replicas and how many are ready, so a replay sees replicas still starting as they were.
     let observer: (any ScalingBackend)?
     do {
-      observer = from == nil ? try BackendFactory.forObserving(loaded.policy, baseDirectory: base) : nil
+      observer = from == nil ? try ScalingBackends.forObserving(loaded.policy, baseDirectory: base) : nil
     } catch {
       printError("capstan record: error: \(error)")
       throw ExitCode(1)

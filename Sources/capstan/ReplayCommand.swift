@@ -15,8 +15,6 @@ struct Replay: ParsableCommand {
       """
   )
 
-  enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
-
   @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
   var policy: String
 
@@ -32,17 +30,7 @@ struct Replay: ParsableCommand {
   @Option(name: .customLong("start"), help: "Start a process at a replica count, as NAME=N (repeatable).")
   var starts: [String] = []
 
-  @Option(help: "Output: text (a timeline and a summary) or json (the summary).")
-  var format: Format = .text
-
-  @Option(help: "Append the audit records (JSON Lines) to this file.", completion: .file())
-  var auditLog: String?
-
-  @Option(
-    help:
-      "Write a self-contained HTML report (replicas, signal, ceilings, budget, every record) to this file.",
-    completion: .file(extensions: ["html"]))
-  var report: String?
+  @OptionGroup var output: RecordsOutput
 
   func run() throws {
     Capstan.bootstrapLogging()
@@ -68,13 +56,13 @@ struct Replay: ParsableCommand {
       throw ExitCode(1)
     }
 
-    let audit = try openReportAuditLog(auditLog, command: "replay")
+    let audit = try openReportAuditLog(output.auditLog, command: "replay")
     defer { audit?.close() }
-    let reportFile = try ReportFile.prepare(report)
+    let reportFile = try ReportFile.prepare(output.report)
     let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy, interval: options.interval) }
     // The text timeline comes before the summary, which is known only at the end: its lines wait
     // in a temporary file rather than in memory.
-    let timeline = format == .text ? TimelineSpool() : nil
+    let timeline = output.format == .text ? TimelineSpool() : nil
     let width = ReplayReport.timelineWidth(loaded.policy.targets.map(\.name))
 
     do {
@@ -113,7 +101,7 @@ struct Replay: ParsableCommand {
             "\(metrics): \(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks of \(Ceilings.format(result.intervalSeconds))s",
           tables: [ReplayReport.summaryTable(result)]))
     }
-    switch format {
+    switch output.format {
     case .text:
       print(
         ReplayReport.header(result, policyPath: policy, metricsPath: metrics) + "Timeline", terminator: "\n")

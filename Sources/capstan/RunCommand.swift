@@ -70,10 +70,11 @@ struct Run: AsyncParsableCommand {
     let audit = try AuditLogFile(path: auditPath, durable: true)
 
     let baseDirectory = URL(fileURLWithPath: policy).deletingLastPathComponent()
-    let built: BackendFactory.Built
+    let built: ScalingBackends.Built
     do {
-      built = try BackendFactory.forRun(
-        loaded.policy, baseDirectory: baseDirectory, stateDirectory: stateDirectory, logger: logger)
+      built = try ScalingBackends.forRun(
+        loaded.policy, baseDirectory: baseDirectory, stateDirectory: stateDirectory,
+        guardExecutable: try Self.ownExecutable(), logger: logger)
     } catch {
       printError("capstan run: error: \(error)")
       throw ExitCode(1)

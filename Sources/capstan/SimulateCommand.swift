@@ -17,8 +17,6 @@ struct Simulate: ParsableCommand {
       """
   )
 
-  enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
-
   @Argument(help: "The policy file.", completion: .file(extensions: ["yaml", "yml"]))
   var policy: String
 
@@ -27,18 +25,7 @@ struct Simulate: ParsableCommand {
   @Option(help: "Baselines to run on the same traces and fleets: oracle, hpa, keda (comma-separated).")
   var compare: String?
 
-  @Option(help: "Output: text (a timeline and a table) or json.")
-  var format: Format = .text
-
-  @Option(
-    help: "Append the simulated decisions (JSON Lines, mode simulate) to this file.", completion: .file())
-  var auditLog: String?
-
-  @Option(
-    help:
-      "Write a self-contained HTML report (each run's replicas, the signal, ceilings, budget, every record) to this file.",
-    completion: .file(extensions: ["html"]))
-  var report: String?
+  @OptionGroup var output: RecordsOutput
 
   func run() throws {
     Capstan.bootstrapLogging()
@@ -65,18 +52,18 @@ struct Simulate: ParsableCommand {
         )
       }
     }
-    let audit = try openReportAuditLog(auditLog, command: "simulate")
+    let audit = try openReportAuditLog(output.auditLog, command: "simulate")
     defer { audit?.close() }
-    let reportFile = try ReportFile.prepare(report)
+    let reportFile = try ReportFile.prepare(output.report)
     let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy) }
     // The timeline prints as the run goes, so a long trace holds no list of its events.
     let width = ReplayReport.timelineWidth(simulator.traces.keys.sorted())
     var timelined = 0
-    if format == .text { print("Timeline") }
+    if output.format == .text { print("Timeline") }
     do {
       let result = try simulator.run(report: recorder) { event in
         recorder?.event(event)
-        if format == .text {
+        if output.format == .text {
           print(ReplayReport.timelineLine(event, width: width), terminator: "")
           timelined += 1
         }
@@ -93,7 +80,7 @@ struct Simulate: ParsableCommand {
               HTMLReport.Table(caption: $0.title, header: $0.header, rows: $0.rows)
             }))
       }
-      switch format {
+      switch output.format {
       case .text:
         if timelined == 0 { print(ReplayReport.timelineEmpty, terminator: "") }
         print()

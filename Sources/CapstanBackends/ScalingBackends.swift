@@ -1,32 +1,33 @@
-import ArgumentParser
-import CapstanBackends
 import CapstanCore
 import CapstanKubernetes
 import CapstanRuntime
 import Foundation
 import Logging
 
-/// Builds the backend a policy names: the one place `run` acts through and `record` reads
-/// replica counts from.
-enum BackendFactory {
-  struct Built {
-    var backend: any ScalingBackend
+/// The backends, registered in one place as the signal sources are (`SignalReaders.make`):
+/// builds the backend a policy names, for `run` to act through and `record` to read replica
+/// counts from. docs/new-backend.md lists what a new backend adds here.
+public enum ScalingBackends {
+  public struct Built {
+    public var backend: any ScalingBackend
     /// With Kubernetes leader election: the elector, for `run` to serve and gate on.
-    var elector: LeaderElector?
+    public var elector: LeaderElector?
     /// With Kubernetes: the ConfigMap that keeps the state across pods.
-    var sharedState: ConfigMapStateStore?
+    public var sharedState: ConfigMapStateStore?
   }
 
   /// The backend `capstan run` acts through.
-  static func forRun(
-    _ policy: Policy, baseDirectory: URL, stateDirectory: URL, logger: Logger
+  /// - Parameter guardExecutable: the binary whose `replica-guard` subcommand the local
+  ///   supervisor starts each replica under (the running `capstan`).
+  public static func forRun(
+    _ policy: Policy, baseDirectory: URL, stateDirectory: URL, guardExecutable: URL, logger: Logger
   ) throws -> Built {
     switch policy.backend {
     case .local:
       return Built(
         backend: LocalProcessBackend(
           configuration: .init(
-            guardExecutable: try Run.ownExecutable(), baseDirectory: baseDirectory,
+            guardExecutable: guardExecutable, baseDirectory: baseDirectory,
             logDirectory: stateDirectory.appendingPathComponent("logs"),
             runDirectory: stateDirectory.appendingPathComponent("replicas"),
             sharesDirectory: stateDirectory.appendingPathComponent("shares")),
@@ -73,7 +74,7 @@ enum BackendFactory {
   /// A backend that can tell, from outside, how many replicas run and how many are ready, for
   /// `capstan record`; nil where only the running controller knows (the local supervisor, a
   /// command backend without `status_argv`).
-  static func forObserving(_ policy: Policy, baseDirectory: URL) throws -> (any ScalingBackend)? {
+  public static func forObserving(_ policy: Policy, baseDirectory: URL) throws -> (any ScalingBackend)? {
     switch policy.backend {
     case .local:
       return nil
@@ -100,3 +101,5 @@ enum BackendFactory {
     return (connection, settings.namespace ?? connection.namespace ?? "default")
   }
 }
+
+extension LeaderElector: LeaderGate {}
