@@ -123,10 +123,16 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
-    // Shared by the test targets: finding the built binary, scratch folders, polling.
+    // Shared by the test targets: the built binary, scratch folders, polling, fakes, the test
+    // servers and a controller harness.
     .target(
       name: "CapstanTestKit",
-      dependencies: ["CapstanCore", "CapstanSignals", "CapstanBackends", "CapstanHTTP"]
+      dependencies: [
+        "CapstanCore", "CapstanSignals", "CapstanBackends", "CapstanHTTP", "CapstanController",
+        "CapstanRuntime",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "MetricsTestKit", package: "swift-metrics"),
+      ]
     ),
     .testTarget(
       name: "CapstanCoreTests",

@@ -9,56 +9,6 @@ import MetricsTestKit
 import Testing
 
 /// The controller's own failure paths, with a recording backend and fake signals: no processes.
-struct ControllerHarness {
-  let folder: URL
-  let controller: Controller
-  let backend: RecordingBackend
-  let metrics: TestMetrics
-  let signals: [String: FakeSignal]
-
-  init(
-    signals: [FakeSignal], counts: [String: Int] = ["worker": 1], yaml: String? = nil,
-    leader: (any LeaderGate)? = nil
-  ) throws {
-    folder = try scratchDirectory("controller")
-    let policy = try PolicyLoader.load(
-      yaml: yaml
-        ?? """
-        processes:
-          worker:
-            scaling: {metric: queue, target: 10, min: 1, max: 8}
-        autoscaling:
-          worker: {scale_down: {stabilization_window: 0s}}
-        """, file: "p.yaml"
-    ).policy
-    backend = RecordingBackend(counts: counts)
-    metrics = TestMetrics()
-    let fakes = signals
-    self.signals = Dictionary(uniqueKeysWithValues: signals.map { ($0.name, $0) })
-    controller = Controller(
-      policy: policy, baseDirectory: folder, backend: backend,
-      audit: try AuditLogFile(path: folder.appendingPathComponent("audit.jsonl").path),
-      store: try StateStore(directory: folder, name: "state.json"), state: ControllerState(), mode: .live,
-      metrics: ControllerMetrics(factory: metrics), logger: Logger(label: "test"), leader: leader,
-      makeReaders: { _, _ in fakes })
-  }
-
-  func records() -> [[String: Any]] {
-    let text = (try? String(contentsOf: folder.appendingPathComponent("audit.jsonl"), encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").compactMap {
-      try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-    }
-  }
-
-  func savedState() throws -> ControllerState? {
-    try StateStore<ControllerState>(directory: folder, name: "state.json").load()
-  }
-
-  func tick(_ second: TimeInterval) async {
-    await controller.tick(now: Date(timeIntervalSince1970: 1_700_000_000 + second))
-  }
-}
-
 @Suite("Controller")
 struct ControllerTests {
   @Test("a follower decides but acts on nothing and records nothing; when it leads, it acts")

@@ -12,59 +12,35 @@ import Testing
 /// The live controller with the Kubernetes backend against the test API server, and fake signals.
 @Suite("Controller on Kubernetes", .serialized)
 struct KubernetesControllerTests {
-  struct Harness {
-    let fixture: APIFixture
-    let folder: URL
-    let controller: Controller
+  static let policy = """
+    backend: kubernetes
+    processes:
+      web:
+        scaling: {metric: queue, target: 10, min: 1, max: 10}
+    autoscaling:
+      web: {scale_down: {stabilization_window: 0s}}
+    """
+
+  /// The harness and the queue signal it reads.
+  static func harness(_ fixture: APIFixture) throws -> (ControllerHarness<KubernetesBackend>, FakeSignal) {
     let queue = FakeSignal("queue", .value(40))
-
-    init(fixture: APIFixture) throws {
-      self.fixture = fixture
-      folder = try scratchDirectory("k8s-controller")
-      let policy = try PolicyLoader.load(
-        yaml: """
-          backend: kubernetes
-          processes:
-            web:
-              scaling: {metric: queue, target: 10, min: 1, max: 10}
-          autoscaling:
-            web: {scale_down: {stabilization_window: 0s}}
-          """, file: "p.yaml"
-      ).policy
-      let backend = KubernetesBackend(
-        api: fixture.api, namespace: "default", leader: nil, reporter: "test", logger: Logger(label: "test"))
-      let queue = self.queue
-      controller = Controller(
-        policy: policy, baseDirectory: folder, backend: backend,
-        audit: try AuditLogFile(path: folder.appendingPathComponent("audit.jsonl").path),
-        store: try StateStore(directory: folder, name: "state.json"), state: ControllerState(), mode: .live,
-        metrics: ControllerMetrics(factory: TestMetrics()), logger: Logger(label: "test"),
-        makeReaders: { _, _ in [queue] })
-    }
-
-    func records() -> [[String: Any]] {
-      let text =
-        (try? String(contentsOf: folder.appendingPathComponent("audit.jsonl"), encoding: .utf8)) ?? ""
-      return text.split(separator: "\n").compactMap {
-        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-      }
-    }
-
-    func tick(_ second: TimeInterval) async {
-      await controller.tick(now: Date(timeIntervalSince1970: 1_700_000_000 + second))
-    }
+    let backend = KubernetesBackend(
+      api: fixture.api, namespace: "default", leader: nil, reporter: "test", logger: Logger(label: "test"))
+    return (
+      try ControllerHarness(yaml: policy, signals: [queue], backend: backend, label: "k8s-controller"), queue
+    )
   }
 
   @Test("a conflict is re-read and re-decided in the same tick, from the count someone else set")
   func conflictRedecided() async throws {
     let fixture = try await APIFixture.start()
     try await fixture.server.addWorkload(name: "web", replicas: 2)
-    let harness = try Harness(fixture: fixture)
-    harness.queue.set(.value(20))
+    let (harness, queue) = try Self.harness(fixture)
+    queue.set(.value(20))
     await harness.tick(0)
     #expect(harness.records().isEmpty)
     // Someone scales web to 7 between Capstan's read and its write.
-    harness.queue.set(.value(40))
+    queue.set(.value(40))
     try await fixture.server.setFaults([.init(method: "PUT", path: "/scale$", raceReplicas: 7)])
     await harness.tick(15)
     // queue 40 / target 10: 4 replicas, decided again from 7 after the conflict.
@@ -82,7 +58,7 @@ struct KubernetesControllerTests {
   func externalChange() async throws {
     let fixture = try await APIFixture.start()
     try await fixture.server.addWorkload(name: "web", replicas: 4)
-    let harness = try Harness(fixture: fixture)
+    let (harness, queue) = try Self.harness(fixture)
     await harness.tick(0)
     #expect(harness.records().isEmpty)
     try await fixture.server.api(
@@ -103,7 +79,7 @@ struct KubernetesControllerTests {
   func unreadable() async throws {
     let fixture = try await APIFixture.start()
     try await fixture.server.addWorkload(name: "web", replicas: 6)
-    let harness = try Harness(fixture: fixture)
+    let (harness, queue) = try Self.harness(fixture)
     try await fixture.server.setFaults([.init(method: "GET", path: "/scale$", status: 503, count: 100)])
     await harness.tick(0)
     #expect(harness.records().isEmpty)
