@@ -1,0 +1,101 @@
+import CapstanCore
+import Foundation
+
+/// A run's score for one process, kept as requests end, in memory that does not grow with the
+/// trace: counts, a latency histogram, and the minutes still open.
+struct Tally {
+  let slo: SimulationSettings.SLO
+  private(set) var requests = 0
+  private(set) var failed = 0
+  private(set) var met = 0
+  /// The trace's service time on one slot.
+  private(set) var workSeconds = 0.0
+  private(set) var latencies = LatencyHistogram()
+  private(set) var missedMinutes = 0
+  /// Per minute of arrival, from `firstMinute`: requests met, arrived, and still open.
+  private var minutes: [(met: Int, all: Int, open: Int)] = []
+  private var firstMinute = 0
+
+  init(slo: SimulationSettings.SLO) { self.slo = slo }
+
+  mutating func arrive(minute: Int, work: Double) {
+    requests += 1
+    workSeconds += work
+    if minutes.isEmpty { firstMinute = minute }
+    while firstMinute + minutes.count <= minute { minutes.append((0, 0, 0)) }
+    minutes[minute - firstMinute].all += 1
+    minutes[minute - firstMinute].open += 1
+  }
+
+  mutating func served(minute: Int, latency: Double) {
+    latencies.record(latency)
+    let ok = latency <= slo.bound
+    if ok { met += 1 }
+    end(minute: minute, met: ok)
+  }
+
+  mutating func failed(minute: Int) {
+    failed += 1
+    end(minute: minute, met: false)
+  }
+
+  private mutating func end(minute: Int, met: Bool) {
+    let index = minute - firstMinute
+    guard minutes.indices.contains(index) else { return }
+    minutes[index].open -= 1
+    if met { minutes[index].met += 1 }
+  }
+
+  /// Scores the minutes before `minute` with nothing open: no request of theirs can change.
+  mutating func close(minutesBefore minute: Int) {
+    var closed = 0
+    while closed < minutes.count && firstMinute + closed < minute && minutes[closed].open == 0 {
+      let counts = minutes[closed]
+      if counts.all > 0 && Double(counts.met) < slo.target * Double(counts.all) { missedMinutes += 1 }
+      closed += 1
+    }
+    guard closed > 0 else { return }
+    minutes.removeFirst(closed)
+    firstMinute += closed
+  }
+}
+
+/// Latencies in logarithmic buckets 0.01% wide, each keeping its count and the largest latency
+/// it holds, so a percentile is a measured latency within 0.01% of the exact one, in memory that
+/// does not grow with the number of requests.
+struct LatencyHistogram {
+  private struct Bucket {
+    var count: Int
+    var largest: Double
+  }
+  private var buckets: [Int: Bucket] = [:]
+  private(set) var count = 0
+  private static let width = log1p(1e-4)
+
+  mutating func record(_ latency: Double) {
+    count += 1
+    let key = latency > 0 ? Int((log(latency) / Self.width).rounded(.down)) : Int.min
+    let bucket = buckets[key] ?? Bucket(count: 0, largest: latency)
+    buckets[key] = Bucket(count: bucket.count + 1, largest: max(bucket.largest, latency))
+  }
+
+  /// The latency at quantile `q` by the nearest-rank method (0 with none recorded).
+  func percentile(_ q: Double) -> Double {
+    guard count > 0 else { return 0 }
+    let rank = min(max(Int((q * Double(count)).rounded(.up)) - 1, 0), count - 1)
+    var below = 0
+    for key in buckets.keys.sorted() {
+      guard let bucket = buckets[key] else { continue }
+      below += bucket.count
+      if below > rank { return bucket.largest }
+    }
+    return 0
+  }
+}
+
+/// The value at quantile `q` of sorted values, by the nearest-rank method.
+func percentile(_ sorted: [Double], _ q: Double) -> Double {
+  guard !sorted.isEmpty else { return 0 }
+  let rank = Int((q * Double(sorted.count)).rounded(.up)) - 1
+  return sorted[min(max(rank, 0), sorted.count - 1)]
+}
