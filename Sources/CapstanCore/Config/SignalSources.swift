@@ -20,19 +20,29 @@ struct SignalSourceKind: Sendable {
   /// Decodes the source's mapping; the result validates it once the whole file is read.
   let read: @Sendable (any Decoder) throws -> Validation
 
+  /// - Parameter validate: the source's `PolicyValidator` method, such as
+  ///   `PolicyValidator.validateRedis`, which takes the decoded keys and the signal's name.
   init<Raw: Decodable & Sendable>(
-    _ key: String, _ raw: Raw.Type,
-    validate: @escaping @Sendable (Raw, _ signal: RawScalar, PolicyValidator) -> SignalSource?
+    _ key: String,
+    validate: @escaping @Sendable (PolicyValidator) -> (Raw, _ name: RawScalar) -> SignalSource?
   ) {
     self.key = key
     self.read = { decoder in
       let value = try Raw(from: decoder)
-      return { signal, validator in validate(value, signal, validator) }
+      return { signal, validator in validate(validator)(value, signal) }
     }
   }
 
-  /// Every source a signal may name. Adding a source adds its line here.
-  static let all: [SignalSourceKind] = [.directory, .command, .httpJSON, .prometheus, .nvml, .redis]
+  /// Every source a signal may name, with the validation of its keys. Adding a source adds its
+  /// line here.
+  static let all: [SignalSourceKind] = [
+    SignalSourceKind("directory", validate: PolicyValidator.validateDirectory),
+    SignalSourceKind("command", validate: PolicyValidator.validateCommand),
+    SignalSourceKind("http_json", validate: PolicyValidator.validateHTTPJSON),
+    SignalSourceKind("prometheus", validate: PolicyValidator.validatePrometheus),
+    SignalSourceKind("nvml", validate: PolicyValidator.validateNVML),
+    SignalSourceKind("redis", validate: PolicyValidator.validateRedis),
+  ]
 
   static func named(_ key: String) -> SignalSourceKind? { all.first { $0.key == key } }
 }

@@ -17,12 +17,6 @@ struct RawCommandSource: Decodable {
   enum CodingKeys: String, CodingKey, CaseIterable { case argv, timeout }
 }
 
-extension SignalSourceKind {
-  static let command = SignalSourceKind("command", RawCommandSource.self) { raw, name, validator in
-    validator.validateCommand(raw, name: name)
-  }
-}
-
 extension PolicyValidator {
   func validateCommand(_ command: RawCommandSource, name: RawScalar) -> SignalSource? {
     guard let argv = argv(command.argv, what: "signals.\(name.text).command.argv", at: name.location) else {

@@ -27,12 +27,6 @@ struct RawDirectorySource: Decodable {
   enum CodingKeys: String, CodingKey, CaseIterable { case path, measure, glob, timeout }
 }
 
-extension SignalSourceKind {
-  static let directory = SignalSourceKind("directory", RawDirectorySource.self) { raw, name, validator in
-    validator.validateDirectory(raw, name: name)
-  }
-}
-
 extension PolicyValidator {
   func validateDirectory(_ directory: RawDirectorySource, name: RawScalar) -> SignalSource? {
     guard let measure = choice(directory.measure, "measure", default: DirectorySignalSettings.Measure.depth)

@@ -26,16 +26,20 @@ public struct HTTPEndpointSettings: Sendable, Equatable, Codable {
   }
 }
 
-/// The YAML keys of an HTTP endpoint, as a source's raw form holds them.
-struct RawHTTPEndpoint {
-  var url, bearerTokenEnv, caFile, insecureSkipTLSVerify, timeout: RawScalar?
+/// The YAML keys of an HTTP endpoint, which an HTTP source's raw form holds among its own.
+protocol RawHTTPEndpoint {
+  var url: RawScalar? { get }
+  var bearerTokenEnv: RawScalar? { get }
+  var caFile: RawScalar? { get }
+  var insecureSkipTLSVerify: RawScalar? { get }
+  var timeout: RawScalar? { get }
 }
 
 extension PolicyValidator {
   /// - Parameters:
   ///   - reads: what the source does, for the message ("queries Prometheus").
   ///   - hint: what a URL for it looks like.
-  func httpEndpoint(_ raw: RawHTTPEndpoint, signal name: RawScalar, reads: String, hint: String)
+  func httpEndpoint(_ raw: some RawHTTPEndpoint, signal name: RawScalar, reads: String, hint: String)
     -> HTTPEndpointSettings?
   {
     guard let url = httpURL(raw.url, signal: name, reads: reads, hint: hint) else { return nil }

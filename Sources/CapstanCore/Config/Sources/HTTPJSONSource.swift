@@ -13,7 +13,7 @@ public struct HTTPJSONSignalSettings: Sendable, Equatable, Codable {
   public var url: String { endpoint.url }
 }
 
-struct RawHTTPJSONSource: Decodable {
+struct RawHTTPJSONSource: Decodable, RawHTTPEndpoint {
   var url, pointer: RawScalar?
   var headers: RawMap<RawScalar>?
   var bearerTokenEnv, caFile, insecureSkipTLSVerify, timeout: RawScalar?
@@ -25,20 +25,11 @@ struct RawHTTPJSONSource: Decodable {
   }
 }
 
-extension SignalSourceKind {
-  static let httpJSON = SignalSourceKind("http_json", RawHTTPJSONSource.self) { raw, name, validator in
-    validator.validateHTTPJSON(raw, name: name)
-  }
-}
-
 extension PolicyValidator {
   func validateHTTPJSON(_ http: RawHTTPJSONSource, name: RawScalar) -> SignalSource? {
-    let raw = RawHTTPEndpoint(
-      url: http.url, bearerTokenEnv: http.bearerTokenEnv, caFile: http.caFile,
-      insecureSkipTLSVerify: http.insecureSkipTLSVerify, timeout: http.timeout)
     guard
       let endpoint = httpEndpoint(
-        raw, signal: name, reads: "reads http_json", hint: "give an http:// or https:// URL")
+        http, signal: name, reads: "reads http_json", hint: "give an http:// or https:// URL")
     else { return nil }
     guard let pointer = http.pointer else {
       sink.error(

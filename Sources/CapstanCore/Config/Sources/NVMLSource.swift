@@ -52,12 +52,6 @@ struct RawScalarOrList: Decodable {
   }
 }
 
-extension SignalSourceKind {
-  static let nvml = SignalSourceKind("nvml", RawNVMLSource.self) { raw, name, validator in
-    validator.validateNVML(raw, name: name)
-  }
-}
-
 extension PolicyValidator {
   func validateNVML(_ nvml: RawNVMLSource, name: RawScalar) -> SignalSource? {
     var devices: [String]?

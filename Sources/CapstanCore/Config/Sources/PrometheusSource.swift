@@ -22,7 +22,7 @@ public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
   public var url: String { endpoint.url }
 }
 
-struct RawPrometheusSource: Decodable {
+struct RawPrometheusSource: Decodable, RawHTTPEndpoint {
   var url, query, onEmpty, bearerTokenEnv, caFile, insecureSkipTLSVerify, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
@@ -32,20 +32,11 @@ struct RawPrometheusSource: Decodable {
   }
 }
 
-extension SignalSourceKind {
-  static let prometheus = SignalSourceKind("prometheus", RawPrometheusSource.self) { raw, name, validator in
-    validator.validatePrometheus(raw, name: name)
-  }
-}
-
 extension PolicyValidator {
   func validatePrometheus(_ prometheus: RawPrometheusSource, name: RawScalar) -> SignalSource? {
-    let raw = RawHTTPEndpoint(
-      url: prometheus.url, bearerTokenEnv: prometheus.bearerTokenEnv, caFile: prometheus.caFile,
-      insecureSkipTLSVerify: prometheus.insecureSkipTLSVerify, timeout: prometheus.timeout)
     guard
       let endpoint = httpEndpoint(
-        raw, signal: name, reads: "queries Prometheus",
+        prometheus, signal: name, reads: "queries Prometheus",
         hint: "give the server's base URL, such as http://prometheus:9090")
     else { return nil }
     guard let query = prometheus.query, !query.text.trimmingCharacters(in: .whitespaces).isEmpty else {

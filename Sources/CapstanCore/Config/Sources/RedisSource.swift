@@ -49,12 +49,6 @@ struct RawRedisSource: Decodable {
   }
 }
 
-extension SignalSourceKind {
-  static let redis = SignalSourceKind("redis", RawRedisSource.self) { raw, name, validator in
-    validator.validateRedis(raw, name: name)
-  }
-}
-
 extension PolicyValidator {
   func validateRedis(_ raw: RawRedisSource, name: RawScalar) -> SignalSource? {
     guard let url = raw.url, url.text.hasPrefix("redis://") else {
