@@ -42,7 +42,11 @@ extension TargetContext {
           detail: detail))
       decision.events.append(
         event(next > current ? .scaleUp : .scaleDown, to: next, reason: reason, detail: detail, after: next))
-      if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
+      // Only a move the rules or tracking made starts a direction's cooldown: one that min, max,
+      // a restore or the predictive floor made is not theirs to hold back.
+      if outcome.boundClamp == nil, reason != .minInstances, reason != .maxInstances {
+        if next > current { state.lastScaleUp = now } else { state.lastScaleDown = now }
+      }
     }
 
     let blocked = self.blocked(outcome, combined: combined, proposals: proposals, clamps: clamps)
