@@ -60,3 +60,49 @@ struct EngineRuleTests {
     #expect(harness.events(.blocked).last?.reason == .cooldown)
   }
 }
+
+@Suite("Budget days")
+struct BudgetDayTests {
+  static func utc(_ text: String) -> Date { (try? Date(text, strategy: .iso8601)) ?? .distantPast }
+
+  static func breaker(_ budget: Double, _ timeZone: TimeZone) -> CostCircuitBreaker {
+    CostCircuitBreaker(dailyBudgetUSD: budget, alertThreshold: 0.8, actionThreshold: 0.95, timeZone: timeZone)
+  }
+
+  @Test("where clocks skip midnight the day starts at 01:00, and the next day still starts at its midnight")
+  func skippedMidnight() throws {
+    // America/Santiago on 2023-09-03: 00:00 (UTC-4) becomes 01:00 (UTC-3), a day of 23 hours.
+    let breaker = Self.breaker(1000, try #require(TimeZone(identifier: "America/Santiago")))
+    var ledger = BudgetLedger()
+    var resets: [(spent: Double, start: Date)] = []
+    var now = Self.utc("2023-09-02T16:00:00Z")
+    while now <= Self.utc("2023-09-05T06:00:00Z") {
+      for event in ledger.advance(to: now, replicas: 1, costPerHourUSD: 1, costRate: nil, breaker: breaker) {
+        if case .reset(let spent, let start) = event { resets.append((spent, start)) }
+      }
+      now = now.addingTimeInterval(900)
+    }
+    #expect(
+      resets.map(\.start)
+        == ["2023-09-03T04:00:00Z", "2023-09-04T03:00:00Z", "2023-09-05T03:00:00Z"].map(Self.utc))
+    // The short day spent 23 hours at $1 an hour; the day after, 24.
+    #expect(resets.count == 3 && abs(resets[1].spent - 23) < 1e-6 && abs(resets[2].spent - 24) < 1e-6)
+  }
+
+  @Test("a gap of a week closes the day it was in and starts today's: two resets, not seven")
+  func longGap() throws {
+    let breaker = Self.breaker(100, .gmt)
+    var ledger = BudgetLedger()
+    _ = ledger.advance(
+      to: Self.utc("2023-09-01T12:00:00Z"), replicas: 1, costPerHourUSD: 1, costRate: nil, breaker: breaker)
+    let events = ledger.advance(
+      to: Self.utc("2023-09-08T12:00:00Z"), replicas: 1, costPerHourUSD: 1, costRate: nil, breaker: breaker)
+    let starts = events.compactMap { event -> Date? in
+      if case .reset(_, let start) = event { return start }
+      return nil
+    }
+    #expect(starts == ["2023-09-02T00:00:00Z", "2023-09-08T00:00:00Z"].map(Self.utc))
+    #expect(ledger.dayEnd == Self.utc("2023-09-09T00:00:00Z"))
+    #expect(abs(ledger.spentUSD - 12) < 1e-6)
+  }
+}

@@ -27,6 +27,25 @@ struct SavedStateTests {
         #"{"targets":{"w":{"recommendations":[{"time":0,"replicas":-1}]}},"budgets":{},"missingSignals":[]}"#,
         "w.recommendations.replicas"
       ),
+      // A budget day that ended at 1970 would write a reset per day since; one far ahead would
+      // keep a frozen budget frozen for good.
+      (
+        #"{"targets":{},"budgets":{"w":{"spentUSD":1,"state":"ok","dayStart":1700006400,"dayEnd":0}},"missingSignals":[]}"#,
+        "w.dayEnd is 0"
+      ),
+      (
+        #"{"targets":{},"budgets":{"w":{"spentUSD":1,"state":"frozen","dayStart":1700006400,"dayEnd":1e18}},"missingSignals":[]}"#,
+        "w.dayEnd"
+      ),
+      (
+        #"{"targets":{},"budgets":{"w":{"spentUSD":1,"state":"ok","dayEnd":1700006400}},"missingSignals":[]}"#,
+        "without the other"
+      ),
+      // A period after today's would make every new value look too old to keep.
+      (
+        #"{"targets":{},"budgets":{},"missingSignals":[],"forecasts":{"w":{"history":{"periods":[{"index":999999,"peaks":[1]}]},"shape":"86400/300/GMT"}}}"#,
+        "w.history has period 999999"
+      ),
     ])
   func outOfRange(json: String, named: String) throws {
     let problems = try decode(json).problems(now: t0)

@@ -51,15 +51,22 @@ public struct BudgetLedger: Sendable, Equatable, Codable {
     let ratePerHour = Double(replicas) * (costPerHourUSD ?? 0) + max(0, lastCostRate ?? 0)
     var events: [Event] = []
     var from = start
+    // One reset a day crossed, at most two: a longer gap (a controller stopped for a week)
+    // closes the day it was in and starts the day that holds `now`, so no saved state, however
+    // old, makes a tick write a record per day missed.
+    var crossed = 0
     while now >= end {
       spentUSD += ratePerHour * end.timeIntervalSince(from) / 3600
       events += thresholdEvents(breaker)
-      events.append(.reset(previousSpent: spentUSD, dayStart: end))
+      crossed += 1
+      var next = Self.day(containing: end, in: breaker.timeZone)
+      if crossed >= 2, now >= next.end { next = Self.day(containing: now, in: breaker.timeZone) }
+      events.append(.reset(previousSpent: spentUSD, dayStart: next.start))
       spentUSD = 0
       state = .ok
-      from = end
-      dayStart = end
-      end = Self.day(containing: end, in: breaker.timeZone).end
+      from = next.start
+      dayStart = next.start
+      end = next.end
       dayEnd = end
     }
     spentUSD += ratePerHour * now.timeIntervalSince(from) / 3600
@@ -86,11 +93,16 @@ public struct BudgetLedger: Sendable, Equatable, Codable {
     return events
   }
 
+  /// The budget day that holds `date`: from its start of day to the next day's. The next
+  /// day's start is found as the start of the day 30 hours on, never as the start plus a
+  /// calendar day: where clocks skip midnight (America/Santiago on 2023-09-03 goes from 00:00
+  /// to 01:00) a day starts at 01:00, and a day added to that is an hour late.
   static func day(containing date: Date, in timeZone: TimeZone) -> (start: Date, end: Date) {
     var calendar = Calendar(identifier: .gregorian)
     calendar.timeZone = timeZone
     let start = calendar.startOfDay(for: date)
-    let end = calendar.date(byAdding: .day, value: 1, to: start) ?? start.addingTimeInterval(86_400)
+    // A day is 23 to 25 hours long, so 30 hours after its start always falls in the next one.
+    let end = calendar.startOfDay(for: start.addingTimeInterval(30 * 3600))
     return (start, end)
   }
 }

@@ -170,10 +170,34 @@ extension EngineState {
         found.append("\(name).lastCostRate is \(rate), not a rate from 0 to 1e15")
       }
       check(ledger.lastAccrual, "\(name).lastAccrual")
+      check(ledger.dayStart, "\(name).dayStart")
+      // A budget day ends after it starts, 23 to 25 hours later, and within two days of now: a
+      // day that ended long ago would write a reset per day missed, and one far ahead would
+      // keep a frozen budget frozen for good.
+      if let start = ledger.dayStart, let end = ledger.dayEnd {
+        let length = end.timeIntervalSince(start)
+        if !length.isFinite || length < 22 * 3600 || length > 26 * 3600
+          || end > now.addingTimeInterval(2 * 86_400)
+        {
+          found.append(
+            "\(name).dayEnd is \(end.timeIntervalSince1970) seconds since 1970, not the end of the budget day that starts at \(start.timeIntervalSince1970)"
+          )
+        }
+      } else if ledger.dayStart != nil || ledger.dayEnd != nil {
+        found.append("\(name) has a budget day's start or end without the other")
+      }
     }
     for (name, forecast) in forecasts.sorted(by: { $0.key < $1.key }) {
       check(forecast.builtAt, "\(name).builtAt")
       check(forecast.history.newest, "\(name).history.newest")
+      // A period index counts days or weeks since 1970 (the shape starts with the period's
+      // seconds); one after today's would make every new value look too old to keep.
+      let period = forecast.shape.flatMap { Double($0.prefix { $0 != "/" }) } ?? 86_400
+      if let newest = forecast.history.periods.last?.index,
+        Double(newest) * period > now.timeIntervalSince1970 + 2 * 86_400
+      {
+        found.append("\(name).history has period \(newest), which is after today's")
+      }
       if !forecast.history.isSound || !LoadHistory.areLoads(forecast.profile ?? []) {
         found.append(
           "\(name).history or .profile holds a value that is not a load from 0 to 1e15, or periods out of order"
