@@ -68,19 +68,61 @@ struct WorkerShareTests {
       shares == WorkerShares.compute(policy: policy, replicas: ["agents": 4, "summarizer": 4]))
   }
 
-  @Test("concurrency is at least one, and a process with no replica count this tick gets no share")
-  func atLeastOne() throws {
-    let policy = try loadPolicy(
-      """
-      providers:
-        tiny: {requests_per_minute: 10, max_concurrent_requests: 1}
-      processes:
-        w:
-          scaling: {metric: q, target: 1, min: 1, max: 50}
-          rate_limit: {provider: tiny, requests_per_minute_per_replica: 1, request_seconds: 1s}
-      """)
+  @Test(
+    "concurrency rounds down, so the replicas together never hold more than the limit × margin; a process with no replica count this tick gets no share"
+  )
+  func roundsDown() throws {
+    let policy = try PolicyLoader.load(
+      yaml:
+        """
+        providers:
+          tiny: {requests_per_minute: 10, max_concurrent_requests: 1}
+        processes:
+          w:
+            class: batch
+            scaling: {metric: q, target: 1, min: 0, max: 50}
+            rate_limit: {provider: tiny, requests_per_minute_per_replica: 1, request_seconds: 1s}
+        """, file: "p.yaml"
+    ).policy
     let share = try #require(WorkerShares.compute(policy: policy, replicas: ["w": 8])["w"])
-    #expect(share.concurrentRequests == 1 && share.requestsPerMinute == 1)
+    // 1 × 0.8 in flight among 8 replicas: 0 each, where a minimum of 1 would put 8 in flight.
+    #expect(share.concurrentRequests == 0 && share.requestsPerMinute == 1)
     #expect(WorkerShares.compute(policy: policy, replicas: [:]).isEmpty)
+  }
+
+  static let concurrencyPolicy = """
+    providers:
+      llm: {requests_per_minute: 6000, max_concurrent_requests: 10}
+    processes:
+      agents:
+        class: batch
+        scaling: {metric: jobs, target: 1, min: 0, max: 12}
+        rate_limit: {provider: llm, requests_per_minute_per_replica: 60, request_seconds: 2s}
+    """
+
+  @Test(
+    "each running replica holds at least one request in flight: 12 wanted under 10 × 0.8 stop at 8, each told 1"
+  )
+  func concurrencyCeiling() throws {
+    let policy = try loadPolicy(Self.concurrencyPolicy)
+    var harness = EngineHarness(policy, replicas: ["agents": 0])
+    for second in stride(from: 0.0, through: 600, by: 15) { harness.tick(at: second, ["jobs": 12]) }
+    #expect(harness.replicas["agents"] == 8)
+    #expect(harness.events(.blocked).contains { $0.reason == .rateLimitCeiling })
+    let share = try #require(WorkerShares.compute(policy: policy, replicas: ["agents": 8])["agents"])
+    #expect(share.concurrentRequests == 1)
+    #expect(Double(share.concurrentRequests ?? 0) * 8 <= 10 * 0.8)
+  }
+
+  @Test(
+    "validate warns where the processes on a provider may run more replicas than it has requests in flight")
+  func concurrencyWarning() throws {
+    let loaded = try PolicyLoader.load(yaml: Self.concurrencyPolicy, file: "p.yaml")
+    let warning = try #require(loaded.warnings.first)
+    #expect(warning.location.line == 2)
+    #expect(
+      warning.message.contains(
+        "max_concurrent_requests 10 × safety margin 0.8 is 8 requests in flight, fewer than the 12 replicas agents may run"
+      ))
   }
 }

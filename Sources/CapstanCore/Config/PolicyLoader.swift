@@ -269,6 +269,7 @@ struct PolicyValidator {
       checkCeilings(
         target, providers: providers, pools: pools, location: processLocations[target.name] ?? top)
     }
+    checkSettingsTakeEffect(raw, targets: targets, providers: providers)
     var policy = Policy(
       controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools)
     if let backend = raw.backend, let settings = validateBackend(backend) { policy.backend = settings }

@@ -186,3 +186,35 @@ extension PolicyValidator {
   }
 
 }
+
+extension PolicyValidator {
+  /// Warnings for settings that are valid but cannot take effect as written.
+  func checkSettingsTakeEffect(_ raw: RawPolicyFile, targets: [ScalingTarget], providers: [ProviderLimits]) {
+    // Activation decides between 0 and 1 replica: with min 1 or more it never does.
+    for (name, process) in raw.processes?.entries ?? [] {
+      guard let activation = process.scaling?.activationThreshold,
+        let target = targets.first(where: { $0.name == name.text }), target.min >= 1
+      else { continue }
+      sink.warning(
+        activation.location,
+        "activation_threshold of process '\(name.text)' takes effect only at min: 0 (it decides between no replica and one); min is \(target.min)"
+      )
+    }
+    // A replica that runs holds at least one request in flight, so the rate-limit ceiling stops
+    // the processes on a provider at the limit × margin together, whatever their max says.
+    for (name, rawProvider) in raw.providers?.entries ?? [] {
+      guard let provider = providers.first(where: { $0.name == name.text }),
+        let limit = provider.maxConcurrentRequests
+      else { continue }
+      let members = targets.filter { $0.rateLimit?.provider == provider.name }
+      guard !members.isEmpty else { continue }
+      let slots = Int(saturating: (limit * provider.safetyMargin + 1e-9).rounded(.down))
+      let most = members.reduce(0) { $0.saturatingAdd($1.max) }
+      guard most > slots else { continue }
+      sink.warning(
+        rawProvider.maxConcurrentRequests?.location ?? name.location,
+        "max_concurrent_requests \(format(limit)) × safety margin \(format(provider.safetyMargin)) is \(slots) requests in flight, fewer than the \(most) replicas \(members.map(\.name).joined(separator: ", ")) may run by their max: each replica holds at least one, so the rate-limit ceiling stops them at \(slots) together; lower max, or raise the limit"
+      )
+    }
+  }
+}

@@ -92,7 +92,8 @@ public enum Ceilings {
       switch self {
       case .tokensPerMinute: target.rateLimit?.tokensPerMinutePerReplica
       case .requestsPerMinute: target.rateLimit?.requestsPerMinutePerReplica
-      case .concurrentRequests: target.rateLimit?.concurrentRequestsPerReplica
+      // A replica that runs holds at least one request in flight, declared or not.
+      case .concurrentRequests: target.rateLimit.map { $0.concurrentRequestsPerReplica ?? 1 }
       }
     }
 

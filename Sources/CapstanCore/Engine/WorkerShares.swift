@@ -11,7 +11,10 @@ public struct WorkerShare: Sendable, Equatable, Codable {
   public var requestsPerMinute: Double?
   public var tokensPerMinute: Double?
   /// Requests in flight at once: the requests-per-minute share × `request_seconds` / 60 and the
-  /// provider's concurrency share, the lower of those given, and at least 1.
+  /// provider's concurrency share, the lower of those given, rounded down, so the replicas
+  /// together never hold more than the limit × margin. The rate-limit ceiling counts each
+  /// running replica as holding at least one, so the count stays within the limit; 0 is left
+  /// only for replicas a scale-down is still draining, and a replica told 0 waits.
   public var concurrentRequests: Int?
 
   enum CodingKeys: String, CodingKey {
@@ -85,7 +88,7 @@ public enum WorkerShares {
       shares[target.name] = WorkerShare(
         process: target.name, provider: provider.name, replicas: max(own, 1),
         requestsPerMinute: requests.map(rounded), tokensPerMinute: tokens.map(rounded),
-        concurrentRequests: caps.min().map { max(1, Int(saturating: ($0 + 1e-9).rounded(.down))) })
+        concurrentRequests: caps.min().map { Int(saturating: ($0 + 1e-9).rounded(.down)) })
     }
     return shares
   }

@@ -67,7 +67,8 @@ struct PeerShare {
     if let share = peer.rateLimit, share.provider == target.rateLimit?.provider {
       tokensPerMinute = share.tokensPerMinutePerReplica ?? 0
       requestsPerMinute = share.requestsPerMinutePerReplica ?? 0
-      concurrentRequests = share.concurrentRequestsPerReplica ?? 0
+      // At least one in flight while it runs, as the ceiling counts its own.
+      concurrentRequests = share.concurrentRequestsPerReplica ?? 1
     }
     if let pool = peer.resources.gpuPool, pool == target.resources.gpuPool { gpus = peer.resources.gpus }
   }
