@@ -40,8 +40,9 @@ public actor Controller {
   /// Targets whose backend warnings have been given (once per target per run).
   var warned: Set<String> = []
   public private(set) var lastTick: Date?
-  /// Why the controller is not acting: the audit log or the state could not be written. No
-  /// action is taken without both, and `/healthz` reports this until a tick writes them again.
+  /// Why the controller is not acting: the audit log or the state could not be written (no
+  /// action is taken without both), or a rate-limit share could not be published (its
+  /// provider's scale-ups are held). `/healthz` reports this until a tick succeeds again.
   public private(set) var writeFailure: String?
   /// Who holds the lease, as last seen; nil without leader election.
   public internal(set) var leaderIdentity: String?
@@ -180,7 +181,19 @@ public actor Controller {
     let leading = leaderNow && (shared == nil || adoptedShared)
     if leading {
       if problem == nil { problem = await saveShared() }
-      for event in decision.events { problem = problem ?? record(event) }
+      var toCarryOut = decision.actions
+      var held: String?
+      if problem == nil {
+        // Before the records and the actions, so a replica started now reads the share of the
+        // new count, and the ones already running lower theirs before the new ones send
+        // anything; a share that cannot be published holds its provider's scale-ups.
+        let unpublished = await publishShares(replicas: replicas, actions: decision.actions)
+        let (actions, events, why) = holdScaleUps(
+          unpublished: unpublished, decision: decision, before: before, now: now)
+        (toCarryOut, held) = (actions, why)
+        problem = record(events)
+        if held != nil { persist() }
+      }
       if let problem {
         // Fail closed: no action without its record and the state that remembers it. The
         // engine forgets these decisions, so the next tick decides them again from what runs.
@@ -194,15 +207,12 @@ public actor Controller {
         }
         _ = persist()
       } else {
-        // Before acting, so a replica started now reads the share of the new count, and the
-        // ones already running lower theirs before the new ones send anything.
-        await publishShares(replicas: replicas, actions: decision.actions)
-        for action in decision.actions {
+        for action in toCarryOut {
           guard let target = policy.target(named: action.process) else { continue }
           await carryOut(action, target: target, before: before, signals: signals, now: now)
         }
       }
-      writeFailure = problem
+      writeFailure = problem ?? held
     } else {
       // What the leader actually set may differ from what this follower decided; forgetting its
       // own guess keeps a takeover from reporting the leader's last change as someone else's.
@@ -341,9 +351,13 @@ public actor Controller {
 
   /// nil when written; else what went wrong, for the log and `/healthz`.
   @discardableResult
-  func record(_ event: AuditEvent) -> String? {
+  func record(_ event: AuditEvent) -> String? { record([event]) }
+
+  /// The events in one append, all or none, so a full disk leaves no record of a tick whose
+  /// actions are then not taken.
+  func record(_ events: [AuditEvent]) -> String? {
     do {
-      try audit.append(AuditRecord(event, mode: mode))
+      try audit.append(contentsOf: events.map { AuditRecord($0, mode: mode) })
       return nil
     } catch {
       logger.critical("cannot write the audit log", metadata: ["path": "\(audit.path)", "error": "\(error)"])

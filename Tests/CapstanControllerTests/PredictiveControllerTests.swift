@@ -166,19 +166,58 @@ struct ShareControllerTests {
     #expect(await harness.controller.shares["worker"] == second)
   }
 
-  @Test("a share file that cannot be written: the controller still acts, and writes it once it can")
+  @Test(
+    "a share file that cannot be written holds the scale-up: a blocked record, /healthz's problem, nothing applied; once it can be written, the scale-up goes ahead"
+  )
   func unwritableShareFile() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))], yaml: Self.yaml)
-    // A file where the shares folder should be.
+    // A file where the shares folder should be: no share can be written, even by root.
     let folder = harness.folder.appendingPathComponent("shares")
     try Data().write(to: folder)
     await harness.tick(0)
-    #expect(await harness.backend.applied.map(\.to) == [4])
+    #expect(await harness.backend.applied.isEmpty)
     #expect(await harness.controller.shares.isEmpty)
+    let held = try #require(harness.records().last)
+    #expect(held["event"] as? String == "blocked" && held["reason"] as? String == "share_unpublished")
+    #expect(held["to"] as? Int == 4 && held["from"] as? Int == 1)
+    #expect((held["detail"] as? String)?.contains("could not be published") == true)
+    #expect(!harness.records().contains { $0["event"] as? String == "scale_up" })
+    #expect(
+      (await harness.controller.writeFailure)?.contains("cannot publish the rate-limit share of worker")
+        == true)
     try FileManager.default.removeItem(at: folder)
     await harness.tick(15)
+    #expect(await harness.backend.applied.map(\.to) == [4])
+    #expect(await harness.controller.writeFailure == nil)
     let share = try JSONDecoder().decode(
       WorkerShare.self, from: Data(contentsOf: folder.appendingPathComponent("worker.json")))
     #expect(share.replicas == 4)
+  }
+
+  @Test("a share the backend refuses holds the scale-up too; a scale-down goes ahead")
+  func refusedShareHoldsScaleUp() async throws {
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(40))], counts: ["worker": 6],
+      yaml: """
+        providers:
+          llm: {requests_per_minute: 1200}
+        processes:
+          worker:
+            scaling: {metric: queue, target: 10, min: 1, max: 8}
+            rate_limit: {provider: llm, requests_per_minute_per_replica: 100}
+        autoscaling:
+          worker: {scale_down: {stabilization_window: 0s}}
+        """)
+    await harness.backend.refuseShares(1)
+    // 40 queued: 4 replicas, a scale-down from 6, which goes ahead though the share was refused.
+    await harness.tick(0)
+    #expect(await harness.backend.applied.map(\.to) == [4])
+    harness.signals["queue"]?.set(.value(80))
+    await harness.backend.refuseShares(1)
+    await harness.tick(15)
+    #expect(await harness.backend.applied.map(\.to) == [4])
+    #expect(harness.records().last?["reason"] as? String == "share_unpublished")
+    await harness.tick(30)
+    #expect(await harness.backend.applied.map(\.to) == [4, 8])
   }
 }

@@ -93,6 +93,36 @@ struct CommandLineTests {
   }
 
   @Test(
+    "a disk that fills mid-record leaves only whole records: the write that failed is cut back, and the command fails saying why"
+  )
+  func fullDiskLeavesWholeRecords() throws {
+    let log = temporaryFile("audit.jsonl")
+    defer { try? FileManager.default.removeItem(at: log) }
+    // The file-size limit stands in for a full disk: a write past it writes what fits, then
+    // fails (EFBIG), as a write to a full disk does (ENOSPC). SIGXFSZ is ignored so the write
+    // returns its error instead of killing the process.
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments =
+      [
+        "-c", #"trap "" XFSZ; ulimit -f 8; exec "$0" "$@" > /dev/null 2> "$LOG.err""#,
+        try CapstanBinary.url().path,
+      ] + Self.example + ["--audit-log", log.path]
+    process.environment = ["LOG": log.path]
+    process.currentDirectoryURL = repositoryRoot
+    try process.run()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 1)
+    let errors = try String(contentsOfFile: log.path + ".err", encoding: .utf8)
+    try? FileManager.default.removeItem(atPath: log.path + ".err")
+    #expect(errors.contains("write failed: File too large"), "\(errors)")
+    let text = try String(contentsOf: log, encoding: .utf8)
+    #expect(!text.isEmpty && text.hasSuffix("\n"))
+    let lines = text.split(separator: "\n")
+    #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+  }
+
+  @Test(
     "a bad row deep in a streamed recording stops the replay at its line; the ticks before it keep their records"
   )
   func badRowMidStream() throws {

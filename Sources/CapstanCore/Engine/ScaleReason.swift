@@ -23,6 +23,9 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   case budgetDay = "budget_day"
   /// The backend refused or failed an action; the detail has its words.
   case backendError = "backend_error"
+  /// A rate-limited process's share could not be published, so no process on its provider
+  /// scales up until it is.
+  case shareUnpublished = "share_unpublished"
   /// The policy file was reloaded (SIGHUP).
   case policyReload = "policy_reload"
   /// Someone else changed the replica count.
