@@ -188,20 +188,28 @@ public struct ScalingEngine: Sendable {
     state: inout EngineState, now: Date, into decision: inout TickDecision
   ) -> BudgetSnapshot? {
     // A stored flag first, so a target without a budget does not copy its optional settings.
-    guard prepared.hasBudget, let breaker = prepared.target.budget else { return nil }
+    // The breaker is read where the policy holds it rather than bound to a local, whose copy
+    // (a time zone and a metric name) takes reference counts every tick.
+    guard prepared.hasBudget else { return nil }
     let (events, current) = state.budgets.update(atTarget: index, default: BudgetLedger()) { ledger in
-      let events = ledger.advance(
-        to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
-        costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: breaker)
+      let events =
+        prepared.target.budget.map {
+          ledger.advance(
+            to: now, replicas: status.current, costPerHourUSD: prepared.target.costPerHourUSD,
+            costRate: prepared.costRatePosition.flatMap { signals[$0] }, breaker: $0)
+        } ?? []
       return (events, ledger)
     }
-    for event in events {
-      decision.events.append(
-        .budget(
-          event, of: prepared.target, breaker: breaker, ledger: current, replicas: status.current,
-          signals: signals.values(of: prepared), at: now))
+    if !events.isEmpty, let breaker = prepared.target.budget {
+      for event in events {
+        decision.events.append(
+          .budget(
+            event, of: prepared.target, breaker: breaker, ledger: current, replicas: status.current,
+            signals: signals.values(of: prepared), at: now))
+      }
     }
-    return BudgetSnapshot(spentUSD: current.spentUSD, limitUSD: breaker.dailyBudgetUSD, state: current.state)
+    return BudgetSnapshot(
+      spentUSD: current.spentUSD, limitUSD: prepared.target.budget?.dailyBudgetUSD ?? 0, state: current.state)
   }
 
   /// The predictive floor at this tick, learned from the forecast signal; nil where the target
