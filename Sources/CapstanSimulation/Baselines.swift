@@ -76,7 +76,7 @@ struct OracleSchedule {
   init(fleet: Fleet, trace: Trace) throws {
     interval = fleet.interval
     slots = fleet.settings.slots
-    lookahead = Int((fleet.settings.startup / fleet.interval).rounded(.up))
+    lookahead = Int(saturating: (fleet.settings.startup / fleet.interval).rounded(.up))
     arrivals = try trace.stream()
     pending = try arrivals.next()
     kind = trace.kind
@@ -85,7 +85,7 @@ struct OracleSchedule {
 
   /// The replicas to run from the tick at `time` (ticks come in order).
   mutating func replicas(at time: Double) throws -> Int {
-    let first = Int(time / interval)
+    let first = Int(saturating: time / interval)
     try compute(through: first + lookahead)
     let drop = min(max(first - firstTick, 0), needed.count)
     needed.removeFirst(drop)
@@ -108,7 +108,7 @@ struct OracleSchedule {
         let arrival = pending?.arrival ?? .infinity
         let end = ends.peek ?? .infinity
         let time = min(arrival, end)
-        guard time.isFinite, Int(time / interval) <= span else { break }
+        guard time.isFinite, Int(saturating: time / interval) <= span else { break }
         if end <= arrival {
           _ = ends.pop()
         } else if let request = pending {

@@ -156,7 +156,7 @@ struct Fleet {
     if pending == nil { lastArrival = request.arrival }
   }
 
-  static func minute(_ request: Trace.Request) -> Int { Int(request.arrival / 60) }
+  static func minute(_ request: Trace.Request) -> Int { Int(saturating: request.arrival / 60) }
 
   /// The oldest minute with a request whose fate is still open: minutes before it are final.
   private var openMinute: Int {

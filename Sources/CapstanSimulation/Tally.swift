@@ -74,7 +74,7 @@ struct LatencyHistogram {
 
   mutating func record(_ latency: Double) {
     count += 1
-    let key = latency > 0 ? Int((log(latency) / Self.width).rounded(.down)) : Int.min
+    let key = latency > 0 ? Int(saturating: (log(latency) / Self.width).rounded(.down)) : Int.min
     let bucket = buckets[key] ?? Bucket(count: 0, largest: latency)
     buckets[key] = Bucket(count: bucket.count + 1, largest: max(bucket.largest, latency))
   }

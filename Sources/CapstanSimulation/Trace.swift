@@ -25,6 +25,9 @@ public struct Trace: Sendable {
     public var outputTokens: Double
     /// Jobs: seconds on one slot.
     public var workSeconds: Double
+    /// The line of the file it was read from (0 for one made in memory), for an error about it.
+    /// Not part of a request's identity.
+    public var line = 0
 
     public init(arrival: Double, inputTokens: Double = 0, outputTokens: Double = 0, workSeconds: Double = 0) {
       self.arrival = arrival
@@ -32,12 +35,19 @@ public struct Trace: Sendable {
       self.outputTokens = outputTokens
       self.workSeconds = workSeconds
     }
+
+    public static func == (left: Request, right: Request) -> Bool {
+      (left.arrival, left.inputTokens, left.outputTokens, left.workSeconds)
+        == (right.arrival, right.inputTokens, right.outputTokens, right.workSeconds)
+    }
   }
 
   enum Origin: Sendable {
     case requests([Request])
     /// A file `load` has checked line by line.
     case file(String)
+    /// A pipe or another file that cannot be read twice, read once into memory by `load`.
+    case text(name: String, contents: String)
   }
 
   enum Stage: Sendable {
@@ -93,8 +103,9 @@ public struct Trace: Sendable {
           index += 1
           return requests[index - 1]
         }
-      case .file(let path):
-        let reader = try LineReader(path: path)
+      case .file, .text:
+        let reader = try openReader()
+        let path = name
         var parser: TraceLineParser?
         return {
           while true {
@@ -155,6 +166,23 @@ public struct Trace: Sendable {
     }
   }
 
+  /// The file the trace was read from, for errors.
+  public var name: String {
+    switch origin {
+    case .requests: "trace"
+    case .file(let path): path
+    case .text(let name, _): name
+    }
+  }
+
+  private func openReader() throws -> LineReader {
+    switch origin {
+    case .text(let name, let contents): try LineReader(text: contents, name: name)
+    case .file(let path): try LineReader(path: path)
+    case .requests: try LineReader(text: "", name: "trace")
+    }
+  }
+
   /// The same requests arriving `factor` times as often (1.5: half again the rate).
   public func scaled(rate factor: Double) -> Trace {
     guard factor != 1 else { return self }
@@ -174,9 +202,23 @@ public struct Trace: Sendable {
       last = request.arrival
     }
     guard last > 0, count > 1 else { return self }
+    let period = last + last / Double(count - 1)
+    let copies = (seconds / period).rounded(.up)
+    guard Double(count) * copies <= Double(Self.maxRequests) else {
+      throw ShapeError(
+        message:
+          "--tile \(DurationText.of(seconds)) repeats the \(count) requests of \(name) \(Int(saturating: copies)) times, more than \(Self.maxRequests) requests: tile it to less"
+      )
+    }
     var copy = self
-    copy.stages.append(.tile(seconds: seconds, period: last + last / Double(count - 1)))
+    copy.stages.append(.tile(seconds: seconds, period: period))
     return copy
+  }
+
+  /// A shape asked of a trace (`--tile`) that it cannot take.
+  public struct ShapeError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
   }
 
   /// A daily shape over a flat trace: each request is kept with a probability that follows the
@@ -198,9 +240,35 @@ extension Trace {
   /// The most requests a trace file may hold, so a mistaken file cannot run for hours.
   public static let maxRequests = 20_000_000
 
-  /// Reads the file once, checking every line, and returns a trace that streams it.
+  /// The largest trace read into memory from a pipe or another file that is not regular.
+  public static let maxPipedBytes = 1 << 30
+
+  /// Reads the file once, checking every line, and returns a trace that streams it. A pipe
+  /// (`--trace <(…)`) or another file that cannot be read twice is read once into memory.
   public static func load(path: String) throws -> Trace {
-    let reader = try LineReader(path: path)
+    var attributes = stat()
+    guard stat(path, &attributes) == 0 else {
+      throw TraceError(
+        file: path, line: 0, message: "cannot read the file: \(String(cString: strerror(errno)))")
+    }
+    var piped: String?
+    if (attributes.st_mode & S_IFMT) != S_IFREG {
+      guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw TraceError(
+          file: path, line: 0, message: "cannot read the file: \(String(cString: strerror(errno)))")
+      }
+      defer { try? handle.close() }
+      let data = (try? handle.read(upToCount: maxPipedBytes + 1)) ?? nil
+      guard (data?.count ?? 0) <= maxPipedBytes else {
+        throw TraceError(
+          file: path, line: 0,
+          message: "more than 1 GiB through a pipe: save the trace to a file and give its path")
+      }
+      piped = String(decoding: data ?? Data(), as: UTF8.self)
+    }
+    var trace = Trace(kind: .llm, start: Date(timeIntervalSince1970: 0), requests: [])
+    trace.origin = piped.map { .text(name: path, contents: $0) } ?? .file(path)
+    let reader = try trace.openReader()
     guard let header = try reader.nextLine() else {
       throw TraceError(file: path, line: 1, message: "empty trace")
     }
@@ -218,9 +286,39 @@ extension Trace {
       throw TraceError(
         file: path, line: parser.firstLineIsRequest ? 1 : 2, message: "the trace has no requests")
     }
-    var trace = Trace(kind: parser.kind, start: parser.start, requests: [])
-    trace.origin = .file(path)
+    trace.kind = parser.kind
+    trace.start = parser.start
     return trace
+  }
+
+  /// The most ticks one simulation runs, as for a replay: a trace whose requests span more (a
+  /// mistyped year, a rate far too low) is refused at the line of the first request past it.
+  public static let maxTicks = 10_000_000
+
+  /// Reads the trace as a run will (rate, tiling and daily shape applied) and refuses one that
+  /// would run past `maxTicks` ticks of `interval`, or hold more than `maxRequests` requests
+  /// once tiled, at the line of the request that crosses the bound.
+  public func checkBounds(interval: TimeInterval) throws {
+    var stream = try stream()
+    var count = 0
+    let limit = Double(Self.maxTicks) * interval
+    while let request = try stream.next() {
+      count += 1
+      guard count <= Self.maxRequests else {
+        throw TraceError(
+          file: name, line: request.line,
+          message:
+            "the trace as shaped (--rate, --tile) holds more than \(Self.maxRequests) requests: shorten --tile or lower --rate"
+        )
+      }
+      guard request.arrival <= limit else {
+        throw TraceError(
+          file: name, line: request.line,
+          message:
+            "this request arrives \(DurationText.of(request.arrival)) after the first, past the \(Self.maxTicks) ticks of \(DurationText.of(interval)) a simulation runs: is its timestamp a typo, or --rate too low?"
+        )
+      }
+    }
   }
 
   /// Reads a trace held in memory, by the same rules as a file.
@@ -307,12 +405,14 @@ struct TraceLineParser {
   /// One line's bytes: a request, nil for a blank line, or an error at the line.
   mutating func parse(_ line: UnsafeBufferPointer<UInt8>, line number: Int) throws -> Trace.Request? {
     if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { return nil }
-    let request: Trace.Request
+    let parsed: Trace.Request
     switch format {
-    case .mooncake: request = try mooncake(line, line: number)
+    case .mooncake: parsed = try mooncake(line, line: number)
     case .csv(let kind, let columns):
-      request = try csv(line, kind: kind, columns: columns, line: number)
+      parsed = try csv(line, kind: kind, columns: columns, line: number)
     }
+    var request = parsed
+    request.line = number
     if let previous, request.arrival < previous {
       throw TraceError(
         file: file, line: number,

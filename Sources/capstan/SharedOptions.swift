@@ -43,8 +43,8 @@ struct TraceArguments: ParsableArguments {
   var diurnal: Double = 1
 
   func load(for policy: Policy) throws -> [String: Trace] {
-    guard rate.isFinite, rate > 0, rate <= 1000 else {
-      throw ValidationError("--rate \(rate) must be above 0 and at most 1000")
+    guard rate.isFinite, rate >= 0.001, rate <= 1000 else {
+      throw ValidationError("--rate \(rate) must be from 0.001 to 1000")
     }
     guard diurnal.isFinite, diurnal >= 1, diurnal <= 1000 else {
       throw ValidationError("--diurnal \(diurnal) must be from 1 (flat) to 1000")
@@ -70,6 +70,7 @@ struct TraceArguments: ParsableArguments {
         var trace = try Trace.load(path: path).scaled(rate: rate)
         if let tileSeconds { trace = try trace.tiled(to: tileSeconds) }
         trace = trace.diurnal(peakToTrough: diurnal)
+        try trace.checkBounds(interval: policy.controller.interval)
         loaded[process] = trace
       } catch {
         printError("\(error)")

@@ -94,6 +94,66 @@ struct SimulateCommandTests {
   }
 
   @Test(
+    "simulate is bounded: a mistyped year stops at the request's line; a rate far too low, a tiling past the request cap and a token rate no server has are refused"
+  )
+  func bounded() throws {
+    let typo = temporaryFile("typo.csv")
+    defer { try? FileManager.default.removeItem(at: typo) }
+    // 1970 then 2199: 230 years of 15-second ticks.
+    try "timestamp,work_seconds\n0,1\n7226582400,1\n".write(to: typo, atomically: true, encoding: .utf8)
+    let year = try runCapstan(
+      ["simulate", "examples/simulate/jobs.yaml", "--trace", typo.path], timeout: 120)
+    #expect(year.status == 1)
+    #expect(year.stderr.hasPrefix("\(typo.path):3: error: this request arrives"), "\(year.stderr)")
+    #expect(year.stderr.contains("is its timestamp a typo"))
+
+    let tiny = try runCapstan(Self.jobs + ["--rate", "1e-300"], timeout: 120)
+    #expect(tiny.status != 0 && tiny.stderr.contains("--rate 1e-300 must be from 0.001 to 1000"))
+
+    let tiled = try runCapstan(Self.jobs + ["--rate", "1000", "--tile", "8000h"], timeout: 300)
+    #expect(tiled.status == 1)
+    #expect(tiled.stderr.contains("more than 20000000 requests: tile it to less"), "\(tiled.stderr)")
+
+    let policy = temporaryFile("slow.yaml")
+    defer { try? FileManager.default.removeItem(at: policy) }
+    try """
+    processes:
+      llm:
+        scaling: {metric: q, target: 5, min: 1, max: 4}
+        simulation: {slots: 1, prefill_tokens_per_second: 1e-320, signals: {q: queue_depth}, slo: {latency: ttft, bound: 2s}}
+    """.write(to: policy, atomically: true, encoding: .utf8)
+    let rate = try runCapstan([
+      "simulate", policy.path, "--trace", "examples/traces/AzureLLMInferenceTrace_code.csv",
+    ])
+    #expect(rate.status == 1)
+    #expect(
+      rate.stderr.contains(":4:55: error: '1e-320' tokens per second is slower than any server"),
+      "\(rate.stderr)")
+  }
+
+  @Test("a trace through a pipe is read once and simulated in full")
+  func pipedTrace() throws {
+    let fromFile = try runCapstan(Self.jobs + ["--format", "json"])
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = [
+      "-c",
+      #""$0" simulate examples/simulate/jobs.yaml --trace <(cat examples/simulate/jobs-burst.csv) --format json"#,
+      try CapstanBinary.url().path,
+    ]
+    process.currentDirectoryURL = repositoryRoot
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let piped = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0)
+    #expect(fromFile.stdout.contains(#""requests" : 2299"#))
+    // The same simulation but for the trace's name.
+    #expect(piped.contains(#""requests" : 2299"#))
+  }
+
+  @Test(
     "a bare --trace with two simulated processes asks which one, and a bad --rate is refused")
   func ambiguousTrace() throws {
     let policy = temporaryFile("two.yaml")
@@ -111,7 +171,7 @@ struct SimulateCommandTests {
     #expect(result.status != 0)
     #expect(result.stderr.contains("the policy simulates a, b; write --trace PROCESS=FILE"))
     let rate = try runCapstan(Self.jobs + ["--rate", "0"])
-    #expect(rate.status != 0 && rate.stderr.contains("--rate 0.0 must be above 0"))
+    #expect(rate.status != 0 && rate.stderr.contains("--rate 0.0 must be from 0.001 to 1000"))
   }
 
   @Test("the LLM example on the Azure conversation trace the repository carries")

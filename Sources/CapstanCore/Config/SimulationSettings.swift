@@ -89,8 +89,8 @@ extension PolicyValidator {
       sink.error(rawSlots.location, "slots is 0: a replica must serve at least one request at a time")
       return nil
     }
-    let prefill = raw.prefillTokensPerSecond.flatMap { positive($0, "tokens per second") }
-    let decode = raw.decodeTokensPerSecond.flatMap { positive($0, "tokens per second") }
+    let prefill = raw.prefillTokensPerSecond.flatMap { tokenRate($0) }
+    let decode = raw.decodeTokensPerSecond.flatMap { tokenRate($0) }
     let startup = raw.startup.flatMap { duration($0) } ?? processStartup ?? 0
     let scrapeLag = raw.scrapeLag.flatMap { duration($0) } ?? 0
     var signals: [String: SimulationSettings.Quantity] = [:]
@@ -114,5 +114,23 @@ extension PolicyValidator {
       slots: slots, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode, startup: startup,
       scrapeLag: scrapeLag,
       signals: signals, slo: .init(latency: latency, bound: bound, target: target))
+  }
+}
+
+extension PolicyValidator {
+  /// The slowest rate a simulated replica may serve at: below it, one request would take more
+  /// than a simulation's span, and the arithmetic of its times stops meaning anything.
+  static let slowestTokenRate = 0.001
+
+  func tokenRate(_ raw: RawScalar) -> Double? {
+    guard let value = positive(raw, "tokens per second") else { return nil }
+    guard value >= Self.slowestTokenRate else {
+      sink.error(
+        raw.location,
+        "'\(raw.text)' tokens per second is slower than any server: give at least \(format(Self.slowestTokenRate))"
+      )
+      return nil
+    }
+    return value
   }
 }

@@ -260,9 +260,10 @@ extension ForecastState {
 
 /// Durations as people write them: 2m15s, 3h, 1d4h. (Not `Duration`, which would hide the
 /// standard library's type throughout the module.)
-enum DurationText {
-  static func of(_ seconds: TimeInterval) -> String {
-    var left = Int(seconds.rounded())
+public enum DurationText {
+  /// `1d2h3m4s`, saturating for a duration past any calendar.
+  public static func of(_ seconds: TimeInterval) -> String {
+    var left = Int(saturating: seconds.rounded())
     if left == 0 { return "0s" }
     var parts = ""
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] where left >= size {
