@@ -58,7 +58,7 @@ struct Replay: ParsableCommand {
 
     let audit = try openReportAuditLog(output.auditLog, command: "replay")
     defer { audit?.close() }
-    let reportFile = try ReportFile.prepare(output.report)
+    let reportFile = try OutputFile.prepare(output.report, option: "--report")
     let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy, interval: options.interval) }
     // The text timeline comes before the summary, which is known only at the end: its lines wait
     // in a temporary file rather than in memory.
@@ -81,15 +81,12 @@ struct Replay: ParsableCommand {
         recorder?.event(event)
       }
     } catch let error as ReplayError {
-      reportFile?.discard()
       printError("capstan replay: error: \(error)")
       throw ExitCode(1)
     } catch let error as MetricsFileError {
-      reportFile?.discard()
       printError("\(error)")
       throw ExitCode(1)
     } catch let error as TimelineSpool.WriteError {
-      reportFile?.discard()
       printError("\(error)")
       throw ExitCode(1)
     }

@@ -54,7 +54,7 @@ struct Simulate: ParsableCommand {
     }
     let audit = try openReportAuditLog(output.auditLog, command: "simulate")
     defer { audit?.close() }
-    let reportFile = try ReportFile.prepare(output.report)
+    let reportFile = try OutputFile.prepare(output.report, option: "--report")
     let recorder = reportFile.map { _ in ReportRecorder(policy: loaded.policy) }
     // The timeline prints as the run goes, so a long trace holds no list of its events.
     let width = ReplayReport.timelineWidth(simulator.traces.keys.sorted())
@@ -88,7 +88,6 @@ struct Simulate: ParsableCommand {
       case .json: print(SimulationReport.json(runs), terminator: "")
       }
     } catch let error as TraceError {
-      reportFile?.discard()
       printError("capstan simulate: \(error)")
       throw ExitCode(1)
     }

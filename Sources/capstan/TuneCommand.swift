@@ -45,6 +45,7 @@ struct Tune: ParsableCommand {
       throw ValidationError("--candidates must be 1 to 100000")
     }
     guard holdout >= 0, holdout <= 0.9 else { throw ValidationError("--holdout must be from 0 to 0.9") }
+    let outFile = try OutputFile.prepare(out, option: "--out")
     let loadedTraces = try trace.load(for: loaded.policy)
     let text = (try? String(contentsOfFile: policy, encoding: .utf8)) ?? ""
     let knobs = Knob.find(in: text, policy: loaded.policy, processes: loadedTraces.keys.sorted())
@@ -80,18 +81,19 @@ struct Tune: ParsableCommand {
       printError("capstan tune: \(error)")
       throw ExitCode(1)
     }
-    if let out, let winner = outcome.ranked.first {
+    if let outFile, let winner = outcome.ranked.first {
       let changed = zip(knobs, winner.values).compactMap { knob, value in
         value.map { (knob: knob, value: $0) }
       }
       let tuned = Knob.rewrite(text, changed)
       do {
-        _ = try PolicyLoader.load(yaml: tuned, file: out)
-        try tuned.write(toFile: out, atomically: true, encoding: .utf8)
+        _ = try PolicyLoader.load(yaml: tuned, file: outFile.path)
       } catch {
-        printError("capstan tune: error: cannot write the tuned policy to \(out): \(error)")
+        printError(
+          "capstan tune: error: the tuned policy does not load, so \(outFile.path) is not written: \(error)")
         throw ExitCode(1)
       }
+      try outFile.write(tuned)
     }
     switch format {
     case .text:
