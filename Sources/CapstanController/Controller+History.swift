@@ -3,16 +3,33 @@ import CapstanReplay
 import CapstanSignals
 import Foundation
 
+/// A finished read of a predictive process's history: its values, or why there are none, and
+/// the tick time it was read up to.
+struct HistoryRead: Sendable {
+  var samples: Result<[(time: Date, value: Double)], any Error>
+  var through: Date
+}
+
 extension Controller {
+  /// How long a tick waits for the history reads it starts: a quick source (a local file, a
+  /// near Prometheus) is learned at once, and a slow or hung one (a range query that takes
+  /// minutes, a FIFO with no writer, a hung mount) never holds the tick, the loop or a signal.
+  static let historyWait: TimeInterval = 2
+
   /// Reads each predictive process's history source (a recorded-metrics file, a Prometheus
-  /// range over the history kept) at start and then every `refresh`, and hands it to the
-  /// engine. The first read takes the whole window kept; later ones start a slot before the
-  /// last one that succeeded (values read twice change nothing: a slot keeps its highest). A
-  /// source that cannot be read is logged and tried again at the next refresh; meanwhile the
-  /// floor works from what it has, or turns off with a warning record when that is too little.
+  /// range over the history kept) at start and then every `refresh`, off the tick, and hands
+  /// it to the engine when it arrives. The first read takes the whole window kept; later ones
+  /// start a slot before the last one that succeeded (values read twice change nothing: a slot
+  /// keeps its highest). A source that cannot be read is logged and tried again at the next
+  /// refresh; meanwhile the floor works from what it has, or turns off with a warning record
+  /// when that is too little. A read still under way is not started again.
   func readHistory(now: Date) async {
+    learnArrivedHistory()
+    var started: [String] = []
     for target in policy.targets {
-      guard let settings = target.predictive, settings.history != .learned else { continue }
+      guard let settings = target.predictive, settings.history != .learned,
+        historyInFlight[target.name] == nil
+      else { continue }
       if let last = historyReadAt[target.name], now >= last, now.timeIntervalSince(last) < settings.refresh {
         continue
       }
@@ -21,18 +38,54 @@ extension Controller {
       if let covered = historyReadThrough[target.name], covered <= now {
         from = max(from, covered.addingTimeInterval(-settings.resolution))
       }
-      do {
-        let samples = try await Self.history(
-          settings, policy: policy, baseDirectory: baseDirectory, from: from, to: now)
-        engine.learn(samples, for: target.name, before: now, state: &state.engine)
-        historyReadThrough[target.name] = now
+      let (name, policy, baseDirectory) = (target.name, self.policy, self.baseDirectory)
+      historyInFlight[name] = Date()
+      started.append(name)
+      Task.detached { [weak self] in
+        let samples: Result<[(time: Date, value: Double)], any Error>
+        do {
+          samples = .success(
+            try await Self.history(
+              settings, policy: policy, baseDirectory: baseDirectory, from: from, to: now))
+        } catch {
+          samples = .failure(error)
+        }
+        await self?.historyFinished(name, HistoryRead(samples: samples, through: now))
+      }
+    }
+    guard !started.isEmpty else { return }
+    let deadline = Date().addingTimeInterval(Self.historyWait)
+    while started.contains(where: { historyInFlight[$0] != nil }), Date() < deadline {
+      try? await Task.sleep(nanoseconds: 10_000_000)
+    }
+    for name in started where historyInFlight[name] != nil {
+      logger.warning(
+        "the predictive floor's history is still being read; deciding without it until it arrives",
+        metadata: ["process": "\(name)"])
+    }
+    learnArrivedHistory()
+  }
+
+  func historyFinished(_ name: String, _ read: HistoryRead) {
+    historyInFlight[name] = nil
+    historyArrived[name] = read
+  }
+
+  /// Hands the reads that finished to the engine, each as seen up to the tick it was read at.
+  private func learnArrivedHistory() {
+    for (name, read) in historyArrived.sorted(by: { $0.key < $1.key }) {
+      historyArrived[name] = nil
+      switch read.samples {
+      case .success(let samples):
+        engine.learn(samples, for: name, before: read.through, state: &state.engine)
+        historyReadThrough[name] = read.through
         logger.info(
           "read the predictive floor's history",
-          metadata: ["process": "\(target.name)", "values": "\(samples.count)"])
-      } catch {
+          metadata: ["process": "\(name)", "values": "\(samples.count)"])
+      case .failure(let error):
         logger.error(
           "cannot read the predictive floor's history; it works from what it has learned",
-          metadata: ["process": "\(target.name)", "error": "\(error)"])
+          metadata: ["process": "\(name)", "error": "\(error)"])
       }
     }
   }
@@ -44,7 +97,14 @@ extension Controller {
     case .learned: return []
     case .file:
       guard let path = HistoryFile.path(settings, baseDirectory: baseDirectory) else { return [] }
-      return try HistoryFile.read(path: path, signal: settings.signal, from: from, to: now)
+      // On a thread of its own, not the concurrency pool's: opening a FIFO with no writer, or a
+      // file on a hung mount, blocks the thread that does it.
+      return try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+          continuation.resume(
+            with: Result { try HistoryFile.read(path: path, signal: settings.signal, from: from, to: now) })
+        }
+      }
     case .prometheus:
       guard let spec = policy.signals.first(where: { $0.name == settings.signal }),
         case .prometheus(let source) = spec.source

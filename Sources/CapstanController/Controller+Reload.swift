@@ -24,6 +24,7 @@ extension Controller {
     engine = ScalingEngine(policy: loaded.policy)
     historyReadAt = [:]
     historyReadThrough = [:]
+    historyArrived = [:]
     readers = makeReaders(loaded.policy, baseDirectory)
     logger.notice(
       "policy reloaded", metadata: ["file": "\(file)", "targets": "\(loaded.policy.targets.count)"])

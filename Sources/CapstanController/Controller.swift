@@ -58,6 +58,10 @@ public actor Controller {
   /// last succeeded.
   var historyReadAt: [String: Date] = [:]
   var historyReadThrough: [String: Date] = [:]
+  /// History reads under way, off the tick (when each started, by the wall clock), and those
+  /// finished and not yet handed to the engine.
+  var historyInFlight: [String: Date] = [:]
+  var historyArrived: [String: HistoryRead] = [:]
   /// Each rate-limited process's share per replica, as last published (`/shares`, the files).
   public internal(set) var shares: [String: WorkerShare] = [:]
   /// The shares the backend last took (a Kubernetes annotation), retried apart from the files.

@@ -4,6 +4,10 @@ import CapstanTestKit
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// A worker whose floor reads its history from its signal's own Prometheus query.
 func prometheusHistoryPolicy(url: String) -> String {
   """
@@ -58,6 +62,38 @@ struct PredictiveControllerTests {
     // The history is saved with the state, so a restart does not start from nothing.
     let saved = try #require(try harness.savedState())
     #expect(saved.engine.forecasts["worker"]?.history.periods.isEmpty == false)
+  }
+
+  @Test(
+    "a history file that blocks (a FIFO with no writer) holds no tick: min is applied, the next ticks run, and the history is learned once it arrives"
+  )
+  func blockingHistory() async throws {
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(10))], counts: ["worker": 0], yaml: Self.yaml)
+    let fifo = harness.folder.appendingPathComponent("history.csv")
+    #expect(mkfifo(fifo.path, 0o644) == 0)
+    await harness.tick(0)
+    #expect(await harness.backend.applied.map(\.to) == [1])
+    await harness.tick(15)
+    await harness.tick(30)
+    #expect(await harness.backend.applied.map(\.to) == [1])
+    // A writer comes: the read that waited gets yesterday's rows, and a later tick learns them.
+    var history = ""
+    let now = 1_700_000_000.0
+    history += "timestamp,queue\n"
+    for minute in stride(from: now - 86_400, to: now, by: 60) {
+      let secondsIntoDay = minute.truncatingRemainder(dividingBy: 86_400)
+      let busy = secondsIntoDay >= 22 * 3600 + 15 * 60 && secondsIntoDay < 23 * 3600
+      history += "\(Int(minute)),\(busy ? 100 : 10)\n"
+    }
+    let writer = try FileHandle(forWritingTo: fifo)
+    try writer.write(contentsOf: Data(history.utf8))
+    try writer.close()
+    let learned = await eventually(timeout: 60) {
+      await harness.tick(45)
+      return await harness.backend.applied.map(\.to) == [1, 8]
+    }
+    #expect(learned)
   }
 
   @Test("the file is read again every refresh: rows written since are learned")
