@@ -36,7 +36,12 @@ public actor CommandBackend: ScalingBackend {
 
   public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
     guard let statusArgv = settings.statusArgv else {
-      return ReplicaStatus(lastSet[target.name] ?? target.min)
+      if let known = lastSet[target.name] { return ReplicaStatus(known) }
+      // Never set: taken to run at min, once, and that is remembered, so a reload or restart
+      // that raises min later finds the count below it and runs the hook to raise it.
+      lastSet[target.name] = target.min
+      save(about: target.name)
+      return ReplicaStatus(target.min)
     }
     let outcome = try await run(statusArgv + [target.name], process: target.name, environment: [:])
     guard let count = Int(outcome.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), count >= 0 else {
@@ -55,12 +60,16 @@ public actor CommandBackend: ScalingBackend {
         "CAPSTAN_DRAIN_TIMEOUT": String(Int(action.drainTimeout.rounded(.up))),
       ])
     lastSet[action.process] = action.to
+    save(about: action.process)
+  }
+
+  private func save(about process: String) {
     do {
       try store?.save(lastSet)
     } catch {
       logger.critical(
         "cannot save the counts set: after a restart they are taken as min",
-        metadata: ["process": "\(action.process)", "error": "\(error)"])
+        metadata: ["process": "\(process)", "error": "\(error)"])
     }
   }
 

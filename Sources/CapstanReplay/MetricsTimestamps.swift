@@ -93,8 +93,9 @@ public enum RFC3339Parser {
     guard let year = digits(0, 4), bytes[4] == 45, let month = digits(5, 2), bytes[7] == 45,
       let day = digits(8, 2), bytes[10] == 84 || bytes[10] == 116 || bytes[10] == 32,
       let hour = digits(11, 2), bytes[13] == 58, let minute = digits(14, 2), bytes[16] == 58,
-      let second = digits(17, 2), (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60,
-      second <= 60
+      let second = digits(17, 2), (1...12).contains(month), day >= 1, day <= days(in: month, of: year),
+      hour < 24,
+      minute < 60, second < 60
     else { return nil }
     var index = 19
     var fraction = 0.0
@@ -119,12 +120,22 @@ public enum RFC3339Parser {
       guard index + 1 == bytes.count else { return nil }
     case 43, 45:
       guard index + 6 == bytes.count, let hours = digits(index + 1, 2), bytes[index + 3] == 58,
-        let minutes = digits(index + 4, 2)
+        let minutes = digits(index + 4, 2), hours < 24, minutes < 60
       else { return nil }
       offset = (hours * 3600 + minutes * 60) * (bytes[index] == 45 ? -1 : 1)
     default: return nil
     }
     return date(year, month, day, hour, minute, second, offset, fraction)
+  }
+
+  /// The days of a month of the Gregorian calendar: a recording's 30 February is a typo, not
+  /// 2 March. (A leap second, :60, is refused too: no recorder writes one.)
+  static func days(in month: Int, of year: Int) -> Int {
+    switch month {
+    case 2: year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
+    case 4, 6, 9, 11: 30
+    default: 31
+    }
   }
 
   private static func date(

@@ -36,7 +36,10 @@ public struct MetricsFileError: Error, CustomStringConvertible, Sendable {
     (self.file, self.line, self.message) = (file, line, message)
   }
 
-  public var description: String { "\(file):\(line): error: \(message)" }
+  /// `FILE:LINE: error: …`; an error about the whole file (it cannot be read) has no line.
+  public var description: String {
+    line > 0 ? "\(file):\(line): error: \(message)" : "\(file): error: \(message)"
+  }
 }
 
 extension RecordedMetrics {

@@ -144,7 +144,12 @@ public struct Replay {
       // Past the last sample: done.
       if let last, now > last { break }
       if let current, now.timeIntervalSince(current.time) <= staleness {
-        for position in order.indices { indexed.signals[position] = current.values[position] }
+        // A value that is not a load (below 0, past 1e15) is missing, as a live read of it fails.
+        for position in order.indices {
+          indexed.signals[position] = current.values[position].flatMap {
+            $0 >= 0 && $0 <= PolicyLimits.maxMagnitude ? $0 : nil
+          }
+        }
         for index in targets.indices {
           recordedReplicas[index] = current.values[recordedReplicasPosition(index)]
           recordedReady[index] = current.values[recordedReplicasPosition(index) + 1]

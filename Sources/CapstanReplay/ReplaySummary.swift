@@ -176,11 +176,13 @@ struct SummaryAccumulator {
           (summaries[index].computeCostUSD ?? 0) + cost * Double(count) * seconds / 3600
       }
       if hasBudget[index] {
+        let ledger = engine.budget(ofTarget: index, in: state)
         if metersCostRate[index] {
-          let rate = costRatePositions[index].flatMap { signals[$0] } ?? 0
+          // A missing sample carries the last value forward, as the budget does.
+          let rate = costRatePositions[index].flatMap { signals[$0] } ?? ledger?.lastCostRate ?? 0
           summaries[index].meteredCostUSD = (summaries[index].meteredCostUSD ?? 0) + rate * seconds / 3600
         }
-        if engine.budget(ofTarget: index, in: state)?.state == .frozen {
+        if ledger?.state == .frozen {
           summaries[index].frozenSeconds += seconds
         }
       }

@@ -25,8 +25,37 @@ public struct Knob: Sendable {
 }
 
 extension Knob {
-  /// The knobs of the traced processes that the file writes.
+  /// The knobs of the traced processes that the file writes where they are used, so that
+  /// `rewrite` can change each alone.
   public static func find(in yaml: String, policy: Policy, processes: [String]) -> [Knob] {
+    let lines = yaml.components(separatedBy: "\n")
+    return all(in: yaml, policy: policy, processes: processes).filter { $0.range(in: lines) != nil }
+  }
+
+  /// The values of the traced processes that the file writes through a YAML anchor: `tune`
+  /// leaves them as they are, since changing one would change every place that uses it.
+  public static func anchored(in yaml: String, policy: Policy, processes: [String]) -> [String] {
+    let lines = yaml.components(separatedBy: "\n")
+    return all(in: yaml, policy: policy, processes: processes).filter { $0.range(in: lines) == nil }.map(
+      \.name)
+  }
+
+  /// Where the knob's scalar stands in its line, as written (inside its quotes); nil where the
+  /// line holds something else there (an anchor, `&name value`, or a file changed since).
+  func range(in lines: [String]) -> Range<Int>? {
+    guard line >= 1, line <= lines.count else { return nil }
+    let scalars = Array(lines[line - 1].unicodeScalars)
+    let start = column - 1
+    let written = Array(self.written.unicodeScalars)
+    guard start >= 0, start < scalars.count else { return nil }
+    // A quoted scalar starts with its quote: keep the quotes.
+    let from = scalars[start] == "\"" || scalars[start] == "'" ? start + 1 : start
+    guard from + written.count <= scalars.count, Array(scalars[from..<(from + written.count)]) == written
+    else { return nil }
+    return from..<(from + written.count)
+  }
+
+  private static func all(in yaml: String, policy: Policy, processes: [String]) -> [Knob] {
     guard let root = try? PolicyLoader.compose(yaml: yaml) else { return [] }
     var knobs: [Knob] = []
     for name in processes {
@@ -122,16 +151,10 @@ extension Knob {
     // From the end of each line, so earlier columns stay where they were.
     for (knob, value) in values.sorted(by: { ($0.knob.line, $0.knob.column) > ($1.knob.line, $1.knob.column) }
     ) {
-      guard knob.line >= 1, knob.line <= lines.count else { continue }
+      // `find` gives only knobs written in place, in the text it was given.
+      guard let range = knob.range(in: lines) else { continue }
       var scalars = Array(lines[knob.line - 1].unicodeScalars)
-      let start = knob.column - 1
-      let written = Array(knob.written.unicodeScalars)
-      // A quoted scalar starts with its quote: keep the quotes.
-      let quoted = start < scalars.count && (scalars[start] == "\"" || scalars[start] == "'")
-      let from = quoted ? start + 1 : start
-      guard from + written.count <= scalars.count, Array(scalars[from..<(from + written.count)]) == written
-      else { continue }
-      scalars.replaceSubrange(from..<(from + written.count), with: knob.text(value).unicodeScalars)
+      scalars.replaceSubrange(range, with: knob.text(value).unicodeScalars)
       var line = ""
       line.unicodeScalars.append(contentsOf: scalars)
       lines[knob.line - 1] = line

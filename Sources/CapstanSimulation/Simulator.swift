@@ -224,6 +224,18 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
   case ttftForJobs(String)
   case sharedSignal(String)
 
+  /// Where in the policy file the mistake is, where it is in one: the process's simulation
+  /// section, or the process.
+  public func location(in policy: Policy) -> FileLocation? {
+    switch self {
+    case .unknownProcess: nil
+    case .noSimulationSection(let name): policy.target(named: name)?.location
+    case .unmappedSignal(let name, _), .noTokenRates(let name), .ttftForJobs(let name):
+      policy.target(named: name).flatMap { $0.simulation?.location ?? $0.location }
+    case .sharedSignal(let signal): policy.signals.first { $0.name == signal }?.location
+    }
+  }
+
   public var description: String {
     switch self {
     case .unknownProcess(let name, let known):

@@ -488,7 +488,13 @@ struct TraceLineParser {
 
   private func amount(_ cell: UnsafeBufferPointer<UInt8>, column: String, line: Int) throws -> Double {
     let text = String(decoding: cell, as: UTF8.self)
-    guard let value = Double(text), value.isFinite, value >= 0, value <= PolicyLimits.maxMagnitude else {
+    // Decimal digits, a point, an exponent and a sign only: `Double(_:)` would also read a hex
+    // number, and stop at a NUL byte (reading `3\0600` as 3).
+    let decimal = cell.allSatisfy {
+      (48...57).contains($0) || $0 == 46 || $0 == 101 || $0 == 69 || $0 == 43 || $0 == 45
+    }
+    guard decimal, let value = Double(text), value.isFinite, value >= 0, value <= PolicyLimits.maxMagnitude
+    else {
       throw TraceError(
         file: file, line: line,
         message: "'\(text.prefix(40))' in column \(column) is not a number of 0 or more")

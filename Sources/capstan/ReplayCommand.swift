@@ -55,6 +55,18 @@ struct Replay: ParsableCommand {
       printError("\(error)")
       throw ExitCode(1)
     }
+    // A per-replica signal is rescaled from the recording's count to the replay's, which takes
+    // the recording's `<process>.replicas`: without it, it is replayed as recorded.
+    if RecordedMetricsFile.Format(path: metrics) == .csv {
+      for signal in loaded.policy.signals {
+        guard let owner = signal.perReplicaOf,
+          !recorded.columns.contains(RecordedMetrics.replicasColumn(for: owner))
+        else { continue }
+        printError(
+          "\(metrics): warning: signal '\(signal.name)' is measured per replica of \(owner), but the recording has no \(RecordedMetrics.replicasColumn(for: owner)) column: it is replayed as recorded, not rescaled to the replay's count of \(owner)"
+        )
+      }
+    }
 
     let audit = try openReportAuditLog(output.auditLog, command: "replay")
     defer { audit?.close() }

@@ -42,7 +42,9 @@ struct Simulate: ParsableCommand {
     do {
       simulator = try Simulator(policy: loaded.policy, traces: loadedTraces)
     } catch {
-      printError("capstan simulate: error: \(error)")
+      printError(
+        error.location(in: loaded.policy).map { "\($0): error: \(error)" }
+          ?? "capstan simulate: error: \(error)")
       throw ExitCode(1)
     }
     for target in loaded.policy.targets where loadedTraces[target.name] != nil {

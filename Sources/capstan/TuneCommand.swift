@@ -49,6 +49,11 @@ struct Tune: ParsableCommand {
     let loadedTraces = try trace.load(for: loaded.policy)
     let text = (try? String(contentsOfFile: policy, encoding: .utf8)) ?? ""
     let knobs = Knob.find(in: text, policy: loaded.policy, processes: loadedTraces.keys.sorted())
+    for name in Knob.anchored(in: text, policy: loaded.policy, processes: loadedTraces.keys.sorted()) {
+      printError(
+        "\(policy): note: tune leaves \(name) as it is: it is written through a YAML anchor, and changing it would change every place that uses it"
+      )
+    }
     guard !knobs.isEmpty else {
       printError(
         "capstan tune: error: \(policy) writes no value tune can change for the traced processes: write the target, windows, cooldowns or steps it should search explicitly"
@@ -63,7 +68,8 @@ struct Tune: ParsableCommand {
     do {
       tuner = try Tuner(policy: loaded.policy, traces: loadedTraces, knobs: knobs, options: options)
     } catch {
-      printError("capstan tune: error: \(error)")
+      printError(
+        error.location(in: loaded.policy).map { "\($0): error: \(error)" } ?? "capstan tune: error: \(error)")
       throw ExitCode(1)
     }
     let terminal = isatty(STDERR_FILENO) == 1

@@ -231,6 +231,35 @@ struct CommandBackendTests {
     #expect(try await restarted.status(of: target) == ReplicaStatus(5))
   }
 
+  @Test(
+    "without status_argv, a process never set is taken at min once and remembered: a reload or restart that raises min finds it below and the engine raises it through the hook"
+  )
+  func raisedMin() async throws {
+    let folder = try scratchDirectory("command-backend")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try StateStore<[String: Int]>(directory: folder, name: "command-backend.json")
+    let first = CommandBackend(
+      settings: .init(argv: ["true"]), workingDirectory: folder, store: store, logger: Logger(label: "test"))
+    #expect(try await first.status(of: try target()) == ReplicaStatus(2))
+    // min raised from 2 to 4 (a reload, or a restart with the new file): 2 still run.
+    let raised = try PolicyLoader.load(
+      yaml: "processes:\n  web: {scaling: {min: 4, max: 6}}\n", file: "p.yaml"
+    )
+    .policy
+    #expect(try await first.status(of: try #require(raised.target(named: "web"))) == ReplicaStatus(2))
+    let restarted = CommandBackend(
+      settings: .init(argv: ["true"]), workingDirectory: folder, store: store, logger: Logger(label: "test"))
+    #expect(try await restarted.status(of: try #require(raised.target(named: "web"))) == ReplicaStatus(2))
+    let engine = ScalingEngine(policy: raised)
+    let (decision, _) = engine.decide(
+      EngineInputs(
+        signals: [:],
+        replicas: ["web": try await restarted.status(of: try #require(raised.target(named: "web")))]),
+      state: EngineState(), now: Date())
+    #expect(decision.actions.map(\.to) == [4])
+    #expect(!decision.events.contains { $0.kind == .externalChange })
+  }
+
   @Test("a failing hook is an error carrying its last words; the count is not changed")
   func failure() async throws {
     let backend = CommandBackend(

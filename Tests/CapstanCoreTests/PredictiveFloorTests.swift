@@ -232,6 +232,12 @@ struct PredictiveFloorTests {
         .first?
         .predictive)
     #expect(weekly.keep == 28 * 86_400 && weekly.history == .file("rec.csv") && weekly.lookahead == 300)
+    // The documented default, written out in days, and a year of weeks.
+    let days = try #require(try Self.policy(predictive: "{keep: 14d}").targets.first?.predictive)
+    #expect(days.keep == 14 * 86_400)
+    let year = try #require(
+      try Self.policy(predictive: "{seasonality: weekly, keep: 364d}").targets.first?.predictive)
+    #expect(year.keep == 364 * 86_400)
 
     let text = refusal(
       """

@@ -80,6 +80,27 @@ struct CommandLineTests {
     }
   }
 
+  @Test(
+    "a per-replica signal with no replicas column in the recording is replayed as recorded, with a warning")
+  func perReplicaWithoutColumn() throws {
+    let recording = temporaryFile("no-replicas.csv")
+    defer { try? FileManager.default.removeItem(at: recording) }
+    try "timestamp,gpu_utilization\n2023-11-16T00:00:00Z,50\n".write(
+      to: recording, atomically: true, encoding: .utf8)
+    let policy = temporaryFile("per-replica.yaml")
+    defer { try? FileManager.default.removeItem(at: policy) }
+    try """
+    processes:
+      model: {scaling: {metric: gpu_utilization, target: 70%, min: 1, max: 4}}
+    """.write(to: policy, atomically: true, encoding: .utf8)
+    let result = try runCapstan(["replay", policy.path, "--metrics", recording.path])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(
+      result.stderr.contains(
+        "warning: signal 'gpu_utilization' is measured per replica of model, but the recording has no model.replicas column"
+      ), "\(result.stderr)")
+  }
+
   @Test("the audit log is appended to, and a torn last line is left as it is")
   func auditAppends() throws {
     let log = temporaryFile("audit.jsonl")
@@ -154,7 +175,7 @@ struct CommandLineTests {
     "bad replay input is refused with a message naming the problem",
     arguments: [
       (
-        ["--metrics", "no-such.csv"], "no-such.csv:0: error: cannot read the file: No such file or directory"
+        ["--metrics", "no-such.csv"], "no-such.csv: error: cannot read the file: No such file or directory"
       ),
       (["--metrics", "examples/llm-day.csv", "--interval", "15"], "--interval: '15' has no unit"),
       (

@@ -55,6 +55,13 @@ struct RecordedMetricsTests {
         "m.csv:3: error: 2023-11-16T00:00:00Z is earlier than the row before"
       ),
       ("timestamp,q\nnan,1\n", "m.csv:2: error: 'nan' is not a time between 1970 and 2200"),
+      // No 30 February, no 60th second, no offset of 24 hours.
+      ("timestamp,q\n2023-02-30T00:00:00Z,1\n", "m.csv:2: error: '2023-02-30T00:00:00Z' is not a timestamp"),
+      ("timestamp,q\n2023-11-16T00:00:60Z,1\n", "m.csv:2: error: '2023-11-16T00:00:60Z' is not a timestamp"),
+      (
+        "timestamp,q\n2023-11-16T00:00:00+24:00,1\n",
+        "m.csv:2: error: '2023-11-16T00:00:00+24:00' is not a timestamp"
+      ),
       ("timestamp,q\ninf,1\n", "m.csv:2: error: 'inf' is not a time between 1970 and 2200"),
       ("timestamp,q\n-1,1\n", "m.csv:2: error: '-1' is not a time between 1970 and 2200"),
       (

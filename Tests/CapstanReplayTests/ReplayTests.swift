@@ -142,3 +142,57 @@ struct ReplayTests {
     #expect(throws: ReplayError.noSamples) { try replay("timestamp,gpu\n") }
   }
 }
+
+@Suite("Replay: values as live reads them")
+struct ReplayValueTests {
+  func replay(_ policy: String, _ csv: String) throws -> ReplayResult {
+    let policy = try PolicyLoader.load(yaml: policy, file: "p.yaml").policy
+    let metrics = try RecordedMetrics.parseCSV(csv, file: "m.csv")
+    return try Replay(policy: policy, options: .init(), logger: Logger(label: "test")).run(metrics)
+  }
+
+  @Test(
+    "a negative value is missing, as a live read of it fails: no scale-down on it, a signal_missing record")
+  func negativeIsMissing() throws {
+    let result = try replay(
+      """
+      processes:
+        w: {class: batch, scaling: {metric: queue_depth, target: 10, min: 0, max: 10}}
+      autoscaling:
+        w: {scale_down: {stabilization_window: 0s}}
+      """,
+      """
+      timestamp,queue_depth,w.replicas
+      2023-11-16T00:00:00Z,-5,4
+      2023-11-16T00:00:15Z,-5,4
+      """)
+    #expect(result.events.map(\.kind) == [.signalMissing])
+    #expect(result.processes.first?.maxReplicas == 4 && result.processes.first?.minReplicas == 4)
+  }
+
+  @Test("a blank cost rate is metered at its last value, as the budget counts it; its record says so")
+  func meteredCarriesForward() throws {
+    let result = try replay(
+      """
+      signals:
+        q: {}
+        spend: {}
+      processes:
+        w: {scaling: {metric: q, target: 10, min: 1, max: 2}}
+      autoscaling:
+        w: {cost_circuit_breaker: {daily_budget_usd: 1000, cost_rate_metric: spend}}
+      """,
+      """
+      timestamp,q,spend,w.replicas
+      2023-11-16T00:00:00Z,5,36,1
+      2023-11-16T00:30:00Z,5,,1
+      2023-11-16T01:00:00Z,5,,1
+      """)
+    // $36 an hour for the hour: the half hours with no value carry the last one.
+    #expect(abs((result.processes.first?.meteredCostUSD ?? 0) - 36) < 0.01)
+    let missing = try #require(
+      result.events.first { $0.kind == .signalMissing && $0.detail.contains("spend") })
+    #expect(
+      missing.detail == "signal spend has no value; the budget of w counts its last value until it returns")
+  }
+}

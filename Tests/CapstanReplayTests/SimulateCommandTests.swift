@@ -131,6 +131,25 @@ struct SimulateCommandTests {
       "\(rate.stderr)")
   }
 
+  @Test("a signal the simulation section does not map is refused at the section's line")
+  func unmappedAtItsLine() throws {
+    let policy = temporaryFile("unmapped.yaml")
+    defer { try? FileManager.default.removeItem(at: policy) }
+    try """
+    processes:
+      w:
+        scaling: {metric: depth, target: 5, min: 1, max: 4}
+        simulation: {slots: 1, signals: {other: queue_depth}, slo: {latency: e2e, bound: 1m}}
+    """.write(to: policy, atomically: true, encoding: .utf8)
+    let result = try runCapstan(["simulate", policy.path, "--trace", "examples/simulate/jobs-burst.csv"])
+    #expect(result.status == 1)
+    #expect(
+      result.stderr.hasPrefix("\(policy.path):4:") && result.stderr.contains("says nothing of 'depth'"),
+      "\(result.stderr)")
+    let missing = try runCapstan(["simulate", "examples/simulate/jobs.yaml", "--trace", "no-such-trace.csv"])
+    #expect(missing.stderr.contains("no-such-trace.csv: error: cannot read the file"), "\(missing.stderr)")
+  }
+
   @Test("a trace through a pipe is read once and simulated in full")
   func pipedTrace() throws {
     let fromFile = try runCapstan(Self.jobs + ["--format", "json"])

@@ -278,7 +278,7 @@ struct TraceTests {
     #expect {
       try Trace.load(path: path + ".gone")
     } throws: { error in
-      "\(error)".hasPrefix("\(path).gone:0: error: cannot read the file: No such file")
+      "\(error)".hasPrefix("\(path).gone: error: cannot read the file: No such file")
     }
   }
 
@@ -338,5 +338,21 @@ struct DiurnalTests {
     #expect(noon / midnight > 7 && noon / midnight < 13)
     #expect(try flat.diurnal(peakToTrough: 1).collect().count == flat.collect().count)
     #expect(try kept == flat.diurnal(peakToTrough: 10).collect())
+  }
+}
+
+@Suite("Trace cells")
+struct TraceCellTests {
+  @Test(
+    "a cell is a decimal number: a NUL byte inside it and a hex number are refused at their line",
+    arguments: ["3\u{0}600", "0x10", "1e3x"])
+  func strictCells(cell: String) throws {
+    #expect {
+      try Trace.parse("timestamp,work_seconds\n1700000000,1\n1700000001,\(cell)\n", file: "t.csv")
+    } throws: { error in
+      "\(error)".hasPrefix("t.csv:3: error: '") && "\(error)".contains("is not a number of 0 or more")
+    }
+    let plain = try Trace.parse("timestamp,work_seconds\n1700000000,1.5e1\n", file: "t.csv").collect()
+    #expect(plain.first?.workSeconds == 15)
   }
 }

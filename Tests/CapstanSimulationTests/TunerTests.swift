@@ -37,6 +37,25 @@ struct TunerTests {
     #expect(min.candidates == [1, 2, 3, 5, 6])
   }
 
+  @Test(
+    "a value written through a YAML anchor is no knob: tune says it leaves it, and never drops a winner silently"
+  )
+  func anchoredValue() throws {
+    let yaml = """
+      defaults: &floor 4
+      processes:
+        w:
+          cost_per_hour_usd: 1
+          scaling: {metric: q, min: *floor, max: 6}
+          simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: queue_wait, bound: 1s, target: 99%}}
+      """
+    // The loader refuses the unknown top-level key; the anchor's text is what a user writes.
+    let loaded = try policy(Self.yaml)
+    #expect(Knob.find(in: yaml, policy: loaded, processes: ["w"]).isEmpty)
+    #expect(Knob.anchored(in: yaml, policy: loaded, processes: ["w"]) == ["w.scaling.min"])
+    #expect(Knob.find(in: Self.yaml, policy: loaded, processes: ["w"]).map(\.name) == ["w.scaling.min"])
+  }
+
   @Test("tuning finds the cheapest setting that keeps the SLO, and it holds on the holdout")
   func findsTheBest() throws {
     let outcome = try tuner().run()

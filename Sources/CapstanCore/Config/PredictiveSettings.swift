@@ -172,7 +172,10 @@ extension PolicyValidator {
     if let raw = raw.refresh, let value = positiveDuration(raw, ifZero: "refresh must be above zero") {
       settings.refresh = value
     }
-    if let raw = raw.keep, let value = duration(raw) {
+    // History is kept for days or weeks: longer than the week other durations stop at.
+    if let raw = raw.keep,
+      let value = reported(Quantity.duration(raw.text, longest: Self.longestKeep), at: raw)
+    {
       if value < settings.period {
         sink.error(
           raw.location,
@@ -206,4 +209,10 @@ extension PolicyValidator {
     }
     return settings
   }
+}
+
+extension PolicyValidator {
+  /// The most history a predictive floor keeps: a year and a month, for a weekly profile of a
+  /// year's weeks.
+  static let longestKeep: TimeInterval = 400 * 86_400
 }

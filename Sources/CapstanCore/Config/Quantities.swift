@@ -3,7 +3,7 @@ import Foundation
 /// Parsers for the units a policy file is written in. Each failure names the unit it expected,
 /// so callers can attach the location.
 public enum Quantity {
-  /// `300s`, `10m`, `1h`, `250ms`, `1h30m`. A bare number is rejected: a duration without a unit
+  /// `300s`, `10m`, `1h`, `250ms`, `1h30m`, `14d`. A bare number is rejected: a duration without a unit
   /// is the commonest way to be off by 60x.
   public static func duration(_ text: String, longest: TimeInterval = PolicyLimits.maxDuration) -> Result<
     TimeInterval, QuantityError
@@ -27,7 +27,7 @@ public enum Quantity {
       guard let scale = durationUnits[String(unit)] else {
         let shown = unit.isEmpty ? "no unit" : "unit '\(unit)'"
         return .failure(
-          .init("'\(text)' has \(shown): a duration takes ms, s, m or h (for example 300s, 10m, 1h)"))
+          .init("'\(text)' has \(shown): a duration takes ms, s, m, h or d (for example 300s, 10m, 1h, 14d)"))
       }
       guard seenUnits.insert(String(unit)).inserted else {
         return .failure(.init("'\(text)' gives '\(unit)' twice: write each unit once, such as 1h30m"))
@@ -39,12 +39,12 @@ public enum Quantity {
         .init(
           longest == PolicyLimits.maxDuration
             ? "'\(text)' is longer than a week (168h), the longest duration Capstan takes"
-            : "'\(text)' is longer than \(Int(longest / 3600))h, the longest this takes"))
+            : "'\(text)' is longer than \(DurationText.of(longest)), the longest this takes"))
     }
     return .success(total)
   }
 
-  static let durationUnits: [String: TimeInterval] = ["ms": 0.001, "s": 1, "m": 60, "h": 3600]
+  static let durationUnits: [String: TimeInterval] = ["ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400]
 
   /// `70%` → 70. Percent values stay on the 0–100 scale, the scale percent metrics are recorded on.
   static func percent(_ text: String) -> Result<Double, QuantityError> {

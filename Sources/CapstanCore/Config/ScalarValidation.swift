@@ -5,7 +5,7 @@ extension PolicyValidator {
   // MARK: Scalars
 
   /// The parsed value, or nil with the parser's message reported at the scalar.
-  private func reported<Value>(_ result: Result<Value, QuantityError>, at raw: RawScalar) -> Value? {
+  func reported<Value>(_ result: Result<Value, QuantityError>, at raw: RawScalar) -> Value? {
     switch result {
     case .success(let value): return value
     case .failure(let failure):

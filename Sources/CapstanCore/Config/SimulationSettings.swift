@@ -42,6 +42,9 @@ public struct SimulationSettings: Sendable, Equatable {
   }
 
   /// Requests one replica serves at once.
+  /// Where the section is written, for an error about it that is found later (a signal the
+  /// policy reads that the section does not map).
+  public var location: FileLocation? = nil
   public var slots: Int
   /// LLM traces: a request takes input / prefill + output / decode seconds on its slot.
   public var prefillTokensPerSecond: Double?
@@ -110,10 +113,12 @@ extension PolicyValidator {
       let bound = positiveDuration(rawBound, ifZero: "slo.bound must be longer than zero")
     else { return nil }
     let target = rawSLO.target.flatMap { fraction($0, "slo.target") } ?? 0.99
-    return SimulationSettings(
+    var settings = SimulationSettings(
       slots: slots, prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode, startup: startup,
       scrapeLag: scrapeLag,
       signals: signals, slo: .init(latency: latency, bound: bound, target: target))
+    settings.location = rawSlots.location
+    return settings
   }
 }
 

@@ -155,7 +155,8 @@ public struct ScalingEngine: Sendable {
         guard let status = replicas[index] else { continue }
         events.append(
           .signalOutage(
-            signal.name, value: signals[position], of: target, replicas: status.current,
+            signal.name, value: signals[position], of: target,
+            vetoes: prepared.proposalSignals.contains { $0.name == signal.name }, replicas: status.current,
             signals: signals.values(of: prepared), at: now))
       }
     }

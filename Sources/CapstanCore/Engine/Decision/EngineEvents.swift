@@ -16,17 +16,27 @@ extension AuditEvent {
       signals: signals, budget: nil, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(current) })
   }
 
-  /// A signal that target reads lost its value (`value` nil) or has one again.
+  /// A signal that target reads lost its value (`value` nil) or has one again. The record says
+  /// what the outage does: a signal a proposal reads vetoes scale-downs; a budget's cost rate
+  /// is carried forward; a predictive floor's signal only stops feeding its history.
   static func signalOutage(
-    _ signal: String, value: Double?, of target: ScalingTarget, replicas: Int,
+    _ signal: String, value: Double?, of target: ScalingTarget, vetoes: Bool, replicas: Int,
     signals: [(name: String, value: Double?)], at time: Date
   ) -> AuditEvent {
     let missing = value == nil
+    let effect =
+      if vetoes {
+        "\(target.name) will not scale down on it until it returns"
+      } else if target.budget?.costRateMetric == signal {
+        "the budget of \(target.name) counts its last value until it returns"
+      } else {
+        "the predictive floor of \(target.name) learns nothing from it until it returns"
+      }
     return AuditEvent(
       time: time, process: target.name, kind: missing ? .signalMissing : .signalRestored,
       from: replicas, to: replicas, reason: missing ? .signalMissing : .signalRestored,
       detail: value.map { "signal \(signal) has a value again: \(format($0))" }
-        ?? "signal \(signal) has no value; \(target.name) will not scale down on it until it returns",
+        ?? "signal \(signal) has no value; \(effect)",
       signals: signals, budget: nil, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(replicas) })
   }
 
