@@ -21,7 +21,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
-    // The libFuzzer driver and the harnesses' policy loading, shared by the four.
+    // The libFuzzer driver and the harnesses' policy loading, shared by the five.
     .target(name: "FuzzSupport", dependencies: [core]),
     .executableTarget(name: "FuzzPolicy", dependencies: [core, support]),
     .executableTarget(
@@ -33,5 +33,7 @@ let package = Package(
     .executableTarget(name: "FuzzState", dependencies: [core, support]),
     .executableTarget(
       name: "FuzzTrace", dependencies: [core, support, .product(name: "CapstanSimulation", package: capstan)]),
+    .executableTarget(
+      name: "FuzzKnobs", dependencies: [core, support, .product(name: "CapstanSimulation", package: capstan)]),
   ]
 )

@@ -22,6 +22,13 @@ public struct Knob: Sendable {
   let apply: @Sendable (inout ScalingTarget, Double) -> Void
 
   public func text(_ value: Double) -> String { format(value) }
+
+  /// The target as it is with this knob at `value`.
+  public func applied(to target: ScalingTarget, _ value: Double) -> ScalingTarget {
+    var target = target
+    apply(&target, value)
+    return target
+  }
 }
 
 extension Knob {
@@ -83,7 +90,7 @@ extension Knob {
           [0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.35, 1.5].map {
             ($0 * tracking.target * 100).rounded() / 100
           },
-          format: { percent ? "\(Ceilings.format($0))%" : Ceilings.format($0) },
+          format: { percent ? "\(Quantity.exact($0))%" : Quantity.exact($0) },
           apply: { $0.tracking?.target = $1 })
       }
       let floor = target.workloadClass == .interactive ? 1 : 0
@@ -130,7 +137,7 @@ extension Knob {
             "\(key).conditions[\(index)]", node, current: threshold.value,
             [0.5, 0.75, 1, 1.25, 1.5, 2].map { ($0 * threshold.value * 100).rounded() / 100 },
             format: {
-              "\(prefix.trimmingCharacters(in: .whitespaces)) \(Quantity.format(Threshold(value: $0, unit: threshold.unit)))"
+              "\(prefix.trimmingCharacters(in: .whitespaces)) \(Quantity.format(Threshold(value: $0, unit: threshold.unit), exact: true))"
             },
             apply: { target, value in
               if direction == .up {

@@ -56,6 +56,32 @@ struct TunerTests {
     #expect(Knob.find(in: Self.yaml, policy: loaded, processes: ["w"]).map(\.name) == ["w.scaling.min"])
   }
 
+  @Test(
+    "every candidate of every knob of the LLM example is written exactly as it was scored (87 × 1.25 is 108.75, not 108.8)"
+  )
+  func candidatesWrittenExactly() throws {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("examples/simulate/llm.yaml")
+    // The LLM example with a threshold whose candidates need more than four digits.
+    let text = try String(contentsOf: url, encoding: .utf8).replacingOccurrences(
+      of: "request_queue_depth > 10", with: "request_queue_depth > 87")
+    let loaded = try policy(text)
+    let knobs = Knob.find(in: text, policy: loaded, processes: ["inference"])
+    #expect(knobs.contains { $0.candidates.contains(108.75) })
+    for knob in knobs {
+      for value in knob.candidates {
+        let read = try #require(try? policy(Knob.rewrite(text, [(knob, value)])).target(named: "inference"))
+        let expected = try #require(loaded.target(named: "inference")).applied(knob, value)
+        #expect(read.tracking?.target == expected.tracking?.target, "\(knob.name) \(value)")
+        #expect(
+          read.up.rule?.conditions.map(\.threshold.value)
+            == expected.up.rule?.conditions.map(\.threshold.value),
+          "\(knob.name) \(value)")
+        #expect(read.min == expected.min && read.up.step == expected.up.step, "\(knob.name) \(value)")
+      }
+    }
+  }
+
   @Test("tuning finds the cheapest setting that keeps the SLO, and it holds on the holdout")
   func findsTheBest() throws {
     let outcome = try tuner().run()
@@ -116,4 +142,8 @@ struct TunerTests {
     #expect(try trace.window(from: 15, to: .infinity).collect().map(\.arrival) == [5, 15])
     #expect(try trace.window(from: 0, to: 15).collect().map(\.arrival) == [0, 10])
   }
+}
+
+extension ScalingTarget {
+  fileprivate func applied(_ knob: Knob, _ value: Double) -> ScalingTarget { knob.applied(to: self, value) }
 }

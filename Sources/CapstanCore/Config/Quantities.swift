@@ -134,15 +134,24 @@ public enum Quantity {
 
 extension Quantity {
   /// A threshold written back in its own unit: 20%, 250ms, 5s, 10m, 1h or a plain number.
-  public static func format(_ threshold: Threshold) -> String {
+  /// - Parameter exact: the value to the last digit that reads back the same (`exact(_:)`), as
+  ///   a file `tune` writes needs; else to four significant digits, as a record shows it.
+  public static func format(_ threshold: Threshold, exact: Bool = false) -> String {
+    func number(_ value: Double) -> String { exact ? Self.exact(value) : Ceilings.format(value) }
     switch threshold.unit {
-    case .none: return Ceilings.format(threshold.value)
-    case .percent: return "\(Ceilings.format(threshold.value))%"
-    case .milliseconds: return "\(Ceilings.format(threshold.value * 1000))ms"
-    case .seconds: return "\(Ceilings.format(threshold.value))s"
-    case .minutes: return "\(Ceilings.format(threshold.value / 60))m"
-    case .hours: return "\(Ceilings.format(threshold.value / 3600))h"
+    case .none: return number(threshold.value)
+    case .percent: return "\(number(threshold.value))%"
+    case .milliseconds: return "\(number(threshold.value * 1000))ms"
+    case .seconds: return "\(number(threshold.value))s"
+    case .minutes: return "\(number(threshold.value / 60))m"
+    case .hours: return "\(number(threshold.value / 3600))h"
     }
+  }
+
+  /// A number as a policy file may write it, exactly: the shortest text that reads back as the
+  /// same value, a whole number without a point.
+  public static func exact(_ value: Double) -> String {
+    value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : "\(value)"
   }
 }
 
