@@ -35,7 +35,7 @@ extension Knob {
   /// The knobs of the traced processes that the file writes where they are used, so that
   /// `rewrite` can change each alone.
   public static func find(in yaml: String, policy: Policy, processes: [String]) -> [Knob] {
-    let lines = yaml.components(separatedBy: "\n")
+    let lines = yamlLines(yaml).map(\.text)
     return all(in: yaml, policy: policy, processes: processes).filter { $0.range(in: lines) != nil }
   }
 
@@ -154,7 +154,8 @@ extension Knob {
 
   /// The file with each knob's value replaced at its position: nothing else changes.
   public static func rewrite(_ yaml: String, _ values: [(knob: Knob, value: Double)]) -> String {
-    var lines = yaml.components(separatedBy: "\n")
+    let split = yamlLines(yaml)
+    var lines = split.map(\.text)
     // From the end of each line, so earlier columns stay where they were.
     for (knob, value) in values.sorted(by: { ($0.knob.line, $0.knob.column) > ($1.knob.line, $1.knob.column) }
     ) {
@@ -166,7 +167,33 @@ extension Knob {
       line.unicodeScalars.append(contentsOf: scalars)
       lines[knob.line - 1] = line
     }
-    return lines.joined(separator: "\n")
+    return zip(lines, split).map { $0 + $1.end }.joined()
+  }
+
+  /// The lines of a YAML text as YAML counts them, each with the break that ends it: a line ends
+  /// at LF, CR LF, a lone CR, NEL, LS or PS (YAML 1.1, which libyaml reads), so a knob's line
+  /// is the parser's, and a rewrite keeps every byte it does not change.
+  static func yamlLines(_ text: String) -> [(text: String, end: String)] {
+    var lines: [(text: String, end: String)] = []
+    var current = String.UnicodeScalarView()
+    var scalars = text.unicodeScalars.makeIterator()
+    var pending = scalars.next()
+    while let scalar = pending {
+      pending = scalars.next()
+      switch scalar {
+      case "\r" where pending == "\n":
+        pending = scalars.next()
+        lines.append((String(current), "\r\n"))
+        current = String.UnicodeScalarView()
+      case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}":
+        lines.append((String(current), String(scalar)))
+        current = String.UnicodeScalarView()
+      default:
+        current.append(scalar)
+      }
+    }
+    lines.append((String(current), ""))
+    return lines
   }
 }
 

@@ -82,6 +82,19 @@ struct TunerTests {
     }
   }
 
+  @Test(
+    "a line that ends with a lone CR, NEL or LS counts as YAML counts it: the knob below is rewritten, not its neighbour",
+    arguments: ["\r", "\u{85}", "\u{2028}", "\r\n"])
+  func otherLineBreaks(lineBreak: String) throws {
+    let text = Self.yaml.replacingOccurrences(of: "  w:\n", with: "  w:\(lineBreak)")
+    let loaded = try policy(text)
+    let knob = try #require(Knob.find(in: text, policy: loaded, processes: ["w"]).first)
+    let rewritten = Knob.rewrite(text, [(knob, 2)])
+    #expect(try policy(rewritten).target(named: "w")?.min == 2)
+    #expect(try policy(rewritten).target(named: "w")?.max == 6)
+    #expect(rewritten.contains("  w:\(lineBreak)"))
+  }
+
   @Test("tuning finds the cheapest setting that keeps the SLO, and it holds on the holdout")
   func findsTheBest() throws {
     let outcome = try tuner().run()
