@@ -66,6 +66,9 @@ extension Controller {
     learnArrivedHistory()
   }
 
+  /// Whether a history read a tick started is still under way.
+  public var historyReading: Bool { !historyInFlight.isEmpty }
+
   func historyFinished(_ name: String, _ read: HistoryRead) {
     historyInFlight[name] = nil
     historyArrived[name] = read

@@ -61,6 +61,16 @@ public struct ControllerHarness<Backend: ScalingBackend> {
   public func tick(_ second: TimeInterval) async {
     await controller.tick(now: Date(timeIntervalSince1970: 1_700_000_000 + second))
   }
+
+  /// One tick, and where it left a history read under way (a tick waits only so long for one,
+  /// and a loaded machine reads slowly), another at the same time once the read has arrived:
+  /// what the first tick decides when its history source answers at once.
+  public func tickWithHistory(_ second: TimeInterval) async {
+    await tick(second)
+    guard await controller.historyReading else { return }
+    _ = await eventually(timeout: 120) { await !controller.historyReading }
+    await tick(second)
+  }
 }
 
 extension ControllerHarness where Backend == RecordingBackend {
