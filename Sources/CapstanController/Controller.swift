@@ -196,7 +196,8 @@ public actor Controller {
           unpublished: unpublished, decision: decision, before: before, now: now)
         (toCarryOut, held) = (actions, why)
         problem = record(events)
-        if held != nil { persist() }
+        // The held scale-ups were forgotten: saved so, or not acted on at all.
+        if problem == nil, held != nil { problem = persist() }
       }
       if let problem {
         // Fail closed: no action without its record and the state that remembers it. The
