@@ -196,13 +196,18 @@ public struct Trace: Sendable {
   public func tiled(to seconds: Double) throws -> Trace {
     var stream = try stream()
     var count = 0
+    var first: Double?
     var last = 0.0
     while let request = try stream.next() {
       count += 1
+      first = first ?? request.arrival
       last = request.arrival
     }
-    guard last > 0, count > 1 else { return self }
-    let period = last + last / Double(count - 1)
+    // A copy spans the requests, from the first to the last, and one mean gap: a trace whose
+    // first request comes late (a slice of a longer trace) repeats its requests, not its lead.
+    let span = last - (first ?? 0)
+    guard span > 0, count > 1 else { return self }
+    let period = span + span / Double(count - 1)
     let copies = (seconds / period).rounded(.up)
     guard Double(count) * copies <= Double(Self.maxRequests) else {
       throw ShapeError(

@@ -289,6 +289,18 @@ struct TraceTests {
     let tiled = try trace.tiled(to: 60)
     #expect(try tiled.collect().map(\.arrival) == [0, 10, 20, 30, 40, 50])
   }
+
+  @Test(
+    "a trace whose first request comes late repeats its requests, not its lead: each copy starts one mean gap after the last"
+  )
+  func tileLateStart() throws {
+    // A slice of a longer trace: its first request 10 minutes in.
+    let late = jobs([600, 610, 620], work: 1)
+    let arrivals = try late.tiled(to: 700).collect().map(\.arrival)
+    #expect(arrivals == [600, 610, 620, 630, 640, 650, 660, 670, 680, 690])
+    // A day of it holds the requests of a day: 3 every 30 s after the first ten minutes.
+    #expect(try late.tiled(to: 86_400).collect().count == 3 * 2_860)
+  }
 }
 
 @Suite("Simulation model details")
