@@ -129,39 +129,27 @@ struct DocsCommandTests {
     }
   }
 
-  /// `capstan run` until its first state is saved, then Ctrl-C: it drains and exits 0.
+  /// `capstan run` until its first state is saved, then Ctrl-C: it drains and exits 0. Run by
+  /// the test kit's `RunningCapstan`, with the line's own options, a scratch state folder (the
+  /// `--state-dir` the line names was moved there already) and a free port.
   func runUntilInterrupted(_ arguments: [String], scratch: URL, command: Command) async throws {
-    var arguments = arguments
-    if !arguments.contains("--state-dir") {
-      arguments += ["--state-dir", scratch.appendingPathComponent("state").path]
+    var options = Array(arguments.dropFirst(2))
+    var stateDirectory = scratch.appendingPathComponent("state")
+    if let index = options.firstIndex(of: "--state-dir"), index + 1 < options.count {
+      stateDirectory = URL(fileURLWithPath: options[index + 1])
+      options.removeSubrange(index...(index + 1))
     }
-    let stateDirectory = URL(fileURLWithPath: arguments[(arguments.firstIndex(of: "--state-dir") ?? 0) + 1])
-    let process = Process()
-    process.executableURL = try CapstanBinary.url()
-    process.arguments = arguments + ["--listen", "127.0.0.1:\(try freePort())"]
-    process.currentDirectoryURL = repositoryRoot
-    let log = scratch.appendingPathComponent("run.log")
-    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-    let handle = try FileHandle(forWritingTo: log)
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
-    defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    let running = try RunningCapstan(
+      policy: repositoryRoot.appendingPathComponent(arguments[1]), stateDirectory: stateDirectory,
+      extraArguments: options)
     let saved = await eventually(timeout: 120) {
       FileManager.default.fileExists(atPath: stateDirectory.appendingPathComponent("state.json").path)
-        || !process.isRunning
+        || !running.process.isRunning
     }
+    #expect(saved && running.process.isRunning, "\(command) did not start:\n\(running.log)")
+    running.signal(SIGINT)
+    let status = await running.waitForExit(timeout: 120)
     #expect(
-      saved && process.isRunning,
-      "\(command) did not start:\n\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
-    kill(process.processIdentifier, SIGINT)
-    let ended = await eventually(timeout: 120) { !process.isRunning }
-    #expect(ended, "\(command) did not stop on Ctrl-C")
-    if ended {
-      #expect(
-        process.terminationStatus == 0,
-        "\(command) exited \(process.terminationStatus):\n\((try? String(contentsOf: log, encoding: .utf8)) ?? "")"
-      )
-    }
+      status == 0, "\(command) exited \(status.map(String.init) ?? "not at all") on Ctrl-C:\n\(running.log)")
   }
 }
