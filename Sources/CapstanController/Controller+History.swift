@@ -28,7 +28,7 @@ extension Controller {
     var started: [String] = []
     for target in policy.targets {
       guard let settings = target.predictive, settings.history != .learned,
-        historyInFlight[target.name] == nil
+        !historyInFlight.contains(target.name)
       else { continue }
       if let last = historyReadAt[target.name], now >= last, now.timeIntervalSince(last) < settings.refresh {
         continue
@@ -39,7 +39,7 @@ extension Controller {
         from = max(from, covered.addingTimeInterval(-settings.resolution))
       }
       let (name, policy, baseDirectory) = (target.name, self.policy, self.baseDirectory)
-      historyInFlight[name] = Date()
+      historyInFlight.insert(name)
       started.append(name)
       Task.detached { [weak self] in
         let samples: Result<[(time: Date, value: Double)], any Error>
@@ -55,10 +55,10 @@ extension Controller {
     }
     guard !started.isEmpty else { return }
     let deadline = Date().addingTimeInterval(Self.historyWait)
-    while started.contains(where: { historyInFlight[$0] != nil }), Date() < deadline {
+    while started.contains(where: historyInFlight.contains), Date() < deadline {
       try? await Task.sleep(nanoseconds: 10_000_000)
     }
-    for name in started where historyInFlight[name] != nil {
+    for name in started where historyInFlight.contains(name) {
       logger.warning(
         "the predictive floor's history is still being read; deciding without it until it arrives",
         metadata: ["process": "\(name)"])
@@ -70,7 +70,7 @@ extension Controller {
   public var historyReading: Bool { !historyInFlight.isEmpty }
 
   func historyFinished(_ name: String, _ read: HistoryRead) {
-    historyInFlight[name] = nil
+    historyInFlight.remove(name)
     historyArrived[name] = read
   }
 

@@ -58,12 +58,15 @@ extension Controller {
   /// is held (a `blocked` record, reason `share_unpublished`) and the engine forgets it, to
   /// decide it again next tick. Scale-downs go ahead: a leaving replica's share is counted
   /// until it is gone.
-  /// - Returns: the actions to carry out and the events to record, and why any were held.
+  /// - Returns: the actions to carry out, the events to record, and why shares went unpublished
+  ///   (nil when every one was published), which `/healthz` reports whether or not a scale-up
+  ///   was held this tick.
   func holdScaleUps(
     unpublished: [String: String], decision: TickDecision, before: EngineState, now: Date
   ) -> (actions: [ScaleAction], events: [AuditEvent], why: String?) {
     guard !unpublished.isEmpty else { return (decision.actions, decision.events, nil) }
     let providers = Set(unpublished.keys.compactMap { policy.target(named: $0)?.rateLimit?.provider })
+    let reasons = unpublished.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
     var actions: [ScaleAction] = []
     var events = decision.events
     for action in decision.actions {
@@ -74,7 +77,6 @@ extension Controller {
         continue
       }
       state.engine.targets[action.process] = before.targets[action.process]
-      let reasons = unpublished.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
       let detail =
         "wanted \(action.to) (\(action.detail)); the rate-limit share on provider '\(provider)' could not be published (\(reasons.joined(separator: "; "))): no scale-up until every replica can be told its share"
       if let index = events.firstIndex(where: { $0.process == action.process && $0.kind == .scaleUp }) {

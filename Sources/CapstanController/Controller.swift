@@ -58,9 +58,9 @@ public actor Controller {
   /// last succeeded.
   var historyReadAt: [String: Date] = [:]
   var historyReadThrough: [String: Date] = [:]
-  /// History reads under way, off the tick (when each started, by the wall clock), and those
-  /// finished and not yet handed to the engine.
-  var historyInFlight: [String: Date] = [:]
+  /// The processes whose history is being read, off the tick, and the reads that finished and
+  /// are not yet handed to the engine.
+  var historyInFlight: Set<String> = []
   var historyArrived: [String: HistoryRead] = [:]
   /// Each rate-limited process's share per replica, as last published (`/shares`, the files).
   public internal(set) var shares: [String: WorkerShare] = [:]
