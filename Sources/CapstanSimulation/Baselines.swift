@@ -1,11 +1,17 @@
 import CapstanCore
 import Foundation
 
-/// What a policy is compared with: the HPA's and KEDA's defaults on the same metric, target,
-/// min and max (run through the same engine, as derived policies), and an oracle that knows the
-/// whole trace.
+/// What a policy is compared with: schedules that know the whole trace (the oracle, the best
+/// static pool, the zero-wait schedule), and the HPA's and KEDA's defaults on the same metric,
+/// target, min and max (run through the same engine, as derived policies).
 public enum Baseline: String, Sendable, CaseIterable {
-  case oracle, hpa, keda
+  case oracle
+  case staticPool = "static"
+  case zeroWait = "zero-wait"
+  case hpa, keda
+
+  /// Every name, for a message that lists them.
+  public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
 
   /// The Kubernetes HPA (`autoscaling/v2`) with its default behaviour: target tracking on the
   /// policy's metric and target, tolerance 0.1, a 15 s sync; scale-up with no stabilization and
@@ -51,14 +57,13 @@ public enum Baseline: String, Sendable, CaseIterable {
   }
 }
 
-/// The oracle's schedule for one process: it knows every arrival. Served at once on unlimited
+/// The zero-wait schedule for one process: it knows every arrival. Served at once on unlimited
 /// capacity, the requests in service at each moment need ceil(in service / slots) ready
-/// replicas; at each tick the oracle runs the most that any moment needs from that tick until a
-/// replica asked for now would be ready, so capacity is there when work arrives and nothing is
-/// held longer. No request waits under it; brute force on tiny traces finds it the cheapest such
-/// schedule except where removing a busy replica, left to drain, saves part of a tick (see
-/// docs/simulate.md). It reads the trace as a stream, a startup delay ahead of the simulation.
-struct OracleSchedule {
+/// replicas; at each tick it runs the most that any moment needs from that tick until a replica
+/// asked for now would be ready, so capacity is there when work arrives and nothing is held
+/// longer. No request waits under it. It reads the trace as a stream, a startup delay ahead of
+/// the simulation.
+struct ZeroWaitSchedule {
   let interval: TimeInterval
   let slots: Int
   /// Ticks between asking for a replica and the first span it can serve in full.
@@ -73,26 +78,24 @@ struct OracleSchedule {
   private var needed: [Int] = []
   private var firstTick = 0
 
-  init(fleet: Fleet, trace: Trace) throws {
-    interval = fleet.interval
-    slots = fleet.settings.slots
-    lookahead = Int(saturating: (fleet.settings.startup / fleet.interval).rounded(.up))
+  init(settings: SimulationSettings, interval: TimeInterval, trace: Trace) throws {
+    self.interval = interval
+    slots = settings.slots
+    lookahead = Int(saturating: (settings.startup / interval).rounded(.up))
     arrivals = try trace.stream()
     pending = try arrivals.next()
     kind = trace.kind
-    settings = fleet.settings
+    self.settings = settings
   }
 
-  /// The replicas to run from the tick at `time` (ticks come in order).
-  mutating func replicas(at time: Double) throws -> Int {
-    let first = Int(saturating: time / interval)
+  /// The replicas to run from tick `tick` (ticks come in order).
+  mutating func replicas(atTick first: Int) throws -> Int {
     try compute(through: first + lookahead)
     let drop = min(max(first - firstTick, 0), needed.count)
     needed.removeFirst(drop)
     firstTick += drop
     return needed.prefix(lookahead + 1).max() ?? 0
   }
-
   /// Sweeps arrivals (+1) and ends (-1) in time order, ends first at the same moment, up to the
   /// end of span `last`: a span needs the most replicas any of its moments needs, and at least
   /// what was in service as it began.

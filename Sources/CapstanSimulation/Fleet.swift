@@ -89,6 +89,13 @@ struct Fleet {
       draining: replicas.count - serving.count)
   }
 
+  /// Replicas not draining, ready or not.
+  var serving: Int {
+    var count = 0
+    for index in replicas.indices where replicas[index].drainDeadline == nil { count += 1 }
+    return count
+  }
+
   func measure(_ quantity: SimulationSettings.Quantity) -> Double? {
     let waiting = queue.count - queueHead
     switch quantity {
@@ -122,8 +129,17 @@ struct Fleet {
     while true {
       let arrival = pending?.arrival ?? .infinity
       let completion = completions.peek?.time ?? .infinity
-      let ready = replicas.filter { $0.readyAt > now && !$0.draining }.map(\.readyAt).min() ?? .infinity
-      let deadline = replicas.compactMap(\.drainDeadline).min() ?? .infinity
+      // The next replica to become ready, and the next drain to run out, without allocating:
+      // this runs for every event.
+      var ready = Double.infinity
+      var deadline = Double.infinity
+      for index in replicas.indices {
+        if let drain = replicas[index].drainDeadline {
+          deadline = min(deadline, drain)
+        } else if replicas[index].readyAt > now {
+          ready = min(ready, replicas[index].readyAt)
+        }
+      }
       let next = min(arrival, completion, ready, deadline)
       guard next <= time else { break }
       pass(to: next)
@@ -174,12 +190,17 @@ struct Fleet {
 
   private mutating func dispatch() {
     while queueHead < queue.count {
-      guard
-        let slot = replicas.indices.filter({
-          !replicas[$0].draining && replicas[$0].readyAt <= now
-            && replicas[$0].inFlight.count < settings.slots
-        }).min(by: { replicas[$0].inFlight.count < replicas[$1].inFlight.count })
-      else { return }
+      // The least loaded ready replica with a free slot (the first of equals).
+      var slot: Int?
+      var load = settings.slots
+      for index in replicas.indices
+      where replicas[index].drainDeadline == nil && replicas[index].readyAt <= now
+        && replicas[index].inFlight.count < load
+      {
+        slot = index
+        load = replicas[index].inFlight.count
+      }
+      guard let slot else { return }
       let waiting = queue[queueHead]
       queueHead += 1
       if queueHead >= 4096 && queueHead * 2 >= queue.count {
@@ -220,7 +241,9 @@ struct Fleet {
   }
 
   private mutating func finish(_ done: Completion) {
-    guard let index = replicas.firstIndex(where: { $0.id == done.replica }) else { return }
+    var found: Int?
+    for index in replicas.indices where replicas[index].id == done.replica { found = index }
+    guard let index = found else { return }
     replicas[index].inFlight.remove(done.request)
     if let served = running.removeValue(forKey: done.request) {
       tally.served(minute: served.minute, latency: served.latency)

@@ -98,6 +98,14 @@ extension Knob {
         "scaling.min", process?["scaling"]?["min"], current: Double(target.min),
         (floor...min(target.max, target.min + 3)).map(Double.init), format: { String(Int($0)) },
         apply: { $0.min = Int($1) })
+      // max bounds the oracle as it bounds the policy: candidates from half to twice it, never
+      // below min or 1.
+      add(
+        "scaling.max", process?["scaling"]?["max"], current: Double(target.max),
+        [0.5, 0.75, 1.25, 1.5, 2].map {
+          max((Double(target.max) * $0).rounded(), Double(max(target.min, 1)))
+        },
+        format: { String(Int($0)) }, apply: { $0.max = Int($1) })
       let windows: [(ScaleDirection, String, [Double])] = [
         (.up, "scale_up", [0, 15, 30, 60, 120]), (.down, "scale_down", [0, 60, 120, 300, 600, 900]),
       ]

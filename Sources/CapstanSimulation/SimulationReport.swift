@@ -19,14 +19,16 @@ public enum SimulationReport {
       let title =
         "\(name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests; no schedule can use fewer than \(bound) replica-hours"
       let header = [
-        "run", "replica-h", "x oracle", "cost", "in SLO", "missed min", "p50", "p95", "p99", "actions",
-        "reversals", "peak", "failed",
+        "run", "replica-h", "x oracle", "cost", "in SLO", "avg repl", "goodput/rh", "missed min", "p50",
+        "p95",
+        "p99", "actions", "reversals", "peak", "failed",
       ]
       let cells = rows.map { row in
         [
           row.run, String(format: "%.2f", row.replicaHours),
           oracle.map { $0 > 0 ? String(format: "%.2f", row.replicaHours / $0) : "-" } ?? "-",
           String(format: "$%.2f", row.costUSD), String(format: "%.2f%%", row.sloAttainment * 100),
+          String(format: "%.2f", row.averageReplicas), String(format: "%.0f", row.goodputPerReplicaHour),
           "\(row.sloMissMinutes)", seconds(row.latencyP50), seconds(row.latencyP95), seconds(row.latencyP99),
           "\(row.scaleActions)", "\(row.reversals)", "\(row.peakReplicas)",
           "\(row.failed) of \(row.requests)",
@@ -39,7 +41,7 @@ public enum SimulationReport {
 
   public static func text(_ runs: [SimulationResult]) -> String {
     guard let first = runs.first else { return "" }
-    var out = "Simulated \(hours(first.seconds)) of traffic\n"
+    var out = "Simulated \(hours(first.seconds)) of traffic; \(startSentence(first.start))\n"
     for (title, header, rows) in tables(runs) {
       out += "\n\(title)\n"
       let table = [header] + rows
@@ -55,6 +57,15 @@ public enum SimulationReport {
       }
     }
     return out
+  }
+
+  /// How the runs began, said under every table.
+  public static func startSentence(_ start: Simulator.Start) -> String {
+    switch start {
+    case .oracle:
+      "every run starts warm, with the replicas the oracle runs at its first tick (--start min: cold)"
+    case .min: "every run starts cold, at its min (--start oracle: warm)"
+    }
   }
 
   public static func json(_ runs: [SimulationResult]) -> String {
@@ -74,6 +85,8 @@ public enum SimulationReport {
             "run": row.run, "requests": row.requests, "failed": row.failed,
             "replica_hours": rounded(row.replicaHours), "cost_usd": rounded(row.costUSD),
             "slo_attainment": rounded(row.sloAttainment), "slo_miss_minutes": row.sloMissMinutes,
+            "goodput_per_replica_hour": rounded(row.goodputPerReplicaHour),
+            "average_replicas": rounded(row.averageReplicas),
             "latency_seconds": [
               "p50": rounded(row.latencyP50), "p95": rounded(row.latencyP95), "p99": rounded(row.latencyP99),
             ],
@@ -84,7 +97,9 @@ public enum SimulationReport {
         },
       ]
     }
-    let object: [String: Any] = ["processes": processes, "seconds": rounded(first.seconds)]
+    let object: [String: Any] = [
+      "processes": processes, "seconds": rounded(first.seconds), "start": first.start.rawValue,
+    ]
     guard
       let data = try? JSONSerialization.data(
         withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])

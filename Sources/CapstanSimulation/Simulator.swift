@@ -9,10 +9,22 @@ public struct Simulator {
   public let policy: Policy
   /// Per process: its trace.
   public let traces: [String: Trace]
+  /// How every run begins.
+  public var start: Start
 
-  public init(policy: Policy, traces: [String: Trace]) throws(SimulationError) {
+  /// How a run begins.
+  public enum Start: String, Sendable, CaseIterable {
+    /// With the replicas the oracle runs at its first tick, ready (within each run's min and
+    /// max): a trace that starts under load scores the policy, not one cold start.
+    case oracle
+    /// At each run's `min`, as a fresh deployment does.
+    case min
+  }
+
+  public init(policy: Policy, traces: [String: Trace], start: Start = .min) throws(SimulationError) {
     self.policy = policy
     self.traces = traces
+    self.start = start
     for name in traces.keys {
       guard let target = policy.target(named: name) else {
         throw .unknownProcess(name, known: policy.targets.map(\.name))
@@ -45,36 +57,82 @@ public struct Simulator {
   /// finds every fleet idle (or `tail` has passed).
   /// - Parameter baseline: nil runs the policy; otherwise a baseline on the same traces and
   ///   fleets. Only the policy's run (and the HPA's and KEDA's, as derived policies) writes
-  ///   audit events; the oracle has no engine.
-  /// - Throws: a trace's read error (a file changed since it was loaded), or `onEvent`'s.
+  ///   audit events; the schedules have no engine.
+  /// - Parameter yardstick: the oracle's schedules and the static pools, found once by
+  ///   `yardstick()` and shared by every run; nil finds them where the run needs them (the
+  ///   oracle, static, or a warm start).
   /// - Parameter report: given, sees every tick's replicas (and for an engine, its signals and
   ///   state) under the run's name, for the HTML report.
+  /// - Throws: a trace's read error (a file changed since it was loaded), or `onEvent`'s.
   public func run(
-    _ baseline: Baseline? = nil, report: ReportRecorder? = nil,
+    _ baseline: Baseline? = nil, yardstick: Yardstick? = nil, report: ReportRecorder? = nil,
     onEvent: (AuditEvent) throws -> Void = { _ in }
   ) throws
     -> SimulationResult
   {
-    switch baseline {
-    case nil: try run(.engine(policy), name: "policy", report: report, onEvent: onEvent)
-    case .hpa?: try run(.engine(Baseline.hpa(policy)), name: "hpa", report: report, onEvent: onEvent)
-    case .keda?: try run(.engine(Baseline.keda(policy)), name: "keda", report: report, onEvent: onEvent)
-    case .oracle?: try run(.oracle, name: "oracle", report: report, onEvent: onEvent)
+    var yardstick = yardstick
+    if yardstick == nil && (start == .oracle || baseline == .oracle || baseline == .staticPool) {
+      yardstick = try self.yardstick()
     }
+    var starts: [String: Int] = [:]
+    if start == .oracle, let yardstick {
+      for (name, schedule) in yardstick.oracle { starts[name] = schedule.first }
+    }
+    let driver: Driver
+    switch baseline {
+    case nil: driver = .engine(policy)
+    case .hpa?: driver = .engine(Baseline.hpa(policy))
+    case .keda?: driver = .engine(Baseline.keda(policy))
+    case .zeroWait?: driver = try zeroWait()
+    case .oracle?:
+      let schedules = yardstick?.oracle ?? [:]
+      driver = .schedule { name, tick in
+        guard let schedule = schedules[name], tick < schedule.count else { return 0 }
+        return schedule[tick]
+      }
+    case .staticPool?:
+      let pools = yardstick?.staticPool ?? [:]
+      driver = .schedule { name, _ in pools[name] ?? 0 }
+      // A fixed pool is there from the start.
+      if start == .oracle { starts = pools }
+    }
+    let name = baseline?.rawValue ?? "policy"
+    return try run(driver, name: name, start: starts, report: report, onEvent: onEvent)
   }
 
   /// What decides at each tick.
   enum Driver {
     /// The engine, on this policy (the policy itself, or a baseline derived from it).
     case engine(Policy)
-    /// The oracle's schedule for each process.
-    case oracle
-    /// A fixed schedule: replicas per process and tick time (seconds from the start).
-    case schedule((String, Double) -> Int)
+    /// A fixed schedule: replicas per process and tick number (from 0), bound by min and max.
+    case schedule((String, Int) throws -> Int)
   }
 
+  /// The zero-wait schedule of every traced process, read a startup ahead of the run.
+  func zeroWait() throws -> Driver {
+    var schedules: [String: ZeroWaitSchedule] = [:]
+    for (name, trace) in traces {
+      guard let settings = policy.target(named: name)?.simulation else { continue }
+      schedules[name] = try ZeroWaitSchedule(
+        settings: settings, interval: policy.controller.interval, trace: trace)
+    }
+    return .schedule { name, tick in try schedules[name]?.replicas(atTick: tick) ?? 0 }
+  }
+
+  /// When a run may stop early, its verdict known: a single process's run that has missed more
+  /// requests than the SLO allows, or has spent what a cheaper schedule costs.
+  struct GiveUp {
+    var misses: Int
+    var replicaSeconds: Double
+  }
+
+  /// Runs the driver over every traced fleet.
+  /// - Parameter start: replicas ready at the start, per process (the rest start at `min`).
+  /// - Parameter giveUp: where given, the run stops at the first tick that settles its verdict,
+  ///   and its result says it was `cutShort`.
   func run(
-    _ driver: Driver, name: String, report: ReportRecorder? = nil, onEvent: (AuditEvent) throws -> Void
+    _ driver: Driver, name: String, start: [String: Int] = [:], giveUp: GiveUp? = nil,
+    report: ReportRecorder? = nil, onEvent: (AuditEvent) throws -> Void
   ) throws -> SimulationResult {
     let driven: Policy
     if case .engine(let derived) = driver { driven = derived } else { driven = policy }
@@ -83,21 +141,15 @@ public struct Simulator {
     var state = EngineState()
     // In policy order, mutated by index, so no tick copies a fleet.
     var fleets: [Fleet] = []
-    var oracles: [OracleSchedule?] = []
     var actions: [ActionTally] = []
     // Per fleet, its target's place in the policy (and in the engine's inputs).
     var targetIndex: [Int] = []
     for (index, target) in driven.targets.enumerated() {
       guard let trace = traces[target.name], let settings = target.simulation else { continue }
-      let fleet = try Fleet(
-        target: target, settings: settings, trace: trace, interval: interval, start: target.min)
-      fleets.append(fleet)
+      let replicas = min(max(start[target.name] ?? target.min, target.min), target.max)
+      fleets.append(
+        try Fleet(target: target, settings: settings, trace: trace, interval: interval, start: replicas))
       targetIndex.append(index)
-      if case .oracle = driver {
-        oracles.append(try OracleSchedule(fleet: fleet, trace: trace))
-      } else {
-        oracles.append(nil)
-      }
       actions.append(ActionTally())
     }
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
@@ -113,8 +165,10 @@ public struct Simulator {
     // Each fleet's measurements by tick, for a scrape lag: (time, values by position).
     var measured: [[(time: Double, values: [(position: Int, value: Double)])]] = Array(
       repeating: [], count: fleets.count)
+    let byName = fleets.indices.sorted { fleets[$0].target.name < fleets[$1].target.name }
     var tick = 0
     var now = 0.0
+    var cutShort = false
     while true {
       now = Double(tick) * interval
       for position in inputs.signals.indices { inputs.signals[position] = nil }
@@ -143,22 +197,17 @@ public struct Simulator {
         state = next
         for event in decision.events { try onEvent(event) }
         decided = decision.actions
-      case .oracle, .schedule:
-        for index in fleets.indices.sorted(by: { fleets[$0].target.name < fleets[$1].target.name }) {
-          let fleet = fleets[index]
-          let asked: Int
-          if case .schedule(let schedule) = driver {
-            asked = schedule(fleet.target.name, now)
-          } else {
-            asked = try oracles[index]?.replicas(at: now) ?? 0
-          }
-          let wanted = min(max(asked, fleet.target.min), fleet.target.max)
-          let serving = fleet.status.current
+      case .schedule(let schedule):
+        for index in byName {
+          let target = fleets[index].target
+          let asked = try schedule(target.name, tick)
+          let wanted = min(max(asked, target.min), target.max)
+          let serving = fleets[index].serving
           if wanted != serving {
             decided.append(
               ScaleAction(
-                process: fleet.target.name, from: serving, to: wanted, reason: .targetTracking,
-                drainTimeout: fleet.target.drainTimeout))
+                process: target.name, from: serving, to: wanted, reason: .targetTracking,
+                drainTimeout: target.drainTimeout))
           }
         }
       }
@@ -178,6 +227,14 @@ public struct Simulator {
           run: name, time: origin.addingTimeInterval(now), replicas: counts, signals: signals,
           state: engineState)
       }
+      if let giveUp,
+        fleets.contains(where: {
+          $0.tally.misses > giveUp.misses || $0.replicaSeconds >= giveUp.replicaSeconds
+        })
+      {
+        cutShort = true
+        break
+      }
       tick += 1
       // Until a trace runs out its last arrival is ahead; an empty trace does not hold the run.
       var lastArrival = 0.0
@@ -195,9 +252,11 @@ public struct Simulator {
     for target in policy.targets {
       guard let index = fleets.firstIndex(where: { $0.target.name == target.name }) else { continue }
       fleets[index].close()
-      results.append(ProcessResult(fleet: fleets[index], actions: actions[index], run: name))
+      results.append(ProcessResult(fleet: fleets[index], actions: actions[index], run: name, seconds: now))
     }
-    return SimulationResult(processes: results, ticks: tick, seconds: now)
+    var result = SimulationResult(processes: results, ticks: tick, seconds: now, start: self.start)
+    result.cutShort = cutShort
+    return result
   }
 }
 
@@ -265,6 +324,11 @@ public struct ProcessResult: Sendable, Equatable {
   public var replicaHours: Double
   public var costUSD: Double
   public var sloAttainment: Double
+  /// Requests inside the SLO per replica-hour: the goodput per GPU that NVIDIA Dynamo's planner
+  /// reports, where a replica is one GPU.
+  public var goodputPerReplicaHour: Double
+  /// Replica-hours over the hours simulated: the axis llm-d sets SLO attainment against.
+  public var averageReplicas: Double
   public var sloMissMinutes: Int
   public var latencyP50: Double
   public var latencyP95: Double
@@ -277,7 +341,7 @@ public struct ProcessResult: Sendable, Equatable {
   public var reversals: Int
   public var peakReplicas: Int
 
-  init(fleet: Fleet, actions: ActionTally, run: String) {
+  init(fleet: Fleet, actions: ActionTally, run: String, seconds: Double) {
     name = fleet.target.name
     self.run = run
     slo = fleet.settings.slo
@@ -288,10 +352,13 @@ public struct ProcessResult: Sendable, Equatable {
     workBoundReplicaHours = tally.workSeconds / Double(fleet.settings.slots) / 3600
     costUSD = replicaHours * (fleet.target.costPerHourUSD ?? 0)
     sloAttainment = requests > 0 ? Double(tally.met) / Double(requests) : 1
+    goodputPerReplicaHour = replicaHours > 0 ? Double(tally.met) / replicaHours : 0
+    averageReplicas = seconds > 0 ? fleet.replicaSeconds / seconds : 0
     sloMissMinutes = tally.missedMinutes
-    latencyP50 = tally.latencies.percentile(0.5)
-    latencyP95 = tally.latencies.percentile(0.95)
-    latencyP99 = tally.latencies.percentile(0.99)
+    let percentiles = tally.latencies.percentiles([0.5, 0.95, 0.99])
+    latencyP50 = percentiles[0]
+    latencyP95 = percentiles[1]
+    latencyP99 = percentiles[2]
     scaleActions = actions.count
     reversals = actions.reversals
     peakReplicas = fleet.peakReplicas
@@ -303,4 +370,9 @@ public struct SimulationResult: Sendable, Equatable {
   public var ticks: Int
   /// Simulated seconds.
   public var seconds: Double
+  /// How the runs began.
+  public var start: Simulator.Start
+  /// The run stopped once its verdict was settled (an oracle search's), so its scores cover
+  /// only the ticks it ran.
+  var cutShort = false
 }

@@ -8,6 +8,8 @@ struct Tally {
   private(set) var requests = 0
   private(set) var failed = 0
   private(set) var met = 0
+  /// Requests whose fate is known and missed the SLO: served too late, or failed.
+  private(set) var misses = 0
   /// The trace's service time on one slot.
   private(set) var workSeconds = 0.0
   private(set) var latencies = LatencyHistogram()
@@ -30,12 +32,13 @@ struct Tally {
   mutating func served(minute: Int, latency: Double) {
     latencies.record(latency)
     let ok = latency <= slo.bound
-    if ok { met += 1 }
+    if ok { met += 1 } else { misses += 1 }
     end(minute: minute, met: ok)
   }
 
   mutating func failed(minute: Int) {
     failed += 1
+    misses += 1
     end(minute: minute, met: false)
   }
 
@@ -80,16 +83,22 @@ struct LatencyHistogram {
   }
 
   /// The latency at quantile `q` by the nearest-rank method (0 with none recorded).
-  func percentile(_ q: Double) -> Double {
-    guard count > 0 else { return 0 }
-    let rank = min(max(Int((q * Double(count)).rounded(.up)) - 1, 0), count - 1)
+  func percentile(_ q: Double) -> Double { percentiles([q])[0] }
+
+  /// The latencies at each quantile, in one pass over the buckets in order.
+  func percentiles(_ quantiles: [Double]) -> [Double] {
+    guard count > 0 else { return quantiles.map { _ in 0 } }
+    let ranks = quantiles.map { min(max(Int(($0 * Double(count)).rounded(.up)) - 1, 0), count - 1) }
+    var found = quantiles.map { _ in 0.0 }
     var below = 0
-    for key in buckets.keys.sorted() {
-      guard let bucket = buckets[key] else { continue }
+    for bucket in buckets.sorted(by: { $0.key < $1.key }).map(\.value) {
+      let before = below
       below += bucket.count
-      if below > rank { return bucket.largest }
+      for (index, rank) in ranks.enumerated() where before <= rank && rank < below {
+        found[index] = bucket.largest
+      }
     }
-    return 0
+    return found
   }
 }
 

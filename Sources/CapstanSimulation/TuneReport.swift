@@ -8,13 +8,31 @@ public enum TuneReport {
   {
     var out =
       "Tuned on the first \(hours(outcome.split.tuningSeconds)) of the traces, scored on the last \(hours(outcome.split.holdoutSeconds)) (holdout \(Ceilings.format(holdout * 100))%): \(candidates) candidates, seed \(seed), \(outcome.knobs.count) knobs\n\n"
-    let rows =
-      [("as written", outcome.original)] + outcome.ranked.prefix(5).enumerated().map { ("#\($0 + 1)", $1) }
-    out += "  run         tuning: cost   worst SLO   holdout: cost   worst SLO   changes\n"
-    for (label, candidate) in rows {
+    let rows: [(String, Tuner.Score, Tuner.Score?, String)] =
+      [
+        (
+          "as written", outcome.original.tuning, outcome.original.holdout,
+          changes(outcome.original, outcome.knobs)
+        )
+      ]
+      + outcome.ranked.prefix(5).enumerated().map {
+        ("#\($0 + 1)", $1.tuning, $1.holdout, changes($1, outcome.knobs))
+      }
+      + [
+        ("oracle", outcome.oracle.tuning, outcome.oracle.holdout, "(the yardstick: x oracle is against it)"),
+        ("static", outcome.staticPool.tuning, outcome.staticPool.holdout, "(the best fixed pool)"),
+      ]
+    let oracle = outcome.oracle.holdout?.cost
+    out += "  run         tuning: cost   worst SLO   holdout: cost   worst SLO   x oracle   changes\n"
+    for (label, tuning, holdout, changed) in rows {
+      let ratio = holdout.flatMap { score in
+        oracle.map { $0 > 0 ? String(format: "%.2f", score.cost / $0) : "-" }
+      }
       out +=
-        "  \(label.padding(toLength: 10, withPad: " ", startingAt: 0))  \(pad(cost(candidate.tuning), 13))  \(pad(slo(candidate.tuning), 10))  \(pad(candidate.holdout.map(cost) ?? "-", 14))  \(pad(candidate.holdout.map(slo) ?? "-", 10))   \(changes(candidate, outcome.knobs))\n"
+        "  \(label.padding(toLength: 10, withPad: " ", startingAt: 0))  \(pad(cost(tuning), 13))  \(pad(slo(tuning), 10))  \(pad(holdout.map(cost) ?? "-", 14))  \(pad(holdout.map(slo) ?? "-", 10))  \(pad(ratio ?? "-", 9))   \(changed)\n"
     }
+    out +=
+      "\n\(SimulationReport.startSentence(outcome.start).prefix(1).uppercased())\(SimulationReport.startSentence(outcome.start).dropFirst()).\n"
     return out
   }
 
@@ -30,11 +48,18 @@ public enum TuneReport {
       if let holdout = candidate.holdout { object["holdout"] = score(holdout) }
       return object
     }
+    func baseline(_ scores: (tuning: Tuner.Score, holdout: Tuner.Score?)) -> [String: Any] {
+      var object: [String: Any] = ["tuning": score(scores.tuning)]
+      if let holdout = scores.holdout { object["holdout"] = score(holdout) }
+      return object
+    }
     let object: [String: Any] = [
       "original": entry(outcome.original),
       "winner": outcome.ranked.first.map(entry) ?? [:],
       "runners_up": outcome.ranked.dropFirst().prefix(4).map(entry),
       "knobs": outcome.knobs.map { ["name": $0.name, "line": $0.line, "written": $0.written] },
+      "oracle": baseline(outcome.oracle), "static": baseline(outcome.staticPool),
+      "start": outcome.start.rawValue,
     ]
     guard
       let data = try? JSONSerialization.data(

@@ -10,6 +10,8 @@ public struct Tuner: Sendable {
     /// The share of each trace, at its end, kept for scoring.
     public var holdout = 0.5
     public var seed: UInt64 = 1
+    /// How each run begins; the oracle that warm starts are taken from is the file's own.
+    public var start: Simulator.Start = .oracle
     public init() {}
   }
 
@@ -45,6 +47,11 @@ public struct Tuner: Sendable {
     public var ranked: [Candidate]
     public var original: Candidate
     public var split: (tuningSeconds: Double, holdoutSeconds: Double)
+    /// The yardsticks on each part: the oracle and the best static pool under the file's min
+    /// and max, scored as candidates are.
+    public var oracle: (tuning: Score, holdout: Score?)
+    public var staticPool: (tuning: Score, holdout: Score?)
+    public var start: Simulator.Start
   }
 
   public let policy: Policy
@@ -71,6 +78,9 @@ public struct Tuner: Sendable {
     let tuning = try held.mapValues { try $0.window(from: 0, to: cut) }
     let holdout = try held.mapValues { try $0.window(from: cut, to: .infinity) }
 
+    // The oracle and static pools of each part, found once: every candidate starts as they do.
+    let tuningYardstick = try yardstick(on: tuning)
+    let holdoutYardstick = try yardstick(on: holdout)
     var generator = SplitMix64(seed: options.seed)
     // The file's own first; then each knob kept or moved at random, each set tried once.
     var candidates: [[Double?]] = [Array(repeating: nil, count: knobs.count)]
@@ -91,7 +101,7 @@ public struct Tuner: Sendable {
     let scores = Scores(count: tried.count)
     let done = Counter()
     DispatchQueue.concurrentPerform(iterations: tried.count) { index in
-      scores.set(index, score(tried[index], on: tuning))
+      scores.set(index, score(tried[index], on: tuning, yardstick: tuningYardstick))
       progress(done.increment(), tried.count)
     }
     var ranked = candidates.indices.compactMap { index in
@@ -103,15 +113,24 @@ public struct Tuner: Sendable {
     let shown = min(5, ranked.count)
     let best = ranked.prefix(shown).map(\.values)
     DispatchQueue.concurrentPerform(iterations: shown) { index in
-      scores.set(index, score(best[index], on: holdout))
+      scores.set(index, score(best[index], on: holdout, yardstick: holdoutYardstick))
     }
     for index in 0..<shown { ranked[index].holdout = scores.get(index) }
+    let none = Score(feasible: false, cost: 0, attainment: 0)
     var original = Candidate(
       index: 0, values: candidates[0],
-      tuning: score(candidates[0], on: tuning) ?? Score(feasible: false, cost: 0, attainment: 0), holdout: nil
-    )
-    original.holdout = score(candidates[0], on: holdout)
-    return Outcome(knobs: knobs, ranked: ranked, original: original, split: (cut, max(0, span - cut)))
+      tuning: score(candidates[0], on: tuning, yardstick: tuningYardstick) ?? none, holdout: nil)
+    original.holdout = score(candidates[0], on: holdout, yardstick: holdoutYardstick)
+    let original0 = candidates[0]
+    func baseline(_ baseline: Baseline) -> (tuning: Score, holdout: Score?) {
+      (
+        score(original0, on: tuning, yardstick: tuningYardstick, baseline: baseline) ?? none,
+        score(original0, on: holdout, yardstick: holdoutYardstick, baseline: baseline)
+      )
+    }
+    return Outcome(
+      knobs: knobs, ranked: ranked, original: original, split: (cut, max(0, span - cut)),
+      oracle: baseline(.oracle), staticPool: baseline(.staticPool), start: options.start)
   }
 
   /// The policy with a candidate's values; nil where they do not make a valid policy.
@@ -126,10 +145,19 @@ public struct Tuner: Sendable {
     return tuned.targets.allSatisfy { $0.min <= $0.max } ? tuned : nil
   }
 
-  private func score(_ values: [Double?], on traces: [String: Trace]) -> Score? {
-    guard let candidate = policy(with: values), !traces.values.contains(where: \.isEmptyInMemory),
-      let simulator = try? Simulator(policy: candidate, traces: traces),
-      let result = try? simulator.run()
+  /// The file's own oracle and static pools on a part of the traces; nil for an empty part.
+  private func yardstick(on traces: [String: Trace]) throws -> Yardstick? {
+    guard !traces.values.contains(where: \.isEmptyInMemory) else { return nil }
+    return try Simulator(policy: policy, traces: traces, start: options.start).yardstick()
+  }
+
+  /// A candidate's run (or, given `baseline`, that baseline's) on a part of the traces.
+  private func score(
+    _ values: [Double?], on traces: [String: Trace], yardstick: Yardstick?, baseline: Baseline? = nil
+  ) -> Score? {
+    guard let candidate = policy(with: values), let yardstick,
+      let simulator = try? Simulator(policy: candidate, traces: traces, start: options.start),
+      let result = try? simulator.run(baseline, yardstick: yardstick)
     else { return nil }
     var cost = 0.0
     var attainment = 1.0

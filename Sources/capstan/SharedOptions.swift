@@ -5,6 +5,8 @@ import Foundation
 
 // Options several subcommands take, declared once.
 
+extension Simulator.Start: ExpressibleByArgument {}
+
 /// What a command prints: text for a person, or one JSON object for a program.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
 
@@ -41,6 +43,12 @@ struct TraceArguments: ParsableArguments {
 
   @Option(help: "A daily shape: the busiest hour this many times the quietest, such as 10 (default 1, flat).")
   var diurnal: Double = 1
+
+  @Option(
+    help:
+      "How each run begins: oracle (with the replicas the oracle runs at its first tick, ready) or min (cold, at min)."
+  )
+  var start: Simulator.Start = .oracle
 
   func load(for policy: Policy) throws -> [String: Trace] {
     guard rate.isFinite, rate >= 0.001, rate <= 1000 else {

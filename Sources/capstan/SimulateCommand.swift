@@ -22,7 +22,10 @@ struct Simulate: ParsableCommand {
 
   @OptionGroup var trace: TraceArguments
 
-  @Option(help: "Baselines to run on the same traces and fleets: oracle, hpa, keda (comma-separated).")
+  @Option(
+    help:
+      "Baselines to run on the same traces and fleets: oracle, static, zero-wait, hpa, keda (comma-separated)."
+  )
   var compare: String?
 
   @OptionGroup var output: RecordsOutput
@@ -33,14 +36,14 @@ struct Simulate: ParsableCommand {
     var baselines: [Baseline] = []
     for name in (compare ?? "").split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
       guard let baseline = Baseline(rawValue: name) else {
-        throw ValidationError("--compare \(name): choose from oracle, hpa, keda")
+        throw ValidationError("--compare \(name): choose from \(Baseline.names)")
       }
       if !baselines.contains(baseline) { baselines.append(baseline) }
     }
     let loadedTraces = try trace.load(for: loaded.policy)
     let simulator: Simulator
     do {
-      simulator = try Simulator(policy: loaded.policy, traces: loadedTraces)
+      simulator = try Simulator(policy: loaded.policy, traces: loadedTraces, start: trace.start)
     } catch {
       printError(
         error.location(in: loaded.policy).map { "\($0): error: \(error)" }
@@ -63,7 +66,11 @@ struct Simulate: ParsableCommand {
     var timelined = 0
     if output.format == .text { print("Timeline") }
     do {
-      let result = try simulator.run(report: recorder) { event in
+      // The oracle and the static pools are searched once, for every run that needs them.
+      let yardstick =
+        trace.start == .oracle || baselines.contains(.oracle) || baselines.contains(.staticPool)
+        ? try simulator.yardstick() : nil
+      let result = try simulator.run(yardstick: yardstick, report: recorder) { event in
         recorder?.event(event)
         if output.format == .text {
           print(ReplayReport.timelineLine(event, width: width), terminator: "")
@@ -71,13 +78,14 @@ struct Simulate: ParsableCommand {
         }
         try audit?.append(AuditRecord(event, mode: .simulate))
       }
-      let runs = try [result] + baselines.map { try simulator.run($0, report: recorder) }
+      let runs =
+        try [result] + baselines.map { try simulator.run($0, yardstick: yardstick, report: recorder) }
       if let reportFile, let recorder {
         try reportFile.write(
           HTMLReport.render(
             recorder, title: "capstan simulate \(URL(fileURLWithPath: policy).lastPathComponent)",
             subtitle:
-              "\(simulator.traces.keys.sorted().joined(separator: ", ")): the policy\(baselines.isEmpty ? "" : " beside \(baselines.map(\.rawValue).joined(separator: ", "))"), \(Ceilings.format((result.seconds / 3600 * 100).rounded() / 100)) hours simulated",
+              "\(simulator.traces.keys.sorted().joined(separator: ", ")): the policy\(baselines.isEmpty ? "" : " beside \(baselines.map(\.rawValue).joined(separator: ", "))"), \(Ceilings.format((result.seconds / 3600 * 100).rounded() / 100)) hours simulated; \(SimulationReport.startSentence(result.start))",
             tables: SimulationReport.tables(runs).map {
               HTMLReport.Table(caption: $0.title, header: $0.header, rows: $0.rows)
             }))

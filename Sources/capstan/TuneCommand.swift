@@ -64,6 +64,7 @@ struct Tune: ParsableCommand {
     options.candidates = candidates
     options.holdout = holdout
     options.seed = seed
+    options.start = trace.start
     let tuner: Tuner
     do {
       tuner = try Tuner(policy: loaded.policy, traces: loadedTraces, knobs: knobs, options: options)

@@ -35,17 +35,31 @@ struct SimulateCommandTests {
     #expect(try runCapstan(Self.jobs + ["--format", "json"]).stdout == json.stdout)
   }
 
-  @Test("--compare runs the oracle, the HPA and KEDA beside the policy, each scored against the oracle")
+  @Test(
+    "--compare runs the oracle, the static pool, the zero-wait schedule, the HPA and KEDA beside the policy, each scored against the oracle"
+  )
   func compare() throws {
-    let result = try runCapstan(Self.jobs + ["--compare", "oracle,hpa,keda", "--format", "json"])
+    let result = try runCapstan(
+      Self.jobs + ["--compare", "oracle,static,zero-wait,hpa,keda", "--format", "json"])
     #expect(result.status == 0, "\(result.stderr)")
     let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    #expect(object?["start"] as? String == "oracle")
     let runs = try #require((object?["processes"] as? [[String: Any]])?.first?["runs"] as? [[String: Any]])
-    #expect(runs.map { $0["run"] as? String } == ["policy", "oracle", "hpa", "keda"])
+    #expect(runs.map { $0["run"] as? String } == ["policy", "oracle", "static", "zero-wait", "hpa", "keda"])
     #expect(runs[1]["replica_hours_vs_oracle"] as? Double == 1)
     #expect(runs.allSatisfy { $0["requests"] as? Int == 2299 })
+    // The oracle meets the SLO (95%) and costs no more than the other schedules that know the trace.
+    let hours = runs.map { $0["replica_hours"] as? Double ?? 0 }
+    #expect((runs[1]["slo_attainment"] as? Double ?? 0) >= 0.95)
+    #expect(hours[1] <= hours[2] && hours[1] <= hours[3])
+    // Goodput per replica-hour is the requests inside the SLO over the replica-hours.
+    let goodput = try #require(runs[0]["goodput_per_replica_hour"] as? Double)
+    let attainment = try #require(runs[0]["slo_attainment"] as? Double)
+    #expect(abs(goodput - attainment * 2299 / hours[0]) < 0.5)
+    #expect(runs.allSatisfy { ($0["average_replicas"] as? Double ?? 0) > 0 })
     let refused = try runCapstan(Self.jobs + ["--compare", "vpa"])
-    #expect(refused.status != 0 && refused.stderr.contains("choose from oracle, hpa, keda"))
+    #expect(
+      refused.status != 0 && refused.stderr.contains("choose from oracle, static, zero-wait, hpa, keda"))
   }
 
   @Test("--audit-log writes the simulated decisions, mode simulate")
@@ -234,11 +248,11 @@ struct TuneCommandTests {
     let policy = temporaryFile("bare.yaml")
     let out = temporaryFile("never.yaml")
     defer { try? FileManager.default.removeItem(at: policy) }
-    // Only max is written: no target, window, cooldown, step or min for tune to move.
+    // Only max is written, through an anchor: no value for tune to move.
     try """
     processes:
       w:
-        scaling: {metric: q, max: 3}
+        scaling: {metric: q, max: &top 3}
         simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1m}}
     """.write(to: policy, atomically: true, encoding: .utf8)
     let result = try runCapstan([

@@ -8,7 +8,8 @@ import Testing
 struct TunerTests {
   /// A fleet held at `min` (no metric moves it), on a load that needs exactly two replicas: a
   /// job every 5 s for 10 s on one slot each. min 1 lets a queue grow past the SLO; min 2 is the
-  /// cheapest that keeps it; more only costs more.
+  /// cheapest that keeps it; more only costs more. Runs start cold, at each candidate's min:
+  /// warm, every candidate would hold the oracle's first count, since nothing moves it.
   static let yaml = """
     processes:
       w:
@@ -24,6 +25,7 @@ struct TunerTests {
     var options = Tuner.Options()
     options.candidates = candidates
     options.seed = seed
+    options.start = .min
     let knobs = Knob.find(in: Self.yaml, policy: policy, processes: ["w"])
     return try Tuner(policy: policy, traces: ["w": Self.trace], knobs: knobs, options: options)
   }
@@ -31,10 +33,13 @@ struct TunerTests {
   @Test("the knobs are the values the file writes, with their place and other values to try")
   func knobs() throws {
     let knobs = try tuner().knobs
-    #expect(knobs.map(\.name) == ["w.scaling.min"])
+    #expect(knobs.map(\.name) == ["w.scaling.min", "w.scaling.max"])
     let min = try #require(knobs.first)
     #expect(min.line == 4 && min.written == "4" && min.current == 4)
+    // Down to the class's floor (1, interactive), up to 3 more within max.
     #expect(min.candidates == [1, 2, 3, 5, 6])
+    // Half to twice max, never below min.
+    #expect(knobs.last?.candidates == [4, 5, 8, 9, 12])
   }
 
   @Test(
@@ -51,9 +56,12 @@ struct TunerTests {
       """
     // The loader refuses the unknown top-level key; the anchor's text is what a user writes.
     let loaded = try policy(Self.yaml)
-    #expect(Knob.find(in: yaml, policy: loaded, processes: ["w"]).isEmpty)
+    #expect(Knob.find(in: yaml, policy: loaded, processes: ["w"]).map(\.name) == ["w.scaling.max"])
     #expect(Knob.anchored(in: yaml, policy: loaded, processes: ["w"]) == ["w.scaling.min"])
-    #expect(Knob.find(in: Self.yaml, policy: loaded, processes: ["w"]).map(\.name) == ["w.scaling.min"])
+    #expect(
+      Knob.find(in: Self.yaml, policy: loaded, processes: ["w"]).map(\.name) == [
+        "w.scaling.min", "w.scaling.max",
+      ])
   }
 
   @Test(
@@ -99,11 +107,11 @@ struct TunerTests {
   func findsTheBest() throws {
     let outcome = try tuner().run()
     let winner = try #require(outcome.ranked.first)
-    #expect(winner.values == [2])
+    #expect(winner.values == [2, nil])
     #expect(winner.tuning.feasible && winner.holdout?.feasible == true)
     #expect(winner.tuning.cost < outcome.original.tuning.cost)
     // min 1 cannot keep it.
-    #expect(outcome.ranked.first { $0.values == [1] }?.tuning.feasible == false)
+    #expect(outcome.ranked.first { $0.values == [1, nil] }?.tuning.feasible == false)
   }
 
   @Test("the same seed gives the same ranking, byte for byte")
