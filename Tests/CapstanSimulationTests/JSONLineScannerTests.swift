@@ -7,8 +7,13 @@ import Testing
 struct JSONLineScannerTests {
   private struct Line: Decodable, Equatable {
     var timestamp: Double
-    var input_length: Double
-    var output_length: Double
+    var inputLength: Double
+    var outputLength: Double
+    enum CodingKeys: String, CodingKey {
+      case timestamp
+      case inputLength = "input_length"
+      case outputLength = "output_length"
+    }
   }
 
   static let keys: [StaticString] = ["timestamp", "input_length", "output_length"]
@@ -20,7 +25,7 @@ struct JSONLineScannerTests {
 
   private static func decoded(_ line: String) -> [Double]? {
     guard let line = try? JSONDecoder().decode(Line.self, from: Data(line.utf8)) else { return nil }
-    return [line.timestamp, line.input_length, line.output_length]
+    return [line.timestamp, line.inputLength, line.outputLength]
   }
 
   @Test(
