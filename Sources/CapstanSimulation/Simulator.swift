@@ -327,7 +327,8 @@ public struct ProcessResult: Sendable, Equatable {
   /// Requests inside the SLO per replica-hour: the goodput per GPU that NVIDIA Dynamo's planner
   /// reports, where a replica is one GPU.
   public var goodputPerReplicaHour: Double
-  /// Replica-hours over the hours simulated: the axis llm-d sets SLO attainment against.
+  /// Replica-hours over the hours from the start to one tick past the last arrival: the axis
+  /// llm-d sets SLO attainment against.
   public var averageReplicas: Double
   public var sloMissMinutes: Int
   public var latencyP50: Double
@@ -353,7 +354,10 @@ public struct ProcessResult: Sendable, Equatable {
     costUSD = replicaHours * (fleet.target.costPerHourUSD ?? 0)
     sloAttainment = requests > 0 ? Double(tally.met) / Double(requests) : 1
     goodputPerReplicaHour = replicaHours > 0 ? Double(tally.met) / replicaHours : 0
-    averageReplicas = seconds > 0 ? fleet.replicaSeconds / seconds : 0
+    // Over the trace's span, the same for every run: a run that goes on past it (work left
+    // waiting) does not dilute its average.
+    let span = max(fleet.lastArrival.map { $0 + fleet.interval } ?? seconds, fleet.interval)
+    averageReplicas = fleet.replicaSeconds / span
     sloMissMinutes = tally.missedMinutes
     let percentiles = tally.latencies.percentiles([0.5, 0.95, 0.99])
     latencyP50 = percentiles[0]
