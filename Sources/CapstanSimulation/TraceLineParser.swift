@@ -108,7 +108,9 @@ struct TraceLineParser {
     return Trace.Request(arrival: arrival, inputTokens: first, outputTokens: second)
   }
 
-  private struct MooncakeLine: Decodable {
+  /// A Mooncake line as `JSONDecoder` reads it: the judge of every line the scanner does not
+  /// read plainly.
+  struct MooncakeLine: Decodable, Equatable {
     var timestamp: Double
     var inputLength: Double
     var outputLength: Double

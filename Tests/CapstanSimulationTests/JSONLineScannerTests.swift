@@ -5,17 +5,6 @@ import Testing
 
 @Suite("JSON Lines traces read fast, judged as JSONDecoder judges them")
 struct JSONLineScannerTests {
-  private struct Line: Decodable, Equatable {
-    var timestamp: Double
-    var inputLength: Double
-    var outputLength: Double
-    enum CodingKeys: String, CodingKey {
-      case timestamp
-      case inputLength = "input_length"
-      case outputLength = "output_length"
-    }
-  }
-
   static let keys: [StaticString] = ["timestamp", "input_length", "output_length"]
 
   private static func scanned(_ line: String) -> [Double]? {
@@ -24,7 +13,10 @@ struct JSONLineScannerTests {
   }
 
   private static func decoded(_ line: String) -> [Double]? {
-    guard let line = try? JSONDecoder().decode(Line.self, from: Data(line.utf8)) else { return nil }
+    guard let line = try? JSONDecoder().decode(TraceLineParser.MooncakeLine.self, from: Data(line.utf8))
+    else {
+      return nil
+    }
     return [line.timestamp, line.inputLength, line.outputLength]
   }
 
