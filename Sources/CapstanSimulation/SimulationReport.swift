@@ -59,12 +59,13 @@ public enum SimulationReport {
     return out
   }
 
-  /// How the runs began, said under every table.
-  public static func startSentence(_ start: Simulator.Start) -> String {
-    switch start {
+  /// How the runs began, said with every table: a clause, or with `capitalized` a sentence's start.
+  public static func startSentence(_ start: Simulator.Start, capitalized: Bool = false) -> String {
+    let first = capitalized ? "Every" : "every"
+    return switch start {
     case .oracle:
-      "every run starts warm, with the replicas the oracle runs at its first tick (--start min: cold)"
-    case .min: "every run starts cold, at its min (--start oracle: warm)"
+      "\(first) run starts warm, with the replicas the oracle runs at its first tick (--start min: cold)"
+    case .min: "\(first) run starts cold, at its min (--start oracle: warm)"
     }
   }
 

@@ -83,7 +83,7 @@ public struct Simulator {
     case nil: driver = .engine(policy)
     case .hpa?: driver = .engine(Baseline.hpa(policy))
     case .keda?: driver = .engine(Baseline.keda(policy))
-    case .zeroWait?: driver = try zeroWait()
+    case .zeroWait?: driver = .schedule(try zeroWait())
     case .oracle?:
       let schedules = yardstick?.oracle ?? [:]
       driver = .schedule { name, tick in
@@ -108,15 +108,16 @@ public struct Simulator {
     case schedule((String, Int) throws -> Int)
   }
 
-  /// The zero-wait schedule of every traced process, read a startup ahead of the run.
-  func zeroWait() throws -> Driver {
+  /// The zero-wait schedule of every traced process, read a startup ahead of the run: replicas
+  /// by process and tick, asked for in tick order.
+  func zeroWait() throws -> (String, Int) throws -> Int {
     var schedules: [String: ZeroWaitSchedule] = [:]
     for (name, trace) in traces {
       guard let settings = policy.target(named: name)?.simulation else { continue }
       schedules[name] = try ZeroWaitSchedule(
         settings: settings, interval: policy.controller.interval, trace: trace)
     }
-    return .schedule { name, tick in try schedules[name]?.replicas(atTick: tick) ?? 0 }
+    return { name, tick in try schedules[name]?.replicas(atTick: tick) ?? 0 }
   }
 
   /// When a run may stop early, its verdict known: a single process's run that has missed more

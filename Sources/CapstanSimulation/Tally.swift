@@ -82,10 +82,8 @@ struct LatencyHistogram {
     buckets[key] = Bucket(count: bucket.count + 1, largest: max(bucket.largest, latency))
   }
 
-  /// The latency at quantile `q` by the nearest-rank method (0 with none recorded).
-  func percentile(_ q: Double) -> Double { percentiles([q])[0] }
-
-  /// The latencies at each quantile, in one pass over the buckets in order.
+  /// The latencies at each quantile by the nearest-rank method (0 with none recorded), in one
+  /// pass over the buckets in order.
   func percentiles(_ quantiles: [Double]) -> [Double] {
     guard count > 0 else { return quantiles.map { _ in 0 } }
     let ranks = quantiles.map { min(max(Int(($0 * Double(count)).rounded(.up)) - 1, 0), count - 1) }

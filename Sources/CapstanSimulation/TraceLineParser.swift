@@ -110,7 +110,7 @@ struct TraceLineParser {
 
   /// A Mooncake line as `JSONDecoder` reads it: the judge of every line the scanner does not
   /// read plainly.
-  struct MooncakeLine: Decodable, Equatable {
+  struct MooncakeLine: Decodable {
     var timestamp: Double
     var inputLength: Double
     var outputLength: Double

@@ -31,8 +31,7 @@ public enum TuneReport {
       out +=
         "  \(label.padding(toLength: 10, withPad: " ", startingAt: 0))  \(pad(cost(tuning), 13))  \(pad(slo(tuning), 10))  \(pad(holdout.map(cost) ?? "-", 14))  \(pad(holdout.map(slo) ?? "-", 10))  \(pad(ratio ?? "-", 9))   \(changed)\n"
     }
-    out +=
-      "\n\(SimulationReport.startSentence(outcome.start).prefix(1).uppercased())\(SimulationReport.startSentence(outcome.start).dropFirst()).\n"
+    out += "\n\(SimulationReport.startSentence(outcome.start, capitalized: true)).\n"
     return out
   }
 

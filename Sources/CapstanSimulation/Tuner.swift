@@ -121,11 +121,11 @@ public struct Tuner: Sendable {
       index: 0, values: candidates[0],
       tuning: score(candidates[0], on: tuning, yardstick: tuningYardstick) ?? none, holdout: nil)
     original.holdout = score(candidates[0], on: holdout, yardstick: holdoutYardstick)
-    let original0 = candidates[0]
+    let asWritten = candidates[0]
     func baseline(_ baseline: Baseline) -> (tuning: Score, holdout: Score?) {
       (
-        score(original0, on: tuning, yardstick: tuningYardstick, baseline: baseline) ?? none,
-        score(original0, on: holdout, yardstick: holdoutYardstick, baseline: baseline)
+        score(asWritten, on: tuning, yardstick: tuningYardstick, baseline: baseline) ?? none,
+        score(asWritten, on: holdout, yardstick: holdoutYardstick, baseline: baseline)
       )
     }
     return Outcome(

@@ -9,20 +9,18 @@ public struct Yardstick: Sendable, Equatable {
   public var oracle: [String: [Int]]
   /// Per process: the fewest constant replicas that meet the SLO (`max` where none does).
   public var staticPool: [String: Int]
-  /// Per process: how many schedules the search simulated.
-  public var evaluations: [String: Int]
 }
 
 extension Simulator {
-  /// The most requests the searches of one simulation may simulate over all their schedules,
-  /// so a long trace is searched in bounded time; a small trace gets at most
+  /// About how many requests one process's search simulates in all, so a long trace is searched
+  /// in bounded time: its budget is this over the trace's requests, at least 16 and at most
   /// `OracleSearch.maxEvaluations` schedules.
   public static let searchRequests = 12_000_000
 
   /// Searches every traced process's oracle and static pool, each on its own (under a schedule,
   /// the processes do not touch each other), runs starting as `start` says.
   public func yardstick() throws -> Yardstick {
-    var found = Yardstick(oracle: [:], staticPool: [:], evaluations: [:])
+    var found = Yardstick(oracle: [:], staticPool: [:])
     for name in traces.keys.sorted() {
       guard let trace = traces[name], let target = policy.target(named: name),
         let settings = target.simulation
@@ -34,7 +32,6 @@ extension Simulator {
       let (schedule, pool) = try search.run()
       found.oracle[name] = schedule
       found.staticPool[name] = pool
-      found.evaluations[name] = search.evaluations
     }
     return found
   }
@@ -56,9 +53,10 @@ extension Simulator {
 ///    it ends cheaper, so a schedule that holds replicas at one tick to save more at others is
 ///    found.
 ///
-/// All of it runs within a budget of simulations. The oracle is the cheapest schedule that meets
-/// the SLO among all those simulated, so it never costs more than the zero-wait schedule or the
-/// static pool where they meet it. It is a local optimum, exact where the brute-force tests say.
+/// Steps 3 to 5 stop once the search has simulated its budget of schedules (steps 1 and 2 always
+/// run in full). The oracle is the cheapest schedule that meets the SLO among all those
+/// simulated, so it never costs more than the zero-wait schedule or the static pool where they
+/// meet it. It is a local optimum, exact where the brute-force tests say.
 struct OracleSearch {
   let simulator: Simulator
   let target: ScalingTarget
@@ -98,22 +96,19 @@ struct OracleSearch {
     let low = target.min
     let high = target.max
     // 1. The zero-wait schedule, recorded tick by tick as a run asks for it.
-    var zeroWait = try simulator.zeroWait()
+    let zeroWait = try simulator.zeroWait()
     var asked: [Int] = []
-    if case .schedule(let ask) = zeroWait {
-      zeroWait = .schedule { name, tick in
-        let replicas = try ask(name, tick)
-        if tick == asked.count { asked.append(min(max(replicas, low), high)) }
-        return replicas
-      }
+    let recorded = Simulator.Driver.schedule { name, tick in
+      let replicas = try zeroWait(name, tick)
+      asked.append(min(max(replicas, low), high))
+      return replicas
     }
-    let first = try simulator.run(zeroWait, name: "zero-wait", onEvent: { _ in })
+    let first = try simulator.run(recorded, name: "zero-wait", onEvent: { _ in })
     guard let requests = first.processes.first?.requests, requests > 0 else { return ([low], low) }
     budget = min(Self.maxEvaluations, max(16, Simulator.searchRequests / requests))
-    // The most misses the SLO allows: attainment is met / requests, and must reach the target.
-    var allowed = Int(Double(requests) * (1 - slo.target))
-    while allowed > 0 && Double(requests - allowed) / Double(requests) < slo.target { allowed -= 1 }
-    while Double(requests - allowed - 1) / Double(requests) >= slo.target && allowed < requests {
+    // The most misses the SLO allows, by the test a run is judged by (met / requests >= target).
+    var allowed = 0
+    while allowed < requests && Double(requests - allowed - 1) / Double(requests) >= slo.target {
       allowed += 1
     }
     var best = try score(asked, allowed: allowed)

@@ -175,18 +175,21 @@ struct PredictivePrometheusTests {
 
 @Suite("Controller: rate-limit shares")
 struct ShareControllerTests {
-  static let yaml = """
+  /// A worker on one provider; `autoscaling` is its flow mapping, where given.
+  static func yaml(requestsPerMinute: Int = 600, autoscaling: String? = nil) -> String {
+    """
     providers:
-      llm: {requests_per_minute: 600}
+      llm: {requests_per_minute: \(requestsPerMinute)}
     processes:
       worker:
         scaling: {metric: queue, target: 10, min: 1, max: 8}
         rate_limit: {provider: llm, requests_per_minute_per_replica: 100}
-    """
+    """ + (autoscaling.map { "\nautoscaling:\n  worker: \($0)" } ?? "")
+  }
 
   @Test("the share file follows the count, and a share the backend refused is offered again")
   func shareFileAndRetry() async throws {
-    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))], yaml: Self.yaml)
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))], yaml: Self.yaml())
     await harness.backend.refuseShares(1)
     await harness.tick(0)
     let file = harness.folder.appendingPathComponent("shares/worker.json")
@@ -208,7 +211,7 @@ struct ShareControllerTests {
     "a share file that cannot be written holds the scale-up: a blocked record, /healthz's problem, nothing applied; once it can be written, the scale-up goes ahead"
   )
   func unwritableShareFile() async throws {
-    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))], yaml: Self.yaml)
+    let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))], yaml: Self.yaml())
     // A file where the shares folder should be: no share can be written, even by root.
     let folder = harness.folder.appendingPathComponent("shares")
     try Data().write(to: folder)
@@ -236,16 +239,7 @@ struct ShareControllerTests {
   func refusedShareHoldsScaleUp() async throws {
     let harness = try ControllerHarness(
       signals: [FakeSignal("queue", .value(40))], counts: ["worker": 6],
-      yaml: """
-        providers:
-          llm: {requests_per_minute: 1200}
-        processes:
-          worker:
-            scaling: {metric: queue, target: 10, min: 1, max: 8}
-            rate_limit: {provider: llm, requests_per_minute_per_replica: 100}
-        autoscaling:
-          worker: {scale_down: {stabilization_window: 0s}}
-        """)
+      yaml: Self.yaml(requestsPerMinute: 1200, autoscaling: "{scale_down: {stabilization_window: 0s}}"))
     await harness.backend.refuseShares(1)
     // 40 queued: 4 replicas, a scale-down from 6, which goes ahead though the share was refused.
     await harness.tick(0)

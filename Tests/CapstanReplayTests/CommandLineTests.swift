@@ -87,12 +87,13 @@ struct CommandLineTests {
     defer { try? FileManager.default.removeItem(at: recording) }
     try "timestamp,gpu_utilization\n2023-11-16T00:00:00Z,50\n".write(
       to: recording, atomically: true, encoding: .utf8)
-    let policy = temporaryFile("per-replica.yaml")
+    let policy = try policyFile(
+      "per-replica.yaml",
+      """
+      processes:
+        model: {scaling: {metric: gpu_utilization, target: 70%, min: 1, max: 4}}
+      """)
     defer { try? FileManager.default.removeItem(at: policy) }
-    try """
-    processes:
-      model: {scaling: {metric: gpu_utilization, target: 70%, min: 1, max: 4}}
-    """.write(to: policy, atomically: true, encoding: .utf8)
     let result = try runCapstan(["replay", policy.path, "--metrics", recording.path])
     #expect(result.status == 0, "\(result.stderr)")
     #expect(

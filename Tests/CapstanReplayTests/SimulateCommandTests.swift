@@ -128,14 +128,15 @@ struct SimulateCommandTests {
     #expect(tiled.status == 1)
     #expect(tiled.stderr.contains("more than 20000000 requests: tile it to less"), "\(tiled.stderr)")
 
-    let policy = temporaryFile("slow.yaml")
+    let policy = try policyFile(
+      "slow.yaml",
+      """
+      processes:
+        llm:
+          scaling: {metric: q, target: 5, min: 1, max: 4}
+          simulation: {slots: 1, prefill_tokens_per_second: 1e-320, signals: {q: queue_depth}, slo: {latency: ttft, bound: 2s}}
+      """)
     defer { try? FileManager.default.removeItem(at: policy) }
-    try """
-    processes:
-      llm:
-        scaling: {metric: q, target: 5, min: 1, max: 4}
-        simulation: {slots: 1, prefill_tokens_per_second: 1e-320, signals: {q: queue_depth}, slo: {latency: ttft, bound: 2s}}
-    """.write(to: policy, atomically: true, encoding: .utf8)
     let rate = try runCapstan([
       "simulate", policy.path, "--trace", "examples/traces/AzureLLMInferenceTrace_code.csv",
     ])
@@ -147,14 +148,15 @@ struct SimulateCommandTests {
 
   @Test("a signal the simulation section does not map is refused at the section's line")
   func unmappedAtItsLine() throws {
-    let policy = temporaryFile("unmapped.yaml")
+    let policy = try policyFile(
+      "unmapped.yaml",
+      """
+      processes:
+        w:
+          scaling: {metric: depth, target: 5, min: 1, max: 4}
+          simulation: {slots: 1, signals: {other: queue_depth}, slo: {latency: e2e, bound: 1m}}
+      """)
     defer { try? FileManager.default.removeItem(at: policy) }
-    try """
-    processes:
-      w:
-        scaling: {metric: depth, target: 5, min: 1, max: 4}
-        simulation: {slots: 1, signals: {other: queue_depth}, slo: {latency: e2e, bound: 1m}}
-    """.write(to: policy, atomically: true, encoding: .utf8)
     let result = try runCapstan(["simulate", policy.path, "--trace", "examples/simulate/jobs-burst.csv"])
     #expect(result.status == 1)
     #expect(
@@ -162,6 +164,21 @@ struct SimulateCommandTests {
       "\(result.stderr)")
     let missing = try runCapstan(["simulate", "examples/simulate/jobs.yaml", "--trace", "no-such-trace.csv"])
     #expect(missing.stderr.contains("no-such-trace.csv: error: cannot read the file"), "\(missing.stderr)")
+  }
+
+  @Test(
+    "--start min starts every run cold and says so; warm is the default; an unknown --start is refused with the choices"
+  )
+  func startChoice() throws {
+    let cold = try runCapstan(Self.jobs + ["--start", "min"])
+    #expect(cold.status == 0, "\(cold.stderr)")
+    #expect(cold.stdout.contains("every run starts cold, at its min (--start oracle: warm)"))
+    let warm = try runCapstan(Self.jobs + ["--format", "json"])
+    let object = try JSONSerialization.jsonObject(with: Data(warm.stdout.utf8)) as? [String: Any]
+    #expect(object?["start"] as? String == "oracle")
+    let refused = try runCapstan(Self.jobs + ["--start", "hot"])
+    #expect(refused.status != 0)
+    #expect(refused.stderr.contains("'oracle'") && refused.stderr.contains("'min'"), "\(refused.stderr)")
   }
 
   @Test("a trace through a pipe is read once and simulated in full")
@@ -189,17 +206,18 @@ struct SimulateCommandTests {
   @Test(
     "a bare --trace with two simulated processes asks which one, and a bad --rate is refused")
   func ambiguousTrace() throws {
-    let policy = temporaryFile("two.yaml")
+    let policy = try policyFile(
+      "two.yaml",
+      """
+      processes:
+        a:
+          scaling: {metric: q, target: 5, min: 1, max: 2}
+          simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1m}}
+        b:
+          scaling: {metric: r, target: 5, min: 1, max: 2}
+          simulation: {slots: 1, signals: {r: queue_depth}, slo: {latency: e2e, bound: 1m}}
+      """)
     defer { try? FileManager.default.removeItem(at: policy) }
-    try """
-    processes:
-      a:
-        scaling: {metric: q, target: 5, min: 1, max: 2}
-        simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1m}}
-      b:
-        scaling: {metric: r, target: 5, min: 1, max: 2}
-        simulation: {slots: 1, signals: {r: queue_depth}, slo: {latency: e2e, bound: 1m}}
-    """.write(to: policy, atomically: true, encoding: .utf8)
     let result = try runCapstan(["simulate", policy.path, "--trace", "examples/simulate/jobs-burst.csv"])
     #expect(result.status != 0)
     #expect(result.stderr.contains("the policy simulates a, b; write --trace PROCESS=FILE"))
@@ -245,16 +263,17 @@ struct TuneCommandTests {
 
   @Test("a policy that writes no value tune can change is refused with what to write, and nothing is written")
   func nothingToTune() throws {
-    let policy = temporaryFile("bare.yaml")
+    // Only max is written, through an anchor: no value for tune to move.
+    let policy = try policyFile(
+      "bare.yaml",
+      """
+      processes:
+        w:
+          scaling: {metric: q, max: &top 3}
+          simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1m}}
+      """)
     let out = temporaryFile("never.yaml")
     defer { try? FileManager.default.removeItem(at: policy) }
-    // Only max is written, through an anchor: no value for tune to move.
-    try """
-    processes:
-      w:
-        scaling: {metric: q, max: &top 3}
-        simulation: {slots: 1, signals: {q: queue_depth}, slo: {latency: e2e, bound: 1m}}
-    """.write(to: policy, atomically: true, encoding: .utf8)
     let result = try runCapstan([
       "tune", policy.path, "--trace", "examples/simulate/jobs-burst.csv", "--out", out.path,
     ])

@@ -166,6 +166,22 @@ struct BaselineTests {
   }
 
   @Test(
+    "where no schedule meets the SLO, the static pool is max and the oracle is the schedule that comes nearest, no worse than zero-wait"
+  )
+  func nothingMeetsTheSLO() throws {
+    // A job a second, five seconds each, on at most two one-slot replicas: the queue only grows.
+    let policy = try queueWorker(max: 2, slo: "latency: queue_wait, bound: 1s, target: 99%", interval: "10s")
+    let trace = jobs(stride(from: 0.0, to: 120, by: 1).map { $0 }, work: 5)
+    let simulator = try Simulator(policy: policy, traces: ["w": trace], start: .oracle)
+    let yardstick = try simulator.yardstick()
+    #expect(yardstick.staticPool["w"] == 2)
+    let oracle = try #require(try simulator.run(.oracle, yardstick: yardstick).processes.first)
+    let zeroWait = try #require(try simulator.run(.zeroWait, yardstick: yardstick).processes.first)
+    #expect(oracle.sloAttainment < 0.99)
+    #expect(oracle.sloAttainment >= zeroWait.sloAttainment)
+  }
+
+  @Test(
     "a warm start begins each run with the replicas the oracle runs at its first tick; --start min begins cold"
   )
   func warmStart() throws {
