@@ -123,6 +123,33 @@ public enum HTMLReport {
         markers: drawing.markers.filter { $0.kind == .signalMissing || $0.kind == .signalRestored })
     }
 
+    // A simulation's load: arrivals, each run's queue, and each run's SLO latency against its bound.
+    if let arrivals = drawing.arrivals {
+      out += chart(
+        "arrivals (requests a second)", lines: [("arrivals", arrivals, "#57606a", false)],
+        top: max(arrivals.highest, 1) * 1.15, start: start, end: end, level: nil, markers: [])
+    }
+    let perRun = { (series: [String: DrawnSeries], label: String) in
+      recorder.runs.enumerated().compactMap { index, run in
+        series[run].map {
+          (name: "\(label): \(run)", series: $0, color: colors[index % colors.count], dashed: false)
+        }
+      }
+    }
+    let queues = perRun(drawing.queue, "queue")
+    if !queues.isEmpty {
+      out += chart(
+        "requests waiting", lines: queues, top: max(queues.map(\.series.highest).max() ?? 1, 1) * 1.15,
+        start: start, end: end, level: nil, markers: [])
+    }
+    let latencies = perRun(drawing.latency, "p95")
+    if let slo = drawing.slo, !latencies.isEmpty {
+      let high = max(latencies.map(\.series.highest).max() ?? 0, slo.bound) * 1.15
+      out += chart(
+        "\(slo.name) p95 over the last minute (s)", lines: latencies, top: high, start: start, end: end,
+        level: (slo.bound, "SLO bound \(Ceilings.format(slo.bound))s"), markers: [])
+    }
+
     // The budget's spend against the day's budget, with its alerts, freezes and resets.
     if let spend = drawing.spend, let budget = target.budget {
       let high = max(spend.highest, budget.dailyBudgetUSD) * 1.15

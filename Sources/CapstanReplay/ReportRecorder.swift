@@ -76,6 +76,13 @@ public final class ReportRecorder {
     /// The signal's target at each tick (a total for an average-value target: target × replicas).
     public var target: DrawnSeries?
     public var spend: DrawnSeries?
+    /// A simulation's load: requests arrived a second over the last tick (the same for every run,
+    /// drawn from the first), and per run the requests waiting and the SLO's latency (its p95
+    /// over requests started in the last minute) against its bound.
+    public var arrivals: DrawnSeries?
+    public var queue: [String: DrawnSeries] = [:]
+    public var latency: [String: DrawnSeries] = [:]
+    public var slo: (name: String, bound: Double)?
     public var markers: [Marker] = []
     /// Records past `markerLimit`, counted but not drawn.
     public var markersLeftOut = 0
@@ -140,6 +147,33 @@ public final class ReportRecorder {
       }
       processes[target.name] = drawing
     }
+  }
+
+  /// What a simulated fleet measured at a tick: its arrivals, its queue, and the SLO's latency
+  /// (nil when no request started in the last minute) with the SLO's name and bound.
+  public func load(
+    run: String, time: Date, process: String, arrivals: Double, queue: Double, latency: Double?,
+    slo: (name: String, bound: Double)
+  ) {
+    guard policy.target(named: process) != nil else { return }
+    let seconds = time.timeIntervalSince1970
+    if !runs.contains(run) { runs.append(run) }
+    var drawing = processes[process] ?? ProcessDrawing()
+    func series(_ existing: DrawnSeries?) -> DrawnSeries {
+      existing ?? DrawnSeries(origin: seconds, width: interval)
+    }
+    if run == runs[0] {
+      drawing.arrivals = series(drawing.arrivals)
+      drawing.arrivals?.add(seconds, arrivals)
+    }
+    drawing.queue[run] = series(drawing.queue[run])
+    drawing.queue[run]?.add(seconds, queue)
+    if let latency {
+      drawing.latency[run] = series(drawing.latency[run])
+      drawing.latency[run]?.add(seconds, latency)
+    }
+    drawing.slo = slo
+    processes[process] = drawing
   }
 
   /// Scale actions, blocked decisions, budget alerts and freezes, outages and the predictive

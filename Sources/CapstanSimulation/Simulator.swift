@@ -227,6 +227,13 @@ public struct Simulator {
         report.tick(
           run: name, time: origin.addingTimeInterval(now), replicas: counts, signals: signals,
           state: engineState)
+        for fleet in fleets {
+          report.load(
+            run: name, time: origin.addingTimeInterval(now), process: fleet.target.name,
+            arrivals: fleet.measure(.requestRate) ?? 0, queue: fleet.measure(.queueDepth) ?? 0,
+            latency: fleet.measure(.latencyP95),
+            slo: (fleet.settings.slo.latency.rawValue, fleet.settings.slo.bound))
+        }
       }
       if let giveUp,
         fleets.contains(where: {

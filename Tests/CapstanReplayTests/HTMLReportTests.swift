@@ -49,7 +49,9 @@ struct HTMLReportTests {
     #expect(page.dom.contains("blocked (budget_frozen): wanted 1"))
   }
 
-  @Test("simulate --compare --report: each run's replicas on one axis, and the scores of every run")
+  @Test(
+    "simulate --compare --report: each run's replicas on one axis, the arrivals, each run's queue and SLO latency against its bound, and the scores of every run"
+  )
   func simulateReport() throws {
     let report = temporaryFile("simulate.html")
     let audit = temporaryFile("simulate.jsonl")
@@ -60,7 +62,14 @@ struct HTMLReportTests {
     #expect(result.status == 0, "\(result.stderr)")
     let page = try Chromium.load(report)
     #expect(page.console.isEmpty, "\(page.console)")
-    for run in ["policy", "oracle", "hpa"] { #expect(page.dom.contains("replicas: \(run)</span>")) }
+    for run in ["policy", "oracle", "hpa"] {
+      #expect(page.dom.contains("replicas: \(run)</span>"))
+      // Each run's queue and SLO latency on the load charts.
+      #expect(page.dom.contains("queue: \(run)</span>") && page.dom.contains("p95: \(run)</span>"))
+    }
+    #expect(page.dom.contains("arrivals</span>"))
+    #expect(page.dom.contains("queue_wait p95 over the last minute (s)"))
+    #expect(page.dom.contains("SLO bound 120s"))
     #expect(try Self.drawn(page) == Self.counts(audit))
     #expect(page.dom.contains("<th>x oracle</th>"))
   }
