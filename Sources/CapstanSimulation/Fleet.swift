@@ -68,13 +68,13 @@ struct Fleet {
 
   init(
     target: ScalingTarget, settings: SimulationSettings, trace: Trace, interval: TimeInterval,
-    start replicas: Int
+    start replicas: Int, windowMinutes: Int? = nil
   ) throws {
     self.target = target
     self.settings = settings
     self.kind = trace.kind
     self.interval = interval
-    tally = Tally(slo: settings.slo)
+    tally = Tally(slo: settings.slo, windowMinutes: windowMinutes)
     arrivals = try trace.stream()
     pending = try arrivals.next()
     for _ in 0..<replicas { add(readyAt: 0) }

@@ -11,6 +11,9 @@ public struct Simulator {
   public let traces: [String: Trace]
   /// How every run begins.
   public var start: Start
+  /// Where set, each run also scores its SLO window by window, this long each from the first
+  /// arrival: `ProcessResult.worstWindowAttainment`.
+  public var window: TimeInterval?
 
   /// How a run begins.
   public enum Start: String, Sendable, CaseIterable {
@@ -149,7 +152,9 @@ public struct Simulator {
       guard let trace = traces[target.name], let settings = target.simulation else { continue }
       let replicas = min(max(start[target.name] ?? target.min, target.min), target.max)
       fleets.append(
-        try Fleet(target: target, settings: settings, trace: trace, interval: interval, start: replicas))
+        try Fleet(
+          target: target, settings: settings, trace: trace, interval: interval, start: replicas,
+          windowMinutes: window.map { Int(saturating: ($0 / 60).rounded(.up)) }))
       targetIndex.append(index)
       actions.append(ActionTally())
     }
@@ -332,6 +337,9 @@ public struct ProcessResult: Sendable, Equatable {
   public var replicaHours: Double
   public var costUSD: Double
   public var sloAttainment: Double
+  /// The lowest share inside the SLO over the run's scoring windows (`Simulator.window`), or
+  /// `sloAttainment` without them.
+  public var worstWindowAttainment: Double
   /// Requests inside the SLO per replica-hour: the goodput per GPU that NVIDIA Dynamo's planner
   /// reports, where a replica is one GPU.
   public var goodputPerReplicaHour: Double
@@ -361,6 +369,7 @@ public struct ProcessResult: Sendable, Equatable {
     workBoundReplicaHours = tally.workSeconds / Double(fleet.settings.slots) / 3600
     costUSD = replicaHours * (fleet.target.costPerHourUSD ?? 0)
     sloAttainment = requests > 0 ? Double(tally.met) / Double(requests) : 1
+    worstWindowAttainment = tally.worstWindowAttainment
     goodputPerReplicaHour = replicaHours > 0 ? Double(tally.met) / replicaHours : 0
     // Over the trace's span, the same for every run: a run that goes on past it (work left
     // waiting) does not dilute its average.

@@ -17,17 +17,43 @@ struct Tally {
   /// Per minute of arrival, from `firstMinute`: requests met, arrived, and still open.
   private var minutes: [(met: Int, all: Int, open: Int)] = []
   private var firstMinute = 0
+  /// Minutes a scoring window spans, where the run scores windows too.
+  let windowMinutes: Int?
+  /// Per window of arrival, from the first: requests met and arrived.
+  private(set) var windows: [(met: Int, all: Int)] = []
 
-  init(slo: SimulationSettings.SLO) { self.slo = slo }
+  init(slo: SimulationSettings.SLO, windowMinutes: Int? = nil) {
+    self.slo = slo
+    self.windowMinutes = windowMinutes.map { max($0, 1) }
+  }
+
+  /// The lowest share inside the SLO over the windows with requests (the whole run's share
+  /// where there are no windows).
+  var worstWindowAttainment: Double {
+    let shares = windows.filter { $0.all > 0 }.map { Double($0.met) / Double($0.all) }
+    return shares.min() ?? (requests > 0 ? Double(met) / Double(requests) : 1)
+  }
 
   mutating func arrive(minute: Int, work: Double) {
     requests += 1
     workSeconds += work
     if minutes.isEmpty { firstMinute = minute }
+    if firstArrivalMinute == nil { firstArrivalMinute = minute }
     while firstMinute + minutes.count <= minute { minutes.append((0, 0, 0)) }
     minutes[minute - firstMinute].all += 1
     minutes[minute - firstMinute].open += 1
+    if let window = window(of: minute) {
+      while windows.count <= window { windows.append((0, 0)) }
+      windows[window].all += 1
+    }
   }
+
+  private func window(of minute: Int) -> Int? {
+    windowMinutes.map { max(minute - (firstArrivalMinute ?? 0), 0) / $0 }
+  }
+
+  /// The first arrival's minute: windows count from it.
+  private var firstArrivalMinute: Int?
 
   mutating func served(minute: Int, latency: Double) {
     latencies.record(latency)
@@ -46,7 +72,10 @@ struct Tally {
     let index = minute - firstMinute
     guard minutes.indices.contains(index) else { return }
     minutes[index].open -= 1
-    if met { minutes[index].met += 1 }
+    if met {
+      minutes[index].met += 1
+      if let window = window(of: minute), windows.indices.contains(window) { windows[window].met += 1 }
+    }
   }
 
   /// Scores the minutes before `minute` with nothing open: no request of theirs can change.

@@ -12,6 +12,10 @@ public struct Tuner: Sendable {
     public var seed: UInt64 = 1
     /// How each run begins; the oracle that warm starts are taken from is the file's own.
     public var start: Simulator.Start = .oracle
+    /// The tuning part is cut into this many windows, and a candidate is feasible only where
+    /// every window meets the SLO: an average over the whole part can hide an hour the policy
+    /// lost, which the holdout will not forgive. 1 judges the part whole.
+    public var windows = 4
     public init() {}
   }
 
@@ -80,6 +84,7 @@ public struct Tuner: Sendable {
 
     // The oracle and static pools of each part, found once: every candidate starts as they do.
     let tuningYardstick = try yardstick(on: tuning)
+    let window = options.windows > 1 && cut > 0 ? cut / Double(options.windows) : nil
     let holdoutYardstick = try yardstick(on: holdout)
     var generator = SplitMix64(seed: options.seed)
     // The file's own first; then each knob kept or moved at random, each set tried once.
@@ -101,7 +106,7 @@ public struct Tuner: Sendable {
     let scores = Scores(count: tried.count)
     let done = Counter()
     DispatchQueue.concurrentPerform(iterations: tried.count) { index in
-      scores.set(index, score(tried[index], on: tuning, yardstick: tuningYardstick))
+      scores.set(index, score(tried[index], on: tuning, yardstick: tuningYardstick, window: window))
       progress(done.increment(), tried.count)
     }
     var ranked = candidates.indices.compactMap { index in
@@ -119,12 +124,13 @@ public struct Tuner: Sendable {
     let none = Score(feasible: false, cost: 0, attainment: 0)
     var original = Candidate(
       index: 0, values: candidates[0],
-      tuning: score(candidates[0], on: tuning, yardstick: tuningYardstick) ?? none, holdout: nil)
+      tuning: score(candidates[0], on: tuning, yardstick: tuningYardstick, window: window) ?? none,
+      holdout: nil)
     original.holdout = score(candidates[0], on: holdout, yardstick: holdoutYardstick)
     let asWritten = candidates[0]
     func baseline(_ baseline: Baseline) -> (tuning: Score, holdout: Score?) {
       (
-        score(asWritten, on: tuning, yardstick: tuningYardstick, baseline: baseline) ?? none,
+        score(asWritten, on: tuning, yardstick: tuningYardstick, baseline: baseline, window: window) ?? none,
         score(asWritten, on: holdout, yardstick: holdoutYardstick, baseline: baseline)
       )
     }
@@ -152,13 +158,17 @@ public struct Tuner: Sendable {
   }
 
   /// A candidate's run (or, given `baseline`, that baseline's) on a part of the traces.
+  /// - Parameter window: where given, a process is feasible only where every window this long
+  ///   meets its SLO.
   private func score(
-    _ values: [Double?], on traces: [String: Trace], yardstick: Yardstick?, baseline: Baseline? = nil
+    _ values: [Double?], on traces: [String: Trace], yardstick: Yardstick?, baseline: Baseline? = nil,
+    window: TimeInterval? = nil
   ) -> Score? {
     guard let candidate = policy(with: values), let yardstick,
-      let simulator = try? Simulator(policy: candidate, traces: traces, start: options.start),
-      let result = try? simulator.run(baseline, yardstick: yardstick)
+      var simulator = try? Simulator(policy: candidate, traces: traces, start: options.start)
     else { return nil }
+    simulator.window = window
+    guard let result = try? simulator.run(baseline, yardstick: yardstick) else { return nil }
     var cost = 0.0
     var attainment = 1.0
     var feasible = true
@@ -166,7 +176,9 @@ public struct Tuner: Sendable {
       let perHour = candidate.target(named: process.name)?.costPerHourUSD
       cost += perHour != nil ? process.costUSD : process.replicaHours
       attainment = min(attainment, process.sloAttainment)
-      if process.sloAttainment < process.slo.target { feasible = false }
+      if process.sloAttainment < process.slo.target || process.worstWindowAttainment < process.slo.target {
+        feasible = false
+      }
     }
     return Score(feasible: feasible, cost: cost, attainment: attainment)
   }

@@ -29,6 +29,12 @@ struct Tune: ParsableCommand {
   @Option(help: "The share of each trace, at its end, kept for scoring the best (0 to 0.9).")
   var holdout = 0.5
 
+  @Option(
+    help:
+      "Cut the tuning part into this many windows; a candidate must meet each SLO in every one (1: judge the part whole)."
+  )
+  var windows = 4
+
   @Option(help: "The seed of the search: the same seed, the same result.")
   var seed: UInt64 = 1
 
@@ -45,6 +51,7 @@ struct Tune: ParsableCommand {
       throw ValidationError("--candidates must be 1 to 100000")
     }
     guard holdout >= 0, holdout <= 0.9 else { throw ValidationError("--holdout must be from 0 to 0.9") }
+    guard (1...100).contains(windows) else { throw ValidationError("--windows must be 1 to 100") }
     let outFile = try OutputFile.prepare(out, option: "--out")
     let loadedTraces = try trace.load(for: loaded.policy)
     let text = (try? String(contentsOfFile: policy, encoding: .utf8)) ?? ""
@@ -65,6 +72,7 @@ struct Tune: ParsableCommand {
     options.holdout = holdout
     options.seed = seed
     options.start = trace.start
+    options.windows = windows
     let tuner: Tuner
     do {
       tuner = try Tuner(policy: loaded.policy, traces: loadedTraces, knobs: knobs, options: options)
