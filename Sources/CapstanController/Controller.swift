@@ -101,6 +101,9 @@ public actor Controller {
     self.mode = mode
     self.metrics = metrics
     self.logger = logger
+    metrics.prepare(policy, budgets: self.state.engine.budgets)
+    // Without leader election this Capstan always leads; with it, it follows until it wins.
+    metrics.leader(leader == nil)
   }
 
   /// Problems that stop a policy from running live, as `FILE:LINE:COLUMN: error:` diagnostics:

@@ -8,6 +8,41 @@ public struct ControllerMetrics: Sendable {
 
   public init(factory: any MetricsFactory) { self.factory = factory }
 
+  /// Exports every series the policy can produce at 0 (its gauges at their resting value), so
+  /// the first scrape has them all and `rate()` has a start: Prometheus' practice for label
+  /// values known ahead. Made again on a reload, for the processes and signals it adds. A
+  /// budget's gauges start from its saved ledger.
+  func prepare(_ policy: Policy, budgets: ProcessTable<BudgetLedger>) {
+    for signal in policy.signals {
+      Counter(label: "capstan_signal_errors_total", dimensions: [("signal", signal.name)], factory: factory)
+        .increment(by: 0)
+    }
+    for target in policy.targets {
+      for direction in ["up", "down"] {
+        Counter(
+          label: "capstan_scale_actions_total",
+          dimensions: [("process", target.name), ("direction", direction)],
+          factory: factory
+        ).increment(by: 0)
+      }
+      for reason in target.blockingReasons {
+        Counter(
+          label: "capstan_blocked_total",
+          dimensions: [("process", target.name), ("reason", reason.rawValue)],
+          factory: factory
+        ).increment(by: 0)
+      }
+      Counter(label: "capstan_backend_errors_total", dimensions: [("process", target.name)], factory: factory)
+        .increment(by: 0)
+      crashLooping(target.name, replicas: 0)
+      if target.budget != nil {
+        let ledger = budgets[target.name]
+        budget(
+          target.policyName ?? target.name, spent: ledger?.spentUSD ?? 0, frozen: ledger?.state == .frozen)
+      }
+    }
+  }
+
   func replicas(_ process: String, desired: Int, current: Int, ready: Int) {
     for (state, value) in [("desired", desired), ("current", current), ("ready", ready)] {
       Gauge(

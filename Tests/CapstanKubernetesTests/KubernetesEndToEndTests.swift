@@ -385,6 +385,68 @@ struct DashboardTests {
     return metrics
   }
 
+  /// The names of the metrics the dashboard's queries read.
+  static func queried() throws -> Set<String> {
+    let object = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.dashboard)) as? [String: Any]
+    let panels = object?["panels"] as? [[String: Any]] ?? []
+    let exprs = panels.flatMap {
+      ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String }
+    }
+    return Set(
+      exprs.flatMap { $0.matches(of: #/capstan_[a-z_]+/#).map { String($0.output) } }.map {
+        // A histogram's series are named by its buckets, sum and count.
+        $0.hasSuffix("_bucket") ? String($0.dropLast("_bucket".count)) : $0
+      })
+  }
+
+  @Test(
+    "the first scrape of a plain run holds every metric the dashboard reads, the counters at 0 for every label value the policy can give them"
+  )
+  func firstScrape() async throws {
+    let folder = try scratchDirectory("first-scrape")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    try FileManager.default.createDirectory(
+      at: folder.appendingPathComponent("spool"), withIntermediateDirectories: true)
+    let policy = folder.appendingPathComponent("policy.yaml")
+    try """
+    signals:
+      queue_depth: {directory: {path: \(folder.path)/spool, glob: "*.job"}}
+    processes:
+      worker:
+        class: batch
+        cost_per_hour_usd: 0.5
+        scaling: {metric: queue_depth, target: 5, min: 0, max: 4}
+        local: {command: [sleep, "3600"]}
+    autoscaling:
+      worker: {cost_circuit_breaker: {daily_budget_usd: 10}}
+    """.write(to: policy, atomically: true, encoding: .utf8)
+    let capstan = try RunningCapstan(policy: policy, stateDirectory: folder.appendingPathComponent("state"))
+    #expect(await eventually(timeout: 20) { await capstan.get("/healthz")?.status == 200 })
+    let body = try #require(await capstan.get("/metrics")?.body)
+    let scrape = Self.exported(body)
+    for name in try Self.queried() {
+      #expect(
+        scrape[name] != nil || scrape[name + "_bucket"] != nil, "\(name) is not on the first scrape")
+    }
+    let lines = Set(body.split(separator: "\n").map(String.init))
+    for series in [
+      #"capstan_signal_errors_total{signal="queue_depth"} 0"#,
+      #"capstan_scale_actions_total{process="worker",direction="up"} 0"#,
+      #"capstan_scale_actions_total{process="worker",direction="down"} 0"#,
+      #"capstan_blocked_total{process="worker",reason="max_instances"} 0"#,
+      #"capstan_blocked_total{process="worker",reason="budget_frozen"} 0"#,
+      #"capstan_backend_errors_total{process="worker"} 0"#,
+      #"capstan_budget_frozen{policy="worker"} 0.0"#,
+      "capstan_leader 1.0",
+    ] {
+      #expect(lines.contains(series), "\(series) is not on the first scrape")
+    }
+    // No series for a ceiling the policy does not set.
+    #expect(!body.contains("rate_limit_ceiling"))
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+  }
+
   @Test("every query's metric is exported, with the labels its selectors, groupings and legends use")
   func queriesMatchExports() async throws {
     let object = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.dashboard)) as? [String: Any]

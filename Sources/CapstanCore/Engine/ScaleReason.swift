@@ -37,3 +37,20 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   /// The predictive floor raised the count, held a scale-down, or turned on or off.
   case predictiveFloor = "predictive_floor"
 }
+
+extension ScalingTarget {
+  /// The reasons a `blocked` record of this process can carry, given what its policy sets: the
+  /// limits every process has, missing data, replicas not ready, a refused backend call, and
+  /// each ceiling, budget or floor only where the policy gives the process one.
+  public var blockingReasons: [ScaleReason] {
+    var reasons: [ScaleReason] = [
+      .maxInstances, .stepSize, .cooldown, .stabilization, .signalMissing, .replicasNotReady, .backendError,
+    ]
+    if maxCostPerHourUSD != nil { reasons.append(.costCeiling) }
+    if rateLimit != nil { reasons += [.rateLimitCeiling, .shareUnpublished] }
+    if resources.gpuPool != nil { reasons.append(.gpuPool) }
+    if budget != nil { reasons.append(.budgetFrozen) }
+    if predictive != nil { reasons.append(.predictiveFloor) }
+    return reasons
+  }
+}
