@@ -385,13 +385,21 @@ struct DashboardTests {
     return metrics
   }
 
-  /// The names of the metrics the dashboard's queries read.
+  static let alerts = dashboard.deletingLastPathComponent().appendingPathComponent("alerts.yaml")
+
+  /// The names of the metrics the dashboard's queries and the alerting rules read.
   static func queried() throws -> Set<String> {
     let object = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.dashboard)) as? [String: Any]
     let panels = object?["panels"] as? [[String: Any]] ?? []
-    let exprs = panels.flatMap {
+    var exprs = panels.flatMap {
       ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String }
     }
+    let rules = try String(contentsOf: alerts, encoding: .utf8)
+    exprs += rules.split(separator: "\n").filter {
+      $0.trimmingCharacters(in: .whitespaces).hasPrefix("expr:")
+    }
+    .map(String.init)
+    #expect(exprs.count >= 15, "the dashboard's queries and the rules' expressions are read")
     return Set(
       exprs.flatMap { $0.matches(of: #/capstan_[a-z_]+/#).map { String($0.output) } }.map {
         // A histogram's series are named by its buckets, sum and count.
@@ -400,7 +408,7 @@ struct DashboardTests {
   }
 
   @Test(
-    "the first scrape of a plain run holds every metric the dashboard reads, the counters at 0 for every label value the policy can give them"
+    "the first scrape of a plain run holds every metric the dashboard and the alerting rules read, the counters at 0 for every label value the policy can give them"
   )
   func firstScrape() async throws {
     let folder = try scratchDirectory("first-scrape")
@@ -445,6 +453,24 @@ struct DashboardTests {
     #expect(!body.contains("rate_limit_ceiling"))
     capstan.signal(SIGTERM)
     #expect(await capstan.waitForExit() == 0)
+  }
+
+  @Test("the alerting rules pass promtool's check and its unit tests on sample series")
+  func alertingRules() throws {
+    for arguments in [["check", "rules", Self.alerts.path], ["test", "rules", "alerts-test.yaml"]] {
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+      process.arguments = arguments
+      process.currentDirectoryURL = Self.alerts.deletingLastPathComponent()
+      let output = Pipe()
+      process.standardOutput = output
+      process.standardError = output
+      try process.run()
+      let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      process.waitUntilExit()
+      #expect(process.terminationStatus == 0, "promtool \(arguments.joined(separator: " ")): \(text)")
+      #expect(text.contains("SUCCESS"), "\(text)")
+    }
   }
 
   @Test("every query's metric is exported, with the labels its selectors, groupings and legends use")
