@@ -115,6 +115,7 @@ let package = Package(
         "CapstanSignals",
         "CapstanController",
         "CapstanKubernetes",
+        "CapstanHTTP",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),

@@ -68,6 +68,8 @@ public actor Controller {
   var sharesInBackend: [String: WorkerShare] = [:]
   /// Where the share files go: `shares/` in the state directory.
   let sharesDirectory: URL
+  /// What the last tick saw and decided, and each process's last record, for `/status`.
+  var seen = TickView()
 
   /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
   static let conflictRetries = 3
@@ -235,6 +237,7 @@ public actor Controller {
       writeFailure = leaderNow ? problem : nil
     }
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
+    seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [])
     lastTick = now
     metrics.tick(seconds: Date().timeIntervalSince(started))
   }
@@ -366,6 +369,7 @@ public actor Controller {
   func record(_ events: [AuditEvent]) -> String? {
     do {
       try audit.append(contentsOf: events.map { AuditRecord($0, mode: mode) })
+      for event in events { seen.records[event.process] = event }
       return nil
     } catch {
       logger.critical("cannot write the audit log", metadata: ["path": "\(audit.path)", "error": "\(error)"])

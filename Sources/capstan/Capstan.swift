@@ -11,7 +11,8 @@ struct Capstan: AsyncParsableCommand {
     abstract: "An autoscaler for AI workloads: scale each process type on the signal that measures its load.",
     version: "0.1.0",
     subcommands: [
-      Validate.self, Replay.self, Simulate.self, Tune.self, Run.self, Record.self, ReplicaGuardCommand.self,
+      Validate.self, Replay.self, Simulate.self, Tune.self, Run.self, Status.self, Record.self,
+      ReplicaGuardCommand.self,
     ]
   )
 

@@ -5,7 +5,7 @@ import Hummingbird
 import Logging
 import Prometheus
 
-/// `/metrics` in the Prometheus text format and `/healthz`, on Hummingbird.
+/// `/metrics` in the Prometheus text format, `/healthz`, `/status` and `/shares`, on Hummingbird.
 enum MonitoringServer {
   struct Health: Encodable {
     var status: String
@@ -63,6 +63,15 @@ enum MonitoringServer {
         body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
     }
     // Each rate-limited process's share per replica, as the share files hold it.
+    router.get("/status") { _, _ -> Response in
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      let status = await controller.status(now: Date())
+      let body = String(decoding: (try? encoder.encode(status)) ?? Data("{}".utf8), as: UTF8.self)
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
+    }
     router.get("/shares") { _, _ -> Response in
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]

@@ -385,6 +385,54 @@ struct RunEndToEndTests {
     try? FileManager.default.removeItem(at: scenario.folder)
   }
 
+  @Test(
+    "capstan status reads a running controller: replicas, bounds, what holds the count, signals against their target, the conditions; an unreachable one is an error that says what to do"
+  )
+  func status() async throws {
+    let scenario = try Scenario()
+    let capstan = try scenario.start()
+    // 60 queued at 5 a worker: 12 wanted, max 4.
+    try scenario.queue(60)
+    #expect(await eventually(timeout: 10) { !capstan.records(event: "blocked").isEmpty })
+    // The tick that scales reads 0 and sets 4; the next reads 4.
+    var object: [String: Any]?
+    #expect(
+      try await eventually(timeout: 10) {
+        let json = try runCapstan(["status", "--url", "127.0.0.1:\(capstan.port)", "--format", "json"])
+        object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let first = (object?["processes"] as? [[String: Any]])?.first
+        return first?["current"] as? Int == 4 && first?["desired"] as? Int == 4
+      })
+    #expect(object?["leading"] as? Bool == true && object?["last_tick"] is String)
+    let worker = try #require((object?["processes"] as? [[String: Any]])?.first)
+    #expect(worker["name"] as? String == "worker" && worker["min"] as? Int == 0 && worker["max"] as? Int == 4)
+    #expect(worker["current"] as? Int == 4)
+    let binding = try #require(worker["binding"] as? [String: Any])
+    #expect(binding["reason"] as? String == "max_instances" && binding["wanted"] as? Int == 12)
+    let signal = try #require((worker["signals"] as? [[String: Any]])?.first)
+    #expect(signal["name"] as? String == "queue_depth" && signal["value"] as? Double == 60)
+    #expect(signal["target"] as? Double == 5)
+    let conditions = try #require(worker["conditions"] as? [[String: Any]])
+    let limited = try #require(conditions.first { $0["type"] as? String == "ScalingLimited" })
+    #expect(limited["status"] as? Bool == true && limited["reason"] as? String == "max_instances")
+
+    let text = try runCapstan(["status", "--url", "127.0.0.1:\(capstan.port)"])
+    let lines = text.stdout.split(separator: "\n").map(String.init)
+    #expect(lines.count == 4, "\(text.stdout)")
+    #expect(lines[1].hasPrefix("PROCESS  REPLICAS  DESIRED  READY  MIN  MAX  HELD BY"))
+    #expect(lines[2].contains("max_instances (wants 12)") && lines[2].contains("queue_depth 60 (target 5)"))
+    #expect(lines[3].contains("ScalingLimited True (max_instances)"))
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+
+    let port = try freePort()
+    let refused = try runCapstan(["status", "--url", "127.0.0.1:\(port)"])
+    #expect(refused.status == 1)
+    #expect(refused.stderr.contains("cannot reach a running controller at http://127.0.0.1:\(port)"))
+    #expect(refused.stderr.contains("give its --listen address with --url"))
+    try? FileManager.default.removeItem(at: scenario.folder)
+  }
+
   @Test("--dry-run decides and writes the audit log, and starts nothing")
   func dryRun() async throws {
     let scenario = try Scenario()
