@@ -18,6 +18,23 @@ struct TickView {
 }
 
 extension Controller {
+  /// A tick's duration, as a metric; one longer than the interval makes every decision late,
+  /// so it is counted and logged as a warning with what took the time to look for.
+  func noteDuration(_ seconds: TimeInterval) {
+    metrics.tick(seconds: seconds)
+    let interval = policy.controller.interval
+    guard seconds > interval else { return }
+    metrics.tickOverrun()
+    logger.warning(
+      "a tick took longer than the interval: decisions come late",
+      metadata: [
+        "seconds": "\(Ceilings.format((seconds * 1000).rounded() / 1000))",
+        "interval": "\(Ceilings.format(interval))",
+        "hint":
+          "a slow signal source (see each source's timeout) or backend; or lengthen controller.interval",
+      ])
+  }
+
   /// Where every process stands, from the last tick, the engine's state and the records.
   public func status(now: Date) -> ControllerStatus {
     let leading = isLeading(at: now)

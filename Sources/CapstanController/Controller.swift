@@ -239,7 +239,7 @@ public actor Controller {
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
     seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [])
     lastTick = now
-    metrics.tick(seconds: Date().timeIntervalSince(started))
+    noteDuration(Date().timeIntervalSince(started))
   }
 
   /// Carries out one action. A conflict (someone else wrote the target since it was read) is

@@ -13,6 +13,7 @@ public struct ControllerMetrics: Sendable {
   /// values known ahead. Made again on a reload, for the processes and signals it adds. A
   /// budget's gauges start from its saved ledger.
   func prepare(_ policy: Policy, budgets: ProcessTable<BudgetLedger>) {
+    Counter(label: "capstan_tick_overruns_total", dimensions: [], factory: factory).increment(by: 0)
     for signal in policy.signals {
       Counter(label: "capstan_signal_errors_total", dimensions: [("signal", signal.name)], factory: factory)
         .increment(by: 0)
@@ -95,6 +96,10 @@ public struct ControllerMetrics: Sendable {
   /// 1 while this Capstan leads (or runs without leader election), 0 while it follows.
   func leader(_ leading: Bool) {
     Gauge(label: "capstan_leader", dimensions: [], factory: factory).record(leading ? 1 : 0)
+  }
+
+  func tickOverrun() {
+    Counter(label: "capstan_tick_overruns_total", dimensions: [], factory: factory).increment()
   }
 
   func tick(seconds: TimeInterval) {

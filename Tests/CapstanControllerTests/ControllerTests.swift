@@ -53,6 +53,21 @@ struct ControllerTests {
     )
   }
 
+  @Test("a tick longer than the interval is counted as an overrun; one that keeps inside it is not")
+  func tickOverrun() async throws {
+    func overruns(interval: String, signal: FakeSignal) async throws -> Int64 {
+      let harness = try ControllerHarness(
+        signals: [signal],
+        yaml: "controller: {interval: \(interval)}\n" + ControllerHarness<RecordingBackend>.workerPolicy)
+      await harness.tick(0)
+      return harness.metrics.counterTotal(label: "capstan_tick_overruns_total", dimensions: [])
+    }
+    // The signal takes 1.5 s to answer (inside its 3 s timeout): the 1 s tick overruns.
+    #expect(try await overruns(interval: "1s", signal: FakeSignal("queue", .slow(1.5, 10), timeout: 3)) == 1)
+    // Nothing this tick does takes an hour.
+    #expect(try await overruns(interval: "1h", signal: FakeSignal("queue", .value(10))) == 0)
+  }
+
   @Test("leadership: a follower's start is only logged; becoming and ceasing to be leader are recorded")
   func leadership() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(10))])
