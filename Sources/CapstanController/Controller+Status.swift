@@ -1,6 +1,8 @@
 import CapstanCore
 import Foundation
 
+// What the controller says of itself: `/status`, and how long its ticks take.
+
 /// What the last tick saw, kept for `/status`.
 struct TickView {
   var replicas: [String: ReplicaStatus] = [:]
