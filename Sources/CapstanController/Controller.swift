@@ -133,9 +133,7 @@ public actor Controller {
   }
 
   @Sendable public static func readers(for policy: Policy, baseDirectory: URL) -> [any SignalReader] {
-    policy.signals.compactMap { spec in
-      spec.source.map { SignalReaders.make(name: spec.name, source: $0, baseDirectory: baseDirectory) }
-    }
+    SignalReaders.make(policy.signals, baseDirectory: baseDirectory)
   }
 
   // MARK: One tick

@@ -49,18 +49,69 @@ public enum SignalReaders {
   }
 }
 
+/// A source that several signals declare alike (the same query, URL, queue or command, with the
+/// same settings): read once a tick, and its value, or its failure, given to each.
+struct SharedSignal: SignalReader {
+  let reader: any SignalReader
+  /// Every signal that declares the source, the reader's own first.
+  let names: [String]
+  var name: String { reader.name }
+  var timeout: TimeInterval { reader.timeout }
+  func read(now: Date) async throws -> Double { try await reader.read(now: now) }
+}
+
 extension SignalReaders {
+  /// One reader a distinct source: signals that declare the same source with the same settings
+  /// share one read a tick, so many processes on one query cost one query.
+  public static func make(
+    _ specs: [SignalSpec], baseDirectory: URL,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) -> [any SignalReader] {
+    // Grouped by the source's description (every setting is in it), then checked equal.
+    var groups: [String: [(name: String, source: SignalSource)]] = [:]
+    var order: [String] = []
+    for spec in specs {
+      guard let source = spec.source else { continue }
+      let key = String(describing: source)
+      if groups[key] == nil { order.append(key) }
+      groups[key, default: []].append((spec.name, source))
+    }
+    var readers: [any SignalReader] = []
+    for key in order {
+      var remaining = groups[key] ?? []
+      while let first = remaining.first {
+        let alike = remaining.filter { $0.source == first.source }
+        remaining.removeAll { $0.source == first.source }
+        let reader = make(
+          name: first.name, source: first.source, baseDirectory: baseDirectory, environment: environment)
+        readers.append(alike.count == 1 ? reader : SharedSignal(reader: reader, names: alike.map(\.name)))
+      }
+    }
+    return readers
+  }
+
   /// Reads every signal at once, each bounded by its own timeout; one failing or hanging source
-  /// costs only its own value.
+  /// costs only its own value. A shared source's result goes to each signal that declares it.
   public static func readAll(_ readers: [any SignalReader], now: Date) async -> [String: Result<
     Double, any Error
   >] {
-    await withTaskGroup(of: (String, Result<Double, any Error>).self) { group in
+    await withTaskGroup(of: (any SignalReader, Result<Double, any Error>).self) { group in
       for reader in readers {
-        group.addTask { (reader.name, await read(reader, now: now)) }
+        group.addTask { (reader, await read(reader, now: now)) }
       }
       var results: [String: Result<Double, any Error>] = [:]
-      for await (name, result) in group { results[name] = result }
+      for await (reader, result) in group {
+        guard let shared = reader as? SharedSignal else {
+          results[reader.name] = result
+          continue
+        }
+        for name in shared.names {
+          // An error names the signal it is given to.
+          results[name] = result.mapError { error in
+            (error as? SignalReadError).map { SignalReadError(signal: name, $0.message) } ?? error
+          }
+        }
+      }
       return results
     }
   }

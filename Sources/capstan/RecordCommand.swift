@@ -80,9 +80,7 @@ struct Record: AsyncParsableCommand {
         base: base, writer: writer)
       return
     }
-    let readers = sourced.compactMap { spec in
-      spec.source.map { SignalReaders.make(name: spec.name, source: $0, baseDirectory: base) }
-    }
+    let readers = SignalReaders.make(sourced, baseDirectory: base)
     let deadline = try duration.map { Date().addingTimeInterval(try durationOption($0, "--duration")) }
     var next = Date()
     var rows = 0

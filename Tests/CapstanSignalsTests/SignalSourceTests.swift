@@ -246,3 +246,50 @@ struct ProgramSignalStateTests {
     #expect(mask & 0x7FFF_FFFF == 0, "ignored-signal mask \(String(mask, radix: 16))")
   }
 }
+
+@Suite("Signals that declare one source")
+struct SharedSourceTests {
+  @Test(
+    "signals that declare the same source with the same settings are read once a tick, each given its value or its failure; another setting is another read"
+  )
+  func readOnce() async throws {
+    let folder = try scratchDirectory("shared")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let log = folder.appendingPathComponent("reads")
+    let script = folder.appendingPathComponent("count.sh")
+    // Each run leaves a line in the log and answers 7; with an argument, it fails.
+    try "#!/bin/sh\necho run >> \(log.path)\n[ -n \"$1\" ] && exit 3\necho 7\n".write(
+      to: script, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+    let policy = try PolicyLoader.load(
+      yaml: """
+        signals:
+          a: {command: {argv: [\(script.path)]}}
+          b: {command: {argv: [\(script.path)]}}
+          c: {command: {argv: [\(script.path)], timeout: 4s}}
+          d: {command: {argv: [\(script.path), fail]}}
+          e: {command: {argv: [\(script.path), fail]}}
+        processes:
+          w: {scaling: {metric: a, target: 10, min: 1, max: 4}}
+        autoscaling:
+          w: {scale_up: {conditions: [{metric: b > 1}, {metric: c > 1}, {metric: d > 1}, {metric: e > 1}]}}
+        """, file: "p.yaml"
+    ).policy
+    let readers = SignalReaders.make(policy.signals, baseDirectory: folder)
+    #expect(readers.count == 3)
+    let results = await SignalReaders.readAll(readers, now: Date())
+    #expect(Set(results.keys) == ["a", "b", "c", "d", "e"])
+    for name in ["a", "b", "c"] { #expect((try? results[name]?.get()) == 7) }
+    for name in ["d", "e"] {
+      let error = try #require(
+        results[name].flatMap { result -> SignalReadError? in
+          if case .failure(let error) = result { return error as? SignalReadError }
+          return nil
+        })
+      #expect(error.signal == name, "the failure names \(name)")
+    }
+    // a and b once, c once (its own timeout), d and e once.
+    let runs = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").count
+    #expect(runs == 3)
+  }
+}
