@@ -36,6 +36,8 @@ public final class LeaderElector: @unchecked Sendable {
 
   public func isLeading(at now: Date) -> Bool { lock.withLock { election.isLeading(at: now) } }
   public var holder: String? { lock.withLock { election.holder } }
+  /// When this elector's last successful write of the Lease was sent.
+  public var renewedAt: Date? { lock.withLock { election.renewedAt } }
 
   var path: String { "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases" }
 
