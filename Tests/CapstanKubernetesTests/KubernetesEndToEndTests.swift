@@ -491,16 +491,20 @@ struct DashboardTests {
     try cluster.jobs(60)
     let capstan = try RunningCapstan(
       policy: policy, stateDirectory: cluster.folder.appendingPathComponent("s"))
+    // Every series the dashboard queries, so the scrape below waits for the first tick's
+    // replicas and durations as well as the series that are there from the start.
+    let queried = Set(
+      panels.flatMap { panel in
+        (panel["targets"] as? [[String: Any]] ?? []).flatMap { target in
+          ((target["expr"] as? String) ?? "").matches(of: #/capstan_[a-z_]+/#).map { String($0.output) }
+        }
+      })
     var scrape: [String: Set<String>] = [:]
-    let complete = await eventually(timeout: 20) {
+    let complete = await eventually(timeout: 60) {
       scrape = Self.exported(await capstan.get("/metrics")?.body ?? "")
-      return [
-        "capstan_scale_actions_total", "capstan_blocked_total", "capstan_leader",
-        "capstan_signal_errors_total",
-      ]
-      .allSatisfy { scrape[$0] != nil }
+      return queried.allSatisfy { scrape[$0] != nil }
     }
-    #expect(complete, "\(scrape.keys.sorted())")
+    #expect(complete, "missing \(queried.subtracting(scrape.keys).sorted())")
 
     for panel in panels {
       for target in panel["targets"] as? [[String: Any]] ?? [] {
