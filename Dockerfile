@@ -1,4 +1,4 @@
-# The image manifests/deployment.yaml runs: `docker build -t REGISTRY/capstan:TAG .`
+# The image manifests/base/deployment.yaml runs: `docker build -t REGISTRY/capstan:TAG .`
 # Its steps are in scripts/image, which the tests run in a fresh clone.
 FROM swift:6.3-bookworm AS build
 WORKDIR /src

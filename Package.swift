@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
   name: "Capstan",
-  platforms: [.macOS(.v14)],
+  platforms: [.macOS(.v15)],
   products: [
     .executable(name: "capstan", targets: ["capstan"]),
     .library(name: "CapstanCore", targets: ["CapstanCore"]),
@@ -19,6 +19,10 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
   ],
   targets: [
     // The pure core: policy model and validation, the decision engine, the
@@ -104,6 +108,21 @@ let package = Package(
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
       ]
     ),
+    // KEDA's external scaler over gRPC: KEDA asks, Capstan answers with its decisions. The
+    // message and service code in Generated/ is made from proto/externalscaler.proto.
+    .target(
+      name: "CapstanKEDA",
+      dependencies: [
+        "CapstanCore",
+        "CapstanBackends",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
     .executableTarget(
       name: "capstan",
       dependencies: [
@@ -116,6 +135,7 @@ let package = Package(
         "CapstanController",
         "CapstanKubernetes",
         "CapstanHTTP",
+        "CapstanKEDA",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "Prometheus", package: "swift-prometheus"),

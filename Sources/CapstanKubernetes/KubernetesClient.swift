@@ -25,7 +25,7 @@ public struct KubernetesAPIError: Error, CustomStringConvertible, Sendable {
     case 401:
       return
         " (the token or certificate was refused: check the kubeconfig user, or the service account's token)"
-    case 403: return " (give the service account this permission: see manifests/role.yaml)"
+    case 403: return " (give the service account this permission: see manifests/base/role.yaml)"
     case 404 where path.hasSuffix("/scale"):
       return " (check kubernetes.kind, name and namespace of the process)"
     default: return ""

@@ -2,6 +2,7 @@ import ArgumentParser
 import CapstanBackends
 import CapstanController
 import CapstanCore
+import CapstanKEDA
 import CapstanKubernetes
 import CapstanRuntime
 import Foundation
@@ -40,12 +41,29 @@ struct Run: AsyncParsableCommand {
   @Option(help: "Serve /metrics and /healthz here, as HOST:PORT.")
   var listen = "127.0.0.1:9464"
 
+  @Option(
+    help: ArgumentHelp(
+      "Serve KEDA's external scaler (gRPC) here, as HOST:PORT, and let KEDA scale: Capstan decides and records but writes no /scale.",
+      valueName: "address"))
+  var kedaScaler: String?
+
   func run() async throws {
     Capstan.bootstrapLogging()
     let logger = Logger(label: "capstan")
     let loaded = try Self.loadRunnable(policy)
     loaded.warnings.forEach { printError($0.description) }
     let (host, port) = try parseListen(listen)
+    var keda: (host: String, port: Int)?
+    if let kedaScaler {
+      guard !dryRun else { throw ValidationError("--keda-scaler and --dry-run: choose one") }
+      keda = try KEDAScalerService.address(kedaScaler).get()
+      guard case .kubernetes = loaded.policy.backend else {
+        printError(
+          "capstan run: error: --keda-scaler: KEDA scales Kubernetes workloads, and the policy's backend is not kubernetes: set 'backend: kubernetes'"
+        )
+        throw ExitCode(1)
+      }
+    }
 
     let stateDirectory = URL(fileURLWithPath: stateDir)
     try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
@@ -82,11 +100,14 @@ struct Run: AsyncParsableCommand {
     var backend = built.backend
     let elector = built.elector
     if dryRun { backend = DryRunBackend(wrapping: backend) }
+    let board = keda.map { _ in KEDABackend(wrapping: backend) }
+    if let board { backend = board }
+    let mode: AuditMode = dryRun ? .dryRun : keda != nil ? .keda : .live
 
     let registry = PrometheusCollectorRegistry()
     let controller = Controller(
       policy: loaded.policy, baseDirectory: baseDirectory, backend: backend, audit: audit, store: store,
-      state: saved, mode: dryRun ? .dryRun : .live,
+      state: saved, mode: mode,
       metrics: ControllerMetrics(factory: PrometheusMetricsFactory(registry: registry)),
       logger: Logger(label: "capstan.controller"), leader: elector,
       shared: dryRun ? nil : built.sharedState)
@@ -115,6 +136,16 @@ struct Run: AsyncParsableCommand {
     if let elector {
       services.append(.init(service: LeaderElectionService(elector: elector, controller: controller)))
     }
+    if let keda, let board {
+      let scaler = KEDAExternalScaler(
+        board: board, processes: { await controller.policy.targets.map(\.name) },
+        logger: Logger(label: "capstan.keda"))
+      services.append(
+        .init(
+          service: KEDAScalerService(
+            host: keda.host, port: keda.port, scaler: scaler, board: board,
+            logger: Logger(label: "capstan.keda"))))
+    }
     services.append(.init(service: ControllerService(controller: controller)))
     let group = ServiceGroup(
       configuration: .init(
@@ -124,7 +155,7 @@ struct Run: AsyncParsableCommand {
     logger.notice(
       "capstan running",
       metadata: [
-        "policy": "\(policy)", "mode": "\(dryRun ? "dry_run" : "live")",
+        "policy": "\(policy)", "mode": "\(mode.rawValue)",
         "state_dir": "\(stateDirectory.path)",
         "listen": "\(host):\(port)",
       ])

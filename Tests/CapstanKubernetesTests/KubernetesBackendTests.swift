@@ -167,7 +167,7 @@ struct KubernetesBackendTests {
         ScaleAction(process: "web", from: 2, to: 3, reason: .targetTracking, drainTimeout: 30), to: web)
     } throws: { error in
       "\(error)".contains(
-        #"403 Forbidden: deployments.apps "web" is forbidden: User "system:serviceaccount:capstan:capstan" cannot update resource "deployments/scale" in API group "apps" in the namespace "default" (give the service account this permission: see manifests/role.yaml)"#
+        #"403 Forbidden: deployments.apps "web" is forbidden: User "system:serviceaccount:capstan:capstan" cannot update resource "deployments/scale" in API group "apps" in the namespace "default" (give the service account this permission: see manifests/base/role.yaml)"#
       )
     }
     let events = try await fixture.server.objects().filter { $0["kind"] as? String == "Event" }

@@ -58,7 +58,7 @@ struct KubernetesControllerTests {
   func externalChange() async throws {
     let fixture = try await APIFixture.start()
     try await fixture.server.addWorkload(name: "web", replicas: 4)
-    let (harness, queue) = try Self.harness(fixture)
+    let (harness, _) = try Self.harness(fixture)
     await harness.tick(0)
     #expect(harness.records().isEmpty)
     try await fixture.server.api(
@@ -79,7 +79,7 @@ struct KubernetesControllerTests {
   func unreadable() async throws {
     let fixture = try await APIFixture.start()
     try await fixture.server.addWorkload(name: "web", replicas: 6)
-    let (harness, queue) = try Self.harness(fixture)
+    let (harness, _) = try Self.harness(fixture)
     try await fixture.server.setFaults([.init(method: "GET", path: "/scale$", status: 503, count: 100)])
     await harness.tick(0)
     #expect(harness.records().isEmpty)

@@ -7,9 +7,10 @@ import Yams
 /// calls Capstan makes, and carry a policy that loads.
 @Suite("manifests/")
 struct ManifestTests {
-  static let folder = URL(fileURLWithPath: #filePath)
+  static let manifests = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("manifests")
+  static let folder = manifests.appendingPathComponent("base")
 
   static func objects() throws -> [String: [String: Any]] {
     var objects: [String: [String: Any]] = [:]
@@ -90,7 +91,7 @@ struct ManifestTests {
 
     let policyText = try #require(
       (objects["ConfigMap"]?["data"] as? [String: Any])?["policy.yaml"] as? String)
-    let loaded = try PolicyLoader.load(yaml: policyText, file: "manifests/configmap.yaml")
+    let loaded = try PolicyLoader.load(yaml: policyText, file: "manifests/base/configmap.yaml")
     #expect(loaded.warnings.isEmpty)
     guard case .kubernetes(let settings) = loaded.policy.backend else {
       Issue.record("the ConfigMap's policy does not use the kubernetes backend")
@@ -131,23 +132,74 @@ struct ManifestTests {
     #expect(Set(listed).count == listed.count)
   }
 
-  @Test("kubectl kustomize renders the seven objects", .enabled(if: kubectl != nil))
-  func kustomizeRenders() throws {
+  /// `kubectl kustomize FOLDER`, parsed.
+  static func kustomize(_ folder: URL) throws -> [[String: Any]] {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: try #require(Self.kubectl))
-    process.arguments = ["kustomize", Self.folder.path]
+    process.executableURL = URL(fileURLWithPath: try #require(kubectl))
+    process.arguments = ["kustomize", folder.path]
     let output = Pipe()
+    let errors = Pipe()
     process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
+    process.standardError = errors
     try process.run()
     let data = output.fileHandleForReading.readDataToEndOfFile()
+    let problems = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
-    #expect(process.terminationStatus == 0)
-    let kinds = try Yams.load_all(yaml: String(decoding: data, as: UTF8.self)).compactMap {
-      ($0 as? [String: Any])?["kind"] as? String
+    #expect(process.terminationStatus == 0, "\(problems)")
+    return try Yams.load_all(yaml: String(decoding: data, as: UTF8.self)).compactMap { $0 as? [String: Any] }
+  }
+
+  @Test("kubectl kustomize renders the seven objects", .enabled(if: kubectl != nil))
+  func kustomizeRenders() throws {
+    for folder in [Self.manifests, Self.folder] {
+      let kinds = try Self.kustomize(folder).compactMap { $0["kind"] as? String }
+      #expect(
+        kinds.sorted()
+          == ["ConfigMap", "Deployment", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount"])
     }
-    #expect(
-      kinds.sorted()
-        == ["ConfigMap", "Deployment", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount"])
+  }
+
+  @Test(
+    "manifests/keda: one Capstan serving the external scaler, a Service KEDA reaches it by, and a ScaledObject naming a process of the policy",
+    .enabled(if: kubectl != nil))
+  func kedaOverlay() throws {
+    let objects = try Self.kustomize(Self.manifests.appendingPathComponent("keda"))
+    func named(_ kind: String, _ name: String) -> [String: Any]? {
+      objects.first {
+        $0["kind"] as? String == kind && ($0["metadata"] as? [String: Any])?["name"] as? String == name
+      }
+    }
+    let deployment = try #require(named("Deployment", "capstan"))
+    let spec = try #require(deployment["spec"] as? [String: Any])
+    #expect(spec["replicas"] as? Int == 1)
+    let pod = try #require((spec["template"] as? [String: Any])?["spec"] as? [String: Any])
+    let container = try #require((pod["containers"] as? [[String: Any]])?.first)
+    let args = container["args"] as? [String] ?? []
+    let flag = try #require(args.firstIndex(of: "--keda-scaler"))
+    #expect(args.indices.contains(flag + 1) && args[flag + 1] == "0.0.0.0:9465", "\(args)")
+    let ports = container["ports"] as? [[String: Any]] ?? []
+    #expect(ports.contains { $0["name"] as? String == "keda" && $0["containerPort"] as? Int == 9465 })
+
+    let service = try #require(named("Service", "capstan-keda"))
+    let servicePort = ((service["spec"] as? [String: Any])?["ports"] as? [[String: Any]])?.first
+    #expect(servicePort?["targetPort"] as? String == "keda")
+    #expect(servicePort?["port"] as? Int == 9465)
+
+    let scaled = try #require(objects.first { $0["kind"] as? String == "ScaledObject" })
+    #expect(scaled["apiVersion"] as? String == "keda.sh/v1alpha1")
+    let trigger = try #require(
+      ((scaled["spec"] as? [String: Any])?["triggers"] as? [[String: Any]])?.first)
+    #expect(trigger["type"] as? String == "external")
+    let metadata = trigger["metadata"] as? [String: Any] ?? [:]
+    #expect(metadata["scalerAddress"] as? String == "capstan-keda.capstan.svc:9465")
+    let configMap = try #require(named("ConfigMap", "capstan-policy"))
+    let policyText = try #require((configMap["data"] as? [String: Any])?["policy.yaml"] as? String)
+    let policy = try PolicyLoader.load(yaml: policyText, file: "manifests/base/configmap.yaml").policy
+    let process = try #require(metadata["process"] as? String)
+    let target = try #require(policy.target(named: process))
+    let targetRef = (scaled["spec"] as? [String: Any])?["scaleTargetRef"] as? [String: Any]
+    #expect(targetRef?["name"] as? String == target.kubernetes?.name)
+    #expect((scaled["spec"] as? [String: Any])?["maxReplicaCount"] as? Int == target.max)
+    #expect((scaled["spec"] as? [String: Any])?["minReplicaCount"] as? Int == target.min)
   }
 }

@@ -33,6 +33,8 @@ public enum AuditMode: String, Sendable, Codable {
   case simulate
   case dryRun = "dry_run"
   case live
+  /// `capstan run --keda-scaler`: decided here, carried out by KEDA.
+  case keda
 }
 
 public struct BudgetSnapshot: Sendable, Equatable, Codable {
