@@ -74,6 +74,7 @@ let package = Package(
       dependencies: [
         "CapstanCore", "CapstanHTTP", .product(name: "Yams", package: "Yams"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
       ]
     ),
     // Live signal sources, one file per source behind `SignalReader`.
@@ -89,6 +90,7 @@ let package = Package(
         "CapstanRuntime",
         "CapstanKubernetes",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
       ]
     ),
     // The live loop: signals in, the engine, actions out through a backend; state, audit,
@@ -184,6 +186,7 @@ let package = Package(
         "CapstanTestKit", "CapstanHTTP", "capstan",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "MetricsTestKit", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Yams", package: "Yams"),
       ]
     ),

@@ -20,3 +20,6 @@ static inline CURLcode capstan_curl_set_header_function(CURL *curl, size_t (*fun
 static inline CURLcode capstan_curl_response_code(CURL *curl, long *code) {
   return curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, code);
 }
+static inline CURLcode capstan_curl_set_xferinfo_function(CURL *curl, int (*function)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t)) {
+  return curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, function);
+}

@@ -8,6 +8,10 @@ import Logging
 /// else in between is a conflict, never overwritten. Each action, and each failed one, is also a
 /// core/v1 Event on the workload. Kubernetes drains the pods itself (their grace period and
 /// preStop hooks), and stopping Capstan leaves the workloads as they are.
+///
+/// With `watch`, Deployments and StatefulSets are read from a cache fed by one LIST and WATCH
+/// per kind and namespace (`WorkloadInformer`), so a steady tick sends nothing; custom
+/// resources, and a target whose write met a conflict, are read directly.
 public actor KubernetesBackend: ScalingBackend {
   private let api: WorkloadAPI
   private let namespace: String
@@ -18,15 +22,45 @@ public actor KubernetesBackend: ScalingBackend {
   /// The Scale and workload last read per target: the next write carries this resourceVersion.
   private var scales: [String: Scale] = [:]
   private var summaries: [String: WorkloadSummary] = [:]
+  private var annotations: [String: [String: String]] = [:]
+  private let watch: Bool
+  private var informers: [String: WorkloadInformer] = [:]
+  /// Targets whose last write was refused as stale: read directly until a read succeeds, since
+  /// the cache may not have the change that made it stale yet.
+  private var readDirectly: Set<String> = []
 
   public init(
-    api: WorkloadAPI, namespace: String, leader: (any LeaderGate)?, reporter: String, logger: Logger
+    api: WorkloadAPI, namespace: String, leader: (any LeaderGate)?, reporter: String, logger: Logger,
+    watch: Bool = false
   ) {
     self.api = api
     self.namespace = namespace
     self.leader = leader
     self.reporter = reporter
     self.logger = logger
+    self.watch = watch
+  }
+
+  /// The cache for a workload's kind and namespace, started on first use; nil for a kind that
+  /// is read directly.
+  private func informer(_ workload: KubernetesWorkload, _ namespace: String) async throws -> WorkloadInformer?
+  {
+    guard watch else { return nil }
+    switch workload.kind {
+    case .deployment, .statefulSet: break
+    case .custom: return nil
+    }
+    let key = "\(workload.collectionKey)/\(namespace)"
+    if let informer = informers[key] { return informer }
+    let informer = WorkloadInformer(
+      kind: workload.kind, namespace: namespace, client: api.client, logger: logger)
+    try await informer.start()
+    if let raced = informers[key] {
+      informer.stop()
+      return raced
+    }
+    informers[key] = informer
+    return informer
   }
 
   private func workload(_ target: ScalingTarget) throws -> (KubernetesWorkload, String) {
@@ -40,10 +74,26 @@ public actor KubernetesBackend: ScalingBackend {
   public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
     let (workload, namespace) = try workload(target)
     do {
+      if !readDirectly.contains(target.name), let informer = try await informer(workload, namespace) {
+        switch informer.read(workload.name) {
+        case .success(let entry):
+          scales[target.name] = entry.scale
+          summaries[target.name] = entry.summary
+          annotations[target.name] = entry.annotations
+          return ReplicaStatus(current: entry.scale.desired, ready: entry.summary.readyReplicas ?? 0)
+        case .failure(.notFound):
+          throw BackendError(
+            process: target.name,
+            "\(workload) in \(namespace): not found (the watch of its kind has no such object)")
+        case .failure(let why):
+          throw BackendError(process: target.name, "\(workload) in \(namespace): \(why)")
+        }
+      }
       let scale = try await api.scale(of: workload, namespace: namespace)
       let summary = try await api.summary(of: workload, namespace: namespace)
       scales[target.name] = scale
       summaries[target.name] = summary
+      readDirectly.remove(target.name)
       // Deployments and StatefulSets leave readyReplicas out when it is 0; a custom resource
       // may not have it at all, and then its Scale's observed replicas is the best there is.
       let ready: Int
@@ -67,10 +117,12 @@ public actor KubernetesBackend: ScalingBackend {
     let (workload, namespace) = try workload(target)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
+    let value = String(decoding: try encoder.encode(share), as: UTF8.self)
+    // Written only on change: the watched workload may carry it already (after a restart).
+    guard annotations[target.name]?[Self.shareAnnotation] != value else { return }
     do {
-      try await api.annotate(
-        workload, namespace: namespace, key: Self.shareAnnotation,
-        value: String(decoding: try encoder.encode(share), as: UTF8.self))
+      try await api.annotate(workload, namespace: namespace, key: Self.shareAnnotation, value: value)
+      annotations[target.name]?[Self.shareAnnotation] = value
     } catch {
       throw BackendError(process: target.name, "\(workload) in \(namespace): \(error)")
     }
@@ -88,6 +140,9 @@ public actor KubernetesBackend: ScalingBackend {
     do {
       let written = try await api.setScale(read, replicas: action.to, of: workload, namespace: namespace)
       scales[target.name] = written
+      if let informer = try? await informer(workload, namespace) {
+        informer.wrote(written, of: workload.name)
+      }
       await event(
         target, workload, namespace, reason: "SuccessfulRescale",
         message: "New size: \(action.to); reason: \(action.reason.rawValue): \(action.detail)", warning: false
@@ -95,6 +150,7 @@ public actor KubernetesBackend: ScalingBackend {
     } catch let error as KubernetesAPIError {
       scales[target.name] = nil
       if error.isConflict {
+        readDirectly.insert(target.name)
         throw BackendError(
           process: target.name,
           "\(workload) in \(namespace) changed since it was read (409 \(error.reason): \(error.message))",
@@ -135,6 +191,9 @@ public actor KubernetesBackend: ScalingBackend {
     ]
   }
 
-  /// Workloads keep running when Capstan stops; there is nothing of Capstan's to drain.
-  public func shutdown() async {}
+  /// Workloads keep running when Capstan stops; there is nothing of Capstan's to drain. The
+  /// watches are closed.
+  public func shutdown() async {
+    for informer in informers.values { informer.stop() }
+  }
 }

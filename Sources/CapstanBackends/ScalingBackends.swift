@@ -3,6 +3,7 @@ import CapstanKubernetes
 import CapstanRuntime
 import Foundation
 import Logging
+import Metrics
 
 /// The backends, registered in one place as the signal sources are (`SignalReaders.make`):
 /// builds the backend a policy names, for `run` to act through and `record` to read replica
@@ -20,7 +21,8 @@ public enum ScalingBackends {
   /// - Parameter guardExecutable: the binary whose `replica-guard` subcommand the local
   ///   supervisor starts each replica under (the running `capstan`).
   public static func forRun(
-    _ policy: Policy, baseDirectory: URL, stateDirectory: URL, guardExecutable: URL, logger: Logger
+    _ policy: Policy, baseDirectory: URL, stateDirectory: URL, guardExecutable: URL, logger: Logger,
+    metrics: (any MetricsFactory)? = nil
   ) throws -> Built {
     switch policy.backend {
     case .local:
@@ -61,12 +63,16 @@ public enum ScalingBackends {
         client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.state")),
         namespace: settings.leaderElection?.namespace ?? namespace,
         name: "\(settings.leaderElection?.lease ?? "capstan")-state")
+      // The scaling calls keep to the policy's rate limit; the Lease and the state ConfigMap
+      // are a call or two a tick, on clients of their own.
+      let scalingClient = KubernetesClient(
+        connection: connection, logger: Logger(label: "capstan.kubernetes"),
+        rateLimit: RequestRateLimiter(qps: settings.qps, burst: settings.burst), metrics: metrics)
       return Built(
         backend: KubernetesBackend(
-          api: WorkloadAPI(
-            client: KubernetesClient(connection: connection, logger: Logger(label: "capstan.kubernetes"))),
+          api: WorkloadAPI(client: scalingClient),
           namespace: namespace, leader: elector, reporter: identity,
-          logger: Logger(label: "capstan.kubernetes")),
+          logger: Logger(label: "capstan.kubernetes"), watch: true),
         elector: elector, sharedState: stateStore)
     }
   }

@@ -93,19 +93,69 @@ public enum CurlHTTPClient {
     return try await send(request)
   }
 
+  /// A response read line by line as it arrives (a Kubernetes watch), on the calling thread,
+  /// until the server ends it, `line` returns false, or `stop` returns true (asked about once a
+  /// second, and at every line). A 2xx body goes to `line` and is not kept; any other status's
+  /// body is kept and returned, for its error. Blocking: call it from a thread of its own.
+  public static func stream(
+    _ request: HTTPRequest, stop: @escaping @Sendable () -> Bool, line: @escaping (Data) -> Bool
+  ) throws -> HTTPResponse {
+    _ = globalInit
+    let lines = LineStream(stop: stop, line: line)
+    do {
+      return try perform(request, lines: lines)
+    } catch is HTTPTransferError where lines.ended {
+      // Stopped on purpose: what was read is all there is.
+      return HTTPResponse(status: lines.status, headers: [:], body: Data())
+    }
+  }
+
+  /// A streamed body: the bytes since the last newline, and where whole lines go.
+  final class LineStream {
+    let stop: @Sendable () -> Bool
+    let line: (Data) -> Bool
+    var pending = Data()
+    var status = 0
+    /// Stopped by `stop` or `line`, not by a failure.
+    var ended = false
+
+    init(stop: @escaping @Sendable () -> Bool, line: @escaping (Data) -> Bool) {
+      self.stop = stop
+      self.line = line
+    }
+
+    /// Hands each whole line on; false to end the transfer.
+    func take(_ bytes: UnsafeRawBufferPointer) -> Bool {
+      pending.append(contentsOf: bytes)
+      while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+        let whole = pending[pending.startIndex..<newline]
+        pending.removeSubrange(pending.startIndex...newline)
+        if stop() || (!whole.isEmpty && !line(Data(whole))) {
+          ended = true
+          return false
+        }
+      }
+      return true
+    }
+  }
+
   final class Transfer {
     var data = Data()
     var headers: [String: String] = [:]
     var overflowed = false
+    var status = 0
+    /// Set for a streamed transfer: a 2xx body goes here, line by line.
+    var lines: LineStream?
   }
 
-  private static func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+  private static func perform(_ request: HTTPRequest, lines: LineStream? = nil) throws -> HTTPResponse {
     guard let handle = curl_easy_init() else {
       throw HTTPTransferError(
         method: request.method, url: request.url, message: "libcurl could not make a handle", timedOut: false)
     }
     defer { curl_easy_cleanup(handle) }
     let transfer = Transfer()
+    transfer.lines = lines
     let transferPointer = Unmanaged.passRetained(transfer)
     defer { transferPointer.release() }
     var headerList: UnsafeMutablePointer<curl_slist>?
@@ -148,6 +198,15 @@ public enum CurlHTTPClient {
         // The context is the transfer this handle was given (CURLOPT_WRITEDATA), never nil.
         guard let context else { return 0 }
         let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+        if let lines = transfer.lines, (200..<300).contains(transfer.status) {
+          // One line (one watch event) may not exceed the body limit either.
+          guard lines.pending.count + length <= CurlHTTPClient.bodyLimit else {
+            transfer.overflowed = true
+            return 0
+          }
+          guard let data else { return length }
+          return lines.take(UnsafeRawBufferPointer(start: data, count: length)) ? length : 0
+        }
         guard transfer.data.count + length <= CurlHTTPClient.bodyLimit else {
           transfer.overflowed = true
           return 0
@@ -164,13 +223,31 @@ public enum CurlHTTPClient {
         let line = String(
           decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
         // A new status line starts the headers of the next response (after a redirect).
-        if line.hasPrefix("HTTP/") { transfer.headers = [:] }
+        if line.hasPrefix("HTTP/") {
+          transfer.headers = [:]
+          let parts = line.split(separator: " ", maxSplits: 2)
+          transfer.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+          transfer.lines?.status = transfer.status
+        }
         if let colon = line.firstIndex(of: ":") {
           let name = line[..<colon].lowercased()
           transfer.headers[name] = line[line.index(after: colon)...].trimmingCharacters(
             in: .whitespacesAndNewlines)
         }
         return length
+      }
+      if lines != nil {
+        // Asked about once a second however quiet the stream, so a stop is never held up by a
+        // server that sends nothing.
+        capstan_curl_set_long(handle, CURLOPT_NOPROGRESS, 0)
+        capstan_curl_set_pointer(handle, CURLOPT_XFERINFODATA, transferPointer.toOpaque())
+        capstan_curl_set_xferinfo_function(handle) { context, _, _, _, _ in
+          guard let context else { return 0 }
+          let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+          guard let lines = transfer.lines, lines.stop() else { return 0 }
+          lines.ended = true
+          return 1
+        }
       }
       return curl_easy_perform(handle)
     }

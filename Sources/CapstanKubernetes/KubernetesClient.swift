@@ -1,6 +1,8 @@
+import CapstanCore
 import CapstanHTTP
 import Foundation
 import Logging
+import Metrics
 
 /// An answer from the API server other than success, in its own words: the Status `reason` and
 /// `message` it sent, or the plain text of a 429.
@@ -47,6 +49,12 @@ public actor KubernetesClient {
   private var notBefore = Date.distantPast
   /// Consecutive 429 and 5xx answers, for the backoff when no Retry-After is given.
   private var strain = 0
+  /// Capstan's own bound on its request rate, client-go's QPS and burst; nil: none.
+  private var rateLimiter: RequestRateLimiter?
+  private let waitedCounter: FloatingPointCounter?
+  /// Waits on the rate limit since the last warning, and when that was.
+  private var waitsUnreported = (count: 0, seconds: 0.0)
+  private var lastWaitWarning: Date?
 
   static let tokenRefresh: TimeInterval = 60
   /// The longest backoff of Capstan's own choosing.
@@ -54,10 +62,47 @@ public actor KubernetesClient {
   /// The longest server-requested pause honoured; a larger Retry-After is taken as this.
   static let longestPause: TimeInterval = 300
 
-  public init(connection: KubernetesConnection, timeout: TimeInterval = 10, logger: Logger) {
+  /// A waiting request warns at most this often, with what it and the others waited since.
+  static let waitWarningInterval: TimeInterval = 60
+
+  /// - Parameters:
+  ///   - rateLimit: the most requests a second, and at once, this client sends.
+  ///   - metrics: where the time requests wait on the rate limit counts, as
+  ///     `capstan_kubernetes_rate_limit_wait_seconds_total`.
+  public init(
+    connection: KubernetesConnection, timeout: TimeInterval = 10, logger: Logger,
+    rateLimit: RequestRateLimiter? = nil, metrics: (any MetricsFactory)? = nil
+  ) {
     self.connection = connection
     self.timeout = timeout
     self.logger = logger
+    self.rateLimiter = rateLimit
+    self.waitedCounter = metrics.map {
+      FloatingPointCounter(label: "capstan_kubernetes_rate_limit_wait_seconds_total", factory: $0)
+    }
+  }
+
+  /// Waits for this request's slot under the rate limit.
+  private func takeSlot() async throws {
+    guard var limiter = rateLimiter else { return }
+    let now = Date()
+    let wait = limiter.reserve(at: now)
+    rateLimiter = limiter
+    guard wait > 0 else { return }
+    waitedCounter?.increment(by: wait)
+    waitsUnreported.count += 1
+    waitsUnreported.seconds += wait
+    if lastWaitWarning.map({ now.timeIntervalSince($0) >= Self.waitWarningInterval }) ?? true {
+      logger.warning(
+        "requests to the API server wait on Capstan's rate limit: raise kubernetes.qps and burst, or expect late ticks",
+        metadata: [
+          "qps": "\(limiter.qps)", "burst": "\(limiter.burst)", "waits": "\(waitsUnreported.count)",
+          "waited_seconds": "\(Ceilings.format(waitsUnreported.seconds))",
+        ])
+      lastWaitWarning = now
+      waitsUnreported = (0, 0)
+    }
+    try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
   }
 
   /// One call; returns the body of a 2xx answer.
@@ -86,6 +131,7 @@ public actor KubernetesClient {
         waited += wait
         try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
       }
+      try await takeSlot()
       let response: HTTPResponse
       do {
         response = try await CurlHTTPClient.send(try request(method, path, body: body, timeout: timeout))
@@ -131,6 +177,29 @@ public actor KubernetesClient {
       }
     }
   }
+
+  /// A request for a response read as a stream (a watch), with this client's credentials and
+  /// TLS, once its slot under the rate limit has come.
+  public func streamingRequest(_ path: String, timeout: TimeInterval) async throws -> HTTPRequest {
+    let wait = notBefore.timeIntervalSinceNow
+    if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+    try await takeSlot()
+    return try request("GET", path, body: nil, timeout: timeout)
+  }
+
+  /// A streamed request's refusal: a 429 or 5xx pauses this client as `send` pauses it, for the
+  /// Retry-After the server gave or the backoff.
+  public func refused(_ response: HTTPResponse) {
+    guard [429, 500, 502, 503, 504].contains(response.status) else { return }
+    strain += 1
+    let retryAfter = response.headers["retry-after"].flatMap {
+      TimeInterval($0.trimmingCharacters(in: .whitespaces))
+    }
+    pause(min(retryAfter ?? Self.backoff(strain: strain), Self.longestPause))
+  }
+
+  /// The server refused the token on a streamed request: the file is read again next time.
+  public func tokenRefused() { tokenReadAt = nil }
 
   /// 0.5 s, 1 s, 2 s ... up to 30 s.
   static func backoff(strain: Int) -> TimeInterval {

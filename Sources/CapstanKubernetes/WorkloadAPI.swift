@@ -55,6 +55,11 @@ extension KubernetesWorkload {
     }
   }
 
+  /// The kind's collection, such as `apps/v1/deployments`, for keying per-kind state.
+  public var collectionKey: String {
+    collectionPath(namespace: "_").replacingOccurrences(of: "/namespaces/_", with: "")
+  }
+
   public func objectPath(namespace: String) -> String { collectionPath(namespace: namespace) + "/\(name)" }
   public func scalePath(namespace: String) -> String { objectPath(namespace: namespace) + "/scale" }
 

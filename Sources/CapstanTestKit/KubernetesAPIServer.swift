@@ -131,6 +131,20 @@ public final class KubernetesAPIServer: @unchecked Sendable {
         grace: terminationGracePeriodSeconds, ready: ready))
   }
 
+  /// Removes a workload, as `kubectl delete` would; watches see it DELETED.
+  public func deleteWorkload(
+    api: String = "apis/apps/v1", plural: String = "deployments", namespace: String = "default", name: String
+  ) async throws {
+    try await control("/_test/delete", ["api": api, "plural": plural, "namespace": namespace, "name": name])
+  }
+
+  /// Every open watch is cut without a word, as when the API server's process dies.
+  public func dropWatches() async throws { try await control("/_test/drop-watches", [String: String]()) }
+
+  /// The watch history is forgotten, as etcd's compaction forgets it: a watch from an older
+  /// resourceVersion is answered 410 Expired.
+  public func forgetHistory() async throws { try await control("/_test/forget-history", [String: String]()) }
+
   // MARK: Reading it back
 
   public struct Request: Decodable, Sendable {
@@ -139,6 +153,8 @@ public final class KubernetesAPIServer: @unchecked Sendable {
     public var path: String
     public var user: String?
     public var status: Int?
+    /// A WATCH, which stays open and streams.
+    public var watch: Bool?
   }
 
   public func requests() async throws -> [Request] {

@@ -88,11 +88,13 @@ struct Run: AsyncParsableCommand {
     let audit = try AuditLogFile(path: auditPath, durable: true)
 
     let baseDirectory = URL(fileURLWithPath: policy).deletingLastPathComponent()
+    let registry = PrometheusCollectorRegistry()
     let built: ScalingBackends.Built
     do {
       built = try ScalingBackends.forRun(
         loaded.policy, baseDirectory: baseDirectory, stateDirectory: stateDirectory,
-        guardExecutable: try Self.ownExecutable(), logger: logger)
+        guardExecutable: try Self.ownExecutable(), logger: logger,
+        metrics: PrometheusMetricsFactory(registry: registry))
     } catch {
       printError("capstan run: error: \(error)")
       throw ExitCode(1)
@@ -104,7 +106,6 @@ struct Run: AsyncParsableCommand {
     if let board { backend = board }
     let mode: AuditMode = dryRun ? .dryRun : keda != nil ? .keda : .live
 
-    let registry = PrometheusCollectorRegistry()
     let controller = Controller(
       policy: loaded.policy, baseDirectory: baseDirectory, backend: backend, audit: audit, store: store,
       state: saved, mode: mode,

@@ -213,13 +213,18 @@ struct KubernetesEndToEndTests {
       stateDirectory: cluster.folder.appendingPathComponent("state"))
     #expect(await eventually(timeout: 10) { await capstan.get("/healthz")?.status == 200 })
 
-    try await cluster.server.setFaults([.init(path: "/scale$", status: 429, retryAfter: 3, count: 1000)])
+    // Every scaling call refused, the watch included: it is cut, and asked for again.
+    try await cluster.server.setFaults([
+      .init(path: "(/scale|/deployments)$", status: 429, retryAfter: 3, count: 1000)
+    ])
     let limited = Date().timeIntervalSince1970
+    try await cluster.server.dropWatches()
     try await Task.sleep(nanoseconds: 6_000_000_000)
     try await cluster.server.setFaults([])
     let during = try await cluster.server.requests().filter {
-      $0.time > limited && $0.path.hasSuffix("/scale")
+      $0.time > limited && ($0.path.hasSuffix("/scale") || $0.path.hasSuffix("/deployments"))
     }
+    #expect(!during.isEmpty, "the watch was not asked for again")
     // 6 s of 429 with Retry-After: 3 allows at most 3 tries; a client that ignored it would send 6 or more.
     #expect(during.count <= 3, "\(during.map(\.time))")
     #expect(during.allSatisfy { $0.status == 429 })
@@ -331,7 +336,10 @@ struct KubernetesEndToEndTests {
     #expect(!a.records(event: "leader_elected").isEmpty)
 
     // The API server rate-limits scaling calls: the leader keeps its lease all the same.
-    try await cluster.server.setFaults([.init(path: "/scale$", status: 429, retryAfter: 3, count: 1000)])
+    try await cluster.server.setFaults([
+      .init(path: "(/scale|/deployments)$", status: 429, retryAfter: 3, count: 1000)
+    ])
+    try await cluster.server.dropWatches()
     try await Task.sleep(nanoseconds: 4_000_000_000)
     try await cluster.server.setFaults([])
     #expect(a.records(event: "leader_lost").isEmpty, "\(a.log)")

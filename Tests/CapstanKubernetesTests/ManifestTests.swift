@@ -57,6 +57,8 @@ struct ManifestTests {
         "get apps/deployments/scale", "update apps/deployments/scale",
         "get apps/statefulsets/scale", "update apps/statefulsets/scale",
         "get apps/deployments", "get apps/statefulsets", "patch apps/deployments", "patch apps/statefulsets",
+        "list apps/deployments", "list apps/statefulsets", "watch apps/deployments",
+        "watch apps/statefulsets",
         "get coordination.k8s.io/leases", "create coordination.k8s.io/leases",
         "update coordination.k8s.io/leases",
         "create /events",

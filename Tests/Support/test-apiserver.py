@@ -12,20 +12,40 @@ Capstan uses, with the same paths, objects and failure bodies:
   ConfigMaps (create, get, update).
 - Status bodies for 401, 403, 404, 409, 500 as the API server writes them; 429 as plain text
   with Retry-After, as API Priority and Fairness sends it; slow answers.
+- LIST with the collection's resourceVersion, and WATCH from a resourceVersion (chunked JSON
+  lines: ADDED, MODIFIED, DELETED, BOOKMARK with allowWatchBookmarks, and an ERROR event with a
+  410 Expired Status for a resourceVersion older than the history kept), ending at
+  timeoutSeconds. The test can drop every open watch and forget the history.
 
 The test drives it through /_test/... (no authentication): objects, tokens, faults, and the
 log of requests it answered.
 """
 
 import argparse
+import copy
 import json
 import re
 import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 LOCK = threading.Lock()
+# Notified whenever an object changes or the watches are dropped.
+CHANGED = threading.Condition(LOCK)
+WATCHED = {"deployments", "statefulsets"}
+WATCH = {
+    # (prefix, namespace, plural, name) -> resourceVersion last turned into an event
+    "seen": {},
+    # [(resourceVersion, type, (prefix, namespace, plural), object)]
+    "events": [],
+    # a watch from a resourceVersion older than this is answered 410 Expired
+    "oldest": 0,
+    # bumped to drop every open watch, as a restarted or failed-over API server does
+    "generation": 0,
+    "bookmark_seconds": 1.0,
+}
 STATE = {
     "resource_version": 1000,
     # (api prefix, namespace, plural, name) -> object
@@ -57,6 +77,26 @@ PATH = re.compile(
 def next_version():
     STATE["resource_version"] += 1
     return str(STATE["resource_version"])
+
+
+def note_changes():
+    """Turns every change to a watched object since the last call into a watch event. Called
+    with LOCK held after anything that may change objects."""
+    seen = WATCH["seen"]
+    present = set()
+    for key, obj in STATE["objects"].items():
+        if key[2] not in WATCHED:
+            continue
+        present.add(key)
+        version = obj["metadata"].get("resourceVersion")
+        if seen.get(key) != version:
+            kind = "ADDED" if key not in seen else "MODIFIED"
+            seen[key] = version
+            WATCH["events"].append((int(version), kind, key[:3], copy.deepcopy(obj)))
+    for key in [k for k in seen if k not in present]:
+        del seen[key]
+        WATCH["events"].append((int(next_version()), "DELETED", key[:3], {"metadata": {"name": key[3]}}))
+    CHANGED.notify_all()
 
 
 def now_rfc3339():
@@ -188,12 +228,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self, method):
         path = self.path.split("?", 1)[0]
+        query = parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
+        watch = query.get("watch", [""])[0] in ("1", "true")
         if path.startswith("/_test/"):
             return self.control(method, path)
         body = self.read_body() if method in ("POST", "PUT", "PATCH") else None
         with LOCK:
             user = self.user()
-            entry = {"time": time.time(), "method": method, "path": path, "user": user}
+            entry = {"time": time.time(), "method": method, "path": path, "user": user, "watch": watch}
             STATE["requests"].append(entry)
             fault = self.take_fault(method, path)
         if fault and "race_replicas" in fault:
@@ -214,11 +256,73 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = 401
             time.sleep(delay)
             return self.reply(401, status_body(401, "Unauthorized", "Unauthorized"))
+        if watch and method == "GET":
+            return self.watch(path, query, user, entry)
         with LOCK:
             code, reply = self.api(method, path, body, user)
             entry["status"] = code
+            note_changes()
         time.sleep(delay)
         self.reply(code, reply)
+
+    def watch(self, path, query, user, entry):
+        match = PATH.match(path)
+        if not match or match.group("name") or match.group("plural") not in WATCHED:
+            entry["status"] = 404
+            return self.reply(404, status_body(404, "NotFound", "the server could not find the requested resource"))
+        collection = match.group("prefix", "ns", "plural")
+        if "watch " + collection[2] in STATE["forbidden"].get(user, []):
+            entry["status"] = 403
+            message = f'{resource_name(collection[0], collection[2])} is forbidden: User "{user}" cannot watch resource "{collection[2]}"'
+            return self.reply(403, status_body(403, "Forbidden", message))
+        since = int(query.get("resourceVersion", ["0"])[0] or 0)
+        bookmarks = query.get("allowWatchBookmarks", [""])[0] in ("1", "true")
+        deadline = time.time() + float(query.get("timeoutSeconds", ["1800"])[0])
+        entry["status"] = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def send(event):
+            data = (json.dumps(event) + "\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        try:
+            with LOCK:
+                generation = WATCH["generation"]
+                if since < WATCH["oldest"]:
+                    expired = status_body(
+                        410, "Expired", f"too old resource version: {since} ({WATCH['oldest']})")
+                    send({"type": "ERROR", "object": expired})
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+            cursor = since
+            last_bookmark = time.time()
+            while time.time() < deadline:
+                with LOCK:
+                    pending = [e for e in WATCH["events"] if e[0] > cursor and e[2] == collection]
+                    if not pending:
+                        CHANGED.wait(timeout=0.2)
+                        pending = [e for e in WATCH["events"] if e[0] > cursor and e[2] == collection]
+                    dropped = WATCH["generation"] != generation
+                    version = STATE["resource_version"]
+                if dropped:
+                    # Gone without a word, as when the API server's process dies.
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                for version_of, kind, _, obj in pending:
+                    send({"type": kind, "object": obj})
+                    cursor = version_of
+                if bookmarks and time.time() - last_bookmark >= WATCH["bookmark_seconds"]:
+                    cursor = max(cursor, version)
+                    send({"type": "BOOKMARK", "object": {"kind": "Deployment", "metadata": {"resourceVersion": str(cursor)}}})
+                    last_bookmark = time.time()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return
 
     def take_fault(self, method, path):
         for fault in STATE["faults"]:
@@ -265,7 +369,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.create(prefix, ns, plural, kind, body)
         if name is None and method == "GET":
             items = [o for (p, n, pl, _), o in sorted(objects.items()) if (p, n, pl) == (prefix, ns, plural)]
-            return 200, {"kind": kind + "List", "apiVersion": prefix.split("/", 1)[1], "items": items}
+            return 200, {
+                "kind": kind + "List",
+                "apiVersion": prefix.split("/", 1)[1],
+                "metadata": {"resourceVersion": str(STATE["resource_version"])},
+                "items": items,
+            }
         key = (prefix, ns, plural, name)
         obj = objects.get(key)
         if obj is None:
@@ -356,6 +465,15 @@ class Handler(BaseHTTPRequestHandler):
                     else:
                         obj["status"].pop("readyReplicas", None)
                 STATE["objects"][(prefix, body["namespace"], plural, body["name"])] = obj
+            elif path == "/_test/drop-watches":
+                WATCH["generation"] += 1
+                CHANGED.notify_all()
+            elif path == "/_test/forget-history":
+                # As etcd's compaction does: a watch must now start from a fresh LIST.
+                WATCH["oldest"] = STATE["resource_version"] + 1
+                WATCH["events"] = []
+            elif path == "/_test/delete" and method == "POST":
+                STATE["objects"].pop((body["api"], body["namespace"], body["plural"], body["name"]), None)
             elif path == "/_test/requests":
                 return self.reply(200, STATE["requests"])
             elif path == "/_test/objects":
@@ -363,6 +481,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, items)
             else:
                 return self.reply(404, {"error": "no such control path " + path})
+            note_changes()
         self.reply(200, {})
 
 

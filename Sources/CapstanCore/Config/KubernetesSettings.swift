@@ -11,6 +11,12 @@ public struct KubernetesSettings: Sendable, Equatable {
   /// the pod's own namespace in a cluster, or `default`.
   public var namespace: String?
   public var leaderElection: LeaderElectionSettings?
+  /// Requests a second to the API server, on average, for the scaling calls; client-go's and
+  /// KEDA's operator's default is 20. Leader election has a client of its own, unlimited, so a
+  /// busy tick never delays a renewal.
+  public var qps: Double = 20
+  /// Requests that may go at once after a quiet spell, above `qps`; default 30.
+  public var burst: Int = 30
 
   public init(
     kubeconfig: String? = nil, context: String? = nil, namespace: String? = nil,
@@ -67,11 +73,11 @@ public struct KubernetesWorkload: Sendable, Equatable, CustomStringConvertible {
 }
 
 struct RawKubernetes: Decodable {
-  var kubeconfig, context, namespace: RawScalar?
+  var kubeconfig, context, namespace, qps, burst: RawScalar?
   var leaderElection: RawLeaderElection?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case kubeconfig, context, namespace
+    case kubeconfig, context, namespace, qps, burst
     case leaderElection = "leader_election"
   }
 }
@@ -99,6 +105,14 @@ extension PolicyValidator {
     settings.kubeconfig = raw.kubeconfig?.text
     settings.context = raw.context?.text
     settings.namespace = raw.namespace.flatMap { kubernetesName($0, "namespace", label: true) }
+    if let rawQPS = raw.qps, let qps = positive(rawQPS, "requests a second") { settings.qps = qps }
+    if let rawBurst = raw.burst, let burst = count(rawBurst, "requests") {
+      if burst < 1 {
+        sink.error(rawBurst.location, "burst is \(rawBurst.text): at least 1 request must be able to go")
+      } else {
+        settings.burst = burst
+      }
+    }
     if let rawElection = raw.leaderElection {
       var election = LeaderElectionSettings()
       if let lease = rawElection.lease, let name = kubernetesName(lease, "leader_election.lease") {
