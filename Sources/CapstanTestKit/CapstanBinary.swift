@@ -76,8 +76,24 @@ public struct CommandResult: Sendable {
 /// Runs the real `capstan` binary in the repository root, as a user would. A run past
 /// `timeout` seconds is killed (its status is then 9, the signal), so no test waits forever.
 public func runCapstan(_ arguments: [String], timeout: TimeInterval = 300) throws -> CommandResult {
+  try runProgram(try CapstanBinary.url(), arguments, timeout: timeout)
+}
+
+/// Runs a program (looked up on PATH through `/usr/bin/env` when `program` is a bare name) in
+/// the repository root to its end, or kills it at `timeout` (its status is then 9).
+public func runProgram(_ program: String, _ arguments: [String], timeout: TimeInterval = 300) throws
+  -> CommandResult
+{
+  program.contains("/")
+    ? try runProgram(URL(fileURLWithPath: program), arguments, timeout: timeout)
+    : try runProgram(URL(fileURLWithPath: "/usr/bin/env"), [program] + arguments, timeout: timeout)
+}
+
+private func runProgram(_ executable: URL, _ arguments: [String], timeout: TimeInterval) throws
+  -> CommandResult
+{
   let process = Process()
-  process.executableURL = try CapstanBinary.url()
+  process.executableURL = executable
   process.arguments = arguments
   process.currentDirectoryURL = repositoryRoot
   let out = Pipe()

@@ -14,19 +14,9 @@ struct KEDAScalerTests {
 
   /// Runs the peer to its end; its JSON lines, parsed.
   static func peer(_ arguments: [String]) throws -> [[String: Any]] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", peerScript.path] + arguments
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let problems = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 0, "keda-peer \(arguments): \(problems)")
-    return parse(String(decoding: data, as: UTF8.self))
+    let result = try runProgram("python3", [peerScript.path] + arguments, timeout: 120)
+    #expect(result.status == 0, "keda-peer \(arguments): \(result.stderr)")
+    return parse(result.stdout)
   }
 
   static func parse(_ text: String) -> [[String: Any]] {

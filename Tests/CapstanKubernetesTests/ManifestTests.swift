@@ -1,4 +1,5 @@
 import CapstanCore
+import CapstanTestKit
 import Foundation
 import Testing
 import Yams
@@ -136,19 +137,9 @@ struct ManifestTests {
 
   /// `kubectl kustomize FOLDER`, parsed.
   static func kustomize(_ folder: URL) throws -> [[String: Any]] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try #require(kubectl))
-    process.arguments = ["kustomize", folder.path]
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let problems = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    #expect(process.terminationStatus == 0, "\(problems)")
-    return try Yams.load_all(yaml: String(decoding: data, as: UTF8.self)).compactMap { $0 as? [String: Any] }
+    let result = try runProgram(try #require(kubectl), ["kustomize", folder.path], timeout: 60)
+    #expect(result.status == 0, "\(result.stderr)")
+    return try Yams.load_all(yaml: result.stdout).compactMap { $0 as? [String: Any] }
   }
 
   @Test("kubectl kustomize renders the seven objects", .enabled(if: kubectl != nil))

@@ -15,6 +15,24 @@ struct WorkloadInformerTests {
       watch: true)
   }
 
+  /// Waits for a read of `target` to fail; what it said, or nil if it never failed.
+  static func refusal(of target: ScalingTarget, by backend: KubernetesBackend, timeout: TimeInterval = 10)
+    async
+    -> String?
+  {
+    var said: String?
+    _ = await eventually(timeout: timeout) {
+      do {
+        _ = try await backend.status(of: target)
+        return false
+      } catch {
+        said = "\(error)"
+        return true
+      }
+    }
+    return said
+  }
+
   static func gets(_ fixture: APIFixture) async throws -> [KubernetesAPIServer.Request] {
     try await fixture.server.requests().filter { $0.method == "GET" }
   }
@@ -60,18 +78,9 @@ struct WorkloadInformerTests {
     // The API server goes away: every watch is cut and new ones fail for a while.
     try await fixture.server.setFaults([.init(path: "/deployments$", status: 503, count: 3)])
     try await fixture.server.dropWatches()
-    var refusal = ""
-    let refused = await eventually {
-      do {
-        _ = try await backend.status(of: web)
-        return false
-      } catch {
-        refusal = "\(error)"
-        return true
-      }
-    }
-    #expect(refused)
-    #expect(refusal.contains("not deciding from a cache that may be stale"), "\(refusal)")
+    let refusal = await Self.refusal(of: web, by: backend)
+    #expect(
+      refusal?.contains("not deciding from a cache that may be stale") == true, "\(refusal ?? "no refusal")")
     // Back: the watch opens again from where it was, and the change made meanwhile is seen.
     try await fixture.server.api(
       "PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", token: "admin-token",
@@ -95,13 +104,8 @@ struct WorkloadInformerTests {
 
     // Deleted: the cache says so.
     try await fixture.server.deleteWorkload(name: "api")
-    #expect(
-      await eventually {
-        do {
-          _ = try await backend.status(of: api)
-          return false
-        } catch { return "\(error)".contains("not found") }
-      })
+    let gone = await Self.refusal(of: api, by: backend)
+    #expect(gone?.contains("not found") == true, "\(gone ?? "still read")")
     await backend.shutdown()
   }
 
