@@ -24,7 +24,8 @@ public struct PrometheusSignal: SignalReader {
 
   public var timeout: TimeInterval { settings.endpoint.timeout }
 
-  public func read(now: Date) async throws -> Double {
+  /// The instant query's answer, or why there is none.
+  func query() async throws -> QueryData.Result {
     let response = try await get(
       "query?query=\(Self.encode(settings.query))", timeout: settings.endpoint.timeout)
     let answer = try? JSONDecoder().decode(Response<QueryData>.self, from: response.body)
@@ -38,8 +39,12 @@ public struct PrometheusSignal: SignalReader {
         "Prometheus refused the query '\(settings.query)': \(answer.errorType.map { "\($0): " } ?? "")\(answer.error ?? "status \(answer.status)")"
       )
     }
+    return data.result
+  }
+
+  public func read(now: Date) async throws -> Double {
     let text: String
-    switch data.result {
+    switch try await query() {
     case .scalar(let sample):
       text = sample.value
     case .vector(let series):
@@ -111,13 +116,17 @@ public struct PrometheusSignal: SignalReader {
           "Prometheus refused the range query '\(settings.query)': \(answer.errorType.map { "\($0): " } ?? "")\(answer.error ?? "status \(answer.status)")"
         )
       }
-      guard series.count <= 1 else {
+      // A series signal's history is its own series.
+      let own =
+        settings.series.map { value in series.filter { $0.metric?[settings.seriesLabel ?? ""] == value } }
+        ?? series
+      guard own.count <= 1 else {
         throw SignalReadError(
           signal: name,
-          "the query '\(settings.query)' returned \(series.count) series; it must return one: aggregate it, such as sum(...) or max(...)"
+          "the query '\(settings.query)' returned \(own.count) series; it must return one: aggregate it, such as sum(...) or max(...)"
         )
       }
-      for point in series.first?.values ?? [] {
+      for point in own.first?.values ?? [] {
         if let value = Double(point.value), value.isFinite {
           values[Date(timeIntervalSince1970: point.time)] = value
         }
@@ -130,6 +139,7 @@ public struct PrometheusSignal: SignalReader {
   /// What `query_range` answers: a matrix of series, each with its samples.
   struct Matrix: Decodable {
     struct Series: Decodable {
+      var metric: [String: String]?
       var values: [TimedSample]
     }
     var result: [Series]
@@ -173,6 +183,7 @@ public struct PrometheusSignal: SignalReader {
   }
 
   struct Series: Decodable {
+    var metric: [String: String]?
     var value: Sample
   }
 
@@ -196,5 +207,70 @@ public struct PrometheusSignal: SignalReader {
       default: result = .other(type)
       }
     }
+  }
+}
+
+/// A query by a label (`series_label`) read once for every process that takes one of its
+/// series: each signal gets the series whose label is its value. A process whose series is
+/// absent follows `on_empty`; a label value on more than one series is an error for that
+/// process alone; a failed query fails them all.
+struct PrometheusSeriesSignals: SignalReader {
+  let query: PrometheusSignal
+  /// Each signal made from the declaration, and the label value it takes.
+  let series: [(name: String, value: String)]
+
+  var name: String { query.name }
+  var timeout: TimeInterval { query.timeout }
+
+  func read(now: Date) async throws -> Double {
+    throw SignalReadError(signal: name, "a series signal is read with readSeries")
+  }
+
+  func readSeries(now: Date) async throws -> [String: Result<Double, any Error>] {
+    let settings = query.settings
+    let label = settings.seriesLabel ?? ""
+    var byValue: [String: [String]] = [:]
+    switch try await query.query() {
+    case .vector(let all):
+      for item in all { byValue[item.metric?[label] ?? "", default: []].append(item.value.value) }
+    case .scalar:
+      throw SignalReadError(
+        signal: name,
+        "the query '\(settings.query)' returned a scalar; with series_label it must return a series per process, such as sum by (\(label)) (...)"
+      )
+    case .other(let type):
+      throw SignalReadError(
+        signal: name,
+        "the query '\(settings.query)' returned a \(type); with series_label it must return a vector")
+    }
+    var results: [String: Result<Double, any Error>] = [:]
+    for (signal, value) in series {
+      let found = byValue[value] ?? []
+      switch found.count {
+      case 0:
+        results[signal] =
+          settings.onEmpty == .zero
+          ? .success(0)
+          : .failure(
+            SignalReadError(
+              signal: signal,
+              "the query '\(settings.query)' has no series with \(label)=\"\(value)\" (on_empty: missing)"))
+      case 1:
+        if let number = Double(found[0]), number.isFinite {
+          results[signal] = .success(number)
+        } else {
+          results[signal] = .failure(
+            SignalReadError(
+              signal: signal, "the series with \(label)=\"\(value)\" holds \(found[0]), not a finite number"))
+        }
+      default:
+        results[signal] = .failure(
+          SignalReadError(
+            signal: signal,
+            "the query '\(settings.query)' has \(found.count) series with \(label)=\"\(value)\": aggregate by (\(label)) so that each value has one"
+          ))
+      }
+    }
+    return results
   }
 }

@@ -70,8 +70,18 @@ extension SignalReaders {
     // Grouped by the source's description (every setting is in it), then checked equal.
     var groups: [String: [(name: String, source: SignalSource)]] = [:]
     var order: [String] = []
+    // The signals made from one `series_label` declaration: one query for them all.
+    var seriesGroups: [String: [(name: String, value: String)]] = [:]
+    var seriesOrder: [(key: String, settings: PrometheusSignalSettings)] = []
     for spec in specs {
       guard let source = spec.source else { continue }
+      if case .prometheus(let settings) = source, let value = settings.series {
+        let shared = settings.sharedQuery
+        let key = String(describing: shared)
+        if seriesGroups[key] == nil { seriesOrder.append((key, shared)) }
+        seriesGroups[key, default: []].append((spec.name, value))
+        continue
+      }
       let key = String(describing: source)
       if groups[key] == nil { order.append(key) }
       groups[key, default: []].append((spec.name, source))
@@ -87,6 +97,12 @@ extension SignalReaders {
         readers.append(alike.count == 1 ? reader : SharedSignal(reader: reader, names: alike.map(\.name)))
       }
     }
+    for (key, shared) in seriesOrder {
+      let series = seriesGroups[key] ?? []
+      let query = PrometheusSignal(
+        name: series[0].name, settings: shared, baseDirectory: baseDirectory, environment: environment)
+      readers.append(PrometheusSeriesSignals(query: query, series: series))
+    }
     return readers
   }
 
@@ -95,12 +111,41 @@ extension SignalReaders {
   public static func readAll(_ readers: [any SignalReader], now: Date) async -> [String: Result<
     Double, any Error
   >] {
-    await withTaskGroup(of: (any SignalReader, Result<Double, any Error>).self) { group in
+    await withTaskGroup(
+      of: (any SignalReader, Result<Double, any Error>, [String: Result<Double, any Error>]).self
+    ) {
+      group in
       for reader in readers {
-        group.addTask { (reader, await read(reader, now: now)) }
+        if let series = reader as? PrometheusSeriesSignals {
+          group.addTask {
+            let result = await bounded(reader) { try await series.readSeries(now: now) }
+            switch result {
+            case .success(let values):
+              var each: [String: Result<Double, any Error>] = [:]
+              for (name, value) in values { each[name] = value.flatMap { checked($0, name) } }
+              return (reader, .success(0), each)
+            case .failure(let error):
+              return (reader, .failure(error), [:])
+            }
+          }
+        } else {
+          group.addTask { (reader, await read(reader, now: now), [:]) }
+        }
       }
       var results: [String: Result<Double, any Error>] = [:]
-      for await (reader, result) in group {
+      for await (reader, result, several) in group {
+        if let series = reader as? PrometheusSeriesSignals {
+          for (name, _) in series.series {
+            if let value = several[name] {
+              results[name] = value
+            } else if case .failure(let error) = result {
+              // A failed query fails every signal it serves, each error naming its signal.
+              results[name] = .failure(
+                (error as? SignalReadError).map { SignalReadError(signal: name, $0.message) } ?? error)
+            }
+          }
+          continue
+        }
         guard let shared = reader as? SharedSignal else {
           results[reader.name] = result
           continue
@@ -128,9 +173,16 @@ extension SignalReaders {
   }
 
   static func read(_ reader: any SignalReader, now: Date) async -> Result<Double, any Error> {
-    await withTaskGroup(of: Result<Double, any Error>?.self) { group in
+    await bounded(reader) { try await reader.read(now: now) }.flatMap { checked($0, reader.name) }
+  }
+
+  /// `body`'s result, or a failure once the reader's timeout has passed.
+  static func bounded<Value: Sendable>(
+    _ reader: any SignalReader, _ body: @escaping @Sendable () async throws -> Value
+  ) async -> Result<Value, any Error> {
+    await withTaskGroup(of: Result<Value, any Error>?.self) { group in
       group.addTask {
-        do { return try checked(await reader.read(now: now), reader.name) } catch { return .failure(error) }
+        do { return .success(try await body()) } catch { return .failure(error) }
       }
       group.addTask {
         try? await Task.sleep(nanoseconds: UInt64(reader.timeout * 1e9))

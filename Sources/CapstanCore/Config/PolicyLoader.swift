@@ -293,6 +293,7 @@ struct PolicyValidator {
         (kubernetes.kubeconfig ?? kubernetes.context ?? kubernetes.namespace)?.location ?? top,
         "'kubernetes:' has no effect: the backend is not kubernetes")
     }
+    expandSeriesSignals(&policy)
     return policy
   }
 

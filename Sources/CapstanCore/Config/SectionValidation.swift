@@ -18,13 +18,17 @@ extension PolicyValidator {
       }
       for (name, entry) in declared.sorted(by: { $0.value.name.location < $1.value.name.location }) {
         var owner = references.uses[name]?.perReplicaOf
+        let source = validateSource(entry.name, entry.value)
+        // A series signal becomes a signal per process, so per replica is per process too.
+        var perProcess = false
+        if case .prometheus(let settings)? = source, settings.seriesLabel != nil { perProcess = true }
         if let flag = entry.value.perReplica {
           guard let value = Bool(flag.text) ?? ["yes": true, "no": false][flag.text] else {
             sink.error(flag.location, "per_replica is '\(flag.text)': use true or false")
             continue
           }
           let users = references.uses[name]?.users ?? []
-          if value, users.count > 1 {
+          if value, users.count > 1, !perProcess {
             sink.error(
               flag.location,
               "signal '\(name)' is per replica but read by \(users.sorted().joined(separator: " and ")): a per-replica signal belongs to one process"
@@ -38,8 +42,7 @@ extension PolicyValidator {
         }
         specs.append(
           SignalSpec(
-            name: name, location: entry.name.location, perReplicaOf: owner,
-            source: validateSource(entry.name, entry.value)))
+            name: name, location: entry.name.location, perReplicaOf: owner, source: source))
       }
     } else {
       for (name, use) in references.uses.sorted(by: { $0.key < $1.key }) {

@@ -15,19 +15,35 @@ public struct PrometheusSignalSettings: Sendable, Equatable, Codable {
 
   /// The server's base URL, such as http://prometheus:9090, and how to reach it.
   public var endpoint: HTTPEndpointSettings
-  /// PromQL that yields a scalar or exactly one series.
+  /// PromQL that yields a scalar or exactly one series; with `seriesLabel`, a vector with a
+  /// series per process.
   public var query: String
   public var onEmpty: OnEmpty = .missing
+  /// `series_label`: the query returns a series per process (`sum by (deployment) (...)`), and
+  /// each process that reads the signal takes the one whose label has its name (its Kubernetes
+  /// workload's name where it has one). One query a tick serves them all.
+  public var seriesLabel: String?
+  /// The label value this signal takes, for the signals the policy loader makes from one with
+  /// `seriesLabel`, one per process; nil in the file.
+  public var series: String?
 
   public var url: String { endpoint.url }
+
+  /// The settings with `series` cleared: alike for every signal made from one declaration, so
+  /// that they share one query.
+  public var sharedQuery: PrometheusSignalSettings {
+    var shared = self
+    shared.series = nil
+    return shared
+  }
 }
 
 struct RawPrometheusSource: Decodable, RawHTTPEndpoint {
-  var url, query, onEmpty, bearerTokenEnv, caFile, insecureSkipTLSVerify, timeout: RawScalar?
+  var url, query, onEmpty, seriesLabel, bearerTokenEnv, caFile, insecureSkipTLSVerify, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case url, query, timeout
-    case onEmpty = "on_empty", bearerTokenEnv = "bearer_token_env"
+    case onEmpty = "on_empty", seriesLabel = "series_label", bearerTokenEnv = "bearer_token_env"
     case caFile = "ca_file", insecureSkipTLSVerify = "insecure_skip_tls_verify"
   }
 }
@@ -48,6 +64,18 @@ extension PolicyValidator {
       let onEmpty = choice(
         prometheus.onEmpty, "on_empty", default: PrometheusSignalSettings.OnEmpty.missing)
     else { return nil }
-    return .prometheus(PrometheusSignalSettings(endpoint: endpoint, query: query.text, onEmpty: onEmpty))
+    var settings = PrometheusSignalSettings(endpoint: endpoint, query: query.text, onEmpty: onEmpty)
+    if let label = prometheus.seriesLabel {
+      // Prometheus's own rule for a label name.
+      guard label.text.wholeMatch(of: /[a-zA-Z_][a-zA-Z0-9_]*/) != nil, !label.text.hasPrefix("__") else {
+        sink.error(
+          label.location,
+          "series_label is '\(label.text)': write the label the query groups by, such as deployment for sum by (deployment) (...)"
+        )
+        return nil
+      }
+      settings.seriesLabel = label.text
+    }
+    return .prometheus(settings)
   }
 }
