@@ -106,16 +106,23 @@ extension SignalReaders {
     return readers
   }
 
-  /// Reads every signal at once, each bounded by its own timeout; one failing or hanging source
+  /// Reads that run at once, at most: a policy of thousands of distinct sources opens no more
+  /// connections than this.
+  public static let concurrentReads = 32
+
+  /// Reads every signal, `limit` at a time, each bounded by its own timeout; one failing or hanging source
   /// costs only its own value. A shared source's result goes to each signal that declares it.
-  public static func readAll(_ readers: [any SignalReader], now: Date) async -> [String: Result<
-    Double, any Error
-  >] {
+  public static func readAll(
+    _ readers: [any SignalReader], now: Date, concurrently limit: Int = concurrentReads
+  ) async -> [String: Result<Double, any Error>] {
     await withTaskGroup(
       of: (any SignalReader, Result<Double, any Error>, [String: Result<Double, any Error>]).self
     ) {
       group in
-      for reader in readers {
+      var waiting = readers.makeIterator()
+      // At most `limit` reads at once: a new one starts as each ends.
+      func startNext() {
+        guard let reader = waiting.next() else { return }
         if let series = reader as? PrometheusSeriesSignals {
           group.addTask {
             let result = await bounded(reader) { try await series.readSeries(now: now) }
@@ -132,8 +139,10 @@ extension SignalReaders {
           group.addTask { (reader, await read(reader, now: now), [:]) }
         }
       }
+      for _ in 0..<max(1, limit) { startNext() }
       var results: [String: Result<Double, any Error>] = [:]
       for await (reader, result, several) in group {
+        startNext()
         if let series = reader as? PrometheusSeriesSignals {
           for (name, _) in series.series {
             if let value = several[name] {

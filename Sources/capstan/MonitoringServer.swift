@@ -34,13 +34,13 @@ enum MonitoringServer {
   }
 
   static func application(
-    host: String, port: Int, registry: PrometheusCollectorRegistry, controller: Controller, logger: Logger
+    host: String, port: Int, metrics: ShardedPrometheusMetrics, controller: Controller, logger: Logger
   ) -> some ApplicationProtocol {
     let router = Router()
     router.get("/metrics") { _, _ -> Response in
       Response(
         status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-        body: .init(byteBuffer: ByteBuffer(string: registry.emitToString())))
+        body: .init(byteBuffer: ByteBuffer(string: metrics.emit())))
     }
     router.get("/healthz") { _, _ -> Response in
       let lastTick = await controller.lastTick

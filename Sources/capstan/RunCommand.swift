@@ -88,13 +88,13 @@ struct Run: AsyncParsableCommand {
     let audit = try AuditLogFile(path: auditPath, durable: true)
 
     let baseDirectory = URL(fileURLWithPath: policy).deletingLastPathComponent()
-    let registry = PrometheusCollectorRegistry()
+    let metrics = ShardedPrometheusMetrics()
     let built: ScalingBackends.Built
     do {
       built = try ScalingBackends.forRun(
         loaded.policy, baseDirectory: baseDirectory, stateDirectory: stateDirectory,
         guardExecutable: try Self.ownExecutable(), logger: logger,
-        metrics: PrometheusMetricsFactory(registry: registry))
+        metrics: metrics)
     } catch {
       printError("capstan run: error: \(error)")
       throw ExitCode(1)
@@ -109,12 +109,12 @@ struct Run: AsyncParsableCommand {
     let controller = Controller(
       policy: loaded.policy, baseDirectory: baseDirectory, backend: backend, audit: audit, store: store,
       state: saved, mode: mode,
-      metrics: ControllerMetrics(factory: PrometheusMetricsFactory(registry: registry)),
+      metrics: ControllerMetrics(factory: metrics),
       logger: Logger(label: "capstan.controller"), leader: elector,
       shared: dryRun ? nil : built.sharedState)
 
     let monitoring = MonitoringServer.application(
-      host: host, port: port, registry: registry, controller: controller,
+      host: host, port: port, metrics: metrics, controller: controller,
       logger: Logger(label: "capstan.http"))
     let policyPath = policy
     let reloader = PolicyReloadService(controller: controller, file: policyPath) { file in

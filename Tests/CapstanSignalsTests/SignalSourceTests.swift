@@ -293,3 +293,41 @@ struct SharedSourceTests {
     #expect(runs == 3)
   }
 }
+
+@Suite("signal reads at once, bounded")
+struct BoundedReadsTests {
+  /// A reader that notes how many reads of its kind run at the moment it starts.
+  struct CountingReader: SignalReader {
+    let name: String
+    let running: Running
+    var timeout: TimeInterval { 10 }
+    func read(now: Date) async throws -> Double {
+      await running.enter()
+      try? await Task.sleep(nanoseconds: 20_000_000)
+      await running.leave()
+      return 1
+    }
+  }
+
+  actor Running {
+    private(set) var now = 0
+    private(set) var most = 0
+    func enter() {
+      now += 1
+      most = max(most, now)
+    }
+    func leave() { now -= 1 }
+  }
+
+  @Test("no more reads run at once than the bound, and every signal gets its value")
+  func bounded() async {
+    for limit in [1, 3] {
+      let running = Running()
+      let readers = (0..<12).map { CountingReader(name: "s\($0)", running: running) as any SignalReader }
+      let results = await SignalReaders.readAll(readers, now: Date(), concurrently: limit)
+      #expect(results.count == 12)
+      #expect(results.values.allSatisfy { (try? $0.get()) == 1 })
+      #expect(await running.most <= limit)
+    }
+  }
+}
