@@ -55,7 +55,11 @@ public actor KEDABackend: ScalingBackend {
     watchers = [:]
   }
 
-  public func shutdown() async { finish() }
+  /// Ends KEDA's streams, and the wrapped backend's watches; the workloads are KEDA's.
+  public func shutdown() async {
+    finish()
+    await wrapped.shutdown()
+  }
 
   public func warnings(for target: ScalingTarget) async -> [String] { await wrapped.warnings(for: target) }
 

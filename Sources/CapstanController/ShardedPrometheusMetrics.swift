@@ -4,10 +4,10 @@ import Prometheus
 /// Capstan's metrics in several Prometheus registries, merged family by family when scraped.
 ///
 /// swift-prometheus's registry copies a metric family's series each time one is added to it,
-/// so a family of N series costs O(N²) to build: the replica gauges of 10,000 processes took
-/// minutes. Spread by their label values over `shards` registries, each family is built in
-/// N²/shards, and `emit` gives one exposition in which each family's lines stand together, as
-/// the text format requires.
+/// so a family of N series costs O(N²) to build: in one registry, the series of 10,000
+/// processes take minutes. Spread by their label values over `shards` registries, each family
+/// is built in N²/shards, and `emit` gives one exposition in which each family's lines stand
+/// together, as the text format requires.
 public final class ShardedPrometheusMetrics: MetricsFactory, Sendable {
   public let registries: [PrometheusCollectorRegistry]
   private let factories: [PrometheusMetricsFactory]
