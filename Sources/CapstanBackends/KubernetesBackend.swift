@@ -143,10 +143,17 @@ public actor KubernetesBackend: ScalingBackend {
       if let informer = try? await informer(workload, namespace) {
         informer.wrote(written, of: workload.name)
       }
-      await event(
-        target, workload, namespace, reason: "SuccessfulRescale",
-        message: "New size: \(action.to); reason: \(action.reason.rawValue): \(action.detail)", warning: false
-      )
+      // Off the tick's path: an Event is for people reading later, and the next action need not
+      // wait for it. Named by the time of the write, so Events sort in the order of the writes.
+      let at = Date()
+      let summary = summaries[target.name]
+      Task {
+        await self.event(
+          target, workload, namespace, reason: "SuccessfulRescale",
+          message: "New size: \(action.to); reason: \(action.reason.rawValue): \(action.detail)",
+          warning: false,
+          summary: summary, at: at)
+      }
     } catch let error as KubernetesAPIError {
       scales[target.name] = nil
       if error.isConflict {
@@ -160,7 +167,7 @@ public actor KubernetesBackend: ScalingBackend {
         target, workload, namespace, reason: "FailedRescale",
         message:
           "New size: \(action.to); reason: \(action.reason.rawValue); error: \(error.reason) \(error.message)",
-        warning: true)
+        warning: true, summary: summaries[target.name], at: Date())
       throw BackendError(process: target.name, "\(workload) in \(namespace): \(error)")
     }
   }
@@ -168,14 +175,14 @@ public actor KubernetesBackend: ScalingBackend {
   private func event(
     _ target: ScalingTarget, _ workload: KubernetesWorkload, _ namespace: String, reason: String,
     message: String,
-    warning: Bool
+    warning: Bool, summary: WorkloadSummary?, at: Date
   ) async {
-    guard let summary = summaries[target.name] else { return }
+    guard let summary else { return }
     do {
       try await api.recordEvent(
         on: workload, summary: summary, namespace: namespace, reason: reason, message: message,
         warning: warning,
-        reporter: reporter, now: Date())
+        reporter: reporter, now: at)
     } catch {
       logger.warning(
         "cannot write the Event; scaling goes on",

@@ -77,7 +77,12 @@ struct KubernetesBackendTests {
       to: web)
     #expect(try await fixture.server.replicas(kindName, named: "web") == 3)
 
-    let events = try await fixture.server.objects().filter { $0["kind"] as? String == "Event" }
+    // Events are written off the action's path: wait for both.
+    var events: [[String: Any]] = []
+    _ = await eventually {
+      events = (try? await fixture.server.objects().filter { $0["kind"] as? String == "Event" }) ?? []
+      return events.count == 2
+    }
     #expect(events.map { $0["reason"] as? String } == ["SuccessfulRescale", "SuccessfulRescale"])
     #expect(events.first?["message"] as? String == "New size: 5; reason: target_tracking: q 50 vs 10")
     let involved = events.first?["involvedObject"] as? [String: Any]

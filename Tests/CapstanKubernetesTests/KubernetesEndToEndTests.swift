@@ -187,7 +187,11 @@ struct KubernetesEndToEndTests {
 
     try cluster.jobs(0)
     #expect(await eventually(timeout: 20) { await cluster.replicas() == 1 }, "\(capstan.log)")
-    let events = try await cluster.server.objects().filter { $0["kind"] as? String == "Event" }
+    var events: [[String: Any]] = []
+    _ = await eventually {
+      events = (try? await cluster.server.objects().filter { $0["kind"] as? String == "Event" }) ?? []
+      return events.contains { ($0["message"] as? String)?.hasPrefix("New size: 1;") == true }
+    }
     #expect(
       events.contains {
         ($0["message"] as? String)?.hasPrefix("New size: 4; reason: target_tracking") == true
