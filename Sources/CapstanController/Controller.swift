@@ -6,10 +6,6 @@ import CapstanSignals
 import Foundation
 import Logging
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// What survives a restart: the engine's memory (windows, cooldowns, the budget and its freeze).
 /// A backend keeps its own.
 public struct ControllerState: Codable, Sendable {
@@ -142,18 +138,6 @@ public actor Controller {
 
   // MARK: One tick
 
-  /// glibc's `malloc_trim`, looked up at run time: `malloc.h` is not in Swift's Glibc module,
-  /// and another C library has no such call (nil).
-  private static let trimHeap: (@convention(c) (Int) -> Int32)? = {
-    #if canImport(Glibc)
-      // RTLD_DEFAULT, which glibc defines as a null handle.
-      guard let symbol = dlsym(nil, "malloc_trim") else { return nil }
-      return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
-    #else
-      return nil
-    #endif
-  }()
-
   public func tick(now: Date) async {
     let started = Date()
     let signals = await readSignals(now: now)
@@ -254,10 +238,7 @@ public actor Controller {
     seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [])
     lastTick = now
     noteDuration(Date().timeIntervalSince(started))
-    // A tick's transient memory (a large LIST, a query by label, the state's JSON) is freed
-    // into glibc's heap, which keeps it: with 10,000 targets, untrimmed, the process holds
-    // 350 MB of which 140 MB is live. Trimming gives the rest back to the system each tick.
-    Self.trimHeap?(0)
+    Self.returnTransientMemory()
   }
 
   /// Carries out one action. A conflict (someone else wrote the target since it was read) is
