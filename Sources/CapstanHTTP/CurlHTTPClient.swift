@@ -95,13 +95,16 @@ public enum CurlHTTPClient {
 
   /// A response read line by line as it arrives (a Kubernetes watch), on the calling thread,
   /// until the server ends it, `line` returns false, or `stop` returns true (asked about once a
-  /// second, and at every line). A 2xx body goes to `line` and is not kept; any other status's
-  /// body is kept and returned, for its error. Blocking: call it from a thread of its own.
+  /// second, and at every line). `status` hears each status line's code as it arrives, before
+  /// any of the body. A 2xx body goes to `line` and is not kept; any other status's body is kept
+  /// and returned, for its error. Blocking: call it from a thread of its own.
   public static func stream(
-    _ request: HTTPRequest, stop: @escaping @Sendable () -> Bool, line: @escaping (Data) -> Bool
+    _ request: HTTPRequest, stop: @escaping @Sendable () -> Bool, status: @escaping (Int) -> Void = { _ in },
+    line: @escaping (Data) -> Bool
   ) throws -> HTTPResponse {
     _ = globalInit
     let lines = LineStream(stop: stop, line: line)
+    lines.onStatus = status
     do {
       return try perform(request, lines: lines)
     } catch is HTTPTransferError where lines.ended {
@@ -114,6 +117,7 @@ public enum CurlHTTPClient {
   final class LineStream {
     let stop: @Sendable () -> Bool
     let line: (Data) -> Bool
+    var onStatus: (Int) -> Void = { _ in }
     var pending = Data()
     var status = 0
     /// Stopped by `stop` or `line`, not by a failure.
@@ -228,6 +232,7 @@ public enum CurlHTTPClient {
           let parts = line.split(separator: " ", maxSplits: 2)
           transfer.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
           transfer.lines?.status = transfer.status
+          transfer.lines?.onStatus(transfer.status)
         }
         if let colon = line.firstIndex(of: ":") {
           let name = line[..<colon].lowercased()

@@ -9,8 +9,10 @@ import Logging
 ///
 /// A watch that ends (the server's timeout) is resumed from the last resourceVersion seen; one
 /// answered `410 Gone`, or with an ERROR event (`410 Expired` after etcd's compaction), starts
-/// again from a LIST, as client-go's reflector does; one that breaks is retried with backoff. While no watch is open the cache is not in sync, and `read` says so, so no decision
-/// is made on what may be stale.
+/// again from a LIST, as client-go's reflector does; one that breaks is retried with backoff.
+/// While no watch is open the cache is not in sync, and `read` says so, so no decision is made
+/// on what may be stale; it is in sync again once a watch opens (the events since its
+/// resourceVersion come first on it) or a LIST completes.
 public final class WorkloadInformer: @unchecked Sendable {
   /// What the cache holds of one workload: its Scale as `/scale` would give it (for the next
   /// write's resourceVersion), the rest of what the backend reads, and its annotations.
@@ -187,7 +189,13 @@ public final class WorkloadInformer: @unchecked Sendable {
       Thread.detachNewThread { [self] in
         continuation.resume(
           with: Result {
-            try CurlHTTPClient.stream(request, stop: { [weak self] in self?.isStopped ?? true }) { line in
+            try CurlHTTPClient.stream(
+              request, stop: { [weak self] in self?.isStopped ?? true },
+              status: { status in
+                // Open again: the events since the resourceVersion follow at once.
+                if (200..<300).contains(status) { self.reopened() }
+              }
+            ) { line in
               guard let event = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else {
                 return true
               }
@@ -212,6 +220,13 @@ public final class WorkloadInformer: @unchecked Sendable {
   }
 
   private var isStopped: Bool { lock.withLock { stopped } }
+
+  private func reopened() {
+    lock.withLock {
+      connected = true
+      broken = nil
+    }
+  }
 
   /// Folds one watch event into the cache; for an ERROR event, which asks for a new LIST, its
   /// code and message, else nil.
