@@ -21,7 +21,7 @@ public struct KEDAScalerService: Service {
     self.logger = logger
   }
 
-  /// `HOST:PORT`, IPv6 hosts in brackets; nil with what is wrong.
+  /// `HOST:PORT`, an IPv6 host in brackets; or what is wrong with it.
   public static func address(_ text: String) -> Result<(host: String, port: Int), AddressError> {
     guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
       (0...65535).contains(port)
