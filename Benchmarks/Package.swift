@@ -10,7 +10,7 @@ let capstan = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deleti
 
 let package = Package(
   name: "CapstanBenchmarks",
-  platforms: [.macOS(.v14)],
+  platforms: [.macOS(.v15)],
   dependencies: [
     .package(path: ".."),
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),

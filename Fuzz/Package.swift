@@ -15,7 +15,7 @@ let support: Target.Dependency = "FuzzSupport"
 
 let package = Package(
   name: "CapstanFuzz",
-  platforms: [.macOS(.v14)],
+  platforms: [.macOS(.v15)],
   dependencies: [
     .package(path: ".."),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
