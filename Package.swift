@@ -140,8 +140,6 @@ let package = Package(
         "CapstanHTTP",
         "CapstanKEDA",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        .product(name: "Metrics", package: "swift-metrics"),
-        .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),

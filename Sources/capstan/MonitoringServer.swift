@@ -3,7 +3,6 @@ import CapstanCore
 import Foundation
 import Hummingbird
 import Logging
-import Prometheus
 
 /// `/metrics` in the Prometheus text format, `/healthz`, `/status` and `/shares`, on Hummingbird.
 enum MonitoringServer {

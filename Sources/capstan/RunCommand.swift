@@ -8,8 +8,6 @@ import CapstanRuntime
 import Foundation
 import Hummingbird
 import Logging
-import Metrics
-import Prometheus
 import ServiceLifecycle
 
 #if canImport(Glibc)

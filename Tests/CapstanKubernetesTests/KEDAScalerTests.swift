@@ -125,6 +125,24 @@ struct KEDAScalerTests {
     #expect(try await cluster.scaleWrites().isEmpty)
   }
 
+  @Test(
+    "an address already in use stops capstan run with an error that names it, not a controller KEDA cannot reach"
+  )
+  func addressInUse() async throws {
+    let cluster = try await KubernetesEndToEndTests.Cluster()
+    let policy = try cluster.policy("a", token: "token-a")
+    let (taken, port) = try loopbackSocket(listen: 1)
+    defer { close(taken) }
+    let capstan = try RunningCapstan(
+      policy: policy, stateDirectory: cluster.folder.appendingPathComponent("s"),
+      extraArguments: ["--keda-scaler", "127.0.0.1:\(port)"])
+    let status = await capstan.waitForExit(timeout: 30)
+    #expect(status != nil && status != 0, "\(capstan.log)")
+    #expect(capstan.log.contains("KEDA external scaler could not listen"), "\(capstan.log)")
+    #expect(capstan.log.contains("127.0.0.1:\(port)"), "\(capstan.log)")
+    #expect(try await cluster.scaleWrites().isEmpty)
+  }
+
   @Test("--keda-scaler needs a policy on the kubernetes backend, and an address it can parse")
   func refusals() throws {
     let folder = try scratchDirectory("keda")
