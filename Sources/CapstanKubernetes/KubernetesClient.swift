@@ -55,6 +55,8 @@ public actor KubernetesClient {
   /// Waits on the rate limit since the last warning, and when that was.
   private var waitsUnreported = (count: 0, seconds: 0.0)
   private var lastWaitWarning: Date?
+  /// The time the rate limit reads: the wall clock, or a test's manual clock.
+  private let now: @Sendable () -> Date
 
   static let tokenRefresh: TimeInterval = 60
   /// The longest backoff of Capstan's own choosing.
@@ -69,10 +71,13 @@ public actor KubernetesClient {
   ///   - rateLimit: the most requests a second, and at once, this client sends.
   ///   - metrics: where the time requests wait on the rate limit counts, as
   ///     `capstan_kubernetes_rate_limit_wait_seconds_total`.
+  ///   - now: the clock the rate limit reads.
   public init(
     connection: KubernetesConnection, timeout: TimeInterval = 10, logger: Logger,
-    rateLimit: RequestRateLimiter? = nil, metrics: (any MetricsFactory)? = nil
+    rateLimit: RequestRateLimiter? = nil, metrics: (any MetricsFactory)? = nil,
+    now: @escaping @Sendable () -> Date = { Date() }
   ) {
+    self.now = now
     self.connection = connection
     self.timeout = timeout
     self.logger = logger
@@ -85,7 +90,7 @@ public actor KubernetesClient {
   /// Waits for this request's slot under the rate limit.
   private func takeSlot() async throws {
     guard var limiter = rateLimiter else { return }
-    let now = Date()
+    let now = self.now()
     let wait = limiter.reserve(at: now)
     rateLimiter = limiter
     guard wait > 0 else { return }

@@ -76,7 +76,8 @@ struct RateLimitTests {
     connection.token = .literal("capstan-token")
     let client = KubernetesClient(
       connection: connection, logger: Logger(label: "test"),
-      rateLimit: RequestRateLimiter(qps: 4, burst: 1), metrics: PrometheusMetricsFactory(registry: registry))
+      rateLimit: RequestRateLimiter(qps: 4, burst: 1), metrics: PrometheusMetricsFactory(registry: registry),
+      now: { Date(timeIntervalSince1970: 1_000_000) })
     let api = WorkloadAPI(client: client)
     let workload = KubernetesWorkload(kind: .deployment, name: "web")
     for _ in 0..<5 {
@@ -87,10 +88,10 @@ struct RateLimitTests {
     let line = String(decoding: exposition, as: UTF8.self).split(separator: "\n").first {
       $0.hasPrefix("capstan_kubernetes_rate_limit_wait_seconds_total ")
     }
-    // Five requests at 4 a second from a bucket of one: the last four wait a quarter second
-    // each, less whatever time the requests before them took.
-    let waited = line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
-    #expect(waited > 0, "\(line ?? "no series")")
+    // Five requests at 4 a second from a bucket of one, on a clock that stands still: the last
+    // four are promised slots a quarter, a half, three quarters and a whole second on.
+    let waited = line.flatMap { Double($0.split(separator: " ").last ?? "") }
+    #expect(waited == 2.5, "\(line ?? "no series")")
     #expect(try await fixture.server.requests().filter { $0.path.hasSuffix("/web/scale") }.count == 5)
   }
 }
