@@ -1,5 +1,6 @@
 import CapstanCore
 import CapstanKubernetes
+import CapstanRuntime
 import Foundation
 import Logging
 
@@ -42,10 +43,10 @@ extension Controller {
   /// Writes the state to the shared store when it changed; nil when written.
   func saveShared() async -> String? {
     guard let shared else { return nil }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    encoder.dateEncodingStrategy = .secondsSince1970
-    guard let data = try? encoder.encode(state), data != lastShared else { return nil }
+    // The document `persist` wrote for this state, encoded once for both: at ten thousand
+    // targets encoding it is most of a tick's work.
+    guard let data = lastPersisted ?? (try? StateStore<ControllerState>.encode(state)), data != lastShared
+    else { return nil }
     do {
       try await shared.save(data)
       lastShared = data

@@ -54,6 +54,8 @@ public actor Controller {
   var adoptedShared = false
   /// The last document written to the shared store, so an unchanged state is not written again.
   var lastShared: Data?
+  /// The document the last `persist` wrote, until the state changes again; nil when it failed.
+  var lastPersisted: Data?
   /// Per predictive process, when its history source was last read, and up to when a read
   /// last succeeded.
   var historyReadAt: [String: Date] = [:]
@@ -379,8 +381,11 @@ public actor Controller {
   /// nil when saved; else what went wrong.
   @discardableResult
   func persist() -> String? {
+    lastPersisted = nil
     do {
-      try store.save(state)
+      let data = try StateStore<ControllerState>.encode(state)
+      try store.save(encoded: data)
+      lastPersisted = data
       return nil
     } catch {
       logger.critical("cannot save state", metadata: ["error": "\(error)"])

@@ -44,10 +44,19 @@ public struct StateStore<Document: Codable>: Sendable {
   }
 
   public func save(_ document: Document) throws {
+    try save(encoded: try Self.encode(document))
+  }
+
+  /// The document as `save` writes it: JSON with sorted keys and dates as seconds since 1970.
+  public static func encode(_ document: Document) throws -> Data {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     encoder.dateEncodingStrategy = .secondsSince1970
-    let data = try encoder.encode(document)
+    return try encoder.encode(document)
+  }
+
+  /// Replaces the file with `data`, a document as `encode` gives it.
+  public func save(encoded data: Data) throws {
     let temporary = directory.appendingPathComponent(".\(name).\(getpid()).tmp")
     let descriptor = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard descriptor >= 0 else {

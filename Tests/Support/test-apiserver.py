@@ -103,6 +103,9 @@ def now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+MAX_CONFIGMAP_BYTES = 1024 * 1024
+
+
 def status_body(code, reason, message, name=None, group=None, kind=None):
     body = {
         "kind": "Status",
@@ -395,6 +398,18 @@ class Handler(BaseHTTPRequestHandler):
             )
             return 403, status_body(403, "Forbidden", message, name, group, resource)
         objects = STATE["objects"]
+        if plural == "configmaps" and method in ("POST", "PUT") and body is not None:
+            # The API server's validation: a ConfigMap's data and binaryData, keys and values
+            # together, hold at most 1 MiB.
+            size = sum(
+                len(k.encode()) + len(v.encode())
+                for field in ("data", "binaryData")
+                for k, v in (body.get(field) or {}).items()
+            )
+            if size > MAX_CONFIGMAP_BYTES:
+                shown = name or (body.get("metadata") or {}).get("name")
+                message = f'ConfigMap "{shown}" is invalid: []: Too long: must have at most {MAX_CONFIGMAP_BYTES} bytes'
+                return 422, status_body(422, "Invalid", message, shown, group, plural)
         if method == "POST" and name is None:
             return self.create(prefix, ns, plural, kind, body)
         if name is None and method == "GET":
