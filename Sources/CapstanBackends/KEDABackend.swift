@@ -63,10 +63,6 @@ public actor KEDABackend: ScalingBackend {
 
   public func warnings(for target: ScalingTarget) async -> [String] { await wrapped.warnings(for: target) }
 
-  public func crashLoopingReplicas(of target: ScalingTarget) async -> Int {
-    await wrapped.crashLoopingReplicas(of: target)
-  }
-
   public func publish(_ share: WorkerShare, for target: ScalingTarget) async throws {
     try await wrapped.publish(share, for: target)
   }

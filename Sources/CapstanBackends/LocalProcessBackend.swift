@@ -73,6 +73,7 @@ public actor LocalProcessBackend: ScalingBackend {
 
   /// Local replicas stop with the supervisor: a restart restores the count instead.
   public nonisolated var replicasOutliveController: Bool { false }
+  public nonisolated var countsCrashLoops: Bool { true }
 
   public func status(of target: ScalingTarget) async throws -> ReplicaStatus {
     for (index, replica) in replicas[target.name, default: [:]]

@@ -15,6 +15,9 @@ public protocol ScalingBackend: Sendable {
   /// Whether the replicas outlive the controller (a Kubernetes workload, a command's fleet) or
   /// stop with it (the local supervisor): then a restart restores the count that ran before.
   var replicasOutliveController: Bool { get }
+  /// Whether the backend restarts replicas itself and so knows which keep exiting (the local
+  /// supervisor); elsewhere the platform does (the kubelet), and Capstan exports no count.
+  var countsCrashLoops: Bool { get }
   /// Replicas that keep exiting and are not counted ready, for the controller's metrics.
   func crashLoopingReplicas(of target: ScalingTarget) async -> Int
   /// Tells the target's replicas their new share of its provider's limits where the backend
@@ -26,6 +29,7 @@ public protocol ScalingBackend: Sendable {
 extension ScalingBackend {
   public func warnings(for target: ScalingTarget) async -> [String] { [] }
   public var replicasOutliveController: Bool { true }
+  public var countsCrashLoops: Bool { false }
   public func crashLoopingReplicas(of target: ScalingTarget) async -> Int { 0 }
   public func publish(_ share: WorkerShare, for target: ScalingTarget) async throws {}
 }
@@ -74,10 +78,6 @@ public actor DryRunBackend: ScalingBackend {
   }
 
   public func warnings(for target: ScalingTarget) async -> [String] { await wrapped.warnings(for: target) }
-
-  public func crashLoopingReplicas(of target: ScalingTarget) async -> Int {
-    await wrapped.crashLoopingReplicas(of: target)
-  }
 
   public func shutdown() async {}
 }

@@ -20,7 +20,7 @@ extension Controller {
     }
     let removed = policy.targets.filter { old in loaded.policy.target(named: old.name) == nil }
     policy = loaded.policy
-    metrics.prepare(policy, budgets: state.engine.budgets)
+    metrics.prepare(policy, budgets: state.engine.budgets, crashLoops: backend.countsCrashLoops)
     warned = []
     engine = ScalingEngine(policy: loaded.policy)
     historyReadAt = [:]

@@ -105,7 +105,7 @@ public actor Controller {
     self.mode = mode
     self.metrics = metrics
     self.logger = logger
-    metrics.prepare(policy, budgets: self.state.engine.budgets)
+    metrics.prepare(policy, budgets: self.state.engine.budgets, crashLoops: backend.countsCrashLoops)
     // Without leader election this Capstan always leads; with it, it follows until it wins.
     metrics.leader(leader == nil)
   }
@@ -308,29 +308,37 @@ public actor Controller {
   }
 
   /// Every signal at once, each bounded by its own timeout. A failure makes that signal missing
-  /// for this tick; it is logged when an outage starts and when it ends.
+  /// for this tick; it is logged when an outage starts and when it ends. The series of one
+  /// `series_label` signal come from one query: a failure of it is counted and logged once,
+  /// against the signal as declared.
   private func readSignals(now: Date) async -> [String: Double] {
     let results = await SignalReaders.readAll(readers, now: now)
     var values: [String: Double] = [:]
+    var failed = Set<String>()
+    var told = Set<String>()
     for (name, result) in results.sorted(by: { $0.key < $1.key }) {
+      let declared = engine.position(ofSignal: name).flatMap {
+        $0 < policy.signals.count ? policy.signals[$0].declaredName : nil
+      }
       switch result {
       case .success(let value):
         values[name] = value
         metrics.signal(name, value: value)
-        if failing.removeValue(forKey: name) != nil {
-          logger.notice("signal restored", metadata: ["signal": "\(name)", "value": "\(value)"])
+        if failing.removeValue(forKey: name) != nil, told.insert(declared ?? name).inserted {
+          logger.notice("signal restored", metadata: ["signal": "\(declared ?? name)", "value": "\(value)"])
         }
       case .failure(let error):
-        metrics.signalError(name)
+        failed.insert(declared ?? name)
         let reason = "\(error)"
-        if failing[name] == nil {
+        if failing[name] == nil, told.insert(declared ?? name).inserted {
           logger.warning(
             "signal failing; it counts as missing until it recovers",
-            metadata: ["signal": "\(name)", "error": "\(reason)"])
+            metadata: ["signal": "\(declared ?? name)", "error": "\(reason)"])
         }
         failing[name] = reason
       }
     }
+    for name in failed { metrics.signalError(name) }
     return values
   }
 
@@ -346,7 +354,9 @@ public actor Controller {
         metrics.budget(
           target.policyName ?? target.name, spent: ledger.spentUSD, frozen: ledger.state == .frozen)
       }
-      metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))
+      if backend.countsCrashLoops {
+        metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))
+      }
     }
   }
 

@@ -8,17 +8,35 @@ public struct ControllerMetrics: Sendable {
 
   public init(factory: any MetricsFactory) { self.factory = factory }
 
+  /// Up to this many processes, each process's counters are exported at 0 from the start; a
+  /// larger fleet makes each when it first counts. Every series costs the controller about a
+  /// kilobyte, and ten thousand processes' counters at 0 (ten a process) would be a hundred
+  /// megabytes of series that never count.
+  public static let processCountersAtZero = 1_000
+
   /// Exports every series the policy can produce at 0 (its gauges at their resting value), so
   /// the first scrape has them all and `rate()` has a start: Prometheus' practice for label
   /// values known ahead. Made again on a reload, for the processes and signals it adds. A
   /// budget's gauges start from its saved ledger.
-  func prepare(_ policy: Policy, budgets: ProcessTable<BudgetLedger>) {
+  /// - Parameter crashLoops: whether the backend counts crash-looping replicas.
+  func prepare(_ policy: Policy, budgets: ProcessTable<BudgetLedger>, crashLoops: Bool) {
     Counter(label: "capstan_tick_overruns_total", dimensions: [], factory: factory).increment(by: 0)
-    for signal in policy.signals {
-      Counter(label: "capstan_signal_errors_total", dimensions: [("signal", signal.name)], factory: factory)
-        .increment(by: 0)
+    var declared = Set<String>()
+    for signal in policy.signals where declared.insert(signal.declaredName).inserted {
+      Counter(
+        label: "capstan_signal_errors_total", dimensions: [("signal", signal.declaredName)], factory: factory
+      )
+      .increment(by: 0)
     }
     for target in policy.targets {
+      if crashLoops { crashLooping(target.name, replicas: 0) }
+      if target.budget != nil {
+        let ledger = budgets[target.name]
+        budget(
+          target.policyName ?? target.name, spent: ledger?.spentUSD ?? 0, frozen: ledger?.state == .frozen)
+      }
+    }
+    for target in policy.targets where policy.targets.count <= Self.processCountersAtZero {
       for direction in ["up", "down"] {
         Counter(
           label: "capstan_scale_actions_total",
@@ -35,12 +53,6 @@ public struct ControllerMetrics: Sendable {
       }
       Counter(label: "capstan_backend_errors_total", dimensions: [("process", target.name)], factory: factory)
         .increment(by: 0)
-      crashLooping(target.name, replicas: 0)
-      if target.budget != nil {
-        let ledger = budgets[target.name]
-        budget(
-          target.policyName ?? target.name, spent: ledger?.spentUSD ?? 0, frozen: ledger?.state == .frozen)
-      }
     }
   }
 

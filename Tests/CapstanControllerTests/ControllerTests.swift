@@ -146,6 +146,61 @@ struct ControllerTests {
         == 1)
   }
 
+  @Test("a series_label signal whose query fails counts one error a tick, against the signal as declared")
+  func seriesSignalErrors() async throws {
+    let yaml = """
+      signals:
+        depth:
+          prometheus: {url: "http://127.0.0.1:1", query: 'sum by (deployment) (q)', series_label: deployment}
+      processes:
+        a: {scaling: {metric: depth, target: 10, min: 1, max: 8}}
+        b: {scaling: {metric: depth, target: 10, min: 1, max: 8}}
+      """
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("depth[a]", .failure("refused")), FakeSignal("depth[b]", .failure("refused"))],
+      counts: ["a": 2, "b": 2], yaml: yaml)
+    #expect(
+      harness.metrics.counterTotal(label: "capstan_signal_errors_total", dimensions: [("signal", "depth")])
+        == 0)
+    await harness.tick(0)
+    await harness.tick(15)
+    #expect(
+      harness.metrics.counterTotal(label: "capstan_signal_errors_total", dimensions: [("signal", "depth")])
+        == 2)
+    #expect(harness.metrics.counters(label: "capstan_signal_errors_total").count == 1)
+    #expect(await harness.backend.applied.isEmpty)
+  }
+
+  @Test(
+    "counters at 0 from the start for each process up to 1,000 processes; past that, each when it first counts; crash loops only where the backend keeps them"
+  )
+  func processCounters() async throws {
+    func policy(_ count: Int) -> String {
+      "processes:\n"
+        + (0..<count).map { "  w\($0): {scaling: {metric: queue, target: 10, min: 1, max: 8}}" }
+        .joined(separator: "\n")
+    }
+    let small = try ControllerHarness(signals: [FakeSignal("queue", .value(0))], yaml: policy(3))
+    #expect(small.metrics.counters(label: "capstan_backend_errors_total").count == 3)
+    #expect(small.metrics.counters(label: "capstan_scale_actions_total").count == 6)
+    #expect(small.metrics.counters(label: "capstan_blocked_total").count == 3 * 7)
+    // A RecordingBackend, like Kubernetes, does not restart replicas: no crash-loop series.
+    #expect(small.metrics.recorders(label: "capstan_crash_looping_replicas").isEmpty)
+
+    let count = ControllerMetrics.processCountersAtZero + 1
+    let counts = Dictionary(uniqueKeysWithValues: (0..<count).map { ("w\($0)", 1) })
+    let fleet = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(40))], counts: counts, yaml: policy(count))
+    #expect(fleet.metrics.counters(label: "capstan_backend_errors_total").isEmpty)
+    #expect(fleet.metrics.counters(label: "capstan_scale_actions_total").isEmpty)
+    #expect(fleet.metrics.counters(label: "capstan_signal_errors_total").count == 1)
+    await fleet.tick(0)
+    // Every process scaled up: each has its one counter now, and its replicas.
+    #expect(fleet.metrics.counters(label: "capstan_scale_actions_total").count == count)
+    #expect(fleet.metrics.recorders(label: "capstan_replicas").count == 3 * count)
+    #expect(fleet.metrics.counters(label: "capstan_blocked_total").isEmpty)
+  }
+
   @Test("a process whose replicas cannot be read is not decided at that tick")
   func unreadableStatus() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(80))])

@@ -464,6 +464,7 @@ struct DashboardTests {
       #"capstan_blocked_total{process="worker",reason="max_instances"} 0"#,
       #"capstan_blocked_total{process="worker",reason="budget_frozen"} 0"#,
       #"capstan_backend_errors_total{process="worker"} 0"#,
+      #"capstan_crash_looping_replicas{process="worker"} 0.0"#,
       #"capstan_budget_frozen{policy="worker"} 0.0"#,
       "capstan_leader 1.0",
     ] {

@@ -33,8 +33,13 @@ public struct SignalSpec: Sendable, Equatable {
   public var perReplicaOf: String?
   /// Where the live controller reads it; nil for a signal known only to recordings.
   public var source: SignalSource?
+  /// For one series of a `series_label` signal (`NAME[PROCESS]`), the declared signal `NAME`,
+  /// whose one query reads every series at once.
+  public var seriesOf: String? = nil
 
   public var perReplica: Bool { perReplicaOf != nil }
+  /// The signal as declared: the one a failed read is counted against.
+  public var declaredName: String { seriesOf ?? name }
 }
 
 public enum WorkloadClass: String, Sendable, Equatable, Codable {

@@ -22,7 +22,7 @@ extension PolicyValidator {
         signals.append(
           SignalSpec(
             name: name, location: spec.location, perReplicaOf: spec.perReplica ? target.name : nil,
-            source: .prometheus(own)))
+            source: .prometheus(own), seriesOf: spec.name))
         policy.targets[index].renameSignal(spec.name, to: name)
       }
     }
