@@ -75,6 +75,9 @@ public actor Controller {
 
   /// How often a write that met a conflict is re-read, re-decided and tried again in one tick.
   static let conflictRetries = 3
+  /// Actions carried out at once within a tick: each is a different process, and a fleet's
+  /// tick should not wait on its writes one after another.
+  static let concurrentActions = 8
 
   public init(
     policy: Policy, baseDirectory: URL, backend: any ScalingBackend, audit: AuditLogFile,
@@ -217,10 +220,7 @@ public actor Controller {
         }
         _ = persist()
       } else {
-        for action in toCarryOut {
-          guard let target = policy.target(named: action.process) else { continue }
-          await carryOut(action, target: target, before: before, signals: signals, now: now)
-        }
+        await carryOutAll(toCarryOut, before: before, signals: signals, now: now)
       }
       writeFailure = problem ?? held
     } else {
@@ -245,6 +245,24 @@ public actor Controller {
 
   /// Carries out one action. A conflict (someone else wrote the target since it was read) is
   /// re-read and re-decided from what is there now, a bounded number of times.
+  /// Each action on its own process, up to `concurrentActions` at once.
+  private func carryOutAll(
+    _ actions: [ScaleAction], before: EngineState, signals: [String: Double], now: Date
+  ) async {
+    await withTaskGroup(of: Void.self) { group in
+      var running = 0
+      for action in actions {
+        guard let target = policy.target(named: action.process) else { continue }
+        if running == Self.concurrentActions {
+          await group.next()
+          running -= 1
+        }
+        group.addTask { await self.carryOut(action, target: target, before: before, signals: signals, now: now) }
+        running += 1
+      }
+    }
+  }
+
   private func carryOut(
     _ action: ScaleAction, target: ScalingTarget, before: EngineState, signals: [String: Double], now: Date
   ) async {
