@@ -50,7 +50,7 @@ public actor KubernetesBackend: ScalingBackend {
     case .deployment, .statefulSet: break
     case .custom: return nil
     }
-    let key = "\(workload.collectionKey)/\(namespace)"
+    let key = workload.collectionPath(namespace: namespace)
     if let informer = informers[key] { return informer }
     let informer = WorkloadInformer(
       kind: workload.kind, namespace: namespace, client: api.client, logger: logger)

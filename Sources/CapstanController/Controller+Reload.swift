@@ -22,6 +22,8 @@ extension Controller {
     policy = loaded.policy
     metrics.prepare(policy, budgets: state.engine.budgets, crashLoops: backend.countsCrashLoops)
     warned = []
+    // A reload makes the new processes' series; the old positions no longer hold.
+    exportedReplicas = []
     engine = ScalingEngine(policy: loaded.policy)
     historyReadAt = [:]
     historyReadThrough = [:]

@@ -39,6 +39,9 @@ public actor Controller {
   let leader: (any LeaderGate)?
   /// Targets whose backend warnings have been given (once per target per run).
   var warned: Set<String> = []
+  /// Per target, by position in the policy, the replicas last exported, so a steady tick does
+  /// not set ten thousand gauges to the values they hold.
+  var exportedReplicas: [ExportedReplicas?] = []
   public private(set) var lastTick: Date?
   /// Why the controller is not acting: the audit log or the state could not be written (no
   /// action is taken without both), or a rate-limit share could not be published (its
@@ -257,7 +260,9 @@ public actor Controller {
           await group.next()
           running -= 1
         }
-        group.addTask { await self.carryOut(action, target: target, before: before, signals: signals, now: now) }
+        group.addTask {
+          await self.carryOut(action, target: target, before: before, signals: signals, now: now)
+        }
         running += 1
       }
     }
@@ -358,24 +363,6 @@ public actor Controller {
     }
     for name in failed { metrics.signalError(name) }
     return values
-  }
-
-  private func exportMetrics(replicas: [String: ReplicaStatus], decision: TickDecision) async {
-    for event in decision.events where event.kind == .blocked {
-      metrics.blocked(event.process, reason: event.reason)
-    }
-    for target in policy.targets {
-      guard let status = replicas[target.name] else { continue }
-      let desired = decision.actions.first { $0.process == target.name }?.to ?? status.current
-      metrics.replicas(target.name, desired: desired, current: status.current, ready: status.ready)
-      if let ledger = state.engine.budgets[target.name] {
-        metrics.budget(
-          target.policyName ?? target.name, spent: ledger.spentUSD, frozen: ledger.state == .frozen)
-      }
-      if backend.countsCrashLoops {
-        metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))
-      }
-    }
   }
 
   // MARK: Shutdown

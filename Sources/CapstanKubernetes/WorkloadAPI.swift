@@ -46,18 +46,15 @@ public struct WorkloadSummary: Sendable, Equatable {
 }
 
 extension KubernetesWorkload {
-  func collectionPath(namespace: String) -> String {
+  /// The kind's collection in `namespace`, such as `/apis/apps/v1/namespaces/ai/deployments`,
+  /// which also keys per-collection state.
+  public func collectionPath(namespace: String) -> String {
     switch kind {
     case .deployment: return "/apis/apps/v1/namespaces/\(namespace)/deployments"
     case .statefulSet: return "/apis/apps/v1/namespaces/\(namespace)/statefulsets"
     case .custom(let group, let version, let plural):
       return "/apis/\(group)/\(version)/namespaces/\(namespace)/\(plural)"
     }
-  }
-
-  /// The kind's collection, such as `apps/v1/deployments`, for keying per-kind state.
-  public var collectionKey: String {
-    collectionPath(namespace: "_").replacingOccurrences(of: "/namespaces/_", with: "")
   }
 
   public func objectPath(namespace: String) -> String { collectionPath(namespace: namespace) + "/\(name)" }

@@ -1,0 +1,40 @@
+import CapstanCore
+import Foundation
+
+extension Controller {
+  /// The tick's replicas, blocks and crash loops, as metrics.
+  func exportMetrics(replicas: [String: ReplicaStatus], decision: TickDecision) async {
+    for event in decision.events where event.kind == .blocked {
+      metrics.blocked(event.process, reason: event.reason)
+    }
+    if exportedReplicas.count != policy.targets.count {
+      exportedReplicas = Array(repeating: nil, count: policy.targets.count)
+    }
+    let decided = Dictionary(
+      decision.actions.map { ($0.process, $0.to) }, uniquingKeysWith: { first, _ in first })
+    for (index, target) in policy.targets.enumerated() {
+      guard let status = replicas[target.name] else { continue }
+      let exported = ExportedReplicas(
+        desired: decided[target.name] ?? status.current, current: status.current, ready: status.ready)
+      if exportedReplicas[index] != exported {
+        metrics.replicas(
+          target.name, desired: exported.desired, current: exported.current, ready: exported.ready)
+        exportedReplicas[index] = exported
+      }
+      if let ledger = state.engine.budgets[target.name] {
+        metrics.budget(
+          target.policyName ?? target.name, spent: ledger.spentUSD, frozen: ledger.state == .frozen)
+      }
+      if backend.countsCrashLoops {
+        metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))
+      }
+    }
+  }
+}
+
+/// The replica counts a process's gauges show.
+struct ExportedReplicas: Equatable {
+  var desired: Int
+  var current: Int
+  var ready: Int
+}
