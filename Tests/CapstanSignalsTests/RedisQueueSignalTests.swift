@@ -133,7 +133,7 @@ struct RedisQueueSignalTests {
     #expect(try await depth.read(now: now) == 1)
   }
 
-  @Test("a server that accepts but never answers is a timeout", .timeLimit(.minutes(1)))
+  @Test("a server that accepts but never answers is a timeout", .timeLimit(.minutes(10)))
   func silent() async throws {
     let (descriptor, port) = try loopbackSocket(listen: 8)
     defer { close(descriptor) }
