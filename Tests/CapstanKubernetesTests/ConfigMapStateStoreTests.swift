@@ -68,26 +68,28 @@ struct ConfigMapStateStoreTests {
     let store = ConfigMapStateStore(
       client: fixture.client, namespace: "ai", name: "capstan-state", partBytes: 1000)
     try await store.save(document(bytes: 2500))
-    _ = try await fixture.server.api(
-      "PUT", "/api/v1/namespaces/ai/configmaps/capstan-state-a-1", token: "admin-token",
-      body: #"{"metadata": {"name": "capstan-state-a-1"}, "data": {"state.json": "x", "generation": "7"}}"#)
-    await #expect {
-      _ = try await store.load()
-    } throws: { error in
-      "\(error)".contains(
-        "configmap ai/capstan-state-a-1 holds generation 7, not the 1 that capstan-state names")
+    func writePart1(generation: Int) async throws {
+      _ = try await fixture.server.api(
+        "PUT", "/api/v1/namespaces/ai/configmaps/capstan-state-a-1", token: "admin-token",
+        body:
+          #"{"metadata": {"name": "capstan-state-a-1"}, "data": {"state.json": "x", "generation": "\#(generation)"}}"#
+      )
     }
+    func expectRefused(_ message: String) async {
+      await #expect {
+        _ = try await store.load()
+      } throws: { error in
+        "\(error)".contains(message)
+      }
+    }
+    try await writePart1(generation: 7)
+    await expectRefused(
+      "configmap ai/capstan-state-a-1 holds generation 7, not the 1 that capstan-state names")
     try await fixture.server.deleteWorkload(
       api: "api/v1", plural: "configmaps", namespace: "ai", name: "capstan-state-a-2")
-    _ = try await fixture.server.api(
-      "PUT", "/api/v1/namespaces/ai/configmaps/capstan-state-a-1", token: "admin-token",
-      body: #"{"metadata": {"name": "capstan-state-a-1"}, "data": {"state.json": "x", "generation": "1"}}"#)
-    await #expect {
-      _ = try await store.load()
-    } throws: { error in
-      "\(error)".contains(
-        "configmap ai/capstan-state-a-2, part 3 of 3 of the state capstan-state names, is missing")
-    }
+    try await writePart1(generation: 1)
+    await expectRefused(
+      "configmap ai/capstan-state-a-2, part 3 of 3 of the state capstan-state names, is missing")
     // A save replaces the torn state.
     try await store.save(document(bytes: 2600))
     #expect(try await store.load() == document(bytes: 2600))
