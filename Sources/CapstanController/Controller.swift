@@ -57,7 +57,8 @@ public actor Controller {
   var adoptedShared = false
   /// The last document written to the shared store, so an unchanged state is not written again.
   var lastShared: Data?
-  /// The document the last `persist` wrote, until the state changes again; nil when it failed.
+  /// The document the last `persist` wrote (nil when it failed), which `saveShared`, right
+  /// after it in a tick, sends as it is.
   var lastPersisted: Data?
   /// Per predictive process, when its history source was last read, and up to when a read
   /// last succeeded.
@@ -246,8 +247,6 @@ public actor Controller {
     Self.returnTransientMemory()
   }
 
-  /// Carries out one action. A conflict (someone else wrote the target since it was read) is
-  /// re-read and re-decided from what is there now, a bounded number of times.
   /// Each action on its own process, up to `concurrentActions` at once.
   private func carryOutAll(
     _ actions: [ScaleAction], before: EngineState, signals: [String: Double], now: Date
@@ -268,6 +267,8 @@ public actor Controller {
     }
   }
 
+  /// Carries out one action. A conflict (someone else wrote the target since it was read) is
+  /// re-read and re-decided from what is there now, a bounded number of times.
   private func carryOut(
     _ action: ScaleAction, target: ScalingTarget, before: EngineState, signals: [String: Double], now: Date
   ) async {
