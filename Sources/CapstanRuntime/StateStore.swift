@@ -10,10 +10,16 @@ import Foundation
 public struct StateStore<Document: Codable>: Sendable {
   public let directory: URL
   public let name: String
+  /// Whether each save waits for the disk (fsync). Without it a save is still atomic for a
+  /// process that dies, but a machine that loses power may keep an older state: for a copy of
+  /// a state kept durably elsewhere (the Kubernetes ConfigMap), where a fleet's megabyte of
+  /// state would wait on the disk every tick for nothing.
+  public let durable: Bool
 
-  public init(directory: URL, name: String) throws {
+  public init(directory: URL, name: String, durable: Bool = true) throws {
     self.directory = directory
     self.name = name
+    self.durable = durable
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
   }
 
@@ -63,7 +69,7 @@ public struct StateStore<Document: Codable>: Sendable {
       throw Failure(description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))")
     }
     let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-    let synced = fsync(descriptor)
+    let synced = durable ? fsync(descriptor) : 0
     close(descriptor)
     guard written == data.count, synced == 0 else {
       unlink(temporary.path)
@@ -72,7 +78,7 @@ public struct StateStore<Document: Codable>: Sendable {
     guard rename(temporary.path, url.path) == 0 else {
       throw Failure(description: "cannot replace \(url.path): \(String(cString: strerror(errno)))")
     }
-    let folder = open(directory.path, O_RDONLY | O_CLOEXEC)
+    let folder = durable ? open(directory.path, O_RDONLY | O_CLOEXEC) : -1
     if folder >= 0 {
       fsync(folder)
       close(folder)

@@ -67,7 +67,12 @@ struct Run: AsyncParsableCommand {
     try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
     let lock = try StateDirectoryLock(stateDirectory)
     defer { lock.release() }
-    let store = try StateStore<ControllerState>(directory: stateDirectory, name: "state.json")
+    // On Kubernetes the state ConfigMap is the copy that outlives the pod (the state directory
+    // is an emptyDir): the file is kept for restarts of the process, without waiting on the disk.
+    let sharedCopy: Bool
+    if case .kubernetes = loaded.policy.backend { sharedCopy = !dryRun } else { sharedCopy = false }
+    let store = try StateStore<ControllerState>(
+      directory: stateDirectory, name: "state.json", durable: !sharedCopy)
     let saved: ControllerState
     do {
       saved = try store.load() ?? ControllerState()
