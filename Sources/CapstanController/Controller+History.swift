@@ -69,6 +69,10 @@ extension Controller {
   /// Whether a history read a tick started is still under way.
   public var historyReading: Bool { !historyInFlight.isEmpty }
 
+  /// Whether a history read a tick started is not yet in the engine's state: still under way,
+  /// or arrived after the tick stopped waiting for it (the next tick hands it over).
+  public var historyUnlearned: Bool { !historyInFlight.isEmpty || !historyArrived.isEmpty }
+
   func historyFinished(_ name: String, _ read: HistoryRead) {
     historyInFlight.remove(name)
     historyArrived[name] = read

@@ -62,12 +62,13 @@ public struct ControllerHarness<Backend: ScalingBackend> {
     await controller.tick(now: Date(timeIntervalSince1970: 1_700_000_000 + second))
   }
 
-  /// One tick, and where it left a history read under way (a tick waits only so long for one,
-  /// and a loaded machine reads slowly), another at the same time once the read has arrived:
-  /// what the first tick decides when its history source answers at once.
+  /// One tick, and where it left a history read unlearned (a tick waits only so long for one,
+  /// and a loaded machine reads slowly; the read may arrive just after the tick stopped
+  /// waiting), another at the same time once the read has arrived: what the first tick
+  /// decides when its history source answers at once.
   public func tickWithHistory(_ second: TimeInterval) async {
     await tick(second)
-    guard await controller.historyReading else { return }
+    guard await controller.historyUnlearned else { return }
     _ = await eventually(timeout: 120) { await !controller.historyReading }
     await tick(second)
   }
