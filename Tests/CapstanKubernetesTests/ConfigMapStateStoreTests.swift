@@ -95,6 +95,26 @@ struct ConfigMapStateStoreTests {
     #expect(try await store.load() == document(bytes: 2600))
   }
 
+  @Test("a head someone else wrote since it was read is read again, and the parts' save goes through")
+  func conflict() async throws {
+    let fixture = try await APIFixture.start()
+    let store = ConfigMapStateStore(
+      client: fixture.client, namespace: "ai", name: "capstan-state", partBytes: 1000)
+    try await store.save(document(bytes: 2500))
+    // Someone edits the head: its resourceVersion moves past the one the store holds.
+    _ = try await fixture.server.api(
+      "PUT", "/api/v1/namespaces/ai/configmaps/capstan-state", token: "admin-token",
+      body: #"{"metadata": {"name": "capstan-state"}, "data": {"note": "edited"}}"#)
+    let next = document(bytes: 3100)
+    try await store.save(next)
+    let statuses = try await fixture.server.requests().filter {
+      $0.path.hasSuffix("/configmaps/capstan-state")
+    }
+    .compactMap(\.status)
+    #expect(statuses.contains(409))
+    #expect(try await store.load() == next)
+  }
+
   @Test(
     "the API server's 1 MiB: a state of 2.5 MB saves in parts at the default size; one ConfigMap that large is refused"
   )
