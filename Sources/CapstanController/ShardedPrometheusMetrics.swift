@@ -7,10 +7,12 @@ import Prometheus
 /// so a family of N series costs O(N²) to build: in one registry, the series of 10,000
 /// processes take minutes. Spread by their label values over `shards` registries, each family
 /// is built in N²/shards, and `emit` gives one exposition in which each family's lines stand
-/// together, as the text format requires.
+/// together, as the text format requires. Gauges, most of a fleet's series, are kept apart in a
+/// `GaugeTable`, a tenth of the memory a series.
 public final class ShardedPrometheusMetrics: MetricsFactory, Sendable {
   public let registries: [PrometheusCollectorRegistry]
   private let factories: [PrometheusMetricsFactory]
+  private let gauges = GaugeTable()
 
   public init(shards: Int = 64) {
     registries = (0..<max(1, shards)).map { _ in PrometheusCollectorRegistry() }
@@ -43,7 +45,8 @@ public final class ShardedPrometheusMetrics: MetricsFactory, Sendable {
   public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool)
     -> any RecorderHandler
   {
-    factory(dimensions).makeRecorder(label: label, dimensions: dimensions, aggregate: aggregate)
+    guard aggregate else { return gauges.handler(label: label, dimensions: dimensions) }
+    return factory(dimensions).makeRecorder(label: label, dimensions: dimensions, aggregate: aggregate)
   }
 
   public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
@@ -63,13 +66,14 @@ public final class ShardedPrometheusMetrics: MetricsFactory, Sendable {
     factories.forEach { $0.destroyFloatingPointCounter(handler) }
   }
   public func destroyRecorder(_ handler: any RecorderHandler) {
+    gauges.destroy(handler)
     factories.forEach { $0.destroyRecorder(handler) }
   }
   public func destroyMeter(_ handler: any MeterHandler) { factories.forEach { $0.destroyMeter(handler) } }
   public func destroyTimer(_ handler: any TimerHandler) { factories.forEach { $0.destroyTimer(handler) } }
 
-  /// One exposition of every shard: each family's `# HELP` and `# TYPE` once, then all its
-  /// samples, families in the order they first appear.
+  /// One exposition of every shard and the gauges: each family's `# HELP` and `# TYPE` once,
+  /// then all its samples, families in the order they first appear.
   public func emit() -> String {
     var order: [Substring] = []
     var headers: [Substring: [Substring]] = [:]
@@ -102,6 +106,7 @@ public final class ShardedPrometheusMetrics: MetricsFactory, Sendable {
       for line in headers[family] ?? [] { out += line + "\n" }
       for line in samples[family] ?? [] { out += line + "\n" }
     }
+    gauges.emit(into: &out)
     return out
   }
 }

@@ -67,4 +67,34 @@ struct ShardedPrometheusMetricsTests {
     // "error while linting" or a parse error, which is what this looks for.
     #expect(!said.contains("error while linting") && !said.contains("text format parsing error"), "\(said)")
   }
+
+  @Test(
+    "gauges: one series a label set, the latest value, label values escaped, NaN and Inf spelled as Prometheus does"
+  )
+  func gauges() throws {
+    let metrics = ShardedPrometheusMetrics(shards: 4)
+    func gauge(_ signal: String) -> Gauge {
+      Gauge(label: "capstan_signal_value", dimensions: [("signal", signal)], factory: metrics)
+    }
+    gauge("queue").record(3)
+    gauge("queue").record(7.5)
+    gauge("odd \"name\"\\ with\nnewline").record(1)
+    gauge("missing").record(Double.nan)
+    gauge("unbounded").record(-Double.infinity)
+    Gauge(label: "capstan_leader", dimensions: [], factory: metrics).record(1)
+    let gone = gauge("gone")
+    gone.record(2)
+    gone.destroy()
+    gone.record(4)
+
+    let lines = metrics.emit().split(separator: "\n")
+    #expect(lines.filter { $0 == "# TYPE capstan_signal_value gauge" }.count == 1)
+    #expect(lines.filter { $0.hasPrefix("capstan_signal_value{") }.count == 4)
+    #expect(lines.contains(#"capstan_signal_value{signal="queue"} 7.5"#))
+    #expect(lines.contains(#"capstan_signal_value{signal="odd \"name\"\\ with\nnewline"} 1.0"#))
+    #expect(lines.contains(#"capstan_signal_value{signal="missing"} NaN"#))
+    #expect(lines.contains(#"capstan_signal_value{signal="unbounded"} -Inf"#))
+    #expect(lines.contains("capstan_leader 1.0"))
+    #expect(!lines.contains { $0.contains(#"signal="gone""#) })
+  }
 }
