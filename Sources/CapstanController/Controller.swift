@@ -28,6 +28,8 @@ public actor Controller {
   let backend: any ScalingBackend
   private let audit: AuditLogFile
   private let store: StateStore<ControllerState>
+  /// Writes the state file off the tick where it is not the durable copy (on Kubernetes).
+  private let writer: BackgroundStateWriter?
   let metrics: ControllerMetrics
   private let mode: AuditMode
   var dryRun: Bool { mode == .dryRun }
@@ -99,6 +101,7 @@ public actor Controller {
     self.backend = backend
     self.audit = audit
     self.store = store
+    self.writer = store.durable ? nil : BackgroundStateWriter { try store.save(encoded: $0) }
     self.sharesDirectory = store.directory.appendingPathComponent("shares")
     self.state = state
     if !backend.replicasOutliveController {
@@ -148,8 +151,9 @@ public actor Controller {
   // MARK: One tick
 
   public func tick(now: Date) async {
-    let started = Date()
+    var phases = TickPhases()
     let signals = await readSignals(now: now)
+    phases.end("signals")
     var replicas: [String: ReplicaStatus] = [:]
     for target in policy.targets {
       do {
@@ -161,6 +165,7 @@ public actor Controller {
         metrics.backendError(target.name)
       }
     }
+    phases.end("replicas")
 
     for target in policy.targets where replicas[target.name] != nil && !warned.contains(target.name) {
       warned.insert(target.name)
@@ -183,12 +188,15 @@ public actor Controller {
     }
 
     await readHistory(now: now)
+    phases.end("shared state and history")
     let before = state.engine
     let (decision, next) = engine.decide(
       EngineInputs(signals: signals, replicas: replicas), state: before, now: now)
     state.engine = next
     // Persist before acting: after a crash a cooldown is still counted and nothing is done twice.
+    phases.end("decide")
     problem = problem ?? persist()
+    phases.end("persist")
     // A follower decides too, so its windows, rule timers and budget are warm when it takes
     // over, but it acts on nothing and records nothing: the leader does both.
     // One that came to lead during this tick decided without the state the last leader left:
@@ -197,6 +205,7 @@ public actor Controller {
     let leading = leaderNow && (shared == nil || adoptedShared)
     if leading {
       if problem == nil { problem = await saveShared() }
+      phases.end("save shared state")
       var toCarryOut = decision.actions
       var held: String?
       if problem == nil {
@@ -211,6 +220,7 @@ public actor Controller {
         // The held scale-ups were forgotten: saved so, or not acted on at all.
         if problem == nil, held != nil { problem = persist() }
       }
+      phases.end("shares and records")
       if let problem {
         // Fail closed: no action without its record and the state that remembers it. The
         // engine forgets these decisions, so the next tick decides them again from what runs.
@@ -225,6 +235,7 @@ public actor Controller {
         _ = persist()
       } else {
         await carryOutAll(toCarryOut, before: before, signals: signals, now: now)
+        phases.end("actions")
       }
       writeFailure = problem ?? held
     } else {
@@ -241,9 +252,10 @@ public actor Controller {
       writeFailure = leaderNow ? problem : nil
     }
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
+    phases.end("metrics")
     seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [])
     lastTick = now
-    noteDuration(Date().timeIntervalSince(started))
+    noteDuration(phases)
     Self.returnTransientMemory()
   }
 
@@ -290,6 +302,7 @@ public actor Controller {
     logger.notice("stopping", metadata: ["backend": "\(type(of: backend))"])
     await backend.shutdown()
     persist()
+    writer?.flush()
     audit.close()
   }
 
@@ -316,7 +329,16 @@ public actor Controller {
     lastPersisted = nil
     do {
       let data = try StateStore<ControllerState>.encode(state)
-      try store.save(encoded: data)
+      if let writer {
+        // The cluster's copy is saved before any action; this one is the pod's, for a
+        // restart in place, and is written in order after the tick moves on.
+        if let failure = writer.lastFailure {
+          throw StateStore<ControllerState>.Failure(description: failure)
+        }
+        writer.write(data)
+      } else {
+        try store.save(encoded: data)
+      }
       lastPersisted = data
       return nil
     } catch {

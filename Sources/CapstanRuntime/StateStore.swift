@@ -27,6 +27,8 @@ public struct StateStore<Document: Codable>: Sendable {
 
   public struct Failure: Error, CustomStringConvertible {
     public var description: String
+
+    public init(description: String) { self.description = description }
   }
 
   /// nil when there is no saved state yet.
@@ -82,6 +84,52 @@ public struct StateStore<Document: Codable>: Sendable {
     if folder >= 0 {
       fsync(folder)
       close(folder)
+    }
+  }
+}
+
+/// Writes handed over are carried out in order on a thread of their own, the latest replacing
+/// one not yet begun: for the state file when it is not the copy that outlives the controller
+/// (on Kubernetes the ConfigMap is), so a tick does not wait on the disk for it.
+public final class BackgroundStateWriter: @unchecked Sendable {
+  private let save: @Sendable (Data) throws -> Void
+  private let queue = DispatchQueue(label: "capstan.state-writer")
+  private let lock = NSLock()
+  private var pending: Data?
+  private var draining = false
+  private var failure: String?
+
+  public init(save: @escaping @Sendable (Data) throws -> Void) { self.save = save }
+
+  /// Queues `data`; a write queued earlier and not yet begun is dropped for it.
+  public func write(_ data: Data) {
+    let start = lock.withLock {
+      pending = data
+      defer { draining = true }
+      return !draining
+    }
+    if start { queue.async { self.drain() } }
+  }
+
+  /// What the last write that failed said; nil once one succeeds.
+  public var lastFailure: String? { lock.withLock { failure } }
+
+  /// Returns once every write queued before it is on disk (or failed).
+  public func flush() { queue.sync {} }
+
+  private func drain() {
+    while let data = lock.withLock({ () -> Data? in
+      let next = pending
+      pending = nil
+      if next == nil { draining = false }
+      return next
+    }) {
+      do {
+        try save(data)
+        lock.withLock { failure = nil }
+      } catch {
+        lock.withLock { failure = "\(error)" }
+      }
     }
   }
 }

@@ -26,4 +26,31 @@ struct StateStoreTests {
     }
     #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["state.json"])
   }
+
+  @Test(
+    "written in the background: in order, the last document on disk after a flush, a failure said and then cleared"
+  )
+  func background() throws {
+    let folder = try scratchDirectory("state-writer")
+    let store = try StateStore<Document>(directory: folder, name: "state.json", durable: false)
+    let writer = BackgroundStateWriter { try store.save(encoded: $0) }
+    for spent in 0..<200 {
+      writer.write(try StateStore<Document>.encode(Document(spent: Double(spent), names: ["api"])))
+    }
+    writer.flush()
+    #expect(try store.load() == Document(spent: 199, names: ["api"]))
+    #expect(writer.lastFailure == nil)
+
+    // A folder where the file should be: the write fails, and says why.
+    try FileManager.default.removeItem(at: store.url)
+    try FileManager.default.createDirectory(at: store.url, withIntermediateDirectories: false)
+    writer.write(try StateStore<Document>.encode(Document(spent: 1, names: [])))
+    writer.flush()
+    #expect(writer.lastFailure?.contains("state.json") == true)
+    try FileManager.default.removeItem(at: store.url)
+    writer.write(try StateStore<Document>.encode(Document(spent: 2, names: [])))
+    writer.flush()
+    #expect(writer.lastFailure == nil)
+    #expect(try store.load() == Document(spent: 2, names: []))
+  }
 }
