@@ -10,6 +10,8 @@ public struct Policy: Sendable, Equatable {
   public var targets: [ScalingTarget]
   public var providers: [ProviderLimits]
   public var gpuPools: [GPUPool]
+  /// The `budgets:` tree; empty where the file has none.
+  public var budgets = BudgetTree()
 
   public func target(named name: String) -> ScalingTarget? { targets.first { $0.name == name } }
   public func provider(named name: String) -> ProviderLimits? { providers.first { $0.name == name } }
@@ -218,6 +220,8 @@ public struct ScalingTarget: Sendable, Equatable {
   public var predictive: PredictiveSettings?
   /// Where the target is declared, for messages about it.
   public var location: FileLocation?
+  /// The budget of `budgets:` it is in (and so in every budget above that one); nil: none.
+  public var budgetName: String? = nil
 
   /// The signals its proposals read (tracking, scale_up and scale_down rules): any of them
   /// missing vetoes a scale-down.

@@ -188,6 +188,7 @@ struct PolicyValidator {
     }
 
     var references = SignalReferences(declared: declaredSignals.map { Set($0.keys) })
+    let budgets = validateBudgets(raw.budgets, references: &references)
     var targets: [ScalingTarget] = []
     var processLocations: [String: FileLocation] = [:]
     for (name, process) in raw.processes?.entries ?? [] {
@@ -251,6 +252,16 @@ struct PolicyValidator {
         interval: controller.interval, references: &references)
     }
 
+    let declaredBudgets = raw.budgets?.entries.map(\.name.text) ?? []
+    for (name, process) in raw.processes?.entries ?? [] {
+      guard process.budget != nil, let index = targets.firstIndex(where: { $0.name == name.text }) else {
+        continue
+      }
+      targets[index].budgetName = validateBudgetName(
+        process.budget, process: name.text, declared: declaredBudgets, tree: budgets)
+    }
+    checkBudgetsCount(budgets, targets: targets)
+
     for target in targets where target.min == 0 && target.workloadClass == .batch {
       checkWakeable(target, location: target.location ?? top)
     }
@@ -271,7 +282,8 @@ struct PolicyValidator {
     }
     checkSettingsTakeEffect(raw, targets: targets, providers: providers)
     var policy = Policy(
-      controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools)
+      controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools,
+      budgets: budgets)
     if let backend = raw.backend, let settings = validateBackend(backend) { policy.backend = settings }
     if raw.backend == nil && raw.kubernetes != nil { policy.backend = .kubernetes(KubernetesSettings()) }
     if case .kubernetes = policy.backend {

@@ -64,9 +64,10 @@ struct RawPolicyFile: Decodable {
   var providers: RawMap<RawProvider>?
   var gpuPools: RawMap<RawGPUPool>?
   var kubernetes: RawKubernetes?
+  var budgets: RawMap<RawBudget>?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case controller, backend, signals, processes, autoscaling, providers, kubernetes
+    case controller, backend, signals, processes, autoscaling, providers, kubernetes, budgets
     case gpuPools = "gpu_pools"
   }
 }
@@ -205,9 +206,11 @@ struct RawProcess: Decodable {
   var simulation: RawSimulation?
   var startup: RawScalar?
   var predictive: RawPredictive?
+  var budget: RawBudgetName?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case type, description, `class`, scaling, resources, local, kubernetes, simulation, startup, predictive
+    case budget
     case costPerHourUSD = "cost_per_hour_usd", rateLimit = "rate_limit"
   }
 }
@@ -303,6 +306,40 @@ struct RawCostCircuitBreaker: Decodable {
     case action, timezone
     case dailyBudgetUSD = "daily_budget_usd", alertThreshold = "alert_threshold"
     case actionThreshold = "action_threshold", costRateMetric = "cost_rate_metric"
+  }
+}
+
+/// An entry of `budgets:`.
+struct RawBudget: Decodable {
+  var parent, dailyBudgetUSD, actionThreshold, timezone, costRateMetric: RawScalar?
+  var maxReplicas, maxGPUs, weight, keepDays: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case parent, timezone, weight
+    case dailyBudgetUSD = "daily_budget_usd", actionThreshold = "action_threshold"
+    case costRateMetric = "cost_rate_metric", maxReplicas = "max_replicas", maxGPUs = "max_gpus"
+    case keepDays = "keep_days"
+  }
+}
+
+/// A process's `budget:`, one name. A list is refused with its own message: a process is in
+/// one budget, and that budget's parents.
+struct RawBudgetName: Decodable {
+  var name: RawScalar?
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      name = try RawScalar(from: decoder)
+      return
+    }
+    if decoder.node.sequence != nil {
+      decoder.sink.error(
+        decoder.location,
+        "\(decoder.pathDescription) names several budgets: a process is in one budget, and in every budget above it; give the budgets parents so one holds the others"
+      )
+      return
+    }
+    name = try RawScalar(from: decoder)
   }
 }
 

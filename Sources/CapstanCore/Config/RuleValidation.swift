@@ -174,17 +174,7 @@ extension PolicyValidator {
         "cost_circuit_breaker action is '\(rawAction.text)': the one action is freeze_scaling (no scale-ups until the next budget day)"
       )
     }
-    var timeZone = TimeZone.gmt
-    if let rawZone = raw.timezone {
-      if let zone = TimeZone(identifier: rawZone.text) {
-        timeZone = zone
-      } else {
-        sink.error(
-          rawZone.location,
-          "timezone '\(rawZone.text)' is unknown: use an IANA name such as UTC, Europe/Berlin or America/New_York"
-        )
-      }
-    }
+    let timeZone = raw.timezone.flatMap(timeZone) ?? .gmt
     if let metric = raw.costRateMetric { references.note(metric, perReplicaOf: nil, usedBy: target.name) }
     if raw.costRateMetric == nil && target.costPerHourUSD == nil {
       sink.warning(

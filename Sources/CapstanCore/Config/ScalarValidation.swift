@@ -62,4 +62,15 @@ extension PolicyValidator {
     }
     return value
   }
+
+  /// An IANA time zone name.
+  func timeZone(_ raw: RawScalar) -> TimeZone? {
+    guard let zone = TimeZone(identifier: raw.text) else {
+      sink.error(
+        raw.location,
+        "timezone '\(raw.text)' is unknown: use an IANA name such as UTC, Europe/Berlin or America/New_York")
+      return nil
+    }
+    return zone
+  }
 }
