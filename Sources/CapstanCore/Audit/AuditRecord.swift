@@ -56,6 +56,39 @@ public struct BudgetSnapshot: Sendable, Equatable, Codable {
   }
 }
 
+/// A `budgets:` budget's day as a record of it shows it.
+public struct NamedBudgetSnapshot: Sendable, Equatable, Codable {
+  public var name: String
+  public var spentUSD: Double
+  /// nil for a budget with caps and no day's limit.
+  public var limitUSD: Double?
+  public var health: BudgetHealth
+  public var frozen: Bool
+
+  public init(name: String, spentUSD: Double, limitUSD: Double?, health: BudgetHealth, frozen: Bool) {
+    self.name = name
+    self.spentUSD = spentUSD
+    self.limitUSD = limitUSD
+    self.health = health
+    self.frozen = frozen
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case name, health, frozen
+    case spentUSD = "spent_usd"
+    case limitUSD = "limit_usd"
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(name, forKey: .name)
+    try container.encode(AuditRecord.fourDecimals(spentUSD), forKey: .spentUSD)
+    try container.encodeIfPresent(limitUSD.map(AuditRecord.fourDecimals), forKey: .limitUSD)
+    try container.encode(health, forKey: .health)
+    try container.encode(frozen, forKey: .frozen)
+  }
+}
+
 /// One event the engine reports: a change, a blocked change, a signal outage, a budget step.
 public struct AuditEvent: Sendable, Equatable {
   public var time: Date
@@ -74,12 +107,14 @@ public struct AuditEvent: Sendable, Equatable {
   public var costPerHourUSD: Double?
   /// The predictive floor at this tick and what it came from; nil without one.
   public var forecast: PredictiveFloor?
+  /// For a `budgets:` budget's own records (`process` is `*`): its day.
+  public var namedBudget: NamedBudgetSnapshot?
 
   public init(
     time: Date, process: String, kind: AuditEventKind, from: Int?, to: Int?, reason: ScaleReason,
     detail: String,
     signals: [(name: String, value: Double?)], budget: BudgetSnapshot?, costPerHourUSD: Double?,
-    forecast: PredictiveFloor? = nil
+    forecast: PredictiveFloor? = nil, namedBudget: NamedBudgetSnapshot? = nil
   ) {
     self.time = time
     self.process = process
@@ -92,12 +127,13 @@ public struct AuditEvent: Sendable, Equatable {
     self.budget = budget
     self.costPerHourUSD = costPerHourUSD
     self.forecast = forecast
+    self.namedBudget = namedBudget
   }
 
   public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
     a.time == b.time && a.process == b.process && a.kind == b.kind && a.from == b.from && a.to == b.to
       && a.reason == b.reason && a.detail == b.detail && a.budget == b.budget
-      && a.costPerHourUSD == b.costPerHourUSD && a.forecast == b.forecast
+      && a.costPerHourUSD == b.costPerHourUSD && a.forecast == b.forecast && a.namedBudget == b.namedBudget
       && a.signals.map(\.name) == b.signals.map(\.name) && a.signals.map(\.value) == b.signals.map(\.value)
   }
 }
@@ -114,7 +150,7 @@ public struct AuditRecord: Sendable, Encodable {
 
   enum CodingKeys: String, CodingKey {
     case time, process, event, from, to, reason, detail, signals, budget, mode, forecast
-    case costPerHourUSD = "cost_per_hour_usd"
+    case costPerHourUSD = "cost_per_hour_usd", namedBudget = "named_budget"
   }
 
   enum ForecastKeys: String, CodingKey {
@@ -136,6 +172,7 @@ public struct AuditRecord: Sendable, Encodable {
     for (name, value) in event.signals { signals[name] = value }
     try container.encode(signals, forKey: .signals)
     try container.encodeIfPresent(event.budget, forKey: .budget)
+    try container.encodeIfPresent(event.namedBudget, forKey: .namedBudget)
     try container.encodeIfPresent(event.costPerHourUSD.map(Self.fourDecimals), forKey: .costPerHourUSD)
     try container.encode(mode.rawValue, forKey: .mode)
     if let floor = event.forecast {

@@ -75,10 +75,14 @@ public struct EngineState: Sendable, Equatable, Codable {
   public var lastTick: Date?
   /// Per predictive target, the history it learned and its profile.
   public var forecasts: [String: ForecastState] = [:]
+  /// Per budget of `budgets:`, its day.
+  public var budgetTree: [String: BudgetDayLedger] = [:]
 
   public init() {}
 
-  enum CodingKeys: String, CodingKey { case targets, budgets, missingSignals, lastTick, forecasts }
+  enum CodingKeys: String, CodingKey {
+    case targets, budgets, missingSignals, lastTick, forecasts, budgetTree
+  }
 
   /// A state saved before forecasts existed reads with none.
   public init(from decoder: any Decoder) throws {
@@ -88,6 +92,7 @@ public struct EngineState: Sendable, Equatable, Codable {
     missingSignals = try container.decode(Set<String>.self, forKey: .missingSignals)
     lastTick = try container.decodeIfPresent(Date.self, forKey: .lastTick)
     forecasts = try container.decodeIfPresent([String: ForecastState].self, forKey: .forecasts) ?? [:]
+    budgetTree = try container.decodeIfPresent([String: BudgetDayLedger].self, forKey: .budgetTree) ?? [:]
   }
 }
 

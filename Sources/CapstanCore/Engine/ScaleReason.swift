@@ -13,6 +13,8 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   case rateLimitCeiling = "rate_limit_ceiling"
   case gpuPool = "gpu_pool"
   case budgetFrozen = "budget_frozen"
+  /// The process's share of a `budgets:` budget's max_replicas or max_gpus.
+  case budgetCap = "budget_cap"
   case signalMissing = "signal_missing"
   /// The count that ran before a restart, restored because its replicas stopped with Capstan.
   case restore
@@ -49,7 +51,8 @@ extension ScalingTarget {
     if maxCostPerHourUSD != nil { reasons.append(.costCeiling) }
     if rateLimit != nil { reasons += [.rateLimitCeiling, .shareUnpublished] }
     if resources.gpuPool != nil { reasons.append(.gpuPool) }
-    if budget != nil { reasons.append(.budgetFrozen) }
+    if budget != nil || budgetName != nil { reasons.append(.budgetFrozen) }
+    if budgetName != nil { reasons.append(.budgetCap) }
     if predictive != nil { reasons.append(.predictiveFloor) }
     return reasons
   }

@@ -8,13 +8,15 @@ public struct ScalingEngine: Sendable {
   /// For each signal, the targets (by index) that read it, computed once rather than every tick.
   private let readers: [String: [Int]]
   /// Per target, in policy order, what every tick needs and the policy fixes.
-  private let prepared: [PreparedTarget]
+  let prepared: [PreparedTarget]
   /// Every signal the policy names, in order: a tick looks each up once, by position after.
   private let signalNames: [String]
   /// The targets' order, which the saved state is arranged in so a tick reaches each by position.
-  private let order: TargetOrder
+  let order: TargetOrder
   /// Each signal's place in `signalOrder`.
-  private let signalPositions: [String: Int]
+  let signalPositions: [String: Int]
+  /// The `budgets:` tree as a tick walks it.
+  let budgets: PreparedBudgets
 
   // MARK: The input layout, which drivers ask for rather than work out
 
@@ -55,6 +57,7 @@ public struct ScalingEngine: Sendable {
     order = TargetOrder(policy.targets.map(\.name))
     let sharing = TargetsSharing(policy)
     prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions, sharing: sharing) }
+    budgets = PreparedBudgets(policy)
   }
 
   /// - Parameter state: consumed and returned as the next state; pass `consume state` from a
@@ -109,6 +112,14 @@ public struct ScalingEngine: Sendable {
     state.targets.arrange(order)
     state.budgets.arrange(order)
     signalOutageEvents(signals, replicas: replicas, state: &state, now: now, into: &decision.events)
+    var bindings: [TreeBinding] = []
+    if !budgets.isEmpty {
+      bindings = advanceBudgetTree(
+        signals, replicas: replicas, state: &state, now: now, into: &decision.events)
+      if budgets.tree.hasCaps {
+        divideBudgetCaps(signals, replicas: replicas, state: state, now: now, bindings: &bindings)
+      }
+    }
 
     for (index, prepared) in self.prepared.enumerated() {
       guard let status = replicas[index] else { continue }
@@ -121,7 +132,8 @@ public struct ScalingEngine: Sendable {
         others: prepared.peers.isEmpty
           ? SharedUsage()
           : sharedUsage(of: prepared.peers, replicas, decision.actions),
-        floor: floor, floorReplicas: floor?.replicas
+        floor: floor, floorReplicas: floor?.replicas,
+        tree: bindings.isEmpty || budgets.chains[index].isEmpty ? nil : bindings[index]
       )
       // Decided in place at the target's position in the saved state, so its windows are not
       // copied every tick and its name is not hashed.
@@ -236,7 +248,7 @@ public struct ScalingEngine: Sendable {
   /// What the peers on a target's provider or GPU pool hold: a peer decided this tick counts
   /// at the larger of its old and new size (removed replicas are still draining), the rest as
   /// they are, draining replicas included.
-  private func sharedUsage(
+  func sharedUsage(
     of peers: [PeerShare], _ replicas: UnsafeBufferPointer<ReplicaStatus?>, _ decided: [ScaleAction]
   ) -> SharedUsage {
     var usage = SharedUsage()

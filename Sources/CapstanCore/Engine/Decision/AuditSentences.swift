@@ -117,6 +117,12 @@ extension TargetContext {
         "restoring the \(restore) replicas Capstan ran before it restarted (its local replicas stop with it)"
     case .draining(let draining): text = drainingHold(draining)
     case .predictive: text = floor.map(describe) ?? "predictive floor"
+    case .budgetShare: text = tree?.share.map(describe) ?? "a budget's cap"
+    case .frozenAbove:
+      text =
+        tree?.frozenBy.map {
+          "budget '\($0.name)' is frozen at \(usd($0.spentUSD)) of \(usd($0.limitUSD)) until its next budget day"
+        } ?? "a budget above it is frozen"
     }
     if let held = clamp.heldForDraining {
       text += "; held at \(held) because \(drainingHold(status.draining))"
@@ -148,5 +154,20 @@ extension TargetContext {
     case .notReady(let starting):
       return "wanted \(wanted) on ready replicas alone; \(describe(starting))"
     }
+  }
+
+  /// `budget 'org' caps GPUs at 8, divided by weight: acme 5 (weight 2 of 3); this process's
+  /// share is 4 GPUs of the 10 it asks for`.
+  func describe(_ share: BudgetShare) -> String {
+    let unit = share.unit.rawValue
+    var text = "budget '\(share.budget)' caps \(unit) at \(share.cap)"
+    if !share.parts.isEmpty {
+      text +=
+        ", divided by weight: "
+        + share.parts.map {
+          "\($0.name) \($0.units) (weight \(format($0.weight)) of \(format($0.siblingsWeight)))"
+        }.joined(separator: ", then ")
+    }
+    return text + "; this process's share is \(share.units) \(unit) of the \(share.asked) it asks for"
   }
 }

@@ -55,6 +55,10 @@ struct Clamp {
     case draining(Int)
     /// The tick's predictive floor, kept by the context.
     case predictive
+    /// The target's share of its budgets' cap, and the frozen budget above it, kept by the
+    /// context (`TreeBinding`).
+    case budgetShare
+    case frozenAbove
   }
 }
 

@@ -85,4 +85,34 @@ extension AuditEvent {
       detail: detail,
       signals: signals, budget: snapshot, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(replicas) })
   }
+
+  /// A `budgets:` budget's change of state, freeze or new day, as a `*` record.
+  static func namedBudget(
+    _ event: BudgetDayLedger.Event, budget: NamedBudget, ledger: BudgetDayLedger, at time: Date
+  ) -> AuditEvent {
+    let (kind, reason, detail): (AuditEventKind, ScaleReason, String)
+    var snapshot = NamedBudgetSnapshot(
+      name: budget.name, spentUSD: ledger.day?.spentUSD ?? 0, limitUSD: budget.dailyBudgetUSD,
+      health: ledger.health, frozen: ledger.frozen)
+    let limit = budget.dailyBudgetUSD.map { " of the daily \(usd($0))" } ?? ""
+    switch event {
+    case .health(let from, let to, let spent, _):
+      (kind, reason) = (.budgetAlert, .budgetThreshold)
+      snapshot.spentUSD = spent
+      detail =
+        "budget '\(budget.name)' went from \(from.rawValue) to \(to.rawValue): spent \(usd(spent))\(limit)"
+    case .freeze(let spent, _):
+      (kind, reason) = (.budgetFreeze, .budgetThreshold)
+      snapshot.spentUSD = spent
+      detail =
+        "budget '\(budget.name)' spent \(usd(spent))\(limit), past the action threshold \(format(budget.actionThreshold * 100))%: no scale-ups of its processes, or those of the budgets below it, until the next budget day"
+    case .reset(let previous):
+      (kind, reason) = (.budgetReset, .budgetDay)
+      detail =
+        "budget '\(budget.name)': a new budget day began at \(RFC3339.string(from: previous.end)) (\(budget.timeZone.identifier)); the day before spent \(usd(previous.spentUSD))"
+    }
+    return AuditEvent(
+      time: time, process: "*", kind: kind, from: nil, to: nil, reason: reason, detail: detail, signals: [],
+      budget: nil, costPerHourUSD: nil, namedBudget: snapshot)
+  }
 }

@@ -52,9 +52,9 @@ extension TargetContext {
     }
   }
 
-  /// `cost_ceiling`, `rate_limit_ceiling`, `gpu_pool`, then `budget_frozen`. Ceilings stop
-  /// growth; they never force a scale-down of what already runs. Then a frozen budget stops it
-  /// altogether.
+  /// `cost_ceiling`, `rate_limit_ceiling`, `gpu_pool`, `budget_cap`, then `budget_frozen`.
+  /// Ceilings stop growth; they never force a scale-down of what already runs. Then a frozen
+  /// budget, its own or one above it, stops it altogether.
   func applyCeilings(to proposed: Int, clamps: inout ClampTrail) -> Int {
     var next = proposed
     // One at a time, in clamp order, rather than gathered into an array on every growing tick;
@@ -72,10 +72,19 @@ extension TargetContext {
           .rateLimitCeiling, Ceilings.rateLimitReplicas(target, provider: provider, others: others)?.replicas)
       }
       if let pool { apply(.gpuPool, Ceilings.gpuPoolReplicas(target, pool: pool, othersGPUs: others.gpus)) }
+      if let ceiling = tree?.ceiling {
+        let allowed = ceiling - status.draining
+        if next > allowed {
+          next = clamps.record(.budgetCap, from: next, to: max(current, allowed), .budgetShare)
+        }
+      }
     }
     if next > current, let budget, budget.state == .frozen {
       next = clamps.record(
         .budgetFrozen, from: next, to: current, .budgetFrozen(spent: budget.spentUSD, limit: budget.limitUSD))
+    }
+    if next > current, tree?.frozenBy != nil {
+      next = clamps.record(.budgetFrozen, from: next, to: current, .frozenAbove)
     }
     return next
   }
