@@ -20,7 +20,9 @@ extension Controller {
     }
     let removed = policy.targets.filter { old in loaded.policy.target(named: old.name) == nil }
     policy = loaded.policy
-    metrics.prepare(policy, budgets: state.engine.budgets, crashLoops: backend.countsCrashLoops)
+    metrics.prepare(
+      policy, budgets: state.engine.budgets, namedBudgets: state.engine.budgetTree,
+      crashLoops: backend.countsCrashLoops)
     warned = []
     // A reload makes the new processes' series; the old positions no longer hold.
     exportedReplicas = []

@@ -30,6 +30,8 @@ public actor Controller {
   private let store: StateStore<ControllerState>
   /// Writes the state file off the tick where it is not the durable copy (on Kubernetes).
   private let writer: BackgroundStateWriter?
+  /// The days of the budgets of `budgets:`, in `STATE_DIR/budgets/`.
+  let budgetFiles: BudgetFiles
   let metrics: ControllerMetrics
   private let mode: AuditMode
   var dryRun: Bool { mode == .dryRun }
@@ -103,6 +105,7 @@ public actor Controller {
     self.store = store
     self.writer = store.durable ? nil : BackgroundStateWriter { try store.save(encoded: $0) }
     self.sharesDirectory = store.directory.appendingPathComponent("shares")
+    self.budgetFiles = BudgetFiles(directory: store.directory.appendingPathComponent("budgets"))
     self.state = state
     if !backend.replicasOutliveController {
       // The replicas that ran before stopped with the last controller: what it ran is restored
@@ -115,7 +118,9 @@ public actor Controller {
     self.mode = mode
     self.metrics = metrics
     self.logger = logger
-    metrics.prepare(policy, budgets: self.state.engine.budgets, crashLoops: backend.countsCrashLoops)
+    metrics.prepare(
+      policy, budgets: self.state.engine.budgets, namedBudgets: self.state.engine.budgetTree,
+      crashLoops: backend.countsCrashLoops)
     // Without leader election this Capstan always leads; with it, it follows until it wins.
     metrics.leader(leader == nil)
   }
@@ -252,6 +257,7 @@ public actor Controller {
       writeFailure = leaderNow ? problem : nil
     }
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
+    exportBudgetTree()
     phases.end("metrics")
     seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [])
     lastTick = now

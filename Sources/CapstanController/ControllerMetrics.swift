@@ -19,7 +19,10 @@ public struct ControllerMetrics: Sendable {
   /// values known ahead. Made again on a reload, for the processes and signals it adds. A
   /// budget's gauges start from its saved ledger.
   /// - Parameter crashLoops: whether the backend counts crash-looping replicas.
-  func prepare(_ policy: Policy, budgets: ProcessTable<BudgetLedger>, crashLoops: Bool) {
+  func prepare(
+    _ policy: Policy, budgets: ProcessTable<BudgetLedger>, namedBudgets: [String: BudgetDayLedger],
+    crashLoops: Bool
+  ) {
     Counter(label: "capstan_tick_overruns_total", dimensions: [], factory: factory).increment(by: 0)
     var declared = Set<String>()
     for signal in policy.signals where declared.insert(signal.declaredName).inserted {
@@ -35,6 +38,12 @@ public struct ControllerMetrics: Sendable {
         budget(
           target.policyName ?? target.name, spent: ledger?.spentUSD ?? 0, frozen: ledger?.state == .frozen)
       }
+    }
+    for budget in policy.budgets.budgets {
+      let ledger = namedBudgets[budget.name]
+      namedBudget(
+        budget.name, spent: ledger?.day?.spentUSD ?? 0, health: ledger?.health ?? .healthy,
+        frozen: ledger?.frozen ?? false)
     }
     for target in policy.targets where policy.targets.count <= Self.processCountersAtZero {
       for direction in ["up", "down"] {
@@ -93,6 +102,21 @@ public struct ControllerMetrics: Sendable {
     Gauge(label: "capstan_budget_spent_usd", dimensions: [("policy", policy)], factory: factory).record(spent)
     Gauge(label: "capstan_budget_frozen", dimensions: [("policy", policy)], factory: factory).record(
       frozen ? 1 : 0)
+  }
+
+  /// A `budgets:` budget's day: its spend, its freeze, and 1 on the state it is in (0 on the
+  /// other three), so an alert is `capstan_named_budget_state{state="critical"} == 1`.
+  func namedBudget(_ name: String, spent: Double, health: BudgetHealth, frozen: Bool) {
+    Gauge(label: "capstan_named_budget_spent_usd", dimensions: [("budget", name)], factory: factory).record(
+      spent)
+    Gauge(label: "capstan_named_budget_frozen", dimensions: [("budget", name)], factory: factory).record(
+      frozen ? 1 : 0)
+    for state in BudgetHealth.allCases {
+      Gauge(
+        label: "capstan_named_budget_state", dimensions: [("budget", name), ("state", state.rawValue)],
+        factory: factory
+      ).record(state == health ? 1 : 0)
+    }
   }
 
   func crashLooping(_ process: String, replicas: Int) {
