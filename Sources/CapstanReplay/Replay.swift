@@ -48,8 +48,11 @@ public struct Replay {
   /// the recording's length. A bad row stops the replay with an error at its line.
   /// - Parameter report: given, sees every tick's replicas, signals and state for the HTML
   ///   report (the events go to it through `onEvent`, as the caller chooses).
+  /// - Parameter onBudgetDay: sees each `budgets:` budget's day as it ends, and at the end the
+  ///   day each was in, as `capstan run` writes them to `STATE_DIR/budgets/`.
   public func run(
     samples source: some RecordedSamples, keepEvents: Bool = true, report: ReportRecorder? = nil,
+    onBudgetDay: (BudgetDayReport) throws -> Void = { _ in },
     onEvent: (AuditEvent) throws -> Void = { _ in }
   ) throws -> ReplayResult {
     var source = source
@@ -182,6 +185,12 @@ public struct Replay {
       for event in decision.events {
         accumulator.record(event)
         try onEvent(event)
+        if event.kind == .budgetReset, let name = event.namedBudget?.name,
+          let budget = policy.budgets.budget(named: name), let ledger = state.budgetTree[name],
+          let ended = ledger.previousDay
+        {
+          try onBudgetDay(BudgetDayReport(budget, day: ended, ledger: ledger, closed: true))
+        }
       }
       for action in decision.actions {
         if let index = engine.position(ofTarget: action.process) { counts[index] = action.to }
@@ -210,6 +219,10 @@ public struct Replay {
       logger.warning(
         "the recording has a gap of \(Int(gap.seconds / 60)) minutes after \(RFC3339.string(from: gap.after)): its ticks see every signal missing"
       )
+    }
+    for budget in policy.budgets.budgets {
+      guard let ledger = state.budgetTree[budget.name], let day = ledger.day else { continue }
+      try onBudgetDay(BudgetDayReport(budget, day: day, ledger: ledger, closed: false))
     }
     logger.debug("replayed \(tick) ticks", metadata: ["samples": "\(samples)"])
     var result = accumulator.result(end: current?.time ?? first, ticks: tick, interval: interval)

@@ -30,6 +30,13 @@ struct Replay: ParsableCommand {
   @Option(name: .customLong("start"), help: "Start a process at a replica count, as NAME=N (repeatable).")
   var starts: [String] = []
 
+  @Option(
+    name: .customLong("budget-days"),
+    help:
+      "Write each budgets: budget's days here, as BUDGET/YYYY-MM-DD.json, as capstan run does in STATE_DIR/budgets/.",
+    completion: .directory)
+  var budgetDays: String?
+
   @OptionGroup var output: RecordsOutput
 
   func run() throws {
@@ -87,7 +94,11 @@ struct Replay: ParsableCommand {
       policy: loaded.policy, options: options, logger: Logger(label: "capstan.replay"))
     let result: ReplayResult
     do {
-      result = try replay.run(samples: recorded, keepEvents: false, report: recorder) { event in
+      let days = budgetDays.map { BudgetFiles(directory: URL(fileURLWithPath: $0)) }
+      result = try replay.run(
+        samples: recorded, keepEvents: false, report: recorder,
+        onBudgetDay: { try days?.write([$0], tree: loaded.policy.budgets) }
+      ) { event in
         try audit?.append(AuditRecord(event, mode: .replay))
         try timeline?.append(ReplayReport.timelineLine(event, width: width))
         recorder?.event(event)
@@ -100,6 +111,9 @@ struct Replay: ParsableCommand {
       throw ExitCode(1)
     } catch let error as TimelineSpool.WriteError {
       printError("\(error)")
+      throw ExitCode(1)
+    } catch {
+      printError("capstan replay: error: cannot write a budget's day under \(budgetDays ?? ""): \(error)")
       throw ExitCode(1)
     }
     if let reportFile, let recorder {

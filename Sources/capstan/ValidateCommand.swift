@@ -50,6 +50,7 @@ enum ValidateReport {
           ?? "; \(metric) has no target and no policy scales it, so it holds within \(target.min)..\(target.max)"
       }
       if let budget = target.budget { line += "; budget $\(Ceilings.format(budget.dailyBudgetUSD))/day" }
+      if let name = target.budgetName { line += "; \(budgetBinding(name, in: policy.budgets))" }
       if let predictive = target.predictive {
         line += "; \(predictive.summary(max: target.max, min: target.min))"
       }
@@ -58,7 +59,53 @@ enum ValidateReport {
       }
       out += line + "\n"
     }
+    if !policy.budgets.isEmpty {
+      out += "budgets:\n"
+      for (position, parent) in policy.budgets.parents.enumerated() where parent == nil {
+        out += budgetLines(position, depth: 1, policy)
+      }
+    }
     return out.trimmingCharacters(in: .newlines)
+  }
+
+  /// `in budget acme, under org: freezes with acme's day or org's; capped by acme's 12 replicas`.
+  static func budgetBinding(_ name: String, in tree: BudgetTree) -> String {
+    let chain = tree.chain(from: name).map { tree.budgets[$0] }
+    var text = "in budget \(name)"
+    if chain.count > 1 { text += ", under " + chain.dropFirst().map(\.name).joined(separator: ", under ") }
+    let days = chain.filter { $0.dailyBudgetUSD != nil }.map { "\($0.name)'s" }
+    if !days.isEmpty { text += ": freezes with " + days.joined(separator: " or ") + " day" }
+    let caps = chain.flatMap { budget in
+      [
+        budget.maxReplicas.map { "\(budget.name)'s \($0) replicas" },
+        budget.maxGPUs.map { "\(budget.name)'s \($0) GPUs" },
+      ].compactMap { $0 }
+    }
+    if !caps.isEmpty { text += (days.isEmpty ? ": " : "; ") + "shares " + caps.joined(separator: ", ") }
+    return text
+  }
+
+  /// A budget, what it sets and its processes, then the budgets below it, indented.
+  static func budgetLines(_ position: Int, depth: Int, _ policy: Policy) -> String {
+    let budget = policy.budgets.budgets[position]
+    var parts: [String] = []
+    if let day = budget.dailyBudgetUSD {
+      parts.append(
+        "$\(Ceilings.format(day))/day (\(budget.timeZone.identifier)), freezes at \(Ceilings.format(budget.actionThreshold * 100))%"
+      )
+    }
+    if let replicas = budget.maxReplicas { parts.append("max \(replicas) replicas") }
+    if let gpus = budget.maxGPUs { parts.append("max \(gpus) GPUs") }
+    if budget.parent != nil { parts.append("weight \(Ceilings.format(budget.weight))") }
+    let processes = policy.targets.filter { $0.budgetName == budget.name }.map(\.name)
+    if !processes.isEmpty { parts.append("processes " + processes.joined(separator: ", ")) }
+    var out =
+      String(repeating: "  ", count: depth) + budget.name
+      + (parts.isEmpty ? "" : ": " + parts.joined(separator: "; ")) + "\n"
+    for (child, parent) in policy.budgets.parents.enumerated() where parent == position {
+      out += budgetLines(child, depth: depth + 1, policy)
+    }
+    return out
   }
 }
 

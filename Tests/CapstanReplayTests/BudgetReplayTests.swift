@@ -1,0 +1,80 @@
+import CapstanTestKit
+import Foundation
+import Testing
+
+/// `examples/tenants`: a day of two tenants under one organisation, replayed by the real binary.
+@Suite("Budgets that nest, replayed", .serialized)
+struct BudgetReplayTests {
+  static let arguments = ["replay", "examples/tenants/policy.yaml", "--metrics", "examples/tenants/day.csv"]
+  static let golden = goldenFolder.appendingPathComponent("tenants")
+  static let days = [
+    "org/2023-11-15.json", "org/2023-11-16.json", "acme/2023-11-15.json", "acme/2023-11-16.json",
+    "globex/2023-11-15.json", "globex/2023-11-16.json",
+  ]
+
+  @Test("a recorded day of two tenants: the audit log and every budget's days' files, byte for byte")
+  func goldenDays() throws {
+    let folder = try scratchDirectory("tenants")
+    let result = try runCapstan(
+      Self.arguments + [
+        "--budget-days", folder.appendingPathComponent("budgets").path,
+        "--audit-log", folder.appendingPathComponent("audit.jsonl").path,
+      ])
+    #expect(result.status == 0, "\(result.stderr)")
+    for name in Self.days + ["audit.jsonl"] {
+      let produced = folder.appendingPathComponent(name == "audit.jsonl" ? name : "budgets/\(name)")
+      #expect(
+        FileManager.default.contents(atPath: produced.path)
+          == FileManager.default.contents(atPath: Self.golden.appendingPathComponent(name).path),
+        "\(name) differs from the reviewed one")
+    }
+    try? FileManager.default.removeItem(at: folder)
+  }
+
+  @Test(
+    "the reviewed days say what the policy sets: the day turns in Los Angeles, acme freezes, the GPUs are divided"
+  )
+  func goldenSaysSo() throws {
+    func day(_ name: String) throws -> [String: Any] {
+      try #require(
+        try JSONSerialization.jsonObject(with: Data(contentsOf: Self.golden.appendingPathComponent(name)))
+          as? [String: Any])
+    }
+    // The recording's UTC day holds the end of the 15th and the start of the 16th in Los Angeles.
+    let ended = try day("org/2023-11-15.json")
+    #expect(
+      ended["start"] as? String == "2023-11-15T08:00:00Z" && ended["end"] as? String == "2023-11-16T08:00:00Z"
+    )
+    #expect((ended["by_hour"] as? [Any])?.count == 24)
+    // The organisation's spend is its tenants' together, process by process.
+    for date in ["2023-11-15", "2023-11-16"] {
+      let org = try day("org/\(date).json")["spent_usd"] as? Double ?? -1
+      let tenants =
+        (try day("acme/\(date).json")["spent_usd"] as? Double ?? 0)
+        + (try day("globex/\(date).json")["spent_usd"] as? Double ?? 0)
+      #expect(abs(org - tenants) < 0.001)
+    }
+    #expect(try day("acme/2023-11-16.json")["frozen"] as? Bool == true)
+    #expect(try day("globex/2023-11-16.json")["frozen"] as? Bool == false)
+    let records = try String(contentsOf: Self.golden.appendingPathComponent("audit.jsonl"), encoding: .utf8)
+    #expect(records.contains(#""reason":"budget_cap""#))
+    #expect(records.contains("budget 'org' caps GPUs at 12, divided by weight"))
+    #expect(records.contains("budget 'acme' is frozen"))
+  }
+
+  @Test("validate shows the tree and what binds each process")
+  func validateTree() throws {
+    let result = try runCapstan(["validate", "examples/tenants/policy.yaml"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(
+      result.stdout.contains(
+        "in budget acme, under org: freezes with acme's or org's day; shares org's 12 GPUs"))
+    #expect(
+      result.stdout.contains("budgets:\n  org: $400/day (America/Los_Angeles), freezes at 95%; max 12 GPUs\n")
+    )
+    #expect(
+      result.stdout.contains(
+        "    globex: $250/day (America/Los_Angeles), freezes at 95%; max 10 replicas; weight 1; processes globex-workers"
+      ))
+  }
+}
