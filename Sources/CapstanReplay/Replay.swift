@@ -87,6 +87,7 @@ public struct Replay {
     }
 
     var state = EngineState()
+    var budgetDays: [BudgetDayReport] = []
     for (name, samples) in options.history { engine.learn(samples, for: name, before: first, state: &state) }
     // The tick's inputs are kept by position (the engine's signal order, the policy's targets)
     // and updated in place: a tick hashes each signal and recorded column once, and builds no
@@ -189,7 +190,9 @@ public struct Replay {
           let budget = policy.budgets.budget(named: name), let ledger = state.budgetTree[name],
           let ended = ledger.previousDay
         {
-          try onBudgetDay(BudgetDayReport(budget, day: ended, ledger: ledger, closed: true))
+          let report = BudgetDayReport(budget, day: ended, ledger: ledger, closed: true)
+          budgetDays.append(report)
+          try onBudgetDay(report)
         }
       }
       for action in decision.actions {
@@ -222,11 +225,14 @@ public struct Replay {
     }
     for budget in policy.budgets.budgets {
       guard let ledger = state.budgetTree[budget.name], let day = ledger.day else { continue }
-      try onBudgetDay(BudgetDayReport(budget, day: day, ledger: ledger, closed: false))
+      let report = BudgetDayReport(budget, day: day, ledger: ledger, closed: false)
+      budgetDays.append(report)
+      try onBudgetDay(report)
     }
     logger.debug("replayed \(tick) ticks", metadata: ["samples": "\(samples)"])
     var result = accumulator.result(end: current?.time ?? first, ticks: tick, interval: interval)
     result.longestGap = longestGap
+    result.budgetDays = budgetDays
     return result
   }
 }

@@ -77,6 +77,8 @@ public struct ReplayResult: Sendable, Equatable, Encodable {
   public var events: [AuditEvent]
   /// The longest stretch between two samples in a row, and the sample it follows.
   public var longestGap: Gap?
+  /// Each `budgets:` budget's days, each as it ended, then the day each was in at the end.
+  public var budgetDays: [BudgetDayReport] = []
 
   public struct Gap: Sendable, Equatable {
     public var seconds: TimeInterval
@@ -87,6 +89,7 @@ public struct ReplayResult: Sendable, Equatable, Encodable {
     case start, end, ticks
     case intervalSeconds = "interval_seconds"
     case processes
+    case budgetDays = "budget_days"
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -96,6 +99,7 @@ public struct ReplayResult: Sendable, Equatable, Encodable {
     try container.encode(ticks, forKey: .ticks)
     try container.encode(intervalSeconds, forKey: .intervalSeconds)
     try container.encode(processes, forKey: .processes)
+    if !budgetDays.isEmpty { try container.encode(budgetDays, forKey: .budgetDays) }
   }
 }
 
@@ -236,7 +240,34 @@ public enum ReplayReport {
       }
       if summary.signalOutages > 0 { out += "    signal outages: \(summary.signalOutages)\n" }
     }
+    if !result.budgetDays.isEmpty {
+      out += "\nBudgets\n"
+      let width = result.budgetDays.map(\.budget.count).max() ?? 0
+      for row in budgetRows(result) {
+        out +=
+          "  " + row[0].padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+          + row[1...].joined(separator: "  ") + "\n"
+      }
+    }
     return out
+  }
+
+  /// A budget's day: its name, date, spend against its limit, state, and freeze.
+  static func budgetRows(_ result: ReplayResult) -> [[String]] {
+    result.budgetDays.map { day in
+      [
+        day.budget, day.date,
+        String(format: "$%.2f", day.spentUSD) + (day.limitUSD.map { String(format: " of $%.2f", $0) } ?? ""),
+        day.health.rawValue + (day.frozen ? ", frozen" : ""),
+      ]
+    }
+  }
+
+  /// The budgets' days as a table, for the HTML report.
+  public static func budgetTable(_ result: ReplayResult) -> HTMLReport.Table? {
+    guard !result.budgetDays.isEmpty else { return nil }
+    return HTMLReport.Table(
+      caption: "Budgets", header: ["budget", "day", "spent", "state"], rows: budgetRows(result))
   }
 
   /// The summary as a table, a row per process, for the HTML report.

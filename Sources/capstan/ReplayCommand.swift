@@ -122,7 +122,7 @@ struct Replay: ParsableCommand {
           recorder, title: "capstan replay \(URL(fileURLWithPath: policy).lastPathComponent)",
           subtitle:
             "\(metrics): \(RFC3339.string(from: result.start)) to \(RFC3339.string(from: result.end)), \(result.ticks) ticks of \(Ceilings.format(result.intervalSeconds))s",
-          tables: [ReplayReport.summaryTable(result)]))
+          tables: [ReplayReport.summaryTable(result)] + [ReplayReport.budgetTable(result)].compactMap { $0 }))
     }
     switch output.format {
     case .text:

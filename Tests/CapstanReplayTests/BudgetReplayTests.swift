@@ -62,6 +62,20 @@ struct BudgetReplayTests {
     #expect(records.contains("budget 'acme' is frozen"))
   }
 
+  @Test("the summary ends with each budget's days: spend against the limit, state, and freeze")
+  func summaryDays() throws {
+    let result = try runCapstan(Self.arguments)
+    #expect(result.status == 0, "\(result.stderr)")
+    let budgets = try #require(result.stdout.components(separatedBy: "\nBudgets\n").last)
+    let lines = budgets.split(separator: "\n").map(String.init)
+    #expect(lines.count == 6)
+    #expect(lines.first == "  org     2023-11-15  $176.39 of $400.00  healthy")
+    #expect(lines.contains { $0.hasPrefix("  acme    2023-11-16") && $0.hasSuffix("exceeded, frozen") })
+    let json = try runCapstan(Self.arguments + ["--format", "json"])
+    let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+    #expect((object?["budget_days"] as? [Any])?.count == 6)
+  }
+
   @Test("validate shows the tree and what binds each process")
   func validateTree() throws {
     let result = try runCapstan(["validate", "examples/tenants/policy.yaml"])

@@ -3,7 +3,7 @@ import Foundation
 /// A `budgets:` budget's day as its file `budgets/NAME/YYYY-MM-DD.json` holds it: what it
 /// spent, by process and by hour, against its limit. The same bytes for the same day, wherever
 /// the engine ran (`capstan run`, `replay`).
-public struct BudgetDayReport: Sendable, Encodable {
+public struct BudgetDayReport: Sendable, Equatable, Encodable {
   public var budget: String
   public var parent: String?
   /// The day's date in the budget's time zone, `YYYY-MM-DD`: the file's name.
@@ -18,7 +18,7 @@ public struct BudgetDayReport: Sendable, Encodable {
   public var byProcess: [String: Double]
   public var byHour: [Hour]
 
-  public struct Hour: Sendable, Encodable {
+  public struct Hour: Sendable, Equatable, Encodable {
     public var start: String
     public var usd: Double
   }
