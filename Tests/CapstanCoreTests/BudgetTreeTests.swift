@@ -148,6 +148,17 @@ struct BudgetTreeTests {
     #expect(alone.replicas == ["acme-agents": 11, "globex-agents": 1])
   }
 
+  @Test("a tenant capped lower of its own leaves the rest of its parent's room to its sibling")
+  func childCapLeavesRoom() throws {
+    let policy = try Self.policy(
+      org: "{daily_budget_usd: 10000, max_gpus: 12}",
+      acme: "{parent: org, daily_budget_usd: 100, weight: 2, max_gpus: 3}",
+      globex: "{parent: org, daily_budget_usd: 100, weight: 1}", gpus: 1)
+    var harness = EngineHarness(policy, replicas: ["acme-agents": 1, "globex-agents": 1])
+    harness.tick(at: 0, ["qa": 200, "qg": 200])
+    #expect(harness.replicas == ["acme-agents": 3, "globex-agents": 9])
+  }
+
   @Test(
     "a tenant's max_replicas caps the sum of its processes, and no other tenant's replicas count against it")
   func tenantCap() throws {

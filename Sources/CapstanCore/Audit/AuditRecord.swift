@@ -65,14 +65,6 @@ public struct NamedBudgetSnapshot: Sendable, Equatable, Codable {
   public var health: BudgetHealth
   public var frozen: Bool
 
-  public init(name: String, spentUSD: Double, limitUSD: Double?, health: BudgetHealth, frozen: Bool) {
-    self.name = name
-    self.spentUSD = spentUSD
-    self.limitUSD = limitUSD
-    self.health = health
-    self.frozen = frozen
-  }
-
   enum CodingKeys: String, CodingKey {
     case name, health, frozen
     case spentUSD = "spent_usd"

@@ -178,6 +178,12 @@ extension ScalingEngine {
         divide(
           position, unit: unit, capacity: nil, parts: [], floors: floors, asks: asks, bindings: &bindings)
       }
+      // Replicas first: a target asks for no more GPUs than its share of replicas can hold.
+      for index in asks.indices {
+        if let ceiling = bindings[index].ceiling {
+          asks[index] = max(floors[index], min(asks[index], ceiling))
+        }
+      }
     }
   }
 
@@ -212,11 +218,15 @@ extension ScalingEngine {
       for index in below where unitsPerReplica(index, unit) > 0 {
         step = gcd(step, unitsPerReplica(index, unit))
       }
+      let floor = below.reduce(0) { $0 + floors[$1] * unitsPerReplica($1, unit) }
+      var demand = below.reduce(0) { $0 + asks[$1] * unitsPerReplica($1, unit) }
+      // A child capped lower of its own asks no more than it can use.
+      let childBudget = budgets.tree.budgets[child]
+      if let cap = unit == .replicas ? childBudget.maxReplicas : childBudget.maxGPUs {
+        demand = max(floor, min(demand, cap))
+      }
       claims.append(
-        FairDivision.Claim(
-          floor: below.reduce(0) { $0 + floors[$1] * unitsPerReplica($1, unit) },
-          demand: below.reduce(0) { $0 + asks[$1] * unitsPerReplica($1, unit) },
-          step: max(1, step), weight: budgets.tree.budgets[child].weight))
+        FairDivision.Claim(floor: floor, demand: demand, step: max(1, step), weight: childBudget.weight))
     }
     for index in targets {
       let per = unitsPerReplica(index, unit)
