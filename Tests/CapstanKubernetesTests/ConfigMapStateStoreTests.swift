@@ -11,6 +11,15 @@ struct ConfigMapStateStoreTests {
     return Data(String(repeating: pattern, count: bytes / pattern.utf8.count).utf8)
   }
 
+  /// A store of 1000-byte parts, holding a state of 2500 bytes: a head and three parts.
+  func savedInThreeParts() async throws -> (APIFixture, ConfigMapStateStore) {
+    let fixture = try await APIFixture.start()
+    let store = ConfigMapStateStore(
+      client: fixture.client, namespace: "ai", name: "capstan-state", partBytes: 1000)
+    try await store.save(document(bytes: 2500))
+    return (fixture, store)
+  }
+
   @Test(
     "a state under the part size is one ConfigMap; a larger one round-trips through parts of the other set each save"
   )
@@ -64,10 +73,7 @@ struct ConfigMapStateStoreTests {
 
   @Test("a part of another generation, or a missing one, is refused on reading, by name")
   func torn() async throws {
-    let fixture = try await APIFixture.start()
-    let store = ConfigMapStateStore(
-      client: fixture.client, namespace: "ai", name: "capstan-state", partBytes: 1000)
-    try await store.save(document(bytes: 2500))
+    let (fixture, store) = try await savedInThreeParts()
     func writePart1(generation: Int) async throws {
       _ = try await fixture.server.api(
         "PUT", "/api/v1/namespaces/ai/configmaps/capstan-state-a-1", token: "admin-token",
@@ -97,10 +103,7 @@ struct ConfigMapStateStoreTests {
 
   @Test("a head someone else wrote since it was read is read again, and the parts' save goes through")
   func conflict() async throws {
-    let fixture = try await APIFixture.start()
-    let store = ConfigMapStateStore(
-      client: fixture.client, namespace: "ai", name: "capstan-state", partBytes: 1000)
-    try await store.save(document(bytes: 2500))
+    let (fixture, store) = try await savedInThreeParts()
     // Someone edits the head: its resourceVersion moves past the one the store holds.
     _ = try await fixture.server.api(
       "PUT", "/api/v1/namespaces/ai/configmaps/capstan-state", token: "admin-token",
