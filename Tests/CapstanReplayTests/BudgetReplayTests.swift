@@ -76,6 +76,24 @@ struct BudgetReplayTests {
     #expect((object?["budget_days"] as? [Any])?.count == 6)
   }
 
+  @Test("simulate drives the same engine: a team's spent day freezes the simulated fleet's scale-ups")
+  func simulated() throws {
+    let folder = try scratchDirectory("tenants-simulate")
+    let example = try String(contentsOfFile: "examples/simulate/jobs.yaml", encoding: .utf8)
+    let policy = example.replacingOccurrences(
+      of: "processes:\n  worker:\n",
+      with: "budgets:\n  team: {daily_budget_usd: 0.05}\n\nprocesses:\n  worker:\n    budget: team\n")
+    #expect(policy != example)
+    let file = folder.appendingPathComponent("jobs.yaml")
+    try Data(policy.utf8).write(to: file)
+    let result = try runCapstan(["simulate", file.path, "--trace", "examples/simulate/jobs-burst.csv"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(
+      result.stdout.contains("budget 'team' spent $0.05 of the daily $0.05, past the action threshold 95%"))
+    #expect(result.stdout.contains("budget_frozen       wanted 17"))
+    try? FileManager.default.removeItem(at: folder)
+  }
+
   @Test("validate shows the tree and what binds each process")
   func validateTree() throws {
     let result = try runCapstan(["validate", "examples/tenants/policy.yaml"])
