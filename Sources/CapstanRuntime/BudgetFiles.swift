@@ -22,12 +22,7 @@ public final class BudgetFiles: @unchecked Sendable {
       guard lock.withLock({ written[url.path] }) != data else { continue }
       do {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let temporary = folder.appendingPathComponent(".\(report.date).json.\(getpid()).tmp")
-        try data.write(to: temporary)
-        guard rename(temporary.path, url.path) == 0 else {
-          throw StateStore<EngineState>.Failure(
-            description: "cannot replace \(url.path): \(String(cString: strerror(errno)))")
-        }
+        try AtomicFile.replace(url, with: data, durable: false)
         lock.withLock { written[url.path] = data }
         if let budget = tree.budget(named: report.budget) {
           try prune(folder, budget: budget, today: report.date)

@@ -65,20 +65,37 @@ public struct StateStore<Document: Codable>: Sendable {
 
   /// Replaces the file with `data`, a document as `encode` gives it.
   public func save(encoded data: Data) throws {
-    let temporary = directory.appendingPathComponent(".\(name).\(getpid()).tmp")
+    try AtomicFile.replace(url, with: data, durable: durable)
+  }
+}
+
+/// A file replaced whole: written to a temporary file beside it, fsynced where `durable`,
+/// renamed over the old one, and its folder fsynced, so a crash leaves the old file or the new
+/// one, never half of each.
+public enum AtomicFile {
+  public struct Failure: Error, CustomStringConvertible {
+    public var description: String
+  }
+
+  public static func replace(_ url: URL, with data: Data, durable: Bool) throws {
+    let directory = url.deletingLastPathComponent()
+    let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
     let descriptor = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard descriptor >= 0 else {
-      throw Failure(description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))")
+      throw Failure(
+        description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))")
     }
     let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
     let synced = durable ? fsync(descriptor) : 0
     close(descriptor)
     guard written == data.count, synced == 0 else {
       unlink(temporary.path)
-      throw Failure(description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))")
+      throw Failure(
+        description: "cannot write \(temporary.path): \(String(cString: strerror(errno)))")
     }
     guard rename(temporary.path, url.path) == 0 else {
-      throw Failure(description: "cannot replace \(url.path): \(String(cString: strerror(errno)))")
+      throw Failure(
+        description: "cannot replace \(url.path): \(String(cString: strerror(errno)))")
     }
     let folder = durable ? open(directory.path, O_RDONLY | O_CLOEXEC) : -1
     if folder >= 0 {

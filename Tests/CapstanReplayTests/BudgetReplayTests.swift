@@ -62,6 +62,18 @@ struct BudgetReplayTests {
     #expect(records.contains("budget 'acme' is frozen"))
   }
 
+  @Test("--budget-days where no folder can be made stops the replay with an error that names it")
+  func unwritableDays() throws {
+    let folder = try scratchDirectory("tenants-unwritable")
+    let blocker = folder.appendingPathComponent("not-a-folder")
+    try Data("x".utf8).write(to: blocker)
+    let result = try runCapstan(Self.arguments + ["--budget-days", blocker.path])
+    #expect(result.status == 1)
+    #expect(
+      result.stderr.contains("capstan replay: error: cannot write a budget's day under \(blocker.path)"))
+    try? FileManager.default.removeItem(at: folder)
+  }
+
   @Test("the summary ends with each budget's days: spend against the limit, state, and freeze")
   func summaryDays() throws {
     let result = try runCapstan(Self.arguments)

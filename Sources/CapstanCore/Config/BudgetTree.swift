@@ -61,8 +61,6 @@ public struct BudgetTree: Sendable, Equatable {
 
   public var isEmpty: Bool { budgets.isEmpty }
 
-  public func position(of name: String) -> Int? { positions[name] }
-
   public func budget(named name: String) -> NamedBudget? { positions[name].map { budgets[$0] } }
 
   /// The budget `name` and each above it, nearest first.

@@ -234,7 +234,6 @@ extension ScalingEngine {
         FairDivision.Claim(floor: floors[index] * per, demand: asks[index] * per, step: per, weight: 1))
     }
     let shares = FairDivision.divide(claims, capacity: bound.room)
-    let binds = claims.reduce(0) { $0 + $1.demand } > bound.room
     let totalWeight = claims.reduce(0) { $0 + $1.weight }
     for (offset, child) in children.enumerated() {
       let part = BudgetShare.Part(
@@ -247,7 +246,8 @@ extension ScalingEngine {
     for (offset, index) in targets.enumerated() {
       let share = shares[children.count + offset]
       let ceiling = share / unitsPerReplica(index, unit)
-      guard ceiling < asks[index], binds || !parts.isEmpty else { continue }
+      // Where the room holds every ask, each share is its ask and nothing is held.
+      guard ceiling < asks[index] else { continue }
       if ceiling < (bindings[index].ceiling ?? .max) {
         bindings[index].ceiling = ceiling
         bindings[index].share = BudgetShare(
