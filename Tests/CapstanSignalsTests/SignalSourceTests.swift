@@ -259,18 +259,20 @@ struct SharedSourceTests {
     defer { try? FileManager.default.removeItem(at: folder) }
     let log = folder.appendingPathComponent("reads")
     let script = folder.appendingPathComponent("count.sh")
-    // Each run leaves a line in the log and answers 7; with an argument, it fails.
+    // Each run leaves a line in the log and answers 7; with an argument, it fails. The timeouts
+    // are long, so a loaded machine does not turn a read into a failure; c's differs from a's,
+    // which makes it another read.
     try "#!/bin/sh\necho run >> \(log.path)\n[ -n \"$1\" ] && exit 3\necho 7\n".write(
       to: script, atomically: true, encoding: .utf8)
     try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
     let policy = try PolicyLoader.load(
       yaml: """
         signals:
-          a: {command: {argv: [\(script.path)]}}
-          b: {command: {argv: [\(script.path)]}}
-          c: {command: {argv: [\(script.path)], timeout: 4s}}
-          d: {command: {argv: [\(script.path), fail]}}
-          e: {command: {argv: [\(script.path), fail]}}
+          a: {command: {argv: [\(script.path)], timeout: 60s}}
+          b: {command: {argv: [\(script.path)], timeout: 60s}}
+          c: {command: {argv: [\(script.path)], timeout: 59s}}
+          d: {command: {argv: [\(script.path), fail], timeout: 60s}}
+          e: {command: {argv: [\(script.path), fail], timeout: 60s}}
         processes:
           w: {scaling: {metric: a, target: 10, min: 1, max: 4}}
         autoscaling:
