@@ -35,6 +35,7 @@ enum ValidateReport {
     let count = policy.targets.count
     var out = "\(file): valid, \(count) \(count == 1 ? "target" : "targets")\n"
     let width = policy.targets.map(\.name.count).max() ?? 0
+    let divided = Set(policy.providersDividedByBudget.map(\.name))
     for target in policy.targets {
       let ceiling = StaticCeiling.binding(for: target, in: policy)
       var line =
@@ -51,6 +52,9 @@ enum ValidateReport {
       }
       if let budget = target.budget { line += "; budget $\(Ceilings.format(budget.dailyBudgetUSD))/day" }
       if let name = target.budgetName { line += "; \(budgetBinding(name, in: policy.budgets))" }
+      if let provider = target.rateLimit?.provider, divided.contains(provider) {
+        line += "; provider '\(provider)' is shared with other budgets, divided by rate_limit_weight"
+      }
       if let predictive = target.predictive {
         line += "; \(predictive.summary(max: target.max, min: target.min))"
       }
@@ -97,6 +101,9 @@ enum ValidateReport {
     if let replicas = budget.maxReplicas { parts.append("max \(replicas) replicas") }
     if let gpus = budget.maxGPUs { parts.append("max \(gpus) GPUs") }
     if budget.parent != nil { parts.append("weight \(Ceilings.format(budget.weight))") }
+    if budget.rateLimitWeight != 1 {
+      parts.append("rate_limit_weight \(Ceilings.format(budget.rateLimitWeight))")
+    }
     let processes = policy.targets.filter { $0.budgetName == budget.name }.map(\.name)
     if !processes.isEmpty { parts.append("processes " + processes.joined(separator: ", ")) }
     var out =

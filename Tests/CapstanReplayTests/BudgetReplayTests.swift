@@ -121,4 +121,65 @@ struct BudgetReplayTests {
         "    globex: $250/day (America/Los_Angeles), freezes at 95%; max 10 replicas; weight 1; processes globex-workers"
       ))
   }
+
+  @Test(
+    "tenants sharing a provider: validate says it is divided, and a replayed burst is split by rate_limit_weight"
+  )
+  func sharedProvider() throws {
+    let folder = try scratchDirectory("tenants-provider")
+    let policy = folder.appendingPathComponent("policy.yaml")
+    try Data(
+      """
+      budgets:
+        org: {daily_budget_usd: 10000}
+        acme: {parent: org, daily_budget_usd: 100, rate_limit_weight: 2}
+        globex: {parent: org, daily_budget_usd: 100}
+      providers:
+        llm: {tokens_per_minute: 100000, safety_margin: 0.8}
+      processes:
+        acme-agents:
+          budget: acme
+          cost_per_hour_usd: 1
+          rate_limit: {provider: llm, tokens_per_minute_per_replica: 10000}
+          scaling: {metric: qa, target: 10, min: 1, max: 40}
+        globex-agents:
+          budget: globex
+          cost_per_hour_usd: 1
+          rate_limit: {provider: llm, tokens_per_minute_per_replica: 10000}
+          scaling: {metric: qg, target: 10, min: 1, max: 40}
+
+      """.utf8
+    ).write(to: policy)
+    let validated = try runCapstan(["validate", policy.path])
+    #expect(validated.status == 0, "\(validated.stderr)")
+    #expect(
+      validated.stdout.contains(
+        "in budget globex, under org: freezes with globex's or org's day; provider 'llm' is shared with other budgets, divided by rate_limit_weight"
+      ), "\(validated.stdout)")
+    #expect(
+      validated.stdout.contains("acme: $100/day (GMT), freezes at 95%; weight 100; rate_limit_weight 2;"))
+
+    let metrics = folder.appendingPathComponent("burst.csv")
+    try Data("timestamp,qa,qg\n2023-11-16T00:00:00Z,200,200\n2023-11-16T00:01:00Z,200,200\n".utf8).write(
+      to: metrics)
+    let audit = folder.appendingPathComponent("audit.jsonl")
+    let replayed = try runCapstan([
+      "replay", policy.path, "--metrics", metrics.path, "--audit-log", audit.path,
+      "--start", "acme-agents=1", "--start", "globex-agents=1",
+    ])
+    #expect(replayed.status == 0, "\(replayed.stderr)")
+    let records = try String(contentsOf: audit, encoding: .utf8).split(separator: "\n").compactMap {
+      try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+    let scaled = records.filter { $0["event"] as? String == "scale_up" }
+    #expect(
+      scaled.map { "\($0["process"] ?? "") \($0["to"] ?? "")" } == ["acme-agents 6", "globex-agents 2"])
+    #expect(
+      records.contains {
+        $0["process"] as? String == "globex-agents" && $0["reason"] as? String == "rate_limit_ceiling"
+          && ($0["detail"] as? String)?.contains("divided by rate_limit_weight: globex 20000 (weight 1 of 3)")
+            == true
+      }, "\(records)")
+    try? FileManager.default.removeItem(at: folder)
+  }
 }

@@ -22,10 +22,13 @@ public struct NamedBudget: Sendable, Equatable {
   /// Its share, beside its siblings', of a parent's cap that cannot give every one what it
   /// asks: `weight`, else its `daily_budget_usd`, else 1.
   public var weight: Double
+  /// Its share, beside its siblings', of a provider's rate limit that processes of several
+  /// budgets share and that cannot give every one what it asks: `rate_limit_weight`, else 1,
+  /// as a process in no budget weighs beside them.
+  public var rateLimitWeight: Double
   /// Days of `STATE_DIR/budgets/NAME/` files kept. Default 30.
   public var keepDays: Int
   public var location: FileLocation?
-
 }
 
 /// The `budgets:` tree, parents before their children, and which budgets each process is in.
@@ -76,4 +79,15 @@ public struct BudgetTree: Sendable, Equatable {
 
   /// Whether any budget caps replicas or GPUs, which makes a tick divide them.
   public var hasCaps: Bool { budgets.contains { $0.maxReplicas != nil || $0.maxGPUs != nil } }
+}
+
+extension Policy {
+  /// The providers that processes of more than one budget share (or of a budget and of none):
+  /// a tick divides their limits by the budgets' `rate_limit_weight`.
+  public var providersDividedByBudget: [ProviderLimits] {
+    guard !budgets.isEmpty else { return [] }
+    return providers.filter { provider in
+      Set(targets.filter { $0.rateLimit?.provider == provider.name }.map { $0.budgetName ?? "" }).count > 1
+    }
+  }
 }

@@ -13,7 +13,7 @@ extension PolicyValidator {
       var budget = NamedBudget(
         name: name.text, parent: nil, dailyBudgetUSD: nil, actionThreshold: PolicyDefaults.actionThreshold,
         timeZone: .gmt, costRateMetric: nil,
-        maxReplicas: nil, maxGPUs: nil, weight: 1, keepDays: 30, location: name.location)
+        maxReplicas: nil, maxGPUs: nil, weight: 1, rateLimitWeight: 1, keepDays: 30, location: name.location)
       if let parent = entry.parent {
         if parent.text == name.text {
           sink.error(
@@ -40,6 +40,8 @@ extension PolicyValidator {
       budget.maxGPUs = entry.maxGPUs.flatMap { count($0, "GPUs") }
       budget.weight =
         entry.weight.flatMap { positive($0, "a share beside its siblings") } ?? budget.dailyBudgetUSD ?? 1
+      budget.rateLimitWeight =
+        entry.rateLimitWeight.flatMap { positive($0, "a share of a provider beside its siblings") } ?? 1
       if let keep = entry.keepDays, let days = count(keep, "days") {
         if days < 1 {
           sink.error(keep.location, "keep_days is \(keep.text): keep at least 1 day of budget files")
@@ -48,11 +50,12 @@ extension PolicyValidator {
         }
       }
       if entry.dailyBudgetUSD == nil, entry.maxReplicas == nil, entry.maxGPUs == nil,
+        entry.rateLimitWeight == nil,
         !raw.entries.contains(where: { $0.value.parent?.text == name.text })
       {
         sink.warning(
           name.location,
-          "budget '\(name.text)' has no daily_budget_usd, max_replicas or max_gpus and no budget below it: it limits nothing"
+          "budget '\(name.text)' has no daily_budget_usd, max_replicas, max_gpus or rate_limit_weight and no budget below it: it limits nothing"
         )
       }
       budgets.append(budget)

@@ -312,10 +312,11 @@ struct RawCostCircuitBreaker: Decodable {
 /// An entry of `budgets:`.
 struct RawBudget: Decodable {
   var parent, dailyBudgetUSD, actionThreshold, timezone, costRateMetric: RawScalar?
-  var maxReplicas, maxGPUs, weight, keepDays: RawScalar?
+  var maxReplicas, maxGPUs, weight, rateLimitWeight, keepDays: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case parent, timezone, weight
+    case rateLimitWeight = "rate_limit_weight"
     case dailyBudgetUSD = "daily_budget_usd", actionThreshold = "action_threshold"
     case costRateMetric = "cost_rate_metric", maxReplicas = "max_replicas", maxGPUs = "max_gpus"
     case keepDays = "keep_days"

@@ -16,7 +16,8 @@ public struct BudgetShare: Sendable, Equatable {
   /// its siblings'.
   public struct Part: Sendable, Equatable {
     public var name: String
-    public var units: Int
+    /// In the share's unit: replicas, GPUs, a provider's tokens or requests per minute.
+    public var units: Double
     public var weight: Double
     public var siblingsWeight: Double
   }
@@ -40,6 +41,11 @@ struct TreeBinding {
   var ceiling: Int?
   /// How that share was reached, where it holds the target below what it asks.
   var share: BudgetShare?
+  /// The most replicas (draining ones included) its share of a provider that several budgets'
+  /// processes share leaves it.
+  var providerCeiling: Int?
+  /// How that share was reached, where it holds the target below what it asks.
+  var providerShare: ProviderShare?
 }
 
 /// The `budgets:` tree as the engine walks it, worked out once from the policy.
@@ -54,6 +60,12 @@ struct PreparedBudgets {
   let chains: [[Int]]
   /// Per target: whether a budget above it caps replicas or GPUs.
   let capped: [Bool]
+  /// The providers that processes of more than one budget share (or of a budget and of none),
+  /// whose limits are divided by `rate_limit_weight`, each with its targets.
+  let dividedProviders: [(provider: ProviderLimits, targets: [Int])]
+  /// Per target: whether a tick divides something it takes (a cap, a provider's limit), so
+  /// what it asks for is found first.
+  let divided: [Bool]
 
   init(_ policy: Policy) {
     let tree = policy.budgets
@@ -79,6 +91,13 @@ struct PreparedBudgets {
     subtreeTargets = subtree
     self.chains = chains
     self.capped = capped
+    var divided = capped
+    dividedProviders = policy.providersDividedByBudget.map { provider in
+      let targets = policy.targets.indices.filter { policy.targets[$0].rateLimit?.provider == provider.name }
+      for index in targets { divided[index] = true }
+      return (provider, targets)
+    }
+    self.divided = divided
   }
 
   var isEmpty: Bool { tree.isEmpty }
@@ -133,16 +152,18 @@ extension ScalingEngine {
     }
   }
 
-  /// Step 1c, the budgets' caps: what each capped target asks for this tick is found first (a
-  /// decision on a copy of its state, with no cap of a budget), then each cap's room is divided
-  /// down the tree in proportion to the weights, and each target's share becomes its ceiling.
-  func divideBudgetCaps(
+  /// Step 1c, the budgets' caps and the providers they share: what each target under a cap or
+  /// on a divided provider asks for this tick is found first (a decision on a copy of its
+  /// state, with no share of a budget), then each cap's room is divided down the tree in
+  /// proportion to the weights, then each divided provider's limits by `rate_limit_weight`
+  /// (`divideProviders`), and each target's shares become its ceilings.
+  func divideShares(
     _ signals: SignalTable, replicas: UnsafeBufferPointer<ReplicaStatus?>, state: EngineState, now: Date,
     bindings: inout [TreeBinding]
   ) {
     var floors = Array(repeating: 0, count: prepared.count)
     var asks = Array(repeating: 0, count: prepared.count)
-    for (index, prepared) in self.prepared.enumerated() where budgets.capped[index] {
+    for (index, prepared) in self.prepared.enumerated() where budgets.divided[index] {
       guard let status = replicas[index] else {
         // Not read this tick: it holds what it last ran, and asks for nothing more.
         let held = state.targets[prepared.target.name]?.lastReplicas ?? 0
@@ -159,6 +180,7 @@ extension ScalingEngine {
       }
       var frozenOnly = bindings[index]
       frozenOnly.ceiling = nil
+      frozenOnly.providerCeiling = nil
       let context = TargetContext(
         prepared: prepared, status: status, signals: signals, now: now,
         budget: state.budgets.value(atTarget: index, of: order).map {
@@ -173,7 +195,7 @@ extension ScalingEngine {
       floors[index] = min(status.current, wanted) + status.draining
       asks[index] = wanted + status.draining
     }
-    for unit in [BudgetShare.Unit.replicas, .gpus] {
+    for unit in [BudgetShare.Unit.replicas, .gpus] where budgets.tree.hasCaps {
       for (position, parent) in budgets.tree.parents.enumerated() where parent == nil {
         divide(
           position, unit: unit, capacity: nil, parts: [], floors: floors, asks: asks, bindings: &bindings)
@@ -184,6 +206,10 @@ extension ScalingEngine {
           asks[index] = max(floors[index], min(asks[index], ceiling))
         }
       }
+    }
+    // After the caps: a target asks a provider for no more than its share of them allows.
+    for (provider, targets) in budgets.dividedProviders {
+      divide(provider, targets: targets, floors: floors, asks: asks, bindings: &bindings)
     }
   }
 
@@ -226,18 +252,23 @@ extension ScalingEngine {
         demand = max(floor, min(demand, cap))
       }
       claims.append(
-        FairDivision.Claim(floor: floor, demand: demand, step: max(1, step), weight: childBudget.weight))
+        FairDivision.Claim(
+          floor: Double(floor), demand: Double(demand), step: Double(max(1, step)), weight: childBudget.weight
+        ))
     }
     for index in targets {
       let per = unitsPerReplica(index, unit)
       claims.append(
-        FairDivision.Claim(floor: floors[index] * per, demand: asks[index] * per, step: per, weight: 1))
+        FairDivision.Claim(
+          floor: Double(floors[index] * per), demand: Double(asks[index] * per), step: Double(per), weight: 1)
+      )
     }
-    let shares = FairDivision.divide(claims, capacity: bound.room)
+    // Whole units, each share a sum of whole steps.
+    let shares = FairDivision.divide(claims, capacity: Double(bound.room)).map { Int($0.rounded()) }
     let totalWeight = claims.reduce(0) { $0 + $1.weight }
     for (offset, child) in children.enumerated() {
       let part = BudgetShare.Part(
-        name: budgets.tree.budgets[child].name, units: shares[offset], weight: claims[offset].weight,
+        name: budgets.tree.budgets[child].name, units: Double(shares[offset]), weight: claims[offset].weight,
         siblingsWeight: totalWeight)
       divide(
         child, unit: unit, capacity: (bound.budget, bound.cap, shares[offset]), parts: parts + [part],
@@ -252,7 +283,7 @@ extension ScalingEngine {
         bindings[index].ceiling = ceiling
         bindings[index].share = BudgetShare(
           unit: unit, budget: bound.budget, cap: bound.cap, parts: parts, units: share,
-          asked: claims[children.count + offset].demand)
+          asked: Int(claims[children.count + offset].demand))
       }
     }
   }

@@ -116,8 +116,8 @@ public struct ScalingEngine: Sendable {
     if !budgets.isEmpty {
       bindings = advanceBudgetTree(
         signals, replicas: replicas, state: &state, now: now, into: &decision.events)
-      if budgets.tree.hasCaps {
-        divideBudgetCaps(signals, replicas: replicas, state: state, now: now, bindings: &bindings)
+      if budgets.tree.hasCaps || !budgets.dividedProviders.isEmpty {
+        divideShares(signals, replicas: replicas, state: state, now: now, bindings: &bindings)
       }
     }
 
@@ -133,7 +133,8 @@ public struct ScalingEngine: Sendable {
           ? SharedUsage()
           : sharedUsage(of: prepared.peers, replicas, decision.actions),
         floor: floor, floorReplicas: floor?.replicas,
-        tree: bindings.isEmpty || budgets.chains[index].isEmpty ? nil : bindings[index]
+        tree: bindings.isEmpty || (budgets.chains[index].isEmpty && !budgets.divided[index])
+          ? nil : bindings[index]
       )
       // Decided in place at the target's position in the saved state, so its windows are not
       // copied every tick and its name is not hashed.

@@ -118,6 +118,7 @@ extension TargetContext {
     case .draining(let draining): text = drainingHold(draining)
     case .predictive: text = floor.map(describe) ?? "predictive floor"
     case .budgetShare: text = tree?.share.map(describe) ?? "a budget's cap"
+    case .providerShare: text = tree?.providerShare.map(describe) ?? "a share of a provider's rate limit"
     case .frozenAbove:
       text =
         tree?.frozenBy.map {
@@ -165,9 +166,31 @@ extension TargetContext {
       text +=
         ", divided by weight: "
         + share.parts.map {
-          "\($0.name) \($0.units) (weight \(format($0.weight)) of \(format($0.siblingsWeight)))"
+          "\($0.name) \(format($0.units)) (weight \(format($0.weight)) of \(format($0.siblingsWeight)))"
         }.joined(separator: ", then ")
     }
     return text + "; this process's share is \(share.units) \(unit) of the \(share.asked) it asks for"
+  }
+
+  /// `provider 'llm' tokens_per_minute 100000 × safety margin 0.8, divided by
+  /// rate_limit_weight: acme 53333 (weight 2 of 3); this process's share, 53333 at 10000 per
+  /// replica, allows 5 replicas of the 8 it asks for`.
+  func describe(_ share: ProviderShare) -> String {
+    var text =
+      "provider '\(share.provider)' \(share.what) \(format(share.limit)) × safety margin \(format(share.margin))"
+    if !share.parts.isEmpty {
+      text +=
+        ", divided by rate_limit_weight: "
+        + share.parts.map {
+          "\($0.name) \(amount($0.units)) (weight \(format($0.weight)) of \(format($0.siblingsWeight)))"
+        }.joined(separator: ", then ")
+    }
+    return text
+      + "; this process's share, \(amount(share.units)) at \(format(share.perReplica)) per replica, allows \(share.replicas) replicas of the \(share.asked) it asks for"
+  }
+
+  /// A share of tokens or requests per minute: whole where it is large, to two places where not.
+  func amount(_ value: Double) -> String {
+    value >= 100 ? format(value.rounded(.down)) : format((value * 100).rounded(.down) / 100)
   }
 }

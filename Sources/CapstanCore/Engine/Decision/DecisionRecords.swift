@@ -58,6 +58,9 @@ struct Clamp {
     /// The target's share of its budgets' cap, and the frozen budget above it, kept by the
     /// context (`TreeBinding`).
     case budgetShare
+    /// The target's share of a provider's limit divided by `rate_limit_weight`, kept by the
+    /// context (`TreeBinding`).
+    case providerShare
     case frozenAbove
   }
 }

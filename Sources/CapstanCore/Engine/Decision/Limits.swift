@@ -67,6 +67,14 @@ extension TargetContext {
     }
     if next > current {
       apply(.costCeiling, Ceilings.costReplicas(target))
+      // A share of a provider divided between budgets first: where it binds, the room left
+      // by the others' use binds at the same count, and the share is the reason.
+      if let ceiling = tree?.providerCeiling {
+        let allowed = ceiling - status.draining
+        if next > allowed {
+          next = clamps.record(.rateLimitCeiling, from: next, to: max(current, allowed), .providerShare)
+        }
+      }
       if let provider {
         apply(
           .rateLimitCeiling, Ceilings.rateLimitReplicas(target, provider: provider, others: others)?.replicas)
