@@ -156,7 +156,8 @@ extension ScalingEngine {
   /// on a divided provider asks for this tick is found first (a decision on a copy of its
   /// state, with no share of a budget), then each cap's room is divided down the tree in
   /// proportion to the weights, then each divided provider's limits by `rate_limit_weight`
-  /// (`divideProviders`), and each target's shares become its ceilings.
+  /// (`divide(_:targets:floors:asks:bindings:)`, ProviderShares.swift), and each target's shares
+  /// become its ceilings.
   func divideShares(
     _ signals: SignalTable, replicas: UnsafeBufferPointer<ReplicaStatus?>, state: EngineState, now: Date,
     bindings: inout [TreeBinding]
