@@ -127,30 +127,8 @@ struct BudgetReplayTests {
   )
   func sharedProvider() throws {
     let folder = try scratchDirectory("tenants-provider")
-    let policy = folder.appendingPathComponent("policy.yaml")
-    try Data(
-      """
-      budgets:
-        org: {daily_budget_usd: 10000}
-        acme: {parent: org, daily_budget_usd: 100, rate_limit_weight: 2}
-        globex: {parent: org, daily_budget_usd: 100}
-      providers:
-        llm: {tokens_per_minute: 100000, safety_margin: 0.8}
-      processes:
-        acme-agents:
-          budget: acme
-          cost_per_hour_usd: 1
-          rate_limit: {provider: llm, tokens_per_minute_per_replica: 10000}
-          scaling: {metric: qa, target: 10, min: 1, max: 40}
-        globex-agents:
-          budget: globex
-          cost_per_hour_usd: 1
-          rate_limit: {provider: llm, tokens_per_minute_per_replica: 10000}
-          scaling: {metric: qg, target: 10, min: 1, max: 40}
-
-      """.utf8
-    ).write(to: policy)
-    let validated = try runCapstan(["validate", policy.path])
+    let policy = "examples/shared-provider/policy.yaml"
+    let validated = try runCapstan(["validate", policy])
     #expect(validated.status == 0, "\(validated.stderr)")
     #expect(
       validated.stdout.contains(
@@ -159,12 +137,9 @@ struct BudgetReplayTests {
     #expect(
       validated.stdout.contains("acme: $100/day (GMT), freezes at 95%; weight 100; rate_limit_weight 2;"))
 
-    let metrics = folder.appendingPathComponent("burst.csv")
-    try Data("timestamp,qa,qg\n2023-11-16T00:00:00Z,200,200\n2023-11-16T00:01:00Z,200,200\n".utf8).write(
-      to: metrics)
     let audit = folder.appendingPathComponent("audit.jsonl")
     let replayed = try runCapstan([
-      "replay", policy.path, "--metrics", metrics.path, "--audit-log", audit.path,
+      "replay", policy, "--metrics", "examples/shared-provider/burst.csv", "--audit-log", audit.path,
       "--start", "acme-agents=1", "--start", "globex-agents=1",
     ])
     #expect(replayed.status == 0, "\(replayed.stderr)")

@@ -161,14 +161,7 @@ extension TargetContext {
   /// share is 4 GPUs of the 10 it asks for`.
   func describe(_ share: BudgetShare) -> String {
     let unit = share.unit.rawValue
-    var text = "budget '\(share.budget)' caps \(unit) at \(share.cap)"
-    if !share.parts.isEmpty {
-      text +=
-        ", divided by weight: "
-        + share.parts.map {
-          "\($0.name) \(format($0.units)) (weight \(format($0.weight)) of \(format($0.siblingsWeight)))"
-        }.joined(separator: ", then ")
-    }
+    let text = "budget '\(share.budget)' caps \(unit) at \(share.cap)" + division(share.parts, by: "weight")
     return text + "; this process's share is \(share.units) \(unit) of the \(share.asked) it asks for"
   }
 
@@ -176,17 +169,21 @@ extension TargetContext {
   /// rate_limit_weight: acme 53333 (weight 2 of 3); this process's share, 53333 at 10000 per
   /// replica, allows 5 replicas of the 8 it asks for`.
   func describe(_ share: ProviderShare) -> String {
-    var text =
+    let text =
       "provider '\(share.provider)' \(share.what) \(format(share.limit)) × safety margin \(format(share.margin))"
-    if !share.parts.isEmpty {
-      text +=
-        ", divided by rate_limit_weight: "
-        + share.parts.map {
-          "\($0.name) \(amount($0.units)) (weight \(format($0.weight)) of \(format($0.siblingsWeight)))"
-        }.joined(separator: ", then ")
-    }
+      + division(share.parts, by: "rate_limit_weight")
     return text
       + "; this process's share, \(amount(share.units)) at \(format(share.perReplica)) per replica, allows \(share.replicas) replicas of the \(share.asked) it asks for"
+  }
+
+  /// `, divided by weight: acme 5 (weight 2 of 3), then acme-eu 3 (weight 1 of 2)`; nothing for
+  /// a share that no sibling had to be given part of.
+  func division(_ parts: [BudgetShare.Part], by key: String) -> String {
+    guard !parts.isEmpty else { return "" }
+    return ", divided by \(key): "
+      + parts.map {
+        "\($0.name) \(amount($0.units)) (weight \(format($0.weight)) of \(format($0.siblingsWeight)))"
+      }.joined(separator: ", then ")
   }
 
   /// A share of tokens or requests per minute: whole where it is large, to two places where not.
