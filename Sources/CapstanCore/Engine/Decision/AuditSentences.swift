@@ -166,8 +166,8 @@ extension TargetContext {
   }
 
   /// `provider 'llm' tokens_per_minute 100000 × safety margin 0.8, divided by
-  /// rate_limit_weight: acme 53333 (weight 2 of 3); this process's share, 53333 at 10000 per
-  /// replica, allows 5 replicas of the 8 it asks for`.
+  /// rate_limit_weight: globex 20000 (weight 1 of 3); this process's share, 20000 at 10000 per
+  /// replica, allows 2 replicas of the 7 it asks for`.
   func describe(_ share: ProviderShare) -> String {
     let text =
       "provider '\(share.provider)' \(share.what) \(format(share.limit)) × safety margin \(format(share.margin))"
