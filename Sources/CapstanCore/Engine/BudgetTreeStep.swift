@@ -58,8 +58,6 @@ struct PreparedBudgets {
   let subtreeTargets: [[Int]]
   /// Per target: its budget and each above it, nearest first; empty where it has none.
   let chains: [[Int]]
-  /// Per target: whether a budget above it caps replicas or GPUs.
-  let capped: [Bool]
   /// The providers that processes of more than one budget share (or of a budget and of none),
   /// whose limits are divided by `rate_limit_weight`, each with its targets.
   let dividedProviders: [(provider: ProviderLimits, targets: [Int])]
@@ -90,7 +88,7 @@ struct PreparedBudgets {
     directTargets = direct
     subtreeTargets = subtree
     self.chains = chains
-    self.capped = capped
+    // A target under a cap, or on a divided provider.
     var divided = capped
     dividedProviders = policy.providersDividedByBudget.map { provider in
       let targets = policy.targets.indices.filter { policy.targets[$0].rateLimit?.provider == provider.name }

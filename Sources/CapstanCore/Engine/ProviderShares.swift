@@ -34,7 +34,7 @@ extension ScalingEngine {
       }
       guard !perReplica.isEmpty else { continue }
       let division = ProviderDivision(
-        tree: budgets, chains: budgets.chains, perReplica: perReplica, floors: floors, asks: asks)
+        tree: budgets, perReplica: perReplica, floors: floors, asks: asks)
       let capacity = limit * provider.safetyMargin
       division.divide(at: nil, capacity: capacity, parts: []) { index, units, parts in
         guard let per = perReplica[index] else { return }
@@ -53,7 +53,6 @@ extension ScalingEngine {
 /// One limit of one provider, divided down the budgets' tree among the targets that take it.
 private struct ProviderDivision {
   let tree: PreparedBudgets
-  let chains: [[Int]]
   /// The targets that take the limit, each with what one replica takes.
   let perReplica: [Int: Double]
   let floors: [Int]
@@ -80,7 +79,7 @@ private struct ProviderDivision {
   ) {
     let children = tree.tree.budgets.indices.filter { tree.tree.parents[$0] == position }
       .filter { tree.subtreeTargets[$0].contains { perReplica[$0] != nil } }
-    let own = perReplica.keys.sorted().filter { chains[$0].first == position }
+    let own = perReplica.keys.sorted().filter { tree.chains[$0].first == position }
     var claims = children.map {
       claim(of: tree.subtreeTargets[$0], weight: tree.tree.budgets[$0].rateLimitWeight)
     }
