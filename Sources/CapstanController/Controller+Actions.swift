@@ -44,7 +44,7 @@ extension Controller {
         return
       } catch {
         // The change did not happen: forget it, so the next decision starts from what runs.
-        state.engine.targets[action.process] = before.targets[action.process]
+        state.engine.forget(action.process, as: before, in: policy)
         persist()
         metrics.backendError(action.process)
         let conflict = (error as? BackendError)?.conflict == true && conflicts < Self.conflictRetries

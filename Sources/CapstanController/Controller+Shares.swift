@@ -76,7 +76,7 @@ extension Controller {
         actions.append(action)
         continue
       }
-      state.engine.targets[action.process] = before.targets[action.process]
+      state.engine.forget(action.process, as: before, in: policy)
       let detail =
         "wanted \(action.to) (\(action.detail)); the rate-limit share on provider '\(provider)' could not be published (\(reasons.joined(separator: "; "))): no scale-up until every replica can be told its share"
       if let index = events.firstIndex(where: { $0.process == action.process && $0.kind == .scaleUp }) {

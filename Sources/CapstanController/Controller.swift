@@ -230,7 +230,7 @@ public actor Controller {
         // Fail closed: no action without its record and the state that remembers it. The
         // engine forgets these decisions, so the next tick decides them again from what runs.
         for action in decision.actions {
-          state.engine.targets[action.process] = before.targets[action.process]
+          state.engine.forget(action.process, as: before, in: policy)
         }
         if !decision.actions.isEmpty {
           logger.critical(

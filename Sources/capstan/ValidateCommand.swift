@@ -50,6 +50,9 @@ enum ValidateReport {
           target.policyName.map { "; \(metric) has no target, so only policy '\($0)' scales it" }
           ?? "; \(metric) has no target and no policy scales it, so it holds within \(target.min)..\(target.max)"
       }
+      if let variant = target.variant {
+        line += "; variant of \(variant.group), carries \(Ceilings.format(variant.capacity)) of its capacity"
+      }
       if let budget = target.budget { line += "; budget $\(Ceilings.format(budget.dailyBudgetUSD))/day" }
       if let name = target.budgetName { line += "; \(budgetBinding(name, in: policy.budgets))" }
       if let provider = target.rateLimit?.provider, divided.contains(provider) {
@@ -63,6 +66,10 @@ enum ValidateReport {
       }
       out += line + "\n"
     }
+    if !policy.variantGroups.isEmpty {
+      out += "variants:\n"
+      for group in policy.variantGroups { out += variantLine(group, policy) }
+    }
     if !policy.budgets.isEmpty {
       out += "budgets:\n"
       for (position, parent) in policy.budgets.parents.enumerated() where parent == nil {
@@ -70,6 +77,29 @@ enum ValidateReport {
       }
     }
     return out.trimmingCharacters(in: .newlines)
+  }
+
+  /// `inference  capacity 1..24, tracks request_rate at 10 per unit; fills l4 (...), then h100
+  /// (...); removes in the reverse order`.
+  static func variantLine(_ group: VariantGroup, _ policy: Policy) -> String {
+    let process = group.process
+    var line = "  \(process.name)  capacity \(process.min)..\(process.max)"
+    if let tracking = process.tracking {
+      let goal =
+        tracking.kind == .utilization
+        ? "\(Ceilings.format(tracking.target))%" : "\(Ceilings.format(tracking.target)) per unit of capacity"
+      line += ", tracks \(tracking.metric) at \(goal)"
+    }
+    let steps = group.fillOrder.enumerated().compactMap { position, name -> String? in
+      guard let target = policy.target(named: name), let variant = target.variant else { return nil }
+      let ceiling = StaticCeiling.binding(for: target, in: policy)
+      let why =
+        position < group.preferred
+        ? "preferred" : "$\(String(format: "%.2f", variant.costPerUnit(target))) an hour a unit"
+      return "\(variant.variant) (\(why), \(ceiling.replicas) replicas at most: \(ceiling.explanation))"
+    }
+    line += "; fills \(steps.joined(separator: ", then ")); removes in the reverse order"
+    return line + "\n"
   }
 
   /// `in budget acme, under org: freezes with acme's day or org's; capped by acme's 12 replicas`.

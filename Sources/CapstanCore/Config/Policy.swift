@@ -12,10 +12,16 @@ public struct Policy: Sendable, Equatable {
   public var gpuPools: [GPUPool]
   /// The `budgets:` tree; empty where the file has none.
   public var budgets = BudgetTree()
+  /// The processes with `variants:`, in file order. Each variant is one of `targets`; the
+  /// process itself is not.
+  public var variantGroups: [VariantGroup] = []
 
   public func target(named name: String) -> ScalingTarget? { targets.first { $0.name == name } }
   public func provider(named name: String) -> ProviderLimits? { providers.first { $0.name == name } }
   public func gpuPool(named name: String) -> GPUPool? { gpuPools.first { $0.name == name } }
+  public func variantGroup(named name: String) -> VariantGroup? {
+    variantGroups.first { $0.process.name == name }
+  }
 }
 
 public struct ControllerSettings: Sendable, Equatable {
@@ -222,6 +228,9 @@ public struct ScalingTarget: Sendable, Equatable {
   public var location: FileLocation?
   /// The budget of `budgets:` it is in (and so in every budget above that one); nil: none.
   public var budgetName: String? = nil
+  /// For one variant of a process with `variants:`, which process and what a replica carries;
+  /// nil for any other target.
+  public var variant: VariantMembership? = nil
 
   /// The signals its proposals read (tracking, scale_up and scale_down rules): any of them
   /// missing vetoes a scale-down.

@@ -260,6 +260,7 @@ struct PolicyValidator {
       targets[index].budgetName = validateBudgetName(
         process.budget, process: name.text, declared: declaredBudgets, tree: budgets)
     }
+    let variantGroups = expandVariants(raw, targets: &targets, providers: providers, pools: pools)
     checkBudgetsCount(budgets, targets: targets)
 
     for target in targets where target.min == 0 && target.workloadClass == .batch {
@@ -284,12 +285,21 @@ struct PolicyValidator {
     var policy = Policy(
       controller: controller, signals: signals, targets: targets, providers: providers, gpuPools: pools,
       budgets: budgets)
+    policy.variantGroups = variantGroups
     if let backend = raw.backend, let settings = validateBackend(backend) { policy.backend = settings }
     if raw.backend == nil && raw.kubernetes != nil { policy.backend = .kubernetes(KubernetesSettings()) }
     if case .kubernetes = policy.backend {
       policy.backend = .kubernetes(validateKubernetes(raw.kubernetes))
+      // A variant's workload is written under its variant, and named after its target.
+      let variantWorkloads = (raw.processes?.entries ?? []).flatMap { process in
+        (process.value.variants?.entries ?? []).map {
+          let name = VariantGroup.targetName(process: process.name.text, variant: $0.name.text)
+          return (name, (RawScalar(text: name, location: $0.name.location), $0.value.kubernetes))
+        }
+      }
       let workloads = Dictionary(
-        (raw.processes?.entries ?? []).map { ($0.name.text, ($0.name, $0.value.kubernetes)) },
+        (raw.processes?.entries ?? []).map { ($0.name.text, ($0.name, $0.value.kubernetes)) }
+          + variantWorkloads,
         uniquingKeysWith: { a, _ in a })
       for index in policy.targets.indices {
         let target = policy.targets[index]

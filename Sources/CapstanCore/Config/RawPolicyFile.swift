@@ -207,10 +207,12 @@ struct RawProcess: Decodable {
   var startup: RawScalar?
   var predictive: RawPredictive?
   var budget: RawBudgetName?
+  var variants: RawMap<RawVariant>?
+  var prefer: RawNameList?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case type, description, `class`, scaling, resources, local, kubernetes, simulation, startup, predictive
-    case budget
+    case budget, variants, prefer
     case costPerHourUSD = "cost_per_hour_usd", rateLimit = "rate_limit"
   }
 }

@@ -169,6 +169,14 @@ extension ScalingEngine {
         (floors[index], asks[index]) = (held, held)
         continue
       }
+      if prepared.target.variant != nil {
+        // A variant is sized by its process's fill, not by rules of its own: it asks for room
+        // up to its max, and the fill takes no more of the share than the capacity needs.
+        (floors[index], asks[index]) = (
+          status.current + status.draining, prepared.target.max + status.draining
+        )
+        continue
+      }
       var scratch = state.targets.value(atTarget: index, of: order) ?? TargetState()
       var forecast = state.forecasts[prepared.target.name] ?? ForecastState()
       let floor = prepared.target.predictive.flatMap { predictive in

@@ -7,6 +7,8 @@ public struct ScalingEngine: Sendable {
   public let policy: Policy
   /// For each signal, the targets (by index) that read it, computed once rather than every tick.
   private let readers: [String: [Int]]
+  /// For each signal, the processes with variants (by index) whose rules read it.
+  private let groupReaders: [String: [Int]]
   /// Per target, in policy order, what every tick needs and the policy fixes.
   let prepared: [PreparedTarget]
   /// Every signal the policy names, in order: a tick looks each up once, by position after.
@@ -17,6 +19,10 @@ public struct ScalingEngine: Sendable {
   let signalPositions: [String: Int]
   /// The `budgets:` tree as a tick walks it.
   let budgets: PreparedBudgets
+  /// The processes with variants, in the policy's order.
+  let variantGroups: [PreparedVariantGroup]
+  /// Per target, the index of the group it is a variant of; nil for any other target.
+  let groupOfTarget: [Int?]
 
   // MARK: The input layout, which drivers ask for rather than work out
 
@@ -50,14 +56,33 @@ public struct ScalingEngine: Sendable {
         if known.insert(name).inserted { names.append(name) }
       }
     }
+    var groupReaders: [String: [Int]] = [:]
+    for (index, group) in policy.variantGroups.enumerated() {
+      for name in group.process.signalNames {
+        groupReaders[name, default: []].append(index)
+        if known.insert(name).inserted { names.append(name) }
+      }
+    }
     self.readers = readers
+    self.groupReaders = groupReaders
     signalNames = names
     let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     signalPositions = positions
-    order = TargetOrder(policy.targets.map(\.name))
+    // A group's own state (its windows and timers, on its capacity) follows the targets'.
+    order = TargetOrder(policy.targets.map(\.name) + policy.variantGroups.map(\.process.name))
     let sharing = TargetsSharing(policy)
     prepared = policy.targets.map { PreparedTarget($0, in: policy, positions: positions, sharing: sharing) }
     budgets = PreparedBudgets(policy)
+    let groups = policy.variantGroups.enumerated().map { position, group in
+      PreparedVariantGroup(
+        group, slot: policy.targets.count + position, in: policy, positions: positions, sharing: sharing)
+    }
+    variantGroups = groups
+    var groupOfTarget = [Int?](repeating: nil, count: policy.targets.count)
+    for (position, group) in groups.enumerated() {
+      for member in group.members { groupOfTarget[member] = position }
+    }
+    self.groupOfTarget = groupOfTarget
   }
 
   /// - Parameter state: consumed and returned as the next state; pass `consume state` from a
@@ -122,6 +147,16 @@ public struct ScalingEngine: Sendable {
     }
 
     for (index, prepared) in self.prepared.enumerated() {
+      if let position = groupOfTarget[index] {
+        // A variant is decided with its siblings, by its process's capacity.
+        let group = variantGroups[position]
+        if index == group.firstMember {
+          decideVariants(
+            group, signals: signals, replicas: replicas, state: &state, now: now, bindings: bindings,
+            into: &decision)
+        }
+        continue
+      }
       guard let status = replicas[index] else { continue }
       let floor = advanceForecast(
         prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
@@ -171,6 +206,18 @@ public struct ScalingEngine: Sendable {
             signal.name, value: signals[position], of: target,
             vetoes: prepared.proposalSignals.contains { $0.name == signal.name }, replicas: status.current,
             signals: signals.values(of: prepared), at: now))
+      }
+      for groupIndex in groupReaders[signal.name] ?? [] {
+        let group = variantGroups[groupIndex]
+        let statuses = group.members.compactMap { replicas[$0] }
+        guard statuses.count == group.members.count else { continue }
+        let capacities = group.members.map { self.prepared[$0].target.variant?.capacity ?? 1 }
+        events.append(
+          .signalOutage(
+            signal.name, value: signals[position], of: group.group.process,
+            vetoes: group.prepared.proposalSignals.contains { $0.name == signal.name },
+            replicas: Self.capacityStatus(statuses, capacities).current,
+            signals: signals.values(of: group.prepared), at: now))
       }
     }
   }
@@ -228,7 +275,7 @@ public struct ScalingEngine: Sendable {
 
   /// The predictive floor at this tick, learned from the forecast signal; nil where the target
   /// has none or it is off. Turning on or off writes its record.
-  private func advanceForecast(
+  func advanceForecast(
     _ prepared: PreparedTarget, status: ReplicaStatus, signals: SignalTable, state: inout EngineState,
     now: Date,
     into decision: inout TickDecision

@@ -1,0 +1,229 @@
+import Foundation
+
+/// A process served by several kinds of replica (an H100 pool, cheaper L4s, a provider's API):
+/// its scaling rules decide how much capacity it needs, and the engine fills that capacity
+/// from its variants, cheapest per unit of capacity first (`VariantFill.swift`).
+public struct VariantGroup: Sendable, Equatable {
+  /// The process as written, without the settings its variants hold: its tracking, rules,
+  /// windows, steps and predictive floor decide its capacity. Its `min` and `max` are capacity.
+  public var process: ScalingTarget
+  /// Its variants' targets by name, in the order they are filled: `prefer:` first, in its
+  /// order, then the rest by cost per unit of capacity, cheapest first (file order on a tie).
+  /// Removal runs the other way.
+  public var fillOrder: [String]
+  /// How many of `fillOrder`'s first entries `prefer:` placed.
+  public var preferred: Int
+}
+
+/// What makes a target one variant of a process.
+public struct VariantMembership: Sendable, Equatable {
+  /// The process's name.
+  public var group: String
+  /// The variant's own name, as written under `variants:`.
+  public var variant: String
+  /// What one replica carries, in units of the process's capacity: a replica at capacity 1
+  /// carries the process's `scaling.target`.
+  public var capacity: Double
+
+  /// Dollars an hour per unit of capacity, which orders the fill; 0 without a cost.
+  public func costPerUnit(_ target: ScalingTarget) -> Double { (target.costPerHourUSD ?? 0) / capacity }
+}
+
+struct RawVariant: Decodable {
+  var description, capacity, costPerHourUSD, min, max, startup: RawScalar?
+  var resources: RawResources?
+  var rateLimit: RawRateLimitShare?
+  var local: RawLocalProcess?
+  var kubernetes: RawKubernetesWorkload?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case description, capacity, min, max, startup, resources, local, kubernetes
+    case costPerHourUSD = "cost_per_hour_usd", rateLimit = "rate_limit"
+  }
+}
+
+extension VariantGroup {
+  /// A variant's target name: the process's and the variant's, joined by a dot, which is also
+  /// a valid Kubernetes name where both are.
+  public static func targetName(process: String, variant: String) -> String { "\(process).\(variant)" }
+}
+
+extension PolicyValidator {
+  /// Replaces each process with `variants:` in `targets` by one target per variant, in place,
+  /// and returns the groups. The process keeps its rules in the group; each variant gets its
+  /// cost, capacity, resources, rate-limit share, bounds and workload.
+  func expandVariants(
+    _ raw: RawPolicyFile, targets: inout [ScalingTarget], providers: [ProviderLimits], pools: [GPUPool]
+  ) -> [VariantGroup] {
+    var groups: [VariantGroup] = []
+    for (name, process) in raw.processes?.entries ?? [] {
+      guard let variants = process.variants else {
+        if let prefer = process.prefer {
+          sink.error(prefer.location, "prefer: orders variants, and process '\(name.text)' has none")
+        }
+        continue
+      }
+      guard let index = targets.firstIndex(where: { $0.name == name.text }) else { continue }
+      refuseProcessSettings(process, of: name, target: targets[index])
+      var group = targets[index]
+      group.costPerHourUSD = nil
+      group.resources = Resources()
+      group.rateLimit = nil
+      group.local = nil
+      group.kubernetes = nil
+      var members: [ScalingTarget] = []
+      for (variantName, variant) in variants.entries {
+        if let member = validateVariant(
+          variantName, variant, of: group, providers: providers, pools: pools)
+        {
+          members.append(member)
+        }
+      }
+      if variants.entries.isEmpty {
+        sink.error(name.location, "variants of process '\(name.text)' is empty: name at least one")
+      }
+      let order = fillOrder(members, prefer: process.prefer, process: name.text)
+      groups.append(VariantGroup(process: group, fillOrder: order.names, preferred: order.preferred))
+      targets.replaceSubrange(index...index, with: members)
+    }
+    return groups
+  }
+
+  /// A process with variants holds only what decides its capacity; what a replica is, costs
+  /// and runs as belongs to each variant.
+  private func refuseProcessSettings(_ raw: RawProcess, of name: RawScalar, target: ScalingTarget) {
+    let moved: [(String, FileLocation?)] = [
+      ("cost_per_hour_usd", raw.costPerHourUSD?.location),
+      ("resources", raw.resources.map { _ in name.location }),
+      ("rate_limit", raw.rateLimit.map { _ in name.location }),
+      ("local", raw.local.map { _ in name.location }),
+      ("kubernetes", raw.kubernetes.map { _ in name.location }),
+    ]
+    for (key, location) in moved {
+      guard let location else { continue }
+      sink.error(
+        location,
+        "process '\(name.text)' has variants, so \(key) belongs to each variant: move it under variants.NAME.\(key)"
+      )
+    }
+    if target.budget != nil {
+      sink.error(
+        name.location,
+        "process '\(name.text)' has variants and a cost_circuit_breaker, which counts one kind of replica: put the process in a budget under budgets: (budget: NAME), which adds up every variant's spend"
+      )
+    }
+    if target.maxCostPerHourUSD != nil {
+      sink.error(
+        name.location,
+        "process '\(name.text)' has variants and max_cost_per_hour, which prices one kind of replica: cap the spend of every variant together with a budget's cap_per_hour_usd under budgets:"
+      )
+    }
+    if raw.simulation != nil {
+      sink.error(
+        name.location,
+        "process '\(name.text)' has variants, and capstan simulate models one kind of replica per process: drop its simulation section, or simulate each variant as a process of its own"
+      )
+    }
+  }
+
+  private func validateVariant(
+    _ name: RawScalar, _ raw: RawVariant, of group: ScalingTarget, providers: [ProviderLimits],
+    pools: [GPUPool]
+  ) -> ScalingTarget? {
+    let process = group.name
+    guard let rawCapacity = raw.capacity else {
+      sink.error(
+        name.location,
+        "variant '\(name.text)' of process '\(process)' needs capacity: what one replica carries, where a replica at capacity 1 carries the process's scaling.target"
+      )
+      return nil
+    }
+    guard let capacity = positive(rawCapacity, "units of the process's capacity") else { return nil }
+    var member = group
+    member.name = VariantGroup.targetName(process: process, variant: name.text)
+    member.location = name.location
+    member.description = raw.description?.text ?? group.description
+    member.variant = VariantMembership(group: process, variant: name.text, capacity: capacity)
+    member.tracking = nil
+    member.metric = nil
+    member.up.rule = nil
+    member.down.rule = nil
+    member.predictive = nil
+    member.budget = nil
+    member.simulation = nil
+    member.costPerHourUSD = raw.costPerHourUSD.flatMap { nonNegative($0, "USD per hour") }
+    member.resources = validateResources(raw.resources, pools: pools)
+    member.rateLimit = raw.rateLimit.flatMap {
+      validateRateLimit($0, process: member.name, providers: providers)
+    }
+    member.local = raw.local.flatMap {
+      validateLocal($0, process: RawScalar(text: member.name, location: name.location))
+    }
+    member.startup = raw.startup.flatMap { duration($0) } ?? group.startup
+    member.min = raw.min.flatMap { count($0, "replicas") } ?? 0
+    // Without its own max, as many as the process's max capacity needs of it alone.
+    member.max =
+      raw.max.flatMap { count($0, "replicas") }
+      ?? Swift.max(1, Int(saturating: (Double(group.max) / capacity - 1e-9).rounded(.up)))
+    member.maxSource = .process
+    if member.max < member.min, let rawMax = raw.max {
+      sink.error(
+        rawMax.location, "max (\(member.max)) of variant '\(name.text)' is below its min (\(member.min))")
+    }
+    if member.max == 0, let rawMax = raw.max {
+      sink.error(rawMax.location, "max of variant '\(name.text)' is 0: leave the variant out instead")
+    }
+    return member
+  }
+
+  private static func costPerUnit(_ target: ScalingTarget) -> Double {
+    target.variant?.costPerUnit(target) ?? 0
+  }
+
+  /// `prefer:` first, in its order; then the rest by dollars per unit of capacity.
+  private func fillOrder(_ members: [ScalingTarget], prefer: RawNameList?, process: String) -> (
+    names: [String], preferred: Int
+  ) {
+    var preferred: [String] = []
+    for raw in prefer?.items ?? [] {
+      let name = VariantGroup.targetName(process: process, variant: raw.text)
+      guard members.contains(where: { $0.name == name }) else {
+        let known = members.compactMap { $0.variant?.variant }
+        let hint = closestMatch(to: raw.text, in: known).map { "; did you mean '\($0)'?" } ?? ""
+        sink.error(
+          raw.location, "prefer names '\(raw.text)', which is not a variant of process '\(process)'\(hint)")
+        continue
+      }
+      guard !preferred.contains(name) else {
+        sink.error(raw.location, "prefer names '\(raw.text)' twice: name each variant once")
+        continue
+      }
+      preferred.append(name)
+    }
+    let rest = members.enumerated().filter { !preferred.contains($0.element.name) }.sorted {
+      let (a, b) = (Self.costPerUnit($0.element), Self.costPerUnit($1.element))
+      return a != b ? a < b : $0.offset < $1.offset
+    }
+    return (preferred + rest.map(\.element.name), preferred.count)
+  }
+}
+
+/// A list of names, such as `prefer: [l4, h100]`.
+struct RawNameList: Decodable {
+  var items: [RawScalar] = []
+  var location: FileLocation
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: [], debugDescription: "a list needs the YAML decoder"))
+    }
+    location = decoder.location
+    if let scalar = decoder.node.scalar {
+      items = [RawScalar(text: scalar.string, location: location)]
+      return
+    }
+    var container = try decoder.unkeyedContainer()
+    while !container.isAtEnd { items.append(try container.decode(RawScalar.self)) }
+  }
+}
