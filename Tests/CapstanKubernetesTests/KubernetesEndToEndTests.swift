@@ -209,6 +209,55 @@ struct KubernetesEndToEndTests {
     #expect(await cluster.replicas() == 1, "stopping Capstan must leave the workload as it is")
   }
 
+  @Test("two variants as two Deployments: the cheap one fills first and is kept longest")
+  func variants() async throws {
+    let cluster = try await Cluster()
+    try await cluster.server.addWorkload(namespace: "ai", name: "infer-fast", replicas: 0)
+    try await cluster.server.addWorkload(namespace: "ai", name: "infer-cheap", replicas: 1)
+    // The kubeconfig and token the cluster's own policy writes, then a policy of variants.
+    _ = try cluster.policy("a", token: "token-a")
+    let policy = cluster.folder.appendingPathComponent("variants.yaml")
+    try """
+    controller: {interval: 1s}
+    backend: kubernetes
+    kubernetes: {kubeconfig: a.kubeconfig}
+    signals:
+      queue_depth: {directory: {path: spool, glob: "*.job"}}
+    processes:
+      infer:
+        class: batch
+        scaling: {metric: queue_depth, target: 5, min: 1, max: 8}
+        variants:
+          fast: {cost_per_hour_usd: 2, capacity: 2, max: 2, kubernetes: {name: infer-fast}}
+          cheap: {cost_per_hour_usd: 0.5, capacity: 1, max: 3, kubernetes: {name: infer-cheap}}
+    autoscaling:
+      infer:
+        scale_up: {stabilization_window: 0s}
+        scale_down: {stabilization_window: 2s}
+    """.write(to: policy, atomically: true, encoding: .utf8)
+    let capstan = try RunningCapstan(
+      policy: policy, stateDirectory: cluster.folder.appendingPathComponent("state"))
+    func mix() async -> [Int?] {
+      [
+        try? await cluster.server.replicas("Deployment", named: "infer-cheap"),
+        try? await cluster.server.replicas("Deployment", named: "infer-fast"),
+      ]
+    }
+    try cluster.jobs(35)
+    #expect(await eventually(timeout: 30) { await mix() == [3, 2] }, "\(capstan.log)")
+    #expect(capstan.records(event: "scale_up").first?["process"] as? String == "infer.cheap")
+    // Emptied at once (a new spool), so no tick reads a queue half drained.
+    try FileManager.default.moveItem(at: cluster.spool, to: cluster.folder.appendingPathComponent("done"))
+    try FileManager.default.createDirectory(at: cluster.spool, withIntermediateDirectories: true)
+    #expect(await eventually(timeout: 30) { await mix() == [1, 0] }, "\(capstan.log)")
+    let downs = capstan.records(event: "scale_down").compactMap { $0["process"] as? String }
+    #expect(downs.first == "infer.fast" && downs.last == "infer.cheap", "\(downs)")
+    // The untouched Deployment of the cluster's fixture is not Capstan's.
+    #expect(await cluster.replicas() == 1)
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit() == 0)
+  }
+
   @Test("a rate-limited API is waited out, not hammered; an expired token is read again")
   func rateLimitAndToken() async throws {
     let cluster = try await Cluster()

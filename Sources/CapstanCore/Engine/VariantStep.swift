@@ -81,7 +81,8 @@ extension ScalingEngine {
           reach: statuses[$0].current)
       }
       counts = VariantFill.shrink(members, toward: wanted)
-      for (position, index) in group.members.enumerated() {
+      // Recorded in the order they are given up: the dearest first.
+      for (position, index) in group.members.enumerated().reversed() {
         appendAction(of: index, from: statuses[position].current, to: counts[position], move, into: &decision)
       }
     }
