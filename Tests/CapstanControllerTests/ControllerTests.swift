@@ -115,6 +115,31 @@ struct ControllerTests {
     #expect(await harness.backend.applied.count == 1)
   }
 
+  @Test("a variant's refused action is forgotten with its process's cooldown, and tried again")
+  func refusedVariant() async throws {
+    let harness = try ControllerHarness(
+      signals: [FakeSignal("queue", .value(40))], counts: ["worker.cheap": 1],
+      yaml: """
+        processes:
+          worker:
+            scaling: {metric: queue, target: 10, min: 1, max: 8}
+            variants:
+              dear: {cost_per_hour_usd: 4, capacity: 2}
+              cheap: {cost_per_hour_usd: 1, capacity: 1}
+        autoscaling:
+          worker: {scale_up: {action: {cooldown: 60s}}}
+        """)
+    await harness.backend.refuseNext(1, "the hook exited with status 5")
+    await harness.tick(0)
+    #expect(await harness.backend.counts["worker.cheap"] == 1)
+    let blocked = try #require(harness.records().first { $0["event"] as? String == "blocked" })
+    #expect(blocked["process"] as? String == "worker.cheap" && blocked["reason"] as? String == "backend_error")
+    // The process's cooldown was forgotten with the variant's move: the next tick fills again.
+    await harness.tick(15)
+    #expect(await harness.backend.counts["worker.cheap"] == 4)
+    #expect(await harness.backend.counts["worker.dear"] ?? 0 == 0)
+  }
+
   @Test("a failing signal is missing: no scale-down, one signal_missing record, every failure counted")
   func failingSignal() async throws {
     let queue = FakeSignal("queue", .failure("connection refused"))
