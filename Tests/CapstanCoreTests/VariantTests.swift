@@ -46,7 +46,7 @@ struct VariantTests {
     #expect(record.reason == .targetTracking)
     #expect(
       record.detail.contains(
-        "inference capacity 1 -> 5 (wanted 5): rate 50 / target 10 per replica → 5;"),
+        "inference capacity 1 -> 5 (wanted 5): rate 50 / target 10 per unit of capacity → 5;"),
       "\(record.detail)")
     #expect(
       record.detail.contains(

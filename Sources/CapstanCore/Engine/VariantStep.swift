@@ -16,7 +16,8 @@ final class PreparedVariantGroup: Sendable {
   init(_ group: VariantGroup, slot: Int, in policy: Policy, positions: [String: Int], sharing: TargetsSharing)
   {
     self.group = group
-    prepared = PreparedTarget(group.process, in: policy, positions: positions, sharing: sharing)
+    prepared = PreparedTarget(
+      group.process, in: policy, positions: positions, sharing: sharing, unit: "unit of capacity")
     members = group.fillOrder.compactMap { name in policy.targets.firstIndex { $0.name == name } }
     self.slot = slot
     firstMember = members.min() ?? 0

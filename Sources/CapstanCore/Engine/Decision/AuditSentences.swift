@@ -38,7 +38,7 @@ extension TargetContext {
     case .averageWithin(let value):
       text = "\(metric) \(format(value)) is within \(band)% of target \(goal) × \(current)"
     case .averageDesired(let value, let desired):
-      text = "\(metric) \(format(value)) / target \(goal) per replica → \(desired)"
+      text = "\(metric) \(format(value)) / target \(goal) per \(prepared.unit) → \(desired)"
     case .noReadyReplica(let value):
       text = "\(metric) \(format(value))% cannot be judged with no ready replica"
     case .utilizationWithin(let value):
@@ -46,7 +46,7 @@ extension TargetContext {
     case .utilizationDesired(let value, let desired):
       let ready = status.readyWithinCurrent
       text =
-        "\(metric) \(format(value))% per replica on \(ready) ready vs target \(goal)%: \(ready) × \(format(value)) / \(goal) → \(desired)"
+        "\(metric) \(format(value))% per \(prepared.unit) on \(ready) ready vs target \(goal)%: \(ready) × \(format(value)) / \(goal) → \(desired)"
     case .utilizationStarting(let value, let adjusted, let desired):
       let ready = status.readyWithinCurrent
       let goalValue = tracking?.target ?? 1

@@ -22,10 +22,17 @@ final class PreparedTarget: Sendable {
   /// record looked each name up and built the list again.
   let recordSignals: [(name: String, position: Int?)]
   let hasBudget: Bool
+  /// What its count counts, as its records name it: a replica, or a process with variants'
+  /// unit of capacity.
+  let unit: String
 
   /// - Parameter sharing: the targets on each provider and on each GPU pool, in policy order.
-  init(_ target: ScalingTarget, in policy: Policy, positions: [String: Int], sharing: TargetsSharing) {
+  init(
+    _ target: ScalingTarget, in policy: Policy, positions: [String: Int], sharing: TargetsSharing,
+    unit: String = "replica"
+  ) {
     self.target = target
+    self.unit = unit
     trackingPosition = target.tracking.flatMap { positions[$0.metric] }
     // Every name a target reads is among the engine's signals, so each has a position.
     upConditionPositions = (target.up.rule?.conditions ?? []).map { positions[$0.metric] ?? 0 }
