@@ -40,7 +40,8 @@ public enum Baseline: String, Sendable, CaseIterable {
   {
     var derived = policy
     derived.controller.interval = interval
-    for index in derived.targets.indices {
+    // A variant is sized by its process's fill: the process below takes the baseline's rules.
+    for index in derived.targets.indices where derived.targets[index].variant == nil {
       var target = derived.targets[index]
       target.tracking?.tolerance = PolicyDefaults.tolerance
       target.up = DirectionRules(step: 4, stepPercent: 100, stabilization: 0)
@@ -52,6 +53,16 @@ public enum Baseline: String, Sendable, CaseIterable {
       target.predictive = nil
       adjust(&target)
       derived.targets[index] = target
+    }
+    // A process with variants tracks its capacity as the HPA would, filled as the policy fills it.
+    for index in derived.variantGroups.indices {
+      var process = derived.variantGroups[index].process
+      process.tracking?.tolerance = PolicyDefaults.tolerance
+      process.up = DirectionRules(step: 4, stepPercent: 100, stabilization: 0)
+      process.down = DirectionRules(stepPercent: 100, stabilization: 300)
+      process.predictive = nil
+      adjust(&process)
+      derived.variantGroups[index].process = process
     }
     return derived
   }

@@ -9,9 +9,28 @@ import Foundation
 ///
 /// The trace streams through: a fleet holds only the requests waiting or in flight, and scores
 /// each request into its `Tally` once its fate is known.
+///
+/// A process with variants is one fleet of several kinds of replica, one a variant: a replica
+/// of a variant serves `capacity` times as fast as one of capacity 1 (its prefill and decode
+/// rates, or a job's work, scaled by it), and costs its own price.
 struct Fleet {
+  /// One kind of replica: the process's own, or one of its variants.
+  struct Kind {
+    /// The target the engine scales for it: the process, or the variant.
+    var target: ScalingTarget
+    /// How fast it serves, against the process's simulation section's rates: 1, or the
+    /// variant's capacity.
+    var speed: Double
+    /// How much one replica-second of it weighs in `cost`: 1 for a process without variants
+    /// (the oracle minimises replica-hours), and a variant's dollars an hour (the oracle
+    /// minimises dollars).
+    var weight: Double
+  }
+
   struct Replica {
     var id: Int
+    var kind: Int
+    var speed: Double
     var requestedAt: Double
     var readyAt: Double
     var drainDeadline: Double?
@@ -31,7 +50,9 @@ struct Fleet {
     var latency: Double
   }
 
+  /// The process: its name, its min and max (in capacity units where it has variants).
   let target: ScalingTarget
+  let kinds: [Kind]
   let settings: SimulationSettings
   let kind: Trace.Kind
   let interval: TimeInterval
@@ -51,6 +72,10 @@ struct Fleet {
   private var completions = MinHeap<Completion>()
   private(set) var now = 0.0
   private(set) var replicaSeconds = 0.0
+  /// Per kind, its replica-seconds.
+  private(set) var kindSeconds: [Double]
+  /// Replica-seconds, each weighed by its kind's `weight`: what the oracle's search minimises.
+  private(set) var cost = 0.0
   private(set) var peakReplicas = 0
   /// Starts in the last minute, for `latency_p95`: (start time, latency).
   private var recentStarts: [(time: Double, latency: Double)] = []
@@ -66,33 +91,51 @@ struct Fleet {
     }
   }
 
+  /// - Parameter kinds: the process's variants; nil: the process's own replicas alone.
+  /// - Parameter replicas: per kind, the replicas ready at the start.
   init(
-    target: ScalingTarget, settings: SimulationSettings, trace: Trace, interval: TimeInterval,
-    start replicas: Int, windowMinutes: Int? = nil
+    target: ScalingTarget, kinds: [Kind]? = nil, settings: SimulationSettings, trace: Trace,
+    interval: TimeInterval, start replicas: [Int], windowMinutes: Int? = nil
   ) throws {
     self.target = target
+    self.kinds = kinds ?? [Kind(target: target, speed: 1, weight: 1)]
     self.settings = settings
     self.kind = trace.kind
     self.interval = interval
+    kindSeconds = Array(repeating: 0, count: self.kinds.count)
     tally = Tally(slo: settings.slo, windowMinutes: windowMinutes)
     arrivals = try trace.stream()
     pending = try arrivals.next()
-    for _ in 0..<replicas { add(readyAt: 0) }
+    for (kind, count) in replicas.enumerated() where kind < self.kinds.count {
+      for _ in 0..<max(count, 0) { add(kind, readyAt: 0) }
+    }
   }
+
+  /// Which kind scales as `process`; nil for a name not in this fleet.
+  func kind(of process: String) -> Int? { kinds.firstIndex { $0.target.name == process } }
 
   // MARK: What the engine sees
 
-  var status: ReplicaStatus {
-    let serving = replicas.filter { !$0.draining }
-    return ReplicaStatus(
-      current: serving.count, ready: serving.filter { $0.readyAt <= now }.count,
-      draining: replicas.count - serving.count)
+  /// Of one kind (every replica where there is one kind).
+  func status(_ kind: Int = 0) -> ReplicaStatus {
+    var status = ReplicaStatus(current: 0, ready: 0)
+    for replica in replicas where replica.kind == kind {
+      if replica.draining {
+        status.draining += 1
+      } else {
+        status.current += 1
+        if replica.readyAt <= now { status.ready += 1 }
+      }
+    }
+    return status
   }
 
-  /// Replicas not draining, ready or not.
-  var serving: Int {
+  /// Replicas of one kind not draining, ready or not.
+  func serving(_ kind: Int = 0) -> Int {
     var count = 0
-    for index in replicas.indices where replicas[index].drainDeadline == nil { count += 1 }
+    for index in replicas.indices where replicas[index].drainDeadline == nil && replicas[index].kind == kind {
+      count += 1
+    }
     return count
   }
 
@@ -102,6 +145,7 @@ struct Fleet {
     case .queueDepth: return Double(waiting)
     case .oldestWait: return waiting > 0 ? now - queue[queueHead].request.arrival : 0
     case .utilization:
+      // Busy slots over every ready slot, whatever kind holds it.
       let ready = replicas.filter { !$0.draining && $0.readyAt <= now }
       guard !ready.isEmpty else { return nil }
       let busy = ready.reduce(0) { $0 + $1.inFlight.count }
@@ -166,7 +210,7 @@ struct Fleet {
   private mutating func arrive(_ request: Trace.Request) throws {
     queue.append(Waiting(number: arrived, request: request))
     arrived += 1
-    tally.arrive(minute: Self.minute(request), work: serviceTime(request))
+    tally.arrive(minute: Self.minute(request), work: serviceTime(request, speed: 1))
     recentArrivals.append((request.arrival, request.inputTokens + request.outputTokens))
     pending = try arrivals.next()
     if pending == nil { lastArrival = request.arrival }
@@ -184,21 +228,34 @@ struct Fleet {
 
   private mutating func pass(to time: Double) {
     guard time > now else { return }
-    replicaSeconds += Double(replicas.count) * (time - now)
+    let span = time - now
+    replicaSeconds += Double(replicas.count) * span
+    if kinds.count == 1 {
+      kindSeconds[0] += Double(replicas.count) * span
+      cost += Double(replicas.count) * span * kinds[0].weight
+    } else {
+      for replica in replicas {
+        kindSeconds[replica.kind] += span
+        cost += span * kinds[replica.kind].weight
+      }
+    }
     now = time
   }
 
   private mutating func dispatch() {
     while queueHead < queue.count {
-      // The least loaded ready replica with a free slot (the first of equals).
+      // The least loaded ready replica with a free slot (of equals, the fastest, then the first).
       var slot: Int?
       var load = settings.slots
+      var fastest = 0.0
       for index in replicas.indices
       where replicas[index].drainDeadline == nil && replicas[index].readyAt <= now
-        && replicas[index].inFlight.count < load
+        && (replicas[index].inFlight.count < load
+          || slot != nil && replicas[index].inFlight.count == load && replicas[index].speed > fastest)
       {
         slot = index
         load = replicas[index].inFlight.count
+        fastest = replicas[index].speed
       }
       guard let slot else { return }
       let waiting = queue[queueHead]
@@ -209,11 +266,13 @@ struct Fleet {
       }
       let request = waiting.request
       let wait = now - request.arrival
-      let service = serviceTime(request)
+      let speed = replicas[slot].speed
+      let service = serviceTime(request, speed: speed)
       let latency: Double
       switch settings.slo.latency {
       case .queueWait: latency = wait
-      case .ttft: latency = wait + request.inputTokens / (settings.prefillTokensPerSecond ?? .infinity)
+      case .ttft:
+        latency = wait + request.inputTokens / ((settings.prefillTokensPerSecond ?? .infinity) * speed)
       case .e2e: latency = wait + service
       }
       running[waiting.number] = Running(minute: Self.minute(request), latency: latency)
@@ -224,8 +283,9 @@ struct Fleet {
     }
   }
 
-  func serviceTime(_ request: Trace.Request) -> Double {
-    Self.serviceTime(request, kind: kind, settings: settings)
+  /// On a replica of `speed`.
+  func serviceTime(_ request: Trace.Request, speed: Double) -> Double {
+    Self.serviceTime(request, kind: kind, settings: settings) / speed
   }
 
   /// How long a request holds one slot: its input at the prefill rate and its output at the
@@ -265,14 +325,19 @@ struct Fleet {
 
   // MARK: Actions
 
+  /// Scales the kind the action names (the process's own where it has no variants).
   mutating func apply(_ action: ScaleAction) {
-    let serving = replicas.filter { !$0.draining }.count
+    let kind = self.kind(of: action.process) ?? 0
+    let serving = self.serving(kind)
     if action.to > serving {
-      for _ in serving..<action.to { add(readyAt: now + settings.startup) }
+      let startup = kinds[kind].target.startup ?? settings.startup
+      for _ in serving..<action.to {
+        add(kind, readyAt: now + (kinds.count > 1 ? startup : settings.startup))
+      }
     } else {
       // The newest go first, as the local supervisor does.
       for _ in action.to..<serving {
-        guard let index = replicas.lastIndex(where: { !$0.draining }) else { break }
+        guard let index = replicas.lastIndex(where: { !$0.draining && $0.kind == kind }) else { break }
         if replicas[index].inFlight.isEmpty {
           replicas.remove(at: index)
         } else {
@@ -285,8 +350,9 @@ struct Fleet {
     dispatch()
   }
 
-  private mutating func add(readyAt: Double) {
-    replicas.append(Replica(id: nextID, requestedAt: now, readyAt: readyAt))
+  private mutating func add(_ kind: Int, readyAt: Double) {
+    replicas.append(
+      Replica(id: nextID, kind: kind, speed: kinds[kind].speed, requestedAt: now, readyAt: readyAt))
     nextID += 1
     peakReplicas = max(peakReplicas, replicas.count)
   }

@@ -66,7 +66,7 @@ extension Knob {
     guard let root = try? PolicyLoader.compose(yaml: yaml) else { return [] }
     var knobs: [Knob] = []
     for name in processes {
-      guard let target = policy.target(named: name) else { continue }
+      guard let target = policy.simulatedProcess(named: name) else { continue }
       let process = root["processes"]?[name]
       let rules = target.policyName.flatMap { root["autoscaling"]?[$0] }
       func add(

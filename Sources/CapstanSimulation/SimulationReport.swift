@@ -14,25 +14,36 @@ public enum SimulationReport {
     for name in first.processes.map(\.name) {
       let rows = runs.compactMap { run in run.processes.first { $0.name == name } }
       guard let slo = rows.first?.slo else { continue }
-      let oracle = rows.first { $0.run == Baseline.oracle.rawValue }?.replicaHours
+      // Against the oracle on what its search minimises: replica-hours, or dollars for a process
+      // with variants.
+      let oracle = rows.first { $0.run == Baseline.oracle.rawValue }?.searchCost
+      let variants = !(rows.first?.variantReplicaHours.isEmpty ?? true)
       let bound = rows.first.map { String(format: "%.2f", $0.workBoundReplicaHours) } ?? "-"
-      let title =
+      var title =
         "\(name): SLO \(slo.latency.rawValue) <= \(number(slo.bound))s for \(number(slo.target * 100))% of requests; no schedule can use fewer than \(bound) replica-hours"
-      let header = [
+      if variants { title += " of capacity 1; x oracle is on cost" }
+      var header = [
         "run", "replica-h", "x oracle", "cost", "in SLO", "avg repl", "goodput/rh", "missed min", "p50",
         "p95",
         "p99", "actions", "reversals", "peak", "failed",
       ]
+      if variants { header.append("replica-h by variant") }
       let cells = rows.map { row in
         [
           row.run, String(format: "%.2f", row.replicaHours),
-          oracle.map { $0 > 0 ? String(format: "%.2f", row.replicaHours / $0) : "-" } ?? "-",
+          oracle.map { $0 > 0 ? String(format: "%.2f", row.searchCost / $0) : "-" } ?? "-",
           String(format: "$%.2f", row.costUSD), String(format: "%.2f%%", row.sloAttainment * 100),
           String(format: "%.2f", row.averageReplicas), String(format: "%.0f", row.goodputPerReplicaHour),
           "\(row.sloMissMinutes)", seconds(row.latencyP50), seconds(row.latencyP95), seconds(row.latencyP99),
           "\(row.scaleActions)", "\(row.reversals)", "\(row.peakReplicas)",
           "\(row.failed) of \(row.requests)",
         ]
+          + (variants
+            ? [
+              row.variantReplicaHours.map { "\($0.variant) \(String(format: "%.2f", $0.replicaHours))" }
+                .joined(separator: ", ")
+            ]
+            : [])
       }
       tables.append((title, header, cells))
     }
@@ -73,7 +84,7 @@ public enum SimulationReport {
     guard let first = runs.first else { return "{}\n" }
     let processes: [[String: Any]] = first.processes.map { process in
       let rows = runs.compactMap { run in run.processes.first { $0.name == process.name } }
-      let oracle = rows.first { $0.run == Baseline.oracle.rawValue }?.replicaHours
+      let oracle = rows.first { $0.run == Baseline.oracle.rawValue }
       return [
         "name": process.name,
         "slo": [
@@ -93,7 +104,16 @@ public enum SimulationReport {
             ],
             "scale_actions": row.scaleActions, "reversals": row.reversals, "peak_replicas": row.peakReplicas,
           ]
-          if let oracle, oracle > 0 { entry["replica_hours_vs_oracle"] = rounded(row.replicaHours / oracle) }
+          if let oracle = oracle?.replicaHours, oracle > 0 {
+            entry["replica_hours_vs_oracle"] = rounded(row.replicaHours / oracle)
+          }
+          if !row.variantReplicaHours.isEmpty {
+            entry["variant_replica_hours"] = Dictionary(
+              row.variantReplicaHours.map { ($0.variant, rounded($0.replicaHours)) }, uniquingKeysWith: +)
+            if let oracle = oracle?.costUSD, oracle > 0 {
+              entry["cost_vs_oracle"] = rounded(row.costUSD / oracle)
+            }
+          }
           return entry
         },
       ]

@@ -29,8 +29,11 @@ public struct Simulator {
     self.traces = traces
     self.start = start
     for name in traces.keys {
-      guard let target = policy.target(named: name) else {
-        throw .unknownProcess(name, known: policy.targets.map(\.name))
+      guard let target = policy.simulatedProcess(named: name) else {
+        throw .unknownProcess(
+          name,
+          known: policy.targets.filter { $0.variant == nil }.map(\.name)
+            + policy.variantGroups.map(\.process.name))
       }
       guard let settings = target.simulation else { throw .noSimulationSection(name) }
       let read = target.proposalSignalNames + [target.predictive?.signal].compactMap { $0 }
@@ -46,7 +49,7 @@ public struct Simulator {
     }
     let owners = Dictionary(
       traces.keys.flatMap { name in
-        (policy.target(named: name)?.simulation?.signals.keys).map { Array($0) } ?? []
+        (policy.simulatedProcess(named: name)?.simulation?.signals.keys).map { Array($0) } ?? []
       }
       .map { ($0, 1) }, uniquingKeysWith: +)
     if let shared = owners.first(where: { $0.value > 1 })?.key { throw .sharedSignal(shared) }
@@ -116,18 +119,27 @@ public struct Simulator {
   func zeroWait() throws -> (String, Int) throws -> Int {
     var schedules: [String: ZeroWaitSchedule] = [:]
     for (name, trace) in traces {
-      guard let settings = policy.target(named: name)?.simulation else { continue }
+      guard let settings = policy.simulatedProcess(named: name)?.simulation else { continue }
       schedules[name] = try ZeroWaitSchedule(
         settings: settings, interval: policy.controller.interval, trace: trace)
     }
-    return { name, tick in try schedules[name]?.replicas(atTick: tick) ?? 0 }
+    // A process with variants asks for steps of its smallest variant's capacity.
+    let steps = Dictionary(
+      traces.keys.compactMap { name in kinds(of: name).map { (name, Self.step(of: $0)) } },
+      uniquingKeysWith: { a, _ in a })
+    return { name, tick in
+      let units = try schedules[name]?.replicas(atTick: tick) ?? 0
+      guard let step = steps[name] else { return units }
+      return Int(saturating: (Double(units) / step - 1e-9).rounded(.up))
+    }
   }
 
   /// When a run may stop early, its verdict known: a single process's run that has missed more
   /// requests than the SLO allows, or has spent what a cheaper schedule costs.
   struct GiveUp {
     var misses: Int
-    var replicaSeconds: Double
+    /// In the fleet's `cost`: replica-seconds, or for variants dollar-seconds an hour.
+    var cost: Double
   }
 
   /// Runs the driver over every traced fleet.
@@ -146,16 +158,42 @@ public struct Simulator {
     // In policy order, mutated by index, so no tick copies a fleet.
     var fleets: [Fleet] = []
     var actions: [ActionTally] = []
-    // Per fleet, its target's place in the policy (and in the engine's inputs).
-    var targetIndex: [Int] = []
+    // Per fleet, per kind, its target's place in the policy (and in the engine's inputs).
+    var targetIndex: [[Int]] = []
+    let windowMinutes = window.map { Int(saturating: ($0 / 60).rounded(.up)) }
     for (index, target) in driven.targets.enumerated() {
+      if let membership = target.variant {
+        // A process with variants is one fleet, made at its first variant in policy order.
+        guard let group = driven.variantGroup(named: membership.group),
+          let trace = traces[group.process.name],
+          let settings = group.process.simulation,
+          !fleets.contains(where: { $0.target.name == group.process.name })
+        else { continue }
+        let kinds = group.fillOrder.compactMap { name in
+          driven.target(named: name).map {
+            Fleet.Kind(target: $0, speed: $0.variant?.capacity ?? 1, weight: $0.costPerHourUSD ?? 0)
+          }
+        }
+        // A start a schedule gives counts steps of the smallest variant; otherwise, min.
+        let step = Self.step(of: kinds)
+        let capacity = start[group.process.name].map { Double($0) * step } ?? Double(group.process.min)
+        let bounded = min(max(capacity, Double(group.process.min)), Double(group.process.max))
+        fleets.append(
+          try Fleet(
+            target: group.process, kinds: kinds, settings: settings, trace: trace, interval: interval,
+            start: Self.mix(bounded, of: kinds, in: driven), windowMinutes: windowMinutes))
+        targetIndex.append(
+          kinds.map { kind in driven.targets.firstIndex { $0.name == kind.target.name } ?? index })
+        actions.append(ActionTally())
+        continue
+      }
       guard let trace = traces[target.name], let settings = target.simulation else { continue }
       let replicas = min(max(start[target.name] ?? target.min, target.min), target.max)
       fleets.append(
         try Fleet(
-          target: target, settings: settings, trace: trace, interval: interval, start: replicas,
-          windowMinutes: window.map { Int(saturating: ($0 / 60).rounded(.up)) }))
-      targetIndex.append(index)
+          target: target, settings: settings, trace: trace, interval: interval, start: [replicas],
+          windowMinutes: windowMinutes))
+      targetIndex.append([index])
       actions.append(ActionTally())
     }
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
@@ -180,7 +218,9 @@ public struct Simulator {
       for position in inputs.signals.indices { inputs.signals[position] = nil }
       for index in fleets.indices {
         try fleets[index].advance(to: now)
-        inputs.replicas[targetIndex[index]] = fleets[index].status
+        for (kind, position) in targetIndex[index].enumerated() {
+          inputs.replicas[position] = fleets[index].status(kind)
+        }
         var values: [(position: Int, value: Double)] = []
         for probe in probes[index] {
           if let value = fleets[index].measure(probe.quantity) { values.append((probe.position, value)) }
@@ -207,24 +247,35 @@ public struct Simulator {
         for index in byName {
           let target = fleets[index].target
           let asked = try schedule(target.name, tick)
-          let wanted = min(max(asked, target.min), target.max)
-          let serving = fleets[index].serving
-          if wanted != serving {
+          let kinds = fleets[index].kinds
+          let counts: [Int]
+          if kinds.count == 1 && kinds[0].target.variant == nil {
+            counts = [min(max(asked, target.min), target.max)]
+          } else {
+            let bounds = Self.stepBounds(of: target, kinds: kinds)
+            let steps = min(max(asked, bounds.min), bounds.max)
+            counts = Self.mix(Double(steps) * Self.step(of: kinds), of: kinds, in: driven)
+          }
+          for (kind, count) in counts.enumerated() {
+            let serving = fleets[index].serving(kind)
+            guard count != serving else { continue }
             decided.append(
               ScaleAction(
-                process: target.name, from: serving, to: wanted, reason: .targetTracking,
-                drainTimeout: target.drainTimeout))
+                process: kinds[kind].target.name, from: serving, to: count, reason: .targetTracking,
+                drainTimeout: kinds[kind].target.drainTimeout))
           }
         }
       }
       for action in decided {
-        guard let index = fleets.firstIndex(where: { $0.target.name == action.process }) else { continue }
+        guard let index = fleets.firstIndex(where: { $0.kind(of: action.process) != nil }) else { continue }
         fleets[index].apply(action)
         actions[index].record(time: now, from: action.from, to: action.to)
       }
       if let report {
         var counts: [String: Int] = [:]
-        for fleet in fleets { counts[fleet.target.name] = fleet.status.current }
+        for fleet in fleets {
+          for (kind, of) in fleet.kinds.enumerated() { counts[of.target.name] = fleet.status(kind).current }
+        }
         var engineState: EngineState?
         if case .engine = driver { engineState = state }
         var signals: [String: Double] = [:]
@@ -242,7 +293,7 @@ public struct Simulator {
       }
       if let giveUp,
         fleets.contains(where: {
-          $0.tally.misses > giveUp.misses || $0.replicaSeconds >= giveUp.replicaSeconds
+          $0.tally.misses > giveUp.misses || $0.cost >= giveUp.cost
         })
       {
         cutShort = true
@@ -262,8 +313,7 @@ public struct Simulator {
       if now >= lastArrival + interval && idle || now >= lastArrival + Self.tail { break }
     }
     var results: [ProcessResult] = []
-    for target in policy.targets {
-      guard let index = fleets.firstIndex(where: { $0.target.name == target.name }) else { continue }
+    for index in fleets.indices {
       fleets[index].close()
       results.append(ProcessResult(fleet: fleets[index], actions: actions[index], run: name, seconds: now))
     }
@@ -324,76 +374,4 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
       "signal '\(signal)' is fed by two simulated processes: give each process its own signal"
     }
   }
-}
-
-/// What one run did to one process, scored on its SLO.
-public struct ProcessResult: Sendable, Equatable {
-  public var name: String
-  /// `policy`, or the baseline: `oracle`, `hpa`, `keda`.
-  public var run: String
-  public var slo: SimulationSettings.SLO
-  public var requests: Int
-  public var failed: Int
-  public var replicaHours: Double
-  public var costUSD: Double
-  public var sloAttainment: Double
-  /// The lowest share inside the SLO over the run's scoring windows (`Simulator.window`), or
-  /// `sloAttainment` without them.
-  public var worstWindowAttainment: Double
-  /// Requests inside the SLO per replica-hour: the goodput per GPU that NVIDIA Dynamo's planner
-  /// reports, where a replica is one GPU.
-  public var goodputPerReplicaHour: Double
-  /// Replica-hours over the hours from the start to one tick past the last arrival: the axis
-  /// llm-d sets SLO attainment against.
-  public var averageReplicas: Double
-  public var sloMissMinutes: Int
-  public var latencyP50: Double
-  public var latencyP95: Double
-  public var latencyP99: Double
-  /// A lower bound no schedule can beat: the trace's service time over the slots of a replica,
-  /// in replica-hours (capacity kept busy every second, no startup, no wait).
-  public var workBoundReplicaHours: Double
-  public var scaleActions: Int
-  /// A move in the other direction within 5 minutes of the last: flapping.
-  public var reversals: Int
-  public var peakReplicas: Int
-
-  init(fleet: Fleet, actions: ActionTally, run: String, seconds: Double) {
-    name = fleet.target.name
-    self.run = run
-    slo = fleet.settings.slo
-    let tally = fleet.tally
-    requests = tally.requests
-    failed = tally.failed
-    replicaHours = fleet.replicaSeconds / 3600
-    workBoundReplicaHours = tally.workSeconds / Double(fleet.settings.slots) / 3600
-    costUSD = replicaHours * (fleet.target.costPerHourUSD ?? 0)
-    sloAttainment = requests > 0 ? Double(tally.met) / Double(requests) : 1
-    worstWindowAttainment = tally.worstWindowAttainment
-    goodputPerReplicaHour = replicaHours > 0 ? Double(tally.met) / replicaHours : 0
-    // Over the trace's span, the same for every run: a run that goes on past it (work left
-    // waiting) does not dilute its average.
-    let span = max(fleet.lastArrival.map { $0 + fleet.interval } ?? seconds, fleet.interval)
-    averageReplicas = fleet.replicaSeconds / span
-    sloMissMinutes = tally.missedMinutes
-    let percentiles = tally.latencies.percentiles([0.5, 0.95, 0.99])
-    latencyP50 = percentiles[0]
-    latencyP95 = percentiles[1]
-    latencyP99 = percentiles[2]
-    scaleActions = actions.count
-    reversals = actions.reversals
-    peakReplicas = fleet.peakReplicas
-  }
-}
-
-public struct SimulationResult: Sendable, Equatable {
-  public var processes: [ProcessResult]
-  public var ticks: Int
-  /// Simulated seconds.
-  public var seconds: Double
-  /// How the runs began.
-  public var start: Simulator.Start
-  /// The run stopped once its verdict was settled (an oracle search's), so its scores cover
-  /// only the ticks it ran.
-  var cutShort = false
 }

@@ -143,12 +143,15 @@ public struct Tuner: Sendable {
   public func policy(with values: [Double?]) -> Policy? {
     var tuned = policy
     for (knob, value) in zip(knobs, values) {
-      guard let value, let index = tuned.targets.firstIndex(where: { $0.name == knob.process }) else {
-        continue
+      guard let value else { continue }
+      if let index = tuned.targets.firstIndex(where: { $0.name == knob.process && $0.variant == nil }) {
+        knob.apply(&tuned.targets[index], value)
+      } else if let index = tuned.variantGroups.firstIndex(where: { $0.process.name == knob.process }) {
+        knob.apply(&tuned.variantGroups[index].process, value)
       }
-      knob.apply(&tuned.targets[index], value)
     }
-    return tuned.targets.allSatisfy { $0.min <= $0.max } ? tuned : nil
+    let processes = tuned.targets + tuned.variantGroups.map(\.process)
+    return processes.allSatisfy { $0.min <= $0.max } ? tuned : nil
   }
 
   /// The file's own oracle and static pools on a part of the traces; nil for an empty part.
@@ -173,8 +176,10 @@ public struct Tuner: Sendable {
     var attainment = 1.0
     var feasible = true
     for process in result.processes {
-      let perHour = candidate.target(named: process.name)?.costPerHourUSD
-      cost += perHour != nil ? process.costUSD : process.replicaHours
+      // Dollars where the process has a price (each variant's, where it has variants).
+      let priced =
+        candidate.target(named: process.name)?.costPerHourUSD != nil || !process.variantReplicaHours.isEmpty
+      cost += priced ? process.costUSD : process.replicaHours
       attainment = min(attainment, process.sloAttainment)
       if process.sloAttainment < process.slo.target || process.worstWindowAttainment < process.slo.target {
         feasible = false

@@ -22,9 +22,13 @@ extension Simulator {
   public func yardstick() throws -> Yardstick {
     var found = Yardstick(oracle: [:], staticPool: [:])
     for name in traces.keys.sorted() {
-      guard let trace = traces[name], let target = policy.target(named: name),
+      guard let trace = traces[name], var target = policy.simulatedProcess(named: name),
         let settings = target.simulation
       else { continue }
+      // A process with variants is searched in steps of its smallest variant's capacity.
+      if let kinds = kinds(of: name) {
+        (target.min, target.max) = Self.stepBounds(of: target, kinds: kinds)
+      }
       // Every schedule reads the same requests: held in memory, they are parsed once.
       let held = try trace.inMemory()
       let alone = try Simulator(policy: policy, traces: [name: held], start: start)
@@ -69,19 +73,21 @@ struct OracleSearch {
   /// The most schedules one search simulates.
   static let maxEvaluations = 400
 
-  /// A schedule and its score: (feasible, replica-seconds, attainment) as the run measured it.
+  /// A schedule and its score: (feasible, cost, attainment) as the run measured it; the cost is
+  /// replica-seconds, or for a process with variants dollar-seconds an hour (its schedules are
+  /// capacity, each tick's filled cheapest first).
   private struct Scored {
     var ticks: [Int]
     var feasible: Bool
-    var replicaSeconds: Double
+    var cost: Double
     var attainment: Double
 
     /// Feasible first; then the cheaper; among infeasible, the nearer to the SLO.
     func isBetter(than other: Scored) -> Bool {
       if feasible != other.feasible { return feasible }
-      if feasible { return replicaSeconds < other.replicaSeconds }
+      if feasible { return cost < other.cost }
       if attainment != other.attainment { return attainment > other.attainment }
-      return replicaSeconds < other.replicaSeconds
+      return cost < other.cost
     }
   }
 
@@ -199,7 +205,7 @@ struct OracleSearch {
           lowered[tick] = max(lowered[tick] - 1, target.min)
         }
         if lowered != best.ticks {
-          let tried = try score(lowered, allowed: allowed, cheaperThan: best.replicaSeconds)
+          let tried = try score(lowered, allowed: allowed, cheaperThan: best.cost)
           if tried.feasible && tried.isBetter(than: best) {
             best = tried
             improved = true
@@ -230,14 +236,14 @@ struct OracleSearch {
     let driver = Simulator.Driver.schedule { _, tick in tick < ticks.count ? ticks[tick] : after }
     // A run starts with the replicas its schedule holds at the first tick, or at min.
     let start = simulator.start == .oracle ? [target.name: ticks.first ?? low] : [:]
-    let giveUp = Simulator.GiveUp(misses: allowed, replicaSeconds: cost ?? .infinity)
+    let giveUp = Simulator.GiveUp(misses: allowed, cost: cost ?? .infinity)
     let result = try simulator.run(driver, name: "oracle", start: start, giveUp: giveUp, onEvent: { _ in })
     guard let process = result.processes.first, !result.cutShort else {
-      return Scored(ticks: ticks, feasible: false, replicaSeconds: .infinity, attainment: 0)
+      return Scored(ticks: ticks, feasible: false, cost: .infinity, attainment: 0)
     }
     return Scored(
       ticks: ticks, feasible: process.sloAttainment >= slo.target,
-      replicaSeconds: process.replicaHours * 3600,
+      cost: process.searchCost,
       attainment: process.sloAttainment)
   }
 }

@@ -58,7 +58,9 @@ struct TraceArguments: ParsableArguments {
       throw ValidationError("--diurnal \(diurnal) must be from 1 (flat) to 1000")
     }
     let tileSeconds = try tile.map { try durationOption($0, "--tile") }
-    let simulated = policy.targets.filter { $0.simulation != nil }.map(\.name)
+    let simulated =
+      policy.targets.filter { $0.simulation != nil }.map(\.name)
+      + policy.variantGroups.filter { $0.process.simulation != nil }.map(\.process.name)
     var paths: [String: String] = [:]
     for item in traces {
       let parts = item.split(separator: "=", maxSplits: 1).map(String.init)

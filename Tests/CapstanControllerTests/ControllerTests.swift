@@ -133,7 +133,8 @@ struct ControllerTests {
     await harness.tick(0)
     #expect(await harness.backend.counts["worker.cheap"] == 1)
     let blocked = try #require(harness.records().first { $0["event"] as? String == "blocked" })
-    #expect(blocked["process"] as? String == "worker.cheap" && blocked["reason"] as? String == "backend_error")
+    #expect(blocked["process"] as? String == "worker.cheap")
+    #expect(blocked["reason"] as? String == "backend_error")
     // The process's cooldown was forgotten with the variant's move: the next tick fills again.
     await harness.tick(15)
     #expect(await harness.backend.counts["worker.cheap"] == 4)

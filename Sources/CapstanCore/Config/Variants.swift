@@ -118,12 +118,6 @@ extension PolicyValidator {
         "process '\(name.text)' has variants and max_cost_per_hour, which prices one kind of replica: cap the spend of every variant together with a budget's cap_per_hour_usd under budgets:"
       )
     }
-    if raw.simulation != nil {
-      sink.error(
-        name.location,
-        "process '\(name.text)' has variants, and capstan simulate models one kind of replica per process: drop its simulation section, or simulate each variant as a process of its own"
-      )
-    }
   }
 
   private func validateVariant(

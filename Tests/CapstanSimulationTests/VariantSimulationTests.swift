@@ -1,0 +1,103 @@
+import CapstanCore
+import Foundation
+import Testing
+
+@testable import CapstanSimulation
+
+/// A queue worker `w` on two variants: `fast` (2 units, $4 an hour: $2 a unit) and `slow`
+/// (1 unit, $1 an hour), each with one slot; `fast` and `slow` give their bounds.
+func variantWorker(
+  fast: String = "max: 2", slow: String = "max: 2", min: Int = 1, max: Int = 6,
+  slo: String = "latency: e2e, bound: 1h", autoscaling: String? = nil
+) throws -> Policy {
+  var yaml = """
+    processes:
+      w:
+        class: batch
+        scaling: {metric: q, target: 1, min: \(min), max: \(max)}
+        variants:
+          fast: {cost_per_hour_usd: 4, capacity: 2, \(fast)}
+          slow: {cost_per_hour_usd: 1, capacity: 1, \(slow)}
+        simulation:
+          slots: 1
+          signals: {q: queue_depth}
+          slo: {\(slo), target: 99%}
+
+    """
+  if let autoscaling { yaml += "autoscaling:\n  w: \(autoscaling)\n" }
+  return try policy(yaml)
+}
+
+@Suite("Simulating a process with variants")
+struct VariantSimulationTests {
+  @Test("a variant's replica serves at its capacity's speed and costs its own price")
+  func speedAndCost() throws {
+    // min 2 units: the slow variant first ($1 a unit), two of them; the fast one never runs.
+    let fixed = try variantWorker(slow: "min: 2, max: 2", min: 2, max: 2)
+    let w = try #require(
+      try Simulator(policy: fixed, traces: ["w": jobs([0, 0], work: 10)]).run().processes.first)
+    #expect(w.latencyP50 == 10)
+    #expect(w.variantReplicaHours.map(\.variant) == ["slow", "fast"])
+    #expect(w.variantReplicaHours.last?.replicaHours == 0)
+    #expect(abs(w.costUSD - w.replicaHours * 1) < 1e-9)
+
+    // Only the fast variant: a 10 s job takes 5 s on it, and each replica-hour costs $4.
+    let fast = try variantWorker(fast: "min: 1, max: 1", slow: "max: 1", min: 2, max: 2)
+    let f = try #require(
+      try Simulator(policy: fast, traces: ["w": jobs([0], work: 10)]).run().processes.first)
+    #expect(f.latencyP50 == 5)
+    #expect(
+      abs(f.costUSD - (f.variantReplicaHours.first { $0.variant == "fast" }?.replicaHours ?? 0) * 4) < 1e-9)
+  }
+
+  @Test("the engine's fill acts on the fleet: the cheap variant first, then the spill")
+  func policyRun() throws {
+    let policy = try variantWorker(
+      autoscaling: "{scale_up: {stabilization_window: 0s}, scale_down: {action: {drain_timeout: 1h}}}")
+    // Six jobs of 10 minutes at once: 6 units wanted, the slow variant's 2 then two fast.
+    let w = try #require(
+      try Simulator(policy: policy, traces: ["w": jobs(Array(repeating: 0, count: 6), work: 600)]).run()
+        .processes.first)
+    #expect(w.peakReplicas == 4)
+    #expect(w.failed == 0)
+    #expect(w.variantReplicaHours.allSatisfy { $0.replicaHours > 0 })
+  }
+
+  @Test("a schedule's capacity fills cheapest first within each variant's ceiling")
+  func mix() throws {
+    let policy = try variantWorker(fast: "max: 2", slow: "max: 3")
+    let simulator = try Simulator(policy: policy, traces: ["w": jobs([0], work: 1)])
+    let kinds = try #require(simulator.kinds(of: "w"))
+    #expect(kinds.map(\.target.name) == ["w.slow", "w.fast"])
+    #expect(Simulator.mix(2, of: kinds, in: policy) == [2, 0])
+    #expect(Simulator.mix(4, of: kinds, in: policy) == [3, 1])
+    #expect(Simulator.mix(9, of: kinds, in: policy) == [3, 2])
+    #expect(Simulator.step(of: kinds) == 1)
+    #expect(Simulator.stepBounds(of: policy.variantGroup(named: "w")!.process, kinds: kinds) == (1, 6))
+  }
+
+  @Test("the oracle of a process with variants costs no more than its static pool or zero-wait")
+  func yardstick() throws {
+    let policy = try variantWorker(slo: "latency: queue_wait, bound: 30s")
+    let arrivals = (0..<40).map { Double($0 * 20) } + (0..<20).map { 900 + Double($0 * 5) }
+    let simulator = try Simulator(policy: policy, traces: ["w": jobs(arrivals, work: 30)], start: .oracle)
+    let yardstick = try simulator.yardstick()
+    var runs: [ProcessResult] = []
+    for baseline in [Baseline.oracle, .staticPool, .zeroWait] {
+      runs.append(try #require(try simulator.run(baseline, yardstick: yardstick).processes.first))
+    }
+    #expect(runs[0].sloAttainment >= 0.99)
+    #expect(
+      runs[0].costUSD <= runs[1].costUSD + 1e-9 && runs[0].costUSD <= runs[2].costUSD + 1e-9,
+      "\(runs.map(\.costUSD))")
+  }
+
+  @Test("--trace may name a process with variants; its variants' names are not processes of their own")
+  func traceNames() throws {
+    let policy = try variantWorker()
+    #expect(throws: SimulationError.self) {
+      try Simulator(policy: policy, traces: ["w.slow": jobs([0], work: 1)])
+    }
+    #expect(throws: Never.self) { try Simulator(policy: policy, traces: ["w": jobs([0], work: 1)]) }
+  }
+}
