@@ -101,3 +101,39 @@ struct VariantSimulationTests {
     #expect(throws: Never.self) { try Simulator(policy: policy, traces: ["w": jobs([0], work: 1)]) }
   }
 }
+
+@Suite("One variant of capacity 1 is the process itself")
+struct OneVariantTests {
+  @Test("the same requests served the same way: scores, replica-hours and cost all equal")
+  func sameAsPlain() throws {
+    let plain = try policy(
+      """
+      processes:
+        w:
+          class: batch
+          cost_per_hour_usd: 3
+          scaling: {metric: q, target: 2, min: 1, max: 5}
+          simulation: {slots: 1, startup: 30s, signals: {q: queue_depth}, slo: {latency: queue_wait, bound: 20s, target: 99%}}
+      """)
+    let variant = try policy(
+      """
+      processes:
+        w:
+          class: batch
+          scaling: {metric: q, target: 2, min: 1, max: 5}
+          variants:
+            only: {cost_per_hour_usd: 3, capacity: 1, max: 5}
+          simulation: {slots: 1, startup: 30s, signals: {q: queue_depth}, slo: {latency: queue_wait, bound: 20s, target: 99%}}
+      """)
+    let arrivals = (0..<60).map { Double($0 * 7) } + (0..<30).map { 600 + Double($0 * 3) }
+    let trace = jobs(arrivals, work: 20)
+    for baseline in [nil, Baseline.oracle, .staticPool, .hpa] {
+      let a = try #require(try Simulator(policy: plain, traces: ["w": trace]).run(baseline).processes.first)
+      let b = try #require(try Simulator(policy: variant, traces: ["w": trace]).run(baseline).processes.first)
+      #expect(a.sloAttainment == b.sloAttainment, "\(String(describing: baseline))")
+      #expect(abs(a.replicaHours - b.replicaHours) < 1e-9, "\(String(describing: baseline))")
+      #expect(abs(a.costUSD - b.costUSD) < 1e-9, "\(String(describing: baseline))")
+      #expect(a.scaleActions == b.scaleActions && a.latencyP99 == b.latencyP99)
+    }
+  }
+}
