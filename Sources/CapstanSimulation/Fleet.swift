@@ -330,9 +330,10 @@ struct Fleet {
     let kind = self.kind(of: action.process) ?? 0
     let serving = self.serving(kind)
     if action.to > serving {
-      let startup = kinds[kind].target.startup ?? settings.startup
+      // A variant's own startup where it sets one; else the simulation section's.
+      let startup = kinds[kind].target.variant?.startup ?? settings.startup
       for _ in serving..<action.to {
-        add(kind, readyAt: now + (kinds.count > 1 ? startup : settings.startup))
+        add(kind, readyAt: now + startup)
       }
     } else {
       // The newest go first, as the local supervisor does.

@@ -50,6 +50,20 @@ struct VariantSimulationTests {
       abs(f.costUSD - (f.variantReplicaHours.first { $0.variant == "fast" }?.replicaHours ?? 0) * 4) < 1e-9)
   }
 
+  @Test("a variant's own startup holds its new replicas back that long")
+  func variantStartup() throws {
+    let policy = try variantWorker(
+      fast: "max: 1", slow: "max: 3, startup: 2m", min: 1, max: 3, slo: "latency: queue_wait, bound: 1h",
+      autoscaling: "{scale_up: {stabilization_window: 0s}}")
+    // One slow replica runs (the cheaper per unit) and takes the first of three 10-minute
+    // jobs. The tick at 0 s sees 2 waiting and asks for a second slow replica, which starts in
+    // its own 2 minutes (the section's startup is 0): the second job waits 120 s. The third
+    // waits for the first replica (the queue of 1 is covered by the capacity of 2).
+    let w = try #require(
+      try Simulator(policy: policy, traces: ["w": jobs([0, 0, 0], work: 600)]).run().processes.first)
+    #expect(w.latencyP50 == 120 && w.latencyP99 == 600, "\(w.latencyP50) \(w.latencyP99)")
+  }
+
   @Test("the engine's fill acts on the fleet: the cheap variant first, then the spill")
   func policyRun() throws {
     let policy = try variantWorker(

@@ -24,6 +24,9 @@ public struct VariantMembership: Sendable, Equatable {
   /// What one replica carries, in units of the process's capacity: a replica at capacity 1
   /// carries the process's `scaling.target`.
   public var capacity: Double
+  /// Its own `startup`, where it sets one: a simulated replica of it starts this long, where
+  /// the others take the simulation section's.
+  public var startup: TimeInterval? = nil
 
   /// Dollars an hour per unit of capacity, which orders the fill; 0 without a cost.
   public func costPerUnit(_ target: ScalingTarget) -> Double { (target.costPerHourUSD ?? 0) / capacity }
@@ -153,7 +156,9 @@ extension PolicyValidator {
     member.local = raw.local.flatMap {
       validateLocal($0, process: RawScalar(text: member.name, location: name.location))
     }
-    member.startup = raw.startup.flatMap { duration($0) } ?? group.startup
+    let startup = raw.startup.flatMap { duration($0) }
+    member.variant?.startup = startup
+    member.startup = startup ?? group.startup
     member.min = raw.min.flatMap { count($0, "replicas") } ?? 0
     // Without its own max, as many as the process's max capacity needs of it alone.
     member.max =

@@ -35,7 +35,11 @@ public struct ScalingEngine: Sendable {
   public func position(ofSignal name: String) -> Int? { signalPositions[name] }
 
   /// Where process `name` sits in `IndexedInputs.replicas`: its place in the policy.
-  public func position(ofTarget name: String) -> Int? { order.position(of: name) }
+  public func position(ofTarget name: String) -> Int? {
+    // The order goes on past the targets with the processes that have variants, which take
+    // no input of their own.
+    order.position(of: name).flatMap { $0 < prepared.count ? $0 : nil }
+  }
 
   /// Inputs in this engine's layout with every signal missing and no target decided, for a
   /// driver to fill in place each tick.
