@@ -12,10 +12,25 @@ struct TickView {
   /// Each process's last record written.
   var records: [String: AuditEvent] = [:]
 
-  mutating func tick(replicas: [String: ReplicaStatus], signals: [String: Double], actions: [ScaleAction]) {
+  /// - Parameter groups: the processes with variants, whose capacity is kept beside their
+  ///   variants' replicas under the process's name, in units.
+  mutating func tick(
+    replicas: [String: ReplicaStatus], signals: [String: Double], actions: [ScaleAction],
+    groups: [VariantGroup] = [], policy: Policy? = nil
+  ) {
     self.replicas = replicas
     self.signals = signals
     desired = Dictionary(actions.map { ($0.process, $0.to) }, uniquingKeysWith: { $1 })
+    guard let policy else { return }
+    for group in groups {
+      self.replicas[group.process.name] = group.capacity(of: replicas, in: policy)
+      guard group.fillOrder.contains(where: { desired[$0] != nil }) else { continue }
+      var after = replicas
+      for name in group.fillOrder {
+        if let to = desired[name] { after[name]?.current = to }
+      }
+      desired[group.process.name] = group.capacity(of: after, in: policy)?.current
+    }
   }
 }
 
@@ -65,7 +80,8 @@ extension Controller {
     let leading = isLeading(at: now)
     return ControllerStatus(
       lastTick: lastTick.map(RFC3339.string(from:)), leading: leading, problem: writeFailure,
-      processes: policy.targets.map { processStatus($0, leading: leading, now: now) })
+      processes: policy.targets.map { processStatus($0, leading: leading, now: now) }
+        + policy.variantGroups.map { processStatus($0.process, leading: leading, now: now) })
   }
 
   private func processStatus(_ target: ScalingTarget, leading: Bool, now: Date) -> ProcessStatus {

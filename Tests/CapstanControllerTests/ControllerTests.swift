@@ -139,6 +139,11 @@ struct ControllerTests {
     await harness.tick(15)
     #expect(await harness.backend.counts["worker.cheap"] == 4)
     #expect(await harness.backend.counts["worker.dear"] ?? 0 == 0)
+    // /status lists the process beside its variants, its counts in units of capacity.
+    let status = await harness.controller.status(now: Date())
+    #expect(status.processes.map(\.name) == ["worker.dear", "worker.cheap", "worker"])
+    let process = try #require(status.processes.last)
+    #expect(process.current == 1 && process.desired == 4 && process.min == 1 && process.max == 8)
   }
 
   @Test("a failing signal is missing: no scale-down, one signal_missing record, every failure counted")

@@ -46,6 +46,21 @@ struct RawVariant: Decodable {
 }
 
 extension VariantGroup {
+  /// The process's capacity as its rules count it (whole units, rounded down), from its
+  /// variants' replicas by target name; nil where a variant's are unknown.
+  public func capacity(of replicas: [String: ReplicaStatus], in policy: Policy) -> ReplicaStatus? {
+    var statuses: [ReplicaStatus] = []
+    var capacities: [Double] = []
+    for name in fillOrder {
+      guard let status = replicas[name], let capacity = policy.target(named: name)?.variant?.capacity else {
+        return nil
+      }
+      statuses.append(status)
+      capacities.append(capacity)
+    }
+    return VariantFill.capacityStatus(statuses, capacities)
+  }
+
   /// A variant's target name: the process's and the variant's, joined by a dot, which is also
   /// a valid Kubernetes name where both are.
   public static func targetName(process: String, variant: String) -> String { "\(process).\(variant)" }

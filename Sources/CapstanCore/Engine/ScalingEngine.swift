@@ -220,7 +220,7 @@ public struct ScalingEngine: Sendable {
           .signalOutage(
             signal.name, value: signals[position], of: group.group.process,
             vetoes: group.prepared.proposalSignals.contains { $0.name == signal.name },
-            replicas: Self.capacityStatus(statuses, capacities).current,
+            replicas: VariantFill.capacityStatus(statuses, capacities).current,
             signals: signals.values(of: group.prepared), at: now))
       }
     }

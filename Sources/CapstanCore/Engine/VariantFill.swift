@@ -59,6 +59,22 @@ enum VariantFill {
     return counts
   }
 
+  /// The variants' replicas as the process's rules see them: capacity in whole units (draining
+  /// capacity rounded up, as it still holds its place).
+  static func capacityStatus(_ statuses: [ReplicaStatus], _ capacities: [Double]) -> ReplicaStatus {
+    var current = 0.0
+    var ready = 0.0
+    var draining = 0.0
+    for (status, capacity) in zip(statuses, capacities) {
+      current += Double(status.current) * capacity
+      ready += Double(status.readyWithinCurrent) * capacity
+      draining += Double(status.draining) * capacity
+    }
+    return ReplicaStatus(
+      current: units(current), ready: units(ready),
+      draining: Int(saturating: (draining - epsilon).rounded(.up)))
+  }
+
   /// The process's count as its rules see it: whole units of capacity, rounded down, so a
   /// capacity short of a unit counts as short of it.
   static func units(_ capacity: Double) -> Int { Int(saturating: (capacity + epsilon).rounded(.down)) }

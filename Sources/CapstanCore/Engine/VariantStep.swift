@@ -38,7 +38,7 @@ extension ScalingEngine {
       statuses.append(status)
     }
     let capacities = group.members.map { prepared[$0].target.variant?.capacity ?? 1 }
-    let status = Self.capacityStatus(statuses, capacities)
+    let status = VariantFill.capacityStatus(statuses, capacities)
     let floor = advanceForecast(
       group.prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
     let context = TargetContext(
@@ -127,21 +127,6 @@ extension ScalingEngine {
       }
       own.lastBlocked = mark
     }
-  }
-
-  /// The variants' replicas as the process's rules see them: capacity in whole units.
-  static func capacityStatus(_ statuses: [ReplicaStatus], _ capacities: [Double]) -> ReplicaStatus {
-    var current = 0.0
-    var ready = 0.0
-    var draining = 0.0
-    for (status, capacity) in zip(statuses, capacities) {
-      current += Double(status.current) * capacity
-      ready += Double(status.readyWithinCurrent) * capacity
-      draining += Double(status.draining) * capacity
-    }
-    return ReplicaStatus(
-      current: VariantFill.units(current), ready: VariantFill.units(ready),
-      draining: Int(saturating: (draining - VariantFill.epsilon).rounded(.up)))
   }
 
   private func variantContext(
