@@ -12,17 +12,15 @@ struct TickView {
   /// Each process's last record written.
   var records: [String: AuditEvent] = [:]
 
-  /// - Parameter groups: the processes with variants, whose capacity is kept beside their
-  ///   variants' replicas under the process's name, in units.
+  /// Each process with variants has its capacity kept beside its variants' replicas, under the
+  /// process's name, in units.
   mutating func tick(
-    replicas: [String: ReplicaStatus], signals: [String: Double], actions: [ScaleAction],
-    groups: [VariantGroup] = [], policy: Policy? = nil
+    replicas: [String: ReplicaStatus], signals: [String: Double], actions: [ScaleAction], policy: Policy
   ) {
     self.replicas = replicas
     self.signals = signals
     desired = Dictionary(actions.map { ($0.process, $0.to) }, uniquingKeysWith: { $1 })
-    guard let policy else { return }
-    for group in groups {
+    for group in policy.variantGroups {
       self.replicas[group.process.name] = group.capacity(of: replicas, in: policy)
       guard group.fillOrder.contains(where: { desired[$0] != nil }) else { continue }
       var after = replicas

@@ -259,10 +259,7 @@ public actor Controller {
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
     exportBudgetTree()
     phases.end("metrics")
-    seen.tick(
-      replicas: replicas, signals: signals, actions: leading ? decision.actions : [],
-      groups: policy.variantGroups,
-      policy: policy)
+    seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [], policy: policy)
     lastTick = now
     noteDuration(phases)
     Self.returnTransientMemory()
