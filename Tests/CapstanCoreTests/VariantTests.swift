@@ -251,6 +251,21 @@ struct VariantTests {
           cost_circuit_breaker: {daily_budget_usd: 10}
       """)
     #expect(breaker.contains("has variants and a cost_circuit_breaker"), "\(breaker)")
+    let costCeiling = refusal(
+      """
+      processes:
+        inference:
+          scaling: {metric: rate, target: 10, min: 1, max: 4}
+          variants:
+            h100: {capacity: 2, cost_per_hour_usd: 4}
+      autoscaling:
+        inference:
+          scale_up: {constraints: [{max_cost_per_hour_usd: 20}]}
+      """)
+    #expect(
+      costCeiling.contains(
+        "has variants and a max_cost_per_hour_usd constraint, which prices one kind of replica"),
+      "\(costCeiling)")
     let noVariants = refusal(
       """
       processes:

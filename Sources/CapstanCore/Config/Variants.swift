@@ -133,7 +133,7 @@ extension PolicyValidator {
     if target.maxCostPerHourUSD != nil {
       sink.error(
         name.location,
-        "process '\(name.text)' has variants and max_cost_per_hour, which prices one kind of replica: cap the spend of every variant together with a budget's cap_per_hour_usd under budgets:"
+        "process '\(name.text)' has variants and a max_cost_per_hour_usd constraint, which prices one kind of replica: bound the variants together with a budget under budgets: (its daily_budget_usd, max_replicas or max_gpus), or each variant with its own max"
       )
     }
   }
