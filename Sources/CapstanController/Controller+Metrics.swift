@@ -29,6 +29,13 @@ extension Controller {
         metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))
       }
     }
+    // What the tick's view worked out for each process with variants (`TickView.tick`).
+    for group in policy.variantGroups {
+      guard let capacity = seen.replicas[group.process.name] else { continue }
+      metrics.capacity(
+        group.process.name, desired: seen.desired[group.process.name] ?? capacity.current,
+        current: capacity.current, ready: capacity.ready)
+    }
   }
 }
 

@@ -256,10 +256,10 @@ public actor Controller {
       // Leading but unable to read the shared state is a reason not to act; following is not.
       writeFailure = leaderNow ? problem : nil
     }
+    seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [], policy: policy)
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
     exportBudgetTree()
     phases.end("metrics")
-    seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [], policy: policy)
     lastTick = now
     noteDuration(phases)
     Self.returnTransientMemory()

@@ -74,6 +74,16 @@ public struct ControllerMetrics: Sendable {
     }
   }
 
+  /// A process with variants: its capacity, in units, as its rules count it.
+  func capacity(_ process: String, desired: Int, current: Int, ready: Int) {
+    for (state, value) in [("desired", desired), ("current", current), ("ready", ready)] {
+      Gauge(
+        label: "capstan_capacity", dimensions: [("process", process), ("state", state)], factory: factory
+      )
+      .record(value)
+    }
+  }
+
   func signal(_ name: String, value: Double) {
     Gauge(label: "capstan_signal_value", dimensions: [("signal", name)], factory: factory).record(value)
   }

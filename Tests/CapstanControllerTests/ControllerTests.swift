@@ -144,6 +144,10 @@ struct ControllerTests {
     #expect(status.processes.map(\.name) == ["worker.dear", "worker.cheap", "worker"])
     let process = try #require(status.processes.last)
     #expect(process.current == 1 && process.desired == 4 && process.min == 1 && process.max == 8)
+    // And /metrics its capacity beside its variants' replicas.
+    let desired = try harness.metrics.expectGauge(
+      "capstan_capacity", [("process", "worker"), ("state", "desired")])
+    #expect(desired.lastValue == 4)
   }
 
   @Test("a failing signal is missing: no scale-down, one signal_missing record, every failure counted")
