@@ -169,11 +169,7 @@ public struct Simulator {
           let settings = group.process.simulation,
           !fleets.contains(where: { $0.target.name == group.process.name })
         else { continue }
-        let kinds = group.fillOrder.compactMap { name in
-          driven.target(named: name).map {
-            Fleet.Kind(target: $0, speed: $0.variant?.capacity ?? 1, weight: $0.costPerHourUSD ?? 0)
-          }
-        }
+        let kinds = Self.kinds(of: group, in: driven)
         // A start a schedule gives counts steps of the smallest variant; otherwise, min.
         let step = Self.step(of: kinds)
         let capacity = start[group.process.name].map { Double($0) * step } ?? Double(group.process.min)

@@ -32,8 +32,13 @@ extension Simulator {
 
   /// The kinds a process with variants simulates as, in fill order; nil for any other process.
   func kinds(of name: String) -> [Fleet.Kind]? {
-    guard let group = policy.variantGroup(named: name) else { return nil }
-    return group.fillOrder.compactMap { member in
+    policy.variantGroup(named: name).map { Self.kinds(of: $0, in: policy) }
+  }
+
+  /// A variant's replicas serve at its capacity's speed, and its replica-seconds weigh its
+  /// price.
+  static func kinds(of group: VariantGroup, in policy: Policy) -> [Fleet.Kind] {
+    group.fillOrder.compactMap { member in
       policy.target(named: member).map {
         Fleet.Kind(target: $0, speed: $0.variant?.capacity ?? 1, weight: $0.costPerHourUSD ?? 0)
       }
