@@ -24,8 +24,11 @@ struct Scenario {
 
   init(worker: String = idleWorker, extraAutoscaling: String = "", cost: String = "0.1") throws {
     folder = try scratchDirectory("run")
+    // The spool is a link to a folder of jobs, so `queue` can swap in a whole new queue at once.
     try FileManager.default.createDirectory(
-      at: folder.appendingPathComponent("spool"), withIntermediateDirectories: true)
+      at: folder.appendingPathComponent("spool-empty"), withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(
+      atPath: folder.appendingPathComponent("spool").path, withDestinationPath: "spool-empty")
     try FileManager.default.createDirectory(
       at: folder.appendingPathComponent("markers"), withIntermediateDirectories: true)
     try writeScript(folder.appendingPathComponent("worker.sh"), worker)
@@ -58,10 +61,20 @@ struct Scenario {
     try Data(yaml.utf8).write(to: policy)
   }
 
+  /// Replaces the queue with `count` jobs in one step: the jobs are written into a new folder
+  /// and the spool's link is renamed onto it, so no tick reads a queue half written (on a
+  /// loaded machine, one did, and scaled to a count between). The old folders stay until the
+  /// scenario's folder goes, so a tick still listing one never finds it gone.
   func queue(_ count: Int) throws {
-    let existing = try FileManager.default.contentsOfDirectory(atPath: spool.path)
-    for name in existing { try FileManager.default.removeItem(at: spool.appendingPathComponent(name)) }
-    for index in 0..<count { try Data().write(to: spool.appendingPathComponent("\(index).job")) }
+    let name = "spool-\(UUID().uuidString)"
+    let jobs = folder.appendingPathComponent(name)
+    try FileManager.default.createDirectory(at: jobs, withIntermediateDirectories: true)
+    for index in 0..<count { try Data().write(to: jobs.appendingPathComponent("\(index).job")) }
+    let next = folder.appendingPathComponent("spool.next")
+    try FileManager.default.createSymbolicLink(atPath: next.path, withDestinationPath: name)
+    guard rename(next.path, spool.path) == 0 else {
+      throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: spool.path])
+    }
   }
 
   func markers(_ prefix: String) -> [String] {
