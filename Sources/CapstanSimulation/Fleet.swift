@@ -65,8 +65,8 @@ struct Fleet {
   private var arrived = 0
   /// The last request's arrival, once the trace has run out.
   private(set) var lastArrival: Double?
-  private var queue: [Waiting] = []
-  private var queueHead = 0
+  private(set) var queue: [Waiting] = []
+  private(set) var queueHead = 0
   private var running: [Int: Running] = [:]
   /// In flight: (finish time, replica id, request number), a min-heap on time.
   private var completions = MinHeap<Completion>()
@@ -77,10 +77,11 @@ struct Fleet {
   /// Replica-seconds, each weighed by its kind's `weight`: what the oracle's search minimises.
   private(set) var cost = 0.0
   private(set) var peakReplicas = 0
-  /// Starts in the last minute, for `latency_p95`: (start time, latency).
-  private var recentStarts: [(time: Double, latency: Double)] = []
+  /// Starts in the last minute, for `latency_p95` and the latencies a server exports.
+  private(set) var recentStarts: [Started] = []
+
   /// Arrivals in the last tick, for `request_rate` and `token_rate`: (arrival, tokens).
-  private var recentArrivals: [(time: Double, tokens: Double)] = []
+  private(set) var recentArrivals: [(time: Double, tokens: Double)] = []
 
   struct Completion: Comparable {
     var time: Double
@@ -137,33 +138,6 @@ struct Fleet {
       count += 1
     }
     return count
-  }
-
-  func measure(_ quantity: SimulationSettings.Quantity) -> Double? {
-    let waiting = queue.count - queueHead
-    switch quantity {
-    case .queueDepth: return Double(waiting)
-    case .oldestWait: return waiting > 0 ? now - queue[queueHead].request.arrival : 0
-    case .utilization:
-      // Busy slots over every ready slot, whatever kind holds it.
-      let ready = replicas.filter { !$0.draining && $0.readyAt <= now }
-      guard !ready.isEmpty else { return nil }
-      let busy = ready.reduce(0) { $0 + $1.inFlight.count }
-      return Double(busy) / Double(ready.count * settings.slots) * 100
-    case .concurrency:
-      return Double(waiting + replicas.reduce(0) { $0 + $1.inFlight.count })
-    case .requestRate, .tokenRate:
-      var count = 0.0
-      var tokens = 0.0
-      for arrival in recentArrivals.reversed() where arrival.time > now - interval {
-        count += 1
-        tokens += arrival.tokens
-      }
-      return (quantity == .requestRate ? count : tokens) / interval
-    case .latencyP95:
-      let latencies = recentStarts.filter { $0.time > now - 60 }.map(\.latency)
-      return latencies.isEmpty ? nil : percentile(latencies.sorted(), 0.95)
-    }
   }
 
   // MARK: Time
@@ -267,16 +241,26 @@ struct Fleet {
       let request = waiting.request
       let wait = now - request.arrival
       let speed = replicas[slot].speed
-      let service = serviceTime(request, speed: speed)
+      let prefill = request.inputTokens / ((settings.prefillTokensPerSecond ?? .infinity) * speed)
+      var service = serviceTime(request, speed: speed)
+      var itl = 1 / ((settings.decodeTokensPerSecond ?? .infinity) * speed)
+      var ttft = wait + prefill
+      if let law = settings.itl, kind == .llm {
+        // The batch it joins, itself included, sets every step it takes; its first token
+        // comes one step after its prefill.
+        itl = law.interTokenLatency(batch: replicas[slot].inFlight.count + 1) / speed
+        service = prefill + request.outputTokens * itl
+        ttft += itl
+      }
       let latency: Double
       switch settings.slo.latency {
       case .queueWait: latency = wait
-      case .ttft:
-        latency = wait + request.inputTokens / ((settings.prefillTokensPerSecond ?? .infinity) * speed)
+      case .ttft: latency = ttft
       case .e2e: latency = wait + service
       }
       running[waiting.number] = Running(minute: Self.minute(request), latency: latency)
-      recentStarts.append((now, latency))
+      recentStarts.append(
+        Started(time: now, latency: latency, wait: wait, ttft: ttft, itl: itl, e2e: wait + service))
       if recentStarts.count > 4096 { recentStarts.removeAll { $0.time <= now - 60 } }
       replicas[slot].inFlight.insert(waiting.number)
       completions.push(Completion(time: now + service, replica: replicas[slot].id, request: waiting.number))
@@ -295,8 +279,12 @@ struct Fleet {
     switch kind {
     case .jobs: return request.workSeconds
     case .llm:
-      return request.inputTokens / (settings.prefillTokensPerSecond ?? .infinity) + request.outputTokens
-        / (settings.decodeTokensPerSecond ?? .infinity)
+      let prefill = request.inputTokens / (settings.prefillTokensPerSecond ?? .infinity)
+      // With a step law, as in a full batch: the most a request holds its slot.
+      if let law = settings.itl {
+        return prefill + request.outputTokens * law.interTokenLatency(batch: settings.slots)
+      }
+      return prefill + request.outputTokens / (settings.decodeTokensPerSecond ?? .infinity)
     }
   }
 

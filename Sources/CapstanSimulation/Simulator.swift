@@ -41,7 +41,8 @@ public struct Simulator {
         throw .unmappedSignal(process: name, signal: signal)
       }
       if traces[name]?.kind == .llm
-        && (settings.prefillTokensPerSecond == nil || settings.decodeTokensPerSecond == nil)
+        && (settings.prefillTokensPerSecond == nil
+          || settings.decodeTokensPerSecond == nil && settings.itl == nil)
       {
         throw .noTokenRates(name)
       }
@@ -363,7 +364,7 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
     case .unmappedSignal(let process, let signal):
       "processes.\(process).simulation.signals says nothing of '\(signal)', which the policy reads: map it to one of \(SimulationSettings.Quantity.allCases.map(\.rawValue).joined(separator: ", "))"
     case .noTokenRates(let name):
-      "process '\(name)' has an LLM trace: give processes.\(name).simulation prefill_tokens_per_second and decode_tokens_per_second"
+      "process '\(name)' has an LLM trace: give processes.\(name).simulation prefill_tokens_per_second, and decode_tokens_per_second or an itl step law"
     case .ttftForJobs(let name):
       "process '\(name)' has a jobs trace, which has no first token: use slo.latency e2e or queue_wait"
     case .sharedSignal(let signal):

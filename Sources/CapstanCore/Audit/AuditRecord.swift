@@ -101,6 +101,9 @@ public struct AuditEvent: Sendable, Equatable {
   public var forecast: PredictiveFloor?
   /// For a `budgets:` budget's own records (`process` is `*`): its day.
   public var namedBudget: NamedBudgetSnapshot?
+  /// For a process scaled on its SLOs: the models, the capacity, the forecast and the count
+  /// they give.
+  public var slo: SLOSizing? = nil
 
   public init(
     time: Date, process: String, kind: AuditEventKind, from: Int?, to: Int?, reason: ScaleReason,
@@ -126,6 +129,7 @@ public struct AuditEvent: Sendable, Equatable {
     a.time == b.time && a.process == b.process && a.kind == b.kind && a.from == b.from && a.to == b.to
       && a.reason == b.reason && a.detail == b.detail && a.budget == b.budget
       && a.costPerHourUSD == b.costPerHourUSD && a.forecast == b.forecast && a.namedBudget == b.namedBudget
+      && a.slo == b.slo
       && a.signals.map(\.name) == b.signals.map(\.name) && a.signals.map(\.value) == b.signals.map(\.value)
   }
 }
@@ -141,8 +145,18 @@ public struct AuditRecord: Sendable, Encodable {
   }
 
   enum CodingKeys: String, CodingKey {
-    case time, process, event, from, to, reason, detail, signals, budget, mode, forecast
+    case time, process, event, from, to, reason, detail, signals, budget, mode, forecast, slo
     case costPerHourUSD = "cost_per_hour_usd", namedBudget = "named_budget"
+  }
+
+  enum SLOKeys: String, CodingKey {
+    case mode, load, forecast, capacity, slots, replicas, objectives, corrected
+    case notReady = "not_ready", durationSeconds = "duration_s", heldDown = "held_down"
+  }
+
+  enum ObjectiveKeys: String, CodingKey {
+    case latency, percentile, alpha, beta, samples, capacity
+    case boundSeconds = "bound_s", measuredSeconds = "measured_s", rSquared = "r2"
   }
 
   enum ForecastKeys: String, CodingKey {
@@ -179,6 +193,37 @@ public struct AuditRecord: Sendable, Encodable {
       try nested.encode(RFC3339.string(from: floor.historyFrom), forKey: .historyFrom)
       try nested.encode(RFC3339.string(from: floor.historyTo), forKey: .historyTo)
       try nested.encode(floor.source, forKey: .source)
+    }
+    if let sizing = event.slo { try encode(sizing, into: &container) }
+  }
+
+  private func encode(_ sizing: SLOSizing, into container: inout KeyedEncodingContainer<CodingKeys>) throws {
+    let six = { (value: Double) in (value * 1_000_000).rounded() / 1_000_000 }
+    var nested = container.nestedContainer(keyedBy: SLOKeys.self, forKey: .slo)
+    try nested.encode(sizing.mode.rawValue, forKey: .mode)
+    try nested.encodeIfPresent(sizing.notReady, forKey: .notReady)
+    try nested.encode(Self.fourDecimals(sizing.load), forKey: .load)
+    try nested.encode(Self.fourDecimals(sizing.forecast), forKey: .forecast)
+    try nested.encodeIfPresent(sizing.duration.map(Self.fourDecimals), forKey: .durationSeconds)
+    try nested.encodeIfPresent(sizing.capacity.map(Self.fourDecimals), forKey: .capacity)
+    try nested.encodeIfPresent(sizing.slots.map(Self.fourDecimals), forKey: .slots)
+    try nested.encode(sizing.replicas, forKey: .replicas)
+    try nested.encode(sizing.corrected, forKey: .corrected)
+    try nested.encodeIfPresent(sizing.heldDown, forKey: .heldDown)
+    var list = nested.nestedUnkeyedContainer(forKey: .objectives)
+    for objective in sizing.objectives {
+      var item = list.nestedContainer(keyedBy: ObjectiveKeys.self)
+      try item.encode(objective.latency.rawValue, forKey: .latency)
+      try item.encode(objective.percentile, forKey: .percentile)
+      try item.encode(six(objective.bound), forKey: .boundSeconds)
+      try item.encodeIfPresent(objective.measured.map(six), forKey: .measuredSeconds)
+      if let fit = objective.fit {
+        try item.encode(six(fit.alpha), forKey: .alpha)
+        try item.encode(six(fit.beta), forKey: .beta)
+        try item.encode(fit.samples, forKey: .samples)
+        try item.encode(Self.fourDecimals(fit.rSquared), forKey: .rSquared)
+      }
+      try item.encodeIfPresent(objective.capacity.map(Self.fourDecimals), forKey: .capacity)
     }
   }
 

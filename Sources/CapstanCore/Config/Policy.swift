@@ -231,13 +231,16 @@ public struct ScalingTarget: Sendable, Equatable {
   /// For one variant of a process with `variants:`, which process and what a replica carries;
   /// nil for any other target.
   public var variant: VariantMembership? = nil
+  /// Its service-level objectives and the signals that carry its load, where it is sized from
+  /// them; nil for any other target.
+  public var slo: SLOScaling? = nil
 
   /// The signals its proposals read (tracking, scale_up and scale_down rules): any of them
   /// missing vetoes a scale-down.
   public var proposalSignalNames: [String] {
     var names: [String] = []
     for name in [tracking?.metric].compactMap({ $0 })
-      + ((up.rule?.conditions ?? []) + (down.rule?.conditions ?? [])).map(\.metric)
+      + ((up.rule?.conditions ?? []) + (down.rule?.conditions ?? [])).map(\.metric) + (slo?.signalNames ?? [])
     where !names.contains(name) {
       names.append(name)
     }
@@ -256,6 +259,7 @@ public struct ScalingTarget: Sendable, Equatable {
     for condition in (up.rule?.conditions ?? []) + (down.rule?.conditions ?? []) { add(condition.metric) }
     add(budget?.costRateMetric)
     add(predictive?.signal)
+    for name in slo?.signalNames ?? [] { add(name) }
     return names
   }
 }

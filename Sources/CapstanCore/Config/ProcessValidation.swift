@@ -77,6 +77,13 @@ extension PolicyValidator {
           key.location, "'\(key.text)' has no effect: process '\(name.text)' has no scaling.target")
       }
     }
+    if let rawSLO = scaling.slo {
+      target.slo = validateSLO(rawSLO, scaling: scaling, process: name, references: &references)
+    } else {
+      for key in [scaling.load, scaling.running, scaling.waiting].compactMap({ $0 }) {
+        sink.warning(key.location, "'\(key.text)' has no effect: process '\(name.text)' has no scaling.slo")
+      }
+    }
     if let share = raw.rateLimit {
       target.rateLimit = validateRateLimit(share, process: name.text, providers: providers)
     }

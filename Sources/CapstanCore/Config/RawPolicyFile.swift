@@ -219,9 +219,11 @@ struct RawProcess: Decodable {
 
 struct RawProcessScaling: Decodable {
   var metric, target, targetType, tolerance, activationThreshold, min, max: RawScalar?
+  var slo: RawSLOObjectives?
+  var load, running, waiting: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case metric, target, tolerance, min, max
+    case metric, target, tolerance, min, max, slo, load, running, waiting
     case targetType = "target_type", activationThreshold = "activation_threshold"
   }
 }

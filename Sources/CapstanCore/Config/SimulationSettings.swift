@@ -21,6 +21,32 @@ public struct SimulationSettings: Sendable, Equatable {
     /// The 95th percentile of the SLO's latency, over requests started in the last minute;
     /// missing when none started.
     case latencyP95 = "latency_p95"
+    /// Requests being served (not waiting), as vLLM's `num_requests_running` summed.
+    case running
+    /// Time to first token (waiting, prefill and one decode step), in seconds, over requests
+    /// started in the last minute: the 99th percentile and the mean. Missing when none
+    /// started.
+    case ttftP99 = "ttft_p99"
+    case ttftMean = "ttft_mean"
+    /// Inter-token latency in seconds, over requests started in the last minute.
+    case itlP99 = "itl_p99"
+    case itlMean = "itl_mean"
+    /// End to end, in seconds, over requests started in the last minute.
+    case e2eP99 = "e2e_p99"
+    /// Waiting for a slot, in seconds, over requests started in the last minute.
+    case queueWaitP99 = "queue_wait_p99"
+  }
+
+  /// A decode step's time against the batch it serves: `base + per_request × batch`, the law
+  /// a batching engine follows. Each request's inter-token latency is set by its replica's
+  /// batch (itself included) when it starts.
+  public struct StepLaw: Sendable, Equatable {
+    /// Seconds.
+    public var base: TimeInterval
+    /// Seconds each request in the batch adds.
+    public var perRequest: TimeInterval
+
+    public func interTokenLatency(batch: Int) -> TimeInterval { base + perRequest * Double(batch) }
   }
 
   /// Which latency the SLO bounds.
@@ -49,6 +75,8 @@ public struct SimulationSettings: Sendable, Equatable {
   /// LLM traces: a request takes input / prefill + output / decode seconds on its slot.
   public var prefillTokensPerSecond: Double?
   public var decodeTokensPerSecond: Double?
+  /// Where set, the decode rate follows the batch instead of `decodeTokensPerSecond`.
+  public var itl: StepLaw? = nil
   /// From the moment a replica is asked for until it takes work; it costs from the start.
   public var startup: TimeInterval = 0
   /// How old the values the engine sees are, as a scraper's are: at a tick, the measurement of
@@ -63,12 +91,22 @@ struct RawSimulation: Decodable, Sendable {
   var slots, prefillTokensPerSecond, decodeTokensPerSecond, startup, scrapeLag: RawScalar?
   var signals: RawMap<RawScalar>?
   var slo: RawSLO?
+  var itl: RawStepLaw?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case slots, startup, signals, slo
+    case slots, startup, signals, slo, itl
     case prefillTokensPerSecond = "prefill_tokens_per_second"
     case decodeTokensPerSecond = "decode_tokens_per_second"
     case scrapeLag = "scrape_lag"
+  }
+}
+
+struct RawStepLaw: Decodable, Sendable {
+  var base, perRequest: RawScalar?
+
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case base
+    case perRequest = "per_request"
   }
 }
 
@@ -118,6 +156,22 @@ extension PolicyValidator {
       scrapeLag: scrapeLag,
       signals: signals, slo: .init(latency: latency, bound: bound, target: target))
     settings.location = rawSlots.location
+    if let law = raw.itl {
+      guard let rawBase = law.base, let rawPer = law.perRequest else {
+        sink.error(
+          process.location,
+          "\(section).itl needs base and per_request: a decode step's time, such as {base: 20ms, per_request: 0.4ms}"
+        )
+        return nil
+      }
+      guard let base = duration(rawBase), let per = duration(rawPer) else { return nil }
+      guard base + per > 0 else {
+        sink.error(
+          rawBase.location, "\(section).itl takes no time at any batch: give base or per_request above 0")
+        return nil
+      }
+      settings.itl = .init(base: base, perRequest: per)
+    }
     return settings
   }
 }

@@ -130,6 +130,12 @@ extension PolicyValidator {
         "process '\(name.text)' has variants and a cost_circuit_breaker, which counts one kind of replica: put the process in a budget under budgets: (budget: NAME), which adds up every variant's spend"
       )
     }
+    if target.slo != nil {
+      sink.error(
+        raw.scaling?.slo?.location ?? name.location,
+        "process '\(name.text)' has variants and scaling.slo: a latency model is learned for one kind of replica, and variants of several kinds would share it; scale the variants on a target (scaling.metric and scaling.target), or give the SLO to a process without variants"
+      )
+    }
     if target.maxCostPerHourUSD != nil {
       sink.error(
         name.location,

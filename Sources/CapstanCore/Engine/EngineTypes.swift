@@ -130,6 +130,8 @@ public struct TargetState: Sendable, Equatable, Codable {
   /// supervisor): the count that ran before, restored at once as a floor, like `min`, over
   /// cooldowns and windows, until it is reached.
   public var restoreTo: Int?
+  /// For a process scaled on its SLOs, what it has learned; nil for any other.
+  public var slo: SLOState?
 
   public init() {}
 }
@@ -161,6 +163,9 @@ extension EngineState {
       check(target.scaleDownHoldingSince, "\(name).scaleDownHoldingSince")
       check(target.lastReplicas, "\(name).lastReplicas")
       check(target.restoreTo, "\(name).restoreTo")
+      if let slo = target.slo, !slo.isSound {
+        found.append("\(name).slo holds a model or trend that is not finite numbers in range")
+      }
       for recommendation in target.recommendations {
         check(recommendation.time, "\(name).recommendations.time")
         check(recommendation.until, "\(name).recommendations.until")

@@ -38,6 +38,10 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
   case leaderElection = "leader_election"
   /// The predictive floor raised the count, held a scale-down, or turned on or off.
   case predictiveFloor = "predictive_floor"
+  /// Sized from the process's SLOs and its learned latency models.
+  case slo
+  /// Sized by the band rule on measured latency, while the latency models are not ready.
+  case modelNotReady = "model_not_ready"
 }
 
 extension ScalingTarget {

@@ -70,6 +70,8 @@ extension TargetContext {
         .map { condition, _ in condition.metric }
       text = "scale_down rule cannot be judged: \(missing.joined(separator: ", ")) missing"
     case .scaleDownRuleNotMet: text = "scale_down rule not met"
+    case .slo(let sizing): text = describe(sizing)
+    case .sloMissing(let signal): text = "\(signal) missing, so the SLOs cannot size the process"
     }
     if proposal.raisedToOne {
       text += "; above the activation threshold \(format(tracking?.activationThreshold ?? 0)), so 1"

@@ -30,6 +30,10 @@ struct Proposal {
     case scaleDownRuleFires(step: Int)
     case scaleDownRuleMissing
     case scaleDownRuleNotMet
+    /// Sized from the SLOs: by the models, or by the band rule while they are not ready.
+    indirect case slo(SLOSizing)
+    /// The SLO sizing cannot run: the named signal is missing.
+    case sloMissing(signal: String)
   }
 }
 

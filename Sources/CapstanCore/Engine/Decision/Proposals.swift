@@ -8,6 +8,8 @@ extension TargetContext {
   struct Proposals {
     var tracking: Proposal?
     var rule: Proposal?
+    /// The SLO sizing's, for a process scaled on its SLOs.
+    var slo: Proposal?
     /// Whether a signal they read (the tracking metric, any condition of either rule) was missing,
     /// noted as they read it rather than looked up again.
     var readMissingSignal = false
@@ -15,20 +17,25 @@ extension TargetContext {
     /// The highest; on a tie, the first (tracking before the rule).
     var highest: Proposal? { highest(below: nil) }
 
-    /// The highest below `limit` (any with nil); on a tie, the first.
+    /// The highest below `limit` (any with nil); on a tie, the first (tracking, the rule, the
+    /// SLO sizing).
     func highest(below limit: Int?) -> Proposal? {
       func counts(_ proposal: Proposal?) -> Proposal? {
         guard let proposal, limit.map({ proposal.replicas < $0 }) ?? true else { return nil }
         return proposal
       }
-      guard let first = counts(tracking) else { return counts(rule) }
-      guard let second = counts(rule), second.replicas > first.replicas else { return first }
-      return second
+      func higher(_ first: Proposal?, _ second: Proposal?) -> Proposal? {
+        guard let first else { return second }
+        guard let second, second.replicas > first.replicas else { return first }
+        return second
+      }
+      return higher(higher(counts(tracking), counts(rule)), counts(slo))
     }
 
     /// Whether every proposal is below `count` (true with none).
     func all(below count: Int) -> Bool {
       (tracking.map { $0.replicas < count } ?? true) && (rule.map { $0.replicas < count } ?? true)
+        && (slo.map { $0.replicas < count } ?? true)
     }
 
     /// The first that holds because replicas are still starting, wanting another count.
@@ -45,6 +52,10 @@ extension TargetContext {
       let proposal = trackingProposal(tracking)
       if case .trackingMissing = proposal.basis { proposals.readMissingSignal = true }
       proposals.tracking = proposal
+    }
+
+    if let slo = target.slo, let positions = prepared.sloPositions {
+      proposals.slo = sloProposal(slo, at: positions, &state, missing: &proposals.readMissingSignal)
     }
 
     let up = target.up.rule.map {

@@ -34,6 +34,7 @@ struct TargetContext {
   /// Appends the target's action, if any, and its records to the tick's.
   func decide(_ state: inout TargetState, into decision: inout TickDecision) {
     noteExternalChange(since: state.lastReplicas, into: &decision)
+    let firstEvent = decision.events.endIndex
     let proposals = propose(&state)
     let combined = combine(proposals)
     var clamps = ClampTrail()
@@ -52,6 +53,10 @@ struct TargetContext {
     }
     holdForDraining(&outcome, clamps: &clamps)
     record(outcome, combined: combined, proposals: proposals, clamps: clamps, state: &state, into: &decision)
+    if case .slo(let sizing)? = proposals.slo?.basis {
+      // Each record of an SLO-sized decision carries the models and the arithmetic.
+      for index in firstEvent..<decision.events.endIndex { decision.events[index].slo = sizing }
+    }
   }
 
   // MARK: Steps 3 and 4: combine, and the missing-data veto

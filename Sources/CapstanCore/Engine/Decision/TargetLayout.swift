@@ -25,6 +25,9 @@ final class PreparedTarget: Sendable {
   /// What its count counts, as its records name it: a replica, or a process with variants'
   /// unit of capacity.
   let unit: String
+  /// For a process sized on its SLOs, where its signals sit: the load, running and waiting
+  /// requests, and each objective's measured latency.
+  let sloPositions: SLOPositions?
 
   /// - Parameter sharing: the targets on each provider and on each GPU pool, in policy order.
   init(
@@ -42,6 +45,12 @@ final class PreparedTarget: Sendable {
     isPredictive = target.predictive != nil
     recordSignals = target.signalNames.map { ($0, positions[$0]) }
     hasBudget = target.budget != nil
+    sloPositions = target.slo.map { slo in
+      SLOPositions(
+        load: positions[slo.load], running: positions[slo.running],
+        waiting: slo.waiting.flatMap { positions[$0] },
+        measured: slo.objectives.map { positions[$0.measured] })
+    }
     proposalSignals = target.proposalSignalNames.map { ($0, positions[$0]) }
     provider = target.rateLimit.flatMap { policy.provider(named: $0.provider) }
     pool = target.resources.gpuPool.flatMap { policy.gpuPool(named: $0) }
@@ -53,6 +62,13 @@ final class PreparedTarget: Sendable {
       PeerShare(policy.targets[$0], at: $0, sharingWith: target)
     }
   }
+}
+
+struct SLOPositions {
+  var load: Int?
+  var running: Int?
+  var waiting: Int?
+  var measured: [Int?]
 }
 
 /// Another target on a target's provider or GPU pool, and what one replica of it takes from

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Step 2 for a process scaled on its SLOs: learn from this tick's samples, then size.
+extension TargetContext {
+  /// - Parameter missing: set when a signal the sizing reads is missing, which vetoes any
+  ///   scale-down.
+  func sloProposal(
+    _ slo: SLOScaling, at positions: SLOPositions, _ state: inout TargetState, missing: inout Bool
+  )
+    -> Proposal
+  {
+    func value(_ position: Int?) -> Double? { position.flatMap { signals[$0] } }
+    let observation = SLOObservation(
+      load: value(positions.load), running: value(positions.running), waiting: value(positions.waiting),
+      measured: positions.measured.map(value), status: status, now: now)
+    var learned = state.slo ?? SLOState()
+    SLOSizer.learn(observation, slo, state: &learned)
+    state.slo = learned
+    if observation.load == nil || observation.running == nil
+      || (slo.waiting != nil && observation.waiting == nil)
+      || observation.measured.contains(where: { $0 == nil })
+    {
+      missing = true
+    }
+    guard observation.load != nil else {
+      return Proposal(replicas: current, reason: .signalMissing, basis: .sloMissing(signal: slo.load))
+    }
+    let sizing = SLOSizer.size(observation, slo, state: learned, ahead: target.startup ?? 0, max: target.max)
+    return Proposal(
+      replicas: sizing.replicas, reason: sizing.mode == .model ? .slo : .modelNotReady, basis: .slo(sizing))
+  }
+
+  /// One sentence a person can check: the objectives, the models, the capacity and the
+  /// arithmetic; or, before the models are ready, the band rule and why.
+  func describe(_ sizing: SLOSizing) -> String {
+    let objectives = sizing.objectives.map { objective in
+      let measured = objective.measured.map(milliseconds) ?? "missing"
+      return
+        "\(objective.latency.rawValue) p\(format(objective.percentile)) \(measured) (bound \(milliseconds(objective.bound)))"
+    }
+    .joined(separator: ", ")
+    guard sizing.mode == .model, let capacity = sizing.capacity, let duration = sizing.duration else {
+      var text = "\(objectives); model not ready (\(sizing.notReady ?? "")), so the band rule: "
+      if sizing.replicas > current {
+        text += "above a bound, add 1 → \(sizing.replicas)"
+      } else if sizing.replicas < current {
+        text +=
+          "every latency under \(format(SLOSizer.bandLow * 100))% of its bound and none waiting, remove 1 → \(sizing.replicas)"
+      } else {
+        text += "hold at \(current)"
+      }
+      return text
+    }
+    let models = sizing.objectives.compactMap { objective -> String? in
+      guard let fit = objective.fit else { return nil }
+      return
+        "\(objective.latency.rawValue) = \(milliseconds(fit.alpha)) + \(milliseconds(fit.beta)) × concurrency (\(fit.samples) samples, r² \(format((fit.rSquared * 100).rounded() / 100))) allows \(format(((objective.capacity ?? 0) * 100).rounded() / 100)) at once"
+    }
+    var text = "\(objectives); "
+    if !models.isEmpty { text += models.joined(separator: "; ") + "; " }
+    let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
+    text +=
+      "load \(rounded(sizing.load))/s, \(rounded(sizing.forecast))/s a startup ahead × \(rounded(duration))s in flight = \(rounded(sizing.forecast * duration)) at once / \(rounded(capacity)) a replica"
+    if let slots = sizing.slots { text += ", with waiting checked on \(rounded(slots)) slots a replica" }
+    text += " → \(sizing.replicas)"
+    if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
+    if let held = sizing.heldDown { text += "; no scale-down while \(held)" }
+    return text
+  }
+}

@@ -1,0 +1,296 @@
+import Foundation
+
+/// What one tick of an SLO-sized process observed.
+struct SLOObservation {
+  /// Requests arriving a second; nil: missing.
+  var load: Double?
+  /// Requests in flight, all replicas together.
+  var running: Double?
+  /// Requests waiting; nil: missing, or the policy names no such signal.
+  var waiting: Double?
+  /// Per objective, in the policy's order, the measured latency in seconds.
+  var measured: [Double?]
+  var status: ReplicaStatus
+  var now: Date
+}
+
+/// The replicas an SLO-sized process needs, and every number that went into them, for the
+/// decision and its record.
+public struct SLOSizing: Sendable, Equatable {
+  public enum Mode: String, Sendable, Codable {
+    /// Sized from the learned models.
+    case model
+    /// The models are not ready: a band rule on the measured latency.
+    case band
+  }
+
+  /// One objective at this tick: what it bounds, what was measured, and its model.
+  public struct ObjectiveState: Sendable, Equatable {
+    public var latency: SLOScaling.Latency
+    public var percentile: Double
+    public var bound: Double
+    public var measured: Double?
+    /// Nil for a queue wait, which needs no model, and for a model not yet fitted.
+    public var fit: LatencyFit?
+    /// The most requests a replica may run at once within the bound, with headroom.
+    public var capacity: Double?
+  }
+
+  public var mode: Mode
+  /// Why the models are not ready, for a band decision.
+  public var notReady: String?
+  public var objectives: [ObjectiveState]
+  /// Requests a second arriving now, and expected a startup ahead.
+  public var load: Double
+  public var forecast: Double
+  /// Seconds a request stays in flight at `capacity`.
+  public var duration: Double?
+  /// Requests one replica may run at once.
+  public var capacity: Double?
+  /// What one replica serves at once before requests wait, where seen.
+  public var slots: Double?
+  /// The replicas the objectives need; before any ceiling, min or max.
+  public var replicas: Int
+  /// The measured latency was above a bound, and so the count is one more than the model
+  /// gives.
+  public var corrected = false
+  /// Why a scale-down the model allows was held.
+  public var heldDown: String?
+}
+
+enum SLOSizer {
+  /// Below this share of every bound, with nothing waiting, the band rule removes a replica.
+  static let bandLow = 0.5
+  /// The most replicas past the Little's-law count a queueing check adds.
+  static let queueSearch = 256
+  /// Above this many slots in all, the waiting part is left to Little's law: the Erlang C
+  /// sum is linear in slots, and a fleet this large waits little at the load it is sized for.
+  static let largestErlang = 100_000.0
+
+  /// Adds this tick's samples: only from a fleet whose replicas are all ready and none
+  /// draining, so each replica's share of the load is what it runs.
+  static func learn(_ observation: SLOObservation, _ slo: SLOScaling, state: inout SLOState) {
+    if let load = observation.load { state.trend.add(load, at: observation.now) }
+    let status = observation.status
+    guard status.current > 0, status.ready >= status.current, status.draining == 0,
+      let running = observation.running, running.isFinite, running >= 0
+    else { return }
+    let concurrency = running / Double(status.current)
+    let waiting = observation.waiting ?? 0
+    if waiting > 0, concurrency > 0 {
+      state.fullAt = state.fullAt.map { ($0 + concurrency) / 2 } ?? concurrency
+    } else if waiting == 0, let fullAt = state.fullAt, concurrency > fullAt {
+      state.fullAt = concurrency
+    }
+    guard concurrency > 0 else { return }
+    if waiting == 0, let load = observation.load {
+      state.duration.add(running: running, load: load, concurrency: concurrency)
+    }
+    // A measured latency spans about a minute (a histogram's `rate(…[1m])`): it is paired with
+    // the concurrency smoothed over that minute, and learned only once the replica count has
+    // held a minute and the concurrency has not just jumped, so a latency of the minute before
+    // a change is not put beside the concurrency after it.
+    let smoothed = state.concurrency.map { $0 + smoothing * (concurrency - $0) } ?? concurrency
+    state.concurrency = smoothed
+    if state.replicas != status.current {
+      state.replicas = status.current
+      state.replicasSince = observation.now
+    }
+    guard let since = state.replicasSince, observation.now.timeIntervalSince(since) >= measuredSpan,
+      abs(concurrency - smoothed) <= steadiness * smoothed
+    else { return }
+    for (index, objective) in slo.objectives.enumerated() where objective.latency != .queueWait {
+      guard let value = observation.measured[index] else { continue }
+      // A latency that includes waiting is learned only when nothing waits: the model is of
+      // serving, and the wait is the queueing estimate's.
+      if objective.latency.includesWaiting && waiting > 0 { continue }
+      state.latencies[objective.latency.rawValue, default: LatencyModel()].add(
+        concurrency: smoothed, latency: value)
+    }
+  }
+
+  /// The span a measured latency covers.
+  static let measuredSpan: TimeInterval = 60
+  /// How much of each tick's concurrency the smoothed one takes: about a minute of 15 s ticks.
+  static let smoothing = 0.25
+  /// How far the concurrency may stand from its smoothed value for a sample to be taken.
+  static let steadiness = 0.25
+
+  /// The replicas the objectives need at the load expected `ahead` seconds from now.
+  static func size(
+    _ observation: SLOObservation, _ slo: SLOScaling, state: SLOState, ahead: TimeInterval, max limit: Int
+  ) -> SLOSizing {
+    let load = observation.load ?? 0
+    let forecast = state.trend.forecast(ahead: ahead) ?? load
+    let current = observation.status.current
+    var objectives: [SLOSizing.ObjectiveState] = []
+    var notReady: [String] = []
+    for (index, objective) in slo.objectives.enumerated() {
+      var entry = SLOSizing.ObjectiveState(
+        latency: objective.latency, percentile: objective.percentile, bound: objective.bound,
+        measured: observation.measured[index])
+      if objective.latency != .queueWait {
+        switch (state.latencies[objective.latency.rawValue] ?? LatencyModel()).status {
+        case .ready(let fit): entry.fit = fit
+        case .learning(let samples, let buckets):
+          notReady.append(
+            "\(objective.latency.rawValue) has \(samples) of \(LatencyModel.minSamples) samples over \(buckets) of \(LatencyModel.minBuckets) concurrencies"
+          )
+        case .rejected(let fit):
+          notReady.append(
+            "\(objective.latency.rawValue)'s fit falls as concurrency rises (\(milliseconds(fit.beta)) a request), so it is not used"
+          )
+        }
+      }
+      objectives.append(entry)
+    }
+    let measuredDuration = state.duration.seconds
+    if measuredDuration == nil {
+      notReady.append(
+        "request duration has \(state.duration.samples) of \(LatencyModel.minSamples) samples with requests in flight"
+      )
+    }
+    var sizing = SLOSizing(
+      mode: .band, objectives: objectives, load: load, forecast: forecast, slots: state.fullAt,
+      replicas: current)
+    guard notReady.isEmpty, let measuredDuration else {
+      sizing.notReady = notReady.joined(separator: "; ")
+      sizing.replicas = band(observation, slo)
+      return sizing
+    }
+    sizing.mode = .model
+    // Not trusted far past what was seen: twice the largest concurrency, or what a replica
+    // serves before requests wait.
+    let largest = max(
+      state.latencies.values.map(\.largestConcurrency).max() ?? 0, state.duration.meanConcurrency, 1)
+    let cap = state.fullAt ?? 2 * largest
+    var capacity = cap
+    for index in sizing.objectives.indices {
+      guard let fit = sizing.objectives[index].fit else { continue }
+      let most = fit.capacity(within: sizing.objectives[index].bound, limit: cap)
+      sizing.objectives[index].capacity = most
+      capacity = min(capacity, most)
+    }
+    sizing.capacity = capacity
+    let itl = sizing.objectives.first { $0.latency == .itl }?.fit
+    let duration = Self.duration(
+      measuredDuration, measuredAt: state.duration.meanConcurrency, at: capacity, steps: itl)
+    sizing.duration = duration
+    guard capacity > 1e-9 else {
+      // Not even one request a replica meets the bound: as many replicas as allowed.
+      sizing.replicas = forecast > 0 ? limit : current
+      return sizing
+    }
+    let inFlight = forecast * duration
+    var replicas = max(ceilCount(inFlight / capacity), forecast > 0 ? 1 : 0)
+    if let slots = state.fullAt, sizing.objectives.contains(where: { $0.latency.includesWaiting }) {
+      let first = replicas
+      while replicas < first + queueSearch && replicas < limit
+        && !waitsWithin(
+          sizing.objectives, replicas: replicas, slots: slots, inFlight: inFlight, duration: duration,
+          burstiness: state.trend.dispersion)
+      {
+        replicas += 1
+      }
+    }
+    sizing.replicas = replicas
+    correct(&sizing, observation, current: current)
+    return sizing
+  }
+
+  /// Seconds a request stays in flight at `concurrency`: as measured, and, where an
+  /// inter-token latency is learned, longer by as much as a decode step is longer there than
+  /// at the concurrency it was measured at.
+  static func duration(
+    _ measured: Double, measuredAt: Double, at concurrency: Double, steps: LatencyFit?
+  ) -> Double {
+    let seconds = max(measured, 1e-6)
+    guard let steps else { return seconds }
+    let step = steps.predict(measuredAt)
+    guard step > 0 else { return seconds }
+    return seconds * max(steps.predict(concurrency) / step, 1)
+  }
+
+  /// Whether, on `replicas` replicas of `slots` each (an M/M/c queue, Erlang C), the share of
+  /// requests that wait longer than each objective leaves for waiting is within what it
+  /// allows.
+  static func waitsWithin(
+    _ objectives: [SLOSizing.ObjectiveState], replicas: Int, slots: Double, inFlight: Double,
+    duration: Double,
+    burstiness: Double
+  ) -> Bool {
+    let servers = Double(replicas) * max(slots.rounded(.down), 1)
+    guard servers > inFlight else { return false }
+    guard servers <= largestErlang else { return true }
+    let waitChance = erlangC(servers: Int(servers), offered: inFlight)
+    let concurrency = inFlight / Double(max(replicas, 1))
+    for objective in objectives where objective.latency.includesWaiting {
+      let serving = objective.latency == .queueWait ? 0 : (objective.fit?.upper(concurrency) ?? 0)
+      let allowance = objective.bound - serving
+      guard allowance > 0 else { return false }
+      // Kingman: waits grow with the arrivals' variability, (ca² + cs²) / 2, with service
+      // times taken as exponential (cs² = 1) and ca² as the arrivals' dispersion.
+      let late = waitChance * exp(-(servers - inFlight) * allowance / (duration * (burstiness + 1) / 2))
+      if late > 1 - objective.percentile / 100 { return false }
+    }
+    return true
+  }
+
+  /// The chance an arrival waits in an M/M/c queue with `servers` servers and `offered`
+  /// erlangs, from the Erlang B recursion (stable for any size).
+  static func erlangC(servers: Int, offered: Double) -> Double {
+    guard servers > 0 else { return 1 }
+    var blocking = 1.0
+    for k in 1...servers { blocking = offered * blocking / (Double(k) + offered * blocking) }
+    let c = Double(servers)
+    let denominator = c - offered * (1 - blocking)
+    guard denominator > 0 else { return 1 }
+    return min(max(c * blocking / denominator, 0), 1)
+  }
+
+  /// The measured latency corrects the model: above a bound with no replica starting, one
+  /// replica more than it; and a scale-down only where every latency is measured and within
+  /// its bound.
+  static func correct(_ sizing: inout SLOSizing, _ observation: SLOObservation, current: Int) {
+    let starting = observation.status.ready < observation.status.current
+    let above = sizing.objectives.first { ($0.measured ?? 0) > $0.bound }
+    if above != nil, !starting, sizing.replicas <= current {
+      sizing.replicas = current + 1
+      sizing.corrected = true
+    } else if sizing.replicas < current {
+      if let missing = sizing.objectives.first(where: { $0.measured == nil }) {
+        sizing.heldDown = "\(missing.latency.rawValue) is not measured"
+        sizing.replicas = current
+      } else if let above {
+        sizing.heldDown =
+          "\(above.latency.rawValue) \(milliseconds(above.measured ?? 0)) is above its bound \(milliseconds(above.bound))"
+        sizing.replicas = current
+      }
+    }
+  }
+
+  /// Until the models are ready: one more replica while a latency is above its bound (and no
+  /// replica is starting), one fewer once every latency is under half its bound and nothing
+  /// waits, and the same count between.
+  static func band(_ observation: SLOObservation, _ slo: SLOScaling) -> Int {
+    let current = observation.status.current
+    if current == 0 { return (observation.load ?? 0) > 0 ? 1 : 0 }
+    let starting = observation.status.ready < current
+    var allLow = true
+    for (index, objective) in slo.objectives.enumerated() {
+      guard let value = observation.measured[index] else {
+        allLow = false
+        continue
+      }
+      if value > objective.bound { return starting ? current : current + 1 }
+      if value >= objective.bound * bandLow { allLow = false }
+    }
+    if allLow, (observation.waiting ?? 0) == 0, observation.load != nil { return current - 1 }
+    return current
+  }
+}
+
+func milliseconds(_ seconds: Double) -> String {
+  abs(seconds) < 1
+    ? "\(format((seconds * 100_000).rounded() / 100))ms" : "\(format((seconds * 1000).rounded() / 1000))s"
+}

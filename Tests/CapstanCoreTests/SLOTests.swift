@@ -1,0 +1,272 @@
+import Foundation
+import Testing
+
+@testable import CapstanCore
+
+/// A model server `m` sized on a TTFT and an ITL objective, from 1 to 8 replicas, with its
+/// scale-down window at 0 so each tick's sizing shows.
+func sloServer(extra: String = "", waiting: Bool = true) throws -> Policy {
+  try loadPolicy(
+    """
+    processes:
+      m:
+        startup: 2m
+        cost_per_hour_usd: 4
+        scaling:
+          min: 1
+          max: 8
+          slo:
+            - {latency: ttft, percentile: 99, bound: 2s, measured: ttft}
+            - {latency: itl, percentile: 99, bound: 50ms, measured: itl}
+          load: rate
+          running: running
+    \(waiting ? "      waiting: waiting" : "")
+    \(extra)
+    autoscaling:
+      m:
+        scale_down: {stabilization_window: 0s}
+    """)
+}
+
+@Suite("Latency models learned online")
+struct LatencyModelTests {
+  @Test("a line is recovered from samples across a range of concurrency")
+  func recoversLine() throws {
+    var model = LatencyModel()
+    for index in 0..<40 {
+      let concurrency = Double(1 + index % 20)
+      model.add(concurrency: concurrency, latency: 0.02 + 0.001 * concurrency)
+    }
+    let fit = try #require(model.status.fit)
+    #expect(abs(fit.alpha - 0.02) < 1e-9)
+    #expect(abs(fit.beta - 0.001) < 1e-9)
+    #expect(fit.rSquared > 0.999)
+    // Noiseless: the headroom is nothing, and 50 ms allows (0.05 - 0.02) / 0.001 = 30 at once,
+    // but the model is not trusted past the 40 asked for.
+    #expect(abs(fit.capacity(within: 0.05, limit: 40) - 30) < 1e-6)
+    #expect(fit.capacity(within: 0.05, limit: 12) == 12)
+    #expect(fit.capacity(within: 0.01, limit: 40) == 0)
+  }
+
+  @Test("too few samples, too narrow a range, or a falling line is not used")
+  func guards() throws {
+    var model = LatencyModel()
+    for _ in 0..<(LatencyModel.minSamples - 1) { model.add(concurrency: 4, latency: 0.03) }
+    #expect(model.status == .learning(samples: LatencyModel.minSamples - 1, buckets: 1))
+    for _ in 0..<30 { model.add(concurrency: 4, latency: 0.03) }
+    // Many samples, one concurrency: no slope to learn.
+    #expect(model.status.fit == nil)
+
+    var falling = LatencyModel()
+    for index in 0..<40 {
+      let concurrency = Double(1 + index % 10)
+      falling.add(concurrency: concurrency, latency: 0.05 - 0.001 * concurrency)
+    }
+    guard case .rejected(let fit) = falling.status else {
+      Issue.record("a falling line was used: \(falling.status)")
+      return
+    }
+    #expect(fit.beta < 0)
+
+    // Values that are not latencies are left out.
+    var hostile = LatencyModel()
+    for value in [Double.nan, .infinity, -1] { hostile.add(concurrency: 2, latency: value) }
+    hostile.add(concurrency: .nan, latency: 0.1)
+    #expect(hostile.samples == 0)
+  }
+
+  @Test("a long stay at one concurrency keeps what was learned at the others")
+  func keepsRange() throws {
+    var model = LatencyModel()
+    for index in 0..<40 {
+      let concurrency = Double(1 + index % 16)
+      model.add(concurrency: concurrency, latency: 0.02 + 0.001 * concurrency)
+    }
+    for _ in 0..<2000 { model.add(concurrency: 8, latency: 0.028) }
+    let fit = try #require(model.status.fit)
+    #expect(abs(fit.beta - 0.001) < 1e-6)
+  }
+
+  @Test("Erlang C, against the closed form for two servers")
+  func erlangC() {
+    // M/M/2 at 1 erlang: C = a² / (a² + 2(2 − a)(1 + a)) · … = 1/3.
+    #expect(abs(SLOSizer.erlangC(servers: 2, offered: 1) - 1.0 / 3) < 1e-12)
+    #expect(SLOSizer.erlangC(servers: 1, offered: 0.5) == 0.5)
+    #expect(SLOSizer.erlangC(servers: 4, offered: 5) == 1)
+  }
+
+  @Test("the load's trend looks a startup ahead when rising, and never below zero")
+  func trend() throws {
+    var trend = LoadTrend()
+    #expect(trend.forecast(ahead: 120) == nil)
+    for tick in 0..<60 { trend.add(Double(tick), at: t0.addingTimeInterval(Double(tick) * 15)) }
+    let rising = try #require(trend.forecast(ahead: 120))
+    // The load rises 1/s every 15 s; the smoothed level lags it, the slope makes up part of that.
+    #expect(rising > trend.level)
+    #expect(trend.slope > 0)
+    for tick in 60..<200 { trend.add(0, at: t0.addingTimeInterval(Double(tick) * 15)) }
+    #expect((trend.forecast(ahead: 120) ?? -1) >= 0)
+    #expect(trend.forecast(ahead: 120) ?? 1 < 0.1)
+  }
+}
+
+@Suite("Scaling on the SLO")
+struct SLOEngineTests {
+  @Test("the policy loads: objectives, load signals, and every signal among those read")
+  func loads() throws {
+    let policy = try sloServer()
+    let slo = try #require(policy.target(named: "m")?.slo)
+    #expect(slo.objectives.map(\.latency) == [.ttft, .itl])
+    #expect(slo.objectives.map(\.bound) == [2, 0.05])
+    #expect(slo.load == "rate" && slo.running == "running" && slo.waiting == "waiting")
+    #expect(policy.target(named: "m")?.proposalSignalNames == ["rate", "running", "waiting", "ttft", "itl"])
+    // One objective as a mapping loads as a list of one.
+    let single = try loadPolicy(
+      """
+      processes:
+        q:
+          class: batch
+          scaling: {min: 0, max: 4, slo: {latency: queue_wait, bound: 1m, measured: wait}, load: r, running: n}
+      """)
+    #expect(single.target(named: "q")?.slo?.objectives.first?.percentile == 99)
+  }
+
+  @Test(
+    "bad SLOs are refused at their line",
+    arguments: [
+      ("{latency: ttft, percentile: 99, bound: 2s}", "p.yaml:5:22: error: no signal measures ttft"),
+      ("{latency: ttft, percentile: 0, bound: 2s, measured: t}", "p.yaml:5:40: error: percentile is '0'"),
+      ("{latency: ttft, percentile: 100, bound: 2s, measured: t}", "p.yaml:5:40: error: percentile is '100'"),
+      ("{latency: ttft, bound: 0s, measured: t}", "p.yaml:5:35: error: bound is 0s"),
+      ("{latency: tbt, bound: 2s, measured: t}", "p.yaml:5:22: error: slo latency is 'tbt'"),
+      ("{latency: ttft, bound: 2s, measured: t, target: 99}", "p.yaml:5:52: error: unknown key 'target'"),
+      (
+        "[{latency: ttft, bound: 2s, measured: t}, {latency: ttft, bound: 3s, measured: u}]",
+        "p.yaml:5:64: error: a second slo on ttft"
+      ),
+    ])
+  func refused(slo: String, message: String) {
+    let text = refusal(
+      """
+      processes:
+        m:
+          scaling:
+            max: 4
+            slo: \(slo)
+            load: r
+            running: n
+      """)
+    #expect(text.contains(message), "\(text)")
+  }
+
+  @Test("an SLO without a load or running signal, or on a process with variants, is refused")
+  func refusedWhole() {
+    let noLoad = refusal(
+      """
+      processes:
+        m:
+          scaling: {max: 4, running: n, slo: {latency: itl, bound: 50ms, measured: i}}
+      """)
+    #expect(noLoad.contains("scaling.slo needs scaling.load"), "\(noLoad)")
+    let noRunning = refusal(
+      """
+      processes:
+        m:
+          scaling: {max: 4, load: r, slo: {latency: itl, bound: 50ms, measured: i}}
+      """)
+    #expect(noRunning.contains("scaling.slo needs scaling.running"), "\(noRunning)")
+    let variants = refusal(
+      """
+      processes:
+        m:
+          scaling: {max: 4, load: r, running: n, slo: {latency: itl, bound: 50ms, measured: i}}
+          variants:
+            a: {capacity: 1}
+      """)
+    #expect(variants.contains("has variants and scaling.slo"), "\(variants)")
+  }
+
+  @Test("before the models are ready, a band rule on the measured latency, never down on a missing one")
+  func band() throws {
+    var harness = EngineHarness(try sloServer(), replicas: ["m": 2])
+    // Above a bound: one more, reason model_not_ready, with why in the record.
+    harness.tick(at: 0, ["rate": 10, "running": 20, "waiting": 0, "ttft": 2.5, "itl": 0.03])
+    #expect(harness.replicas["m"] == 3)
+    let up = try #require(harness.events(.scaleUp).first)
+    #expect(up.reason == .modelNotReady)
+    #expect(up.detail.contains("ttft p99 2.5s (bound 2s)"), "\(up.detail)")
+    #expect(up.detail.contains("ttft has 0 of 20 samples"), "\(up.detail)")
+    #expect(up.slo?.mode == .band)
+    // Replicas starting (3 asked, 2 ready): no second step on the same breach.
+    harness.ready["m"] = 2
+    harness.tick(at: 15, ["rate": 10, "running": 20, "waiting": 0, "ttft": 2.5, "itl": 0.03])
+    #expect(harness.replicas["m"] == 3)
+    harness.ready = [:]
+    // Everything under half its bound, but the ITL is missing: no scale-down.
+    harness.tick(at: 30, ["rate": 1, "running": 2, "waiting": 0, "ttft": 0.2])
+    #expect(harness.replicas["m"] == 3)
+    // Under half of every bound, nothing waiting: one fewer.
+    harness.tick(at: 45, ["rate": 1, "running": 2, "waiting": 0, "ttft": 0.2, "itl": 0.02])
+    #expect(harness.replicas["m"] == 2)
+    #expect(harness.events(.scaleDown).first?.reason == .modelNotReady)
+  }
+
+  /// Ticks of a server whose ITL is 20 ms + 1 ms a request, whose TTFT is 300 ms + 10 ms a
+  /// request, whose requests each stay 5 s, at a load that steps every 5 minutes.
+  func learned(_ harness: inout EngineHarness, ticks: Int) {
+    for tick in 0..<ticks {
+      let replicas = Double(harness.replicas["m"] ?? 1)
+      let rate = 4 + Double((tick / 20) % 8) * 2
+      let running = rate * 5
+      let b = running / replicas
+      harness.tick(
+        at: Double(tick) * 15,
+        ["rate": rate, "running": running, "waiting": 0, "ttft": 0.3 + 0.01 * b, "itl": 0.02 + 0.001 * b])
+    }
+  }
+
+  @Test("once learned, replicas come from the models, the forecast and Little's law, all in the record")
+  func sized() throws {
+    var harness = EngineHarness(try sloServer(), replicas: ["m": 4])
+    learned(&harness, ticks: 160)
+    let record = try #require(harness.events.last { $0.slo?.mode == .model })
+    let sizing = try #require(record.slo)
+    let itl = try #require(sizing.objectives.first { $0.latency == .itl }?.fit)
+    // Each latency is paired with the concurrency smoothed over its minute, which trails a
+    // step for a few ticks: near the law, not on it.
+    #expect(abs(itl.alpha / 0.02 - 1) < 0.05 && abs(itl.beta / 0.001 - 1) < 0.05, "\(itl)")
+    // ITL within 50 ms allows about 30 at once; TTFT within 2 s about 170; so the ITL's.
+    let capacity = try #require(sizing.capacity)
+    #expect(capacity == sizing.objectives.first { $0.latency == .itl }?.capacity)
+    #expect(abs(capacity / 30 - 1) < 0.1)
+    // Requests stay 5 s at the mean concurrency measured; at `capacity` at once each decode
+    // step is longer, and so is each request.
+    let duration = try #require(sizing.duration)
+    #expect(duration > 5)
+    let expected = Int((sizing.forecast * duration / capacity - 1e-9).rounded(.up))
+    #expect(sizing.replicas == expected)
+    #expect(record.detail.contains("itl = "), "\(record.detail)")
+    #expect(record.detail.hasSuffix(" a replica → \(expected)"), "\(record.detail)")
+    let json = AuditRecord(record, mode: .replay).jsonLine()
+    #expect(json.contains(#""mode":"model""#) && json.contains(#""alpha":"#), "\(json)")
+    #expect(json.contains(#""latency":"itl""#) && json.contains(#""duration_s":"#), "\(json)")
+
+    // The model says no more, but the measured ITL is above its bound: one more.
+    let current = harness.replicas["m"] ?? 0
+    harness.tick(at: 160 * 15, ["rate": 1, "running": 5, "waiting": 0, "ttft": 0.4, "itl": 0.06])
+    #expect(harness.replicas["m"] == current + 1, "\(harness.events.suffix(2).map(\.detail))")
+    #expect(harness.events.last?.slo?.corrected == true, "\(harness.events.suffix(2))")
+  }
+
+  @Test("what was learned survives a restart with the saved state")
+  func survivesRestart() throws {
+    var harness = EngineHarness(try sloServer(), replicas: ["m": 4])
+    learned(&harness, ticks: 40)
+    let saved = try JSONEncoder().encode(harness.state)
+    let restored = try JSONDecoder().decode(EngineState.self, from: saved)
+    #expect(restored == harness.state)
+    #expect(restored.problems(now: t0.addingTimeInterval(3600)).isEmpty)
+    let model = try #require(restored.targets["m"]?.slo?.latencies["itl"])
+    #expect(model.status.fit != nil)
+  }
+}
