@@ -50,6 +50,7 @@ enum ValidateReport {
           target.policyName.map { "; \(metric) has no target, so only policy '\($0)' scales it" }
           ?? "; \(metric) has no target and no policy scales it, so it holds within \(target.min)..\(target.max)"
       }
+      if let slo = target.slo { line += "; \(slo.summary)" }
       if let variant = target.variant {
         line += "; variant of \(variant.group), carries \(Ceilings.format(variant.capacity)) of its capacity"
       }

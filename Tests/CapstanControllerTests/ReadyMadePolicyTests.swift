@@ -25,6 +25,7 @@ struct ReadyMadePolicyTests {
     "the live policies can run as written, with the ceilings their comments promise",
     arguments: [
       ("vllm.yaml", "vllm", ScaleReason.costCeiling, 6),
+      ("vllm-slo.yaml", "vllm", .costCeiling, 6),
       ("litellm-budget.yaml", "agent-worker", .rateLimitCeiling, 26),
     ])
   func runnable(file: String, process: String, ceiling: ScaleReason, replicas: Int) throws {
@@ -40,7 +41,7 @@ struct ReadyMadePolicyTests {
   func present() {
     #expect(
       Set(Self.files).isSuperset(of: [
-        "llm-serving.yaml", "vllm.yaml", "litellm-budget.yaml", "redis-queue-workers.yaml",
+        "llm-serving.yaml", "vllm.yaml", "vllm-slo.yaml", "litellm-budget.yaml", "redis-queue-workers.yaml",
       ]))
   }
 }

@@ -195,7 +195,7 @@ struct SLOEngineTests {
     let up = try #require(harness.events(.scaleUp).first)
     #expect(up.reason == .modelNotReady)
     #expect(up.detail.contains("ttft p99 2.5s (bound 2s)"), "\(up.detail)")
-    #expect(up.detail.contains("ttft has 0 of 20 samples"), "\(up.detail)")
+    #expect(up.detail.contains("ttft has 0 samples over 0 concurrencies (needs 20 over 3)"), "\(up.detail)")
     #expect(up.slo?.mode == .band)
     // Replicas starting (3 asked, 2 ready): no second step on the same breach.
     harness.ready["m"] = 2

@@ -40,6 +40,15 @@ public struct SLOScaling: Sendable, Equatable {
   /// Requests waiting for a slot, for all together; nil where the policy names none.
   public var waiting: String?
 
+  /// What `validate` says of it: the objectives, the signals, and how the models start.
+  public var summary: String {
+    let bounds = objectives.map {
+      "\($0.latency.rawValue) p\(format($0.percentile)) within \(milliseconds($0.bound)) (measured by \($0.measured))"
+    }
+    return
+      "sized on its SLOs: \(bounds.joined(separator: ", ")); load \(load), running \(running)\(waiting.map { ", waiting \($0)" } ?? ""); each latency model is used once it has \(LatencyModel.minSamples) samples over \(LatencyModel.minBuckets) concurrencies, the band rule on measured latency until then"
+  }
+
   /// Every signal it reads, in a stable order.
   public var signalNames: [String] {
     var names = [load, running]

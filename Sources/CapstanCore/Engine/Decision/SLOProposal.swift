@@ -61,8 +61,12 @@ extension TargetContext {
     let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
     text +=
       "load \(rounded(sizing.load))/s, \(rounded(sizing.forecast))/s a startup ahead × \(rounded(duration))s in flight = \(rounded(sizing.forecast * duration)) at once / \(rounded(capacity)) a replica"
-    if let slots = sizing.slots { text += ", with waiting checked on \(rounded(slots)) slots a replica" }
-    text += " → \(sizing.replicas)"
+    let byLittle = sizing.byLittle ?? sizing.replicas
+    text += " → \(byLittle)"
+    if let slots = sizing.slots, let before = sizing.byLittle, sizing.replicas > before, !sizing.corrected {
+      text +=
+        "; waits within the bounds on \(rounded(slots)) slots a replica (Erlang C) need \(sizing.replicas)"
+    }
     if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
     if let held = sizing.heldDown { text += "; no scale-down while \(held)" }
     return text

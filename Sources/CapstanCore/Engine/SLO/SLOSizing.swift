@@ -51,6 +51,8 @@ public struct SLOSizing: Sendable, Equatable {
   public var slots: Double?
   /// The replicas the objectives need; before any ceiling, min or max.
   public var replicas: Int
+  /// What Little's law alone gives, before the queueing check adds any for waiting.
+  public var byLittle: Int?
   /// The measured latency was above a bound, and so the count is one more than the model
   /// gives.
   public var corrected = false
@@ -134,7 +136,7 @@ enum SLOSizer {
         case .ready(let fit): entry.fit = fit
         case .learning(let samples, let buckets):
           notReady.append(
-            "\(objective.latency.rawValue) has \(samples) of \(LatencyModel.minSamples) samples over \(buckets) of \(LatencyModel.minBuckets) concurrencies"
+            "\(objective.latency.rawValue) has \(samples) samples over \(buckets) concurrencies (needs \(LatencyModel.minSamples) over \(LatencyModel.minBuckets))"
           )
         case .rejected(let fit):
           notReady.append(
@@ -147,7 +149,7 @@ enum SLOSizer {
     let measuredDuration = state.duration.seconds
     if measuredDuration == nil {
       notReady.append(
-        "request duration has \(state.duration.samples) of \(LatencyModel.minSamples) samples with requests in flight"
+        "request duration has \(state.duration.samples) ticks with requests in flight (needs \(LatencyModel.minSamples))"
       )
     }
     var sizing = SLOSizing(
@@ -183,6 +185,7 @@ enum SLOSizer {
     }
     let inFlight = forecast * duration
     var replicas = max(ceilCount(inFlight / capacity), forecast > 0 ? 1 : 0)
+    sizing.byLittle = replicas
     if let slots = state.fullAt, sizing.objectives.contains(where: { $0.latency.includesWaiting }) {
       let first = replicas
       while replicas < first + queueSearch && replicas < limit

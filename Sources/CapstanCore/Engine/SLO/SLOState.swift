@@ -86,7 +86,7 @@ public struct LoadTrend: Sendable, Equatable, Codable {
   var arrivalSquares = 0.0
 
   /// How much of each new value the level takes, and of each new slope the slope.
-  static let levelWeight = 0.1
+  static let levelWeight = 0.2
   static let slopeWeight = 0.05
 
   public init() {}
