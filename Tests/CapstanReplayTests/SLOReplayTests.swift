@@ -1,0 +1,78 @@
+import CapstanTestKit
+import Foundation
+import Testing
+
+/// The real binary: `validate` shows the objectives, `replay` of a recording with the SLO's
+/// columns learns its models as it goes.
+@Suite("capstan replay: scaling on the SLO", .serialized)
+struct SLOReplayTests {
+  /// A pool held at 2 replicas while its load ramps from 2 to 40 requests a second over an
+  /// hour: each request stays 5 s, a replica's ITL is 20 ms + 1 ms a request it runs, its TTFT
+  /// 300 ms + 10 ms a request.
+  static func folder() throws -> URL {
+    let folder = temporaryFile("slo")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try """
+    controller: {interval: 15s}
+    processes:
+      model:
+        startup: 2m
+        scaling:
+          min: 2
+          max: 2
+          slo:
+            - {latency: ttft, percentile: 99, bound: 2s, measured: ttft_p99}
+            - {latency: itl, percentile: 99, bound: 50ms, measured: itl_p99}
+          load: rate
+          running: running
+          waiting: waiting
+    """.write(to: folder.appendingPathComponent("policy.yaml"), atomically: true, encoding: .utf8)
+    var recording = "timestamp,rate,running,waiting,ttft_p99,itl_p99\n"
+    for tick in 0..<240 {
+      let rate = 2 + 38 * Double(tick) / 239
+      let perReplica = rate * 5 / 2
+      recording +=
+        "\(1_700_000_000 + tick * 15),\(rate),\(rate * 5),0,\(0.3 + 0.01 * perReplica),\(0.02 + 0.001 * perReplica)\n"
+    }
+    try recording.write(to: folder.appendingPathComponent("ramp.csv"), atomically: true, encoding: .utf8)
+    return folder
+  }
+
+  @Test("validate shows the objectives and the signals that carry the load")
+  func validateShowsTheObjectives() throws {
+    let folder = try Self.folder()
+    let result = try runCapstan(["validate", folder.appendingPathComponent("policy.yaml").path])
+    #expect(result.status == 0)
+    #expect(
+      result.stdout.contains(
+        "sized on its SLOs: ttft p99 within 2s (measured by ttft_p99), itl p99 within 50ms (measured by itl_p99); load rate, running running, waiting waiting"
+      ), "\(result.stdout)")
+  }
+
+  @Test("replay learns the models from the recording and sizes from them once they are ready")
+  func replayLearns() throws {
+    let folder = try Self.folder()
+    let audit = folder.appendingPathComponent("audit.jsonl")
+    let result = try runCapstan([
+      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
+      folder.appendingPathComponent("ramp.csv").path, "--audit-log", audit.path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    let records = try String(contentsOf: audit, encoding: .utf8).split(separator: "\n").compactMap {
+      try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+    // Held at max 2 as the load grows: blocked records, each with the sizing.
+    let sized = records.compactMap { $0["slo"] as? [String: Any] }
+    #expect(!sized.isEmpty, "\(records)")
+    let modelled = try #require(sized.last { $0["mode"] as? String == "model" }, "\(sized)")
+    let objectives = try #require(modelled["objectives"] as? [[String: Any]])
+    let itl = try #require(objectives.first { $0["latency"] as? String == "itl" })
+    let beta = try #require(itl["beta"] as? Double)
+    #expect(abs(beta / 0.001 - 1) < 0.05, "\(itl)")
+    #expect((itl["samples"] as? Int ?? 0) >= 20)
+    #expect((modelled["replicas"] as? Int ?? 0) > 2)
+    let blocked = try #require(records.last { $0["event"] as? String == "blocked" })
+    #expect(blocked["reason"] as? String == "max_instances")
+    #expect((blocked["detail"] as? String)?.contains("itl = ") == true, "\(blocked)")
+  }
+}
