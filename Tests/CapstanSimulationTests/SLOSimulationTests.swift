@@ -7,30 +7,17 @@ import Testing
 /// LLM requests of 500 prompt and 100 output tokens, arriving at each rate (a second) for
 /// `span` seconds in turn, with exponential gaps from a fixed seed.
 func steppedLoad(_ rates: [Double], span: Double) -> Trace {
-  var generator = SplitMix(seed: 7)
+  var generator = SplitMix64(seed: 7)
   var requests: [Trace.Request] = []
   for (index, rate) in rates.enumerated() {
     var time = Double(index) * span
     while true {
-      time += -log(1 - generator.unit()) / rate
+      time += -log(1 - Double(generator.next() >> 11) / Double(1 << 53)) / rate
       guard time < Double(index + 1) * span else { break }
       requests.append(Trace.Request(arrival: time, inputTokens: 500, outputTokens: 100))
     }
   }
   return Trace(kind: .llm, start: Date(timeIntervalSince1970: 1_700_000_000), requests: requests)
-}
-
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func unit() -> Double {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    z ^= z >> 31
-    return Double(z >> 11) / Double(1 << 53)
-  }
 }
 
 /// A model server whose decode step takes 20 ms and 1 ms more a request in its batch, sized on
