@@ -211,6 +211,35 @@ struct SLOEngineTests {
     #expect(harness.events(.scaleDown).first?.reason == .modelNotReady)
   }
 
+  @Test("an idle process's missing latency holds nothing: it goes to zero, and comes back with load")
+  func idleToZero() throws {
+    let policy = try loadPolicy(
+      """
+      processes:
+        q:
+          class: batch
+          scaling: {min: 0, max: 4, load: r, running: n, slo: {latency: itl, bound: 50ms, measured: i}}
+      autoscaling:
+        q:
+          scale_up: {stabilization_window: 0s}
+          scale_down: {stabilization_window: 0s}
+      """)
+    var harness = EngineHarness(policy, replicas: ["q": 2])
+    // Load arrives and runs, but the latency is missing: an outage, so no scale-down.
+    harness.tick(at: 0, ["r": 2, "n": 1])
+    #expect(harness.replicas["q"] == 2)
+    // Load arrives, every latency low: one fewer, but never the last one.
+    harness.tick(at: 15, ["r": 2, "n": 1, "i": 0.01])
+    harness.tick(at: 30, ["r": 2, "n": 1, "i": 0.01])
+    #expect(harness.replicas["q"] == 1)
+    // Nothing arrives or runs: the missing latency is silence, and the last replica goes.
+    harness.tick(at: 45, ["r": 0, "n": 0])
+    #expect(harness.replicas["q"] == 0)
+    harness.tick(at: 60, ["r": 3, "n": 0])
+    #expect(harness.replicas["q"] == 1)
+    #expect(harness.events.last?.detail.hasSuffix("load arrives with no replica running, so 1") == true)
+  }
+
   /// Ticks of a server whose ITL is 20 ms + 1 ms a request, whose TTFT is 300 ms + 10 ms a
   /// request, whose requests each stay 5 s, at a load that steps every 5 minutes.
   func learned(_ harness: inout EngineHarness, ticks: Int) {

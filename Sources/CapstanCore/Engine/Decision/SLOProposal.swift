@@ -18,7 +18,7 @@ extension TargetContext {
     state.slo = learned
     if observation.load == nil || observation.running == nil
       || (slo.waiting != nil && observation.waiting == nil)
-      || observation.measured.contains(where: { $0 == nil })
+      || (!observation.idle && observation.measured.contains(where: { $0 == nil }))
     {
       missing = true
     }
@@ -41,7 +41,9 @@ extension TargetContext {
     .joined(separator: ", ")
     guard sizing.mode == .model, let capacity = sizing.capacity, let duration = sizing.duration else {
       var text = "\(objectives); model not ready (\(sizing.notReady ?? "")), so the band rule: "
-      if sizing.replicas > current {
+      if current == 0 && sizing.replicas > 0 {
+        text += "load arrives with no replica running, so 1"
+      } else if sizing.replicas > current {
         text += "above a bound, add 1 → \(sizing.replicas)"
       } else if sizing.replicas < current {
         text +=

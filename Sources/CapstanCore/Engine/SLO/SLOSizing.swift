@@ -12,6 +12,10 @@ struct SLOObservation {
   var measured: [Double?]
   var status: ReplicaStatus
   var now: Date
+
+  /// Nothing arrives, runs or waits: a latency missing now is an idle process's silence, not
+  /// an outage.
+  var idle: Bool { load == 0 && running == 0 && (waiting ?? 0) == 0 }
 }
 
 /// The replicas an SLO-sized process needs, and every number that went into them, for the
@@ -63,6 +67,8 @@ public struct SLOSizing: Sendable, Equatable {
 enum SLOSizer {
   /// Below this share of every bound, with nothing waiting, the band rule removes a replica.
   static let bandLow = 0.5
+  /// Below this many requests expected in flight, with none arriving, no replica is needed.
+  static let minimumInFlight = 0.01
   /// The most replicas past the Little's-law count a queueing check adds.
   static let queueSearch = 256
   /// Above this many slots in all, the waiting part is left to Little's law: the Erlang C
@@ -184,7 +190,10 @@ enum SLOSizer {
       return sizing
     }
     let inFlight = forecast * duration
-    var replicas = max(ceilCount(inFlight / capacity), forecast > 0 ? 1 : 0)
+    // One replica while load arrives, or while the smoothed load still expects a request in
+    // flight now and then; none once it has died away (a process whose min is 0).
+    let needsOne = load > 0 || inFlight >= minimumInFlight
+    var replicas = max(ceilCount(inFlight / capacity), needsOne ? 1 : 0)
     sizing.byLittle = replicas
     if let slots = state.fullAt, sizing.objectives.contains(where: { $0.latency.includesWaiting }) {
       let first = replicas
@@ -261,7 +270,7 @@ enum SLOSizer {
       sizing.replicas = current + 1
       sizing.corrected = true
     } else if sizing.replicas < current {
-      if let missing = sizing.objectives.first(where: { $0.measured == nil }) {
+      if !observation.idle, let missing = sizing.objectives.first(where: { $0.measured == nil }) {
         sizing.heldDown = "\(missing.latency.rawValue) is not measured"
         sizing.replicas = current
       } else if let above {
@@ -274,7 +283,7 @@ enum SLOSizer {
 
   /// Until the models are ready: one more replica while a latency is above its bound (and no
   /// replica is starting), one fewer once every latency is under half its bound and nothing
-  /// waits, and the same count between.
+  /// waits (the last one only once no load arrives), and the same count between.
   static func band(_ observation: SLOObservation, _ slo: SLOScaling) -> Int {
     let current = observation.status.current
     if current == 0 { return (observation.load ?? 0) > 0 ? 1 : 0 }
@@ -282,13 +291,16 @@ enum SLOSizer {
     var allLow = true
     for (index, objective) in slo.objectives.enumerated() {
       guard let value = observation.measured[index] else {
-        allLow = false
+        if !observation.idle { allLow = false }
         continue
       }
       if value > objective.bound { return starting ? current : current + 1 }
       if value >= objective.bound * bandLow { allLow = false }
     }
-    if allLow, (observation.waiting ?? 0) == 0, observation.load != nil { return current - 1 }
+    // The last replica goes only once no load arrives.
+    if allLow, (observation.waiting ?? 0) == 0, let load = observation.load, current > 1 || load == 0 {
+      return current - 1
+    }
     return current
   }
 }
