@@ -186,6 +186,28 @@ struct SLOEngineTests {
     #expect(variants.contains("has variants and scaling.slo"), "\(variants)")
   }
 
+  @Test("an empty slo is refused, and load or running without an slo is a warning that they do nothing")
+  func emptyAndStray() throws {
+    let empty = refusal(
+      """
+      processes:
+        m:
+          scaling: {max: 4, load: r, running: n, slo: []}
+      """)
+    #expect(empty.contains("p.yaml:3:49: error: slo is empty"), "\(empty)")
+    let stray = try PolicyLoader.load(
+      yaml: """
+        processes:
+          m:
+            scaling: {metric: q, target: 5, max: 4, load: r, running: n}
+        """, file: "p.yaml")
+    #expect(
+      stray.warnings.map(\.description) == [
+        "p.yaml:3:51: warning: 'r' has no effect: process 'm' has no scaling.slo",
+        "p.yaml:3:63: warning: 'n' has no effect: process 'm' has no scaling.slo",
+      ])
+  }
+
   @Test("before the models are ready, a band rule on the measured latency, never down on a missing one")
   func band() throws {
     var harness = EngineHarness(try sloServer(), replicas: ["m": 2])
