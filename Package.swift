@@ -89,6 +89,7 @@ let package = Package(
         "CapstanCore",
         "CapstanRuntime",
         "CapstanKubernetes",
+        "CapstanHTTP",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
       ]

@@ -1,4 +1,5 @@
 import CapstanCore
+import CapstanHTTP
 import Foundation
 import Logging
 
@@ -54,6 +55,8 @@ public actor LocalProcessBackend: ScalingBackend {
     /// Standard input of the guard; its write end lives only here.
     var lifeline: Pipe?
     var phase: Phase
+    /// Its `ready_path` has answered 2xx since this process started: it serves.
+    var answered = false
     var exits: [Date] = []
     /// A guard the last supervisor started, found draining at start; not a child of this one.
     var leftoverPID: pid_t?
@@ -83,10 +86,40 @@ public actor LocalProcessBackend: ScalingBackend {
         "a draining replica of the last run is gone",
         metadata: ["process": "\(target.name)", "replica": "\(index)"])
     }
+    if let settings = target.local, let path = settings.readyPath, let base = settings.portBase {
+      await askReadiness(target.name, path: path, base: base)
+    }
     let all = replicas[target.name, default: [:]].values
     let own = all.filter { $0.phase != .draining }
-    let ready = own.filter { $0.phase == .running && !isCrashLooping($0) }
+    let ready = own.filter {
+      $0.phase == .running && !isCrashLooping($0) && ($0.answered || target.local?.readyPath == nil)
+    }
     return ReplicaStatus(current: own.count, ready: ready.count, draining: all.count - own.count)
+  }
+
+  /// Asks each running replica that has not yet answered its ready path, all at once, a second
+  /// at most each: a server still loading refuses the connection or answers 503.
+  private func askReadiness(_ process: String, path: String, base: Int) async {
+    let asking = replicas[process, default: [:]].values.filter { $0.phase == .running && !$0.answered }
+      .compactMap { replica in replica.process.map { (replica.index, $0.processIdentifier) } }
+    guard !asking.isEmpty else { return }
+    let answered = await withTaskGroup(of: (Int, pid_t)?.self) { group in
+      for (index, pid) in asking {
+        group.addTask {
+          let request = HTTPRequest(url: "http://127.0.0.1:\(base + index)\(path)", timeout: 1)
+          guard let response = try? await CurlHTTPClient.get(request), (200..<300).contains(response.status)
+          else { return nil }
+          return (index, pid)
+        }
+      }
+      var answered: [(Int, pid_t)] = []
+      for await result in group { if let result { answered.append(result) } }
+      return answered
+    }
+    // Only the process that was asked: one restarted meanwhile has not answered yet.
+    for (index, pid) in answered where replicas[process]?[index]?.process?.processIdentifier == pid {
+      replicas[process]?[index]?.answered = true
+    }
   }
 
   /// The guards a previous supervisor started that still run: they drain since it died, and
@@ -223,6 +256,7 @@ public actor LocalProcessBackend: ScalingBackend {
     replica.process = process
     replica.lifeline = lifeline
     replica.phase = .running
+    replica.answered = false
     replicas[target.name, default: [:]][index] = replica
     logger.info(
       "started replica",

@@ -22,10 +22,13 @@ public final class PrometheusServer: @unchecked Sendable {
     public var description: String
   }
 
-  /// - Parameter history: OpenMetrics text (ending in `# EOF`) written into the database with
-  ///   `promtool tsdb create-blocks-from openmetrics` before it starts, so range queries see a
-  ///   past that was never scraped.
-  public init(tls: Bool = false, history: String? = nil) throws {
+  /// - Parameters:
+  ///   - history: OpenMetrics text (ending in `# EOF`) written into the database with
+  ///     `promtool tsdb create-blocks-from openmetrics` before it starts, so range queries see a
+  ///     past that was never scraped.
+  ///   - targets: `host:port` addresses scraped every second as job `targets`, besides itself;
+  ///     one that does not answer yet has `up` 0 and no other series.
+  public init(tls: Bool = false, history: String? = nil, targets: [String] = []) throws {
     self.tls = tls
     guard
       let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].first(where: {
@@ -47,6 +50,14 @@ public final class PrometheusServer: @unchecked Sendable {
           static_configs:
             - targets: ['127.0.0.1:\(port)']
       """
+      + (targets.isEmpty
+        ? ""
+        : """
+
+          - job_name: targets
+            static_configs:
+              - targets: [\(targets.map { "'\($0)'" }.joined(separator: ", "))]
+        """)
     try Data(configuration.utf8).write(to: folder.appendingPathComponent("prometheus.yml"))
     if let history { try Self.createBlocks(history, in: folder) }
     var arguments = [

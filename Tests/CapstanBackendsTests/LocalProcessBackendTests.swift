@@ -27,7 +27,7 @@ struct Fixture {
 
   init(
     script: String = workerScript, drainTimeout: TimeInterval = 5, portBase: Int? = 8100,
-    restartDelay: TimeInterval = 0.1
+    restartDelay: TimeInterval = 0.1, readyPath: String? = nil
   )
     throws
   {
@@ -49,6 +49,7 @@ struct Fixture {
             command: [./worker.sh]
             env: {OUT: \(folder.path), GREETING: hi}
             \(portBase.map { "port_base: \($0)" } ?? "")
+            \(readyPath.map { "ready_path: \($0)" } ?? "")
       autoscaling:
         worker: {scale_down: {action: {drain_timeout: \(Int(drainTimeout))s}}}
       """
@@ -91,6 +92,27 @@ struct LocalProcessBackendTests {
     #expect(fixture.read("started.2") == "worker 2 8102 hi")
     #expect(try await fixture.backend.status(of: fixture.target) == ReplicaStatus(current: 3, ready: 3))
     #expect(await eventually { fixture.read("logs/worker.1.log").contains("worker 1 says hello") })
+    await fixture.cleanUp()
+  }
+
+  @Test("with ready_path, a replica is starting until its port answers 2xx there, and ready after")
+  func readyPath() async throws {
+    // Listens only once the test says so, as a model server does once its weights are in.
+    let script = """
+      while [ ! -e "$OUT/go" ]; do sleep 0.05; done
+      exec python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "$OUT"
+      """
+    let fixture = try Fixture(script: script, portBase: try freePort(), readyPath: "/")
+    try await fixture.scale(0, 1)
+    for _ in 0..<3 {
+      #expect(try await fixture.backend.status(of: fixture.target) == ReplicaStatus(current: 1, ready: 0))
+      try await Task.sleep(nanoseconds: 100_000_000)
+    }
+    try Data().write(to: fixture.folder.appendingPathComponent("go"))
+    #expect(
+      await eventually {
+        (try? await fixture.backend.status(of: fixture.target)) == ReplicaStatus(current: 1, ready: 1)
+      })
     await fixture.cleanUp()
   }
 

@@ -228,4 +228,20 @@ struct PolicyLoaderTests {
     let data = Data([0xEF, 0xBB, 0xBF]) + Data("processes:\n  w: {scaling: {min: 1, max: 2}}\n".utf8)
     #expect(try PolicyLoader.load(data: data, file: "p.yaml").policy.targets.map(\.name) == ["w"])
   }
+
+  @Test("local.ready_path is refused without port_base, and where it is not a path")
+  func readyPathRefused() {
+    let said = refusal(
+      """
+      processes:
+        a:
+          scaling: {min: 1, max: 2}
+          local: {command: [./a], ready_path: /health}
+        b:
+          scaling: {min: 1, max: 2}
+          local: {command: [./b], port_base: 9000, ready_path: health}
+      """)
+    #expect(said.contains("p.yaml:4:41: error: ready_path needs port_base"), "\(said)")
+    #expect(said.contains("p.yaml:7:58: error: ready_path is 'health'"), "\(said)")
+  }
 }

@@ -332,14 +332,19 @@ public struct LocalProcessSettings: Sendable, Equatable, Codable {
   public var workingDirectory: String?
   /// Replica i gets PORT = portBase + i.
   public var portBase: Int?
+  /// With `portBase`, a replica counts as ready only once `GET http://127.0.0.1:PORT<readyPath>`
+  /// answers 2xx (vLLM: `/health`), so a server still loading its model is a replica starting,
+  /// not one serving; without it, a replica is ready once its process runs.
+  public var readyPath: String?
 
   public init(
     command: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
-    portBase: Int? = nil
+    portBase: Int? = nil, readyPath: String? = nil
   ) {
     self.command = command
     self.environment = environment
     self.workingDirectory = workingDirectory
     self.portBase = portBase
+    self.readyPath = readyPath
   }
 }

@@ -80,7 +80,7 @@ extension PolicyValidator {
     if let rawSLO = scaling.slo {
       target.slo = validateSLO(rawSLO, scaling: scaling, process: name, references: &references)
     } else {
-      for key in [scaling.load, scaling.running, scaling.waiting].compactMap({ $0 }) {
+      for key in [scaling.load, scaling.running, scaling.waiting, scaling.measuredOver].compactMap({ $0 }) {
         sink.warning(key.location, "'\(key.text)' has no effect: process '\(name.text)' has no scaling.slo")
       }
     }

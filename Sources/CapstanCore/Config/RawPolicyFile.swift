@@ -111,11 +111,11 @@ struct RawCommandBackend: Decodable {
 struct RawLocalProcess: Decodable {
   var command: RawArgv?
   var env: RawMap<RawScalar>?
-  var cwd, portBase: RawScalar?
+  var cwd, portBase, readyPath: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case command, env, cwd
-    case portBase = "port_base"
+    case portBase = "port_base", readyPath = "ready_path"
   }
 }
 
@@ -220,10 +220,11 @@ struct RawProcess: Decodable {
 struct RawProcessScaling: Decodable {
   var metric, target, targetType, tolerance, activationThreshold, min, max: RawScalar?
   var slo: RawSLOObjectives?
-  var load, running, waiting: RawScalar?
+  var load, running, waiting, measuredOver: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case metric, target, tolerance, min, max, slo, load, running, waiting
+    case measuredOver = "measured_over"
     case targetType = "target_type", activationThreshold = "activation_threshold"
   }
 }

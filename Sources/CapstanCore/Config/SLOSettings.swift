@@ -39,6 +39,10 @@ public struct SLOScaling: Sendable, Equatable {
   public var running: String
   /// Requests waiting for a slot, for all together; nil where the policy names none.
   public var waiting: String?
+  /// The span each measured percentile covers (the range of its query, such as `[1m]`): a
+  /// latency is learned only once this long has passed since the replica count changed, so no
+  /// sample mixes two fleet sizes.
+  public var measuredOver: TimeInterval = 60
 
   /// What `validate` says of it: the objectives, the signals, and how the models start.
   public var summary: String {
@@ -46,7 +50,7 @@ public struct SLOScaling: Sendable, Equatable {
       "\($0.latency.rawValue) p\(format($0.percentile)) within \(milliseconds($0.bound)) (measured by \($0.measured))"
     }
     return
-      "sized on its SLOs: \(bounds.joined(separator: ", ")); load \(load), running \(running)\(waiting.map { ", waiting \($0)" } ?? ""); each latency model is used once it has \(LatencyModel.minSamples) samples over \(LatencyModel.minBuckets) concurrencies, the band rule on measured latency until then"
+      "sized on its SLOs: \(bounds.joined(separator: ", ")); load \(load), running \(running)\(waiting.map { ", waiting \($0)" } ?? ""); latencies measured over \(format(measuredOver)) s, learned once that long has passed since the replica count changed; each latency model is used once it has \(LatencyModel.minSamples) samples over \(LatencyModel.minBuckets) concurrencies, the band rule on measured latency until then"
   }
 
   /// Every signal it reads, in a stable order.
@@ -182,8 +186,19 @@ extension PolicyValidator {
     for signal in [load, running] + [scaling.waiting].compactMap({ $0 }) {
       references.note(signal, perReplicaOf: nil, usedBy: process.text)
     }
+    var measuredOver = 60.0
+    if let raw = scaling.measuredOver {
+      if let value = positiveDuration(
+        raw, ifZero: "measured_over is 0: give the range the measured percentiles' queries cover, such as 1m")
+      {
+        measuredOver = value
+      } else {
+        whole = false
+      }
+    }
     guard whole else { return nil }
     return SLOScaling(
-      objectives: objectives, load: load.text, running: running.text, waiting: scaling.waiting?.text)
+      objectives: objectives, load: load.text, running: running.text, waiting: scaling.waiting?.text,
+      measuredOver: measuredOver)
   }
 }

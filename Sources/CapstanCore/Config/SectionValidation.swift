@@ -99,8 +99,25 @@ extension PolicyValidator {
         portBase = value
       }
     }
+    var readyPath: String?
+    if let rawPath = raw.readyPath {
+      if !rawPath.text.hasPrefix("/") || rawPath.text.contains(where: \.isWhitespace) {
+        sink.error(
+          rawPath.location,
+          "ready_path is '\(rawPath.text)': give the path a replica answers 2xx on once it serves, such as /health"
+        )
+      } else if raw.portBase == nil {
+        sink.error(
+          rawPath.location,
+          "ready_path needs port_base: each replica's readiness is asked at http://127.0.0.1:PORT\(rawPath.text)"
+        )
+      } else {
+        readyPath = rawPath.text
+      }
+    }
     return LocalProcessSettings(
-      command: command, environment: environment, workingDirectory: raw.cwd?.text, portBase: portBase)
+      command: command, environment: environment, workingDirectory: raw.cwd?.text, portBase: portBase,
+      readyPath: readyPath)
   }
 
   func argv(_ raw: RawArgv?, what: String, at location: FileLocation) -> [String]? {

@@ -80,16 +80,19 @@ enum SLOSizer {
   static func learn(_ observation: SLOObservation, _ slo: SLOScaling, state: inout SLOState) {
     if let load = observation.load { state.trend.add(load, at: observation.now) }
     let status = observation.status
+    if state.replicas != status.current {
+      state.replicas = status.current
+      state.replicasSince = observation.now
+    }
     guard status.current > 0, status.ready >= status.current, status.draining == 0,
       let running = observation.running, running.isFinite, running >= 0
     else { return }
     let concurrency = running / Double(status.current)
     let waiting = observation.waiting ?? 0
-    if waiting > 0, concurrency > 0 {
-      state.fullAt = state.fullAt.map { ($0 + concurrency) / 2 } ?? concurrency
-    } else if waiting == 0, let fullAt = state.fullAt, concurrency > fullAt {
-      state.fullAt = concurrency
-    }
+    // Samples need every replica ready and the count held for the span a latency is measured
+    // over, so no sample mixes two fleet sizes.
+    let settled =
+      state.replicasSince.map { observation.now.timeIntervalSince($0) >= slo.measuredOver } ?? true
     guard concurrency > 0 else { return }
     if waiting == 0, let load = observation.load {
       state.duration.add(running: running, load: load, concurrency: concurrency)
@@ -100,13 +103,18 @@ enum SLOSizer {
     // a change is not put beside the concurrency after it.
     let smoothed = state.concurrency.map { $0 + smoothing * (concurrency - $0) } ?? concurrency
     state.concurrency = smoothed
-    if state.replicas != status.current {
-      state.replicas = status.current
-      state.replicasSince = observation.now
+    guard settled, abs(concurrency - smoothed) <= steadiness * smoothed else { return }
+    // The mean over replicas never exceeds what one serves at once, so the most seen is a floor
+    // under it. Requests are taken to wait for slots once a settled fleet with a steady
+    // concurrency has at least one waiting a replica: a request that arrives during an engine
+    // step waits for the next one with slots free, so a scrape often finds one or two waiting
+    // on an idle server; a queue building up in a rise is counted before the concurrency
+    // averaged over the last minute has caught up; and requests queued on one replica while
+    // another has just joined wait at a low mean. A floor set that low would size the pool
+    // for slots it has.
+    if waiting >= Double(status.current) || state.fullAt != nil {
+      state.fullAt = max(state.fullAt ?? 0, concurrency)
     }
-    guard let since = state.replicasSince, observation.now.timeIntervalSince(since) >= measuredSpan,
-      abs(concurrency - smoothed) <= steadiness * smoothed
-    else { return }
     for (index, objective) in slo.objectives.enumerated() where objective.latency != .queueWait {
       guard let value = observation.measured[index] else { continue }
       // A latency that includes waiting is learned only when nothing waits: the model is of
@@ -117,8 +125,6 @@ enum SLOSizer {
     }
   }
 
-  /// The span a measured latency covers.
-  static let measuredSpan: TimeInterval = 60
   /// How much of each tick's concurrency the smoothed one takes: about a minute of 15 s ticks.
   static let smoothing = 0.25
   /// How far the concurrency may stand from its smoothed value for a sample to be taken.

@@ -9,8 +9,9 @@ public struct SLOState: Sendable, Equatable, Codable {
   public var latencies: [String: LatencyModel] = [:]
   /// How long a request stays in flight, by Little's law.
   public var duration = LittleEstimate()
-  /// The per-replica concurrency at which requests began to wait: what a replica serves at
-  /// once. Nil until requests have been seen waiting.
+  /// What a replica serves at once before requests wait: the most a replica of a settled fleet
+  /// has been seen to run at once, from the first time requests were seen waiting there. Nil
+  /// until then.
   public var fullAt: Double?
   public var trend = LoadTrend()
   /// Per-replica concurrency, smoothed over about the minute a measured latency spans.

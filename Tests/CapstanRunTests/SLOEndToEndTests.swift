@@ -1,0 +1,205 @@
+import CapstanTestKit
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `policies/vllm-slo.yaml` under `capstan run`, live: local replicas of a vLLM-like stand-in
+/// (Tests/Peers/vllm-standin.py: vLLM's metric names and histogram buckets, a step time of
+/// 10 ms + 5 ms a running request, which spans the ITL buckets either side of 25 ms), scraped
+/// every second by a real Prometheus, under open-loop load from
+/// Tests/Peers/load-generator.py. The policy is the ready-made file with its time scale
+/// shortened (1 s ticks, 10 s query ranges, a 3 s startup, a 10 s scale-down window) and its
+/// command, address and ports pointed here.
+///
+/// The pool must hold the SLO's share once it has settled at each load, by the stand-ins' own
+/// record of every request, and come back down when the load falls. Waits end on events (an
+/// audit record, a quiet spell), so a slow machine takes longer and asserts the same things.
+@Suite("An SLO-sized vLLM pool under capstan run", .serialized)
+struct SLOEndToEndTests {
+  static let standIn = repositoryRoot.appendingPathComponent("Tests/Peers/vllm-standin.py")
+  static let generator = repositoryRoot.appendingPathComponent("Tests/Peers/load-generator.py")
+  static let maxReplicas = 4
+
+  struct Live {
+    let folder: URL
+    var registry: URL { folder.appendingPathComponent("registry") }
+    var served: URL { folder.appendingPathComponent("served.jsonl") }
+    var sent: URL { folder.appendingPathComponent("sent.jsonl") }
+    var rateFile: URL { folder.appendingPathComponent("rate") }
+    var policy: URL { folder.appendingPathComponent("policy.yaml") }
+
+    /// Sets the generator's rate by renaming a whole file onto the one it reads.
+    func setRate(_ text: String) throws {
+      let next = folder.appendingPathComponent("rate.next")
+      try Data(text.utf8).write(to: next)
+      guard rename(next.path, rateFile.path) == 0 else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: rateFile.path])
+      }
+    }
+
+    func lines(_ file: URL) -> [[String: Any]] {
+      guard let text = try? String(contentsOf: file, encoding: .utf8) else { return [] }
+      return text.split(separator: "\n").compactMap {
+        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+      }
+    }
+
+    /// Requests the stand-ins served that arrived in `window` (Unix seconds).
+    func served(arrivingIn window: ClosedRange<Double>) -> [[String: Any]] {
+      lines(served).filter { window.contains(($0["arrival"] as? Double) ?? -1) }
+    }
+  }
+
+  /// Consecutive ports with nothing listening, for replicas 0 to maxReplicas - 1.
+  static func freePortRun() throws -> Int {
+    for _ in 0..<50 {
+      let base = try freePort()
+      if base + maxReplicas < 65_536, (0..<maxReplicas).allSatisfy({ !acceptsConnections(port: base + $0) }) {
+        return base
+      }
+    }
+    throw CocoaError(.featureUnsupported)
+  }
+
+  /// The ready-made policy, with each change checked to have found its text.
+  static func policy(prometheus: String, base: Int, live: Live) throws -> String {
+    var text = try String(
+      contentsOf: repositoryRoot.appendingPathComponent("policies/vllm-slo.yaml"), encoding: .utf8)
+    let command =
+      "python3 \(standIn.path) meta-llama/Llama-3.1-8B-Instruct --port \"$PORT\" --startup 3 --itl-base 0.01 --itl-per-request 0.005 --registry \(live.registry.path) --records \(live.served.path)"
+    let changes: [(String, String)] = [
+      ("url: http://127.0.0.1:9090", "url: \(prometheus)"),
+      ("interval: 15s", "interval: 1s"),
+      ("[1m]", "[10s]"),
+      ("startup: 2m", "startup: 3s"),
+      ("max: 8", "max: \(maxReplicas)"),
+      ("measured_over: 1m", "measured_over: 10s"),
+      ("vllm serve meta-llama/Llama-3.1-8B-Instruct --port \"$PORT\"", command),
+      ("port_base: 8000", "port_base: \(base)"),
+      ("    scale_down:\n", "    scale_down:\n      stabilization_window: 10s\n"),
+      ("drain_timeout: 120s", "drain_timeout: 30s"),
+    ]
+    for (old, new) in changes {
+      #expect(text.contains(old), "policies/vllm-slo.yaml no longer has '\(old)'")
+      text = text.replacingOccurrences(of: old, with: new)
+    }
+    return text
+  }
+
+  /// The share of served requests whose first token came within 2 s, and of all their gaps
+  /// between tokens that were within 50 ms: the policy's two objectives, from the stand-ins'
+  /// own records.
+  static func shares(_ requests: [[String: Any]]) -> (ttft: Double, itl: Double) {
+    let ttft = requests.compactMap { $0["ttft_s"] as? Double }
+    let gaps = requests.flatMap { ($0["itl_s"] as? [Double]) ?? [] }
+    func share(_ values: [Double], within bound: Double) -> Double {
+      values.isEmpty ? 0 : Double(values.filter { $0 <= bound }.count) / Double(values.count)
+    }
+    return (share(ttft, within: 2), share(gaps, within: 0.05))
+  }
+
+  @Test(
+    "as the load steps up the pool grows until the SLO holds, and when it falls the pool comes back to one replica"
+  )
+  func loadStepsUpAndDown() async throws {
+    let live = Live(folder: try scratchDirectory("slo-live"))
+    try FileManager.default.createDirectory(at: live.registry, withIntermediateDirectories: true)
+    let base = try Self.freePortRun()
+    let prometheus = try PrometheusServer(
+      targets: (0..<Self.maxReplicas).map { "127.0.0.1:\(base + $0)" })
+    defer { prometheus.stop() }
+    #expect(await prometheus.ready())
+    try Data(try Self.policy(prometheus: prometheus.url, base: base, live: live).utf8).write(to: live.policy)
+
+    let capstan = try RunningCapstan(
+      policy: live.policy, stateDirectory: live.folder.appendingPathComponent("state"))
+    // The pool's own decisions: not the start of its min.
+    func vllmRecords(_ event: String) -> [[String: Any]] {
+      capstan.records(event: event).filter {
+        $0["process"] as? String == "vllm" && $0["reason"] as? String != "min_instances"
+      }
+    }
+    // min 1: one replica starts, and registers once it has "loaded".
+    #expect(await eventually(timeout: 30) { registered(live) == 1 })
+
+    try live.setRate("2")
+    let load = Process()
+    load.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    load.arguments = [
+      "python3", Self.generator.path, "--registry", live.registry.path, "--records", live.sent.path,
+      "--rate-file", live.rateFile.path, "--tokens", "20",
+    ]
+    load.standardOutput = FileHandle.nullDevice
+    try load.run()
+    defer { if load.isRunning { load.terminate() } }
+
+    // Light load: one replica holds it, and the latency models learn from it.
+    try await Task.sleep(nanoseconds: 30_000_000_000)
+    #expect(vllmRecords("scale_up").isEmpty)
+
+    // Five times the load: more than one replica can serve within 50 ms a token.
+    try live.setRate("10")
+    #expect(await eventually(timeout: 60) { !vllmRecords("scale_up").isEmpty })
+    // Settled: no scale record for 20 s (each startup is 3 s, each query range 10 s).
+    #expect(await eventually(timeout: 120) { quietFor(20, capstan: capstan) })
+    let busy = vllmRecords("scale_up").compactMap { $0["to"] as? Int }.max() ?? 0
+    #expect(busy >= 2)
+    let settledAt = Date().timeIntervalSince1970
+    try await Task.sleep(nanoseconds: 30_000_000_000)
+    let heavy = live.served(arrivingIn: settledAt...Date().timeIntervalSince1970)
+    let heavyShares = Self.shares(heavy)
+    #expect(heavy.count >= 200, "\(heavy.count) requests served in 30 s at 10 a second")
+    #expect(heavyShares.ttft >= 0.99 && heavyShares.itl >= 0.99, "shares at 10 a second: \(heavyShares)")
+
+    // Back to light load: the pool comes back down to its min.
+    try live.setRate("1")
+    #expect(
+      await eventually(timeout: 120) {
+        vllmRecords("scale_down").last?["to"] as? Int == 1 && registered(live) == 1
+      })
+    let downAt = Date().timeIntervalSince1970
+    try await Task.sleep(nanoseconds: 10_000_000_000)
+    let light = live.served(arrivingIn: downAt...Date().timeIntervalSince1970)
+    let lightShares = Self.shares(light)
+    #expect(light.count >= 5)
+    #expect(lightShares.ttft >= 0.99 && lightShares.itl >= 0.99, "shares at 1 a second: \(lightShares)")
+
+    try live.setRate("stop")
+    #expect(await eventually(timeout: 90) { !load.isRunning })
+    #expect(load.terminationStatus == 0, "the load generator saw a request fail or go unanswered")
+
+    // Every decision on the pool says how it was sized.
+    let decisions = vllmRecords("scale_up") + vllmRecords("scale_down")
+    #expect(decisions.allSatisfy { ($0["slo"] as? [String: Any])?["mode"] != nil })
+    #expect(decisions.allSatisfy { ["slo", "model_not_ready"].contains($0["reason"] as? String) })
+
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit(timeout: 60) == 0)
+    #expect(registered(live) == 0)
+    try? FileManager.default.removeItem(at: live.folder)
+  }
+
+  /// Stand-ins listening and taking requests.
+  func registered(_ live: Live) -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: live.registry.path)) ?? []).filter {
+      Int($0) != nil
+    }.count
+  }
+
+  /// Whether the last scale record is at least `seconds` old (or there is none).
+  func quietFor(_ seconds: TimeInterval, capstan: RunningCapstan) -> Bool {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    let last = capstan.auditRecords().filter {
+      ["scale_up", "scale_down"].contains($0["event"] as? String)
+    }.last
+    guard let stamp = last?["time"] as? String else { return true }
+    guard let date = formatter.date(from: stamp) ?? ISO8601DateFormatter().date(from: stamp) else {
+      return false
+    }
+    return Date().timeIntervalSince(date) >= seconds
+  }
+}
