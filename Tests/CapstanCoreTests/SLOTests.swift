@@ -309,6 +309,61 @@ struct SLOEngineTests {
     #expect(harness.events.last?.slo?.corrected == true, "\(harness.events.suffix(2))")
   }
 
+  @Test(
+    "slots are learned from a settled fleet with a request waiting a replica, not from one waiting between steps"
+  )
+  func slots() throws {
+    let policy = try loadPolicy(
+      """
+      processes:
+        m:
+          scaling:
+            min: 4
+            max: 4
+            slo: {latency: itl, bound: 50ms, measured: itl}
+            load: rate
+            running: running
+            waiting: waiting
+            measured_over: 30s
+      """)
+    var harness = EngineHarness(policy, replicas: ["m": 4])
+    func slots() -> Double? { harness.state.targets["m"]?.slo?.fullAt }
+    // 2 a replica, and one request waiting for the next step somewhere: not full.
+    for tick in 0..<8 {
+      harness.tick(at: Double(tick) * 15, ["rate": 4, "running": 8, "waiting": 1, "itl": 0.03])
+    }
+    #expect(slots() == nil)
+    // 16 a replica with 6 waiting: full at 16. The first ticks of the rise are not steady.
+    for tick in 8..<16 {
+      harness.tick(at: Double(tick) * 15, ["rate": 20, "running": 64, "waiting": 6, "itl": 0.04])
+    }
+    #expect(slots() == 16)
+    // A floor that only rises: fewer running later does not lower it.
+    for tick in 16..<20 {
+      harness.tick(at: Double(tick) * 15, ["rate": 8, "running": 32, "waiting": 4, "itl": 0.03])
+    }
+    #expect(slots() == 16)
+  }
+
+  @Test("measured_over sets when samples start, and 0 is refused at its line")
+  func measuredOver() throws {
+    let policy = try loadPolicy(
+      """
+      processes:
+        m:
+          scaling: {max: 4, load: r, running: n, measured_over: 10s, slo: {latency: itl, bound: 50ms, measured: i}}
+      """)
+    #expect(policy.target(named: "m")?.slo?.measuredOver == 10)
+    #expect(policy.target(named: "m")?.slo?.summary.contains("latencies measured over 10 s") == true)
+    let zero = refusal(
+      """
+      processes:
+        m:
+          scaling: {max: 4, load: r, running: n, measured_over: 0s, slo: {latency: itl, bound: 50ms, measured: i}}
+      """)
+    #expect(zero.contains("p.yaml:3:59: error: measured_over is 0"), "\(zero)")
+  }
+
   @Test("what was learned survives a restart with the saved state")
   func survivesRestart() throws {
     var harness = EngineHarness(try sloServer(), replicas: ["m": 4])

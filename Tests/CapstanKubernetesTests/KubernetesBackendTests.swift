@@ -117,8 +117,14 @@ struct KubernetesBackendTests {
     try await backend.apply(
       ScaleAction(process: "web", from: 2, to: 3, reason: .targetTracking, drainTimeout: 30), to: web)
     #expect(try await fixture.server.replicas("Deployment", named: "web") == 3)
-    let posts = try await fixture.server.requests().filter { $0.method == "POST" }
-    #expect(posts.map(\.status) == [403], "one try, no retries")
+    // The Event is written off the action's path, so it may come after the scale.
+    func posts() async -> [Int?] {
+      ((try? await fixture.server.requests()) ?? []).filter { $0.method == "POST" }.map(\.status)
+    }
+    #expect(await eventually { await !posts().isEmpty })
+    // A retry would come within its backoff; give it the time one would take, then count.
+    try await Task.sleep(nanoseconds: 1_000_000_000)
+    #expect(await posts() == [403], "one try, no retries")
   }
 
   @Test("a write with a stale resourceVersion is a conflict, and overwrites nothing")

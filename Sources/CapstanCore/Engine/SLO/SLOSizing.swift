@@ -97,10 +97,10 @@ enum SLOSizer {
     if waiting == 0, let load = observation.load {
       state.duration.add(running: running, load: load, concurrency: concurrency)
     }
-    // A measured latency spans about a minute (a histogram's `rate(…[1m])`): it is paired with
-    // the concurrency smoothed over that minute, and learned only once the replica count has
-    // held a minute and the concurrency has not just jumped, so a latency of the minute before
-    // a change is not put beside the concurrency after it.
+    // A measured latency spans `measuredOver` (a histogram's `rate(…[1m])`): it is paired with
+    // the concurrency smoothed over about that span, and learned only once the replica count
+    // has held that long and the concurrency has not just jumped, so a latency of the span
+    // before a change is not put beside the concurrency after it.
     let smoothed = state.concurrency.map { $0 + smoothing * (concurrency - $0) } ?? concurrency
     state.concurrency = smoothed
     guard settled, abs(concurrency - smoothed) <= steadiness * smoothed else { return }
