@@ -208,7 +208,7 @@ struct RawProcess: Decodable {
   var predictive: RawPredictive?
   var budget: RawBudgetName?
   var variants: RawMap<RawVariant>?
-  var prefer: RawNameList?
+  var prefer: RawOneOrList<RawScalar>?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case type, description, `class`, scaling, resources, local, kubernetes, simulation, startup, predictive
@@ -219,7 +219,7 @@ struct RawProcess: Decodable {
 
 struct RawProcessScaling: Decodable {
   var metric, target, targetType, tolerance, activationThreshold, min, max: RawScalar?
-  var slo: RawSLOObjectives?
+  var slo: RawOneOrList<RawSLOObjective>?
   var load, running, waiting, measuredOver: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
@@ -364,3 +364,29 @@ struct RawGPUPool: Decodable {
   enum CodingKeys: String, CodingKey, CaseIterable { case gpus, description }
 }
 extension RawMap: Sendable where Value: Sendable {}
+
+/// A value written alone or as a list: `prefer: l4` or `prefer: [l4, h100]`, `slo: {…}` or
+/// `slo: [{…}, {…}]`, `devices: all` or `devices: [0, 1]`. The items in order, whether a list
+/// (or nothing) was written, and where. Nothing written is an empty list.
+struct RawOneOrList<Item: Decodable>: Decodable {
+  var items: [Item] = []
+  var isList = true
+  var location: FileLocation
+
+  init(from decoder: any Decoder) throws {
+    guard let decoder = decoder as? YAMLNodeDecoder else {
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: [], debugDescription: "a value or a list needs the YAML decoder"))
+    }
+    location = decoder.location
+    guard decoder.node.sequence != nil || decoder.node.isNull else {
+      isList = false
+      items = [try Item(from: decoder)]
+      return
+    }
+    var container = try decoder.unkeyedContainer()
+    while !container.isAtEnd { items.append(try container.decode(Item.self)) }
+  }
+}
+
+extension RawOneOrList: Sendable where Item: Sendable {}

@@ -78,30 +78,11 @@ struct RawSLOObjective: Decodable {
   }
 }
 
-/// `slo:` as one objective or a list of them.
-struct RawSLOObjectives: Decodable {
-  var items: [RawSLOObjective] = []
-  var location: FileLocation
-
-  init(from decoder: any Decoder) throws {
-    guard let decoder = decoder as? YAMLNodeDecoder else {
-      throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "slo needs the YAML decoder"))
-    }
-    location = decoder.location
-    if decoder.node.mapping != nil {
-      items = [try RawSLOObjective(from: decoder)]
-      return
-    }
-    var container = try decoder.unkeyedContainer()
-    while !container.isAtEnd { items.append(try container.decode(RawSLOObjective.self)) }
-  }
-}
-
 extension PolicyValidator {
   /// The objectives and load signals of `scaling:`; nil (with the errors reported) where they
   /// do not make a whole target.
   func validateSLO(
-    _ raw: RawSLOObjectives, scaling: RawProcessScaling, process: RawScalar,
+    _ raw: RawOneOrList<RawSLOObjective>, scaling: RawProcessScaling, process: RawScalar,
     references: inout SignalReferences
   ) -> SLOScaling? {
     var objectives: [SLOScaling.Objective] = []

@@ -201,7 +201,7 @@ extension PolicyValidator {
   }
 
   /// `prefer:` first, in its order; then the rest by dollars per unit of capacity.
-  private func fillOrder(_ members: [ScalingTarget], prefer: RawNameList?, process: String) -> (
+  private func fillOrder(_ members: [ScalingTarget], prefer: RawOneOrList<RawScalar>?, process: String) -> (
     names: [String], preferred: Int
   ) {
     var preferred: [String] = []
@@ -225,25 +225,5 @@ extension PolicyValidator {
       return a != b ? a < b : $0.offset < $1.offset
     }
     return (preferred + rest.map(\.element.name), preferred.count)
-  }
-}
-
-/// A list of names, such as `prefer: [l4, h100]`.
-struct RawNameList: Decodable {
-  var items: [RawScalar] = []
-  var location: FileLocation
-
-  init(from decoder: any Decoder) throws {
-    guard let decoder = decoder as? YAMLNodeDecoder else {
-      throw DecodingError.dataCorrupted(
-        .init(codingPath: [], debugDescription: "a list needs the YAML decoder"))
-    }
-    location = decoder.location
-    if let scalar = decoder.node.scalar {
-      items = [RawScalar(text: scalar.string, location: location)]
-      return
-    }
-    var container = try decoder.unkeyedContainer()
-    while !container.isAtEnd { items.append(try container.decode(RawScalar.self)) }
   }
 }

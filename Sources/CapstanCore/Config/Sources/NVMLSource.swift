@@ -26,37 +26,18 @@ public struct NVMLSignalSettings: Sendable, Equatable, Codable {
 }
 
 struct RawNVMLSource: Decodable {
-  var devices: RawScalarOrList?
+  /// `all`, or a list such as `[0, 1, GPU-...]`.
+  var devices: RawOneOrList<RawScalar>?
   var measure, aggregate, library, timeout: RawScalar?
 
   enum CodingKeys: String, CodingKey, CaseIterable { case devices, measure, aggregate, library, timeout }
-}
-
-/// `all`, or a list such as `[0, 1, GPU-...]`.
-struct RawScalarOrList: Decodable {
-  var scalar: RawScalar?
-  var items: [RawScalar] = []
-  var location: FileLocation
-
-  init(from decoder: any Decoder) throws {
-    guard let decoder = decoder as? YAMLNodeDecoder else {
-      throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "needs the YAML decoder"))
-    }
-    location = decoder.location
-    if decoder.node.scalar != nil {
-      scalar = try RawScalar(from: decoder)
-      return
-    }
-    var container = try decoder.unkeyedContainer()
-    while !container.isAtEnd { items.append(try container.decode(RawScalar.self)) }
-  }
 }
 
 extension PolicyValidator {
   func validateNVML(_ nvml: RawNVMLSource, name: RawScalar) -> SignalSource? {
     var devices: [String]?
     if let rawDevices = nvml.devices {
-      if let scalar = rawDevices.scalar {
+      if !rawDevices.isList, let scalar = rawDevices.items.first {
         guard scalar.text == "all" else {
           sink.error(
             scalar.location,
