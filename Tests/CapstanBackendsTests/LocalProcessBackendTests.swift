@@ -116,6 +116,21 @@ struct LocalProcessBackendTests {
     await fixture.cleanUp()
   }
 
+  @Test("with ready_path, a replica that listens but answers it with a 404 is never ready")
+  func readyPathRefusedByServer() async throws {
+    let script = #"exec python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "$OUT""#
+    let fixture = try Fixture(script: script, portBase: try freePort(), readyPath: "/absent")
+    try await fixture.scale(0, 1)
+    // Listening: the ready path has been asked and answered (404) at least once.
+    let port = try #require(fixture.target.local?.portBase)
+    #expect(await eventually { acceptsConnections(port: port) })
+    for _ in 0..<3 {
+      #expect(try await fixture.backend.status(of: fixture.target) == ReplicaStatus(current: 1, ready: 0))
+    }
+    #expect(await eventually { fixture.read("logs/worker.0.log").contains("GET /absent") })
+    await fixture.cleanUp()
+  }
+
   @Test("scale-down drains the newest replicas: SIGTERM first, counted as draining until gone")
   func drain() async throws {
     let fixture = try Fixture()
