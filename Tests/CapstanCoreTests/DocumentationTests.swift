@@ -29,6 +29,21 @@ struct DocumentationTests {
     #expect(try PolicyLoader.load(yaml: file, file: "quick-start.yaml").warnings.isEmpty)
   }
 
+  @Test("every example policy loads with no warning, but the one that shows mistakes")
+  func examplePolicies() throws {
+    let examples = Self.root.appendingPathComponent("examples")
+    let files = try #require(FileManager.default.enumerator(atPath: examples.path)).compactMap {
+      $0 as? String
+    }
+    .filter { $0.hasSuffix(".yaml") && !$0.hasPrefix("mistakes/") }.sorted()
+    #expect(files.contains("slo/image-slo.yaml") && files.count > 10, "\(files)")
+    for file in files {
+      let text = try String(contentsOf: examples.appendingPathComponent(file), encoding: .utf8)
+      let loaded = try PolicyLoader.load(yaml: text, file: file)
+      #expect(loaded.warnings.isEmpty, "\(file): \(loaded.warnings)")
+    }
+  }
+
   @Test("every relative link in the README and docs/ names a file that exists")
   func links() throws {
     #expect(Self.pages.count > 5)

@@ -150,8 +150,13 @@ public struct AuditRecord: Sendable, Encodable {
   }
 
   enum SLOKeys: String, CodingKey {
-    case mode, load, forecast, capacity, slots, replicas, objectives, corrected
+    case mode, load, forecast, trend, seasonal, capacity, slots, replicas, objectives, corrected
     case notReady = "not_ready", durationSeconds = "duration_s", heldDown = "held_down"
+  }
+
+  enum SeasonalKeys: String, CodingKey {
+    case profile, scale, load, periods
+    case lookaheadSeconds = "lookahead_s"
   }
 
   enum ObjectiveKeys: String, CodingKey {
@@ -204,6 +209,15 @@ public struct AuditRecord: Sendable, Encodable {
     try nested.encodeIfPresent(sizing.notReady, forKey: .notReady)
     try nested.encode(Self.fourDecimals(sizing.load), forKey: .load)
     try nested.encode(Self.fourDecimals(sizing.forecast), forKey: .forecast)
+    try nested.encode(Self.fourDecimals(sizing.trend), forKey: .trend)
+    if let seasonal = sizing.seasonal {
+      var profile = nested.nestedContainer(keyedBy: SeasonalKeys.self, forKey: .seasonal)
+      try profile.encode(Self.fourDecimals(seasonal.profile), forKey: .profile)
+      try profile.encode(Self.fourDecimals(seasonal.scale), forKey: .scale)
+      try profile.encode(Self.fourDecimals(seasonal.load), forKey: .load)
+      try profile.encode(seasonal.periods, forKey: .periods)
+      try profile.encode(seasonal.lookahead, forKey: .lookaheadSeconds)
+    }
     try nested.encodeIfPresent(sizing.duration.map(Self.fourDecimals), forKey: .durationSeconds)
     try nested.encodeIfPresent(sizing.capacity.map(Self.fourDecimals), forKey: .capacity)
     try nested.encodeIfPresent(sizing.slots.map(Self.fourDecimals), forKey: .slots)

@@ -26,8 +26,10 @@ public struct PredictiveSettings: Sendable, Equatable {
 
   /// The signal whose history is learned: a load that replicas share (an average-value signal).
   public var signal: String
-  /// The load one replica carries: the floor is ceil(forecast / perReplica).
-  public var perReplica: Double
+  /// The load one replica carries: the floor is ceil(forecast / perReplica). Nil on a process
+  /// scaled on its SLOs, whose forecast is the load its sizing serves a startup ahead (a
+  /// profile of each slot's mean, not its peak) rather than a floor of its own.
+  public var perReplica: Double?
   public var history: History = .learned
   public var seasonality: Seasonality = .daily
   /// The width of a profile slot: each slot keeps the highest value seen in it each period.
@@ -57,6 +59,9 @@ public struct PredictiveSettings: Sendable, Equatable {
 
   public var slotsPerPeriod: Int { Int(period / resolution) }
 
+  /// Whether the forecast feeds an SLO-sized process's sizing instead of setting a floor.
+  public var feedsSLO: Bool { perReplica == nil }
+
   /// The whole periods `keep` holds, besides the current one.
   var keptPeriods: Int { Int((keep / period).rounded(.up)) }
 
@@ -73,6 +78,10 @@ public struct PredictiveSettings: Sendable, Equatable {
 extension PredictiveSettings {
   /// For `validate`'s line: what the floor forecasts, how, and how far it may go.
   public func summary(max: Int, min: Int) -> String {
+    guard let perReplica else {
+      return
+        "forecast of \(signal) as the SLO sizing's load ahead: \(seasonality.rawValue) profile of each \(DurationText.of(resolution)) slot's mean, p\(Ceilings.format(quantile * 100)), \(DurationText.of(lookahead)) ahead, history \(historyDescription)"
+    }
     let cap = maxAdded.map { "at most \(Swift.min(max, min.saturatingAdd($0)))" } ?? "up to max \(max)"
     return
       "predictive floor on \(signal) at \(Ceilings.format(perReplica)) per replica: \(seasonality.rawValue) profile, \(DurationText.of(resolution)) slots, p\(Ceilings.format(quantile * 100)), \(DurationText.of(lookahead)) ahead, \(cap), history \(historyDescription)"
@@ -121,7 +130,7 @@ extension PolicyValidator {
   ) -> PredictiveSettings? {
     let section = "processes.\(process.text).predictive"
     let averageTracking = target.tracking.flatMap { $0.kind == .averageValue ? $0 : nil }
-    guard let signal = raw.signal?.text ?? averageTracking?.metric else {
+    guard let signal = raw.signal?.text ?? target.slo?.load ?? averageTracking?.metric else {
       sink.error(
         process.location,
         "\(section) needs signal: the load to forecast (the process's scaling metric is used when its target is a plain number, not a percentage)"
@@ -129,8 +138,12 @@ extension PolicyValidator {
       return nil
     }
     if let rawSignal = raw.signal { references.note(rawSignal, perReplicaOf: nil, usedBy: process.text) }
-    let perReplica: Double
-    if let rawPerReplica = raw.perReplica {
+    let perReplica: Double?
+    if let slo = target.slo {
+      // The SLO sizing turns the forecast into replicas with its learned capacity.
+      guard sloForecast(raw, load: slo.load, section: section) else { return nil }
+      perReplica = nil
+    } else if let rawPerReplica = raw.perReplica {
       guard let value = positive(rawPerReplica, "the load one replica carries") else { return nil }
       perReplica = value
     } else if let tracking = averageTracking, tracking.metric == signal {
@@ -212,6 +225,28 @@ extension PolicyValidator {
 }
 
 extension PolicyValidator {
+  /// Whether a predictive section fits a process scaled on its SLOs: it forecasts the sizing's
+  /// own load, and takes no per-replica load or cap, which are the learned capacity's.
+  func sloForecast(_ raw: RawPredictive, load: String, section: String) -> Bool {
+    var fits = true
+    if let signal = raw.signal, signal.text != load {
+      sink.error(
+        signal.location,
+        "\(section) forecasts '\(signal.text)', but an SLO-sized process forecasts its scaling.load '\(load)': remove signal, or set it to \(load)"
+      )
+      fits = false
+    }
+    for (key, value) in [("per_replica", raw.perReplica), ("max_added", raw.maxAdded)] {
+      guard let value else { continue }
+      sink.error(
+        value.location,
+        "\(section).\(key) does not apply to an SLO-sized process: its forecast is the load the learned capacity is sized for, not a floor; remove \(key)"
+      )
+      fits = false
+    }
+    return fits
+  }
+
   /// The most history a predictive floor keeps: a year and a month, for a weekly profile of a
   /// year's weeks.
   static let longestKeep: TimeInterval = 400 * 86_400

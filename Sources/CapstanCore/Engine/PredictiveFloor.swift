@@ -25,15 +25,45 @@ struct SlotClock {
 }
 
 /// What a predictive target has seen of its signal: per period (a day or a week), the highest
-/// value in each slot. Peaks rather than means, because capacity is for the busiest minute of a
-/// slot; and the highest of the same values is the same however often they are seen, so a
-/// history source read again at every refresh changes nothing.
+/// value in each slot, and its mean.
+///
+/// A floor takes the peaks, because it is the only capacity a rule-scaled process is sure of
+/// and must cover the busiest minute of a slot; the highest of the same values is the same
+/// however often they are seen, so a history source read again at every refresh changes
+/// nothing. An SLO-sized process takes the means: its sizing adds what bursts within a slot
+/// need from their measured dispersion, and a profile of peaks would size every slot for its
+/// busiest minute twice over. A mean takes each value once: only values later than the last
+/// one it took, so a history read again over a span already seen leaves it as it was.
 public struct LoadHistory: Sendable, Equatable, Codable {
   public struct Period: Sendable, Equatable, Codable {
     /// Periods since 1970 (in the profile's time zone).
     public var index: Int
     /// Per slot, the highest value seen; nil where none was.
     public var peaks: [Double?]
+    /// Per slot, the values taken for its mean; empty in a state saved before means were kept.
+    public var means: [SlotMean?]
+
+    init(index: Int, slots: Int) {
+      self.index = index
+      peaks = Array(repeating: nil, count: slots)
+      means = Array(repeating: nil, count: slots)
+    }
+
+    public init(from decoder: any Decoder) throws {
+      let container = try decoder.container(keyedBy: CodingKeys.self)
+      index = try container.decode(Int.self, forKey: .index)
+      peaks = try container.decode([Double?].self, forKey: .peaks)
+      means = try container.decodeIfPresent([SlotMean?].self, forKey: .means) ?? []
+    }
+  }
+
+  /// The values of one slot of one period taken for its mean, and the time of the latest.
+  public struct SlotMean: Sendable, Equatable, Codable {
+    public var total: Double
+    public var count: Int
+    public var through: Date
+
+    public var mean: Double { total / Double(max(count, 1)) }
   }
 
   /// In ascending order, the newest last: the periods kept and the current one.
@@ -55,12 +85,23 @@ public struct LoadHistory: Sendable, Equatable, Codable {
       index = found
     } else {
       let at = periods.firstIndex { $0.index > position.period } ?? periods.endIndex
-      periods.insert(Period(index: position.period, peaks: Array(repeating: nil, count: clock.slots)), at: at)
+      periods.insert(Period(index: position.period, slots: clock.slots), at: at)
       index = at
     }
     if let peak = periods[index].peaks[position.slot], peak >= value {
     } else {
       periods[index].peaks[position.slot] = value
+    }
+    if periods[index].means.count != clock.slots {
+      periods[index].means = Array(repeating: nil, count: clock.slots)
+    }
+    if let taken = periods[index].means[position.slot] {
+      if time > taken.through {
+        periods[index].means[position.slot] = SlotMean(
+          total: taken.total + value, count: taken.count + 1, through: time)
+      }
+    } else {
+      periods[index].means[position.slot] = SlotMean(total: value, count: 1, through: time)
     }
     if let latest = periods.last?.index, let first = periods.first?.index, first < latest - keep {
       periods.removeAll { $0.index < latest - keep }
@@ -74,16 +115,28 @@ public struct LoadHistory: Sendable, Equatable, Codable {
     return row.peaks[slot]
   }
 
-  /// Per slot, the quantile of its peaks over the periods before `current`; nil where none has one.
-  func profile(before current: Int, quantile: Double, slots: Int) -> [Double?] {
+  /// Per slot, the quantile of its peaks (or its means) over the periods before `current`; nil
+  /// where none has one.
+  func profile(before current: Int, quantile: Double, slots: Int, ofMeans: Bool = false) -> [Double?] {
     let past = periods.filter { $0.index < current }
     var values: [Double] = []
     values.reserveCapacity(past.count)
     return (0..<slots).map { slot in
       values.removeAll(keepingCapacity: true)
-      for period in past { if let peak = period.peaks[slot] { values.append(peak) } }
+      for period in past {
+        if ofMeans {
+          if slot < period.means.count, let taken = period.means[slot] { values.append(taken.mean) }
+        } else if let peak = period.peaks[slot] {
+          values.append(peak)
+        }
+      }
       return LoadHistory.quantile(&values, quantile)
     }
+  }
+
+  func mean(period: Int, slot: Int) -> Double? {
+    guard let row = periods.last(where: { $0.index == period }), slot < row.means.count else { return nil }
+    return row.means[slot]?.mean
   }
 
   /// Linear between the nearest ranks (the usual `type 7`), so 0.5 of [1, 2] is 1.5.
@@ -100,7 +153,13 @@ public struct LoadHistory: Sendable, Equatable, Codable {
   /// period index is days or weeks since then), for a saved state.
   var isSound: Bool {
     zip(periods, periods.dropFirst()).allSatisfy { $0.index < $1.index }
-      && periods.allSatisfy { (0..<1_000_000).contains($0.index) && LoadHistory.areLoads($0.peaks) }
+      && periods.allSatisfy {
+        (0..<1_000_000).contains($0.index) && LoadHistory.areLoads($0.peaks)
+          && ($0.means.isEmpty || $0.means.count == $0.peaks.count)
+          && $0.means.allSatisfy { taken in
+            taken.map { $0.count > 0 && LoadHistory.areLoads([$0.total]) } ?? true
+          }
+      }
   }
 
   static func areLoads(_ values: [Double?]) -> Bool {
@@ -121,6 +180,8 @@ public struct ForecastState: Sendable, Equatable, Codable {
 
   public var history = LoadHistory()
   public var profile: [Double?]?
+  /// Whether `profile` is of each slot's means (an SLO forecast) rather than its peaks.
+  public var profileOfMeans: Bool?
   public var builtAt: Date?
   public var condition: Condition?
   /// The period, slot width and time zone the history was kept in: a reloaded policy that
@@ -167,56 +228,94 @@ extension ForecastState {
   mutating func advance(
     value: Double?, now: Date, settings: PredictiveSettings, min: Int, max: Int
   ) -> (floor: PredictiveFloor?, change: (Condition, String)?) {
+    guard let perReplica = settings.perReplica else { return (nil, nil) }
+    let (active, change) = step(value: value, now: now, settings: settings)
+    guard let active else { return (nil, change) }
+    let forecast = active.ahead(settings)
+    // Today against the profile over the last complete slots: a day quieter than its history
+    // lowers the floor in proportion. One replica's load on both sides keeps a quiet night
+    // (1 against 2) from reading as a holiday.
+    let recent = active.recent(settings) { history.peak(period: $0, slot: $1) }
+    var scale = 1.0
+    if let expected = recent.expected, let observed = recent.observed {
+      scale = Swift.min(1, (observed + perReplica) / (expected + perReplica))
+    }
+    let load = forecast * scale
+    var replicas = ceilCount(load / perReplica)
+    if let added = settings.maxAdded { replicas = Swift.min(replicas, min.saturatingAdd(added)) }
+    replicas = Swift.min(Swift.max(replicas, min), max)
+    let floor = PredictiveFloor(
+      replicas: replicas, forecast: forecast, load: load, scale: scale, perReplica: perReplica,
+      lookahead: settings.lookahead, periods: periodsBefore(active.position.period),
+      historyFrom: history.oldest ?? now, historyTo: history.newest ?? now,
+      source: settings.historyDescription)
+    return (floor, change)
+  }
+
+  /// A profile at one tick, where it stands in it, for the floor and the SLO forecast.
+  struct ActiveProfile {
+    let profile: [Double?]
+    let clock: SlotClock
+    let position: (period: Int, slot: Int, intoSlot: TimeInterval)
+
+    /// The profile's highest over [now, now + lookahead], slot by slot.
+    func ahead(_ settings: PredictiveSettings) -> Double {
+      var forecast = 0.0
+      let ahead = Int(((position.intoSlot + settings.lookahead) / clock.resolution).rounded(.down))
+      for step in 0...Swift.min(ahead, clock.slots - 1) {
+        if let value = profile[(position.slot + step) % clock.slots] { forecast = Swift.max(forecast, value) }
+      }
+      return forecast
+    }
+
+    /// The highest of the profile and of today (`seen`) over the last complete slots of
+    /// `recent`.
+    func recent(_ settings: PredictiveSettings, seen: (_ period: Int, _ slot: Int) -> Double?) -> (
+      expected: Double?, observed: Double?
+    ) {
+      var expected: Double?
+      var observed: Double?
+      let recentSlots = Swift.max(1, Int((settings.recent / clock.resolution).rounded(.up)))
+      for back in 1...Swift.min(recentSlots, clock.slots) {
+        let slot = (position.slot - back + clock.slots) % clock.slots
+        let period = position.slot - back < 0 ? position.period - 1 : position.period
+        if let value = profile[slot] { expected = Swift.max(expected ?? 0, value) }
+        if let value = seen(period, slot) { observed = Swift.max(observed ?? 0, value) }
+      }
+      return (expected, observed)
+    }
+  }
+
+  /// One tick's learning: folds in the signal's value, rebuilds the profile (of peaks for a
+  /// floor, of means for an SLO forecast) when it is due, and judges whether it may be used.
+  /// Returns the profile while it is on, and the condition when it changed.
+  mutating func step(value: Double?, now: Date, settings: PredictiveSettings) -> (
+    active: ActiveProfile?, change: (Condition, String)?
+  ) {
     let clock = SlotClock(settings)
     fitShape(settings, clock: clock)
     if let value { history.observe(value, at: now, clock: clock, keep: settings.keptPeriods) }
     let position = clock.position(now)
     // Rebuilt every refresh, and when a period ends, so the one just finished counts at once.
-    if builtAt.map({
-      now.timeIntervalSince($0) >= settings.refresh || now < $0
-        || clock.position($0).period != position.period
-    }) ?? true {
-      profile = history.profile(before: position.period, quantile: settings.quantile, slots: clock.slots)
+    if profileOfMeans != settings.feedsSLO
+      || builtAt.map({
+        now.timeIntervalSince($0) >= settings.refresh || now < $0
+          || clock.position($0).period != position.period
+      }) ?? true
+    {
+      profile = history.profile(
+        before: position.period, quantile: settings.quantile, slots: clock.slots, ofMeans: settings.feedsSLO)
+      profileOfMeans = settings.feedsSLO
       builtAt = now
     }
     let (condition, why) = judge(now: now, settings: settings, clock: clock)
     let change = condition != self.condition ? (condition, why) : nil
     self.condition = condition
     guard condition == .active, let profile else { return (nil, change) }
-
-    // The forecast: the profile's highest over [now, now + lookahead], slot by slot.
-    var forecast = 0.0
-    let ahead = Int(((position.intoSlot + settings.lookahead) / clock.resolution).rounded(.down))
-    for step in 0...Swift.min(ahead, clock.slots - 1) {
-      if let value = profile[(position.slot + step) % clock.slots] { forecast = Swift.max(forecast, value) }
-    }
-    // Today against the profile over the last complete slots: a day quieter than its history
-    // lowers the floor in proportion. One replica's load on both sides keeps a quiet night
-    // (1 against 2) from reading as a holiday.
-    var expected: Double?
-    var observed: Double?
-    let recentSlots = Swift.max(1, Int((settings.recent / clock.resolution).rounded(.up)))
-    for back in 1...Swift.min(recentSlots, clock.slots) {
-      let slot = (position.slot - back + clock.slots) % clock.slots
-      let period = position.slot - back < 0 ? position.period - 1 : position.period
-      if let value = profile[slot] { expected = Swift.max(expected ?? 0, value) }
-      if let value = history.peak(period: period, slot: slot) { observed = Swift.max(observed ?? 0, value) }
-    }
-    var scale = 1.0
-    if let expected, let observed {
-      scale = Swift.min(1, (observed + settings.perReplica) / (expected + settings.perReplica))
-    }
-    let load = forecast * scale
-    var replicas = ceilCount(load / settings.perReplica)
-    if let added = settings.maxAdded { replicas = Swift.min(replicas, min.saturatingAdd(added)) }
-    replicas = Swift.min(Swift.max(replicas, min), max)
-    let floor = PredictiveFloor(
-      replicas: replicas, forecast: forecast, load: load, scale: scale, perReplica: settings.perReplica,
-      lookahead: settings.lookahead, periods: history.periods.filter { $0.index < position.period }.count,
-      historyFrom: history.oldest ?? now, historyTo: history.newest ?? now,
-      source: settings.historyDescription)
-    return (floor, change)
+    return (ActiveProfile(profile: profile, clock: clock, position: position), change)
   }
+
+  func periodsBefore(_ period: Int) -> Int { history.periods.filter { $0.index < period }.count }
 
   /// Starts afresh when the settings' slots are not the ones kept (a reload that changed them,
   /// a saved state edited by hand), so no slot is read against another's meaning or past its end.
@@ -250,10 +349,12 @@ extension ForecastState {
         "the newest value of \(signal) is \(DurationText.of(age)) old, past stale_after \(DurationText.of(settings.staleAfter))"
       )
     }
-    let periods = history.periods.filter { $0.index < clock.position(now).period }.count
+    let periods = periodsBefore(clock.position(now).period)
+    let use =
+      settings.perReplica.map { "\(Ceilings.format($0)) per replica" } ?? "as the SLO sizing's load ahead"
     return (
       .active,
-      "a \(settings.seasonality.rawValue) profile of \(signal) from \(periods) \(unit)\(periods == 1 ? "" : "s") of history (\(settings.historyDescription)), the \(Ceilings.format(settings.quantile * 100))th percentile of each \(DurationText.of(settings.resolution)) slot's peak, \(DurationText.of(settings.lookahead)) ahead, \(Ceilings.format(settings.perReplica)) per replica"
+      "a \(settings.seasonality.rawValue) profile of \(signal) from \(periods) \(unit)\(periods == 1 ? "" : "s") of history (\(settings.historyDescription)), the \(Ceilings.format(settings.quantile * 100))th percentile of each \(DurationText.of(settings.resolution)) slot's \(settings.feedsSLO ? "mean" : "peak"), \(DurationText.of(settings.lookahead)) ahead, \(use)"
     )
   }
 }

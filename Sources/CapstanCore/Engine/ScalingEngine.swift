@@ -162,7 +162,7 @@ public struct ScalingEngine: Sendable {
         continue
       }
       guard let status = replicas[index] else { continue }
-      let floor = advanceForecast(
+      let (floor, seasonal) = advanceForecast(
         prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
       let budget = advanceBudget(
         ofTarget: index, prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
@@ -171,7 +171,7 @@ public struct ScalingEngine: Sendable {
         others: prepared.peers.isEmpty
           ? SharedUsage()
           : sharedUsage(of: prepared.peers, replicas, decision.actions),
-        floor: floor, floorReplicas: floor?.replicas,
+        floor: floor, floorReplicas: floor?.replicas, seasonal: seasonal,
         tree: bindings.isEmpty || (budgets.chains[index].isEmpty && !budgets.divided[index])
           ? nil : bindings[index]
       )
@@ -277,24 +277,33 @@ public struct ScalingEngine: Sendable {
       spentUSD: current.spentUSD, limitUSD: prepared.target.budget?.dailyBudgetUSD ?? 0, state: current.state)
   }
 
-  /// The predictive floor at this tick, learned from the forecast signal; nil where the target
-  /// has none or it is off. Turning on or off writes its record.
+  /// The predictive floor at this tick, learned from the forecast signal, or for an SLO-sized
+  /// target the load its profile expects; nil where the target has none or it is off. Turning
+  /// on or off writes its record.
   func advanceForecast(
     _ prepared: PreparedTarget, status: ReplicaStatus, signals: SignalTable, state: inout EngineState,
     now: Date,
     into decision: inout TickDecision
-  ) -> PredictiveFloor? {
-    guard prepared.isPredictive, let predictive = prepared.target.predictive else { return nil }
-    let (floor, change) = state.forecasts[prepared.target.name, default: ForecastState()].advance(
-      value: prepared.predictivePosition.flatMap { signals[$0] }, now: now, settings: predictive,
-      min: prepared.target.min, max: prepared.target.max)
+  ) -> (floor: PredictiveFloor?, seasonal: SeasonalLoad?) {
+    guard prepared.isPredictive, let predictive = prepared.target.predictive else { return (nil, nil) }
+    let value = prepared.predictivePosition.flatMap { signals[$0] }
+    var floor: PredictiveFloor?
+    var seasonal: SeasonalLoad?
+    let change: (ForecastState.Condition, String)?
+    if predictive.feedsSLO {
+      (seasonal, change) = state.forecasts[prepared.target.name, default: ForecastState()].advanceLoad(
+        value: value, now: now, settings: predictive)
+    } else {
+      (floor, change) = state.forecasts[prepared.target.name, default: ForecastState()].advance(
+        value: value, now: now, settings: predictive, min: prepared.target.min, max: prepared.target.max)
+    }
     if let (condition, why) = change {
       decision.events.append(
         .forecast(
           condition, why: why, of: prepared.target, replicas: status.current,
           signals: signals.values(of: prepared), at: now))
     }
-    return floor
+    return (floor, seasonal)
   }
 
   /// What the peers on a target's provider or GPU pool hold: a peer decided this tick counts

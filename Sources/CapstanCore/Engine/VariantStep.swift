@@ -39,7 +39,8 @@ extension ScalingEngine {
     }
     let capacities = group.members.map { prepared[$0].target.variant?.capacity ?? 1 }
     let status = VariantFill.capacityStatus(statuses, capacities)
-    let floor = advanceForecast(
+    // SLOs are refused on a process with variants, so its forecast is always a floor.
+    let (floor, _) = advanceForecast(
       group.prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
     let context = TargetContext(
       prepared: group.prepared, status: status, signals: signals, now: now, budget: nil,

@@ -40,16 +40,22 @@ extension AuditEvent {
       signals: signals, budget: nil, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(replicas) })
   }
 
-  /// The predictive floor turned on, or off with a warning.
+  /// The predictive floor, or an SLO sizing's seasonal forecast, turned on, or off with a
+  /// warning.
   static func forecast(
     _ condition: ForecastState.Condition, why: String, of target: ScalingTarget, replicas: Int,
     signals: [(name: String, value: Double?)], at time: Date
   ) -> AuditEvent {
     let on = condition == .active
+    let detail =
+      target.predictive?.feedsSLO == true
+      ? (on
+        ? "seasonal forecast on: \(why)" : "seasonal forecast off, sizing on the load's trend alone: \(why)")
+      : (on ? "predictive floor on: \(why)" : "predictive floor off, scaling on the rules alone: \(why)")
     return AuditEvent(
       time: time, process: target.name, kind: on ? .predictiveFloor : .warning, from: replicas,
       to: replicas, reason: .predictiveFloor,
-      detail: on ? "predictive floor on: \(why)" : "predictive floor off, scaling on the rules alone: \(why)",
+      detail: detail,
       signals: signals, budget: nil, costPerHourUSD: target.costPerHourUSD.map { $0 * Double(replicas) })
   }
 

@@ -25,7 +25,8 @@ extension TargetContext {
     guard observation.load != nil else {
       return Proposal(replicas: current, reason: .signalMissing, basis: .sloMissing(signal: slo.load))
     }
-    let sizing = SLOSizer.size(observation, slo, state: learned, ahead: target.startup ?? 0, max: target.max)
+    let sizing = SLOSizer.size(
+      observation, slo, state: learned, ahead: target.startup ?? 0, seasonal: seasonal, max: target.max)
     return Proposal(
       replicas: sizing.replicas, reason: sizing.mode == .model ? .slo : .modelNotReady, basis: .slo(sizing))
   }
@@ -62,7 +63,7 @@ extension TargetContext {
     if !models.isEmpty { text += models.joined(separator: "; ") + "; " }
     let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
     text +=
-      "load \(rounded(sizing.load))/s, \(rounded(sizing.forecast))/s a startup ahead × \(rounded(duration))s in flight = \(rounded(sizing.forecast * duration)) at once / \(rounded(capacity)) a replica"
+      "load \(rounded(sizing.load))/s, \(rounded(sizing.forecast))/s a startup ahead\(describeForecast(sizing)) × \(rounded(duration))s in flight = \(rounded(sizing.forecast * duration)) at once / \(rounded(capacity)) a replica"
     let byLittle = sizing.byLittle ?? sizing.replicas
     text += " → \(byLittle)"
     if let slots = sizing.slots, let before = sizing.byLittle, sizing.replicas > before, !sizing.corrected {
@@ -72,5 +73,19 @@ extension TargetContext {
     if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
     if let held = sizing.heldDown { text += "; no scale-down while \(held)" }
     return text
+  }
+
+  /// Where the load a startup ahead came from, where a seasonal profile is on: the higher of
+  /// the trend's and the profile's.
+  func describeForecast(_ sizing: SLOSizing) -> String {
+    guard let seasonal = sizing.seasonal else { return "" }
+    let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
+    let source = sizing.forecast > sizing.trend ? "the profile's" : "the trend's"
+    var text =
+      " (\(source): the trend \(rounded(sizing.trend))/s, the \(seasonal.periods)-period profile \(rounded(seasonal.profile))/s"
+    if seasonal.scale < 1 {
+      text += " × \(rounded(seasonal.scale)) for a quieter day = \(rounded(seasonal.load))/s"
+    }
+    return text + ")"
   }
 }

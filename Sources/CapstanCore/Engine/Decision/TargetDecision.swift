@@ -22,6 +22,8 @@ struct TargetContext {
   var floor: PredictiveFloor? = nil
   /// Its count, kept apart so that reading it does not copy the floor.
   var floorReplicas: Int? = nil
+  /// For an SLO-sized target with a forecast: the load its profile expects a startup ahead.
+  var seasonal: SeasonalLoad? = nil
   /// What the budgets of `budgets:` above it say this tick; nil where it is in none.
   var tree: TreeBinding? = nil
 

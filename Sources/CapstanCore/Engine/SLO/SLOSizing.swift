@@ -44,9 +44,12 @@ public struct SLOSizing: Sendable, Equatable {
   /// Why the models are not ready, for a band decision.
   public var notReady: String?
   public var objectives: [ObjectiveState]
-  /// Requests a second arriving now, and expected a startup ahead.
+  /// Requests a second arriving now, and expected a startup ahead: the higher of the load's
+  /// trend and, where one is on, its seasonal profile.
   public var load: Double
   public var forecast: Double
+  public var trend: Double
+  public var seasonal: SeasonalLoad?
   /// Seconds a request stays in flight at `capacity`.
   public var duration: Double?
   /// Requests one replica may run at once.
@@ -130,12 +133,15 @@ enum SLOSizer {
   /// How far the concurrency may stand from its smoothed value for a sample to be taken.
   static let steadiness = 0.25
 
-  /// The replicas the objectives need at the load expected `ahead` seconds from now.
+  /// The replicas the objectives need at the load expected `ahead` seconds from now: the higher
+  /// of the load's trend there and what `seasonal`, where a profile is on, expects.
   static func size(
-    _ observation: SLOObservation, _ slo: SLOScaling, state: SLOState, ahead: TimeInterval, max limit: Int
+    _ observation: SLOObservation, _ slo: SLOScaling, state: SLOState, ahead: TimeInterval,
+    seasonal: SeasonalLoad? = nil, max limit: Int
   ) -> SLOSizing {
     let load = observation.load ?? 0
-    let forecast = state.trend.forecast(ahead: ahead) ?? load
+    let trend = state.trend.forecast(ahead: ahead) ?? load
+    let forecast = max(trend, seasonal?.load ?? 0)
     let current = observation.status.current
     var objectives: [SLOSizing.ObjectiveState] = []
     var notReady: [String] = []
@@ -165,8 +171,8 @@ enum SLOSizer {
       )
     }
     var sizing = SLOSizing(
-      mode: .band, objectives: objectives, load: load, forecast: forecast, slots: state.fullAt,
-      replicas: current)
+      mode: .band, objectives: objectives, load: load, forecast: forecast, trend: trend, seasonal: seasonal,
+      slots: state.fullAt, replicas: current)
     guard notReady.isEmpty, let measuredDuration else {
       sizing.notReady = notReady.joined(separator: "; ")
       sizing.replicas = band(observation, slo)
