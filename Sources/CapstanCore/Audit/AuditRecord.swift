@@ -150,7 +150,7 @@ public struct AuditRecord: Sendable, Encodable {
   }
 
   enum SLOKeys: String, CodingKey {
-    case mode, load, forecast, trend, seasonal, capacity, slots, replicas, objectives, corrected
+    case mode, load, forecast, trend, seasonal, capacity, slots, replicas, objectives, corrected, settling
     case notReady = "not_ready", durationSeconds = "duration_s", heldDown = "held_down"
   }
 
@@ -223,6 +223,7 @@ public struct AuditRecord: Sendable, Encodable {
     try nested.encodeIfPresent(sizing.slots.map(Self.fourDecimals), forKey: .slots)
     try nested.encode(sizing.replicas, forKey: .replicas)
     try nested.encode(sizing.corrected, forKey: .corrected)
+    try nested.encode(sizing.settling, forKey: .settling)
     try nested.encodeIfPresent(sizing.heldDown, forKey: .heldDown)
     var list = nested.nestedUnkeyedContainer(forKey: .objectives)
     for objective in sizing.objectives {

@@ -71,6 +71,10 @@ extension TargetContext {
         "; waits within the bounds on \(rounded(slots)) slots a replica (Erlang C) need \(sizing.replicas)"
     }
     if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
+    if sizing.settling {
+      text +=
+        "; a measured latency is above its bound, but has not risen since a replica became ready within the span it is measured over, so none more for it yet"
+    }
     if let held = sizing.heldDown { text += "; no scale-down while \(held)" }
     return text
   }

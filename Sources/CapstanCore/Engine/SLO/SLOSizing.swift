@@ -65,6 +65,9 @@ public struct SLOSizing: Sendable, Equatable {
   public var corrected = false
   /// Why a scale-down the model allows was held.
   public var heldDown: String?
+  /// A latency is above its bound, but the replica that last became ready may not show in it
+  /// yet: the model's count stands without one more for it.
+  public var settling = false
 }
 
 enum SLOSizer {
@@ -87,6 +90,12 @@ enum SLOSizer {
       state.replicas = status.current
       state.replicasSince = observation.now
     }
+    let starting = status.ready < status.current
+    if state.starting == true, !starting {
+      state.readyAt = observation.now
+      state.measuredAtReady = observation.measured
+    }
+    state.starting = starting
     guard status.current > 0, status.ready >= status.current, status.draining == 0,
       let running = observation.running, running.isFinite, running >= 0
     else { return }
@@ -218,6 +227,7 @@ enum SLOSizer {
       }
     }
     sizing.replicas = replicas
+    sizing.settling = settling(observation, slo, state: state)
     correct(&sizing, observation, current: current)
     return sizing
   }
@@ -272,13 +282,31 @@ enum SLOSizer {
     return min(max(c * blocking / denominator, 0), 1)
   }
 
+  /// Whether a latency is above its bound while the replica that last became ready may not yet
+  /// show in it: within `measuredOver` of the tick it became ready, and no latency above its
+  /// bound higher than it was then. A latency that has risen since is a pool still short.
+  static func settling(_ observation: SLOObservation, _ slo: SLOScaling, state: SLOState) -> Bool {
+    guard let readyAt = state.readyAt, let before = state.measuredAtReady,
+      before.count == slo.objectives.count
+    else { return false }
+    let elapsed = observation.now.timeIntervalSince(readyAt)
+    guard elapsed >= 0, elapsed < slo.measuredOver else { return false }
+    var above = false
+    for (index, objective) in slo.objectives.enumerated() {
+      guard let value = observation.measured[index], value > objective.bound else { continue }
+      guard let then = before[index], value <= then else { return false }
+      above = true
+    }
+    return above
+  }
+
   /// The measured latency corrects the model: above a bound with no replica starting, one
-  /// replica more than it; and a scale-down only where every latency is measured and within
-  /// its bound.
+  /// replica more than it, unless the replica that last became ready may not show in it yet;
+  /// and a scale-down only where every latency is measured and within its bound.
   static func correct(_ sizing: inout SLOSizing, _ observation: SLOObservation, current: Int) {
     let starting = observation.status.ready < observation.status.current
     let above = sizing.objectives.first { ($0.measured ?? 0) > $0.bound }
-    if above != nil, !starting, sizing.replicas <= current {
+    if above != nil, !starting, !sizing.settling, sizing.replicas <= current {
       sizing.replicas = current + 1
       sizing.corrected = true
     } else if sizing.replicas < current {

@@ -19,6 +19,12 @@ public struct SLOState: Sendable, Equatable, Codable {
   /// The replica count of the last tick, and since when it has run.
   public var replicas: Int?
   public var replicasSince: Date?
+  /// Whether a replica was starting at the last tick; and when the fleet last became all ready
+  /// after one was, with what each objective measured at that tick. For `measuredOver` after
+  /// it, a measured latency still spans time before the new replica served.
+  public var starting: Bool?
+  public var readyAt: Date?
+  public var measuredAtReady: [Double?]?
 
   public init() {}
 
@@ -26,6 +32,7 @@ public struct SLOState: Sendable, Equatable, Codable {
     latencies.values.allSatisfy(\.isSound) && duration.isSound
       && (fullAt.map { $0.isFinite && $0 > 0 && $0 <= PolicyLimits.maxMagnitude } ?? true) && trend.isSound
       && (concurrency.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
+      && (measuredAtReady ?? []).allSatisfy { $0.map { $0.isFinite && $0 >= 0 } ?? true }
   }
 }
 
