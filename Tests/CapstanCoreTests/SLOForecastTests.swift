@@ -59,14 +59,14 @@ struct SLOForecastTests {
     let midnight = (t0.timeIntervalSince1970 / 86_400).rounded(.up) * 86_400
     let slotStart = Date(timeIntervalSince1970: midnight + 3600)
     for (offset, value) in [(0.0, 2.0), (60, 4), (120, 9)] {
-      history.observe(value, at: slotStart.addingTimeInterval(offset), clock: clock, keep: 14)
+      history.observe(value, at: slotStart.addingTimeInterval(offset), clock: clock, keep: 14, means: true)
     }
     let position = clock.position(slotStart)
     #expect(history.mean(period: position.period, slot: position.slot) == 5)
     #expect(history.peak(period: position.period, slot: position.slot) == 9)
     // The same values again, as a history source read again at its refresh gives them.
     for (offset, value) in [(0.0, 2.0), (60, 4), (120, 9)] {
-      history.observe(value, at: slotStart.addingTimeInterval(offset), clock: clock, keep: 14)
+      history.observe(value, at: slotStart.addingTimeInterval(offset), clock: clock, keep: 14, means: true)
     }
     #expect(history.mean(period: position.period, slot: position.slot) == 5)
     // The profile of the next day takes the means.
@@ -87,10 +87,27 @@ struct SLOForecastTests {
     settings.resolution = 43_200
     let clock = SlotClock(settings)
     history.observe(
-      1, at: Date(timeIntervalSince1970: 19677 * 86_400 + 60), clock: clock, keep: settings.keptPeriods)
+      1, at: Date(timeIntervalSince1970: 19677 * 86_400 + 60), clock: clock, keep: settings.keptPeriods,
+      means: true)
     #expect(history.mean(period: 19677, slot: 0) == 1)
     #expect(history.peak(period: 19677, slot: 0) == 3)
     #expect(history.isSound)
+  }
+
+  @Test("a floor's history keeps its peaks alone, so its saved state is no larger than before")
+  func floorKeepsNoMeans() throws {
+    var settings = try #require(try Self.policy().target(named: "m")?.predictive)
+    settings.perReplica = 10
+    var state = ForecastState()
+    for minute in 0..<120 {
+      _ = state.advance(
+        value: Double(minute), now: t0.addingTimeInterval(Double(minute) * 60), settings: settings, min: 1,
+        max: 8)
+    }
+    #expect(!state.history.periods.isEmpty && state.history.periods.allSatisfy { $0.means.isEmpty })
+    settings.perReplica = nil
+    _ = state.advanceLoad(value: 5, now: t0.addingTimeInterval(7200), settings: settings)
+    #expect(state.history.periods.last?.means.contains { $0 != nil } == true)
   }
 
   /// One tick a minute over `days` days of a server whose ITL is 20 ms + 1 ms a request and

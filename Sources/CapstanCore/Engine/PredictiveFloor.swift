@@ -40,13 +40,14 @@ public struct LoadHistory: Sendable, Equatable, Codable {
     public var index: Int
     /// Per slot, the highest value seen; nil where none was.
     public var peaks: [Double?]
-    /// Per slot, the values taken for its mean; empty in a state saved before means were kept.
+    /// Per slot, the values taken for its mean; empty where means are not kept (a floor's
+    /// history, or a state saved before they were).
     public var means: [SlotMean?]
 
     init(index: Int, slots: Int) {
       self.index = index
       peaks = Array(repeating: nil, count: slots)
-      means = Array(repeating: nil, count: slots)
+      means = []
     }
 
     public init(from decoder: any Decoder) throws {
@@ -74,7 +75,9 @@ public struct LoadHistory: Sendable, Equatable, Codable {
   public init() {}
 
   /// Folds in one value; a value older than the periods kept, negative or not finite is ignored.
-  mutating func observe(_ value: Double, at time: Date, clock: SlotClock, keep: Int) {
+  /// - Parameter means: whether the slot's mean is kept too (an SLO forecast); a floor's
+  ///   history keeps its peaks alone, and saves no more than they take.
+  mutating func observe(_ value: Double, at time: Date, clock: SlotClock, keep: Int, means: Bool = false) {
     guard value.isFinite, value >= 0 else { return }
     let position = clock.position(time)
     if let last = periods.last, position.period < last.index - keep { return }
@@ -92,16 +95,18 @@ public struct LoadHistory: Sendable, Equatable, Codable {
     } else {
       periods[index].peaks[position.slot] = value
     }
-    if periods[index].means.count != clock.slots {
-      periods[index].means = Array(repeating: nil, count: clock.slots)
-    }
-    if let taken = periods[index].means[position.slot] {
-      if time > taken.through {
-        periods[index].means[position.slot] = SlotMean(
-          total: taken.total + value, count: taken.count + 1, through: time)
+    if means {
+      if periods[index].means.count != clock.slots {
+        periods[index].means = Array(repeating: nil, count: clock.slots)
       }
-    } else {
-      periods[index].means[position.slot] = SlotMean(total: value, count: 1, through: time)
+      if let taken = periods[index].means[position.slot] {
+        if time > taken.through {
+          periods[index].means[position.slot] = SlotMean(
+            total: taken.total + value, count: taken.count + 1, through: time)
+        }
+      } else {
+        periods[index].means[position.slot] = SlotMean(total: value, count: 1, through: time)
+      }
     }
     if let latest = periods.last?.index, let first = periods.first?.index, first < latest - keep {
       periods.removeAll { $0.index < latest - keep }
@@ -217,7 +222,8 @@ extension ForecastState {
     let clock = SlotClock(settings)
     fitShape(settings, clock: clock)
     for sample in samples where sample.time < before {
-      history.observe(sample.value, at: sample.time, clock: clock, keep: settings.keptPeriods)
+      history.observe(
+        sample.value, at: sample.time, clock: clock, keep: settings.keptPeriods, means: settings.feedsSLO)
     }
     // Rebuilt at the next tick, with what was just learned.
     builtAt = nil
@@ -294,7 +300,9 @@ extension ForecastState {
   ) {
     let clock = SlotClock(settings)
     fitShape(settings, clock: clock)
-    if let value { history.observe(value, at: now, clock: clock, keep: settings.keptPeriods) }
+    if let value {
+      history.observe(value, at: now, clock: clock, keep: settings.keptPeriods, means: settings.feedsSLO)
+    }
     let position = clock.position(now)
     // Rebuilt every refresh, and when a period ends, so the one just finished counts at once.
     if profileOfMeans != settings.feedsSLO
