@@ -153,7 +153,7 @@ extension Replay {
       guard let settings = target.predictive else { continue }
       if settings.history == .prometheus {
         printError(
-          "\(policy): note: replay reads no Prometheus history; the predictive floor of '\(target.name)' learns from the recording as it goes"
+          "\(policy): note: replay reads no Prometheus history; the \(settings.name) of '\(target.name)' learns from the recording as it goes"
         )
       }
       guard let path = HistoryFile.path(settings, baseDirectory: base) else { continue }
@@ -164,14 +164,14 @@ extension Replay {
       guard let start else { continue }
       guard FileManager.default.isReadableFile(atPath: path) else {
         throw ValidationError(
-          "\(policy): error: the predictive floor of '\(target.name)' reads its history from \(path), which cannot be read: record one there (capstan record), or set history: learned"
+          "\(policy): error: the \(settings.name) of '\(target.name)' reads its history from \(path), which cannot be read: record one there (capstan record), or set history: learned"
         )
       }
       let samples = try HistoryFile.read(
         path: path, signal: settings.signal, from: start.addingTimeInterval(-settings.keep), to: start)
       if samples.isEmpty {
         printError(
-          "\(path): note: no value of '\(settings.signal)' before the recording starts; the predictive floor of '\(target.name)' learns from the recording as it goes"
+          "\(path): note: no value of '\(settings.signal)' before the recording starts; the \(settings.name) of '\(target.name)' learns from the recording as it goes"
         )
       }
       history[target.name] = samples

@@ -53,7 +53,7 @@ struct Simulate: ParsableCommand {
     for target in loaded.policy.targets where loadedTraces[target.name] != nil {
       if let predictive = target.predictive, predictive.history != .learned {
         printError(
-          "\(policy): note: the predictive floor of '\(target.name)' learns from the simulated run as it goes; its history (\(predictive.historyDescription)) is read by run and replay"
+          "\(policy): note: the \(predictive.name) of '\(target.name)' learns from the simulated run as it goes; its history (\(predictive.historyDescription)) is read by run and replay"
         )
       }
     }

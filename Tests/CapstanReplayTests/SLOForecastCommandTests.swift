@@ -58,5 +58,18 @@ struct SLOForecastCommandTests {
     let run = try #require((object?["processes"] as? [[String: Any]])?.first?["runs"] as? [[String: Any]])
     #expect(run.first?["run"] as? String == "policy")
     #expect((run.first?["slo_attainment"] as? Double ?? 0) >= 0.95, "\(run.first ?? [:])")
+
+    // With a history source, the note names the forecast for what it is.
+    let policy = temporaryFile("image-history.yaml")
+    defer { try? FileManager.default.removeItem(at: policy) }
+    try String(contentsOfFile: "examples/slo/image-slo.yaml", encoding: .utf8).replacingOccurrences(
+      of: "predictive: {seasonality: daily}", with: "predictive: {history: {file: recorded.csv}}"
+    ).write(to: policy, atomically: true, encoding: .utf8)
+    let noted = try runCapstan(["simulate", policy.path, "--trace", trace.path, "--start", "min"])
+    #expect(noted.status == 0, "\(noted.stderr)")
+    #expect(
+      noted.stderr.contains(
+        "note: the seasonal forecast of 'images' learns from the simulated run as it goes; its history (from recorded.csv and what it sees) is read by run and replay"
+      ), "\(noted.stderr)")
   }
 }

@@ -62,6 +62,9 @@ public struct PredictiveSettings: Sendable, Equatable {
   /// Whether the forecast feeds an SLO-sized process's sizing instead of setting a floor.
   public var feedsSLO: Bool { perReplica == nil }
 
+  /// What messages call it: a floor, or the SLO sizing's seasonal forecast.
+  public var name: String { feedsSLO ? "seasonal forecast" : "predictive floor" }
+
   /// The whole periods `keep` holds, besides the current one.
   var keptPeriods: Int { Int((keep / period).rounded(.up)) }
 
