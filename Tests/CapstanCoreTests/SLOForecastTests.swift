@@ -24,30 +24,15 @@ struct SLOForecastTests {
   @Test(
     "a floor's settings, or another signal, are refused at their line on an SLO-sized process",
     arguments: [
-      ("{per_replica: 3}", "p.yaml:13:31: error: processes.m.predictive.per_replica does not apply"),
-      ("{max_added: 2}", "p.yaml:13:29: error: processes.m.predictive.max_added does not apply"),
+      ("{per_replica: 3}", "p.yaml:14:31: error: processes.m.predictive.per_replica does not apply"),
+      ("{max_added: 2}", "p.yaml:14:29: error: processes.m.predictive.max_added does not apply"),
       (
         "{signal: running}",
-        "p.yaml:13:26: error: processes.m.predictive forecasts 'running', but an SLO-sized process forecasts its scaling.load 'rate'"
+        "p.yaml:14:26: error: processes.m.predictive forecasts 'running', but an SLO-sized process forecasts its scaling.load 'rate'"
       ),
     ])
   func refused(predictive: String, message: String) throws {
-    let text = refusal(
-      """
-      processes:
-        m:
-          startup: 2m
-          cost_per_hour_usd: 4
-          scaling:
-            min: 1
-            max: 8
-            slo:
-              - {latency: ttft, percentile: 99, bound: 2s, measured: ttft}
-            load: rate
-            running: running
-            waiting: waiting
-          predictive: \(predictive)
-      """)
+    let text = refusal(sloServerText(extra: "    predictive: \(predictive)"))
     #expect(text.contains(message), "\(text)")
   }
 

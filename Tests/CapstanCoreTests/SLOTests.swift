@@ -6,26 +6,30 @@ import Testing
 /// A model server `m` sized on a TTFT and an ITL objective, from 1 to 8 replicas, with its
 /// scale-down window at 0 so each tick's sizing shows.
 func sloServer(extra: String = "", waiting: Bool = true) throws -> Policy {
-  try loadPolicy(
-    """
-    processes:
-      m:
-        startup: 2m
-        cost_per_hour_usd: 4
-        scaling:
-          min: 1
-          max: 8
-          slo:
-            - {latency: ttft, percentile: 99, bound: 2s, measured: ttft}
-            - {latency: itl, percentile: 99, bound: 50ms, measured: itl}
-          load: rate
-          running: running
-    \(waiting ? "      waiting: waiting" : "")
-    \(extra)
-    autoscaling:
-      m:
-        scale_down: {stabilization_window: 0s}
-    """)
+  try loadPolicy(sloServerText(extra: extra, waiting: waiting))
+}
+
+/// The policy text of `sloServer`, for a refusal.
+func sloServerText(extra: String = "", waiting: Bool = true) -> String {
+  """
+  processes:
+    m:
+      startup: 2m
+      cost_per_hour_usd: 4
+      scaling:
+        min: 1
+        max: 8
+        slo:
+          - {latency: ttft, percentile: 99, bound: 2s, measured: ttft}
+          - {latency: itl, percentile: 99, bound: 50ms, measured: itl}
+        load: rate
+        running: running
+  \(waiting ? "      waiting: waiting" : "")
+  \(extra)
+  autoscaling:
+    m:
+      scale_down: {stabilization_window: 0s}
+  """
 }
 
 @Suite("Latency models learned online")
