@@ -95,6 +95,28 @@ struct SLOForecastTests {
     #expect(state.history.periods.last?.means.contains { $0 != nil } == true)
   }
 
+  @Test("a history source read again over a day already learned leaves the profile as it was")
+  func historyReadTwice() throws {
+    let policy = try Self.policy()
+    let engine = ScalingEngine(policy: policy)
+    // A recorded day: 4 a second, and 40 from 09:00 to 17:00, one value a minute.
+    let day: [(time: Date, value: Double)] = stride(from: 0.0, to: 86_400, by: 60).map { second in
+      let busy = second >= 9 * 3600 && second < 17 * 3600
+      return (t0.addingTimeInterval(Self.midnight + second), busy ? 40 : 4)
+    }
+    let next = t0.addingTimeInterval(Self.midnight + 86_400 + 9 * 3600 - 120)
+    var state = EngineState()
+    engine.learn(day, for: "m", before: next, state: &state)
+    let once = state
+    engine.learn(day, for: "m", before: next, state: &state)
+    #expect(state == once)
+    var forecast = try #require(state.forecasts["m"])
+    let settings = try #require(policy.target(named: "m")?.predictive)
+    let (load, change) = forecast.advanceLoad(value: 4, now: next, settings: settings)
+    #expect(change?.0 == .active)
+    #expect(load?.profile == 40 && load?.periods == 1)
+  }
+
   /// One tick a minute over `days` days of a server whose ITL is 20 ms + 1 ms a request and
   /// whose requests each stay 5 s, at 4 to 8 requests a second through the night and 40 from
   /// 09:00 to 17:00.

@@ -146,7 +146,7 @@ enum SLOSizer {
   /// of the load's trend there and what `seasonal`, where a profile is on, expects.
   static func size(
     _ observation: SLOObservation, _ slo: SLOScaling, state: SLOState, ahead: TimeInterval,
-    seasonal: SeasonalLoad? = nil, max limit: Int
+    seasonal: SeasonalLoad?, max limit: Int
   ) -> SLOSizing {
     let load = observation.load ?? 0
     let trend = state.trend.forecast(ahead: ahead) ?? load

@@ -22,7 +22,6 @@ extension ForecastState {
   mutating func advanceLoad(
     value: Double?, now: Date, settings: PredictiveSettings
   ) -> (load: SeasonalLoad?, change: (Condition, String)?) {
-    guard settings.feedsSLO else { return (nil, nil) }
     let (active, change) = step(value: value, now: now, settings: settings)
     guard let active else { return (nil, change) }
     let profile = active.ahead(settings)
