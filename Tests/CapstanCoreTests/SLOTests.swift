@@ -314,7 +314,7 @@ struct SLOEngineTests {
   }
 
   @Test(
-    "slots are learned from a settled fleet with a request waiting a replica, not from one waiting between steps"
+    "slots are learned from a settled fleet with a request waiting a replica on two ticks in a row, not from one waiting between steps"
   )
   func slots() throws {
     let policy = try loadPolicy(
@@ -337,13 +337,20 @@ struct SLOEngineTests {
       harness.tick(at: Double(tick) * 15, ["rate": 4, "running": 8, "waiting": 1, "itl": 0.03])
     }
     #expect(slots() == nil)
+    // A request a replica waiting on every other tick, as requests arriving between steps
+    // are found now and then: the steady 2 a replica is not taken for full.
+    for tick in 8..<11 {
+      harness.tick(
+        at: Double(tick) * 15, ["rate": 4, "running": 8, "waiting": tick == 9 ? 1 : 4, "itl": 0.03])
+    }
+    #expect(slots() == nil)
     // 16 a replica with 6 waiting: full at 16. The first ticks of the rise are not steady.
-    for tick in 8..<16 {
+    for tick in 11..<19 {
       harness.tick(at: Double(tick) * 15, ["rate": 20, "running": 64, "waiting": 6, "itl": 0.04])
     }
     #expect(slots() == 16)
     // A floor that only rises: fewer running later does not lower it.
-    for tick in 16..<20 {
+    for tick in 19..<23 {
       harness.tick(at: Double(tick) * 15, ["rate": 8, "running": 32, "waiting": 4, "itl": 0.03])
     }
     #expect(slots() == 16)

