@@ -109,10 +109,7 @@ enum SLOSizer {
     // Samples need every replica ready and the count held for the span a latency is measured
     // over, so no sample mixes two fleet sizes.
     let settled =
-      state.replicasSince.map {
-        observation.now.timeIntervalSince($0)
-          >= (Double(ProcessInfo.processInfo.environment["XPERSIST"] ?? "") ?? slo.measuredOver)
-      } ?? true
+      state.replicasSince.map { observation.now.timeIntervalSince($0) >= slo.measuredOver } ?? true
     guard concurrency > 0 else { return }
     if waiting == 0, let load = observation.load {
       state.duration.add(running: running, load: load, concurrency: concurrency)
