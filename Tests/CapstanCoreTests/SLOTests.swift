@@ -356,6 +356,32 @@ struct SLOEngineTests {
     #expect(slots() == 16)
   }
 
+  @Test("where the queueing check adds replicas, the record names the slots and the arrivals' dispersion")
+  func queueingRecord() throws {
+    var harness = EngineHarness(try sloServer(), replicas: ["m": 4])
+    learned(&harness, ticks: 160)
+    // Full: requests wait on every replica for several ticks at a steady 22.5 a replica, so the
+    // slots are 22.5, fewer than the 30 the ITL allows, and Little's law's count leaves no
+    // spare slot for bursts: the queueing check adds one.
+    let replicas = Double(harness.replicas["m"] ?? 4)
+    for tick in 160..<172 {
+      let running = 22.5 * replicas
+      harness.tick(
+        at: Double(tick) * 15,
+        ["rate": running / 5, "running": running, "waiting": 2 * replicas, "ttft": 0.5, "itl": 0.0425])
+    }
+    let record = try #require(harness.events.last { ($0.slo?.replicas ?? 0) > ($0.slo?.byLittle ?? .max) })
+    let sizing = try #require(record.slo)
+    let dispersion = try #require(sizing.dispersion)
+    #expect(dispersion >= 1)
+    #expect(sizing.slots == 22.5)
+    #expect(
+      record.detail.contains(
+        "on 22.5 slots a replica (Erlang C, arrivals' dispersion \(format((dispersion * 100).rounded() / 100))) need \(sizing.replicas)"
+      ), "\(record.detail)")
+    #expect(AuditRecord(record, mode: .replay).jsonLine().contains(#""dispersion":"#))
+  }
+
   @Test("measured_over sets when samples start, and 0 is refused at its line")
   func measuredOver() throws {
     let policy = try loadPolicy(

@@ -150,7 +150,8 @@ public struct AuditRecord: Sendable, Encodable {
   }
 
   enum SLOKeys: String, CodingKey {
-    case mode, load, forecast, trend, seasonal, capacity, slots, replicas, objectives, corrected, settling
+    case mode, load, forecast, trend, seasonal, capacity, slots, dispersion, replicas, objectives, corrected
+    case settling
     case notReady = "not_ready", durationSeconds = "duration_s", heldDown = "held_down"
   }
 
@@ -221,6 +222,7 @@ public struct AuditRecord: Sendable, Encodable {
     try nested.encodeIfPresent(sizing.duration.map(Self.fourDecimals), forKey: .durationSeconds)
     try nested.encodeIfPresent(sizing.capacity.map(Self.fourDecimals), forKey: .capacity)
     try nested.encodeIfPresent(sizing.slots.map(Self.fourDecimals), forKey: .slots)
+    try nested.encodeIfPresent(sizing.dispersion.map(Self.fourDecimals), forKey: .dispersion)
     try nested.encode(sizing.replicas, forKey: .replicas)
     try nested.encode(sizing.corrected, forKey: .corrected)
     try nested.encode(sizing.settling, forKey: .settling)

@@ -68,7 +68,7 @@ extension TargetContext {
     text += " → \(byLittle)"
     if let slots = sizing.slots, let before = sizing.byLittle, sizing.replicas > before, !sizing.corrected {
       text +=
-        "; waits within the bounds on \(rounded(slots)) slots a replica (Erlang C) need \(sizing.replicas)"
+        "; waits within the bounds on \(rounded(slots)) slots a replica (Erlang C, arrivals' dispersion \(rounded(sizing.dispersion ?? 1))) need \(sizing.replicas)"
     }
     if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
     if sizing.settling {

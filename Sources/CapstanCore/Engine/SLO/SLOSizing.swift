@@ -60,6 +60,8 @@ public struct SLOSizing: Sendable, Equatable {
   public var replicas: Int
   /// What Little's law alone gives, before the queueing check adds any for waiting.
   public var byLittle: Int?
+  /// The arrivals' dispersion the queueing check stretched waits by, where it ran.
+  public var dispersion: Double?
   /// The measured latency was above a bound, and so the count is one more than the model
   /// gives.
   public var corrected = false
@@ -224,6 +226,7 @@ enum SLOSizer {
     var replicas = max(ceilCount(inFlight / capacity), needsOne ? 1 : 0)
     sizing.byLittle = replicas
     if let slots = state.fullAt, sizing.objectives.contains(where: { $0.latency.includesWaiting }) {
+      sizing.dispersion = state.trend.dispersion
       let first = replicas
       while replicas < first + queueSearch && replicas < limit
         && !waitsWithin(
