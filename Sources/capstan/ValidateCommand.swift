@@ -91,6 +91,7 @@ enum ValidateReport {
         ? "\(Ceilings.format(tracking.target))%" : "\(Ceilings.format(tracking.target)) per unit of capacity"
       line += ", tracks \(tracking.metric) at \(goal)"
     }
+    if let slo = process.slo { line += ", sized on its SLOs per unit of capacity: \(slo.settings)" }
     let steps = group.fillOrder.enumerated().compactMap { position, name -> String? in
       guard let target = policy.target(named: name), let variant = target.variant else { return nil }
       let ceiling = StaticCeiling.binding(for: target, in: policy)

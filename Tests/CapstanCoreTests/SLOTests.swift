@@ -163,7 +163,7 @@ struct SLOEngineTests {
     #expect(text.contains(message), "\(text)")
   }
 
-  @Test("an SLO without a load or running signal, or on a process with variants, is refused")
+  @Test("an SLO without a load or running signal is refused")
   func refusedWhole() {
     let noLoad = refusal(
       """
@@ -179,15 +179,6 @@ struct SLOEngineTests {
           scaling: {max: 4, load: r, slo: {latency: itl, bound: 50ms, measured: i}}
       """)
     #expect(noRunning.contains("scaling.slo needs scaling.running"), "\(noRunning)")
-    let variants = refusal(
-      """
-      processes:
-        m:
-          scaling: {max: 4, load: r, running: n, slo: {latency: itl, bound: 50ms, measured: i}}
-          variants:
-            a: {capacity: 1}
-      """)
-    #expect(variants.contains("has variants and scaling.slo"), "\(variants)")
   }
 
   @Test("an empty slo is refused, and load or running without an slo is a warning that they do nothing")
@@ -411,5 +402,97 @@ struct SLOEngineTests {
     #expect(restored.problems(now: t0.addingTimeInterval(3600)).isEmpty)
     let model = try #require(restored.targets["m"]?.slo?.latencies["itl"])
     #expect(model.status.fit != nil)
+  }
+}
+
+@Suite("An SLO on a process with variants")
+struct SLOVariantTests {
+  /// H100s ($4.10, a unit of capacity, a 2-minute startup) and L4s ($1.20, half a unit, 4
+  /// minutes), sized on an ITL objective.
+  static let policy = """
+    processes:
+      m:
+        scaling:
+          min: 1
+          max: 12
+          slo: {latency: itl, percentile: 99, bound: 50ms, measured: itl}
+          load: rate
+          running: running
+        variants:
+          h100: {cost_per_hour_usd: 4.10, capacity: 1, max: 8, startup: 2m}
+          l4: {cost_per_hour_usd: 1.20, capacity: 0.5, max: 4, startup: 4m}
+    autoscaling:
+      m:
+        scale_down: {stabilization_window: 0s}
+    """
+
+  @Test(
+    "the model is learned per unit of capacity, exactly, and the capacity it asks for is filled cheapest first"
+  )
+  func learnsPerUnit() throws {
+    let policy = try loadPolicy(Self.policy)
+    // The process looks the longest startup of its variants ahead.
+    #expect(policy.variantGroup(named: "m")?.process.startup == 240)
+    // Three L4s: 1.5 units, which the process's rules count as 1. ITL is 20 ms + 1 ms for
+    // each request a unit of capacity runs: learned per unit only where the concurrency is
+    // running over 1.5, not over 1.
+    var harness = EngineHarness(policy, replicas: ["m.h100": 0, "m.l4": 3])
+    for tick in 0..<160 {
+      let capacity = 0.5 * Double(harness.replicas["m.l4"] ?? 0) + Double(harness.replicas["m.h100"] ?? 0)
+      let rate = 1 + Double((tick / 20) % 6) * 0.5
+      let running = rate * 5
+      harness.tick(
+        at: Double(tick) * 15, ["rate": rate, "running": running, "itl": 0.02 + 0.001 * running / capacity])
+    }
+    let fit = try #require(harness.state.targets["m"]?.slo?.latencies["itl"]?.status.fit)
+    #expect(abs(fit.alpha / 0.02 - 1) < 0.05 && abs(fit.beta / 0.001 - 1) < 0.05, "\(fit)")
+    // One unit carries the load: the dearest capacity goes, an L4 of the three.
+    #expect(harness.replicas == ["m.h100": 0, "m.l4": 2])
+
+    // 20 requests a second: more than the L4s' two units carry. They fill to their max, and
+    // H100s carry the rest, in one decision.
+    let before = harness.events.count
+    harness.tick(at: 160 * 15, ["rate": 20, "running": 100, "itl": 0.04])
+    let moves = harness.events[before...].filter { $0.kind == .scaleUp }
+    #expect(moves.map(\.process) == ["m.l4", "m.h100"], "\(moves.map(\.detail))")
+    #expect(moves.allSatisfy { $0.reason == .slo }, "\(moves.map(\.detail))")
+    let sizing = try #require(moves.first?.slo)
+    let capacity = try #require(sizing.capacity)
+    let duration = try #require(sizing.duration)
+    let wanted = Int((sizing.forecast * duration / capacity - 1e-9).rounded(.up))
+    #expect(sizing.mode == .model && wanted == sizing.replicas && wanted > 2, "\(sizing)")
+    #expect(harness.replicas == ["m.h100": wanted - 2, "m.l4": 4])
+    let detail = try #require(moves.first?.detail)
+    #expect(detail.contains("m capacity 1 -> \(wanted) (wanted \(wanted))"), "\(detail)")
+    #expect(detail.contains(" a unit of capacity → \(wanted)"), "\(detail)")
+  }
+
+  @Test(
+    "a fleet of variants is counted in units of capacity exactly: per-unit concurrency, and a new mix is a new fleet"
+  )
+  func exactCapacity() {
+    let policy = SLOScaling(
+      objectives: [SLOScaling.Objective(latency: .itl, percentile: 99, bound: 0.05, measured: "itl")],
+      load: "rate", running: "running", waiting: nil, measuredOver: 60)
+    var state = SLOState()
+    // Three L4s at half a unit: 1.5 units, which a whole-unit count rounds to 1.
+    let observation = SLOObservation(
+      load: 3, running: 24, waiting: nil, measured: [0.03], status: ReplicaStatus(current: 1, ready: 1),
+      now: t0, capacity: 1.5)
+    SLOSizer.learn(observation, policy, state: &state)
+    #expect(state.concurrency == 16)
+    #expect(state.replicasSince == t0)
+    // An L4 fewer: the same whole unit, another fleet. Its samples wait out `measured_over`
+    // again, and a wait seen before does not count toward the slots.
+    var fewer = observation
+    fewer.capacity = 1
+    fewer.waiting = 2
+    fewer.now = t0.addingTimeInterval(15)
+    SLOSizer.learn(fewer, policy, state: &state)
+    #expect(state.replicasSince == fewer.now && state.waitingSince == fewer.now)
+    fewer.capacity = 1.5
+    fewer.now = t0.addingTimeInterval(30)
+    SLOSizer.learn(fewer, policy, state: &state)
+    #expect(state.replicasSince == fewer.now && state.waitingSince == fewer.now)
   }
 }

@@ -49,6 +49,27 @@ struct SLOReplayTests {
       ), "\(result.stdout)")
   }
 
+  @Test("validate shows an SLO on a process with variants on the process, per unit of capacity")
+  func validateShowsVariantSLO() throws {
+    let result = try runCapstan([
+      "validate", repositoryRoot.appendingPathComponent("examples/variants/slo.yaml").path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    let lines = result.stdout.split(separator: "\n")
+    let process = try #require(
+      lines.first { $0.hasPrefix("  inference  capacity 1..16") }, "\(result.stdout)")
+    #expect(
+      process.contains(
+        "sized on its SLOs per unit of capacity: ttft p99 within 2s (measured by ttft_p99); load request_rate"
+      ),
+      "\(process)")
+    #expect(process.contains("; fills l4 ($2.40 an hour a unit"), "\(process)")
+    // The variants are scaled by the process's sizing, not each on an SLO of its own.
+    #expect(
+      lines.filter { $0.hasPrefix("  inference.") }.allSatisfy { !$0.contains("sized on its SLOs") },
+      "\(result.stdout)")
+  }
+
   @Test("replay learns the models from the recording and sizes from them once they are ready")
   func replayLearns() throws {
     let folder = try Self.folder()

@@ -91,3 +91,64 @@ struct SLOSimulationTests {
     #expect(modelled.last?.detail.contains("itl = ") == true)
   }
 }
+
+@Suite("Simulating an SLO on a process with variants")
+struct SLOVariantSimulationTests {
+  /// The model server of `sloSimulated` on two variants: `fast` (a unit of capacity, $4 an
+  /// hour) and `slow` (half a unit at half the speed, $1.20: $2.40 a unit), at most 4 of them,
+  /// sized on a TTFT objective.
+  static func policy(slow: String = "max: 4") throws -> Policy {
+    try CapstanSimulationTests.policy(
+      """
+      processes:
+        m:
+          startup: 30s
+          scaling:
+            min: 1
+            max: 12
+            slo: {latency: ttft, percentile: 99, bound: 2s, measured: ttft}
+            load: rate
+            running: running
+            waiting: waiting
+          variants:
+            fast: {cost_per_hour_usd: 4, capacity: 1, max: 8}
+            slow: {cost_per_hour_usd: 1.2, capacity: 0.5, \(slow)}
+          simulation:
+            slots: 16
+            prefill_tokens_per_second: 10000
+            itl: {base: 20ms, per_request: 1ms}
+            signals: {rate: request_rate, running: running, waiting: queue_depth, ttft: ttft_p99}
+            slo: {latency: ttft, bound: 2s, target: 99%}
+      """)
+  }
+
+  @Test("the SLO's capacity is filled with the cheap variant first, and the dear one only past its max")
+  func fillsCheapFirst() throws {
+    // 40 minutes rising and falling in steps no forecast sees coming: 2 requests a second,
+    // 10, 20, then 4.
+    let trace = steppedLoad([2, 10, 20, 4], span: 600)
+    var events: [AuditEvent] = []
+    let run = try #require(
+      try Simulator(policy: Self.policy(), traces: ["m": trace]).run { events.append($0) }.processes.first)
+    let moves = events.filter { $0.kind == .scaleUp || $0.kind == .scaleDown }
+    let summary = moves.map { "\($0.process) \($0.from ?? 0) -> \($0.to ?? 0): \($0.detail)" }
+    #expect(moves.allSatisfy { $0.reason == .slo || $0.reason == .modelNotReady }, "\(summary)")
+    // Up: the slow variant to its max before any fast replica.
+    let ups = moves.filter { $0.kind == .scaleUp }
+    #expect(ups.first?.process == "m.slow", "\(summary)")
+    let firstFast = try #require(ups.firstIndex { $0.process == "m.fast" }, "\(summary)")
+    #expect(ups[firstFast].detail.contains("slow 4 ("), "\(summary)")
+    // Down: every fast replica goes before a slow one does.
+    let downs = moves.filter { $0.kind == .scaleDown }
+    let firstSlowDown = try #require(downs.firstIndex { $0.process == "m.slow" }, "\(summary)")
+    #expect(downs[..<firstSlowDown].allSatisfy { $0.process == "m.fast" }, "\(summary)")
+    #expect(downs[firstSlowDown...].allSatisfy { $0.process == "m.slow" }, "\(summary)")
+    #expect(downs[firstSlowDown].detail.contains("fast 0 ("), "\(summary)")
+    // The records carry the sizing in units of capacity.
+    #expect(moves.contains { $0.slo?.mode == .model && $0.detail.contains(" a unit of capacity → ") })
+    let hours = Dictionary(
+      uniqueKeysWithValues: run.variantReplicaHours.map { ($0.variant, $0.replicaHours) })
+    #expect((hours["slow"] ?? 0) > 0 && (hours["fast"] ?? 0) > 0, "\(hours)")
+    #expect(abs(run.costUSD - ((hours["slow"] ?? 0) * 1.2 + (hours["fast"] ?? 0) * 4)) < 1e-6)
+  }
+}

@@ -45,12 +45,15 @@ public struct SLOScaling: Sendable, Equatable {
   public var measuredOver: TimeInterval = 60
 
   /// What `validate` says of it: the objectives, the signals, and how the models start.
-  public var summary: String {
+  public var summary: String { "sized on its SLOs: \(settings)" }
+
+  /// The objectives, the signals, and how the models start.
+  public var settings: String {
     let bounds = objectives.map {
       "\($0.latency.rawValue) p\(format($0.percentile)) within \(milliseconds($0.bound)) (measured by \($0.measured))"
     }
     return
-      "sized on its SLOs: \(bounds.joined(separator: ", ")); load \(load), running \(running)\(waiting.map { ", waiting \($0)" } ?? ""); latencies measured over \(format(measuredOver)) s, learned once that long has passed since the replica count changed; each latency model is used once it has \(LatencyModel.minSamples) samples over \(LatencyModel.minBuckets) concurrencies, the band rule on measured latency until then"
+      "\(bounds.joined(separator: ", ")); load \(load), running \(running)\(waiting.map { ", waiting \($0)" } ?? ""); latencies measured over \(format(measuredOver)) s, learned once that long has passed since the replica count changed; each latency model is used once it has \(LatencyModel.minSamples) samples over \(LatencyModel.minBuckets) concurrencies, the band rule on measured latency until then"
   }
 
   /// Every signal it reads, in a stable order.

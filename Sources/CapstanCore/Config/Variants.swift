@@ -100,6 +100,8 @@ extension PolicyValidator {
       if variants.entries.isEmpty {
         sink.error(name.location, "variants of process '\(name.text)' is empty: name at least one")
       }
+      // An SLO sizes the process a startup ahead: the longest any variant may take.
+      group.startup = members.compactMap(\.startup).max() ?? group.startup
       let order = fillOrder(members, prefer: process.prefer, process: name.text)
       groups.append(VariantGroup(process: group, fillOrder: order.names, preferred: order.preferred))
       targets.replaceSubrange(index...index, with: members)
@@ -128,12 +130,6 @@ extension PolicyValidator {
       sink.error(
         name.location,
         "process '\(name.text)' has variants and a cost_circuit_breaker, which counts one kind of replica: put the process in a budget under budgets: (budget: NAME), which adds up every variant's spend"
-      )
-    }
-    if target.slo != nil {
-      sink.error(
-        raw.scaling?.slo?.location ?? name.location,
-        "process '\(name.text)' has variants and scaling.slo: a latency model is learned for one kind of replica, and variants of several kinds would share it; scale the variants on a target (scaling.metric and scaling.target), or give the SLO to a process without variants"
       )
     }
     if target.maxCostPerHourUSD != nil {
@@ -167,6 +163,7 @@ extension PolicyValidator {
     member.up.rule = nil
     member.down.rule = nil
     member.predictive = nil
+    member.slo = nil
     member.budget = nil
     member.simulation = nil
     member.costPerHourUSD = raw.costPerHourUSD.flatMap { nonNegative($0, "USD per hour") }

@@ -39,21 +39,23 @@ extension ScalingEngine {
     }
     let capacities = group.members.map { prepared[$0].target.variant?.capacity ?? 1 }
     let status = VariantFill.capacityStatus(statuses, capacities)
-    // SLOs are refused on a process with variants, so its forecast is always a floor.
-    let (floor, _) = advanceForecast(
+    let (floor, seasonal) = advanceForecast(
       group.prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
     let context = TargetContext(
       prepared: group.prepared, status: status, signals: signals, now: now, budget: nil,
       others: SharedUsage(),
-      floor: floor, floorReplicas: floor?.replicas)
+      floor: floor, floorReplicas: floor?.replicas, seasonal: seasonal,
+      capacity: zip(statuses, capacities).reduce(0) { $0 + Double($1.0.current) * $1.1 })
     let before = state.targets.value(atTarget: group.slot, of: order) ?? TargetState()
     var own = TickDecision()
     state.targets.update(atTarget: group.slot, default: TargetState()) { context.decide(&$0, into: &own) }
-    // The process's move is recorded per variant below; its other records stand as they are.
+    // The process's move is recorded per variant below, with its forecast and SLO sizing; its
+    // other records stand as they are.
+    let moveRecord = own.events.first { $0.kind == .scaleUp || $0.kind == .scaleDown }
     decision.events += own.events.filter { $0.kind != .scaleUp && $0.kind != .scaleDown }
     guard let move = own.actions.first else { return }
 
-    let capacityBefore = zip(statuses, capacities).reduce(0) { $0 + Double($1.0.current) * $1.1 }
+    let capacityBefore = context.capacity ?? 0
     let wanted = Double(move.to)
     var counts = statuses.map(\.current)
     // The ceilings that held a variant below its max while capacity was still short.
@@ -97,12 +99,13 @@ extension ScalingEngine {
       decision.actions[position].detail = summary
       let action = decision.actions[position]
       let target = prepared[group.members.first { prepared[$0].target.name == action.process } ?? 0].target
-      decision.events.append(
-        AuditEvent(
-          time: now, process: action.process, kind: action.to > action.from ? .scaleUp : .scaleDown,
-          from: action.from, to: action.to, reason: action.reason, detail: summary,
-          signals: signals.values(of: group.prepared), budget: nil,
-          costPerHourUSD: target.costPerHourUSD.map { $0 * Double(action.to) }))
+      var record = AuditEvent(
+        time: now, process: action.process, kind: action.to > action.from ? .scaleUp : .scaleDown,
+        from: action.from, to: action.to, reason: action.reason, detail: summary,
+        signals: signals.values(of: group.prepared), budget: nil,
+        costPerHourUSD: target.costPerHourUSD.map { $0 * Double(action.to) }, forecast: moveRecord?.forecast)
+      record.slo = moveRecord?.slo
+      decision.events.append(record)
     }
     let moved = decision.actions.count > firstAction
     state.targets.update(atTarget: group.slot, default: TargetState()) { own in

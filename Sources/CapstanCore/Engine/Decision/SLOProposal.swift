@@ -12,7 +12,7 @@ extension TargetContext {
     func value(_ position: Int?) -> Double? { position.flatMap { signals[$0] } }
     let observation = SLOObservation(
       load: value(positions.load), running: value(positions.running), waiting: value(positions.waiting),
-      measured: positions.measured.map(value), status: status, now: now)
+      measured: positions.measured.map(value), status: status, now: now, capacity: capacity)
     var learned = state.slo ?? SLOState()
     SLOSizer.learn(observation, slo, state: &learned)
     state.slo = learned
@@ -63,12 +63,12 @@ extension TargetContext {
     if !models.isEmpty { text += models.joined(separator: "; ") + "; " }
     let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
     text +=
-      "load \(rounded(sizing.load))/s, \(rounded(sizing.forecast))/s a startup ahead\(describeForecast(sizing)) × \(rounded(duration))s in flight = \(rounded(sizing.forecast * duration)) at once / \(rounded(capacity)) a replica"
+      "load \(rounded(sizing.load))/s, \(rounded(sizing.forecast))/s a startup ahead\(describeForecast(sizing)) × \(rounded(duration))s in flight = \(rounded(sizing.forecast * duration)) at once / \(rounded(capacity)) a \(prepared.unit)"
     let byLittle = sizing.byLittle ?? sizing.replicas
     text += " → \(byLittle)"
     if let slots = sizing.slots, let before = sizing.byLittle, sizing.replicas > before, !sizing.corrected {
       text +=
-        "; waits within the bounds on \(rounded(slots)) slots a replica (Erlang C, arrivals' dispersion \(rounded(sizing.dispersion ?? 1))) need \(sizing.replicas)"
+        "; waits within the bounds on \(rounded(slots)) slots a \(prepared.unit) (Erlang C, arrivals' dispersion \(rounded(sizing.dispersion ?? 1))) need \(sizing.replicas)"
     }
     if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
     if sizing.settling {

@@ -26,6 +26,9 @@ struct TargetContext {
   var seasonal: SeasonalLoad? = nil
   /// What the budgets of `budgets:` above it say this tick; nil where it is in none.
   var tree: TreeBinding? = nil
+  /// For a process with variants, its replicas in units of capacity, exactly: `status` counts
+  /// whole units.
+  var capacity: Double? = nil
 
   var target: ScalingTarget { prepared.target }
   var provider: ProviderLimits? { prepared.provider }

@@ -12,6 +12,12 @@ struct SLOObservation {
   var measured: [Double?]
   var status: ReplicaStatus
   var now: Date
+  /// The fleet in units of capacity, exactly, for a process with variants (whose status counts
+  /// whole units); nil: a replica is a unit.
+  var capacity: Double? = nil
+
+  /// What one unit of the fleet runs at once.
+  func concurrency(_ running: Double) -> Double { running / (capacity ?? Double(status.current)) }
 
   /// Nothing arrives, runs or waits: a latency missing now is an idle process's silence, not
   /// an outage.
@@ -88,8 +94,11 @@ enum SLOSizer {
   static func learn(_ observation: SLOObservation, _ slo: SLOScaling, state: inout SLOState) {
     if let load = observation.load { state.trend.add(load, at: observation.now) }
     let status = observation.status
-    if state.replicas != status.current {
+    // A process with variants changes size when its capacity does: an L4 more of three is
+    // the same whole unit, and not the same fleet.
+    if state.replicas != status.current || state.capacity != observation.capacity {
       state.replicas = status.current
+      state.capacity = observation.capacity
       state.replicasSince = observation.now
       state.waitingSince = nil
     }
@@ -105,9 +114,10 @@ enum SLOSizer {
       state.waitingSince = nil
       return
     }
-    let concurrency = running / Double(status.current)
+    let concurrency = observation.concurrency(running)
     let waiting = observation.waiting ?? 0
-    state.waitingSince = waiting >= Double(status.current) ? state.waitingSince ?? observation.now : nil
+    state.waitingSince =
+      observation.concurrency(waiting) >= 1 ? state.waitingSince ?? observation.now : nil
     // Samples need every replica ready and the count held for the span a latency is measured
     // over, so no sample mixes two fleet sizes.
     let settled =

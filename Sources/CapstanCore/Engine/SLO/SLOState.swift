@@ -19,8 +19,10 @@ public struct SLOState: Sendable, Equatable, Codable {
   public var trend = LoadTrend()
   /// Per-replica concurrency, smoothed over about the minute a measured latency spans.
   public var concurrency: Double?
-  /// The replica count of the last tick, and since when it has run.
+  /// The replica count of the last tick, and since when it has run; for a process with
+  /// variants, its capacity too, exactly.
   public var replicas: Int?
+  public var capacity: Double?
   public var replicasSince: Date?
   /// Whether a replica was starting at the last tick; and when the fleet last became all ready
   /// after one was, with what each objective measured at that tick. For `measuredOver` after
@@ -35,6 +37,7 @@ public struct SLOState: Sendable, Equatable, Codable {
     latencies.values.allSatisfy(\.isSound) && duration.isSound
       && (fullAt.map { $0.isFinite && $0 > 0 && $0 <= PolicyLimits.maxMagnitude } ?? true) && trend.isSound
       && (concurrency.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
+      && (capacity.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
       && (measuredAtReady ?? []).allSatisfy { $0.map { $0.isFinite && $0 >= 0 } ?? true }
   }
 }
