@@ -90,6 +90,37 @@ struct SimulateCommandTests {
       ), "\(result.stderr)")
   }
 
+  @Test("examples/variants/slo.yaml from its min: the SLO's capacity fills the L4s to their max, then H100s")
+  func variantSLO() throws {
+    // The first 4,000 requests of the conversation trace: about 14 minutes.
+    let trace = temporaryFile("conv-start.csv")
+    let log = temporaryFile("variant-slo.jsonl")
+    defer {
+      try? FileManager.default.removeItem(at: trace)
+      try? FileManager.default.removeItem(at: log)
+    }
+    let rows = try String(contentsOfFile: "examples/traces/AzureLLMInferenceTrace_conv.csv", encoding: .utf8)
+      .split(separator: "\n").prefix(4001)
+    try (rows.joined(separator: "\n") + "\n").write(to: trace, atomically: true, encoding: .utf8)
+    let result = try runCapstan([
+      "simulate", "examples/variants/slo.yaml", "--trace", trace.path, "--start", "min", "--audit-log",
+      log.path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("replica-h by variant"), "\(result.stdout)")
+    let records = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").map {
+      try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+    }
+    let ups = records.filter { $0["event"] as? String == "scale_up" }
+    let moves = ups.map { "\($0["process"] ?? "") \($0["from"] ?? "") -> \($0["to"] ?? "")" }
+    // The min's one unit is two L4s; the L4s go to their max of four before any H100 starts.
+    #expect(moves.first == "inference.l4 2 -> 4", "\(moves)")
+    #expect(moves.dropFirst().allSatisfy { $0.hasPrefix("inference.h100 ") } && moves.count > 1, "\(moves)")
+    // Every variant's move carries the process's SLO sizing.
+    #expect(
+      ups.allSatisfy { $0["mode"] as? String == "simulate" && $0["slo"] is [String: Any] }, "\(records)")
+  }
+
   @Test("a bad trace or a trace for a process with no simulation section stops before running")
   func refusals() throws {
     let bad = temporaryFile("bad.csv")
