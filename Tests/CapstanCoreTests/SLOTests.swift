@@ -468,7 +468,7 @@ struct SLOVariantTests {
   }
 
   @Test(
-    "a fleet of variants is counted in units of capacity exactly: per-unit concurrency, and a new mix is a new fleet"
+    "a fleet of variants is counted in units of capacity exactly: per-unit concurrency, a new mix is a new fleet, and an L4 starting is a replica starting"
   )
   func exactCapacity() {
     let policy = SLOScaling(
@@ -478,21 +478,36 @@ struct SLOVariantTests {
     // Three L4s at half a unit: 1.5 units, which a whole-unit count rounds to 1.
     let observation = SLOObservation(
       load: 3, running: 24, waiting: nil, measured: [0.03], status: ReplicaStatus(current: 1, ready: 1),
-      now: t0, capacity: 1.5)
+      now: t0, capacity: ExactCapacity(current: 1.5, ready: 1.5))
     SLOSizer.learn(observation, policy, state: &state)
     #expect(state.concurrency == 16)
     #expect(state.replicasSince == t0)
     // An L4 fewer: the same whole unit, another fleet. Its samples wait out `measured_over`
     // again, and a wait seen before does not count toward the slots.
     var fewer = observation
-    fewer.capacity = 1
+    fewer.capacity = ExactCapacity(current: 1, ready: 1)
     fewer.waiting = 2
     fewer.now = t0.addingTimeInterval(15)
     SLOSizer.learn(fewer, policy, state: &state)
     #expect(state.replicasSince == fewer.now && state.waitingSince == fewer.now)
-    fewer.capacity = 1.5
+    fewer.capacity = ExactCapacity(current: 1.5, ready: 1.5)
     fewer.now = t0.addingTimeInterval(30)
     SLOSizer.learn(fewer, policy, state: &state)
     #expect(state.replicasSince == fewer.now && state.waitingSince == fewer.now)
+    // The third L4 starting: 1 unit of 1.5 ready, the same whole unit ready as running. No
+    // sample is taken, and its becoming ready is marked for the measured latency's correction.
+    var starting = fewer
+    starting.capacity = ExactCapacity(current: 1.5, ready: 1)
+    starting.running = 40
+    starting.now = t0.addingTimeInterval(45)
+    #expect(starting.starting && starting.status.ready == starting.status.current)
+    let before = state.concurrency
+    SLOSizer.learn(starting, policy, state: &state)
+    #expect(state.concurrency == before && state.starting == true)
+    var ready = starting
+    ready.capacity = ExactCapacity(current: 1.5, ready: 1.5)
+    ready.now = t0.addingTimeInterval(60)
+    SLOSizer.learn(ready, policy, state: &state)
+    #expect(state.readyAt == ready.now)
   }
 }

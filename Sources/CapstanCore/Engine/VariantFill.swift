@@ -10,6 +10,12 @@ import Foundation
 /// replica with a cheaper one: capacity never dips below what is wanted to save money, and the
 /// mix becomes the cheapest one through the ordinary moves (growth takes the cheap variant,
 /// shrinking gives up the dear one).
+/// A process's replicas in units of capacity, not rounded.
+struct ExactCapacity: Equatable {
+  var current: Double
+  var ready: Double
+}
+
 enum VariantFill {
   struct Member: Equatable {
     /// What one replica carries.
@@ -73,6 +79,17 @@ enum VariantFill {
     return ReplicaStatus(
       current: units(current), ready: units(ready),
       draining: Int(saturating: (draining - epsilon).rounded(.up)))
+  }
+
+  /// The variants' replicas and ready replicas in units of capacity, exactly, for an SLO's
+  /// models: three L4s at 0.5 are 1.5 units, and one of them starting leaves 1 ready.
+  static func exactCapacity(_ statuses: [ReplicaStatus], _ capacities: [Double]) -> ExactCapacity {
+    var capacity = ExactCapacity(current: 0, ready: 0)
+    for (status, size) in zip(statuses, capacities) {
+      capacity.current += Double(status.current) * size
+      capacity.ready += Double(status.readyWithinCurrent) * size
+    }
+    return capacity
   }
 
   /// The process's count as its rules see it: whole units of capacity, rounded down, so a

@@ -45,7 +45,7 @@ extension ScalingEngine {
       prepared: group.prepared, status: status, signals: signals, now: now, budget: nil,
       others: SharedUsage(),
       floor: floor, floorReplicas: floor?.replicas, seasonal: seasonal,
-      capacity: zip(statuses, capacities).reduce(0) { $0 + Double($1.0.current) * $1.1 })
+      capacity: VariantFill.exactCapacity(statuses, capacities))
     let before = state.targets.value(atTarget: group.slot, of: order) ?? TargetState()
     var own = TickDecision()
     state.targets.update(atTarget: group.slot, default: TargetState()) { context.decide(&$0, into: &own) }
@@ -55,7 +55,7 @@ extension ScalingEngine {
     decision.events += own.events.filter { $0.kind != .scaleUp && $0.kind != .scaleDown }
     guard let move = own.actions.first else { return }
 
-    let capacityBefore = context.capacity ?? 0
+    let capacityBefore = context.capacity?.current ?? 0
     let wanted = Double(move.to)
     var counts = statuses.map(\.current)
     // The ceilings that held a variant below its max while capacity was still short.

@@ -28,7 +28,7 @@ struct TargetContext {
   var tree: TreeBinding? = nil
   /// For a process with variants, its replicas in units of capacity, exactly: `status` counts
   /// whole units.
-  var capacity: Double? = nil
+  var capacity: ExactCapacity? = nil
 
   var target: ScalingTarget { prepared.target }
   var provider: ProviderLimits? { prepared.provider }

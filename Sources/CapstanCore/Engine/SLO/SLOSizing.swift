@@ -14,10 +14,17 @@ struct SLOObservation {
   var now: Date
   /// The fleet in units of capacity, exactly, for a process with variants (whose status counts
   /// whole units); nil: a replica is a unit.
-  var capacity: Double? = nil
+  var capacity: ExactCapacity? = nil
 
   /// What one unit of the fleet runs at once.
-  func concurrency(_ running: Double) -> Double { running / (capacity ?? Double(status.current)) }
+  func concurrency(_ running: Double) -> Double { running / (capacity?.current ?? Double(status.current)) }
+
+  /// A replica is starting: for a process with variants, one of any size, which a count of
+  /// whole units may not show.
+  var starting: Bool {
+    guard let capacity else { return status.ready < status.current }
+    return capacity.ready < capacity.current - VariantFill.epsilon
+  }
 
   /// Nothing arrives, runs or waits: a latency missing now is an idle process's silence, not
   /// an outage.
@@ -96,19 +103,19 @@ enum SLOSizer {
     let status = observation.status
     // A process with variants changes size when its capacity does: an L4 more of three is
     // the same whole unit, and not the same fleet.
-    if state.replicas != status.current || state.capacity != observation.capacity {
+    if state.replicas != status.current || state.capacity != observation.capacity?.current {
       state.replicas = status.current
-      state.capacity = observation.capacity
+      state.capacity = observation.capacity?.current
       state.replicasSince = observation.now
       state.waitingSince = nil
     }
-    let starting = status.ready < status.current
+    let starting = observation.starting
     if state.starting == true, !starting {
       state.readyAt = observation.now
       state.measuredAtReady = observation.measured
     }
     state.starting = starting
-    guard status.current > 0, status.ready >= status.current, status.draining == 0,
+    guard status.current > 0, !starting, status.draining == 0,
       let running = observation.running, running.isFinite, running >= 0
     else {
       state.waitingSince = nil
@@ -324,7 +331,7 @@ enum SLOSizer {
   /// replica more than it, unless the replica that last became ready may not show in it yet;
   /// and a scale-down only where every latency is measured and within its bound.
   static func correct(_ sizing: inout SLOSizing, _ observation: SLOObservation, current: Int) {
-    let starting = observation.status.ready < observation.status.current
+    let starting = observation.starting
     let above = sizing.objectives.first { ($0.measured ?? 0) > $0.bound }
     if above != nil, !starting, !sizing.settling, sizing.replicas <= current {
       sizing.replicas = current + 1
@@ -347,7 +354,7 @@ enum SLOSizer {
   static func band(_ observation: SLOObservation, _ slo: SLOScaling) -> Int {
     let current = observation.status.current
     if current == 0 { return (observation.load ?? 0) > 0 ? 1 : 0 }
-    let starting = observation.status.ready < current
+    let starting = observation.starting
     var allLow = true
     for (index, objective) in slo.objectives.enumerated() {
       guard let value = observation.measured[index] else {
