@@ -53,11 +53,11 @@ struct SLOEndToEndTests {
     }
   }
 
-  /// Consecutive ports with nothing listening, for replicas 0 to maxReplicas - 1.
-  static func freePortRun() throws -> Int {
+  /// `count` consecutive ports with nothing listening: one a replica.
+  static func freePortRun(_ count: Int = maxReplicas) throws -> Int {
     for _ in 0..<50 {
       let base = try freePort()
-      if base + maxReplicas < 65_536, (0..<maxReplicas).allSatisfy({ !acceptsConnections(port: base + $0) }) {
+      if base + count < 65_536, (0..<count).allSatisfy({ !acceptsConnections(port: base + $0) }) {
         return base
       }
     }
@@ -175,6 +175,136 @@ struct SLOEndToEndTests {
     let decisions = vllmRecords("scale_up") + vllmRecords("scale_down")
     #expect(decisions.allSatisfy { ($0["slo"] as? [String: Any])?["mode"] != nil })
     #expect(decisions.allSatisfy { ["slo", "model_not_ready"].contains($0["reason"] as? String) })
+
+    capstan.signal(SIGTERM)
+    #expect(await capstan.waitForExit(timeout: 60) == 0)
+    #expect(registered(live) == 0)
+    try? FileManager.default.removeItem(at: live.folder)
+  }
+
+  /// The ready-made policy's signals (each query range 10 s), and one process on two variants of
+  /// the stand-in: `slow` (an L4-like replica, half a unit at $1.20: 12 ms + 8 ms a running
+  /// request a token, so 4 at once within 50 ms) on ports `base` to `base + 2`, and `fast` (an
+  /// H100-like one, a unit at $4.10: 6 ms + 4 ms, 11 at once) on `base + 3` and `base + 4`; min
+  /// 1 unit, which is two slow ones. One request on a slow replica is under half the ITL bound,
+  /// so the band rule, before the models are ready, removes capacity at light load too.
+  static func variantPolicy(prometheus: String, base: Int, live: Live) throws -> String {
+    let readyMade = try String(
+      contentsOf: repositoryRoot.appendingPathComponent("policies/vllm-slo.yaml"), encoding: .utf8)
+    guard let start = readyMade.range(of: "signals:\n"), let end = readyMade.range(of: "gpu_pools:") else {
+      throw CocoaError(.fileReadCorruptFile)
+    }
+    let signals = String(readyMade[start.lowerBound..<end.lowerBound])
+      .replacingOccurrences(of: "url: http://127.0.0.1:9090", with: "url: \(prometheus)")
+      .replacingOccurrences(of: "[1m]", with: "[10s]")
+    func command(_ base: Double, _ perRequest: Double) -> String {
+      "python3 \(standIn.path) meta-llama/Llama-3.1-8B-Instruct --port \\\"$PORT\\\" --startup 3 --itl-base \(base) --itl-per-request \(perRequest) --registry \(live.registry.path) --records \(live.served.path)"
+    }
+    return """
+      controller:
+        interval: 1s
+      \(signals)
+      processes:
+        vllm:
+          startup: 3s
+          scaling:
+            min: 1
+            max: 4
+            slo:
+              - {latency: ttft, percentile: 99, bound: 2s, measured: ttft_p99}
+              - {latency: itl, percentile: 99, bound: 50ms, measured: itl_p99}
+            load: request_rate
+            running: requests_running
+            waiting: requests_waiting
+            measured_over: 10s
+          variants:
+            slow:
+              cost_per_hour_usd: 1.20
+              capacity: 0.5
+              max: 3
+              local: {command: ["sh", "-c", "exec \(command(0.012, 0.008))"], port_base: \(base), ready_path: /health}
+            fast:
+              cost_per_hour_usd: 4.10
+              capacity: 1
+              max: 2
+              local: {command: ["sh", "-c", "exec \(command(0.006, 0.004))"], port_base: \(base + 3), ready_path: /health}
+      autoscaling:
+        vllm:
+          scale_down:
+            stabilization_window: 10s
+            action: {drain_timeout: 30s}
+      """
+  }
+
+  @Test(
+    "on two variants, the SLO's capacity fills the slow cheap one first, the fast dear one past its max, gives the fast one up first, and ends on slow ones"
+  )
+  func variantsFillCheapFirst() async throws {
+    let live = Live(folder: try scratchDirectory("slo-variants-live"))
+    try FileManager.default.createDirectory(at: live.registry, withIntermediateDirectories: true)
+    let base = try Self.freePortRun(5)
+    let prometheus = try PrometheusServer(targets: (0..<5).map { "127.0.0.1:\(base + $0)" })
+    defer { prometheus.stop() }
+    #expect(await prometheus.ready())
+    try Data(try Self.variantPolicy(prometheus: prometheus.url, base: base, live: live).utf8).write(
+      to: live.policy)
+
+    let capstan = try RunningCapstan(
+      policy: live.policy, stateDirectory: live.folder.appendingPathComponent("state"))
+    func moves() -> [[String: Any]] {
+      capstan.auditRecords().filter {
+        ["scale_up", "scale_down"].contains($0["event"] as? String)
+          && $0["reason"] as? String != "min_instances"
+      }
+    }
+    func summary() -> String {
+      moves().map { "\($0["process"] ?? "") \($0["from"] ?? "") -> \($0["to"] ?? "")" }.joined(
+        separator: ", ")
+    }
+    // min 1 unit: two slow replicas.
+    #expect(await eventually(timeout: 30) { registered(live) == 2 })
+
+    try live.setRate("2")
+    let load = Process()
+    load.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    load.arguments = [
+      "python3", Self.generator.path, "--registry", live.registry.path, "--records", live.sent.path,
+      "--rate-file", live.rateFile.path, "--tokens", "20",
+    ]
+    load.standardOutput = FileHandle.nullDevice
+    try load.run()
+    defer { if load.isRunning { load.terminate() } }
+    // Light load at two rates, so the latency models learn over a range of concurrency.
+    try await Task.sleep(nanoseconds: 25_000_000_000)
+    try live.setRate("4")
+    try await Task.sleep(nanoseconds: 25_000_000_000)
+
+    // More than three slow replicas serve within 50 ms a token.
+    try live.setRate("14")
+    #expect(await eventually(timeout: 90) { moves().contains { $0["process"] as? String == "vllm.fast" } })
+    #expect(await eventually(timeout: 120) { quietFor(20, capstan: capstan) })
+    let ups = moves().filter { $0["event"] as? String == "scale_up" }
+    #expect(ups.first?["process"] as? String == "vllm.slow", "\(summary())")
+    // The first fast replica starts with the slow ones at their max, in its decision's mix.
+    let firstFast = (ups.first { $0["process"] as? String == "vllm.fast" }?["detail"] as? String) ?? ""
+    #expect(firstFast.contains("slow 3 (") || firstFast.contains("slow 2 -> 3 ("), "\(firstFast)")
+
+    // Back to light load: the fast replicas go first, and the pool comes back to its min.
+    try live.setRate("1")
+    #expect(await eventually(timeout: 150) { registered(live) == 2 && quietFor(15, capstan: capstan) })
+    // Down: the fast, dearer per unit, goes first; a slow replica goes where the capacity left
+    // covers what is wanted and a fast one's whole unit would not. The min's unit is left on
+    // slow replicas alone.
+    let downs = moves().filter { $0["event"] as? String == "scale_down" }
+    #expect(downs.first?["process"] as? String == "vllm.fast", "\(summary())")
+    let last = { (variant: String) in downs.last { $0["process"] as? String == variant }?["to"] as? Int }
+    #expect(last("vllm.fast") == 0 && last("vllm.slow") == 2, "\(summary())")
+
+    try live.setRate("stop")
+    #expect(await eventually(timeout: 90) { !load.isRunning })
+    #expect(load.terminationStatus == 0, "the load generator saw a request fail or go unanswered")
+    // Every move of a variant carries the process's SLO sizing.
+    #expect(moves().allSatisfy { ($0["slo"] as? [String: Any])?["mode"] != nil }, "\(summary())")
 
     capstan.signal(SIGTERM)
     #expect(await capstan.waitForExit(timeout: 60) == 0)
