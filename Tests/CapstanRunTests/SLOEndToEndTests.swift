@@ -40,6 +40,21 @@ struct SLOEndToEndTests {
       }
     }
 
+    /// Starts the load generator at `rate` requests a second, 20 tokens each, to the stand-ins
+    /// in the registry.
+    func startLoad(rate: String) throws -> Process {
+      try setRate(rate)
+      let load = Process()
+      load.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+      load.arguments = [
+        "python3", SLOEndToEndTests.generator.path, "--registry", registry.path, "--records", sent.path,
+        "--rate-file", rateFile.path, "--tokens", "20",
+      ]
+      load.standardOutput = FileHandle.nullDevice
+      try load.run()
+      return load
+    }
+
     func lines(_ file: URL) -> [[String: Any]] {
       guard let text = try? String(contentsOf: file, encoding: .utf8) else { return [] }
       return text.split(separator: "\n").compactMap {
@@ -125,15 +140,7 @@ struct SLOEndToEndTests {
     // min 1: one replica starts, and registers once it has "loaded".
     #expect(await eventually(timeout: 30) { registered(live) == 1 })
 
-    try live.setRate("2")
-    let load = Process()
-    load.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    load.arguments = [
-      "python3", Self.generator.path, "--registry", live.registry.path, "--records", live.sent.path,
-      "--rate-file", live.rateFile.path, "--tokens", "20",
-    ]
-    load.standardOutput = FileHandle.nullDevice
-    try load.run()
+    let load = try live.startLoad(rate: "2")
     defer { if load.isRunning { load.terminate() } }
 
     // Light load: one replica holds it, and the latency models learn from it.
@@ -264,15 +271,7 @@ struct SLOEndToEndTests {
     // min 1 unit: two slow replicas.
     #expect(await eventually(timeout: 30) { registered(live) == 2 })
 
-    try live.setRate("2")
-    let load = Process()
-    load.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    load.arguments = [
-      "python3", Self.generator.path, "--registry", live.registry.path, "--records", live.sent.path,
-      "--rate-file", live.rateFile.path, "--tokens", "20",
-    ]
-    load.standardOutput = FileHandle.nullDevice
-    try load.run()
+    let load = try live.startLoad(rate: "2")
     defer { if load.isRunning { load.terminate() } }
     // Light load at two rates, so the latency models learn over a range of concurrency.
     try await Task.sleep(nanoseconds: 25_000_000_000)
