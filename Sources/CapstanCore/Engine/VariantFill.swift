@@ -68,16 +68,10 @@ enum VariantFill {
   /// The variants' replicas as the process's rules see them: capacity in whole units (draining
   /// capacity rounded up, as it still holds its place).
   static func capacityStatus(_ statuses: [ReplicaStatus], _ capacities: [Double]) -> ReplicaStatus {
-    var current = 0.0
-    var ready = 0.0
-    var draining = 0.0
-    for (status, capacity) in zip(statuses, capacities) {
-      current += Double(status.current) * capacity
-      ready += Double(status.readyWithinCurrent) * capacity
-      draining += Double(status.draining) * capacity
-    }
+    let exact = exactCapacity(statuses, capacities)
+    let draining = zip(statuses, capacities).reduce(0) { $0 + Double($1.0.draining) * $1.1 }
     return ReplicaStatus(
-      current: units(current), ready: units(ready),
+      current: units(exact.current), ready: units(exact.ready),
       draining: Int(saturating: (draining - epsilon).rounded(.up)))
   }
 
