@@ -92,6 +92,9 @@ enum ValidateReport {
       line += ", tracks \(tracking.metric) at \(goal)"
     }
     if let slo = process.slo { line += ", sized on its SLOs per unit of capacity: \(slo.settings)" }
+    if let predictive = process.predictive {
+      line += "; \(predictive.summary(max: process.max, min: process.min))"
+    }
     let steps = group.fillOrder.enumerated().compactMap { position, name -> String? in
       guard let target = policy.target(named: name), let variant = target.variant else { return nil }
       let ceiling = StaticCeiling.binding(for: target, in: policy)

@@ -68,6 +68,20 @@ struct SLOReplayTests {
     #expect(
       lines.filter { $0.hasPrefix("  inference.") }.allSatisfy { !$0.contains("sized on its SLOs") },
       "\(result.stdout)")
+
+    // With a forecast of the daily shape, the process's line says it feeds the sizing.
+    let forecast = temporaryFile("variant-slo-forecast.yaml")
+    defer { try? FileManager.default.removeItem(at: forecast) }
+    let text = try String(
+      contentsOf: repositoryRoot.appendingPathComponent("examples/variants/slo.yaml"), encoding: .utf8)
+    try text.replacingOccurrences(of: "    startup: 2m\n", with: "    startup: 2m\n    predictive: {}\n")
+      .write(to: forecast, atomically: true, encoding: .utf8)
+    let withForecast = try runCapstan(["validate", forecast.path])
+    #expect(withForecast.status == 0, "\(withForecast.stderr)")
+    #expect(
+      withForecast.stdout.contains(
+        "; forecast of request_rate as the SLO sizing's load ahead: daily profile of each 5m slot's mean"),
+      "\(withForecast.stdout)")
   }
 
   @Test("replay learns the models from the recording and sizes from them once they are ready")
