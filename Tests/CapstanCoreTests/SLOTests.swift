@@ -467,6 +467,20 @@ struct SLOVariantTests {
     #expect(detail.contains(" a unit of capacity → \(wanted)"), "\(detail)")
   }
 
+  @Test("a missing load or latency holds every variant; with both in and low, the dearest unit goes first")
+  func missingHolds() throws {
+    var harness = EngineHarness(try loadPolicy(Self.policy), replicas: ["m.h100": 2, "m.l4": 4])
+    // No load signal: the process's capacity is held, and no variant moves.
+    harness.tick(at: 0, ["running": 5, "itl": 0.01])
+    // Load arrives but the latency is not measured: no scale-down on a missing latency.
+    harness.tick(at: 15, ["rate": 1, "running": 5])
+    #expect(harness.replicas == ["m.h100": 2, "m.l4": 4], "\(harness.events.map(\.detail))")
+    #expect(harness.events.allSatisfy { $0.kind != .scaleDown })
+    // Both in, the latency under half its bound: the band rule gives up a unit, an H100.
+    harness.tick(at: 30, ["rate": 1, "running": 5, "itl": 0.01])
+    #expect(harness.replicas == ["m.h100": 1, "m.l4": 4], "\(harness.events.map(\.detail))")
+  }
+
   @Test(
     "a fleet of variants is counted in units of capacity exactly: per-unit concurrency, a new mix is a new fleet, and an L4 starting is a replica starting"
   )
