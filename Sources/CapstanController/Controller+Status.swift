@@ -14,20 +14,23 @@ struct TickView {
 
   /// Each process with variants has its capacity kept beside its variants' replicas, under the
   /// process's name, in units.
+  /// - Parameter learned: a variant's learned capacity, where it learns one and the engine
+  ///   uses it.
   mutating func tick(
-    replicas: [String: ReplicaStatus], signals: [String: Double], actions: [ScaleAction], policy: Policy
+    replicas: [String: ReplicaStatus], signals: [String: Double], actions: [ScaleAction], policy: Policy,
+    learned: (String) -> Double? = { _ in nil }
   ) {
     self.replicas = replicas
     self.signals = signals
     desired = Dictionary(actions.map { ($0.process, $0.to) }, uniquingKeysWith: { $1 })
     for group in policy.variantGroups {
-      self.replicas[group.process.name] = group.capacity(of: replicas, in: policy)
+      self.replicas[group.process.name] = group.capacity(of: replicas, in: policy, learned: learned)
       guard group.fillOrder.contains(where: { desired[$0] != nil }) else { continue }
       var after = replicas
       for name in group.fillOrder {
         if let to = desired[name] { after[name]?.current = to }
       }
-      desired[group.process.name] = group.capacity(of: after, in: policy)?.current
+      desired[group.process.name] = group.capacity(of: after, in: policy, learned: learned)?.current
     }
   }
 }

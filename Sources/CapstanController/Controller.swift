@@ -256,7 +256,10 @@ public actor Controller {
       // Leading but unable to read the shared state is a reason not to act; following is not.
       writeFailure = leaderNow ? problem : nil
     }
-    seen.tick(replicas: replicas, signals: signals, actions: leading ? decision.actions : [], policy: policy)
+    let engineState = state.engine
+    seen.tick(
+      replicas: replicas, signals: signals, actions: leading ? decision.actions : [], policy: policy,
+      learned: { engineState.targets[$0]?.learnedCapacity })
     await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
     exportBudgetTree()
     phases.end("metrics")

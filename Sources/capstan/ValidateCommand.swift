@@ -53,6 +53,13 @@ enum ValidateReport {
       if let slo = target.slo { line += "; \(slo.summary)" }
       if let variant = target.variant {
         line += "; variant of \(variant.group), carries \(Ceilings.format(variant.capacity)) of its capacity"
+        if let learning = variant.learning {
+          let signals = learning.signalNames.joined(separator: ", ")
+          line +=
+            policy.variantGroup(named: variant.group)?.unit == target.name
+            ? ", the unit the others learn theirs in, measured by \(signals)"
+            : " to start, learned from \(signals)"
+        }
       }
       if let budget = target.budget { line += "; budget $\(Ceilings.format(budget.dailyBudgetUSD))/day" }
       if let name = target.budgetName { line += "; \(budgetBinding(name, in: policy.budgets))" }
@@ -104,6 +111,13 @@ enum ValidateReport {
       return "\(variant.variant) (\(why), \(ceiling.replicas) replicas at most: \(ceiling.explanation))"
     }
     line += "; fills \(steps.joined(separator: ", then ")); removes in the reverse order"
+    if let unit = group.unit, let variant = policy.target(named: unit)?.variant {
+      let learners = group.fillOrder.compactMap { policy.target(named: $0)?.variant }.filter {
+        $0.learning != nil && $0.variant != variant.variant
+      }
+      line +=
+        "; \(learners.map(\.variant).joined(separator: ", ")) learn\(learners.count == 1 ? "s" : "") capacity from \(learners.count == 1 ? "its" : "their") own signals, against \(variant.variant) (capacity \(Ceilings.format(variant.capacity)) sets the unit), from the declared capacity until both are learned; the fill order follows the learned prices"
+    }
     return line + "\n"
   }
 

@@ -260,6 +260,7 @@ public struct ScalingTarget: Sendable, Equatable {
     add(budget?.costRateMetric)
     add(predictive?.signal)
     for name in slo?.signalNames ?? [] { add(name) }
+    for name in variant?.learning?.signalNames ?? [] { add(name) }
     return names
   }
 }

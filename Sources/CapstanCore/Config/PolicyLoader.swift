@@ -260,7 +260,8 @@ struct PolicyValidator {
       targets[index].budgetName = validateBudgetName(
         process.budget, process: name.text, declared: declaredBudgets, tree: budgets)
     }
-    let variantGroups = expandVariants(raw, targets: &targets, providers: providers, pools: pools)
+    let variantGroups = expandVariants(
+      raw, targets: &targets, providers: providers, pools: pools, references: &references)
     checkBudgetsCount(budgets, targets: targets)
 
     for target in targets where target.min == 0 && target.workloadClass == .batch {

@@ -90,7 +90,8 @@ extension PolicyValidator {
     if let local = raw.local { target.local = validateLocal(local, process: name) }
     target.startup = raw.startup.flatMap { duration($0) }
     if let simulation = raw.simulation {
-      target.simulation = validateSimulation(simulation, process: name, startup: target.startup)
+      target.simulation = validateSimulation(
+        simulation, process: name, startup: target.startup, variants: raw.variants?.entries.map(\.name.text))
     }
     return target
   }

@@ -67,10 +67,17 @@ public struct SimulationSettings: Sendable, Equatable {
     public var target: Double
   }
 
-  /// Requests one replica serves at once.
+  /// A quantity measured over one variant's replicas alone (`VARIANT.QUANTITY` in `signals`),
+  /// for a variant that learns its capacity from its own signals.
+  public struct VariantQuantity: Sendable, Equatable {
+    public var variant: String
+    public var quantity: Quantity
+  }
+
   /// Where the section is written, for an error about it that is found later (a signal the
   /// policy reads that the section does not map).
   public var location: FileLocation? = nil
+  /// Requests one replica serves at once.
   public var slots: Int
   /// LLM traces: a request takes input / prefill + output / decode seconds on its slot.
   public var prefillTokensPerSecond: Double?
@@ -85,16 +92,32 @@ public struct SimulationSettings: Sendable, Equatable {
   /// The policy's signal names, each fed by one simulated quantity.
   public var signals: [String: Quantity]
   public var slo: SLO
+  /// Signal names fed by a quantity of one variant's replicas.
+  public var variantSignals: [String: VariantQuantity] = [:]
+  /// Per variant (its name under `variants:`), the speed its simulated replicas serve at where
+  /// it is not their declared capacity: the truth a learned capacity is judged against.
+  public var speeds: [String: Double] = [:]
+}
+
+extension SimulationSettings.Quantity {
+  /// Whether it can be measured over one kind of replica: the queue is the process's, so what
+  /// waits is not any variant's.
+  public var isPerVariant: Bool {
+    switch self {
+    case .queueDepth, .oldestWait, .concurrency, .tokenRate, .queueWaitP99: false
+    default: true
+    }
+  }
 }
 
 struct RawSimulation: Decodable, Sendable {
   var slots, prefillTokensPerSecond, decodeTokensPerSecond, startup, scrapeLag: RawScalar?
-  var signals: RawMap<RawScalar>?
+  var signals, speeds: RawMap<RawScalar>?
   var slo: RawSLO?
   var itl: RawStepLaw?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case slots, startup, signals, slo, itl
+    case slots, startup, signals, slo, itl, speeds
     case prefillTokensPerSecond = "prefill_tokens_per_second"
     case decodeTokensPerSecond = "decode_tokens_per_second"
     case scrapeLag = "scrape_lag"
@@ -117,7 +140,10 @@ struct RawSLO: Decodable, Sendable {
 }
 
 extension PolicyValidator {
-  func validateSimulation(_ raw: RawSimulation, process: RawScalar, startup processStartup: TimeInterval?)
+  /// - Parameter variants: the process's variants' names, where it has any.
+  func validateSimulation(
+    _ raw: RawSimulation, process: RawScalar, startup processStartup: TimeInterval?, variants: [String]?
+  )
     -> SimulationSettings?
   {
     let section = "processes.\(process.text).simulation"
@@ -135,7 +161,26 @@ extension PolicyValidator {
     let startup = raw.startup.flatMap { duration($0) } ?? processStartup ?? 0
     let scrapeLag = raw.scrapeLag.flatMap { duration($0) } ?? 0
     var signals: [String: SimulationSettings.Quantity] = [:]
+    var variantSignals: [String: SimulationSettings.VariantQuantity] = [:]
     for (name, value) in raw.signals?.entries ?? [] {
+      if let dot = value.text.firstIndex(of: ".") {
+        let variant = String(value.text[..<dot])
+        let quantity = RawScalar(
+          text: String(value.text[value.text.index(after: dot)...]), location: value.location)
+        guard knownVariant(variant, variants, at: value.location, section: section),
+          let quantity = choice(
+            quantity, "signals.\(name.text)", default: SimulationSettings.Quantity.running)
+        else { continue }
+        guard quantity.isPerVariant else {
+          sink.error(
+            value.location,
+            "signals.\(name.text): \(quantity.rawValue) is the process's, not one variant's (requests wait in one queue for any replica): map it without '\(variant).'"
+          )
+          continue
+        }
+        variantSignals[name.text] = .init(variant: variant, quantity: quantity)
+        continue
+      }
       guard
         let quantity = choice(value, "signals.\(name.text)", default: SimulationSettings.Quantity.queueDepth)
       else { continue }
@@ -156,6 +201,13 @@ extension PolicyValidator {
       scrapeLag: scrapeLag,
       signals: signals, slo: .init(latency: latency, bound: bound, target: target))
     settings.location = rawSlots.location
+    settings.variantSignals = variantSignals
+    for (name, value) in raw.speeds?.entries ?? [] {
+      guard knownVariant(name.text, variants, at: name.location, section: section),
+        let speed = positive(value, "times a replica at capacity 1")
+      else { continue }
+      settings.speeds[name.text] = speed
+    }
     if let law = raw.itl {
       guard let rawBase = law.base, let rawPer = law.perRequest else {
         sink.error(
@@ -177,6 +229,22 @@ extension PolicyValidator {
 }
 
 extension PolicyValidator {
+  /// Whether `name` is one of the process's variants; an error at `location` where it is not.
+  private func knownVariant(_ name: String, _ variants: [String]?, at location: FileLocation, section: String)
+    -> Bool
+  {
+    guard let variants else {
+      sink.error(location, "\(section) names variant '\(name)', and the process has no variants")
+      return false
+    }
+    guard variants.contains(name) else {
+      let hint = closestMatch(to: name, in: variants).map { "; did you mean '\($0)'?" } ?? ""
+      sink.error(location, "\(section) names variant '\(name)', which the process does not have\(hint)")
+      return false
+    }
+    return true
+  }
+
   /// The slowest rate a simulated replica may serve at: below it, one request would take more
   /// than a simulation's span, and the arithmetic of its times stops meaning anything.
   static let slowestTokenRate = 0.001

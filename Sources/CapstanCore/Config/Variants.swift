@@ -13,6 +13,9 @@ public struct VariantGroup: Sendable, Equatable {
   public var fillOrder: [String]
   /// How many of `fillOrder`'s first entries `prefer:` placed.
   public var preferred: Int
+  /// Where variants learn their capacity: the target of the variant whose declared capacity
+  /// sets the unit the others are learned in (the first in the file); nil where none learns.
+  public var unit: String? = nil
 }
 
 /// What makes a target one variant of a process.
@@ -27,6 +30,8 @@ public struct VariantMembership: Sendable, Equatable {
   /// Its own `startup`, where it sets one: a simulated replica of it starts this long, where
   /// the others take the simulation section's.
   public var startup: TimeInterval? = nil
+  /// Where its capacity is learned on the process's SLO; `capacity` is then where it starts.
+  public var learning: VariantLearning? = nil
 
   /// Dollars an hour per unit of capacity, which orders the fill; 0 without a cost.
   public func costPerUnit(_ target: ScalingTarget) -> Double { (target.costPerHourUSD ?? 0) / capacity }
@@ -38,21 +43,27 @@ struct RawVariant: Decodable {
   var rateLimit: RawRateLimitShare?
   var local: RawLocalProcess?
   var kubernetes: RawKubernetesWorkload?
+  var learn: RawVariantLearning?
 
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case description, capacity, min, max, startup, resources, local, kubernetes
+    case description, capacity, min, max, startup, resources, local, kubernetes, learn
     case costPerHourUSD = "cost_per_hour_usd", rateLimit = "rate_limit"
   }
 }
 
 extension VariantGroup {
   /// The process's capacity as its rules count it (whole units, rounded down), from its
-  /// variants' replicas by target name; nil where a variant's are unknown.
-  public func capacity(of replicas: [String: ReplicaStatus], in policy: Policy) -> ReplicaStatus? {
+  /// variants' replicas by target name; nil where a variant's are unknown. `learned` gives a
+  /// variant's learned capacity where the engine uses one in place of the declared.
+  public func capacity(
+    of replicas: [String: ReplicaStatus], in policy: Policy, learned: (String) -> Double? = { _ in nil }
+  ) -> ReplicaStatus? {
     var statuses: [ReplicaStatus] = []
     var capacities: [Double] = []
     for name in fillOrder {
-      guard let status = replicas[name], let capacity = policy.target(named: name)?.variant?.capacity else {
+      guard let status = replicas[name],
+        let capacity = learned(name) ?? policy.target(named: name)?.variant?.capacity
+      else {
         return nil
       }
       statuses.append(status)
@@ -71,7 +82,8 @@ extension PolicyValidator {
   /// and returns the groups. The process keeps its rules in the group; each variant gets its
   /// cost, capacity, resources, rate-limit share, bounds and workload.
   func expandVariants(
-    _ raw: RawPolicyFile, targets: inout [ScalingTarget], providers: [ProviderLimits], pools: [GPUPool]
+    _ raw: RawPolicyFile, targets: inout [ScalingTarget], providers: [ProviderLimits], pools: [GPUPool],
+    references: inout SignalReferences
   ) -> [VariantGroup] {
     var groups: [VariantGroup] = []
     for (name, process) in raw.processes?.entries ?? [] {
@@ -92,7 +104,7 @@ extension PolicyValidator {
       var members: [ScalingTarget] = []
       for (variantName, variant) in variants.entries {
         if let member = validateVariant(
-          variantName, variant, of: group, providers: providers, pools: pools)
+          variantName, variant, of: group, providers: providers, pools: pools, references: &references)
         {
           members.append(member)
         }
@@ -103,7 +115,10 @@ extension PolicyValidator {
       // An SLO sizes the process a startup ahead: the longest any variant may take.
       group.startup = members.compactMap(\.startup).max() ?? group.startup
       let order = fillOrder(members, prefer: process.prefer, process: name.text)
-      groups.append(VariantGroup(process: group, fillOrder: order.names, preferred: order.preferred))
+      groups.append(
+        VariantGroup(
+          process: group, fillOrder: order.names, preferred: order.preferred,
+          unit: checkUnitVariant(members, raw: variants, process: name.text)))
       targets.replaceSubrange(index...index, with: members)
     }
     return groups
@@ -142,14 +157,21 @@ extension PolicyValidator {
 
   private func validateVariant(
     _ name: RawScalar, _ raw: RawVariant, of group: ScalingTarget, providers: [ProviderLimits],
-    pools: [GPUPool]
+    pools: [GPUPool], references: inout SignalReferences
   ) -> ScalingTarget? {
     let process = group.name
     guard let rawCapacity = raw.capacity else {
-      sink.error(
-        name.location,
-        "variant '\(name.text)' of process '\(process)' needs capacity: what one replica carries, where a replica at capacity 1 carries the process's scaling.target"
-      )
+      if raw.learn != nil {
+        sink.error(
+          name.location,
+          "variant '\(name.text)' of process '\(process)' learns its capacity and still needs capacity: the value it starts from, and holds until its replicas and the unit variant's have run long enough to learn from (a variant at 0 replicas has nothing to learn from)"
+        )
+      } else {
+        sink.error(
+          name.location,
+          "variant '\(name.text)' of process '\(process)' needs capacity: what one replica carries, where a replica at capacity 1 carries the process's scaling.target (sized on an SLO: one unit of its latency model), or a learn: block and capacity to start from"
+        )
+      }
       return nil
     }
     guard let capacity = positive(rawCapacity, "units of the process's capacity") else { return nil }
@@ -158,6 +180,9 @@ extension PolicyValidator {
     member.location = name.location
     member.description = raw.description?.text ?? group.description
     member.variant = VariantMembership(group: process, variant: name.text, capacity: capacity)
+    member.variant?.learning = raw.learn.flatMap {
+      validateLearning($0, variant: name, process: group, member: member.name, references: &references)
+    }
     member.tracking = nil
     member.metric = nil
     member.up.rule = nil

@@ -130,8 +130,12 @@ public struct TargetState: Sendable, Equatable, Codable {
   /// supervisor): the count that ran before, restored at once as a floor, like `min`, over
   /// cooldowns and windows, until it is reached.
   public var restoreTo: Int?
-  /// For a process scaled on its SLOs, what it has learned; nil for any other.
+  /// For a process scaled on its SLOs, what it has learned; for a variant that learns its
+  /// capacity, what it has learned of its own replicas; nil for any other.
   public var slo: SLOState?
+  /// For a variant that learns its capacity, the learned capacity in use; nil while its
+  /// declared one is.
+  public var learnedCapacity: Double?
 
   public init() {}
 }
@@ -165,6 +169,11 @@ extension EngineState {
       check(target.restoreTo, "\(name).restoreTo")
       if let slo = target.slo, !slo.isSound {
         found.append("\(name).slo holds a model or trend that is not finite numbers in range")
+      }
+      if let capacity = target.learnedCapacity,
+        !capacity.isFinite || capacity <= 0 || capacity > PolicyLimits.maxMagnitude
+      {
+        found.append("\(name).learnedCapacity is \(capacity), not a capacity above 0 up to 1e15")
       }
       for recommendation in target.recommendations {
         check(recommendation.time, "\(name).recommendations.time")

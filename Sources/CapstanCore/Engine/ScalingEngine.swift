@@ -215,7 +215,7 @@ public struct ScalingEngine: Sendable {
         let group = variantGroups[groupIndex]
         let statuses = group.members.compactMap { replicas[$0] }
         guard statuses.count == group.members.count else { continue }
-        let capacities = group.members.map { self.prepared[$0].target.variant?.capacity ?? 1 }
+        let capacities = capacitiesInUse(group, in: state)
         events.append(
           .signalOutage(
             signal.name, value: signals[position], of: group.group.process,

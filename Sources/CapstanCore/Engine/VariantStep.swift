@@ -12,15 +12,35 @@ final class PreparedVariantGroup: Sendable {
   /// The variant decided first in the policy's order: the group is decided there, so the
   /// targets after it see its actions as any later target sees an earlier one's.
   let firstMember: Int
+  /// Per member, where it learns its capacity, its signals' places.
+  let learning: [VariantLearningPositions?]
+  /// Where variants learn, the unit variant's place in `members`.
+  let unit: Int?
 
   init(_ group: VariantGroup, slot: Int, in policy: Policy, positions: [String: Int], sharing: TargetsSharing)
   {
     self.group = group
     prepared = PreparedTarget(
       group.process, in: policy, positions: positions, sharing: sharing, unit: "unit of capacity")
-    members = group.fillOrder.compactMap { name in policy.targets.firstIndex { $0.name == name } }
+    let members = group.fillOrder.compactMap { name in policy.targets.firstIndex { $0.name == name } }
+    self.members = members
     self.slot = slot
     firstMember = members.min() ?? 0
+    learning = members.map { member in
+      policy.targets[member].variant?.learning.map { VariantLearningPositions($0, positions: positions) }
+    }
+    unit = group.unit.flatMap { unit in members.firstIndex { policy.targets[$0].name == unit } }
+  }
+
+  /// Positions in `members` in the order a tick fills them: `prefer:`'s first, then the rest
+  /// by dollars per unit of `capacities`, cheapest first (the policy's fill order on a tie).
+  func fillOrder(_ capacities: [Double], in prepared: [PreparedTarget]) -> [Int] {
+    let preferred = min(group.preferred, members.count)
+    let price = { (position: Int) in
+      (prepared[self.members[position]].target.costPerHourUSD ?? 0) / capacities[position]
+    }
+    return Array(0..<preferred)
+      + (preferred..<members.count).sorted { a, b in price(a) != price(b) ? price(a) < price(b) : a < b }
   }
 }
 
@@ -32,12 +52,17 @@ extension ScalingEngine {
     state: inout EngineState, now: Date, bindings: [TreeBinding], into decision: inout TickDecision
   ) {
     // A variant not read this tick leaves the whole process undecided: its capacity is unknown.
-    var statuses: [ReplicaStatus] = []
+    var read: [ReplicaStatus] = []
     for member in group.members {
       guard let status = replicas[member] else { return }
-      statuses.append(status)
+      read.append(status)
     }
-    let capacities = group.members.map { prepared[$0].target.variant?.capacity ?? 1 }
+    let learned = variantCapacities(group, statuses: read, signals: signals, state: &state, now: now)
+    // Learned capacities change each variant's price per unit, and so the order it is filled in.
+    let fill = group.fillOrder(learned, in: prepared)
+    let members = fill.map { group.members[$0] }
+    let statuses = fill.map { read[$0] }
+    let capacities = fill.map { learned[$0] }
     let status = VariantFill.capacityStatus(statuses, capacities)
     let (floor, seasonal) = advanceForecast(
       group.prepared, status: status, signals: signals, state: &state, now: now, into: &decision)
@@ -63,7 +88,7 @@ extension ScalingEngine {
     let firstAction = decision.actions.count
     if move.to > move.from {
       var capacity = capacityBefore
-      for (position, index) in group.members.enumerated() {
+      for (position, index) in members.enumerated() {
         let variant = variantContext(
           index, status: statuses[position], signals, replicas, now, bindings, decision)
         let (reach, stop) = variant.reach()
@@ -78,27 +103,27 @@ extension ScalingEngine {
         appendAction(of: index, from: statuses[position].current, to: counts[position], move, into: &decision)
       }
     } else {
-      let members = group.members.indices.map {
+      let shrinking = members.indices.map {
         VariantFill.Member(
           capacity: capacities[$0], current: statuses[$0].current,
-          min: prepared[group.members[$0]].target.min,
+          min: prepared[members[$0]].target.min,
           reach: statuses[$0].current)
       }
-      counts = VariantFill.shrink(members, toward: wanted)
+      counts = VariantFill.shrink(shrinking, toward: wanted)
       // Recorded in the order they are given up: the dearest first.
-      for (position, index) in group.members.enumerated().reversed() {
+      for (position, index) in members.enumerated().reversed() {
         appendAction(of: index, from: statuses[position].current, to: counts[position], move, into: &decision)
       }
     }
 
     let capacityAfter = zip(counts, capacities).reduce(0) { $0 + Double($1.0) * $1.1 }
-    let mix = mixSentence(group, statuses: statuses, counts: counts, capacities: capacities)
+    let mix = mixSentence(group, members: members, statuses: statuses, counts: counts, capacities: capacities)
     let summary =
       "\(group.group.process.name) capacity \(format(capacityBefore)) -> \(format(capacityAfter)) (wanted \(move.to)): \(move.detail); \(mix)"
     for position in firstAction..<decision.actions.count {
       decision.actions[position].detail = summary
       let action = decision.actions[position]
-      let target = prepared[group.members.first { prepared[$0].target.name == action.process } ?? 0].target
+      let target = prepared[members.first { prepared[$0].target.name == action.process } ?? 0].target
       var record = AuditEvent(
         time: now, process: action.process, kind: action.to > action.from ? .scaleUp : .scaleDown,
         from: action.from, to: action.to, reason: action.reason, detail: summary,
@@ -160,15 +185,20 @@ extension ScalingEngine {
   /// "l4 4 -> 10 ($1.60 a unit), h100 2 ($1.64 a unit)": every variant in fill order, its move
   /// or its count, and its price per unit of capacity.
   private func mixSentence(
-    _ group: PreparedVariantGroup, statuses: [ReplicaStatus], counts: [Int], capacities: [Double]
+    _ group: PreparedVariantGroup, members: [Int], statuses: [ReplicaStatus], counts: [Int],
+    capacities: [Double]
   ) -> String {
-    let parts = group.members.indices.map { position -> String in
-      let target = prepared[group.members[position]].target
+    let parts = members.indices.map { position -> String in
+      let target = prepared[members[position]].target
       let name = target.variant?.variant ?? target.name
       let count =
         counts[position] == statuses[position].current
         ? "\(counts[position])" : "\(statuses[position].current) -> \(counts[position])"
-      return "\(name) \(count) (\(usd(target.variant?.costPerUnit(target) ?? 0)) an hour a unit)"
+      let learned =
+        capacities[position] == target.variant?.capacity
+        ? "" : ", capacity \(format(capacities[position])) learned"
+      return
+        "\(name) \(count) (\(usd((target.costPerHourUSD ?? 0) / capacities[position])) an hour a unit\(learned))"
     }
     let order =
       group.group.preferred > 0 ? "in the order prefer: gives" : "cheapest per unit of capacity first"

@@ -29,6 +29,11 @@ extension AuditEvent {
         "\(target.name) will not scale down on it until it returns"
       } else if target.budget?.costRateMetric == signal {
         "the budget of \(target.name) counts its last value until it returns"
+      } else if target.variant?.learning?.signalNames.contains(signal) == true {
+        // A variant at no replicas measures nothing: its silence, not an outage.
+        replicas == 0
+          ? "\(target.name) runs no replica to measure; its capacity learns nothing until one runs"
+          : "the capacity \(target.name) learns holds until it returns"
       } else {
         "the predictive floor of \(target.name) learns nothing from it until it returns"
       }
