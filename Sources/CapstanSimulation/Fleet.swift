@@ -260,7 +260,9 @@ struct Fleet {
       }
       running[waiting.number] = Running(minute: Self.minute(request), latency: latency)
       recentStarts.append(
-        Started(time: now, latency: latency, wait: wait, ttft: ttft, itl: itl, e2e: wait + service))
+        Started(
+          time: now, latency: latency, wait: wait, ttft: ttft, itl: itl, e2e: wait + service,
+          kind: replicas[slot].kind))
       if recentStarts.count > 4096 { recentStarts.removeAll { $0.time <= now - 60 } }
       replicas[slot].inFlight.insert(waiting.number)
       completions.push(Completion(time: now + service, replica: replicas[slot].id, request: waiting.number))

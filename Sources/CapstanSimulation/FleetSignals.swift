@@ -13,21 +13,33 @@ extension Fleet {
     var ttft: Double
     var itl: Double
     var e2e: Double
+    /// The kind of replica it started on.
+    var kind: Int
   }
 
-  func measure(_ quantity: SimulationSettings.Quantity) -> Double? {
+  /// - Parameter kind: measure over the replicas of this kind alone (a quantity that
+  ///   `isPerVariant`); nil: over the whole fleet.
+  func measure(_ quantity: SimulationSettings.Quantity, kind: Int? = nil) -> Double? {
     let waiting = queue.count - queueHead
     switch quantity {
     case .queueDepth: return Double(waiting)
     case .oldestWait: return waiting > 0 ? now - queue[queueHead].request.arrival : 0
     case .utilization:
       // Busy slots over every ready slot, whatever kind holds it.
-      let ready = replicas.filter { !$0.draining && $0.readyAt <= now }
+      let ready = replicas.filter { !$0.draining && $0.readyAt <= now && (kind == nil || $0.kind == kind) }
       guard !ready.isEmpty else { return nil }
       let busy = ready.reduce(0) { $0 + $1.inFlight.count }
       return Double(busy) / Double(ready.count * settings.slots) * 100
     case .concurrency:
       return Double(waiting + replicas.reduce(0) { $0 + $1.inFlight.count })
+    case .requestRate where kind != nil:
+      // A kind's share of the load is what started on it: the queue is the fleet's.
+      var count = 0.0
+      for start in recentStarts.reversed() {
+        guard start.time > now - interval else { break }
+        if start.kind == kind { count += 1 }
+      }
+      return count / interval
     case .requestRate, .tokenRate:
       var count = 0.0
       var tokens = 0.0
@@ -36,27 +48,28 @@ extension Fleet {
         tokens += arrival.tokens
       }
       return (quantity == .requestRate ? count : tokens) / interval
-    case .latencyP95:
-      let latencies = recentStarts.filter { $0.time > now - 60 }.map(\.latency)
-      return latencies.isEmpty ? nil : percentile(latencies.sorted(), 0.95)
+    case .latencyP95: return lastMinute(\.latency, percentile: 0.95, kind: kind)
     case .running:
-      return Double(replicas.reduce(0) { $0 + $1.inFlight.count })
-    case .ttftP99: return lastMinute(\.ttft, percentile: 0.99)
-    case .ttftMean: return lastMinute(\.ttft, percentile: nil)
-    case .itlP99: return lastMinute(\.itl, percentile: 0.99)
-    case .itlMean: return lastMinute(\.itl, percentile: nil)
-    case .e2eP99: return lastMinute(\.e2e, percentile: 0.99)
-    case .queueWaitP99: return lastMinute(\.wait, percentile: 0.99)
+      return Double(replicas.reduce(0) { $0 + (kind == nil || $1.kind == kind ? $1.inFlight.count : 0) })
+    case .ttftP99: return lastMinute(\.ttft, percentile: 0.99, kind: kind)
+    case .ttftMean: return lastMinute(\.ttft, percentile: nil, kind: kind)
+    case .itlP99: return lastMinute(\.itl, percentile: 0.99, kind: kind)
+    case .itlMean: return lastMinute(\.itl, percentile: nil, kind: kind)
+    case .e2eP99: return lastMinute(\.e2e, percentile: 0.99, kind: kind)
+    case .queueWaitP99: return lastMinute(\.wait, percentile: 0.99, kind: kind)
     }
   }
 
-  /// A percentile (nil: the mean) of one latency over the requests started in the last minute,
-  /// as a Prometheus query over a histogram's `rate(…[1m])` gives it; nil when none started.
-  private func lastMinute(_ latency: KeyPath<Started, Double>, percentile share: Double?) -> Double? {
+  /// A percentile (nil: the mean) of one latency over the requests started in the last minute
+  /// (on replicas of `kind`, where given), as a Prometheus query over a histogram's
+  /// `rate(…[1m])` gives it; nil when none started.
+  private func lastMinute(_ latency: KeyPath<Started, Double>, percentile share: Double?, kind: Int?)
+    -> Double?
+  {
     var values: [Double] = []
     for start in recentStarts.reversed() {
       guard start.time > now - 60 else { break }
-      values.append(start[keyPath: latency])
+      if kind == nil || start.kind == kind { values.append(start[keyPath: latency]) }
     }
     guard !values.isEmpty else { return nil }
     guard let share else { return values.reduce(0, +) / Double(values.count) }

@@ -37,7 +37,7 @@ public struct Simulator {
       }
       guard let settings = target.simulation else { throw .noSimulationSection(name) }
       let read = target.proposalSignalNames + [target.predictive?.signal].compactMap { $0 }
-      for signal in read where settings.signals[signal] == nil {
+      for signal in read where settings.signals[signal] == nil && settings.variantSignals[signal] == nil {
         throw .unmappedSignal(process: name, signal: signal)
       }
       if traces[name]?.kind == .llm
@@ -48,11 +48,13 @@ public struct Simulator {
       }
       if traces[name]?.kind == .jobs && settings.slo.latency == .ttft { throw .ttftForJobs(name) }
     }
-    let owners = Dictionary(
-      traces.keys.flatMap { name in
-        (policy.simulatedProcess(named: name)?.simulation?.signals.keys).map { Array($0) } ?? []
+    var owners: [String: Int] = [:]
+    for name in traces.keys {
+      guard let settings = policy.simulatedProcess(named: name)?.simulation else { continue }
+      for signal in Array(settings.signals.keys) + Array(settings.variantSignals.keys) {
+        owners[signal, default: 0] += 1
       }
-      .map { ($0, 1) }, uniquingKeysWith: +)
+    }
     if let shared = owners.first(where: { $0.value > 1 })?.key { throw .sharedSignal(shared) }
   }
 
@@ -196,11 +198,18 @@ public struct Simulator {
     let origin = traces.values.map(\.start).min() ?? Date(timeIntervalSince1970: 0)
     // The engine's inputs by position, updated in place every tick: no dictionary of names is
     // built or hashed per tick. A fleet measures only what the engine reads, each at its place.
-    let probes: [[(position: Int, quantity: SimulationSettings.Quantity)]] = fleets.map { fleet in
-      fleet.settings.signals.compactMap { name, quantity in
-        engine.position(ofSignal: name).map { ($0, quantity) }
+    let probes: [[(position: Int, quantity: SimulationSettings.Quantity, kind: Int?)]] = fleets.map { fleet in
+      let whole = fleet.settings.signals.compactMap { name, quantity in
+        engine.position(ofSignal: name).map { ($0, quantity, Int?.none) }
       }
-      .sorted { $0.position < $1.position }
+      let perKind = fleet.settings.variantSignals.compactMap { name, measured in
+        engine.position(ofSignal: name).flatMap { position in
+          fleet.kinds.firstIndex { $0.target.variant?.variant == measured.variant }.map {
+            (position, measured.quantity, Int?.some($0))
+          }
+        }
+      }
+      return (whole + perKind).sorted { $0.0 < $1.0 }.map { (position: $0.0, quantity: $0.1, kind: $0.2) }
     }
     var inputs = engine.emptyInputs()
     // Each fleet's measurements by tick, for a scrape lag: (time, values by position).
@@ -220,7 +229,9 @@ public struct Simulator {
         }
         var values: [(position: Int, value: Double)] = []
         for probe in probes[index] {
-          if let value = fleets[index].measure(probe.quantity) { values.append((probe.position, value)) }
+          if let value = fleets[index].measure(probe.quantity, kind: probe.kind) {
+            values.append((probe.position, value))
+          }
         }
         measured[index].append((now, values))
         // What a scraper `scrapeLag` behind sees: the latest measurement at least that old.

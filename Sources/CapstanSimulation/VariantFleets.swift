@@ -35,12 +35,15 @@ extension Simulator {
     policy.variantGroup(named: name).map { Self.kinds(of: $0, in: policy) }
   }
 
-  /// A variant's replicas serve at its capacity's speed, and its replica-seconds weigh its
-  /// price.
+  /// A variant's replicas serve at its capacity's speed (or the speed `simulation.speeds`
+  /// gives it), and its replica-seconds weigh its price.
   static func kinds(of group: VariantGroup, in policy: Policy) -> [Fleet.Kind] {
-    group.fillOrder.compactMap { member in
+    let speeds = group.process.simulation?.speeds ?? [:]
+    return group.fillOrder.compactMap { member in
       policy.target(named: member).map {
-        Fleet.Kind(target: $0, speed: $0.variant?.capacity ?? 1, weight: $0.costPerHourUSD ?? 0)
+        Fleet.Kind(
+          target: $0, speed: $0.variant.flatMap { speeds[$0.variant] ?? $0.capacity } ?? 1,
+          weight: $0.costPerHourUSD ?? 0)
       }
     }
   }
