@@ -152,3 +152,77 @@ struct SLOVariantSimulationTests {
     #expect(abs(run.costUSD - ((hours["slow"] ?? 0) * 1.2 + (hours["fast"] ?? 0) * 4)) < 1e-6)
   }
 }
+
+struct VariantLearningSimulationTests {
+  @Test(
+    "a variant declared at a unit of capacity that serves at half the speed learns a capacity nearer the half"
+  )
+  func learnsTowardTruth() throws {
+    // `slow` is declared a whole unit, as fast as `fast`, and serves at half its speed. Each
+    // runs one replica at least, so each has samples; the load steps through levels no
+    // forecast sees coming.
+    let policy = try CapstanSimulationTests.policy(
+      """
+      processes:
+        m:
+          startup: 30s
+          scaling:
+            min: 2
+            max: 12
+            slo: {latency: ttft, percentile: 99, bound: 2s, measured: ttft}
+            load: rate
+            running: running
+            waiting: waiting
+          variants:
+            fast:
+              cost_per_hour_usd: 4
+              capacity: 1
+              min: 1
+              max: 8
+              learn: {load: fast_rate, running: fast_running, measured: {ttft: fast_ttft}}
+            slow:
+              cost_per_hour_usd: 1.2
+              capacity: 1
+              min: 1
+              max: 8
+              learn: {load: slow_rate, running: slow_running, measured: {ttft: slow_ttft}}
+          simulation:
+            slots: 16
+            prefill_tokens_per_second: 10000
+            itl: {base: 20ms, per_request: 1ms}
+            speeds: {slow: 0.5}
+            signals:
+              rate: request_rate
+              running: running
+              waiting: queue_depth
+              ttft: ttft_p99
+              fast_rate: fast.request_rate
+              fast_running: fast.running
+              fast_ttft: fast.ttft_p99
+              slow_rate: slow.request_rate
+              slow_running: slow.running
+              slow_ttft: slow.ttft_p99
+            slo: {latency: ttft, bound: 2s, target: 99%}
+      """)
+    let trace = steppedLoad([2, 6, 3, 8, 4, 10, 5, 7], span: 600)
+    var events: [AuditEvent] = []
+    _ = try Simulator(policy: policy, traces: ["m": trace]).run { events.append($0) }
+    // Every move's record names the mix; the last that names a learned capacity for `slow`
+    // says what it learned.
+    let learned = events.compactMap { event -> Double? in
+      guard
+        let range = event.detail.range(
+          of: #"slow \d+(?: -> \d+)? \(\$[0-9.]+ an hour a unit, capacity ([0-9.]+) learned\)"#,
+          options: .regularExpression)
+      else { return nil }
+      let text = event.detail[range]
+      guard let capacity = text.split(separator: "capacity ").last?.split(separator: " ").first else {
+        return nil
+      }
+      return Double(capacity)
+    }
+    let last = try #require(learned.last, "\(events.map(\.detail))")
+    // Nearer the half it serves at than the whole unit declared.
+    #expect(last < 0.75, "\(learned)")
+  }
+}

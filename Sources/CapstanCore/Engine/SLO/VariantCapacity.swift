@@ -22,7 +22,10 @@ struct VariantLearningPositions {
 /// them (its own latency model, as the process's: `latency = α + β · concurrency`) over how
 /// long a request stays in flight on it (Little's law, from its own load and running count).
 /// So a slower kind counts twice over: its first token comes later at any load, and each
-/// request holds a slot longer.
+/// request holds a slot longer. The concurrency is solved for up to twice the most any of the
+/// variants has been seen to run a replica, the same for each: a line is not trusted far past
+/// what it was fitted on (a server's slots end it), and where no bound binds that close, the
+/// variants differ by how long they hold a request alone.
 enum VariantCapacity {
   /// A learned capacity replaces the one in use only where it differs by more than this share:
   /// each change is a new fleet to the process's model, which waits a measured span before it
@@ -31,21 +34,27 @@ enum VariantCapacity {
   /// How far from its declared capacity a learned one may go, either way: a fit gone wrong
   /// moves the mix, not the process out of reach.
   static let reach = 10.0
-  /// The concurrency the bounds are solved up to, the same for every variant: where a model
-  /// stays within its bounds this far out, what a replica takes is its speed alone.
-  static let widest = 10_000.0
+  /// The concurrency the bounds are solved up to, for variants that have run `largest` a
+  /// replica at most.
+  static func limit(largest: Double) -> Double { 2 * max(largest, 1) }
 
   /// Requests a second one replica takes within every bound the SLO sets other than a queue
-  /// wait; nil until its latency models and its request duration are ready.
-  static func rate(_ learned: SLOState?, _ slo: SLOScaling) -> Double? {
+  /// wait, running at most `limit` at once; nil until its latency models and its request
+  /// duration are ready.
+  static func rate(_ learned: SLOState?, _ slo: SLOScaling, limit: Double) -> Double? {
     guard let learned, let duration = learned.duration.seconds, duration > 0 else { return nil }
-    var most = widest
+    var most = limit
     for objective in slo.objectives where objective.latency != .queueWait {
       guard let fit = learned.latencies[objective.latency.rawValue]?.status.fit else { return nil }
-      most = min(most, fit.capacity(within: objective.bound, limit: widest))
+      most = min(most, fit.capacity(within: objective.bound, limit: limit))
     }
     guard most > 0 else { return nil }
     return most / duration
+  }
+
+  /// The most a replica has been seen to run at once, over every latency model.
+  static func largest(_ learned: SLOState?) -> Double {
+    learned?.latencies.values.map(\.largestConcurrency).max() ?? 0
   }
 
   /// The capacity a variant uses next: learned where its rate and the unit variant's are
@@ -79,7 +88,7 @@ extension ScalingEngine {
   ) -> [Double] {
     let declared = group.members.map { prepared[$0].target.variant?.capacity ?? 1 }
     guard let slo = group.group.process.slo, let unit = group.unit else { return declared }
-    var rates: [Double?] = Array(repeating: nil, count: group.members.count)
+    var learnedStates: [SLOState?] = Array(repeating: nil, count: group.members.count)
     for (position, member) in group.members.enumerated() {
       guard let learning = group.learning[position] else { continue }
       func value(_ position: Int?) -> Double? { position.flatMap { signals[$0] } }
@@ -90,9 +99,11 @@ extension ScalingEngine {
         var learned = own.slo ?? SLOState()
         SLOSizer.learn(observation, slo, state: &learned)
         own.slo = learned
-        rates[position] = VariantCapacity.rate(learned, slo)
+        learnedStates[position] = learned
       }
     }
+    let limit = VariantCapacity.limit(largest: learnedStates.map(VariantCapacity.largest).max() ?? 0)
+    let rates = learnedStates.map { VariantCapacity.rate($0, slo, limit: limit) }
     var capacities = declared
     for (position, member) in group.members.enumerated()
     where group.learning[position] != nil && position != unit {
