@@ -49,6 +49,26 @@ struct SLOReplayTests {
       ), "\(result.stdout)")
   }
 
+  @Test("validate names what each variant learns its capacity from, and the variant that sets the unit")
+  func validateShowsLearning() throws {
+    let result = try runCapstan([
+      "validate", repositoryRoot.appendingPathComponent("examples/variants/slo-learned.yaml").path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    let lines = result.stdout.split(separator: "\n")
+    let l4 = try #require(lines.first { $0.hasPrefix("  inference.l4 ") }, "\(result.stdout)")
+    #expect(
+      l4.contains(
+        "carries 1 of its capacity to start, learned from l4_request_rate, l4_requests_running, l4_ttft_p99"),
+      "\(l4)")
+    let h100 = try #require(lines.first { $0.hasPrefix("  inference.h100 ") }, "\(result.stdout)")
+    #expect(h100.contains("the unit the others learn theirs in, measured by h100_request_rate"), "\(h100)")
+    let process = try #require(lines.first { $0.hasPrefix("  inference  capacity") }, "\(result.stdout)")
+    #expect(
+      process.contains("; l4 learns capacity from its own signals, against h100 (capacity 1 sets the unit)"),
+      "\(process)")
+  }
+
   @Test("validate shows an SLO on a process with variants on the process, per unit of capacity")
   func validateShowsVariantSLO() throws {
     let result = try runCapstan([
