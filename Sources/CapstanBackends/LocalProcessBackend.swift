@@ -333,7 +333,11 @@ public actor LocalProcessBackend: ScalingBackend {
     }
   }
 
+  /// Exits counted within the window back from now, not from the last exit: a replica that
+  /// has stayed up a whole window since is serving again, and counts ready.
   private func isCrashLooping(_ replica: Replica) -> Bool {
-    replica.exits.count >= configuration.crashLoopRestarts
+    let now = Date()
+    return replica.exits.count { now.timeIntervalSince($0) < configuration.crashLoopWindow }
+      >= configuration.crashLoopRestarts
   }
 }

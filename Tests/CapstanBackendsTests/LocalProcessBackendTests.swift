@@ -27,7 +27,7 @@ struct Fixture {
 
   init(
     script: String = workerScript, drainTimeout: TimeInterval = 5, portBase: Int? = 8100,
-    restartDelay: TimeInterval = 0.1, readyPath: String? = nil
+    restartDelay: TimeInterval = 0.1, readyPath: String? = nil, crashLoopWindow: TimeInterval = 300
   )
     throws
   {
@@ -39,6 +39,7 @@ struct Fixture {
     configuration.firstRestartDelay = restartDelay
     configuration.maxRestartDelay = restartDelay * 4
     configuration.crashLoopRestarts = 3
+    configuration.crashLoopWindow = crashLoopWindow
     backend = LocalProcessBackend(configuration: configuration, logger: Logger(label: "test"))
     let yaml = """
       processes:
@@ -180,6 +181,26 @@ struct LocalProcessBackendTests {
     #expect(await eventually { await fixture.backend.crashLooping("worker") == [0] })
     let status = try await fixture.backend.status(of: fixture.target)
     #expect(status.current == 1 && status.ready == 0)
+    await fixture.cleanUp()
+  }
+
+  @Test("a crash-looping replica that then stays up a whole window is ready again")
+  func recoversFromCrashLoop() async throws {
+    // Three quick exits, then it serves.
+    let recovering = """
+      echo x >> "$OUT/starts.$CAPSTAN_REPLICA"
+      if [ "$(wc -l < "$OUT/starts.$CAPSTAN_REPLICA")" -le 3 ]; then exit 3; fi
+      exec sleep 600
+      """
+    let fixture = try Fixture(script: recovering, crashLoopWindow: 3)
+    try await fixture.scale(0, 1)
+    #expect(await eventually { await fixture.backend.crashLooping("worker") == [0] })
+    #expect(try await fixture.backend.status(of: fixture.target).ready == 0)
+    #expect(await eventually { fixture.read("starts.0").split(separator: "\n").count == 4 })
+    // Up since its last exit for longer than the window: no longer crash-looping, and ready.
+    #expect(await eventually(timeout: 10) { await fixture.backend.crashLooping("worker").isEmpty })
+    let status = try await fixture.backend.status(of: fixture.target)
+    #expect(status.current == 1 && status.ready == 1, "\(status)")
     await fixture.cleanUp()
   }
 
