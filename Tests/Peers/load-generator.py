@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import threading
 import time
 import urllib.error
@@ -28,6 +29,9 @@ import urllib.request
 
 
 def main():
+    # An ignored SIGTERM is inherited across exec; a test that stops the generator early must
+    # still be able to.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--registry", required=True)
     parser.add_argument("--records", required=True)
