@@ -35,6 +35,10 @@ extension Controller {
       metrics.capacity(
         group.process.name, desired: seen.desired[group.process.name] ?? capacity.current,
         current: capacity.current, ready: capacity.ready)
+      for name in group.fillOrder {
+        guard let declared = policy.target(named: name)?.variant?.capacity else { continue }
+        metrics.variantCapacity(name, state.engine.targets[name]?.learnedCapacity ?? declared)
+      }
     }
   }
 }

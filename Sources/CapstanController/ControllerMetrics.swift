@@ -84,6 +84,13 @@ public struct ControllerMetrics: Sendable {
     }
   }
 
+  /// A variant: what one of its replicas carries, in units of its process's capacity, as the
+  /// engine uses it (learned, or declared).
+  func variantCapacity(_ variant: String, _ capacity: Double) {
+    Gauge(label: "capstan_variant_capacity", dimensions: [("process", variant)], factory: factory)
+      .record(capacity)
+  }
+
   func signal(_ name: String, value: Double) {
     Gauge(label: "capstan_signal_value", dimensions: [("signal", name)], factory: factory).record(value)
   }
