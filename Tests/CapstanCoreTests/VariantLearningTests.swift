@@ -112,6 +112,24 @@ struct VariantLearningTests {
     #expect(harness.replicas == ["m.h100": 1, "m.l4": 1], "\(harness.events.map(\.detail))")
   }
 
+  @Test("a learning variant's missing signal says what it holds: its learned capacity, or nothing to measure")
+  func outageSentences() throws {
+    var harness = EngineHarness(try loadPolicy(Self.policy), replicas: ["m.h100": 1, "m.l4": 0])
+    harness.tick(at: 0, ["rate": 1, "running": 10, "ttft": 0.9])
+    let missing = harness.events(.signalMissing)
+    #expect(
+      missing.contains {
+        $0.process == "m.h100"
+          && $0.detail == "signal h100_ttft has no value; the capacity m.h100 learns holds until it returns"
+      }, "\(missing.map(\.detail))")
+    #expect(
+      missing.contains {
+        $0.process == "m.l4"
+          && $0.detail
+            == "signal l4_ttft has no value; m.l4 runs no replica to measure; its capacity learns nothing until one runs"
+      }, "\(missing.map(\.detail))")
+  }
+
   @Test("a learned capacity moves only past a tenth of the one in use, within ten times the declared")
   func nextCapacity() {
     // Unknown rates: what is in use, or the declared.

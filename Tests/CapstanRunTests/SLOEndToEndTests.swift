@@ -189,6 +189,43 @@ struct SLOEndToEndTests {
     try? FileManager.default.removeItem(at: live.folder)
   }
 
+  /// The ready-made policy's signal entries (the lines under `signals:`), pointed at
+  /// `prometheus`, their query ranges shortened to 10 s.
+  static func readyMadeSignals(prometheus: String) throws -> String {
+    let readyMade = try String(
+      contentsOf: repositoryRoot.appendingPathComponent("policies/vllm-slo.yaml"), encoding: .utf8)
+    guard let start = readyMade.range(of: "signals:\n"), let end = readyMade.range(of: "gpu_pools:") else {
+      throw CocoaError(.fileReadCorruptFile)
+    }
+    return String(readyMade[start.upperBound..<end.lowerBound])
+      .replacingOccurrences(of: "url: http://127.0.0.1:9090", with: "url: \(prometheus)")
+      .replacingOccurrences(of: "[1m]", with: "[10s]")
+  }
+
+  /// A stand-in's command for a variant's `local.command`: a step time of `itlBase` and
+  /// `perRequest` more for each request it runs.
+  static func standInCommand(itlBase: Double, perRequest: Double, live: Live) -> String {
+    "python3 \(standIn.path) meta-llama/Llama-3.1-8B-Instruct --port \\\"$PORT\\\" --startup 3 --itl-base \(itlBase) --itl-per-request \(perRequest) --registry \(live.registry.path) --records \(live.served.path)"
+  }
+
+  /// The live variant tests' process, down to `variants:`: TTFT and ITL objectives on the
+  /// ready-made signals, 1 to 4 units, latencies measured over 10 s.
+  static let variantProcess = """
+    processes:
+      vllm:
+        startup: 3s
+        scaling:
+          min: 1
+          max: 4
+          slo:
+            - {latency: ttft, percentile: 99, bound: 2s, measured: ttft_p99}
+            - {latency: itl, percentile: 99, bound: 50ms, measured: itl_p99}
+          load: request_rate
+          running: requests_running
+          waiting: requests_waiting
+          measured_over: 10s
+    """
+
   /// The ready-made policy's signals (each query range 10 s), and one process on two variants of
   /// the stand-in: `slow` (an L4-like replica, half a unit at $1.20: 12 ms + 8 ms a running
   /// request a token, so 4 at once within 50 ms) on ports `base` to `base + 2`, and `fast` (an
@@ -196,34 +233,16 @@ struct SLOEndToEndTests {
   /// 1 unit, which is two slow ones. One request on a slow replica is under half the ITL bound,
   /// so the band rule, before the models are ready, removes capacity at light load too.
   static func variantPolicy(prometheus: String, base: Int, live: Live) throws -> String {
-    let readyMade = try String(
-      contentsOf: repositoryRoot.appendingPathComponent("policies/vllm-slo.yaml"), encoding: .utf8)
-    guard let start = readyMade.range(of: "signals:\n"), let end = readyMade.range(of: "gpu_pools:") else {
-      throw CocoaError(.fileReadCorruptFile)
-    }
-    let signals = String(readyMade[start.lowerBound..<end.lowerBound])
-      .replacingOccurrences(of: "url: http://127.0.0.1:9090", with: "url: \(prometheus)")
-      .replacingOccurrences(of: "[1m]", with: "[10s]")
+    let signals = try readyMadeSignals(prometheus: prometheus)
     func command(_ base: Double, _ perRequest: Double) -> String {
-      "python3 \(standIn.path) meta-llama/Llama-3.1-8B-Instruct --port \\\"$PORT\\\" --startup 3 --itl-base \(base) --itl-per-request \(perRequest) --registry \(live.registry.path) --records \(live.served.path)"
+      standInCommand(itlBase: base, perRequest: perRequest, live: live)
     }
     return """
       controller:
         interval: 1s
+      signals:
       \(signals)
-      processes:
-        vllm:
-          startup: 3s
-          scaling:
-            min: 1
-            max: 4
-            slo:
-              - {latency: ttft, percentile: 99, bound: 2s, measured: ttft_p99}
-              - {latency: itl, percentile: 99, bound: 50ms, measured: itl_p99}
-            load: request_rate
-            running: requests_running
-            waiting: requests_waiting
-            measured_over: 10s
+      \(variantProcess)
           variants:
             slow:
               cost_per_hour_usd: 1.20

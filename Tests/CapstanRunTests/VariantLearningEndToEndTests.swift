@@ -13,14 +13,7 @@ extension SLOEndToEndTests {
   /// The ready-made policy's signals, and a copy of each for every variant, named
   /// `VARIANT_SIGNAL` and narrowed to the variant's ports.
   static func learningPolicy(prometheus: String, base: Int, live: Live) throws -> String {
-    let readyMade = try String(
-      contentsOf: repositoryRoot.appendingPathComponent("policies/vllm-slo.yaml"), encoding: .utf8)
-    guard let start = readyMade.range(of: "signals:\n"), let end = readyMade.range(of: "gpu_pools:") else {
-      throw CocoaError(.fileReadCorruptFile)
-    }
-    let signals = String(readyMade[start.upperBound..<end.lowerBound])
-      .replacingOccurrences(of: "url: http://127.0.0.1:9090", with: "url: \(prometheus)")
-      .replacingOccurrences(of: "[1m]", with: "[10s]")
+    let signals = try readyMadeSignals(prometheus: prometheus)
     let model = #"model_name="meta-llama/Llama-3.1-8B-Instruct""#
     guard signals.contains(model) else { throw CocoaError(.fileReadCorruptFile) }
     let names = try NSRegularExpression(pattern: "^  ([a-z0-9_]+):$", options: .anchorsMatchLines)
@@ -30,7 +23,7 @@ extension SLOEndToEndTests {
       return renamed.replacingOccurrences(of: model, with: #"\#(model),instance="127.0.0.1:\#(port)""#)
     }
     func command(_ base: Double, _ perRequest: Double) -> String {
-      "python3 \(standIn.path) meta-llama/Llama-3.1-8B-Instruct --port \\\"$PORT\\\" --startup 3 --itl-base \(base) --itl-per-request \(perRequest) --registry \(live.registry.path) --records \(live.served.path)"
+      standInCommand(itlBase: base, perRequest: perRequest, live: live)
     }
     func learn(_ variant: String) -> String {
       "{load: \(variant)_request_rate, running: \(variant)_requests_running, measured: {ttft: \(variant)_ttft_p99, itl: \(variant)_itl_p99}}"
@@ -40,19 +33,7 @@ extension SLOEndToEndTests {
         interval: 1s
       signals:
       \(signals)\(copy(for: "fast", port: base))\(copy(for: "slow", port: base + 1))
-      processes:
-        vllm:
-          startup: 3s
-          scaling:
-            min: 1
-            max: 4
-            slo:
-              - {latency: ttft, percentile: 99, bound: 2s, measured: ttft_p99}
-              - {latency: itl, percentile: 99, bound: 50ms, measured: itl_p99}
-            load: request_rate
-            running: requests_running
-            waiting: requests_waiting
-            measured_over: 10s
+      \(variantProcess)
           variants:
             fast:
               cost_per_hour_usd: 4.10
