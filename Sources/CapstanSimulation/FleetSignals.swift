@@ -57,6 +57,16 @@ extension Fleet {
     case .itlMean: return lastMinute(\.itl, percentile: nil, kind: kind)
     case .e2eP99: return lastMinute(\.e2e, percentile: 0.99, kind: kind)
     case .queueWaitP99: return lastMinute(\.wait, percentile: 0.99, kind: kind)
+    case .sloWithin:
+      var started = 0.0
+      var within = 0.0
+      for start in recentStarts.reversed() {
+        guard start.time > now - 60 else { break }
+        guard kind == nil || start.kind == kind else { continue }
+        started += 1
+        if start.latency <= settings.slo.bound { within += 1 }
+      }
+      return started > 0 ? within / started : nil
     }
   }
 

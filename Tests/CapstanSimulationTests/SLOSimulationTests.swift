@@ -22,7 +22,7 @@ func steppedLoad(_ rates: [Double], span: Double) -> Trace {
 
 /// A model server whose decode step takes 20 ms and 1 ms more a request in its batch, sized on
 /// an ITL objective measured as the mean over the last minute.
-func sloSimulated(bound: String = "40ms") throws -> Policy {
+func sloSimulated(bound: String = "40ms", judged: String = "2s") throws -> Policy {
   try policy(
     """
     processes:
@@ -40,7 +40,7 @@ func sloSimulated(bound: String = "40ms") throws -> Policy {
           prefill_tokens_per_second: 10000
           itl: {base: 20ms, per_request: 1ms}
           signals: {rate: request_rate, running: running, waiting: queue_depth, itl: itl_mean}
-          slo: {latency: ttft, bound: 2s, target: 99%}
+          slo: {latency: ttft, bound: \(judged), target: 99%}
     autoscaling:
       m:
         scale_down: {stabilization_window: 0s}
@@ -72,6 +72,25 @@ struct SLOSimulationTests {
     #expect(fleet.measure(.running) == 1)
     try fleet.advance(to: 2.351)
     #expect(fleet.measure(.running) == 0)
+  }
+
+  @Test("slo_within is the share of the last minute's requests whose SLO latency is within its bound")
+  func within() throws {
+    // The three requests of `stepLaw` have first tokens at 71, 72 and 73 ms: two within 72 ms.
+    let policy = try sloSimulated(judged: "72ms")
+    let trace = Trace(
+      kind: .llm, start: Date(timeIntervalSince1970: 1_700_000_000),
+      requests: [0, 0, 0].map { Trace.Request(arrival: $0, inputTokens: 500, outputTokens: 100) })
+    var fleet = try Fleet(
+      target: try #require(policy.target(named: "m")),
+      settings: try #require(policy.target(named: "m")?.simulation),
+      trace: trace, interval: 15, start: [1])
+    #expect(fleet.measure(.sloWithin) == nil)
+    try fleet.advance(to: 1)
+    #expect(abs((fleet.measure(.sloWithin) ?? 0) - 2.0 / 3) < 1e-9)
+    // A minute on, none started within the last minute.
+    try fleet.advance(to: 61)
+    #expect(fleet.measure(.sloWithin) == nil)
   }
 
   @Test("after 15 minutes of varied traffic the learned law is within 10% of the simulator's")

@@ -161,7 +161,8 @@ public struct AuditRecord: Sendable, Encodable {
   }
 
   enum ObjectiveKeys: String, CodingKey {
-    case latency, percentile, alpha, beta, samples, capacity
+    case latency, percentile, alpha, beta, samples, capacity, aim
+    case periodShare = "period_share", budgetLeft = "budget_left", periodCounted = "period_counted_s"
     case boundSeconds = "bound_s", measuredSeconds = "measured_s", rSquared = "r2"
   }
 
@@ -241,6 +242,12 @@ public struct AuditRecord: Sendable, Encodable {
         try item.encode(Self.fourDecimals(fit.rSquared), forKey: .rSquared)
       }
       try item.encodeIfPresent(objective.capacity.map(Self.fourDecimals), forKey: .capacity)
+      if let budget = objective.budget {
+        try item.encode(six(budget.share), forKey: .periodShare)
+        try item.encode(budget.counted.rounded(), forKey: .periodCounted)
+        try item.encode(Self.fourDecimals(budget.left), forKey: .budgetLeft)
+        try item.encode(Self.fourDecimals(budget.aim), forKey: .aim)
+      }
     }
   }
 

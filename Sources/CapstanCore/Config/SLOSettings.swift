@@ -29,6 +29,12 @@ public struct SLOScaling: Sendable, Equatable {
     public var bound: TimeInterval
     /// The signal that carries the measured percentile of this latency, in seconds.
     public var measured: String
+    /// The signal that carries the share of requests within `bound` (0 to 1, over the span a
+    /// latency is measured over), and the rolling period the percentile is judged over: where
+    /// set, the objective keeps an error budget (see `ErrorBudget`). Nil: the percentile is
+    /// held at every tick.
+    public var within: String? = nil
+    public var period: TimeInterval? = nil
   }
 
   /// At least one; each latency at most once. The process must meet every one.
@@ -49,8 +55,13 @@ public struct SLOScaling: Sendable, Equatable {
 
   /// The objectives, the signals, and how the models start.
   public var settings: String {
-    let bounds = objectives.map {
-      "\($0.latency.rawValue) p\(format($0.percentile)) within \(milliseconds($0.bound)) (measured by \($0.measured))"
+    let bounds = objectives.map { objective in
+      var text =
+        "\(objective.latency.rawValue) p\(format(objective.percentile)) within \(milliseconds(objective.bound)) (measured by \(objective.measured))"
+      if let within = objective.within, let period = objective.period {
+        text += " over a rolling \(periodText(period)), its error budget counted from \(within)"
+      }
+      return text
     }
     return
       "\(bounds.joined(separator: ", ")); load \(load), running \(running)\(waiting.map { ", waiting \($0)" } ?? ""); latencies measured over \(format(measuredOver)) s, learned once that long has passed since the replica count changed; each latency model is used once it has \(LatencyModel.minSamples) samples over \(LatencyModel.minBuckets) concurrencies, the band rule on measured latency until then"
@@ -60,16 +71,22 @@ public struct SLOScaling: Sendable, Equatable {
   public var signalNames: [String] {
     var names = [load, running]
     if let waiting { names.append(waiting) }
-    for objective in objectives where !names.contains(objective.measured) { names.append(objective.measured) }
+    for objective in objectives {
+      for name in [objective.measured, objective.within].compactMap({ $0 }) where !names.contains(name) {
+        names.append(name)
+      }
+    }
     return names
   }
 }
 
 struct RawSLOObjective: Decodable {
-  var latency, percentile, bound, measured: RawScalar?
+  var latency, percentile, bound, measured, within, period: RawScalar?
   var location: FileLocation
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case latency, percentile, bound, measured }
+  enum CodingKeys: String, CodingKey, CaseIterable {
+    case latency, percentile, bound, measured, within, period
+  }
 
   init(from decoder: any Decoder) throws {
     location = (decoder as? YAMLNodeDecoder)?.location ?? FileLocation(file: "", line: 1, column: 1)
@@ -78,10 +95,19 @@ struct RawSLOObjective: Decodable {
     percentile = try container.decodeIfPresent(RawScalar.self, forKey: .percentile)
     bound = try container.decodeIfPresent(RawScalar.self, forKey: .bound)
     measured = try container.decodeIfPresent(RawScalar.self, forKey: .measured)
+    within = try container.decodeIfPresent(RawScalar.self, forKey: .within)
+    period = try container.decodeIfPresent(RawScalar.self, forKey: .period)
   }
 }
 
 extension PolicyValidator {
+  /// The period an objective with `within:` and no `period:` is judged over.
+  static let defaultSLOPeriod: TimeInterval = 86_400
+  /// An error budget counts misses in slots of a 96th of its period; under an hour, a slot would
+  /// be shorter than the span a latency is measured over.
+  static let shortestSLOPeriod: TimeInterval = 3_600
+  static let longestSLOPeriod: TimeInterval = 400 * 86_400
+
   /// The objectives and load signals of `scaling:`; nil (with the errors reported) where they
   /// do not make a whole target.
   func validateSLO(
@@ -144,8 +170,41 @@ extension PolicyValidator {
         continue
       }
       references.note(measured, perReplicaOf: nil, usedBy: process.text)
+      var period: TimeInterval?
+      if let within = item.within {
+        references.note(within, perReplicaOf: nil, usedBy: process.text)
+        period = Self.defaultSLOPeriod
+        if let rawPeriod = item.period {
+          // Judged over days or weeks (30d is common): longer than the week other durations stop at.
+          guard
+            let value = reported(
+              Quantity.duration(rawPeriod.text, longest: Self.longestSLOPeriod), at: rawPeriod)
+          else {
+            whole = false
+            continue
+          }
+          guard value >= Self.shortestSLOPeriod else {
+            sink.error(
+              rawPeriod.location,
+              "period is \(rawPeriod.text): an error budget needs a period of at least 1h to count misses over, such as 24h or 30d"
+            )
+            whole = false
+            continue
+          }
+          period = value
+        }
+      } else if let rawPeriod = item.period {
+        sink.error(
+          rawPeriod.location,
+          "period needs within: the signal that carries the share of requests within the bound (vLLM: a bucket of the latency's histogram over its count), from which the period's misses are counted"
+        )
+        whole = false
+        continue
+      }
       objectives.append(
-        .init(latency: latency, percentile: percentile, bound: bound, measured: measured.text))
+        .init(
+          latency: latency, percentile: percentile, bound: bound, measured: measured.text,
+          within: item.within?.text, period: period))
     }
     if raw.items.isEmpty {
       sink.error(
@@ -185,4 +244,15 @@ extension PolicyValidator {
       objectives: objectives, load: load.text, running: running.text, waiting: scaling.waiting?.text,
       measuredOver: measuredOver)
   }
+}
+
+/// A period in the largest whole unit it fills, days from two on: 30d, 24h, 90m.
+func periodText(_ seconds: TimeInterval) -> String {
+  let days = seconds / 86_400
+  let hours = seconds / 3_600
+  let minutes = seconds / 60
+  if days >= 2, days.rounded() == days { return "\(format(days))d" }
+  if hours >= 1, hours.rounded() == hours { return "\(format(hours))h" }
+  if minutes.rounded() == minutes { return "\(format(minutes))m" }
+  return "\(format(seconds))s"
 }

@@ -35,6 +35,10 @@ public struct SimulationSettings: Sendable, Equatable {
     case e2eP99 = "e2e_p99"
     /// Waiting for a slot, in seconds, over requests started in the last minute.
     case queueWaitP99 = "queue_wait_p99"
+    /// The share (0 to 1) of requests started in the last minute whose SLO latency is within
+    /// the bound of `slo`, as a histogram's bucket over its count gives it; missing when none
+    /// started.
+    case sloWithin = "slo_within"
   }
 
   /// A decode step's time against the batch it serves: `base + per_request × batch`, the law

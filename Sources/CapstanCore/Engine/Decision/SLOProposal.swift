@@ -12,7 +12,8 @@ extension TargetContext {
     func value(_ position: Int?) -> Double? { position.flatMap { signals[$0] } }
     let observation = SLOObservation(
       load: value(positions.load), running: value(positions.running), waiting: value(positions.waiting),
-      measured: positions.measured.map(value), status: status, now: now, capacity: capacity)
+      measured: positions.measured.map(value), within: positions.within.map(value), status: status, now: now,
+      capacity: capacity)
     var learned = state.slo ?? SLOState()
     SLOSizer.learn(observation, slo, state: &learned)
     state.slo = learned
@@ -36,8 +37,14 @@ extension TargetContext {
   func describe(_ sizing: SLOSizing) -> String {
     let objectives = sizing.objectives.map { objective in
       let measured = objective.measured.map(milliseconds) ?? "missing"
-      return
-        "\(objective.latency.rawValue) p\(format(objective.percentile)) \(measured) (bound \(milliseconds(objective.bound)))"
+      var text =
+        "\(objective.latency.rawValue) p\(format(objective.percentile)) \(measured) (bound \(milliseconds(objective.bound))"
+      if let budget = objective.budget {
+        text +=
+          "; \(SLOSizer.percent(budget.share)) within it over the last \(SLOSizer.hours(budget.counted)), \(format((budget.left * 100).rounded()))% of the error budget left"
+        if sizing.mode == .model { text += ", so sized for p\(format((budget.aim * 100).rounded() / 100))" }
+      }
+      return text + ")"
     }
     .joined(separator: ", ")
     guard sizing.mode == .model, let capacity = sizing.capacity, let duration = sizing.duration else {

@@ -49,7 +49,8 @@ final class PreparedTarget: Sendable {
       SLOPositions(
         load: positions[slo.load], running: positions[slo.running],
         waiting: slo.waiting.flatMap { positions[$0] },
-        measured: slo.objectives.map { positions[$0.measured] })
+        measured: slo.objectives.map { positions[$0.measured] },
+        within: slo.objectives.map { $0.within.flatMap { positions[$0] } })
     }
     proposalSignals = target.proposalSignalNames.map { ($0, positions[$0]) }
     provider = target.rateLimit.flatMap { policy.provider(named: $0.provider) }
@@ -69,6 +70,8 @@ struct SLOPositions {
   var running: Int?
   var waiting: Int?
   var measured: [Int?]
+  /// Per objective, its share within the bound, where it keeps an error budget.
+  var within: [Int?]
 }
 
 /// Another target on a target's provider or GPU pool, and what one replica of it takes from

@@ -10,6 +10,8 @@ struct SLOObservation {
   var waiting: Double?
   /// Per objective, in the policy's order, the measured latency in seconds.
   var measured: [Double?]
+  /// Per objective, the share of requests within its bound, where it keeps an error budget.
+  var within: [Double?] = []
   var status: ReplicaStatus
   var now: Date
   /// The fleet in units of capacity, exactly, for a process with variants (whose status counts
@@ -51,6 +53,11 @@ public struct SLOSizing: Sendable, Equatable {
     public var fit: LatencyFit?
     /// The most requests a replica may run at once within the bound, with headroom.
     public var capacity: Double?
+    /// Where the objective keeps an error budget and it allows enough misses to steer by.
+    public var budget: ErrorBudget.Standing?
+
+    /// The percentile this tick is sized for: the budget's aim, or the objective's own.
+    public var aim: Double { budget?.aim ?? percentile }
   }
 
   public var mode: Mode
@@ -100,6 +107,7 @@ enum SLOSizer {
   /// draining, so each replica's share of the load is what it runs.
   static func learn(_ observation: SLOObservation, _ slo: SLOScaling, state: inout SLOState) {
     if let load = observation.load { state.trend.add(load, at: observation.now) }
+    count(observation, slo, state: &state)
     let status = observation.status
     // A process with variants changes size when its capacity does: an L4 more of three is
     // the same whole unit, and not the same fleet.
@@ -199,6 +207,7 @@ enum SLOSizer {
       }
       objectives.append(entry)
     }
+    standings(&objectives, slo, state: state, now: observation.now)
     let measuredDuration = state.duration.seconds
     if measuredDuration == nil {
       notReady.append(
@@ -256,6 +265,10 @@ enum SLOSizer {
     sizing.replicas = replicas
     sizing.settling = settling(observation, slo, state: state)
     correct(&sizing, observation, current: current)
+    if sizing.replicas < current, let held = overspent(sizing, state: state, now: observation.now) {
+      sizing.heldDown = held
+      sizing.replicas = current
+    }
     return sizing
   }
 
@@ -292,7 +305,7 @@ enum SLOSizer {
       // Kingman: waits grow with the arrivals' variability, (ca² + cs²) / 2, with service
       // times taken as exponential (cs² = 1) and ca² as the arrivals' dispersion.
       let late = waitChance * exp(-(servers - inFlight) * allowance / (duration * (burstiness + 1) / 2))
-      if late > 1 - objective.percentile / 100 { return false }
+      if late > 1 - objective.aim / 100 { return false }
     }
     return true
   }

@@ -30,6 +30,11 @@ public struct SLOState: Sendable, Equatable, Codable {
   public var starting: Bool?
   public var readyAt: Date?
   public var measuredAtReady: [Double?]?
+  /// Per latency an objective with a period bounds (its raw name), its error budget. Optional,
+  /// so a state saved before any objective had a period still loads.
+  public var budgets: [String: ErrorBudget]?
+  /// The last tick a measured latency was above its bound.
+  public var aboveAt: Date?
 
   public init() {}
 
@@ -39,6 +44,7 @@ public struct SLOState: Sendable, Equatable, Codable {
       && (concurrency.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
       && (capacity.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
       && (measuredAtReady ?? []).allSatisfy { $0.map { $0.isFinite && $0 >= 0 } ?? true }
+      && (budgets ?? [:]).values.allSatisfy(\.isSound)
   }
 }
 
