@@ -172,6 +172,32 @@ struct ErrorBudgetTests {
     #expect(budgeted[1] < budgeted[0], "\(budgeted)")
   }
 
+  @Test("a missing share counts nothing and holds no scale-down, and its record says so")
+  func missingShare() throws {
+    var harness = EngineHarness(try budgetServer(budget: true), replicas: ["m": 4])
+    for tick in 0..<200 {
+      let rate = 4 + Double((tick / 20) % 8) * 2
+      let b = rate * 5 / Double(harness.replicas["m"] ?? 1)
+      harness.tick(
+        at: Double(tick) * 15,
+        ["rate": rate, "running": rate * 5, "waiting": 0, "ttft": 0.3 + 0.01 * b, "itl": 0.02 + 0.001 * b])
+    }
+    #expect(harness.state.targets["m"]?.slo?.budgets?["ttft"]?.requests == 0)
+    let outage = try #require(harness.events(.signalMissing).first { $0.detail.contains("signal good") })
+    #expect(
+      outage.detail.hasSuffix("the error budget of m counts no requests until it returns"), "\(outage.detail)"
+    )
+    // The load falls away: the pool comes down though the share is missing.
+    let before = harness.replicas["m"] ?? 0
+    for tick in 200..<240 {
+      let b = 5 / Double(harness.replicas["m"] ?? 1)
+      harness.tick(
+        at: Double(tick) * 15,
+        ["rate": 1, "running": 5, "waiting": 0, "ttft": 0.3 + 0.01 * b, "itl": 0.02 + 0.001 * b])
+    }
+    #expect(before > 1 && (harness.replicas["m"] ?? 0) < before, "\(before) \(harness.replicas)")
+  }
+
   @Test("within and period load, and bad ones are refused at their line")
   func config() throws {
     let policy = try budgetServer(budget: true)

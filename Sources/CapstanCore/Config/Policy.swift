@@ -235,12 +235,13 @@ public struct ScalingTarget: Sendable, Equatable {
   /// them; nil for any other target.
   public var slo: SLOScaling? = nil
 
-  /// The signals its proposals read (tracking, scale_up and scale_down rules): any of them
-  /// missing vetoes a scale-down.
+  /// The signals its proposals read (tracking, scale_up and scale_down rules, the SLO sizing):
+  /// any of them missing vetoes a scale-down.
   public var proposalSignalNames: [String] {
     var names: [String] = []
     for name in [tracking?.metric].compactMap({ $0 })
-      + ((up.rule?.conditions ?? []) + (down.rule?.conditions ?? [])).map(\.metric) + (slo?.signalNames ?? [])
+      + ((up.rule?.conditions ?? []) + (down.rule?.conditions ?? [])).map(\.metric)
+      + (slo?.sizingSignalNames ?? [])
     where !names.contains(name) {
       names.append(name)
     }

@@ -67,15 +67,22 @@ public struct SLOScaling: Sendable, Equatable {
       "\(bounds.joined(separator: ", ")); load \(load), running \(running)\(waiting.map { ", waiting \($0)" } ?? ""); latencies measured over \(format(measuredOver)) s, learned once that long has passed since the replica count changed; each latency model is used once it has \(LatencyModel.minSamples) samples over \(LatencyModel.minBuckets) concurrencies, the band rule on measured latency until then"
   }
 
-  /// Every signal it reads, in a stable order.
-  public var signalNames: [String] {
+  /// The signals of the objectives' error budgets: their outage holds no scale-down, as the
+  /// budget only counts nothing until they return.
+  public var budgetSignalNames: [String] { objectives.compactMap(\.within) }
+
+  /// The signals the sizing reads: any of them missing vetoes a scale-down.
+  public var sizingSignalNames: [String] {
     var names = [load, running]
     if let waiting { names.append(waiting) }
-    for objective in objectives {
-      for name in [objective.measured, objective.within].compactMap({ $0 }) where !names.contains(name) {
-        names.append(name)
-      }
-    }
+    for objective in objectives where !names.contains(objective.measured) { names.append(objective.measured) }
+    return names
+  }
+
+  /// Every signal it reads, in a stable order.
+  public var signalNames: [String] {
+    var names = sizingSignalNames
+    for name in budgetSignalNames where !names.contains(name) { names.append(name) }
     return names
   }
 }

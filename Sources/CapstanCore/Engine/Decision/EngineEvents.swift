@@ -27,6 +27,8 @@ extension AuditEvent {
     let effect =
       if vetoes {
         "\(target.name) will not scale down on it until it returns"
+      } else if target.slo?.budgetSignalNames.contains(signal) == true {
+        "the error budget of \(target.name) counts no requests until it returns"
       } else if target.budget?.costRateMetric == signal {
         "the budget of \(target.name) counts its last value until it returns"
       } else if target.variant?.learning?.signalNames.contains(signal) == true {
