@@ -3,7 +3,7 @@ import Foundation
 
 extension Controller {
   /// The tick's replicas, blocks and crash loops, as metrics.
-  func exportMetrics(replicas: [String: ReplicaStatus], decision: TickDecision) async {
+  func exportMetrics(replicas: [String: ReplicaStatus], decision: TickDecision, now: Date) async {
     for event in decision.events where event.kind == .blocked {
       metrics.blocked(event.process, reason: event.reason)
     }
@@ -24,6 +24,15 @@ extension Controller {
       if let ledger = state.engine.budgets[target.name] {
         metrics.budget(
           target.policyName ?? target.name, spent: ledger.spentUSD, frozen: ledger.state == .frozen)
+      }
+      if let slo = target.slo, let learned = state.engine.targets[target.name]?.slo {
+        for objective in slo.objectives {
+          guard let period = objective.period,
+            let budget = learned.budgets?[objective.latency.rawValue]?.standing(
+              percentile: objective.percentile, period: period, at: now)
+          else { continue }
+          metrics.errorBudget(target.name, latency: objective.latency.rawValue, budget)
+        }
       }
       if backend.countsCrashLoops {
         metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))

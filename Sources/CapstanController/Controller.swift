@@ -260,7 +260,7 @@ public actor Controller {
     seen.tick(
       replicas: replicas, signals: signals, actions: leading ? decision.actions : [], policy: policy,
       learned: { engineState.targets[$0]?.learnedCapacity })
-    await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision())
+    await exportMetrics(replicas: replicas, decision: leading ? decision : TickDecision(), now: now)
     exportBudgetTree()
     phases.end("metrics")
     lastTick = now

@@ -91,6 +91,18 @@ public struct ControllerMetrics: Sendable {
       .record(capacity)
   }
 
+  /// An SLO objective judged over a period: the share of its requests within the bound, the
+  /// share of its error budget left (below 0: overspent), and the percentile the tick sizes for.
+  func errorBudget(_ process: String, latency: String, _ budget: ErrorBudget.Standing) {
+    for (label, value) in [
+      ("capstan_slo_period_share", budget.share), ("capstan_slo_budget_left", budget.left),
+      ("capstan_slo_aim_percentile", budget.aim),
+    ] {
+      Gauge(label: label, dimensions: [("process", process), ("latency", latency)], factory: factory)
+        .record(value)
+    }
+  }
+
   func signal(_ name: String, value: Double) {
     Gauge(label: "capstan_signal_value", dimensions: [("signal", name)], factory: factory).record(value)
   }

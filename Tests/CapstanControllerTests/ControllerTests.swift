@@ -256,6 +256,36 @@ struct ControllerTests {
     #expect(saved.engine.lastTick == Date(timeIntervalSince1970: 1_700_000_000))
   }
 
+  @Test("metrics: an SLO objective's error budget, once it steers")
+  func errorBudgetMetrics() async throws {
+    let signals = [
+      FakeSignal("rate", .value(10)), FakeSignal("running", .value(20)), FakeSignal("ttft", .value(0.5)),
+      FakeSignal("good", .value(0.995)),
+    ]
+    let harness = try ControllerHarness(
+      signals: signals, counts: ["m": 2],
+      yaml: """
+        processes:
+          m:
+            scaling:
+              min: 1
+              max: 4
+              slo: {latency: ttft, percentile: 99, bound: 2s, measured: ttft, within: good, period: 24h}
+              load: rate
+              running: running
+        """)
+    // An hour and a tick: the budget steers from the hour on.
+    for tick in 0...241 { await harness.tick(Double(tick) * 15) }
+    let dimensions = [("process", "m"), ("latency", "ttft")]
+    let share = try harness.metrics.expectGauge("capstan_slo_period_share", dimensions)
+    #expect(abs(share.lastValue! - 0.995) < 1e-9)
+    // Half a percent missed in the first hour of a day whose budget is 1%: 1 - 0.5 / 24 left.
+    let left = try harness.metrics.expectGauge("capstan_slo_budget_left", dimensions)
+    #expect(abs(left.lastValue! - (1 - 0.5 / 24)) < 1e-3, "\(left.lastValue!)")
+    let aim = try harness.metrics.expectGauge("capstan_slo_aim_percentile", dimensions)
+    #expect(abs(aim.lastValue! - 95) < 1e-9)
+  }
+
   @Test("metrics: replicas, signal values, actions, tick duration")
   func metrics() async throws {
     let harness = try ControllerHarness(signals: [FakeSignal("queue", .value(40))])

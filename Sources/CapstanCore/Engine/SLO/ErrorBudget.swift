@@ -63,7 +63,7 @@ public struct ErrorBudget: Sendable, Equatable, Codable {
   /// period is counted, the budget is the period's, with its requests expected at the rate seen
   /// so far: a miss in the first hour of a day spends a share of the day's budget, not of the
   /// hour's.
-  func standing(percentile: Double, period: TimeInterval, at now: Date) -> Standing? {
+  public func standing(percentile: Double, period: TimeInterval, at now: Date) -> Standing? {
     guard let first = slots.first else { return nil }
     let counted = min(now.timeIntervalSince(first.start), period)
     guard counted >= Self.shortestCounted * period / Self.slotsPerPeriod, counted > 0 else { return nil }
