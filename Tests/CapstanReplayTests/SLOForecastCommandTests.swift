@@ -58,6 +58,14 @@ struct SLOForecastCommandTests {
     let run = try #require((object?["processes"] as? [[String: Any]])?.first?["runs"] as? [[String: Any]])
     #expect(run.first?["run"] as? String == "policy")
     #expect((run.first?["slo_attainment"] as? Double ?? 0) >= 0.95, "\(run.first ?? [:])")
+    // The promise is judged over a day: from the first hour, records say where its budget stands.
+    let budgeted = sized.compactMap { ($0["objectives"] as? [[String: Any]])?.first }.filter {
+      $0["budget_left"] != nil
+    }
+    #expect(!budgeted.isEmpty)
+    #expect(budgeted.allSatisfy { ($0["aim"] as? Double ?? 0) >= 75 && ($0["aim"] as? Double ?? 100) < 100 })
+    #expect(
+      records.contains { ($0["detail"] as? String)?.contains("of the error budget left, so sized for p") == true })
 
     // With a history source, the note names the forecast for what it is.
     let policy = temporaryFile("image-history.yaml")
