@@ -77,6 +77,29 @@ struct ErrorBudgetTests {
     #expect(budget.isSound)
   }
 
+  @Test("the budget is kept in the saved state, and a state saved without one still loads")
+  func saved() throws {
+    var state = SLOState()
+    var budget = ErrorBudget()
+    counted(&budget, ticks: 300, load: 10, within: 0.99)
+    state.budgets = ["ttft": budget]
+    state.aboveAt = t0
+    let data = try JSONEncoder().encode(state)
+    let loaded = try JSONDecoder().decode(SLOState.self, from: data)
+    #expect(loaded == state && loaded.isSound)
+    // A state from before budgets: the keys are absent.
+    var object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    object["budgets"] = nil
+    object["aboveAt"] = nil
+    let older = try JSONDecoder().decode(SLOState.self, from: JSONSerialization.data(withJSONObject: object))
+    #expect(older.budgets == nil && older.aboveAt == nil)
+    // A damaged budget is refused with the rest of the state.
+    var damaged = state
+    damaged.budgets?["ttft"] = try JSONDecoder().decode(
+      ErrorBudget.self, from: Data(#"{"slots": [{"start": 0, "requests": 1, "missed": 2}]}"#.utf8))
+    #expect(!damaged.isSound)
+  }
+
   @Test("the budget steers only after an hour, by what is left of the period's budget")
   func standing() throws {
     var budget = ErrorBudget()
