@@ -65,7 +65,9 @@ struct SLOForecastCommandTests {
     #expect(!budgeted.isEmpty)
     #expect(budgeted.allSatisfy { ($0["aim"] as? Double ?? 0) >= 75 && ($0["aim"] as? Double ?? 100) < 100 })
     #expect(
-      records.contains { ($0["detail"] as? String)?.contains("of the error budget left, so sized for p") == true })
+      records.contains {
+        ($0["detail"] as? String)?.contains("of the error budget left, so sized for p") == true
+      })
 
     // With a history source, the note names the forecast for what it is.
     let policy = temporaryFile("image-history.yaml")
