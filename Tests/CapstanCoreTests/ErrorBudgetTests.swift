@@ -3,28 +3,10 @@ import Testing
 
 @testable import CapstanCore
 
-/// A model server `m` sized on TTFT and ITL objectives, the TTFT judged over a rolling day
-/// where `budget` is set (its share within the bound from the signal `good`).
+/// `sloServer`, its TTFT judged over a rolling day where `budget` is set (its share within the
+/// bound from the signal `good`).
 func budgetServer(budget: Bool) throws -> Policy {
-  try loadPolicy(
-    """
-    processes:
-      m:
-        startup: 2m
-        cost_per_hour_usd: 4
-        scaling:
-          min: 1
-          max: 8
-          slo:
-            - {latency: ttft, percentile: 99, bound: 2s, measured: ttft\(budget ? ", within: good, period: 24h" : "")}
-            - {latency: itl, percentile: 99, bound: 50ms, measured: itl}
-          load: rate
-          running: running
-          waiting: waiting
-    autoscaling:
-      m:
-        scale_down: {stabilization_window: 0s}
-    """)
+  try sloServer(ttft: budget ? ", within: good, period: 24h" : "")
 }
 
 @Suite("Error budgets over a rolling period")

@@ -5,12 +5,13 @@ import Testing
 
 /// A model server `m` sized on a TTFT and an ITL objective, from 1 to 8 replicas, with its
 /// scale-down window at 0 so each tick's sizing shows.
-func sloServer(extra: String = "", waiting: Bool = true) throws -> Policy {
-  try loadPolicy(sloServerText(extra: extra, waiting: waiting))
+/// `ttft` is added to the TTFT objective's keys, such as `, within: good, period: 24h`.
+func sloServer(extra: String = "", waiting: Bool = true, ttft: String = "") throws -> Policy {
+  try loadPolicy(sloServerText(extra: extra, waiting: waiting, ttft: ttft))
 }
 
 /// The policy text of `sloServer`, for a refusal.
-func sloServerText(extra: String = "", waiting: Bool = true) -> String {
+func sloServerText(extra: String = "", waiting: Bool = true, ttft: String = "") -> String {
   """
   processes:
     m:
@@ -20,7 +21,7 @@ func sloServerText(extra: String = "", waiting: Bool = true) -> String {
         min: 1
         max: 8
         slo:
-          - {latency: ttft, percentile: 99, bound: 2s, measured: ttft}
+          - {latency: ttft, percentile: 99, bound: 2s, measured: ttft\(ttft)}
           - {latency: itl, percentile: 99, bound: 50ms, measured: itl}
         load: rate
         running: running

@@ -49,18 +49,23 @@ func sloSimulated(bound: String = "40ms", judged: String = "2s") throws -> Polic
 
 @Suite("Simulating a process sized on its SLOs")
 struct SLOSimulationTests {
+  /// One replica of `policy`'s process `m`, and three requests of 500 prompt and 100 output
+  /// tokens arriving at once.
+  func threeAtOnce(_ policy: Policy) throws -> Fleet {
+    let trace = Trace(
+      kind: .llm, start: Date(timeIntervalSince1970: 1_700_000_000),
+      requests: [0, 0, 0].map { Trace.Request(arrival: $0, inputTokens: 500, outputTokens: 100) })
+    return try Fleet(
+      target: try #require(policy.target(named: "m")),
+      settings: try #require(policy.target(named: "m")?.simulation),
+      trace: trace, interval: 15, start: [1])
+  }
+
   @Test("a request's inter-token latency follows the step law at the batch it joins")
   func stepLaw() throws {
     // Three requests at once on one replica: batches of 1, 2 and 3 as each joins, so steps of
     // 21, 22 and 23 ms; 100 tokens each, after a 50 ms prefill.
-    let policy = try sloSimulated()
-    let trace = Trace(
-      kind: .llm, start: Date(timeIntervalSince1970: 1_700_000_000),
-      requests: [0, 0, 0].map { Trace.Request(arrival: $0, inputTokens: 500, outputTokens: 100) })
-    var fleet = try Fleet(
-      target: try #require(policy.target(named: "m")),
-      settings: try #require(policy.target(named: "m")?.simulation),
-      trace: trace, interval: 15, start: [1])
+    var fleet = try threeAtOnce(try sloSimulated())
     try fleet.advance(to: 1)
     #expect(abs((fleet.measure(.itlMean) ?? 0) - 0.022) < 1e-9)
     #expect(abs((fleet.measure(.itlP99) ?? 0) - 0.023) < 1e-9)
@@ -77,14 +82,7 @@ struct SLOSimulationTests {
   @Test("slo_within is the share of the last minute's requests whose SLO latency is within its bound")
   func within() throws {
     // The three requests of `stepLaw` have first tokens at 71, 72 and 73 ms: two within 72 ms.
-    let policy = try sloSimulated(judged: "72ms")
-    let trace = Trace(
-      kind: .llm, start: Date(timeIntervalSince1970: 1_700_000_000),
-      requests: [0, 0, 0].map { Trace.Request(arrival: $0, inputTokens: 500, outputTokens: 100) })
-    var fleet = try Fleet(
-      target: try #require(policy.target(named: "m")),
-      settings: try #require(policy.target(named: "m")?.simulation),
-      trace: trace, interval: 15, start: [1])
+    var fleet = try threeAtOnce(try sloSimulated(judged: "72ms"))
     #expect(fleet.measure(.sloWithin) == nil)
     try fleet.advance(to: 1)
     #expect(abs((fleet.measure(.sloWithin) ?? 0) - 2.0 / 3) < 1e-9)
