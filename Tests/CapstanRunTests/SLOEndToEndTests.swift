@@ -182,6 +182,11 @@ struct SLOEndToEndTests {
     let decisions = vllmRecords("scale_up") + vllmRecords("scale_down")
     #expect(decisions.allSatisfy { ($0["slo"] as? [String: Any])?["mode"] != nil })
     #expect(decisions.allSatisfy { ["slo", "model_not_ready"].contains($0["reason"] as? String) })
+    // The ITL budget's share, as the ready-made query reads it from Prometheus: within 0 and 1,
+    // and under 1 once gaps went over 50 ms at five times the load.
+    let shares = decisions.compactMap { ($0["signals"] as? [String: Any])?["itl_within"] as? Double }
+    #expect(!shares.isEmpty && shares.allSatisfy { (0...1).contains($0) }, "\(shares)")
+    #expect(shares.contains { $0 < 1 }, "\(shares)")
 
     capstan.signal(SIGTERM)
     #expect(await capstan.waitForExit(timeout: 60) == 0)
