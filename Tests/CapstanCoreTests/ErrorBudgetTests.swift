@@ -128,6 +128,37 @@ struct ErrorBudgetTests {
     #expect(spending < saving, "\(spending) \(held) \(saving)")
   }
 
+  @Test("with half its budget or more left, a latency above its bound is spent, not corrected")
+  func spends() throws {
+    /// Replicas after one tick with the TTFT above its bound, the load unchanged, after 80
+    /// minutes with `good` of requests within it.
+    func afterExcursion(good: Double) throws -> (before: Int, after: Int, record: AuditEvent?) {
+      var harness = EngineHarness(try budgetServer(budget: true), replicas: ["m": 4])
+      func feed(_ tick: Int, ttft: Double? = nil) {
+        let rate = tick < 320 ? 4 + Double((tick / 20) % 8) * 2 : 10
+        let b = rate * 5 / Double(harness.replicas["m"] ?? 1)
+        harness.tick(
+          at: Double(tick) * 15,
+          [
+            "rate": rate, "running": rate * 5, "waiting": 0, "ttft": ttft ?? (0.3 + 0.01 * b),
+            "itl": 0.02 + 0.001 * b, "good": good,
+          ])
+      }
+      for tick in 0..<340 { feed(tick) }
+      let before = harness.replicas["m"] ?? 0
+      let count = harness.events.count
+      feed(340, ttft: 2.5)
+      return (before, harness.replicas["m"] ?? 0, harness.events.dropFirst(count).last)
+    }
+    // Nothing missed: the minute above the bound is spent from the budget.
+    let unspent = try afterExcursion(good: 1)
+    #expect(unspent.after == unspent.before, "\(unspent)")
+    // 30% missed: the budget is overspent, and the measured latency adds a replica.
+    let overspent = try afterExcursion(good: 0.7)
+    #expect(overspent.after == overspent.before + 1, "\(overspent)")
+    #expect(overspent.record?.slo?.corrected == true)
+  }
+
   @Test("an overspent budget holds a scale-down for ten minutes after a latency above its bound")
   func overspentHolds() throws {
     /// Replicas at each minute after a latency above its bound, with the load fallen away.

@@ -130,6 +130,15 @@ struct SLOReplayTests {
     #expect(abs((itl["period_share"] as? Double ?? 0) - 0.998) < 1e-6, "\(itl)")
     #expect((itl["budget_left"] as? Double ?? 0) > 0.9 && itl["aim"] as? Double == 95, "\(itl)")
     #expect(objectives.first { $0["latency"] as? String == "ttft" }?["budget_left"] == nil)
+    // Its ITL is above 50 ms, with the budget almost whole: spent, not corrected.
+    #expect(
+      (itl["measured_s"] as? Double ?? 0) > 0.05 && modelled["spending"] as? Bool == true, "\(modelled)")
+    let spent = try #require(records.last { ($0["slo"] as? [String: Any])?["mode"] as? String == "model" })
+    #expect(
+      (spent["detail"] as? String)?.contains(
+        "a measured latency is above its bound, but its error budget has 50% or more left, so none more for it"
+      ) == true,
+      "\(spent)")
     #expect((modelled["replicas"] as? Int ?? 0) > 2)
     let blocked = try #require(records.last { $0["event"] as? String == "blocked" })
     #expect(blocked["reason"] as? String == "max_instances")

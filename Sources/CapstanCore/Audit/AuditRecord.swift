@@ -151,7 +151,7 @@ public struct AuditRecord: Sendable, Encodable {
 
   enum SLOKeys: String, CodingKey {
     case mode, load, forecast, trend, seasonal, capacity, slots, dispersion, replicas, objectives, corrected
-    case settling
+    case settling, spending
     case notReady = "not_ready", durationSeconds = "duration_s", heldDown = "held_down"
   }
 
@@ -227,6 +227,7 @@ public struct AuditRecord: Sendable, Encodable {
     try nested.encode(sizing.replicas, forKey: .replicas)
     try nested.encode(sizing.corrected, forKey: .corrected)
     try nested.encode(sizing.settling, forKey: .settling)
+    if sizing.spending { try nested.encode(true, forKey: .spending) }
     try nested.encodeIfPresent(sizing.heldDown, forKey: .heldDown)
     var list = nested.nestedUnkeyedContainer(forKey: .objectives)
     for objective in sizing.objectives {

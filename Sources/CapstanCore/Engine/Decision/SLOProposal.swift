@@ -82,6 +82,10 @@ extension TargetContext {
       text +=
         "; a measured latency is above its bound, but has not risen since a replica became ready within the span it is measured over, so none more for it yet"
     }
+    if sizing.spending {
+      text +=
+        "; a measured latency is above its bound, but its error budget has \(format(ErrorBudget.spendAbove * 100))% or more left, so none more for it: the misses are spent from the budget"
+    }
     if let held = sizing.heldDown { text += "; no scale-down while \(held)" }
     return text
   }

@@ -32,6 +32,11 @@ public struct ErrorBudget: Sendable, Equatable, Codable {
   /// it aims at, and the budget would end the period mostly unspent.
   static let fullLeft = 0.25
 
+  /// With this share of its budget or more left, a measured latency above the bound adds no
+  /// replica: the minute's misses are spent from the budget, and the correction returns once
+  /// they have spent half of it.
+  static let spendAbove = 0.5
+
   public init() {}
 
   /// Counts the requests since the last tick (at most `longest` seconds of them: a controller

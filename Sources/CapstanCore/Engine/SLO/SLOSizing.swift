@@ -90,6 +90,9 @@ public struct SLOSizing: Sendable, Equatable {
   /// A latency is above its bound, but the replica that last became ready may not show in it
   /// yet: the model's count stands without one more for it.
   public var settling = false
+  /// A latency is above its bound, but every objective above its bound has half its error
+  /// budget or more left: the count stands, and the misses are spent from the budget.
+  public var spending = false
 }
 
 enum SLOSizer {
@@ -346,7 +349,14 @@ enum SLOSizer {
   static func correct(_ sizing: inout SLOSizing, _ observation: SLOObservation, current: Int) {
     let starting = observation.starting
     let above = sizing.objectives.first { ($0.measured ?? 0) > $0.bound }
-    if above != nil, !starting, !sizing.settling, sizing.replicas <= current {
+    // Every objective above its bound has half its budget or more left: the minute's misses are
+    // what the budget is for.
+    sizing.spending =
+      above != nil
+      && sizing.objectives.allSatisfy {
+        ($0.measured ?? 0) <= $0.bound || ($0.budget?.left ?? 0) >= ErrorBudget.spendAbove
+      }
+    if above != nil, !sizing.spending, !starting, !sizing.settling, sizing.replicas <= current {
       sizing.replicas = current + 1
       sizing.corrected = true
     } else if sizing.replicas < current {
