@@ -141,6 +141,14 @@ extension SLOSizer {
     }
   }
 
+  /// Whether every objective above its bound has half its budget or more left: its minute's
+  /// misses are what the budget is for.
+  static func spends(_ objectives: [SLOSizing.ObjectiveState]) -> Bool {
+    objectives.allSatisfy {
+      ($0.measured ?? 0) <= $0.bound || ($0.budget?.left ?? 0) >= ErrorBudget.spendAbove
+    }
+  }
+
   /// Why a scale-down waits for an overspent budget: a latency above its bound within
   /// `overspentHold`; nil where none is overspent or none was above lately.
   static func overspent(_ sizing: SLOSizing, state: SLOState, now: Date) -> String? {

@@ -349,13 +349,7 @@ enum SLOSizer {
   static func correct(_ sizing: inout SLOSizing, _ observation: SLOObservation, current: Int) {
     let starting = observation.starting
     let above = sizing.objectives.first { ($0.measured ?? 0) > $0.bound }
-    // Every objective above its bound has half its budget or more left: the minute's misses are
-    // what the budget is for.
-    sizing.spending =
-      above != nil
-      && sizing.objectives.allSatisfy {
-        ($0.measured ?? 0) <= $0.bound || ($0.budget?.left ?? 0) >= ErrorBudget.spendAbove
-      }
+    sizing.spending = above != nil && spends(sizing.objectives)
     if above != nil, !sizing.spending, !starting, !sizing.settling, sizing.replicas <= current {
       sizing.replicas = current + 1
       sizing.corrected = true
