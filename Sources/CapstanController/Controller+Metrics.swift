@@ -25,14 +25,8 @@ extension Controller {
         metrics.budget(
           target.policyName ?? target.name, spent: ledger.spentUSD, frozen: ledger.state == .frozen)
       }
-      if let slo = target.slo, let learned = state.engine.targets[target.name]?.slo {
-        for objective in slo.objectives {
-          guard let period = objective.period,
-            let budget = learned.budgets?[objective.latency.rawValue]?.standing(
-              percentile: objective.percentile, period: period, at: now)
-          else { continue }
-          metrics.errorBudget(target.name, latency: objective.latency.rawValue, budget)
-        }
+      for (objective, standing) in budgetStandings(target, at: now) {
+        metrics.errorBudget(target.name, latency: objective.latency.rawValue, standing)
       }
       if backend.countsCrashLoops {
         metrics.crashLooping(target.name, replicas: await backend.crashLoopingReplicas(of: target))

@@ -137,7 +137,10 @@ extension Controller {
           replicas: held.replicas))
     }
 
+    // A signal that no proposal reads (a budget's cost rate, an error budget's share, a
+    // forecast's history) holds no scale-down while missing.
     let missing = target.signalNames.filter { seen.signals[$0] == nil }
+    let vetoing = missing.filter { target.proposalSignalNames.contains($0) }
     var conditions: [ProcessStatus.Condition] = []
     if let problem = writeFailure {
       conditions.append(.init(type: "AbleToScale", status: false, reason: "NotActing", message: problem))
@@ -161,11 +164,18 @@ extension Controller {
         .init(
           type: "ScalingActive", status: false, reason: "NotLeading",
           message: "another replica leads and acts"))
-    } else if !missing.isEmpty {
+    } else if !vetoing.isEmpty {
       conditions.append(
         .init(
           type: "ScalingActive", status: false, reason: "SignalMissing",
-          message: "\(missing.joined(separator: ", ")) missing at the last tick: no scale-down on it"))
+          message: "\(vetoing.joined(separator: ", ")) missing at the last tick: no scale-down on it"))
+    } else if !missing.isEmpty {
+      conditions.append(
+        .init(
+          type: "ScalingActive", status: true, reason: "ValidSignals",
+          message:
+            "every signal a decision reads was read at the last tick; \(missing.joined(separator: ", ")) missing, which holds no scale-down"
+        ))
     } else {
       conditions.append(
         .init(
@@ -190,6 +200,7 @@ extension Controller {
           message: "nothing holds the count"))
     }
 
+    let standings = budgetStandings(target, at: now)
     return ProcessStatus(
       name: target.name, current: replicas?.current, desired: seen.desired[target.name] ?? replicas?.current,
       ready: replicas?.ready, min: target.min, max: target.max, binding: binding, signals: signals,
@@ -197,6 +208,27 @@ extension Controller {
       holds: holds,
       predictive: target.predictive.map { _ in
         (state.engine.forecasts[target.name]?.condition ?? .noHistory).rawValue
-      }, conditions: conditions)
+      },
+      errorBudgets: standings.isEmpty
+        ? nil
+        : standings.map {
+          .init(
+            latency: $0.objective.latency.rawValue, periodSeconds: $0.objective.period ?? 0,
+            share: $0.standing.share, left: $0.standing.left, aim: $0.standing.aim)
+        }, conditions: conditions)
+  }
+
+  /// Each SLO objective of `target` judged over a period, where its error budget steers.
+  func budgetStandings(_ target: ScalingTarget, at now: Date) -> [(
+    objective: SLOScaling.Objective, standing: ErrorBudget.Standing
+  )] {
+    guard let slo = target.slo, let learned = state.engine.targets[target.name]?.slo else { return [] }
+    return slo.objectives.compactMap { objective in
+      guard let period = objective.period,
+        let standing = learned.budgets?[objective.latency.rawValue]?.standing(
+          percentile: objective.percentile, period: period, at: now)
+      else { return nil }
+      return (objective, standing)
+    }
   }
 }

@@ -61,6 +61,31 @@ public struct ProcessStatus: Codable, Sendable, Equatable {
     public var replicas: Int?
   }
 
+  /// An SLO objective judged over a period, once its error budget steers.
+  public struct ErrorBudget: Codable, Sendable, Equatable {
+    public var latency: String
+    public var periodSeconds: Double
+    /// The share of the period's requests within the bound, 0 to 1.
+    public var share: Double
+    /// The share of the budget left: below 0, overspent.
+    public var left: Double
+    /// The percentile the sizing aims at.
+    public var aim: Double
+
+    enum CodingKeys: String, CodingKey {
+      case latency, share, left, aim
+      case periodSeconds = "period_s"
+    }
+
+    /// As `capstan status` shows it: `ttft error budget 98% left (99.95% within), sized for p95`.
+    public var summary: String {
+      let left = Ceilings.format((left * 100).rounded())
+      let share = Ceilings.format((share * 10_000).rounded() / 100)
+      return
+        "\(latency) error budget \(left)% left (\(share)% within), sized for p\(Ceilings.format((aim * 100).rounded() / 100))"
+    }
+  }
+
   /// As the HPA's: `AbleToScale`, `ScalingActive`, `ScalingLimited`.
   public struct Condition: Codable, Sendable, Equatable {
     public var type: String
@@ -83,5 +108,12 @@ public struct ProcessStatus: Codable, Sendable, Equatable {
   /// The predictive floor's state (`active`, `no_history`, `too_short`, `stale`), where the
   /// process has one.
   public var predictive: String?
+  /// Per objective with a period whose budget steers; nil where there is none.
+  public var errorBudgets: [ErrorBudget]? = nil
   public var conditions: [Condition]
+
+  enum CodingKeys: String, CodingKey {
+    case name, current, desired, ready, min, max, binding, signals, budget, holds, predictive, conditions
+    case errorBudgets = "error_budgets"
+  }
 }

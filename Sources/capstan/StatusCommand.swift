@@ -99,6 +99,7 @@ enum StatusTable {
         if let replicas = hold.replicas { line += " holds \(replicas)" }
       }
       if let predictive = process.predictive { line += "; predictive floor \(predictive)" }
+      for budget in process.errorBudgets ?? [] { line += "; \(budget.summary)" }
       out += line + "\n"
     }
     return out

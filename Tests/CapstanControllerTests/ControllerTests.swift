@@ -284,6 +284,18 @@ struct ControllerTests {
     #expect(abs(left.lastValue! - (1 - 0.5 / 24)) < 1e-3, "\(left.lastValue!)")
     let aim = try harness.metrics.expectGauge("capstan_slo_aim_percentile", dimensions)
     #expect(abs(aim.lastValue! - 95) < 1e-9)
+    // /status says the same, at the last tick.
+    let status = await harness.controller.status(now: Date(timeIntervalSince1970: 1_700_000_000 + 241 * 15))
+    let budget = try #require(status.processes.first?.errorBudgets?.first)
+    #expect(budget.latency == "ttft" && budget.periodSeconds == 86_400 && budget.aim == 95)
+    #expect(budget.summary == "ttft error budget 98% left (99.5% within), sized for p95", "\(budget.summary)")
+    // The share is read by the budget alone: missing, it holds no scale-down, and the
+    // conditions say so.
+    signals[3].set(.failure("no requests"))
+    await harness.tick(242 * 15)
+    let missing = await harness.controller.status(now: Date(timeIntervalSince1970: 1_700_000_000 + 242 * 15))
+    let active = try #require(missing.processes.first?.conditions.first { $0.type == "ScalingActive" })
+    #expect(active.status && active.message.hasSuffix("good missing, which holds no scale-down"), "\(active)")
   }
 
   @Test("metrics: replicas, signal values, actions, tick duration")
