@@ -68,8 +68,21 @@ struct SLOEndToEndTests {
     }
   }
 
+  /// A scratch folder named `name` with its registry, `replicas` free ports from `base`, and a
+  /// Prometheus scraping them, ready; the caller stops it.
+  static func start(_ name: String, replicas: Int) async throws -> (
+    live: Live, base: Int, prometheus: PrometheusServer
+  ) {
+    let live = Live(folder: try scratchDirectory(name))
+    try FileManager.default.createDirectory(at: live.registry, withIntermediateDirectories: true)
+    let base = try freePortRun(replicas)
+    let prometheus = try PrometheusServer(targets: (0..<replicas).map { "127.0.0.1:\(base + $0)" })
+    #expect(await prometheus.ready())
+    return (live, base, prometheus)
+  }
+
   /// `count` consecutive ports with nothing listening: one a replica.
-  static func freePortRun(_ count: Int = maxReplicas) throws -> Int {
+  static func freePortRun(_ count: Int) throws -> Int {
     // Below Linux's ephemeral range (32768 up): a port there may be the local end of a
     // scrape's or a request's connection, and a stand-in that binds it exits.
     for _ in 0..<50 {
@@ -120,13 +133,8 @@ struct SLOEndToEndTests {
     "as the load steps up the pool grows until the SLO holds, and when it falls the pool comes back to one replica"
   )
   func loadStepsUpAndDown() async throws {
-    let live = Live(folder: try scratchDirectory("slo-live"))
-    try FileManager.default.createDirectory(at: live.registry, withIntermediateDirectories: true)
-    let base = try Self.freePortRun()
-    let prometheus = try PrometheusServer(
-      targets: (0..<Self.maxReplicas).map { "127.0.0.1:\(base + $0)" })
+    let (live, base, prometheus) = try await Self.start("slo-live", replicas: Self.maxReplicas)
     defer { prometheus.stop() }
-    #expect(await prometheus.ready())
     try Data(try Self.policy(prometheus: prometheus.url, base: base, live: live).utf8).write(to: live.policy)
 
     let capstan = try RunningCapstan(
@@ -271,12 +279,8 @@ struct SLOEndToEndTests {
     "on two variants, the SLO's capacity fills the slow cheap one first, the fast dear one past its max, gives the fast one up first, and ends on slow ones"
   )
   func variantsFillCheapFirst() async throws {
-    let live = Live(folder: try scratchDirectory("slo-variants-live"))
-    try FileManager.default.createDirectory(at: live.registry, withIntermediateDirectories: true)
-    let base = try Self.freePortRun(5)
-    let prometheus = try PrometheusServer(targets: (0..<5).map { "127.0.0.1:\(base + $0)" })
+    let (live, base, prometheus) = try await Self.start("slo-variants-live", replicas: 5)
     defer { prometheus.stop() }
-    #expect(await prometheus.ready())
     try Data(try Self.variantPolicy(prometheus: prometheus.url, base: base, live: live).utf8).write(
       to: live.policy)
 

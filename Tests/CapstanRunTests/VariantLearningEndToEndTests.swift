@@ -56,12 +56,8 @@ extension SLOEndToEndTests {
     "a slow variant declared as much capacity as a fast one learns less from its own signals, kept in the saved state"
   )
   func variantLearnsCapacity() async throws {
-    let live = Live(folder: try scratchDirectory("slo-variant-learning-live"))
-    try FileManager.default.createDirectory(at: live.registry, withIntermediateDirectories: true)
-    let base = try Self.freePortRun(2)
-    let prometheus = try PrometheusServer(targets: (0..<2).map { "127.0.0.1:\(base + $0)" })
+    let (live, base, prometheus) = try await Self.start("slo-variant-learning-live", replicas: 2)
     defer { prometheus.stop() }
-    #expect(await prometheus.ready())
     let policy = try Self.learningPolicy(prometheus: prometheus.url, base: base, live: live)
     try Data(policy.utf8).write(to: live.policy)
     let validate = try runCapstan(["validate", live.policy.path])
