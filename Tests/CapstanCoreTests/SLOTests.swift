@@ -229,6 +229,35 @@ struct SLOEngineTests {
     #expect(harness.events(.scaleDown).first?.reason == .modelNotReady)
   }
 
+  @Test("the band rule removes a replica only where the requests running would still fit on one fewer")
+  func bandConsolidates() throws {
+    var harness = EngineHarness(try sloServer(), replicas: ["m": 2])
+    // 13 a replica, every latency far under its bound: one fewer would run 26 at once, more than
+    // a replica has been seen to run within half its bounds, and a latency that includes waiting
+    // says nothing about that until the slots fill.
+    harness.tick(at: 0, ["rate": 3, "running": 26, "waiting": 0, "ttft": 0.5, "itl": 0.02])
+    #expect(harness.replicas["m"] == 2)
+    // Half the load: 12 on one replica, within the 13 seen.
+    harness.tick(at: 15, ["rate": 1.5, "running": 12, "waiting": 0, "ttft": 0.5, "itl": 0.02])
+    #expect(harness.replicas["m"] == 1)
+    #expect(harness.events(.scaleDown).first?.reason == .modelNotReady)
+
+    // Where a replica's slots have been seen, they are the room, not the most seen within the
+    // bounds: 30 running on three fit two replicas of 16 slots (15 each).
+    var slotted = EngineHarness(try sloServer(), replicas: ["m": 3])
+    var target = TargetState()
+    var learned = SLOState()
+    learned.fullAt = 16
+    learned.comfortable = 20
+    target.slo = learned
+    slotted.state.targets["m"] = target
+    slotted.tick(at: 0, ["rate": 3, "running": 30, "waiting": 0, "ttft": 0.5, "itl": 0.02])
+    #expect(slotted.replicas["m"] == 2)
+    // 30 on one replica of 16 slots: held, though a replica has run 20 within the bounds.
+    slotted.tick(at: 15, ["rate": 3, "running": 30, "waiting": 0, "ttft": 0.5, "itl": 0.02])
+    #expect(slotted.replicas["m"] == 2)
+  }
+
   @Test("an idle process's missing latency holds nothing: it goes to zero, and comes back with load")
   func idleToZero() throws {
     let policy = try loadPolicy(
@@ -477,8 +506,9 @@ struct SLOVariantTests {
     harness.tick(at: 15, ["rate": 1, "running": 5])
     #expect(harness.replicas == ["m.h100": 2, "m.l4": 4], "\(harness.events.map(\.detail))")
     #expect(harness.events.allSatisfy { $0.kind != .scaleDown })
-    // Both in, the latency under half its bound: the band rule gives up a unit, an H100.
-    harness.tick(at: 30, ["rate": 1, "running": 5, "itl": 0.01])
+    // Both in, the latency under half its bound, and the requests running fit one unit fewer
+    // at no more than one a unit: the band rule gives up a unit, an H100.
+    harness.tick(at: 30, ["rate": 1, "running": 2, "itl": 0.01])
     #expect(harness.replicas == ["m.h100": 1, "m.l4": 4], "\(harness.events.map(\.detail))")
   }
 

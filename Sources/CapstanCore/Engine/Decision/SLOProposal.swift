@@ -58,6 +58,7 @@ extension TargetContext {
           "every latency under \(format(SLOSizer.bandLow * 100))% of its bound and none waiting, remove 1 → \(sizing.replicas)"
       } else {
         text += "hold at \(current)"
+        if let held = sizing.heldDown { text += ": no scale-down while \(held)" }
       }
       return text
     }

@@ -85,7 +85,7 @@ public struct SLOSizing: Sendable, Equatable {
   /// The measured latency was above a bound, and so the count is one more than the model
   /// gives.
   public var corrected = false
-  /// Why a scale-down the model allows was held.
+  /// Why a scale-down the model or the band rule allows was held.
   public var heldDown: String?
   /// A latency is above its bound, but the replica that last became ready may not show in it
   /// yet: the model's count stands without one more for it.
@@ -96,8 +96,6 @@ public struct SLOSizing: Sendable, Equatable {
 }
 
 enum SLOSizer {
-  /// Below this share of every bound, with nothing waiting, the band rule removes a replica.
-  static let bandLow = 0.5
   /// Below this many requests expected in flight, with none arriving, no replica is needed.
   static let minimumInFlight = 0.01
   /// The most replicas past the Little's-law count a queueing check adds.
@@ -134,6 +132,9 @@ enum SLOSizer {
     }
     let concurrency = observation.concurrency(running)
     let waiting = observation.waiting ?? 0
+    if waiting == 0, comfortable(observation, slo) {
+      state.comfortable = max(state.comfortable ?? 0, concurrency)
+    }
     state.waitingSince =
       observation.concurrency(waiting) >= 1 ? state.waitingSince ?? observation.now : nil
     // Samples need every replica ready and the count held for the span a latency is measured
@@ -222,7 +223,7 @@ enum SLOSizer {
       slots: state.fullAt, replicas: current)
     guard notReady.isEmpty, let measuredDuration else {
       sizing.notReady = notReady.joined(separator: "; ")
-      sizing.replicas = band(observation, slo)
+      sizing.replicas = band(observation, slo, state: state, held: &sizing.heldDown)
       return sizing
     }
     sizing.mode = .model
@@ -363,29 +364,6 @@ enum SLOSizer {
         sizing.replicas = current
       }
     }
-  }
-
-  /// Until the models are ready: one more replica while a latency is above its bound (and no
-  /// replica is starting), one fewer once every latency is under half its bound and nothing
-  /// waits (the last one only once no load arrives), and the same count between.
-  static func band(_ observation: SLOObservation, _ slo: SLOScaling) -> Int {
-    let current = observation.status.current
-    if current == 0 { return (observation.load ?? 0) > 0 ? 1 : 0 }
-    let starting = observation.starting
-    var allLow = true
-    for (index, objective) in slo.objectives.enumerated() {
-      guard let value = observation.measured[index] else {
-        if !observation.idle { allLow = false }
-        continue
-      }
-      if value > objective.bound { return starting ? current : current + 1 }
-      if value >= objective.bound * bandLow { allLow = false }
-    }
-    // The last replica goes only once no load arrives.
-    if allLow, (observation.waiting ?? 0) == 0, let load = observation.load, current > 1 || load == 0 {
-      return current - 1
-    }
-    return current
   }
 }
 

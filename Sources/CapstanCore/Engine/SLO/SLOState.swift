@@ -13,6 +13,10 @@ public struct SLOState: Sendable, Equatable, Codable {
   /// has been seen to run at once, from the second tick in a row on which at least one request
   /// a replica was waiting. Nil until then.
   public var fullAt: Double?
+  /// The most requests a replica of an all-ready fleet has run at once with nothing waiting
+  /// and every latency under half its bound: how far the band rule may consolidate before the
+  /// slots are known. Optional, so a state saved before it was kept still loads.
+  public var comfortable: Double?
   /// Since when every tick of an all-ready fleet of one count has found at least one request a
   /// replica waiting; nil while fewer wait.
   public var waitingSince: Date?
@@ -41,6 +45,7 @@ public struct SLOState: Sendable, Equatable, Codable {
   var isSound: Bool {
     latencies.values.allSatisfy(\.isSound) && duration.isSound
       && (fullAt.map { $0.isFinite && $0 > 0 && $0 <= PolicyLimits.maxMagnitude } ?? true) && trend.isSound
+      && (comfortable.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
       && (concurrency.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
       && (capacity.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
       && (measuredAtReady ?? []).allSatisfy { $0.map { $0.isFinite && $0 >= 0 } ?? true }
