@@ -256,6 +256,21 @@ struct SLOEngineTests {
     // 30 on one replica of 16 slots: held, though a replica has run 20 within the bounds.
     slotted.tick(at: 15, ["rate": 3, "running": 30, "waiting": 0, "ttft": 0.5, "itl": 0.02])
     #expect(slotted.replicas["m"] == 2)
+
+    // A hold says why.
+    let slo = try #require(try sloServer().targets.first { $0.name == "m" }?.slo)
+    let observation = SLOObservation(
+      load: 3, running: 30, waiting: 0, measured: [0.5, 0.02], status: ReplicaStatus(current: 2, ready: 2),
+      now: t0)
+    var held: String?
+    #expect(SLOSizer.band(observation, slo, state: learned, held: &held) == 2)
+    #expect(held == "the 30 requests running would put 30 on each replica of one fewer, above its 16 slots")
+    learned.fullAt = nil
+    #expect(SLOSizer.band(observation, slo, state: learned, held: &held) == 2)
+    #expect(
+      held
+        == "the 30 requests running would put 30 on each replica of one fewer, above the 20 at once seen well within the bounds"
+    )
   }
 
   @Test("an idle process's missing latency holds nothing: it goes to zero, and comes back with load")
