@@ -224,11 +224,7 @@ extension Controller {
   )] {
     guard let slo = target.slo, let learned = state.engine.targets[target.name]?.slo else { return [] }
     return slo.objectives.compactMap { objective in
-      guard let period = objective.period,
-        let standing = learned.budgets?[objective.latency.rawValue]?.standing(
-          percentile: objective.percentile, period: period, at: now)
-      else { return nil }
-      return (objective, standing)
+      learned.budgetStanding(of: objective, at: now).map { (objective, $0) }
     }
   }
 }

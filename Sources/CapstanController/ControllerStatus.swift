@@ -80,9 +80,8 @@ public struct ProcessStatus: Codable, Sendable, Equatable {
     /// As `capstan status` shows it: `ttft error budget 98% left (99.95% within), sized for p95`.
     public var summary: String {
       let left = Ceilings.format((left * 100).rounded())
-      let share = Ceilings.format((share * 10_000).rounded() / 100)
       return
-        "\(latency) error budget \(left)% left (\(share)% within), sized for p\(Ceilings.format((aim * 100).rounded() / 100))"
+        "\(latency) error budget \(left)% left (\(CapstanCore.ErrorBudget.percentText(share)) within), sized for \(CapstanCore.ErrorBudget.aimText(aim))"
     }
   }
 

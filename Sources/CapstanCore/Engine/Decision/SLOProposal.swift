@@ -41,8 +41,8 @@ extension TargetContext {
         "\(objective.latency.rawValue) p\(format(objective.percentile)) \(measured) (bound \(milliseconds(objective.bound))"
       if let budget = objective.budget {
         text +=
-          "; \(SLOSizer.percent(budget.share)) within it over the last \(SLOSizer.hours(budget.counted)), \(format((budget.left * 100).rounded()))% of the error budget left"
-        if sizing.mode == .model { text += ", so sized for p\(format((budget.aim * 100).rounded() / 100))" }
+          "; \(ErrorBudget.percentText(budget.share)) within it over the last \(SLOSizer.hours(budget.counted)), \(format((budget.left * 100).rounded()))% of the error budget left"
+        if sizing.mode == .model { text += ", so sized for \(ErrorBudget.aimText(budget.aim))" }
       }
       return text + ")"
     }
@@ -65,18 +65,17 @@ extension TargetContext {
     let models = sizing.objectives.compactMap { objective -> String? in
       guard let fit = objective.fit else { return nil }
       return
-        "\(objective.latency.rawValue) = \(milliseconds(fit.alpha)) + \(milliseconds(fit.beta)) × concurrency (\(fit.samples) samples, r² \(format((fit.rSquared * 100).rounded() / 100))) allows \(format(((objective.capacity ?? 0) * 100).rounded() / 100)) at once"
+        "\(objective.latency.rawValue) = \(milliseconds(fit.alpha)) + \(milliseconds(fit.beta)) × concurrency (\(fit.samples) samples, r² \(hundredths(fit.rSquared))) allows \(hundredths(objective.capacity ?? 0)) at once"
     }
     var text = "\(objectives); "
     if !models.isEmpty { text += models.joined(separator: "; ") + "; " }
-    let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
     text +=
-      "load \(rounded(sizing.load))/s, \(rounded(sizing.forecast))/s a startup ahead\(describeForecast(sizing)) × \(rounded(duration))s in flight = \(rounded(sizing.forecast * duration)) at once / \(rounded(capacity)) a \(prepared.unit)"
+      "load \(hundredths(sizing.load))/s, \(hundredths(sizing.forecast))/s a startup ahead\(describeForecast(sizing)) × \(hundredths(duration))s in flight = \(hundredths(sizing.forecast * duration)) at once / \(hundredths(capacity)) a \(prepared.unit)"
     let byLittle = sizing.byLittle ?? sizing.replicas
     text += " → \(byLittle)"
     if let slots = sizing.slots, let before = sizing.byLittle, sizing.replicas > before, !sizing.corrected {
       text +=
-        "; waits within the bounds on \(rounded(slots)) slots a \(prepared.unit) (Erlang C, arrivals' dispersion \(rounded(sizing.dispersion ?? 1))) need \(sizing.replicas)"
+        "; waits within the bounds on \(hundredths(slots)) slots a \(prepared.unit) (Erlang C, arrivals' dispersion \(hundredths(sizing.dispersion ?? 1))) need \(sizing.replicas)"
     }
     if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
     if sizing.settling {
@@ -95,12 +94,11 @@ extension TargetContext {
   /// the trend's and the profile's.
   func describeForecast(_ sizing: SLOSizing) -> String {
     guard let seasonal = sizing.seasonal else { return "" }
-    let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
     let source = sizing.forecast > sizing.trend ? "the profile's" : "the trend's"
     var text =
-      " (\(source): the trend \(rounded(sizing.trend))/s, the \(seasonal.periods)-period profile \(rounded(seasonal.profile))/s"
+      " (\(source): the trend \(hundredths(sizing.trend))/s, the \(seasonal.periods)-period profile \(hundredths(seasonal.profile))/s"
     if seasonal.scale < 1 {
-      text += " × \(rounded(seasonal.scale)) for a quieter day = \(rounded(seasonal.load))/s"
+      text += " × \(hundredths(seasonal.scale)) for a quieter day = \(hundredths(seasonal.load))/s"
     }
     return text + ")"
   }

@@ -135,9 +135,7 @@ extension SLOSizer {
     _ objectives: inout [SLOSizing.ObjectiveState], _ slo: SLOScaling, state: SLOState, now: Date
   ) {
     for index in objectives.indices {
-      guard let period = slo.objectives[index].period else { continue }
-      objectives[index].budget = state.budgets?[objectives[index].latency.rawValue]?.standing(
-        percentile: objectives[index].percentile, period: period, at: now)
+      objectives[index].budget = state.budgetStanding(of: slo.objectives[index], at: now)
     }
   }
 
@@ -158,12 +156,27 @@ extension SLOSizer {
     else { return nil }
     let ago = Int(now.timeIntervalSince(aboveAt) / 60)
     return
-      "\(objective.latency.rawValue)'s error budget is overspent (\(percent(budget.share)) within \(milliseconds(objective.bound))) and a latency was above its bound \(ago == 0 ? "this minute" : "\(ago) min ago")"
+      "\(objective.latency.rawValue)'s error budget is overspent (\(ErrorBudget.percentText(budget.share)) within \(milliseconds(objective.bound))) and a latency was above its bound \(ago == 0 ? "this minute" : "\(ago) min ago")"
   }
 
   /// A span counted, in hours to a tenth: 9.2h, 24h.
   static func hours(_ seconds: TimeInterval) -> String { "\(format((seconds / 360).rounded() / 10))h" }
+}
 
+extension SLOState {
+  /// Where `objective`'s error budget stands at `now`; nil where it has no period or its budget
+  /// does not steer yet.
+  public func budgetStanding(of objective: SLOScaling.Objective, at now: Date) -> ErrorBudget.Standing? {
+    guard let period = objective.period else { return nil }
+    return budgets?[objective.latency.rawValue]?.standing(
+      percentile: objective.percentile, period: period, at: now)
+  }
+}
+
+extension ErrorBudget {
   /// A share as a percentage to two decimals: 99.37%.
-  static func percent(_ share: Double) -> String { "\(format((share * 10_000).rounded() / 100))%" }
+  public static func percentText(_ share: Double) -> String { "\(hundredths(share * 100))%" }
+
+  /// The percentile a tick is sized for, to two decimals: p96.84.
+  public static func aimText(_ aim: Double) -> String { "p\(hundredths(aim))" }
 }

@@ -37,12 +37,11 @@ extension SLOSizer {
       let left = observation.concurrency(running) * Double(current) / Double(current - 1)
       let room = state.fullAt ?? max(state.comfortable ?? 0, 1)
       if left > room {
-        let rounded = { (value: Double) in format((value * 100).rounded() / 100) }
         let seen =
           state.fullAt != nil
-          ? "its \(rounded(room)) slots" : "the \(rounded(room)) at once seen well within the bounds"
+          ? "its \(hundredths(room)) slots" : "the \(hundredths(room)) at once seen well within the bounds"
         held =
-          "the \(rounded(running)) requests running would put \(rounded(left)) on each replica of one fewer, above \(seen)"
+          "the \(hundredths(running)) requests running would put \(hundredths(left)) on each replica of one fewer, above \(seen)"
         return current
       }
     }

@@ -367,6 +367,9 @@ enum SLOSizer {
   }
 }
 
+/// A number to two decimals, trailing zeros dropped: 15.2, 16.
+func hundredths(_ value: Double) -> String { format((value * 100).rounded() / 100) }
+
 func milliseconds(_ seconds: Double) -> String {
   abs(seconds) < 1
     ? "\(format((seconds * 100_000).rounded() / 100))ms" : "\(format((seconds * 1000).rounded() / 1000))s"
