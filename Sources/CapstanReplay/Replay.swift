@@ -58,7 +58,10 @@ public struct Replay {
     var source = source
     // Each row is read straight into the positions a tick uses: the engine's signals, then each
     // process's recorded replicas and ready replicas.
-    let engine = ScalingEngine(policy: policy)
+    // The engine ticks at the replay's interval: what a tick stands for follows it.
+    var ticking = policy
+    ticking.controller.interval = options.interval ?? policy.controller.interval
+    let engine = ScalingEngine(policy: ticking)
     let order = engine.signalOrder
     let targets = policy.targets
     let recordedColumns = targets.flatMap {
@@ -68,7 +71,7 @@ public struct Replay {
     func recordedReplicasPosition(_ target: Int) -> Int { order.count + 2 * target }
     guard let firstSample = try source.next(projectedOnto: wanted) else { throw ReplayError.noSamples }
     let first = firstSample.time
-    let interval = options.interval ?? policy.controller.interval
+    let interval = ticking.controller.interval
     let staleness = options.staleness ?? policy.controller.staleness
     guard interval >= 1 else { throw ReplayError.badInterval }
     for name in options.start.keys where policy.target(named: name) == nil {

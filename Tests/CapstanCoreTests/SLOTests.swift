@@ -104,12 +104,12 @@ struct LatencyModelTests {
   func trend() throws {
     var trend = LoadTrend()
     #expect(trend.forecast(ahead: 120) == nil)
-    for tick in 0..<60 { trend.add(Double(tick), at: t0.addingTimeInterval(Double(tick) * 15)) }
+    for tick in 0..<60 { trend.add(Double(tick), at: t0.addingTimeInterval(Double(tick) * 15), tick: 15) }
     let rising = try #require(trend.forecast(ahead: 120))
     // The load rises 1/s every 15 s; the smoothed level lags it, the slope makes up part of that.
     #expect(rising > trend.level)
     #expect(trend.slope > 0)
-    for tick in 60..<200 { trend.add(0, at: t0.addingTimeInterval(Double(tick) * 15)) }
+    for tick in 60..<200 { trend.add(0, at: t0.addingTimeInterval(Double(tick) * 15), tick: 15) }
     #expect((trend.forecast(ahead: 120) ?? -1) >= 0)
     #expect(trend.forecast(ahead: 120) ?? 1 < 0.1)
   }
@@ -261,7 +261,7 @@ struct SLOEngineTests {
     let slo = try #require(try sloServer().targets.first { $0.name == "m" }?.slo)
     let observation = SLOObservation(
       load: 3, running: 30, waiting: 0, measured: [0.5, 0.02], status: ReplicaStatus(current: 2, ready: 2),
-      now: t0)
+      now: t0, tick: 15)
     var held: String?
     #expect(SLOSizer.band(observation, slo, state: learned, held: &held) == 2)
     #expect(held == "the 30 requests running would put 30 on each replica of one fewer, above its 16 slots")
@@ -538,7 +538,7 @@ struct SLOVariantTests {
     // Three L4s at half a unit: 1.5 units, which a whole-unit count rounds to 1.
     let observation = SLOObservation(
       load: 3, running: 24, waiting: nil, measured: [0.03], status: ReplicaStatus(current: 1, ready: 1),
-      now: t0, capacity: ExactCapacity(current: 1.5, ready: 1.5))
+      now: t0, tick: 15, capacity: ExactCapacity(current: 1.5, ready: 1.5))
     SLOSizer.learn(observation, policy, state: &state)
     #expect(state.concurrency == 16)
     #expect(state.replicasSince == t0)

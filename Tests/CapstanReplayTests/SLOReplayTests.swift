@@ -144,4 +144,23 @@ struct SLOReplayTests {
     #expect(blocked["reason"] as? String == "max_instances")
     #expect((blocked["detail"] as? String)?.contains("itl = ") == true, "\(blocked)")
   }
+
+  @Test("replay at a longer interval than the policy's ticks at its own: the ramp's trend still looks ahead")
+  func replayInterval() throws {
+    let folder = try Self.folder()
+    let audit = folder.appendingPathComponent("audit-minute.jsonl")
+    let result = try runCapstan([
+      "replay", folder.appendingPathComponent("policy.yaml").path, "--metrics",
+      folder.appendingPathComponent("ramp.csv").path, "--interval", "1m", "--audit-log", audit.path,
+    ])
+    #expect(result.status == 0, "\(result.stderr)")
+    let sized = try String(contentsOf: audit, encoding: .utf8).split(separator: "\n").compactMap {
+      (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["slo"] as? [String: Any]
+    }
+    // A minute between ticks is one tick at `--interval 1m`, not a gap of four 15 s ticks
+    // after which the trend would start again, flat, at every tick.
+    let last = try #require(sized.last, "\(sized)")
+    let load = try #require(last["load"] as? Double)
+    #expect((last["trend"] as? Double ?? 0) > load, "\(last)")
+  }
 }

@@ -162,7 +162,7 @@ public struct LoadHistory: Sendable, Equatable, Codable {
         (0..<1_000_000).contains($0.index) && LoadHistory.areLoads($0.peaks)
           && ($0.means.isEmpty || $0.means.count == $0.peaks.count)
           && $0.means.allSatisfy { taken in
-            taken.map { $0.count > 0 && LoadHistory.areLoads([$0.total]) } ?? true
+            taken.map { $0.count > 0 && LoadHistory.areLoads([$0.mean]) } ?? true
           }
       }
   }

@@ -13,7 +13,7 @@ extension TargetContext {
     let observation = SLOObservation(
       load: value(positions.load), running: value(positions.running), waiting: value(positions.waiting),
       measured: positions.measured.map(value), within: positions.within.map(value), status: status, now: now,
-      capacity: capacity)
+      tick: prepared.tick, capacity: capacity)
     var learned = state.slo ?? SLOState()
     SLOSizer.learn(observation, slo, state: &learned)
     state.slo = learned

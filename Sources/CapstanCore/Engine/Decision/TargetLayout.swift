@@ -28,6 +28,8 @@ final class PreparedTarget: Sendable {
   /// For a process sized on its SLOs, where its signals sit: the load, running and waiting
   /// requests, and each objective's measured latency.
   let sloPositions: SLOPositions?
+  /// How long a tick stands for: the controller's interval.
+  let tick: TimeInterval
 
   /// - Parameter sharing: the targets on each provider and on each GPU pool, in policy order.
   init(
@@ -36,6 +38,7 @@ final class PreparedTarget: Sendable {
   ) {
     self.target = target
     self.unit = unit
+    tick = policy.controller.interval
     trackingPosition = target.tracking.flatMap { positions[$0.metric] }
     // Every name a target reads is among the engine's signals, so each has a position.
     upConditionPositions = (target.up.rule?.conditions ?? []).map { positions[$0.metric] ?? 0 }

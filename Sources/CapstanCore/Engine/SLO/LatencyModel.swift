@@ -21,10 +21,14 @@ public struct LatencyModel: Sendable, Equatable, Codable {
     var products = 0.0
     var latencySquares = 0.0
 
+    /// Each sum within what `add` reaches: values of at most 1e15 (so squares and products of
+    /// at most 1e30), about ten samples' worth.
     var isSound: Bool {
-      [weight, concurrency, latency, concurrencySquares, products, latencySquares].allSatisfy {
-        $0.isFinite && abs($0) <= PolicyLimits.maxMagnitude
-      }
+      let most = PolicyLimits.maxMagnitude / (1 - LatencyModel.forgetting)
+      return [weight, concurrency, latency].allSatisfy { $0.isFinite && $0 >= 0 && $0 <= most }
+        && [concurrencySquares, products, latencySquares].allSatisfy {
+          $0.isFinite && $0 >= 0 && $0 <= most * PolicyLimits.maxMagnitude
+        }
     }
   }
 

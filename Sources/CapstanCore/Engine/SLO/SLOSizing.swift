@@ -14,12 +14,18 @@ struct SLOObservation {
   var within: [Double?] = []
   var status: ReplicaStatus
   var now: Date
+  /// The controller's interval: the span one tick's arrivals are counted over, and past twice
+  /// which the controller saw nothing between two ticks.
+  var tick: TimeInterval
   /// The fleet in units of capacity, exactly, for a process with variants (whose status counts
   /// whole units); nil: a replica is a unit.
   var capacity: ExactCapacity? = nil
 
-  /// What one unit of the fleet runs at once.
-  func concurrency(_ running: Double) -> Double { running / (capacity?.current ?? Double(status.current)) }
+  /// What one unit of the fleet runs at once; at most 1e15, as any signal is, where a fleet
+  /// of less than a unit runs near that many.
+  func concurrency(_ running: Double) -> Double {
+    min(running / (capacity?.current ?? Double(status.current)), PolicyLimits.maxMagnitude)
+  }
 
   /// A replica is starting: for a process with variants, one of any size, which a count of
   /// whole units may not show.
@@ -107,7 +113,7 @@ enum SLOSizer {
   /// Adds this tick's samples: only from a fleet whose replicas are all ready and none
   /// draining, so each replica's share of the load is what it runs.
   static func learn(_ observation: SLOObservation, _ slo: SLOScaling, state: inout SLOState) {
-    if let load = observation.load { state.trend.add(load, at: observation.now) }
+    if let load = observation.load { state.trend.add(load, at: observation.now, tick: observation.tick) }
     count(observation, slo, state: &state)
     let status = observation.status
     // A process with variants changes size when its capacity does: an L4 more of three is
@@ -257,8 +263,10 @@ enum SLOSizer {
     sizing.byLittle = replicas
     if let slots = state.fullAt, sizing.objectives.contains(where: { $0.latency.includesWaiting }) {
       sizing.dispersion = state.trend.dispersion
-      let first = replicas
-      while replicas < first + queueSearch && replicas < limit
+      // From Little's count, which saturates at Int.max where the load is near 1e15 and the
+      // capacity tiny: the search ends counted from the lower of it and the max.
+      let end = min(replicas, limit) + queueSearch
+      while replicas < end && replicas < limit
         && !waitsWithin(
           sizing.objectives, replicas: replicas, slots: slots, inFlight: inFlight, duration: duration,
           burstiness: state.trend.dispersion)

@@ -70,8 +70,9 @@ public struct LittleEstimate: Sendable, Equatable, Codable {
   public init() {}
 
   mutating func add(running: Double, load: Double, concurrency: Double) {
-    guard running.isFinite, load.isFinite, concurrency.isFinite, running >= 0, load >= 0,
-      running <= PolicyLimits.maxMagnitude, load <= PolicyLimits.maxMagnitude
+    guard running.isFinite, load.isFinite, concurrency.isFinite, running >= 0, load >= 0, concurrency >= 0,
+      running <= PolicyLimits.maxMagnitude, load <= PolicyLimits.maxMagnitude,
+      concurrency <= PolicyLimits.maxMagnitude
     else { return }
     let f = Self.forgetting
     weight = weight * f + 1
@@ -90,10 +91,11 @@ public struct LittleEstimate: Sendable, Equatable, Codable {
   /// The per-replica concurrency the estimate was measured at, on average.
   public var meanConcurrency: Double { weight > 0 ? concurrency / weight : 0 }
 
+  /// Each sum within what `add` reaches: values of at most 1e15, a hundred ticks' worth.
   var isSound: Bool {
     samples >= 0
       && [weight, running, load, concurrency].allSatisfy {
-        $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude
+        $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude / (1 - Self.forgetting)
       }
   }
 }
@@ -116,7 +118,11 @@ public struct LoadTrend: Sendable, Equatable, Codable {
 
   public init() {}
 
-  public mutating func add(_ load: Double, at now: Date) {
+  /// Adds the load of a tick `tick` seconds after the last. Where more than two ticks have
+  /// passed (the controller was down, paused or had lost its lease), it saw nothing between:
+  /// the level and slope start again from this load, as they would be stale, and the arrivals'
+  /// dispersion takes no sample, since arrivals counted over the gap are not a tick's.
+  public mutating func add(_ load: Double, at now: Date, tick: TimeInterval) {
     guard load.isFinite, load >= 0, load <= PolicyLimits.maxMagnitude else { return }
     guard let last, now > last else {
       if self.last == nil {
@@ -126,12 +132,18 @@ public struct LoadTrend: Sendable, Equatable, Codable {
       return
     }
     let elapsed = now.timeIntervalSince(last)
+    self.last = now
+    guard elapsed <= 2 * tick else {
+      level = load
+      slope = 0
+      return
+    }
     let previous = level
     level = Self.levelWeight * load + (1 - Self.levelWeight) * (level + slope * elapsed)
+    level = min(max(level, 0), PolicyLimits.maxMagnitude)
     slope = Self.slopeWeight * (level - previous) / elapsed + (1 - Self.slopeWeight) * slope
-    level = max(level, 0)
-    self.last = now
-    let count = load * elapsed
+    slope = min(max(slope, -PolicyLimits.maxMagnitude), PolicyLimits.maxMagnitude)
+    let count = min(load * tick, PolicyLimits.maxMagnitude)
     arrivals = Self.dispersionWeight * count + (1 - Self.dispersionWeight) * arrivals
     arrivalSquares = Self.dispersionWeight * count * count + (1 - Self.dispersionWeight) * arrivalSquares
   }
@@ -153,9 +165,11 @@ public struct LoadTrend: Sendable, Equatable, Codable {
     return max(level + max(slope, 0) * ahead, 0)
   }
 
+  /// Each within what `add` keeps it to: a count of arrivals at most 1e15, so their squares at
+  /// most 1e30.
   var isSound: Bool {
-    [level, slope, arrivals, arrivalSquares].allSatisfy {
-      $0.isFinite && abs($0) <= PolicyLimits.maxMagnitude
-    }
+    [level, slope, arrivals].allSatisfy { $0.isFinite && abs($0) <= PolicyLimits.maxMagnitude }
+      && arrivalSquares.isFinite && arrivalSquares >= 0
+      && arrivalSquares <= PolicyLimits.maxMagnitude * PolicyLimits.maxMagnitude
   }
 }

@@ -94,7 +94,8 @@ extension ScalingEngine {
       func value(_ position: Int?) -> Double? { position.flatMap { signals[$0] } }
       let observation = SLOObservation(
         load: value(learning.load), running: value(learning.running), waiting: nil,
-        measured: learning.measured.map(value), status: statuses[position], now: now)
+        measured: learning.measured.map(value), status: statuses[position], now: now,
+        tick: policy.controller.interval)
       state.targets.update(atTarget: member, default: TargetState()) { own in
         var learned = own.slo ?? SLOState()
         SLOSizer.learn(observation, slo, state: &learned)
