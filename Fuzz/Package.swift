@@ -21,7 +21,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
   ],
   targets: [
-    // The libFuzzer driver and the harnesses' policy loading, shared by the five.
+    // The libFuzzer driver and the harnesses' policy loading, shared by the six.
     .target(name: "FuzzSupport", dependencies: [core]),
     .executableTarget(name: "FuzzPolicy", dependencies: [core, support]),
     .executableTarget(
@@ -31,6 +31,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]),
     .executableTarget(name: "FuzzState", dependencies: [core, support]),
+    .executableTarget(name: "FuzzSLO", dependencies: [core, support]),
     .executableTarget(
       name: "FuzzTrace", dependencies: [core, support, .product(name: "CapstanSimulation", package: capstan)]),
     .executableTarget(

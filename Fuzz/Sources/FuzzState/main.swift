@@ -3,7 +3,8 @@ import Foundation
 import FuzzSupport
 
 /// Any bytes as a saved state: decoded or refused; one that decodes and passes its range check
-/// runs engine ticks without stopping the process.
+/// runs engine ticks without stopping the process, for a target-tracking process and for
+/// SLO-sized ones.
 let policy = fixedPolicy(
   yaml: """
     providers:
@@ -24,6 +25,9 @@ let policy = fixedPolicy(
         cost_circuit_breaker: {daily_budget_usd: 100, cost_rate_metric: spend}
     """)
 let engine = ScalingEngine(policy: policy)
+/// The same state ticked by SLO-sized processes: a saved model, trend, error budget or learned
+/// capacity that passes the range check must not stop the process either.
+let sloEngine = ScalingEngine(policy: sloProcesses)
 
 func fuzzState(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
   let decoder = JSONDecoder()
@@ -37,6 +41,20 @@ func fuzzState(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let inputs = EngineInputs(
       signals: ["q": Double(tick) * 40, "spend": 3], replicas: ["w": ReplicaStatus(current: 2, ready: 1)])
     current = engine.decide(inputs, state: current, now: now.addingTimeInterval(Double(tick) * 15)).1
+  }
+  current = state
+  for (tick, load) in [2.0, 40, 0.5].enumerated() {
+    var signals: [String: Double] = [:]
+    for signal in sloProcesses.signals { signals[signal.name] = load }
+    var replicas: [String: ReplicaStatus] = [:]
+    for target in sloProcesses.targets {
+      replicas[target.name] = ReplicaStatus(current: 2, ready: 2 - tick % 2)
+    }
+    current =
+      sloEngine.decide(
+        EngineInputs(signals: signals, replicas: replicas), state: current,
+        now: now.addingTimeInterval(Double(tick) * 15)
+      ).1
   }
   return 0
 }
