@@ -56,11 +56,11 @@ public struct Replay {
     onEvent: (AuditEvent) throws -> Void = { _ in }
   ) throws -> ReplayResult {
     var source = source
-    // Each row is read straight into the positions a tick uses: the engine's signals, then each
-    // process's recorded replicas and ready replicas.
     // The engine ticks at the replay's interval: what a tick stands for follows it.
     var ticking = policy
     ticking.controller.interval = options.interval ?? policy.controller.interval
+    // Each row is read straight into the positions a tick uses: the engine's signals, then each
+    // process's recorded replicas and ready replicas.
     let engine = ScalingEngine(policy: ticking)
     let order = engine.signalOrder
     let targets = policy.targets

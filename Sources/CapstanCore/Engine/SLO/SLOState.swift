@@ -140,9 +140,9 @@ public struct LoadTrend: Sendable, Equatable, Codable {
     }
     let previous = level
     level = Self.levelWeight * load + (1 - Self.levelWeight) * (level + slope * elapsed)
-    level = min(max(level, 0), PolicyLimits.maxMagnitude)
     slope = Self.slopeWeight * (level - previous) / elapsed + (1 - Self.slopeWeight) * slope
     slope = min(max(slope, -PolicyLimits.maxMagnitude), PolicyLimits.maxMagnitude)
+    level = min(max(level, 0), PolicyLimits.maxMagnitude)
     let count = min(load * tick, PolicyLimits.maxMagnitude)
     arrivals = Self.dispersionWeight * count + (1 - Self.dispersionWeight) * arrivals
     arrivalSquares = Self.dispersionWeight * count * count + (1 - Self.dispersionWeight) * arrivalSquares
