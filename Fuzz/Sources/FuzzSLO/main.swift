@@ -5,9 +5,10 @@ import FuzzSupport
 /// Any bytes as a run of ticks for processes sized on their SLOs: each tick's signal values
 /// (missing, zero, ordinary, up to 1e15), how far time moves, and which replicas become ready
 /// come from the bytes. Through the latency models, the error budgets, the forecast and the
-/// capacities variants learn, every tick must keep each count within its min and max, write
-/// records with no number that is not one, and leave a state that saves, loads back the same,
-/// and passes the range check a restart applies.
+/// capacities variants learn, every tick must keep each count within its min and max, scale
+/// nothing down while its process's load or running requests are missing, write records with
+/// no number that is not one, and leave a state that saves, loads back the same, and passes the
+/// range check a restart applies.
 let policy = sloProcesses
 let engine = ScalingEngine(policy: policy)
 let signalNames = policy.signals.map(\.name).sorted()
@@ -40,6 +41,9 @@ func value(_ kind: UInt8, _ fraction: UInt8) -> Double? {
     return share * scales[Int(kind) % scales.count]
   }
 }
+
+/// The reasons a count comes down to a limit whatever the signals say.
+let ceilings: Set<ScaleReason> = [.maxInstances, .gpuPool, .costCeiling, .rateLimitCeiling, .budgetCap]
 
 /// A number written out as `nan` or `inf`: a record a person cannot check.
 func holdsNonNumber(_ line: String) -> Bool {
@@ -82,6 +86,16 @@ func fuzzSLO(_ input: UnsafePointer<UInt8>, _ count: Int) -> CInt {
       guard action.to >= target.min, action.to <= target.max else {
         fatalError(
           "\(action.process) scaled \(action.from) -> \(action.to), outside \(target.min)...\(target.max)")
+      }
+      // Missing data never causes a scale-down (the load, the requests running); a ceiling,
+      // such as a max the fleet stands above, still brings the count down to it.
+      let slo = target.variant.map { policy.variantGroup(named: $0.group)?.process.slo } ?? target.slo
+      if action.to < action.from, !ceilings.contains(action.reason), let slo,
+        signals[slo.load] == nil || signals[slo.running] == nil
+      {
+        fatalError(
+          "\(action.process) scaled down \(action.from) -> \(action.to) with its load or running missing (\(action.reason.rawValue)): \(decision.events.map(\.detail))"
+        )
       }
       let ready = min(replicas[action.process]?.ready ?? 0, action.to)
       replicas[action.process] = ReplicaStatus(current: action.to, ready: ready)
