@@ -95,7 +95,7 @@ extension ScalingEngine {
       let observation = SLOObservation(
         load: value(learning.load), running: value(learning.running), waiting: nil,
         measured: learning.measured.map(value), status: statuses[position], now: now,
-        tick: policy.controller.interval)
+        tick: group.prepared.tick)
       state.targets.update(atTarget: member, default: TargetState()) { own in
         var learned = own.slo ?? SLOState()
         SLOSizer.learn(observation, slo, state: &learned)
