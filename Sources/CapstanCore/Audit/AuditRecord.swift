@@ -151,8 +151,13 @@ public struct AuditRecord: Sendable, Encodable {
 
   enum SLOKeys: String, CodingKey {
     case mode, load, forecast, trend, seasonal, capacity, slots, dispersion, replicas, objectives, corrected
-    case settling, spending
+    case settling, spending, misses
     case notReady = "not_ready", durationSeconds = "duration_s", heldDown = "held_down"
+  }
+
+  enum MissKeys: String, CodingKey {
+    case latency, units, load, allowed, missed
+    case missedWithFewer = "missed_with_fewer"
   }
 
   enum SeasonalKeys: String, CodingKey {
@@ -229,6 +234,15 @@ public struct AuditRecord: Sendable, Encodable {
     try nested.encode(sizing.settling, forKey: .settling)
     if sizing.spending { try nested.encode(true, forKey: .spending) }
     try nested.encodeIfPresent(sizing.heldDown, forKey: .heldDown)
+    if let misses = sizing.byMisses {
+      var curve = nested.nestedContainer(keyedBy: MissKeys.self, forKey: .misses)
+      try curve.encode(misses.latency.rawValue, forKey: .latency)
+      try curve.encode(misses.units, forKey: .units)
+      try curve.encode(Self.fourDecimals(misses.load), forKey: .load)
+      try curve.encode(six(misses.allowed), forKey: .allowed)
+      try curve.encode(six(misses.missedWithFewer), forKey: .missedWithFewer)
+      try curve.encodeIfPresent(misses.missed.map(six), forKey: .missed)
+    }
     var list = nested.nestedUnkeyedContainer(forKey: .objectives)
     for objective in sizing.objectives {
       var item = list.nestedContainer(keyedBy: ObjectiveKeys.self)

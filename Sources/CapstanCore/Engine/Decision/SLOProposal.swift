@@ -73,10 +73,12 @@ extension TargetContext {
       "load \(hundredths(sizing.load))/s, \(hundredths(sizing.forecast))/s a startup ahead\(describeForecast(sizing)) × \(hundredths(duration))s in flight = \(hundredths(sizing.forecast * duration)) at once / \(hundredths(capacity)) a \(prepared.unit)"
     let byLittle = sizing.byLittle ?? sizing.replicas
     text += " → \(byLittle)"
-    if let slots = sizing.slots, let before = sizing.byLittle, sizing.replicas > before, !sizing.corrected {
+    let model = sizing.byMisses?.model ?? sizing.replicas
+    if let slots = sizing.slots, let before = sizing.byLittle, model > before, !sizing.corrected {
       text +=
-        "; waits within the bounds on \(hundredths(slots)) slots a \(prepared.unit) (Erlang C, arrivals' dispersion \(hundredths(sizing.dispersion ?? 1))) need \(sizing.replicas)"
+        "; waits within the bounds on \(hundredths(slots)) slots a \(prepared.unit) (Erlang C, arrivals' dispersion \(hundredths(sizing.dispersion ?? 1))) need \(model)"
     }
+    if let misses = sizing.byMisses, !sizing.corrected { text += "; \(describe(misses))" }
     if sizing.corrected { text += "; a measured latency is above its bound, so one more than now" }
     if sizing.settling {
       text +=
@@ -88,6 +90,15 @@ extension TargetContext {
     }
     if let held = sizing.heldDown { text += "; no scale-down while \(held)" }
     return text
+  }
+
+  /// The curve of the share missed in one clause: what it measured with one unit fewer, against
+  /// the share aimed at, and the count that carries the load within it.
+  func describe(_ misses: MissSizing) -> String {
+    let fewer = misses.units - 1
+    let at = misses.missed.map { "\(percent($0)) measured" } ?? "none measured that high"
+    return
+      "\(misses.latency.rawValue) missed \(percent(misses.missedWithFewer)) of requests at \(hundredths(misses.load / Double(fewer)))/s a \(prepared.unit) (\(fewer) for \(hundredths(misses.load))/s smoothed), above the \(percent(misses.allowed)) aimed at; at \(hundredths(misses.load / Double(misses.units)))/s a \(prepared.unit), \(at): \(misses.units)"
   }
 
   /// Where the load a startup ahead came from, where a seasonal profile is on: the higher of
@@ -103,3 +114,6 @@ extension TargetContext {
     return text + ")"
   }
 }
+
+/// A share as a percentage to two decimals: 4.12%.
+private func percent(_ share: Double) -> String { "\(hundredths(share * 100))%" }

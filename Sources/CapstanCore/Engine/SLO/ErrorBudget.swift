@@ -30,7 +30,7 @@ public struct ErrorBudget: Sendable, Equatable, Codable {
   /// The budget left at which the aim reaches its loosest. Steering by the whole budget would
   /// spend it only once it stood nearly unspent: the sizing, with its headroom, misses less than
   /// it aims at, and the budget would end the period mostly unspent.
-  static let fullLeft = 0.25
+  static let fullLeft = 0.5
 
   /// With this share of its budget or more left, a measured latency above the bound adds no
   /// replica: the minute's misses are spent from the budget, and the correction returns once

@@ -86,6 +86,9 @@ public struct SLOSizing: Sendable, Equatable {
   public var replicas: Int
   /// What Little's law alone gives, before the queueing check adds any for waiting.
   public var byLittle: Int?
+  /// What the share missed, measured by per-unit load, asks for, where it asks for more than
+  /// the model.
+  public var byMisses: MissSizing?
   /// The arrivals' dispersion the queueing check stretched waits by, where it ran.
   public var dispersion: Double?
   /// The measured latency was above a bound, and so the count is one more than the model
@@ -147,6 +150,7 @@ enum SLOSizer {
     // over, so no sample mixes two fleet sizes.
     let settled =
       state.replicasSince.map { observation.now.timeIntervalSince($0) >= slo.measuredOver } ?? true
+    if settled { learnMisses(observation, slo, state: &state) }
     guard concurrency > 0 else { return }
     if waiting == 0, let load = observation.load {
       state.duration.add(running: running, load: load, concurrency: concurrency)
@@ -273,6 +277,13 @@ enum SLOSizer {
       {
         replicas += 1
       }
+    }
+    if var misses = missUnits(sizing.objectives, state: state, load: state.trend.level, limit: limit),
+      misses.units > replicas
+    {
+      misses.model = replicas
+      sizing.byMisses = misses
+      replicas = misses.units
     }
     sizing.replicas = replicas
     sizing.settling = settling(observation, slo, state: state)

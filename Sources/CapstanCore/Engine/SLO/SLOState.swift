@@ -39,6 +39,9 @@ public struct SLOState: Sendable, Equatable, Codable {
   public var budgets: [String: ErrorBudget]?
   /// The last tick a measured latency was above its bound.
   public var aboveAt: Date?
+  /// Per latency an objective with a measured share within its bound bounds (its raw name), the
+  /// share missed by per-unit load.
+  public var misses: [String: MissCurve]?
 
   public init() {}
 
@@ -50,6 +53,7 @@ public struct SLOState: Sendable, Equatable, Codable {
       && (capacity.map { $0.isFinite && $0 >= 0 && $0 <= PolicyLimits.maxMagnitude } ?? true)
       && (measuredAtReady ?? []).allSatisfy { $0.map { $0.isFinite && $0 >= 0 } ?? true }
       && (budgets ?? [:]).values.allSatisfy(\.isSound)
+      && (misses ?? [:]).values.allSatisfy(\.isSound)
   }
 }
 
