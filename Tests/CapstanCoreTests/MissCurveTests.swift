@@ -135,7 +135,7 @@ struct MissCurveTests {
     let fewer = misses.units - 1
     #expect(
       record.detail.contains(
-        "; ttft missed \(hundredths(misses.missedWithFewer * 100))% of requests at \(hundredths(misses.load / Double(fewer)))/s a replica (\(fewer) for \(hundredths(misses.load))/s smoothed), above the \(hundredths(misses.allowed * 100))% aimed at; at "
+        "; ttft missed \(hundredths(misses.missedWithFewer * 100))% of requests where a replica carried \(hundredths(misses.load / Double(fewer)))/s (\(hundredths(misses.load))/s smoothed on \(fewer)), above the \(hundredths(misses.allowed * 100))% aimed at, and "
       ), "\(record.detail)")
     let json = AuditRecord(record, mode: .replay).jsonLine()
     for key in ["\"misses\":{", "\"missed_with_fewer\":", "\"units\":\(misses.units)", "\"allowed\":"] {

@@ -96,9 +96,13 @@ extension TargetContext {
   /// the share aimed at, and the count that carries the load within it.
   func describe(_ misses: MissSizing) -> String {
     let fewer = misses.units - 1
-    let at = misses.missed.map { "\(percent($0)) measured" } ?? "none measured that high"
+    let unit = prepared.unit
+    let light = hundredths(misses.load / Double(misses.units))
+    let at =
+      misses.missed.map { "and \(percent($0)) where it carried \(light)/s" }
+      ?? "and nothing was measured at or below \(light)/s"
     return
-      "\(misses.latency.rawValue) missed \(percent(misses.missedWithFewer)) of requests at \(hundredths(misses.load / Double(fewer)))/s a \(prepared.unit) (\(fewer) for \(hundredths(misses.load))/s smoothed), above the \(percent(misses.allowed)) aimed at; at \(hundredths(misses.load / Double(misses.units)))/s a \(prepared.unit), \(at): \(misses.units)"
+      "\(misses.latency.rawValue) missed \(percent(misses.missedWithFewer)) of requests where a \(unit) carried \(hundredths(misses.load / Double(fewer)))/s (\(hundredths(misses.load))/s smoothed on \(fewer)), above the \(percent(misses.allowed)) aimed at, \(at) (on \(misses.units)): \(misses.units)"
   }
 
   /// Where the load a startup ahead came from, where a seasonal profile is on: the higher of

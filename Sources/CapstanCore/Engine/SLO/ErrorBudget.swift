@@ -24,12 +24,14 @@ public struct ErrorBudget: Sendable, Equatable, Codable {
   /// minute would read as the whole budget spent.
   static let minimumAllowed = 10.0
   /// The per-tick percentile the sizing aims at is the objective's, with its share of misses
-  /// multiplied by up to this (a quarter of the budget or more left) or divided by up to this (a
-  /// quarter or more overspent): p95 to p99.8 for an objective of p99.
+  /// multiplied by up to this (half the budget or more left) or divided by up to this (half or
+  /// more overspent): p95 to p99.8 for an objective of p99.
   static let steering = 5.0
   /// The budget left at which the aim reaches its loosest. Steering by the whole budget would
   /// spend it only once it stood nearly unspent: the sizing, with its headroom, misses less than
-  /// it aims at, and the budget would end the period mostly unspent.
+  /// it aims at, and the budget would end the period mostly unspent. Steering by a quarter of it
+  /// spends it early: the share missed by load, aiming at p95 until three quarters are gone,
+  /// runs a bursty pool thin into its busiest hours.
   static let fullLeft = 0.5
 
   /// With this share of its budget or more left, a measured latency above the bound adds no
