@@ -54,8 +54,9 @@ public struct MissCurve: Sendable, Equatable, Codable {
     }
   }
 
-  /// The share missed at `perUnit`: the most any band at or below its load has missed (more load
-  /// a unit never misses less), among bands that have counted enough; nil where none has.
+  /// The share missed at `perUnit`: that of the nearest band at or below its load among those
+  /// that have counted enough (a load heavier than any measured reads the heaviest); nil where
+  /// none has.
   public func missed(perUnit: Double) -> Double? {
     guard perUnit.isFinite, perUnit > 0 else { return nil }
     let band = Self.band(of: max(perUnit, Self.lightest))
@@ -73,7 +74,9 @@ public struct MissCurve: Sendable, Equatable, Codable {
     else { return nil }
     func meets(_ units: Int) -> Bool { (missed(perUnit: load / Double(units)) ?? 0) <= allowed }
     guard !meets(1) else { return nil }
-    // More units never carry more each, so the share missed falls with the count: bisect.
+    // Each unit carries less as the count rises, and misses as much or less: bisect. Where the
+    // bands measured are out of that order (a band with few misses below one with more), the
+    // count found meets the aim (or is the limit), though a smaller one may too.
     var (below, above) = (1, limit)
     while above - below > 1 {
       let middle = below + (above - below) / 2
