@@ -208,7 +208,9 @@ struct ErrorBudgetTests {
     #expect(budgeted[1] < budgeted[0], "\(budgeted)")
   }
 
-  @Test("a missing share counts nothing and holds no scale-down, and its record says so")
+  @Test(
+    "a missing share counts nothing, teaches the share missed by load nothing, holds no scale-down, and its record says so"
+  )
   func missingShare() throws {
     var harness = EngineHarness(try budgetServer(budget: true), replicas: ["m": 4])
     for tick in 0..<200 {
@@ -219,6 +221,9 @@ struct ErrorBudgetTests {
         ["rate": rate, "running": rate * 5, "waiting": 0, "ttft": 0.3 + 0.01 * b, "itl": 0.02 + 0.001 * b])
     }
     #expect(harness.state.targets["m"]?.slo?.budgets?["ttft"]?.requests == 0)
+    // Nor is the share missed by load learned: the model sizes alone.
+    #expect(harness.state.targets["m"]?.slo?.misses == nil)
+    #expect(harness.events.allSatisfy { $0.slo?.byMisses == nil })
     let outage = try #require(harness.events(.signalMissing).first { $0.detail.contains("signal good") })
     #expect(
       outage.detail.hasSuffix("the error budget of m counts no requests until it returns"), "\(outage.detail)"

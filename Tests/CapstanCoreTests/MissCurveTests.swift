@@ -142,18 +142,4 @@ struct MissCurveTests {
       #expect(json.contains(key), "\(json)")
     }
   }
-
-  @Test("with no share within the bound measured, nothing is learned and the model sizes alone")
-  func missingShare() throws {
-    var harness = EngineHarness(try budgetServer(budget: true), replicas: ["m": 4])
-    for tick in 0..<400 {
-      let rate = 4 + Double((tick / 20) % 8) * 2
-      let b = rate * 5 / Double(harness.replicas["m"] ?? 1)
-      harness.tick(
-        at: Double(tick) * 15,
-        ["rate": rate, "running": rate * 5, "waiting": 0, "ttft": 0.3 + 0.01 * b, "itl": 0.02 + 0.001 * b])
-    }
-    #expect(harness.state.targets["m"]?.slo?.misses == nil)
-    #expect(harness.events.allSatisfy { $0.slo?.byMisses == nil })
-  }
 }
