@@ -20,6 +20,10 @@ public struct ProcessResult: Sendable, Equatable {
   /// The lowest share inside the SLO over the run's scoring windows (`Simulator.window`), or
   /// `sloAttainment` without them.
   public var worstWindowAttainment: Double
+  /// Per scoring window from the first arrival's minute: requests that arrived in it and
+  /// missed the SLO.
+  var windowMisses: [Int]
+  var firstArrivalMinute: Int?
   /// Requests inside the SLO per replica-hour: the goodput per GPU that NVIDIA Dynamo's planner
   /// reports, where a replica is one GPU.
   public var goodputPerReplicaHour: Double
@@ -58,6 +62,8 @@ public struct ProcessResult: Sendable, Equatable {
     searchCost = fleet.cost
     sloAttainment = requests > 0 ? Double(tally.met) / Double(requests) : 1
     worstWindowAttainment = tally.worstWindowAttainment
+    windowMisses = tally.windows.map { $0.all - $0.met }
+    firstArrivalMinute = tally.firstArrivalMinute
     goodputPerReplicaHour = replicaHours > 0 ? Double(tally.met) / replicaHours : 0
     // Over the trace's span, the same for every run: a run that goes on past it (work left
     // waiting) does not dilute its average.

@@ -53,7 +53,7 @@ struct Tally {
   }
 
   /// The first arrival's minute: windows count from it.
-  private var firstArrivalMinute: Int?
+  private(set) var firstArrivalMinute: Int?
 
   mutating func served(minute: Int, latency: Double) {
     latencies.record(latency)

@@ -50,14 +50,17 @@ extension Simulator {
 /// 2. the best static pool, by bisection (more replicas never start a FIFO request later);
 /// 3. the zero-wait schedule capped at a ceiling, the lowest that meets the SLO, by bisection:
 ///    requests at its peaks wait within the bound instead of each peak getting its replicas;
-/// 4. from the cheapest of those that meets the SLO, a descent: one replica fewer over a block
+/// 4. window by window: each window of five minutes takes the count it needs, the counts chosen
+///    together so the misses the SLO allows fall where they save most (`windowed`);
+/// 5. from the cheapest of those that meets the SLO, a descent: one replica fewer over a block
 ///    of ticks, kept where the SLO still holds and the cost falls; blocks from half the run
-///    down to one tick, then single ticks again until nothing more comes off;
-/// 5. kicks: more replicas at one tick, then the single-tick descent over the others, kept where
+///    down to one tick, then single ticks again until nothing more comes off; then the same
+///    from the second cheapest start, while the budget lasts;
+/// 6. kicks: more replicas at one tick, then the single-tick descent over the others, kept where
 ///    it ends cheaper, so a schedule that holds replicas at one tick to save more at others is
 ///    found.
 ///
-/// Steps 3 to 5 stop once the search has simulated its budget of schedules (steps 1 and 2 always
+/// Steps 3 to 6 stop once the search has simulated its budget of schedules (steps 1 and 2 always
 /// run in full). The oracle is the cheapest schedule that meets the SLO among all those
 /// simulated, so it never costs more than the zero-wait schedule or the static pool where they
 /// meet it. It is a local optimum, exact where the brute-force tests say.
@@ -91,10 +94,14 @@ struct OracleSearch {
     }
   }
 
-  init(simulator: Simulator, target: ScalingTarget, slo: SimulationSettings.SLO) {
+  /// The most schedules this search may simulate, before the trace's length lowers it.
+  let most: Int
+
+  init(simulator: Simulator, target: ScalingTarget, slo: SimulationSettings.SLO, most: Int = maxEvaluations) {
     self.simulator = simulator
     self.target = target
     self.slo = slo
+    self.most = most
   }
 
   /// The oracle's schedule by tick and the static pool.
@@ -111,7 +118,7 @@ struct OracleSearch {
     }
     let first = try simulator.run(recorded, name: "zero-wait", onEvent: { _ in })
     guard let requests = first.processes.first?.requests, requests > 0 else { return ([low], low) }
-    budget = min(Self.maxEvaluations, max(16, Simulator.searchRequests / requests))
+    budget = min(most, max(16, Simulator.searchRequests / requests))
     // The most misses the SLO allows, by the test a run is judged by (met / requests >= target).
     var allowed = 0
     while allowed < requests && Double(requests - allowed - 1) / Double(requests) >= slo.target {
@@ -156,12 +163,30 @@ struct OracleSearch {
       }
     }
 
-    // 4. Lower blocks of ticks while the SLO holds.
+    // 4. Window by window: the count each window needs, chosen for the schedule as a whole, from
+    //    constant runs and from capped ones.
+    var other: Scored?
+    for capped in [false, true] where best.feasible {
+      guard let found = try windowed(asked: asked, allowed: allowed, capped: capped) else { continue }
+      if found.isBetter(than: best) {
+        if other.map({ best.isBetter(than: $0) }) ?? true { other = best }
+        best = found
+      } else if other.map({ found.isBetter(than: $0) }) ?? true {
+        other = found
+      }
+    }
+
+    // 5. Lower blocks of ticks while the SLO holds, from the cheaper start, then from the other
+    //    while the budget lasts: each descent ends in its own local optimum.
     if best.feasible {
       best = try descend(from: best, blocks: max(1, best.ticks.count / 2), allowed: allowed)
     }
+    if let other, evaluations < budget {
+      let lowered = try descend(from: other, blocks: max(1, other.ticks.count / 2), allowed: allowed)
+      if lowered.isBetter(than: best) { best = lowered }
+    }
 
-    // 5. Kicks, out of a local optimum: more replicas at one tick (each count up to max), then
+    // 6. Kicks, out of a local optimum: more replicas at one tick (each count up to max), then
     //    the other ticks lowered again; kept where the result is cheaper than the best so far.
     var kicked = 0
     var raise = 1
@@ -185,6 +210,110 @@ struct OracleSearch {
       }
     }
     return (best.ticks, pool)
+  }
+
+  /// Minutes a window of the windowed schedule spans.
+  static let windowMinutes = 5
+
+  /// A schedule that spends the misses the SLO allows where they save the most. Each count from
+  /// `min` to the zero-wait schedule's peak is simulated once, as a constant pool or (`capped`)
+  /// as the zero-wait schedule (`asked`) under that ceiling, scored window by window; then, for
+  /// a price on a miss, each window takes the count that costs least with its misses priced in,
+  /// the price the lowest whose windows miss no more than allowed in all (a Lagrangian
+  /// relaxation of the choice of one count per window). A window's misses in those runs are
+  /// partly the queue the windows before it left, which the chosen schedule changes, so it is
+  /// simulated whole and the misses it may spend lowered until it meets the SLO. Nil where it
+  /// never does, or where the runs would not fit in what is left of the search's budget.
+  private mutating func windowed(asked: [Int], allowed: Int, capped: Bool) throws -> Scored? {
+    let low = target.min
+    let peak = asked.max() ?? low
+    guard peak > low, evaluations + peak - low + 1 < budget, !asked.isEmpty else { return nil }
+    let interval = simulator.policy.controller.interval
+    let windowSeconds = Double(Self.windowMinutes * 60)
+    var scored = simulator
+    scored.window = windowSeconds
+    // Each tick's window: the window of the arrivals its replicas serve, a startup later.
+    let startup = (simulator.kinds(of: target.name) ?? []).compactMap { $0.target.variant?.startup }
+      .reduce(target.simulation?.startup ?? 0, max)
+    var misses: [[Int]] = []
+    var first = 0
+    for ceiling in low...peak {
+      evaluations += 1
+      let ticks = asked.map { capped ? min($0, ceiling) : ceiling }
+      let start = simulator.start == .oracle ? [target.name: ticks[0]] : [:]
+      let result = try scored.run(
+        .schedule { _, tick in tick < ticks.count ? ticks[tick] : low }, name: "oracle", start: start,
+        onEvent: { _ in })
+      guard let process = result.processes.first else { return nil }
+      misses.append(process.windowMisses)
+      first = process.firstArrivalMinute ?? 0
+    }
+    // What holding each count a tick costs, in the search's units: constant runs are not
+    // simulated, so a count's cost is its share of the capacity-weighted cost of the peak.
+    let kinds = simulator.kinds(of: target.name)
+    func rate(_ count: Int) -> Double {
+      guard let kinds else { return Double(count) }
+      let counts = Simulator.mix(Double(count) * Simulator.step(of: kinds), of: kinds, in: simulator.policy)
+      return zip(kinds, counts).reduce(0) { $0 + $1.0.weight * Double($1.1) }
+    }
+    let windows = misses.map(\.count).max() ?? 0
+    guard windows > 0 else { return nil }
+    func window(of tick: Int) -> Int {
+      let minute = Int((Double(tick) * interval + startup) / 60)
+      return min(max((minute - first) / Self.windowMinutes, 0), windows - 1)
+    }
+    var costs = Array(repeating: Array(repeating: 0.0, count: misses.count), count: windows)
+    for (tick, wanted) in asked.enumerated() {
+      for option in misses.indices {
+        costs[window(of: tick)][option] += rate(capped ? min(wanted, low + option) : low + option)
+      }
+    }
+    func missed(_ option: Int, _ window: Int) -> Int {
+      window < misses[option].count ? misses[option][window] : 0
+    }
+    func choose(_ price: Double) -> (options: [Int], misses: Int) {
+      var options: [Int] = []
+      var total = 0
+      for window in 0..<windows {
+        var chosen = misses.count - 1
+        for option in misses.indices
+        where costs[window][option] + price * Double(missed(option, window))
+          < costs[window][chosen] + price * Double(missed(chosen, window))
+        {
+          chosen = option
+        }
+        options.append(chosen)
+        total += missed(chosen, window)
+      }
+      return (options, total)
+    }
+    var found: Scored?
+    for share in [1.0, 0.8, 0.6, 0.4, 0.2, 0] where evaluations < budget {
+      let spend = Int(Double(allowed) * share)
+      var (cheap, dear) = (0.0, 1.0)
+      var rounds = 0
+      while choose(dear).misses > spend && rounds < 60 {
+        dear *= 4
+        rounds += 1
+      }
+      guard choose(dear).misses <= spend else { continue }
+      for _ in 0..<60 {
+        let middle = (cheap + dear) / 2
+        if choose(middle).misses <= spend { dear = middle } else { cheap = middle }
+      }
+      let options = choose(dear).options
+      let ticks = asked.indices.map { tick in
+        capped
+          ? min(asked[tick], low + options[window(of: tick)])
+          : low + max(options[window(of: tick)], options[min(max(window(of: tick) - 1, 0), windows - 1)])
+      }
+      let tried = try score(ticks, allowed: allowed, cheaperThan: nil)
+      if tried.feasible {
+        found = tried
+        break
+      }
+    }
+    return found
   }
 
   /// Lowers blocks of `blocks` ticks by one replica, then blocks of half that, down to single

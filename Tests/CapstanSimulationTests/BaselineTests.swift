@@ -145,6 +145,39 @@ struct BaselineTests {
     #expect(oracle.replicaHours < zeroWait.replicaHours * 0.9)
   }
 
+  @Test(
+    "over twelve hours of busy and quiet half hours, a search of 30 schedules finds an oracle within 2% of what 400 find: each window gets the count it needs"
+  )
+  func windowedOracle() throws {
+    let policy = try queueWorker(
+      max: 8, slo: "latency: queue_wait, bound: 10s, target: 95%", simulation: ["startup: 60s"],
+      interval: "60s")
+    // Twelve hours: busy half hours take a job every 10 or 15 s, quiet ones one a minute; 25 s
+    // of work each. Too many ticks for 30 schedules to lower block by block.
+    var arrivals: [Double] = []
+    for phase in 0..<24 {
+      let gap = phase.isMultiple(of: 2) ? (phase.isMultiple(of: 4) ? 10.0 : 15.0) : 60.0
+      arrivals += stride(from: Double(phase) * 1800, to: Double(phase + 1) * 1800, by: gap).map { $0 }
+    }
+    let simulator = try Simulator(policy: policy, traces: ["w": jobs(arrivals, work: 25)], start: .oracle)
+    let target = try #require(policy.targets.first)
+    let slo = try #require(target.simulation?.slo)
+    var cost: [Int: Double] = [:]
+    for most in [30, 400] {
+      var search = OracleSearch(simulator: simulator, target: target, slo: slo, most: most)
+      let (schedule, _) = try search.run()
+      #expect(search.evaluations <= most)
+      let run = try #require(
+        try simulator.run(.oracle, yardstick: Yardstick(oracle: ["w": schedule], staticPool: [:])).processes
+          .first)
+      #expect(run.sloAttainment >= slo.target)
+      cost[most] = run.replicaHours
+    }
+    let small = try #require(cost[30])
+    let large = try #require(cost[400])
+    #expect(small <= large * 1.02, "30 schedules: \(small) replica-hours; 400: \(large)")
+  }
+
   @Test("the static pool is the fewest constant replicas that meet the SLO")
   func staticPool() throws {
     let policy = try queueWorker(max: 10, slots: 2, slo: "latency: queue_wait, bound: 5s, target: 90%")
