@@ -232,7 +232,6 @@ struct OracleSearch {
     let windowSeconds = Double(Self.windowMinutes * 60)
     var scored = simulator
     scored.window = windowSeconds
-    // Each tick's window: the window of the arrivals its replicas serve, a startup later.
     let startup = (simulator.kinds(of: target.name) ?? []).compactMap { $0.target.variant?.startup }
       .reduce(target.simulation?.startup ?? 0, max)
     var misses: [[Int]] = []
@@ -248,8 +247,8 @@ struct OracleSearch {
       misses.append(process.windowMisses)
       first = process.firstArrivalMinute ?? 0
     }
-    // What holding each count a tick costs, in the search's units: constant runs are not
-    // simulated, so a count's cost is its share of the capacity-weighted cost of the peak.
+    // What holding a count for a tick costs, in the search's units: replicas, or for a process
+    // with variants the dollars an hour of the cheapest fill of that many steps.
     let kinds = simulator.kinds(of: target.name)
     func rate(_ count: Int) -> Double {
       guard let kinds else { return Double(count) }
@@ -258,6 +257,7 @@ struct OracleSearch {
     }
     let windows = misses.map(\.count).max() ?? 0
     guard windows > 0 else { return nil }
+    // A tick's window: that of the arrivals its replicas serve once started, a startup later.
     func window(of tick: Int) -> Int {
       let minute = Int((Double(tick) * interval + startup) / 60)
       return min(max((minute - first) / Self.windowMinutes, 0), windows - 1)
@@ -302,6 +302,8 @@ struct OracleSearch {
         if choose(middle).misses <= spend { dear = middle } else { cheap = middle }
       }
       let options = choose(dear).options
+      // A constant count is asked a startup ahead of its window and kept through the window
+      // before it, whose queue may still need it; a ceiling caps what zero-wait asks.
       let ticks = asked.indices.map { tick in
         capped
           ? min(asked[tick], low + options[window(of: tick)])
