@@ -34,7 +34,8 @@ struct Fleet {
     var requestedAt: Double
     var readyAt: Double
     var drainDeadline: Double?
-    var inFlight: Set<Int> = []
+    /// Requests it serves now: its completions are in the fleet's heap.
+    var busy = 0
     var draining: Bool { drainDeadline != nil }
   }
 
@@ -42,12 +43,6 @@ struct Fleet {
     /// The request's place in the trace, from 0.
     var number: Int
     var request: Trace.Request
-  }
-
-  /// A request being served: what its score will be once it ends.
-  struct Running {
-    var minute: Int
-    var latency: Double
   }
 
   /// The process: its name, its min and max (in capacity units where it has variants).
@@ -67,8 +62,8 @@ struct Fleet {
   private(set) var lastArrival: Double?
   private(set) var queue: [Waiting] = []
   private(set) var queueHead = 0
-  private var running: [Int: Running] = [:]
-  /// In flight: (finish time, replica id, request number), a min-heap on time.
+  /// Every request in flight, a min-heap on its finish time: each carries its score, so a
+  /// request's end needs no lookup.
   private var completions = MinHeap<Completion>()
   private(set) var now = 0.0
   private(set) var replicaSeconds = 0.0
@@ -86,7 +81,11 @@ struct Fleet {
   struct Completion: Comparable {
     var time: Double
     var replica: Int
+    /// The request's place in the trace, from 0.
     var request: Int
+    /// Its minute of arrival and its latency: what it scores once it ends.
+    var minute: Int
+    var latency: Double
     static func < (a: Completion, b: Completion) -> Bool {
       (a.time, a.replica, a.request) < (b.time, b.replica, b.request)
     }
@@ -96,7 +95,7 @@ struct Fleet {
   /// - Parameter replicas: per kind, the replicas ready at the start.
   init(
     target: ScalingTarget, kinds: [Kind]? = nil, settings: SimulationSettings, trace: Trace,
-    interval: TimeInterval, start replicas: [Int], windowMinutes: Int? = nil
+    interval: TimeInterval, start replicas: [Int], windowMinutes: Int? = nil, latencies: Bool = true
   ) throws {
     self.target = target
     self.kinds = kinds ?? [Kind(target: target, speed: 1, weight: 1)]
@@ -104,7 +103,7 @@ struct Fleet {
     self.kind = trace.kind
     self.interval = interval
     kindSeconds = Array(repeating: 0, count: self.kinds.count)
-    tally = Tally(slo: settings.slo, windowMinutes: windowMinutes)
+    tally = Tally(slo: settings.slo, windowMinutes: windowMinutes, keepsLatencies: latencies)
     arrivals = try trace.stream()
     pending = try arrivals.next()
     for (kind, count) in replicas.enumerated() where kind < self.kinds.count {
@@ -196,7 +195,7 @@ struct Fleet {
   private var openMinute: Int {
     var open = pending.map(Self.minute) ?? .max
     if queueHead < queue.count { open = min(open, Self.minute(queue[queueHead].request)) }
-    for request in running.values { open = min(open, request.minute) }
+    for request in completions.elements { open = min(open, request.minute) }
     return open
   }
 
@@ -224,11 +223,11 @@ struct Fleet {
       var fastest = 0.0
       for index in replicas.indices
       where replicas[index].drainDeadline == nil && replicas[index].readyAt <= now
-        && (replicas[index].inFlight.count < load
-          || slot != nil && replicas[index].inFlight.count == load && replicas[index].speed > fastest)
+        && (replicas[index].busy < load
+          || slot != nil && replicas[index].busy == load && replicas[index].speed > fastest)
       {
         slot = index
-        load = replicas[index].inFlight.count
+        load = replicas[index].busy
         fastest = replicas[index].speed
       }
       guard let slot else { return }
@@ -248,7 +247,7 @@ struct Fleet {
       if let law = settings.itl, kind == .llm {
         // The batch it joins, itself included, sets every step it takes; its first token
         // comes one step after its prefill.
-        itl = law.interTokenLatency(batch: replicas[slot].inFlight.count + 1) / speed
+        itl = law.interTokenLatency(batch: replicas[slot].busy + 1) / speed
         service = prefill + request.outputTokens * itl
         ttft += itl
       }
@@ -258,14 +257,17 @@ struct Fleet {
       case .ttft: latency = ttft
       case .e2e: latency = wait + service
       }
-      running[waiting.number] = Running(minute: Self.minute(request), latency: latency)
       recentStarts.append(
         Started(
           time: now, latency: latency, wait: wait, ttft: ttft, itl: itl, e2e: wait + service,
           kind: replicas[slot].kind))
       if recentStarts.count > 4096 { recentStarts.removeAll { $0.time <= now - 60 } }
-      replicas[slot].inFlight.insert(waiting.number)
-      completions.push(Completion(time: now + service, replica: replicas[slot].id, request: waiting.number))
+      replicas[slot].busy += 1
+      completions.push(
+        Completion(
+          time: now + service, replica: replicas[slot].id, request: waiting.number,
+          minute: Self.minute(request),
+          latency: latency))
     }
   }
 
@@ -294,21 +296,20 @@ struct Fleet {
     var found: Int?
     for index in replicas.indices where replicas[index].id == done.replica { found = index }
     guard let index = found else { return }
-    replicas[index].inFlight.remove(done.request)
-    if let served = running.removeValue(forKey: done.request) {
-      tally.served(minute: served.minute, latency: served.latency)
-    }
-    if replicas[index].draining && replicas[index].inFlight.isEmpty { replicas.remove(at: index) }
+    replicas[index].busy -= 1
+    tally.served(minute: done.minute, latency: done.latency)
+    if replicas[index].draining && replicas[index].busy == 0 { replicas.remove(at: index) }
   }
 
   /// A drain that ran out of time: what the replica still serves is cut short.
   private mutating func cutShort(at time: Double) {
     for index in replicas.indices.reversed() where (replicas[index].drainDeadline ?? .infinity) <= time {
-      for request in replicas[index].inFlight {
-        if let cut = running.removeValue(forKey: request) { tally.failed(minute: cut.minute) }
-      }
       let id = replicas[index].id
-      completions.removeAll { $0.replica == id }
+      completions.removeAll {
+        guard $0.replica == id else { return false }
+        tally.failed(minute: $0.minute)
+        return true
+      }
       replicas.remove(at: index)
     }
   }
@@ -329,7 +330,7 @@ struct Fleet {
       // The newest go first, as the local supervisor does.
       for _ in action.to..<serving {
         guard let index = replicas.lastIndex(where: { !$0.draining && $0.kind == kind }) else { break }
-        if replicas[index].inFlight.isEmpty {
+        if replicas[index].busy == 0 {
           replicas.remove(at: index)
         } else {
           replicas[index].drainDeadline = now + action.drainTimeout
@@ -356,10 +357,10 @@ struct Fleet {
 
   /// Ends the run: what is in flight is scored as it started; what never got a slot fails.
   mutating func close() {
-    for number in running.keys.sorted() {
-      if let served = running[number] { tally.served(minute: served.minute, latency: served.latency) }
+    for request in completions.elements.sorted(by: { $0.request < $1.request }) {
+      tally.served(minute: request.minute, latency: request.latency)
     }
-    running = [:]
+    completions = MinHeap()
     for waiting in queue[queueHead...] { tally.failed(minute: Self.minute(waiting.request)) }
     queue = []
     queueHead = 0

@@ -28,10 +28,10 @@ extension Fleet {
       // Busy slots over every ready slot, whatever kind holds it.
       let ready = replicas.filter { !$0.draining && $0.readyAt <= now && (kind == nil || $0.kind == kind) }
       guard !ready.isEmpty else { return nil }
-      let busy = ready.reduce(0) { $0 + $1.inFlight.count }
+      let busy = ready.reduce(0) { $0 + $1.busy }
       return Double(busy) / Double(ready.count * settings.slots) * 100
     case .concurrency:
-      return Double(waiting + replicas.reduce(0) { $0 + $1.inFlight.count })
+      return Double(waiting + replicas.reduce(0) { $0 + $1.busy })
     case .requestRate where kind != nil:
       // A kind's share of the load is what started on it: the queue is the fleet's.
       var count = 0.0
@@ -50,7 +50,7 @@ extension Fleet {
       return (quantity == .requestRate ? count : tokens) / interval
     case .latencyP95: return lastMinute(\.latency, percentile: 0.95, kind: kind)
     case .running:
-      return Double(replicas.reduce(0) { $0 + (kind == nil || $1.kind == kind ? $1.inFlight.count : 0) })
+      return Double(replicas.reduce(0) { $0 + (kind == nil || $1.kind == kind ? $1.busy : 0) })
     case .ttftP99: return lastMinute(\.ttft, percentile: 0.99, kind: kind)
     case .ttftMean: return lastMinute(\.ttft, percentile: nil, kind: kind)
     case .itlP99: return lastMinute(\.itl, percentile: 0.99, kind: kind)

@@ -4,6 +4,8 @@ struct MinHeap<Element: Comparable> {
   var peek: Element? { items.first }
   var isEmpty: Bool { items.isEmpty }
   var count: Int { items.count }
+  /// Every element, in no particular order.
+  var elements: [Element] { items }
 
   mutating func push(_ element: Element) {
     items.append(element)

@@ -14,6 +14,9 @@ public struct Simulator {
   /// Where set, each run also scores its SLO window by window, this long each from the first
   /// arrival: `ProcessResult.worstWindowAttainment`.
   public var window: TimeInterval?
+  /// Whether runs keep their latencies for percentiles; the oracle's search and `tune`'s
+  /// candidates, each scored by its cost and its share inside the SLO alone, run without.
+  public var latencies = true
 
   /// How a run begins.
   public enum Start: String, Sendable, CaseIterable {
@@ -180,7 +183,8 @@ public struct Simulator {
         fleets.append(
           try Fleet(
             target: group.process, kinds: kinds, settings: settings, trace: trace, interval: interval,
-            start: Self.mix(bounded, of: kinds, in: driven), windowMinutes: windowMinutes))
+            start: Self.mix(bounded, of: kinds, in: driven), windowMinutes: windowMinutes,
+            latencies: latencies))
         targetIndex.append(
           kinds.map { kind in driven.targets.firstIndex { $0.name == kind.target.name } ?? index })
         actions.append(ActionTally())
@@ -191,7 +195,7 @@ public struct Simulator {
       fleets.append(
         try Fleet(
           target: target, settings: settings, trace: trace, interval: interval, start: [replicas],
-          windowMinutes: windowMinutes))
+          windowMinutes: windowMinutes, latencies: latencies))
       targetIndex.append([index])
       actions.append(ActionTally())
     }

@@ -13,6 +13,8 @@ struct Tally {
   /// The trace's service time on one slot.
   private(set) var workSeconds = 0.0
   private(set) var latencies = LatencyHistogram()
+  /// Whether `latencies` records each request's; without, every percentile reads 0.
+  let keepsLatencies: Bool
   private(set) var missedMinutes = 0
   /// Per minute of arrival, from `firstMinute`: requests met, arrived, and still open.
   private var minutes: [(met: Int, all: Int, open: Int)] = []
@@ -22,8 +24,9 @@ struct Tally {
   /// Per window of arrival, from the first: requests met and arrived.
   private(set) var windows: [(met: Int, all: Int)] = []
 
-  init(slo: SimulationSettings.SLO, windowMinutes: Int? = nil) {
+  init(slo: SimulationSettings.SLO, windowMinutes: Int? = nil, keepsLatencies: Bool = true) {
     self.slo = slo
+    self.keepsLatencies = keepsLatencies
     self.windowMinutes = windowMinutes.map { max($0, 1) }
   }
 
@@ -56,7 +59,7 @@ struct Tally {
   private(set) var firstArrivalMinute: Int?
 
   mutating func served(minute: Int, latency: Double) {
-    latencies.record(latency)
+    if keepsLatencies { latencies.record(latency) }
     let ok = latency <= slo.bound
     if ok { met += 1 } else { misses += 1 }
     end(minute: minute, met: ok)

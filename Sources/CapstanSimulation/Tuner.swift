@@ -171,6 +171,8 @@ public struct Tuner: Sendable {
       var simulator = try? Simulator(policy: candidate, traces: traces, start: options.start)
     else { return nil }
     simulator.window = window
+    // A candidate is scored by its cost and its share inside the SLO, not its percentiles.
+    simulator.latencies = false
     guard let result = try? simulator.run(baseline, yardstick: yardstick) else { return nil }
     var cost = 0.0
     var attainment = 1.0

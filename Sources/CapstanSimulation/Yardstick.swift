@@ -65,7 +65,7 @@ extension Simulator {
 /// simulated, so it never costs more than the zero-wait schedule or the static pool where they
 /// meet it. It is a local optimum, exact where the brute-force tests say.
 struct OracleSearch {
-  let simulator: Simulator
+  private(set) var simulator: Simulator
   let target: ScalingTarget
   let slo: SimulationSettings.SLO
   /// Schedules simulated so far.
@@ -99,6 +99,7 @@ struct OracleSearch {
 
   init(simulator: Simulator, target: ScalingTarget, slo: SimulationSettings.SLO, most: Int = maxEvaluations) {
     self.simulator = simulator
+    self.simulator.latencies = false
     self.target = target
     self.slo = slo
     self.most = most
