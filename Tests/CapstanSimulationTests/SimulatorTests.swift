@@ -76,6 +76,19 @@ struct SimulatorTests {
     #expect(w.failed == 0)
   }
 
+  @Test("a run without latencies, as the oracle's search runs, scores the same and reads no percentile")
+  func withoutLatencies() throws {
+    let trace = jobs([0, 0, 0, 40, 41], work: 10)
+    let policy = try fixedFleet(replicas: 1, slots: 1, slo: "queue_wait, bound: 15s")
+    var simulator = try Simulator(policy: policy, traces: ["w": trace])
+    let kept = try #require(try simulator.run().processes.first)
+    simulator.latencies = false
+    let scored = try #require(try simulator.run().processes.first)
+    #expect(kept.latencyP99 == 20 && scored.latencyP99 == 0 && scored.latencyP50 == 0)
+    #expect(scored.sloAttainment == kept.sloAttainment && abs(kept.sloAttainment - 4.0 / 5) < 1e-9)
+    #expect(scored.replicaHours == kept.replicaHours && scored.requests == 5)
+  }
+
   @Test("e2e latency is the wait plus the service time; two slots serve two at once")
   func slotsAndE2E() throws {
     let trace = jobs([0, 0, 0], work: 10)
