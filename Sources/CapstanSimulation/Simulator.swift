@@ -5,7 +5,7 @@ import Foundation
 /// Closed-loop what-if: the policy's own engine (the one `run` and `replay` drive) decides on
 /// signals measured from simulated fleets fed by request traces, on a virtual clock, and its
 /// actions change those fleets. Deterministic: the same inputs give the same result.
-public struct Simulator {
+public struct Simulator: Sendable {
   public let policy: Policy
   /// Per process: its trace.
   public let traces: [String: Trace]

@@ -103,7 +103,7 @@ public struct Tuner: Sendable {
       if seen.insert(values).inserted { candidates.append(values) }
     }
     let tried = candidates
-    let scores = Scores(count: tried.count)
+    let scores = ConcurrentResults<Score>(count: tried.count)
     let done = Counter()
     DispatchQueue.concurrentPerform(iterations: tried.count) { index in
       scores.set(index, score(tried[index], on: tuning, yardstick: tuningYardstick, window: window))
@@ -223,14 +223,6 @@ struct SplitMix64: RandomNumberGenerator {
 }
 
 /// Results written by index from concurrent runs.
-private final class Scores: @unchecked Sendable {
-  private let lock = NSLock()
-  private var values: [Tuner.Score?]
-  init(count: Int) { values = Array(repeating: nil, count: count) }
-  func set(_ index: Int, _ score: Tuner.Score?) { lock.withLock { values[index] = score } }
-  func get(_ index: Int) -> Tuner.Score? { lock.withLock { values[index] } }
-}
-
 private final class Counter: @unchecked Sendable {
   private let lock = NSLock()
   private var value = 0

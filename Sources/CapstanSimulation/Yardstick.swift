@@ -16,6 +16,9 @@ extension Simulator {
   /// in bounded time: its budget is this over the trace's requests, at least 16 and at most
   /// `OracleSearch.maxEvaluations` schedules.
   public static let searchRequests = 12_000_000
+  /// About how many more requests a search whose budget would not fit its windowed step (a
+  /// long trace's) may simulate for that step and what follows it.
+  public static let windowedRequests = 100_000_000
 
   /// Searches every traced process's oracle and static pool, each on its own (under a schedule,
   /// the processes do not touch each other), runs starting as `start` says.
@@ -61,7 +64,8 @@ extension Simulator {
 ///    found.
 ///
 /// Steps 3 to 6 stop once the search has simulated its budget of schedules (steps 1 and 2 always
-/// run in full). The oracle is the cheapest schedule that meets the SLO among all those
+/// run in full); a budget too small for step 4's runs is raised to fit them and what follows,
+/// within `Simulator.windowedRequests`. The oracle is the cheapest schedule that meets the SLO among all those
 /// simulated, so it never costs more than the zero-wait schedule or the static pool where they
 /// meet it. It is a local optimum, exact where the brute-force tests say.
 struct OracleSearch {
@@ -97,8 +101,15 @@ struct OracleSearch {
   /// The most schedules this search may simulate, before the trace's length lowers it.
   let most: Int
 
-  init(simulator: Simulator, target: ScalingTarget, slo: SimulationSettings.SLO, most: Int = maxEvaluations) {
+  /// Requests the search simulates, about, before and for its windowed step.
+  let requestBudget: (search: Int, windowed: Int)
+
+  init(
+    simulator: Simulator, target: ScalingTarget, slo: SimulationSettings.SLO, most: Int = maxEvaluations,
+    requestBudget: (search: Int, windowed: Int) = (Simulator.searchRequests, Simulator.windowedRequests)
+  ) {
     self.simulator = simulator
+    self.requestBudget = requestBudget
     self.simulator.latencies = false
     self.target = target
     self.slo = slo
@@ -119,7 +130,7 @@ struct OracleSearch {
     }
     let first = try simulator.run(recorded, name: "zero-wait", onEvent: { _ in })
     guard let requests = first.processes.first?.requests, requests > 0 else { return ([low], low) }
-    budget = min(most, max(16, Simulator.searchRequests / requests))
+    budget = min(most, max(16, requestBudget.search / requests))
     // The most misses the SLO allows, by the test a run is judged by (met / requests >= target).
     var allowed = 0
     while allowed < requests && Double(requests - allowed - 1) / Double(requests) >= slo.target {
@@ -166,6 +177,16 @@ struct OracleSearch {
 
     // 4. Window by window: the count each window needs, chosen for the schedule as a whole, from
     //    constant runs and from capped ones.
+    // They close most of the gap to the best schedule, so a search whose budget would not fit
+    // them (a long trace's) is given as many more as they and what follows them take, up to
+    // `most` and to `requestBudget.windowed` requests simulated for them.
+    let windowRuns = 2 * (peak - low + 1)
+    let extra = windowRuns + Self.afterWindows
+    if best.feasible, peak > low, evaluations + windowRuns >= budget,
+      extra <= requestBudget.windowed / requests
+    {
+      budget = min(most, budget + extra)
+    }
     var other: Scored?
     for capped in [false, true] where best.feasible {
       guard let found = try windowed(asked: asked, allowed: allowed, capped: capped) else { continue }
@@ -213,6 +234,10 @@ struct OracleSearch {
     return (best.ticks, pool)
   }
 
+  /// Schedules a budget raised for the windowed step (4) leaves for what follows it: the
+  /// schedules it tries whole, and the descent.
+  static let afterWindows = 16
+
   /// Minutes a window of the windowed schedule spans.
   static let windowMinutes = 5
 
@@ -235,16 +260,27 @@ struct OracleSearch {
     scored.window = windowSeconds
     let startup = (simulator.kinds(of: target.name) ?? []).compactMap { $0.target.variant?.startup }
       .reduce(target.simulation?.startup ?? 0, max)
+    // Each count's run is independent of the others': they run at once, on every core, and
+    // are read back in order, so the search is the same on any machine.
+    let ceilings = Array(low...peak)
+    let runs = ConcurrentResults<Result<ProcessResult?, Error>>(count: ceilings.count)
+    let (name, warm, windowedRuns) = (target.name, simulator.start == .oracle, scored)
+    DispatchQueue.concurrentPerform(iterations: ceilings.count) { index in
+      let ticks = asked.map { capped ? min($0, ceilings[index]) : ceilings[index] }
+      runs.set(
+        index,
+        Result {
+          try windowedRuns.run(
+            .schedule { _, tick in tick < ticks.count ? ticks[tick] : low }, name: "oracle",
+            start: warm ? [name: ticks[0]] : [:], onEvent: { _ in }
+          ).processes.first
+        })
+    }
+    evaluations += ceilings.count
     var misses: [[Int]] = []
     var first = 0
-    for ceiling in low...peak {
-      evaluations += 1
-      let ticks = asked.map { capped ? min($0, ceiling) : ceiling }
-      let start = simulator.start == .oracle ? [target.name: ticks[0]] : [:]
-      let result = try scored.run(
-        .schedule { _, tick in tick < ticks.count ? ticks[tick] : low }, name: "oracle", start: start,
-        onEvent: { _ in })
-      guard let process = result.processes.first else { return nil }
+    for index in ceilings.indices {
+      guard let process = try runs.get(index)?.get() else { return nil }
       misses.append(process.windowMisses)
       first = process.firstArrivalMinute ?? 0
     }

@@ -178,6 +178,45 @@ struct BaselineTests {
     #expect(small <= large * 1.02, "30 schedules: \(small) replica-hours; 400: \(large)")
   }
 
+  @Test(
+    "a search whose budget of requests would not fit its windowed step, as a long trace's would not, is given what the step takes and finds what a large budget finds"
+  )
+  func windowedBudget() throws {
+    let policy = try queueWorker(
+      max: 8, slo: "latency: queue_wait, bound: 10s, target: 95%", simulation: ["startup: 60s"],
+      interval: "60s")
+    var arrivals: [Double] = []
+    for phase in 0..<24 {
+      let gap = phase.isMultiple(of: 2) ? (phase.isMultiple(of: 4) ? 10.0 : 15.0) : 60.0
+      arrivals += stride(from: Double(phase) * 1800, to: Double(phase + 1) * 1800, by: gap).map { $0 }
+    }
+    let simulator = try Simulator(policy: policy, traces: ["w": jobs(arrivals, work: 25)], start: .oracle)
+    let target = try #require(policy.targets.first)
+    let slo = try #require(target.simulation?.slo)
+    // Requests for 16 schedules, the least a search is given: too few for the windowed step.
+    let searched = 16 * arrivals.count
+    var cost: [String: Double] = [:]
+    var evaluations: [String: Int] = [:]
+    for (name, windowed) in [("held", 0), ("raised", 100 * arrivals.count), ("large", Int.max / 2)] {
+      var search = OracleSearch(
+        simulator: simulator, target: target, slo: slo,
+        requestBudget: (search: name == "large" ? Int.max / 2 : searched, windowed: windowed))
+      let (schedule, _) = try search.run()
+      let run = try #require(
+        try simulator.run(.oracle, yardstick: Yardstick(oracle: ["w": schedule], staticPool: [:])).processes
+          .first)
+      #expect(run.sloAttainment >= slo.target)
+      cost[name] = run.replicaHours
+      evaluations[name] = search.evaluations
+    }
+    let (held, raised, large) = try (
+      #require(cost["held"]), #require(cost["raised"]), #require(cost["large"])
+    )
+    #expect(try #require(evaluations["held"]) <= 16)
+    #expect(raised <= large * 1.02, "raised: \(raised) replica-hours; a large budget: \(large)")
+    #expect(held > large * 1.02, "held to 16 schedules: \(held) replica-hours; a large budget: \(large)")
+  }
+
   @Test("the static pool is the fewest constant replicas that meet the SLO")
   func staticPool() throws {
     let policy = try queueWorker(max: 10, slots: 2, slo: "latency: queue_wait, bound: 5s, target: 90%")
