@@ -145,15 +145,13 @@ struct BaselineTests {
     #expect(oracle.replicaHours < zeroWait.replicaHours * 0.9)
   }
 
-  @Test(
-    "over twelve hours of busy and quiet half hours, a search of 30 schedules finds an oracle within 2% of what 400 find: each window gets the count it needs"
-  )
-  func windowedOracle() throws {
+  /// A queue worker over twelve hours: busy half hours take a job every 10 or 15 s, quiet ones
+  /// one a minute, 25 s of work each; 95% of jobs within 10 s, a 60 s startup and tick. The
+  /// simulator starts warm; the last value is the trace's requests.
+  private func busyAndQuietHalfHours() throws -> (Simulator, ScalingTarget, SimulationSettings.SLO, Int) {
     let policy = try queueWorker(
       max: 8, slo: "latency: queue_wait, bound: 10s, target: 95%", simulation: ["startup: 60s"],
       interval: "60s")
-    // Twelve hours: busy half hours take a job every 10 or 15 s, quiet ones one a minute; 25 s
-    // of work each. Too many ticks for 30 schedules to lower block by block.
     var arrivals: [Double] = []
     for phase in 0..<24 {
       let gap = phase.isMultiple(of: 2) ? (phase.isMultiple(of: 4) ? 10.0 : 15.0) : 60.0
@@ -161,7 +159,15 @@ struct BaselineTests {
     }
     let simulator = try Simulator(policy: policy, traces: ["w": jobs(arrivals, work: 25)], start: .oracle)
     let target = try #require(policy.targets.first)
-    let slo = try #require(target.simulation?.slo)
+    return (simulator, target, try #require(target.simulation?.slo), arrivals.count)
+  }
+
+  @Test(
+    "over twelve hours of busy and quiet half hours, a search of 30 schedules finds an oracle within 2% of what 400 find: each window gets the count it needs"
+  )
+  func windowedOracle() throws {
+    // Too many ticks for 30 schedules to lower block by block.
+    let (simulator, target, slo, _) = try busyAndQuietHalfHours()
     var cost: [Int: Double] = [:]
     for most in [30, 400] {
       var search = OracleSearch(simulator: simulator, target: target, slo: slo, most: most)
@@ -182,22 +188,12 @@ struct BaselineTests {
     "a search whose budget of requests would not fit its windowed step, as a long trace's would not, is given what the step takes and finds what a large budget finds"
   )
   func windowedBudget() throws {
-    let policy = try queueWorker(
-      max: 8, slo: "latency: queue_wait, bound: 10s, target: 95%", simulation: ["startup: 60s"],
-      interval: "60s")
-    var arrivals: [Double] = []
-    for phase in 0..<24 {
-      let gap = phase.isMultiple(of: 2) ? (phase.isMultiple(of: 4) ? 10.0 : 15.0) : 60.0
-      arrivals += stride(from: Double(phase) * 1800, to: Double(phase + 1) * 1800, by: gap).map { $0 }
-    }
-    let simulator = try Simulator(policy: policy, traces: ["w": jobs(arrivals, work: 25)], start: .oracle)
-    let target = try #require(policy.targets.first)
-    let slo = try #require(target.simulation?.slo)
+    let (simulator, target, slo, requests) = try busyAndQuietHalfHours()
     // Requests for 16 schedules, the least a search is given: too few for the windowed step.
-    let searched = 16 * arrivals.count
+    let searched = 16 * requests
     var cost: [String: Double] = [:]
     var evaluations: [String: Int] = [:]
-    for (name, windowed) in [("held", 0), ("raised", 100 * arrivals.count), ("large", Int.max / 2)] {
+    for (name, windowed) in [("held", 0), ("raised", 100 * requests), ("large", Int.max / 2)] {
       var search = OracleSearch(
         simulator: simulator, target: target, slo: slo,
         requestBudget: (search: name == "large" ? Int.max / 2 : searched, windowed: windowed))
