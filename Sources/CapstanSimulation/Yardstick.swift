@@ -65,9 +65,9 @@ extension Simulator {
 ///
 /// Steps 3 to 6 stop once the search has simulated its budget of schedules (steps 1 and 2 always
 /// run in full); a budget too small for step 4's runs is raised to fit them and what follows,
-/// within `Simulator.windowedRequests`. The oracle is the cheapest schedule that meets the SLO among all those
-/// simulated, so it never costs more than the zero-wait schedule or the static pool where they
-/// meet it. It is a local optimum, exact where the brute-force tests say.
+/// within `Simulator.windowedRequests`. The oracle is the cheapest schedule that meets the SLO
+/// among all those simulated, so it never costs more than the zero-wait schedule or the static
+/// pool where they meet it. It is a local optimum, exact where the brute-force tests say.
 struct OracleSearch {
   private(set) var simulator: Simulator
   let target: ScalingTarget
