@@ -222,7 +222,7 @@ struct SplitMix64: RandomNumberGenerator {
   }
 }
 
-/// Results written by index from concurrent runs.
+/// Candidates scored so far, counted from concurrent runs for the progress bar.
 private final class Counter: @unchecked Sendable {
   private let lock = NSLock()
   private var value = 0
