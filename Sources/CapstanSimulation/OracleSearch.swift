@@ -26,7 +26,8 @@ import Foundation
 /// among all those simulated, so it never costs more than the zero-wait schedule or the static
 /// pool where they meet it. It is a local optimum, exact where the brute-force tests say.
 struct OracleSearch {
-  private(set) var simulator: Simulator
+  /// Runs without latencies: a schedule is scored by its cost and its share inside the SLO.
+  let simulator: Simulator
   let target: ScalingTarget
   let slo: SimulationSettings.SLO
   /// Schedules simulated so far.
@@ -65,9 +66,10 @@ struct OracleSearch {
     simulator: Simulator, target: ScalingTarget, slo: SimulationSettings.SLO, most: Int = maxEvaluations,
     requestBudget: (search: Int, windowed: Int) = (Simulator.searchRequests, Simulator.windowedRequests)
   ) {
-    self.simulator = simulator
+    var scoring = simulator
+    scoring.latencies = false
+    self.simulator = scoring
     self.requestBudget = requestBudget
-    self.simulator.latencies = false
     self.target = target
     self.slo = slo
     self.most = most
