@@ -206,7 +206,13 @@ public struct Trace: Sendable {
     // A copy spans the requests, from the first to the last, and one mean gap: a trace whose
     // first request comes late (a slice of a longer trace) repeats its requests, not its lead.
     let span = last - (first ?? 0)
-    guard span > 0, count > 1 else { return self }
+    guard span > 0, count > 1 else {
+      // One instant has no gap to repeat it by: a copy would span nothing.
+      throw ShapeError(
+        message:
+          "--tile needs requests at two times at least, and every request of \(name) arrives at the same time: drop --tile, or give a longer trace"
+      )
+    }
     let period = span + span / Double(count - 1)
     let copies = (seconds / period).rounded(.up)
     guard Double(count) * copies <= Double(Self.maxRequests) else {

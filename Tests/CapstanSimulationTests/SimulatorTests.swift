@@ -314,6 +314,12 @@ struct TraceTests {
     // A day of it holds the requests of a day: 3 every 30 s after the first ten minutes.
     #expect(try late.tiled(to: 86_400).collect().count == 3 * 2_860)
   }
+
+  @Test("a trace whose requests all arrive at one time has no span to repeat, and --tile says so")
+  func tileOneInstant() throws {
+    #expect(throws: Trace.ShapeError.self) { try jobs([5], work: 1).tiled(to: 60) }
+    #expect(throws: Trace.ShapeError.self) { try jobs([5, 5, 5], work: 1).tiled(to: 60) }
+  }
 }
 
 @Suite("Simulation model details")
