@@ -197,8 +197,9 @@ extension PolicyValidator {
   func checkCeilings(
     _ target: ScalingTarget, providers: [ProviderLimits], pools: [GPUPool], location: FileLocation
   ) {
+    // A max below min is reported at the max itself, where it is written.
     for ceiling in StaticCeiling.all(for: target, providers: providers, pools: pools)
-    where ceiling.replicas < target.min {
+    where ceiling.replicas < target.min && ceiling.reason != .maxInstances {
       sink.error(
         location,
         "'\(target.name)' has min \(target.min) but \(ceiling.explanation): lower min or raise the limit")

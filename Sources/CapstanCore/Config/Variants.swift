@@ -111,6 +111,8 @@ extension PolicyValidator {
       }
       if variants.entries.isEmpty {
         sink.error(name.location, "variants of process '\(name.text)' is empty: name at least one")
+      } else if members.count == variants.entries.count {
+        checkVariantBounds(members, of: group, scaling: process.scaling, process: name)
       }
       // An SLO sizes the process a startup ahead: the longest any variant may take.
       group.startup = members.compactMap(\.startup).max() ?? group.startup
@@ -122,6 +124,34 @@ extension PolicyValidator {
       targets.replaceSubrange(index...index, with: members)
     }
     return groups
+  }
+
+  /// The process's capacity bounds against what its variants' bounds carry, as declared: mins
+  /// that carry more than the process's max, or maxes that carry less than its min, cannot both
+  /// hold. Maxes that carry less than the process's max are a scarce pool, and stand.
+  private func checkVariantBounds(
+    _ members: [ScalingTarget], of group: ScalingTarget, scaling: RawProcessScaling?, process name: RawScalar
+  ) {
+    // A variant whose own max is below its min is reported at it.
+    guard members.allSatisfy({ $0.min <= $0.max }) else { return }
+    func carried(_ count: (ScalingTarget) -> Int) -> Double {
+      members.reduce(0) { $0 + Double(count($1)) * ($1.variant?.capacity ?? 0) }
+    }
+    let floor = carried(\.min)
+    let ceiling = carried(\.max)
+    let slack = 1e-9
+    if floor > Double(group.max) + slack {
+      sink.error(
+        scaling?.max?.location ?? name.location,
+        "the variants of '\(name.text)' carry \(format(floor)) units of capacity at their mins, above its max of \(group.max): lower a variant's min, or raise max"
+      )
+    }
+    if ceiling < Double(group.min) - slack {
+      sink.error(
+        scaling?.min?.location ?? name.location,
+        "the variants of '\(name.text)' carry \(format(ceiling)) units of capacity at their maxes, below its min of \(group.min): raise a variant's max, or lower min"
+      )
+    }
   }
 
   /// A process with variants holds only what decides its capacity; what a replica is, costs
@@ -211,6 +241,11 @@ extension PolicyValidator {
     if member.max < member.min, let rawMax = raw.max {
       sink.error(
         rawMax.location, "max (\(member.max)) of variant '\(name.text)' is below its min (\(member.min))")
+    } else if member.max < member.min, let rawMin = raw.min {
+      sink.error(
+        rawMin.location,
+        "min (\(member.min)) of variant '\(name.text)' is above the \(member.max) replicas of it the process's max capacity (\(group.max)) needs: lower its min, or raise the process's scaling.max"
+      )
     }
     if member.max == 0, let rawMax = raw.max {
       sink.error(rawMax.location, "max of variant '\(name.text)' is 0: leave the variant out instead")
