@@ -164,6 +164,25 @@ struct SLOEngineTests {
     #expect(text.contains(message), "\(text)")
   }
 
+  @Test("an objective refused for its bound still reads its signals: no warning that nothing reads them")
+  func refusedStillReads() {
+    let text = refusal(
+      """
+      signals:
+        t: {command: [echo, '1']}
+        good: {command: [echo, '1']}
+      processes:
+        m:
+          scaling:
+            max: 4
+            slo: {latency: ttft, bound: 2, measured: t, within: good}
+            load: r
+            running: n
+      """)
+    #expect(text.contains("'2' has no unit"), "\(text)")
+    #expect(!text.contains("no process or policy reads it"), "\(text)")
+  }
+
   @Test("an SLO without a load or running signal is refused")
   func refusedWhole() {
     let noLoad = refusal(

@@ -138,6 +138,10 @@ extension PolicyValidator {
           rawLatency.location, "a second slo on \(latency.rawValue): give each latency one objective")
         whole = false
       }
+      // Noted before the rest is checked: an objective refused for its bound still reads its
+      // signals, and a warning that they are read by nothing would send the reader astray.
+      if let measured = item.measured { references.note(measured, perReplicaOf: nil, usedBy: process.text) }
+      if let within = item.within { references.note(within, perReplicaOf: nil, usedBy: process.text) }
       var percentile = 99.0
       if let rawPercentile = item.percentile {
         let text =
@@ -176,10 +180,8 @@ extension PolicyValidator {
         whole = false
         continue
       }
-      references.note(measured, perReplicaOf: nil, usedBy: process.text)
       var period: TimeInterval?
-      if let within = item.within {
-        references.note(within, perReplicaOf: nil, usedBy: process.text)
+      if item.within != nil {
         period = Self.defaultSLOPeriod
         if let rawPeriod = item.period {
           // Judged over days or weeks (30d is common): longer than the week other durations stop at.
