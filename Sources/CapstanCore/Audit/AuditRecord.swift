@@ -151,8 +151,12 @@ public struct AuditRecord: Sendable, Encodable {
 
   enum SLOKeys: String, CodingKey {
     case mode, load, forecast, trend, seasonal, capacity, slots, dispersion, replicas, objectives, corrected
-    case settling, spending, misses
+    case settling, spending, misses, consolidation
     case notReady = "not_ready", durationSeconds = "duration_s", heldDown = "held_down"
+  }
+
+  enum ConsolidationKeys: String, CodingKey {
+    case peak, room, replicas
   }
 
   enum MissKeys: String, CodingKey {
@@ -242,6 +246,12 @@ public struct AuditRecord: Sendable, Encodable {
       try curve.encode(six(misses.allowed), forKey: .allowed)
       try curve.encode(six(misses.missedWithFewer), forKey: .missedWithFewer)
       try curve.encodeIfPresent(misses.missed.map(six), forKey: .missed)
+    }
+    if let peak = sizing.consolidation {
+      var held = nested.nestedContainer(keyedBy: ConsolidationKeys.self, forKey: .consolidation)
+      try held.encode(Self.fourDecimals(peak.peak), forKey: .peak)
+      try held.encode(Self.fourDecimals(peak.room), forKey: .room)
+      try held.encode(peak.replicas, forKey: .replicas)
     }
     var list = nested.nestedUnkeyedContainer(forKey: .objectives)
     for objective in sizing.objectives {

@@ -64,8 +64,10 @@ extension TargetContext {
     }
     let models = sizing.objectives.compactMap { objective -> String? in
       guard let fit = objective.fit else { return nil }
-      return
-        "\(objective.latency.rawValue) = \(milliseconds(fit.alpha)) + \(milliseconds(fit.beta)) × concurrency (\(fit.samples) samples, r² \(hundredths(fit.rSquared))) allows \(hundredths(objective.capacity ?? 0)) at once"
+      let line =
+        "\(objective.latency.rawValue) = \(milliseconds(fit.alpha)) + \(milliseconds(fit.beta)) × concurrency (\(fit.samples) samples, r² \(hundredths(fit.rSquared)))"
+      guard let capacity = objective.capacity else { return line + ", not sizing: its misses are measured" }
+      return line + " allows \(hundredths(capacity)) at once"
     }
     var text = "\(objectives); "
     if !models.isEmpty { text += models.joined(separator: "; ") + "; " }
@@ -73,8 +75,9 @@ extension TargetContext {
       "load \(hundredths(sizing.load))/s, \(hundredths(sizing.forecast))/s a startup ahead\(describeForecast(sizing)) × \(hundredths(duration))s in flight = \(hundredths(sizing.forecast * duration)) at once / \(hundredths(capacity)) a \(prepared.unit)"
     let byLittle = sizing.byLittle ?? sizing.replicas
     text += " → \(byLittle)"
-    let model = sizing.byMisses?.model ?? sizing.replicas
-    if let slots = sizing.slots, let before = sizing.byLittle, model > before, !sizing.corrected {
+    if let slots = sizing.slots, let before = sizing.byLittle, let model = sizing.byQueueing, model > before,
+      !sizing.corrected
+    {
       text +=
         "; waits within the bounds on \(hundredths(slots)) slots a \(prepared.unit) (Erlang C, arrivals' dispersion \(hundredths(sizing.dispersion ?? 1))) need \(model)"
     }
@@ -89,6 +92,10 @@ extension TargetContext {
         "; a measured latency is above its bound, but its error budget has \(format(ErrorBudget.spendAbove * 100))% or more left, so none more for it: the misses are spent from the budget"
     }
     if let held = sizing.heldDown { text += "; no scale-down while \(held)" }
+    if let peak = sizing.consolidation {
+      text +=
+        "; the busiest minute of the last \(format(SLOSizer.consolidationSpan / 60)) min had \(hundredths(peak.peak)) in flight, room for \(hundredths(peak.room)) a \(prepared.unit): no fewer than \(peak.replicas)"
+    }
     return text
   }
 

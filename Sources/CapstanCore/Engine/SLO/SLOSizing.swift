@@ -86,11 +86,16 @@ public struct SLOSizing: Sendable, Equatable {
   public var replicas: Int
   /// What Little's law alone gives, before the queueing check adds any for waiting.
   public var byLittle: Int?
+  /// What the queueing check gives, from Little's count, where it ran.
+  public var byQueueing: Int?
   /// What the share missed, measured by per-unit load, asks for, where it asks for more than
   /// the model.
   public var byMisses: MissSizing?
   /// The arrivals' dispersion the queueing check stretched waits by, where it ran.
   public var dispersion: Double?
+  /// Where the busiest minute lately held a scale-down: the most requests in flight, what a
+  /// replica has room for, and the count that room needs.
+  public var consolidation: Consolidation?
   /// The measured latency was above a bound, and so the count is one more than the model
   /// gives.
   public var corrected = false
@@ -118,6 +123,11 @@ enum SLOSizer {
   static func learn(_ observation: SLOObservation, _ slo: SLOScaling, state: inout SLOState) {
     if let load = observation.load { state.trend.add(load, at: observation.now, tick: observation.tick) }
     count(observation, slo, state: &state)
+    if let running = observation.running {
+      var peaks = state.peaks ?? RecentPeaks()
+      peaks.add(running + (observation.waiting ?? 0), at: observation.now)
+      state.peaks = peaks
+    }
     let status = observation.status
     // A process with variants changes size when its capacity does: an L4 more of three is
     // the same whole unit, and not the same fleet.
@@ -243,7 +253,12 @@ enum SLOSizer {
       state.latencies.values.map(\.largestConcurrency).max() ?? 0, state.duration.meanConcurrency, 1)
     let cap = state.fullAt ?? 2 * largest
     var capacity = cap
-    for index in sizing.objectives.indices {
+    // An objective whose share within its bound is measured is sized by the share it missed
+    // at each load (below), not by its model: a latency that includes waiting, measured as a
+    // percentile over a minute, takes in the waits of that minute's bursts, and its line would
+    // count them as serving time.
+    let measuredMisses = slo.objectives.map { $0.within != nil && $0.latency.includesWaiting }
+    for index in sizing.objectives.indices where !measuredMisses[index] {
       guard let fit = sizing.objectives[index].fit else { continue }
       let most = fit.capacity(within: sizing.objectives[index].bound, limit: cap)
       sizing.objectives[index].capacity = most
@@ -265,18 +280,22 @@ enum SLOSizer {
     let needsOne = load > 0 || inFlight >= minimumInFlight
     var replicas = max(ceilCount(inFlight / capacity), needsOne ? 1 : 0)
     sizing.byLittle = replicas
-    if let slots = state.fullAt, sizing.objectives.contains(where: { $0.latency.includesWaiting }) {
+    // The queueing check estimates waits from the mean load; for an objective whose misses are
+    // measured, the measure stands in its place.
+    let estimated = sizing.objectives.indices.filter { !measuredMisses[$0] }.map { sizing.objectives[$0] }
+    if let slots = state.fullAt, estimated.contains(where: { $0.latency.includesWaiting }) {
       sizing.dispersion = state.trend.dispersion
       // From Little's count, which saturates at Int.max where the load is near 1e15 and the
       // capacity tiny: the search ends counted from the lower of it and the max.
       let end = min(replicas, limit) + queueSearch
       while replicas < end && replicas < limit
         && !waitsWithin(
-          sizing.objectives, replicas: replicas, slots: slots, inFlight: inFlight, duration: duration,
+          estimated, replicas: replicas, slots: slots, inFlight: inFlight, duration: duration,
           burstiness: state.trend.dispersion)
       {
         replicas += 1
       }
+      sizing.byQueueing = replicas
     }
     if var misses = missUnits(sizing.objectives, state: state, load: state.trend.level, limit: limit),
       misses.units > replicas
@@ -288,6 +307,9 @@ enum SLOSizer {
     sizing.replicas = replicas
     sizing.settling = settling(observation, slo, state: state)
     correct(&sizing, observation, current: current)
+    if measuredMisses.contains(true) {
+      consolidate(&sizing, state: state, now: observation.now, current: current, duration: duration)
+    }
     if sizing.replicas < current, let held = overspent(sizing, state: state, now: observation.now) {
       sizing.heldDown = held
       sizing.replicas = current
@@ -306,43 +328,6 @@ enum SLOSizer {
     let step = steps.predict(measuredAt)
     guard step > 0 else { return seconds }
     return seconds * max(steps.predict(concurrency) / step, 1)
-  }
-
-  /// Whether, on `replicas` replicas of `slots` each (an M/M/c queue, Erlang C), the share of
-  /// requests that wait longer than each objective leaves for waiting is within what it
-  /// allows.
-  static func waitsWithin(
-    _ objectives: [SLOSizing.ObjectiveState], replicas: Int, slots: Double, inFlight: Double,
-    duration: Double,
-    burstiness: Double
-  ) -> Bool {
-    let servers = Double(replicas) * max(slots.rounded(.down), 1)
-    guard servers > inFlight else { return false }
-    guard servers <= largestErlang else { return true }
-    let waitChance = erlangC(servers: Int(servers), offered: inFlight)
-    let concurrency = inFlight / Double(max(replicas, 1))
-    for objective in objectives where objective.latency.includesWaiting {
-      let serving = objective.latency == .queueWait ? 0 : (objective.fit?.upper(concurrency) ?? 0)
-      let allowance = objective.bound - serving
-      guard allowance > 0 else { return false }
-      // Kingman: waits grow with the arrivals' variability, (ca² + cs²) / 2, with service
-      // times taken as exponential (cs² = 1) and ca² as the arrivals' dispersion.
-      let late = waitChance * exp(-(servers - inFlight) * allowance / (duration * (burstiness + 1) / 2))
-      if late > 1 - objective.aim / 100 { return false }
-    }
-    return true
-  }
-
-  /// The chance an arrival waits in an M/M/c queue with `servers` servers and `offered`
-  /// erlangs, from the Erlang B recursion (stable for any size).
-  static func erlangC(servers: Int, offered: Double) -> Double {
-    guard servers > 0 else { return 1 }
-    var blocking = 1.0
-    for k in 1...servers { blocking = offered * blocking / (Double(k) + offered * blocking) }
-    let c = Double(servers)
-    let denominator = c - offered * (1 - blocking)
-    guard denominator > 0 else { return 1 }
-    return min(max(c * blocking / denominator, 0), 1)
   }
 
   /// Whether a latency is above its bound while the replica that last became ready may not yet

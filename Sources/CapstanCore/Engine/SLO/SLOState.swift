@@ -42,6 +42,9 @@ public struct SLOState: Sendable, Equatable, Codable {
   /// Per latency an objective with a measured share within its bound bounds (its raw name), the
   /// share missed by per-unit load.
   public var misses: [String: MissCurve]?
+  /// The most requests in flight (running and waiting) a minute, over the last minutes: what a
+  /// scale-down is checked against. Optional, so a state saved before it was kept still loads.
+  public var peaks: RecentPeaks?
 
   public init() {}
 
@@ -54,6 +57,7 @@ public struct SLOState: Sendable, Equatable, Codable {
       && (measuredAtReady ?? []).allSatisfy { $0.map { $0.isFinite && $0 >= 0 } ?? true }
       && (budgets ?? [:]).values.allSatisfy(\.isSound)
       && (misses ?? [:]).values.allSatisfy(\.isSound)
+      && (peaks?.isSound ?? true)
   }
 }
 
