@@ -30,6 +30,23 @@ struct SLOConsolidationTests {
     state.peaks = peaks
     let loaded = try JSONDecoder().decode(SLOState.self, from: try JSONEncoder().encode(state))
     #expect(loaded == state && loaded.isSound)
+    // A saved state whose peaks are out of range, or more than the span holds, is refused.
+    var object = try #require(
+      try JSONSerialization.jsonObject(with: try JSONEncoder().encode(state)) as? [String: Any])
+    var saved = try #require(object["peaks"] as? [String: Any])
+    var minutes = try #require(saved["minutes"] as? [[String: Any]])
+    minutes[0]["most"] = -1
+    saved["minutes"] = minutes
+    object["peaks"] = saved
+    let negative = try JSONDecoder().decode(
+      SLOState.self, from: try JSONSerialization.data(withJSONObject: object))
+    #expect(!negative.isSound)
+    minutes[0]["most"] = 7
+    saved["minutes"] = Array(repeating: minutes[0], count: RecentPeaks.mostMinutes + 1)
+    object["peaks"] = saved
+    let crowded = try JSONDecoder().decode(
+      SLOState.self, from: try JSONSerialization.data(withJSONObject: object))
+    #expect(!crowded.isSound)
   }
 
   /// A server learned as `SLOTests.learned` does, its TTFT's share within the bound measured
