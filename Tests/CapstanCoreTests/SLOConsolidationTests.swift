@@ -50,9 +50,9 @@ struct SLOConsolidationTests {
   }
 
   /// A server learned as `SLOTests.learned` does, its TTFT's share within the bound measured
-  /// (`good`) where `measured` is set; then a minute with 60 in flight on 5 replicas, then a
-  /// quiet load.
-  func quietAfterBurst(measured: Bool) throws -> EngineHarness {
+  /// (`good`) where `measured` is set; then a minute with 60 in flight on `onBurst` replicas,
+  /// then a quiet load.
+  func quietAfterBurst(measured: Bool, onBurst: Int = 5) throws -> EngineHarness {
     var harness = EngineHarness(try budgetServer(budget: measured), replicas: ["m": 4])
     var tick = 0
     func feed(rate: Double, running: Double) {
@@ -71,8 +71,8 @@ struct SLOConsolidationTests {
     }
     // Ten quiet minutes, so the load's trend has come down; then five replicas.
     for _ in 0..<40 { feed(rate: 2, running: 10) }
-    harness.replicas["m"] = 5
-    // One minute at 12 a second, 60 in flight on the 5 replicas.
+    harness.replicas["m"] = onBurst
+    // One minute at 12 a second, 60 in flight.
     for _ in 0..<4 { feed(rate: 12, running: 60) }
     // Then 20 minutes of 2 a second.
     for _ in 0..<80 { feed(rate: 2, running: 10) }
@@ -105,6 +105,35 @@ struct SLOConsolidationTests {
     let last = try #require(downs.last)
     #expect(last.to == 1 && downs.count == 2, "\(downs.map(\.detail))")
     #expect(last.time.timeIntervalSince(t0) >= burst + 540, "\(last.time)")
+    // The hold is a blocked record, written when it starts and again only where the count
+    // wanted changes, not each tick it holds.
+    let holds = harness.events(.blocked).filter { $0.time.timeIntervalSince(t0) >= burst && $0.reason == .slo }
+    let hold = try #require(holds.first)
+    #expect(hold.time == held.time && hold.to == 1, "\(holds.map(\.detail))")
+    #expect(zip(holds, holds.dropFirst()).allSatisfy { $0.to != $1.to } && holds.count < 10)
+    #expect(hold.detail.hasPrefix("wanted 1 by the SLOs, held at 3: "), "\(hold.detail)")
+    #expect(hold.slo?.consolidation == peak)
+  }
+
+  @Test("a scale-down the busiest minute holds whole writes a blocked record with the arithmetic")
+  func wholeHold() throws {
+    // The burst's minute on the three replicas it needs: no count moves after it, and what held
+    // the one the quiet load asks for is on record.
+    let harness = try quietAfterBurst(measured: true, onBurst: 3)
+    let burst = Double(200) * 15
+    let after = harness.events.filter { $0.time.timeIntervalSince(t0) >= burst }
+    let holds = after.filter { $0.kind == .blocked && $0.reason == .slo }
+    let hold = try #require(holds.first, "\(after.map(\.detail))")
+    #expect(hold.from == 3 && hold.to == 1, "\(holds.map(\.detail))")
+    #expect(zip(holds, holds.dropFirst()).allSatisfy { $0.to != $1.to } && holds.count < 10)
+    #expect(after.filter { $0.kind == .scaleDown }.allSatisfy { $0.time > hold.time })
+    let peak = try #require(hold.slo?.consolidation)
+    #expect(peak.replicas == 3 && peak.peak == 60)
+    #expect(
+      hold.detail.hasPrefix("wanted 1 by the SLOs, held at 3: ")
+        && hold.detail.hasSuffix("no fewer than 3"), "\(hold.detail)")
+    let line = AuditRecord(hold, mode: .replay).jsonLine()
+    #expect(line.contains(#""event":"blocked""#) && line.contains(#""reason":"slo""#), "\(line)")
   }
 
   @Test("without a measured share, the queueing estimate sizes and no minute holds a scale-down")

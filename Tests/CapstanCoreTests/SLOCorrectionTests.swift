@@ -30,7 +30,10 @@ struct SLOCorrectionTests {
     harness.tick(at: start + 15, Self.signals(itl: 0.06))
     harness.tick(at: start + 30, Self.signals(itl: 0.055))
     #expect(harness.replicas["m"] == 5, "\(harness.events.suffix(2).map(\.detail))")
-    #expect(harness.events.count == before)
+    // No replica more and none fewer: what the model asks for is held, and that is on record.
+    let held = harness.events[before...]
+    #expect(held.allSatisfy { $0.kind == .blocked && $0.reason == .slo }, "\(held.map(\.detail))")
+    #expect(held.first?.detail.hasSuffix("no scale-down while itl 60ms is above its bound 50ms") == true)
     let learned = try #require(harness.state.targets["m"]?.slo)
     #expect(learned.readyAt == t0.addingTimeInterval(start + 15))
     #expect(learned.measuredAtReady == [0.4, 0.06])

@@ -47,7 +47,7 @@ public enum ScaleReason: String, Sendable, Codable, CaseIterable {
 extension ScalingTarget {
   /// The reasons a `blocked` record of this process can carry, given what its policy sets: the
   /// limits every process has, missing data, replicas not ready, a refused backend call, and
-  /// each ceiling, budget or floor only where the policy gives the process one.
+  /// each ceiling, budget, floor or SLO hold only where the policy gives the process one.
   public var blockingReasons: [ScaleReason] {
     var reasons: [ScaleReason] = [
       .maxInstances, .stepSize, .cooldown, .stabilization, .signalMissing, .replicasNotReady, .backendError,
@@ -58,6 +58,7 @@ extension ScalingTarget {
     if budget != nil || budgetName != nil { reasons.append(.budgetFrozen) }
     if budgetName != nil { reasons.append(.budgetCap) }
     if predictive != nil { reasons.append(.predictiveFloor) }
+    if slo != nil { reasons += [.slo, .modelNotReady] }
     return reasons
   }
 }

@@ -156,6 +156,8 @@ extension TargetContext {
         "wanted \(wanted) (\(describe(vetoed))) but \(missing.joined(separator: ", ")) has no value: missing data never scales down"
     case .notReady(let starting):
       return "wanted \(wanted) on ready replicas alone; \(describe(starting))"
+    case .sloHold(let held):
+      return "wanted \(wanted) by the SLOs, held at \(held.replicas): \(describe(held))"
     }
   }
 

@@ -10,6 +10,8 @@ extension TargetContext {
     case clamp(Clamp)
     case missingData(Proposal)
     case notReady(Proposal)
+    /// The SLO sizing held a scale-down its objectives allow (`SLOSizing.beforeHold`).
+    case sloHold(Proposal)
   }
 
   /// An `external_change` record when the replicas are not what Capstan last saw or set.
@@ -65,7 +67,8 @@ extension TargetContext {
 
   /// What held the count from what was wanted, if anything: the last clamp that moved it (a
   /// clamp that raised a count toward the predictive floor blocks nothing; one that held a
-  /// scale-down above it does), else missing data, else replicas still starting.
+  /// scale-down above it does), else missing data, else a hold of the SLO sizing, else replicas
+  /// still starting.
   func blocked(_ outcome: Outcome, combined: Combined, proposals: Proposals, clamps: ClampTrail)
     -> (reason: ScaleReason, wanted: Int, why: Block)?
   {
@@ -80,6 +83,9 @@ extension TargetContext {
     }
     if let vetoed = combined.vetoedByMissingData, next == current {
       return (.signalMissing, vetoed.replicas, .missingData(vetoed))
+    }
+    if let held = proposals.heldBySLO(), next == held.proposal.replicas {
+      return (held.proposal.reason, held.wanted, .sloHold(held.proposal))
     }
     if next == current, combined.driver == nil, let starting = proposals.holdingForStarting(current),
       let readyOnly = starting.readyOnly

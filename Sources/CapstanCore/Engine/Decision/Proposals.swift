@@ -38,6 +38,17 @@ extension TargetContext {
         && (slo.map { $0.replicas < count } ?? true)
     }
 
+    /// The SLO sizing's proposal where one of its holds kept it above what its objectives ask
+    /// for and no other proposal asks for as many: the hold binds. With the count the target
+    /// would have wanted without it.
+    func heldBySLO() -> (proposal: Proposal, wanted: Int)? {
+      guard let slo, case .slo(let sizing) = slo.basis, let before = sizing.beforeHold, before < slo.replicas
+      else { return nil }
+      let others = max(tracking?.replicas ?? before, rule?.replicas ?? before)
+      guard others < slo.replicas else { return nil }
+      return (slo, max(before, others))
+    }
+
     /// The first that holds because replicas are still starting, wanting another count.
     func holdingForStarting(_ current: Int) -> Proposal? {
       if let tracking, let ready = tracking.readyOnly, ready != current { return tracking }

@@ -77,6 +77,7 @@ extension SLOSizer {
     let room = (state.fullAt ?? capacity) * rounds
     let needed = min(current, ceilCount(peak / room))
     guard needed > sizing.replicas else { return }
+    sizing.beforeHold = sizing.replicas
     sizing.replicas = needed
     sizing.consolidation = Consolidation(peak: peak, room: room, replicas: needed)
   }

@@ -101,6 +101,9 @@ public struct SLOSizing: Sendable, Equatable {
   public var corrected = false
   /// Why a scale-down the model or the band rule allows was held.
   public var heldDown: String?
+  /// Where a hold kept more replicas than the objectives ask for (`heldDown`, or the busiest
+  /// minute's `consolidation`): the count they ask for.
+  public var beforeHold: Int?
   /// A latency is above its bound, but the replica that last became ready may not show in it
   /// yet: the model's count stands without one more for it.
   public var settling = false
@@ -244,6 +247,8 @@ enum SLOSizer {
     guard notReady.isEmpty, let measuredDuration else {
       sizing.notReady = notReady.joined(separator: "; ")
       sizing.replicas = band(observation, slo, state: state, held: &sizing.heldDown)
+      // The band rule holds only the one replica it would remove.
+      if sizing.heldDown != nil { sizing.beforeHold = current - 1 }
       return sizing
     }
     sizing.mode = .model
@@ -312,6 +317,7 @@ enum SLOSizer {
     }
     if sizing.replicas < current, let held = overspent(sizing, state: state, now: observation.now) {
       sizing.heldDown = held
+      sizing.beforeHold = sizing.beforeHold ?? sizing.replicas
       sizing.replicas = current
     }
     return sizing
@@ -361,10 +367,12 @@ enum SLOSizer {
     } else if sizing.replicas < current {
       if !observation.idle, let missing = sizing.objectives.first(where: { $0.measured == nil }) {
         sizing.heldDown = "\(missing.latency.rawValue) is not measured"
+        sizing.beforeHold = sizing.replicas
         sizing.replicas = current
       } else if let above {
         sizing.heldDown =
           "\(above.latency.rawValue) \(milliseconds(above.measured ?? 0)) is above its bound \(milliseconds(above.bound))"
+        sizing.beforeHold = sizing.replicas
         sizing.replicas = current
       }
     }
