@@ -107,7 +107,9 @@ struct SLOConsolidationTests {
     #expect(last.time.timeIntervalSince(t0) >= burst + 540, "\(last.time)")
     // The hold is a blocked record, written when it starts and again only where the count
     // wanted changes, not each tick it holds.
-    let holds = harness.events(.blocked).filter { $0.time.timeIntervalSince(t0) >= burst && $0.reason == .slo }
+    let holds = harness.events(.blocked).filter {
+      $0.time.timeIntervalSince(t0) >= burst && $0.reason == .slo
+    }
     let hold = try #require(holds.first)
     #expect(hold.time == held.time && hold.to == 1, "\(holds.map(\.detail))")
     #expect(zip(holds, holds.dropFirst()).allSatisfy { $0.to != $1.to } && holds.count < 10)
