@@ -52,8 +52,10 @@ struct SLOConsolidationTests {
   /// A server learned as `SLOTests.learned` does, its TTFT's share within the bound measured
   /// (`good`) where `measured` is set; then a minute with 60 in flight on `onBurst` replicas,
   /// then a quiet load.
-  func quietAfterBurst(measured: Bool, onBurst: Int = 5) throws -> EngineHarness {
-    var harness = EngineHarness(try budgetServer(budget: measured), replicas: ["m": 4])
+  func quietAfterBurst(measured: Bool, onBurst: Int = 5, min: Int = 1) throws -> EngineHarness {
+    let text = sloServerText(ttft: measured ? ", within: good, period: 24h" : "")
+      .replacingOccurrences(of: "min: 1", with: "min: \(min)")
+    var harness = EngineHarness(try loadPolicy(text), replicas: ["m": 4])
     var tick = 0
     func feed(rate: Double, running: Double) {
       let b = running / Double(harness.replicas["m"] ?? 1)
@@ -136,6 +138,20 @@ struct SLOConsolidationTests {
         && hold.detail.hasSuffix("no fewer than 3"), "\(hold.detail)")
     let line = AuditRecord(hold, mode: .replay).jsonLine()
     #expect(line.contains(#""event":"blocked""#) && line.contains(#""reason":"slo""#), "\(line)")
+  }
+
+  @Test("a hold above min is recorded from min up; a hold at min writes nothing")
+  func holdAtMin() throws {
+    let burst = Double(200) * 15
+    func holds(min: Int) throws -> [AuditEvent] {
+      try quietAfterBurst(measured: true, onBurst: 3, min: min).events.filter {
+        $0.time.timeIntervalSince(t0) >= burst && $0.kind == .blocked && $0.reason == .slo
+      }
+    }
+    let aboveMin = try holds(min: 2)
+    #expect(!aboveMin.isEmpty && aboveMin.allSatisfy { $0.to == 2 }, "\(aboveMin.map(\.detail))")
+    #expect(aboveMin.first?.detail.hasPrefix("wanted 2 by the SLOs, held at 3: ") == true)
+    #expect(try holds(min: 3).isEmpty)
   }
 
   @Test("without a measured share, the queueing estimate sizes and no minute holds a scale-down")

@@ -84,8 +84,9 @@ extension TargetContext {
     if let vetoed = combined.vetoedByMissingData, next == current {
       return (.signalMissing, vetoed.replicas, .missingData(vetoed))
     }
-    if let held = proposals.heldBySLO(), next == held.proposal.replicas {
-      return (held.proposal.reason, held.wanted, .sloHold(held.proposal))
+    // A hold at min holds nothing min would not.
+    if let held = proposals.heldBySLO(), next == held.proposal.replicas, bound(held.wanted) < next {
+      return (held.proposal.reason, bound(held.wanted), .sloHold(held.proposal))
     }
     if next == current, combined.driver == nil, let starting = proposals.holdingForStarting(current),
       let readyOnly = starting.readyOnly
