@@ -26,6 +26,7 @@ extension Controller {
     warned = []
     // A reload makes the new processes' series; the old positions no longer hold.
     exportedReplicas = []
+    exportedGroupHolds = [:]
     engine = ScalingEngine(policy: loaded.policy)
     historyReadAt = [:]
     historyReadThrough = [:]

@@ -46,6 +46,8 @@ public actor Controller {
   /// Per target, by position in the policy, the replicas last exported, so a steady tick does
   /// not set ten thousand gauges to the values they hold.
   var exportedReplicas: [ExportedReplicas?] = []
+  /// Per process with variants, the hold last exported.
+  var exportedGroupHolds: [String: ScaleReason] = [:]
   public private(set) var lastTick: Date?
   /// Why the controller is not acting: the audit log or the state could not be written (no
   /// action is taken without both), or a rate-limit share could not be published (its
@@ -251,6 +253,7 @@ public actor Controller {
       for name in state.engine.targets.keys {
         state.engine.targets[name]?.lastReplicas = nil
         state.engine.targets[name]?.lastBlocked = nil
+        state.engine.targets[name]?.blocksWritten = nil
       }
       persist()
       // Leading but unable to read the shared state is a reason not to act; following is not.

@@ -59,6 +59,7 @@ public struct ControllerMetrics: Sendable {
           dimensions: [("process", target.name), ("reason", reason.rawValue)],
           factory: factory
         ).increment(by: 0)
+        held(target.name, by: reason, on: false)
       }
       Counter(label: "capstan_backend_errors_total", dimensions: [("process", target.name)], factory: factory)
         .increment(by: 0)
@@ -125,6 +126,23 @@ public struct ControllerMetrics: Sendable {
       label: "capstan_blocked_total", dimensions: [("process", process), ("reason", reason.rawValue)],
       factory: factory
     ).increment()
+  }
+
+  /// 1 while the process's latest tick was held by `reason`, 0 once it is not: a block is
+  /// written to the audit log once, so an alert on a hold that lasts reads this, not the
+  /// records' rate.
+  func held(_ process: String, by reason: ScaleReason, on: Bool) {
+    Gauge(
+      label: "capstan_held", dimensions: [("process", process), ("reason", reason.rawValue)], factory: factory
+    )
+    .record(on ? 1 : 0)
+  }
+
+  /// Moves the process's hold from `was` to `now`.
+  func held(_ process: String, was: ScaleReason?, now: ScaleReason?) {
+    guard was != now else { return }
+    if let was { held(process, by: was, on: false) }
+    if let now { held(process, by: now, on: true) }
   }
 
   func budget(_ policy: String, spent: Double, frozen: Bool) {

@@ -53,6 +53,28 @@ struct ControllerTests {
     )
   }
 
+  @Test("a hold that lasts is one record and a gauge at 1 for as long as it holds")
+  func heldGauge() async throws {
+    let queue = FakeSignal("queue", .value(200))
+    // 200 queued against a target of 10 wants 20; max is 8.
+    let harness = try ControllerHarness(signals: [queue], counts: ["worker": 8])
+    func held(_ reason: String) throws -> Double? {
+      try harness.metrics.expectGauge("capstan_held", [("process", "worker"), ("reason", reason)]).lastValue
+    }
+    #expect(try held("max_instances") == 0)
+    for (tick, value) in [200.0, 150, 200, 150].enumerated() {
+      queue.set(.value(value))
+      await harness.tick(Double(tick) * 15)
+      #expect(try held("max_instances") == 1)
+    }
+    // Wanted 20, then 15, then 20 again: each written once while the count stays at 8.
+    let blocked = harness.records().filter { $0["event"] as? String == "blocked" }
+    #expect(blocked.map { $0["to"] as? Int } == [20, 15])
+    queue.set(.value(80))
+    await harness.tick(60)
+    #expect(try held("max_instances") == 0)
+  }
+
   @Test("a tick longer than the interval is counted as an overrun; one that keeps inside it is not")
   func tickOverrun() async throws {
     func overruns(interval: String, signal: FakeSignal) async throws -> Int64 {

@@ -24,6 +24,12 @@ struct SavedStateTests {
       ),
       (#"{"targets":{},"budgets":{"w":{"spentUSD":-1e308,"state":"ok"}},"missingSignals":[]}"#, "w.spentUSD"),
       (
+        #"{"targets":{"w":{"recommendations":[],"blocksWritten":["#
+          + Array(repeating: #"{"reason":"cooldown","wanted":2}"#, count: 9).joined(separator: ",")
+          + #"]}},"budgets":{},"missingSignals":[]}"#,
+        "w.blocksWritten holds 9 blocks"
+      ),
+      (
         #"{"targets":{"w":{"recommendations":[{"time":0,"replicas":-1}]}},"budgets":{},"missingSignals":[]}"#,
         "w.recommendations.replicas"
       ),

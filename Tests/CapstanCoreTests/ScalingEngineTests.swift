@@ -313,6 +313,17 @@ struct ScalingEngineTests {
     #expect(harness.events(.blocked).count == 1)
     harness.tick(at: 75, ["q": 200])
     #expect(harness.events(.blocked).map(\.to) == [10, 20])
+    // Wanted counts that alternate while the count stands are each written once.
+    for (index, queue) in [100.0, 200, 100, 200, 100].enumerated() {
+      harness.tick(at: 90 + Double(index) * 15, ["q": queue])
+    }
+    #expect(harness.events(.blocked).map(\.to) == [10, 20])
+    // Once the count moves, a block is news again.
+    harness.replicas["w"] = 3
+    harness.tick(at: 180, ["q": 30])
+    harness.tick(at: 195, ["q": 200])
+    #expect(harness.events(.blocked).map(\.to) == [10, 20, 20], "\(harness.events.map(\.detail))")
+    #expect(harness.state.targets["w"]?.blocksWritten?.count == 1)
   }
 
   @Test("the same inputs give the same decisions")

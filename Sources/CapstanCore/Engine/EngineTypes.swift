@@ -121,8 +121,28 @@ public struct TargetState: Sendable, Equatable, Codable {
   /// Since when a rule's conditions have held without a break (for `duration`).
   public var scaleUpHoldingSince: Date?
   public var scaleDownHoldingSince: Date?
-  /// The last blocked record written, so a block is reported when it starts or changes.
+  /// The latest tick's block; nil where it had none. `capstan status` and `capstan_held`
+  /// report it as what limits the process.
   public var lastBlocked: BlockedMark?
+  /// The blocks written since the count last moved, the latest last: a block is written once
+  /// until the count moves, however the wanted counts alternate. At most `blocksRemembered`.
+  public var blocksWritten: [BlockedMark]?
+  static let blocksRemembered = 8
+
+  /// Notes this tick's block (nil: none), and whether it is one to write: one not written since
+  /// the count last moved. A block that goes on across a move (a step at a time toward the same
+  /// count) is not written again.
+  mutating func noteBlock(_ mark: BlockedMark?, moved: Bool) -> Bool {
+    if moved { blocksWritten = nil }
+    let previous = lastBlocked
+    lastBlocked = mark
+    guard let mark else { return false }
+    var written = blocksWritten ?? []
+    guard !written.contains(mark) else { return false }
+    written.append(mark)
+    blocksWritten = Array(written.suffix(Self.blocksRemembered))
+    return !(moved && previous == mark)
+  }
   /// The count the engine last saw or set. A backend reporting another count means someone
   /// else scaled the target (a person, a deploy), which is reported and then adopted.
   public var lastReplicas: Int?
@@ -167,6 +187,11 @@ extension EngineState {
       check(target.scaleDownHoldingSince, "\(name).scaleDownHoldingSince")
       check(target.lastReplicas, "\(name).lastReplicas")
       check(target.restoreTo, "\(name).restoreTo")
+      if let written = target.blocksWritten, written.count > TargetState.blocksRemembered {
+        found.append(
+          "\(name).blocksWritten holds \(written.count) blocks, more than the \(TargetState.blocksRemembered) kept"
+        )
+      }
       if let slo = target.slo, !slo.isSound {
         found.append("\(name).slo holds a model or trend that is not finite numbers in range")
       }

@@ -136,16 +136,16 @@ extension ScalingEngine {
     state.targets.update(atTarget: group.slot, default: TargetState()) { own in
       own.lastReplicas = VariantFill.units(capacityAfter)
       if !moved {
-        // Nothing could move: no cooldown starts.
+        // Nothing could move: no cooldown starts, and the blocks written stand.
         own.lastScaleUp = before.lastScaleUp
         own.lastScaleDown = before.lastScaleDown
+        own.blocksWritten = before.blocksWritten
       }
       guard move.to > move.from, capacityAfter < wanted - VariantFill.epsilon else { return }
       let reason = stops.first?.reason ?? .maxInstances
-      let mark = TargetState.BlockedMark(reason: reason, wanted: move.to)
-      // Reported when it starts or changes, as any block is: against the mark the last tick
-      // left, for the process's own record step cleared it when its rules moved.
-      if before.lastBlocked != mark {
+      // Reported as any block is: once until the capacity moves (the process's own record step
+      // has noted whether it moved).
+      if own.noteBlock(TargetState.BlockedMark(reason: reason, wanted: move.to), moved: false) {
         let why = stops.isEmpty ? "every variant is at its max" : stops.map(\.why).joined(separator: "; ")
         decision.events.append(
           AuditEvent(
@@ -154,7 +154,6 @@ extension ScalingEngine {
             detail: "wanted capacity \(move.to), the variants reach \(format(capacityAfter)): \(why); \(mix)",
             signals: signals.values(of: group.prepared), budget: nil, costPerHourUSD: nil))
       }
-      own.lastBlocked = mark
     }
   }
 

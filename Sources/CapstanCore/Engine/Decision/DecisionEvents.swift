@@ -24,8 +24,8 @@ extension TargetContext {
 
   /// The action and its record when the count moves, then the blocked record, deduplicated:
   /// a block is reported again only after the count has moved, since while it stays put,
-  /// flapping between the same wanted counts would otherwise repeat the same record every few
-  /// ticks.
+  /// flapping between the same wanted counts would otherwise repeat the same records every few
+  /// ticks (`TargetState.noteBlock`).
   func record(
     _ outcome: Outcome, combined: Combined, proposals: Proposals, clamps: ClampTrail,
     state: inout TargetState, into decision: inout TickDecision
@@ -52,17 +52,13 @@ extension TargetContext {
     }
 
     let blocked = self.blocked(outcome, combined: combined, proposals: proposals, clamps: clamps)
-    if let blocked {
-      let mark = TargetState.BlockedMark(reason: blocked.reason, wanted: blocked.wanted)
-      if state.lastBlocked != mark {
-        decision.events.append(
-          event(
-            .blocked, to: blocked.wanted, reason: blocked.reason,
-            detail: describe(blocked.why, wanted: blocked.wanted, driver: driver), after: next))
-      }
-      state.lastBlocked = mark
+    let mark = blocked.map { TargetState.BlockedMark(reason: $0.reason, wanted: $0.wanted) }
+    if state.noteBlock(mark, moved: moved), let blocked {
+      decision.events.append(
+        event(
+          .blocked, to: blocked.wanted, reason: blocked.reason,
+          detail: describe(blocked.why, wanted: blocked.wanted, driver: driver), after: next))
     }
-    if moved && blocked == nil { state.lastBlocked = nil }
   }
 
   /// What held the count from what was wanted, if anything: the last clamp that moved it (a

@@ -39,6 +39,8 @@ struct TargetContext {
   /// Appends the target's action, if any, and its records to the tick's.
   func decide(_ state: inout TargetState, into decision: inout TickDecision) {
     noteExternalChange(since: state.lastReplicas, into: &decision)
+    // Someone else moved the count: what held the last one is news for this one.
+    if let last = state.lastReplicas, last != current { state.blocksWritten = nil }
     let firstEvent = decision.events.endIndex
     let proposals = propose(&state)
     let combined = combine(proposals)
