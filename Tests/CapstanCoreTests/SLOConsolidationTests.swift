@@ -108,7 +108,8 @@ struct SLOConsolidationTests {
     #expect(last.to == 1 && downs.count == 2, "\(downs.map(\.detail))")
     #expect(last.time.timeIntervalSince(t0) >= burst + 540, "\(last.time)")
     // The hold is a blocked record, written when it starts and once for each other count the
-    // SLOs ask for while it holds (here 1, then 2, then 1 again), not each tick.
+    // SLOs ask for while it holds, not each tick: they ask for 1, then 2, then 1 again, and two
+    // records say so.
     let holds = harness.events(.blocked).filter {
       $0.time.timeIntervalSince(t0) >= burst && $0.reason == .slo
     }
@@ -121,8 +122,8 @@ struct SLOConsolidationTests {
 
   @Test("a scale-down the busiest minute holds whole writes a blocked record with the arithmetic")
   func wholeHold() throws {
-    // The burst's minute on the three replicas it needs: no count moves after it, and what held
-    // the one the quiet load asks for is on record.
+    // The burst's minute on the three replicas it needs: the quiet load after it asks for one,
+    // and what holds the other two is on record before any of them is removed.
     let harness = try quietAfterBurst(measured: true, onBurst: 3)
     let burst = Double(200) * 15
     let after = harness.events.filter { $0.time.timeIntervalSince(t0) >= burst }
