@@ -86,6 +86,11 @@ struct VariantTests {
     #expect(record.process == "inference" && record.reason == .gpuPool && record.to == 8)
     #expect(record.detail.contains("wanted capacity 8, the variants reach 5.5"), "\(record.detail)")
     #expect(record.detail.contains("l4 held at 6"), "\(record.detail)")
+    // Wanted 7, then 8 again, with nothing moving: 7 is news, 8 is not; the hold stands.
+    harness.tick(at: 45, ["rate": 70])
+    harness.tick(at: 60, ["rate": 80])
+    #expect(harness.events(.blocked).map(\.to) == [8, 7], "\(harness.events(.blocked).map(\.detail))")
+    #expect(harness.state.targets["inference"]?.lastBlocked?.reason == .gpuPool)
   }
 
   @Test("a scale-down gives up the dearest per unit first, after the process's window")
